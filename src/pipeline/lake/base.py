@@ -1,0 +1,173 @@
+"""The lake interface: every Delta table operation the pipeline performs, engine-neutral.
+
+Jobs, transforms, DQ, lineage and the driver talk to a `Lake`; only the engines in this
+package import `delta` (delta-spark) or `deltalake` (delta-rs). Both engines must give the
+same table contents for the same calls: tests/contract runs one suite against each.
+
+Predicates are SQL boolean expressions over the table's columns (both engines parse them);
+merge conditions may use the aliases `t` (target) and `s` (source).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+
+# Commit metadata travels in the standard commitInfo.userMetadata field as JSON, so tables
+# written by either engine carry positions (watermarks, consumed versions) the other can read.
+USER_METADATA = "userMetadata"
+
+
+class LakeError(RuntimeError):
+    """A lake operation failed; the message names the table and the operation."""
+
+
+@dataclass(frozen=True)
+class Txn:
+    """Idempotent-write key: a commit for (app_id, version) lands at most once per table."""
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class Commit:
+    version: int
+    timestamp_ms: int
+    operation: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: the new table version, or `skipped` when its Txn had already landed."""
+
+    table: str
+    version: int | None
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class MergeSpec:
+    """Upsert by key: update matched rows (optionally only when `update_when` holds), delete
+    matched rows when `delete_when` holds (checked first), insert the unmatched."""
+
+    keys: tuple[str, ...]
+    update_when: str | None = None
+    delete_when: str | None = None
+    insert: bool = True
+
+    def join_predicate(self) -> str:
+        return " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.keys)
+
+
+class Lake(ABC):
+    """One Delta engine. Paths are table locations (local folder or s3:// URI)."""
+
+    name: str
+
+    def __init__(self, spark: SparkSession):
+        self.spark = spark
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def version(self, path: str) -> int | None:
+        """The current version, or None when no table exists at `path`."""
+
+    @abstractmethod
+    def read(self, path: str, version: int | None = None) -> DataFrame:
+        """The table (at `version`, default current) as a Spark DataFrame."""
+
+    @abstractmethod
+    def append(
+        self,
+        path: str,
+        df: DataFrame,
+        *,
+        partition_by: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        txn: Txn | None = None,
+    ) -> WriteResult:
+        """Add rows; new nullable columns evolve the schema, conflicting types fail."""
+
+    @abstractmethod
+    def overwrite(
+        self,
+        path: str,
+        df: DataFrame,
+        *,
+        predicate: str | None = None,
+        partition_by: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        txn: Txn | None = None,
+    ) -> WriteResult:
+        """Replace the whole table, or only the rows matching `predicate` (every row of `df`
+        must match it)."""
+
+    @abstractmethod
+    def merge(
+        self,
+        path: str,
+        df: DataFrame,
+        spec: MergeSpec,
+        *,
+        partition_by: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        txn: Txn | None = None,
+    ) -> WriteResult:
+        """Upsert `df` by `spec.keys`; creates the table from `df` when it does not exist."""
+
+    @abstractmethod
+    def delete(self, path: str, predicate: str, *, metadata: dict[str, Any] | None = None) -> WriteResult: ...
+
+    @abstractmethod
+    def history(self, path: str, limit: int | None = None) -> list[Commit]:
+        """Commits, newest first."""
+
+    @abstractmethod
+    def transaction_version(self, path: str, app_id: str) -> int | None:
+        """The latest Txn version committed for `app_id`, or None."""
+
+    @abstractmethod
+    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]: ...
+
+    # Shared behaviour, written once on top of the primitives above.
+
+    def latest_metadata(self, path: str, key: str) -> Any:
+        """The newest value of `key` in commit metadata (e.g. a watermark), or None."""
+        if not self.exists(path):
+            return None
+        for commit in self.history(path):
+            if key in commit.metadata:
+                return commit.metadata[key]
+        return None
+
+    def already_committed(self, path: str, txn: Txn | None) -> bool:
+        if txn is None or not self.exists(path):
+            return False
+        done = self.transaction_version(path, txn.app_id)
+        return done is not None and done >= txn.version
+
+
+def encode_metadata(metadata: dict[str, Any] | None) -> str | None:
+    return json.dumps(metadata, sort_keys=True, default=str) if metadata else None
+
+
+def decode_metadata(raw: Any) -> dict[str, Any]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"text": raw}
+    return value if isinstance(value, dict) else {"value": value}

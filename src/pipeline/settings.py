@@ -1,0 +1,246 @@
+"""Typed, validated settings: one YAML file per environment, env-var and CLI overrides.
+
+Loaded once at start-up. Every problem (unknown key, missing value, wrong type) is
+reported with the file, the dotted key and what was expected, before any work starts.
+Secrets are references (`{env: NAME}` or `{secretsmanager: NAME}`), never values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+ENVIRONMENTS = ("local", "dev", "prod")
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported before any step runs."""
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """Where a secret lives; resolved only at the moment of use, never logged."""
+
+    env: str | None = None
+    secretsmanager: str | None = None
+    json_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.env is None) == (self.secretsmanager is None):
+            raise ConfigError("a secret reference needs exactly one of 'env' or 'secretsmanager'")
+
+    def describe(self) -> str:
+        return f"env var {self.env}" if self.env else f"Secrets Manager secret {self.secretsmanager}"
+
+    def resolve(self) -> str:
+        if self.env:
+            value = os.environ.get(self.env)
+            if not value:
+                raise ConfigError(f"secret not available: set the environment variable {self.env}")
+            return value
+        import json
+
+        import boto3
+
+        raw = boto3.client("secretsmanager").get_secret_value(SecretId=self.secretsmanager)["SecretString"]
+        return json.loads(raw)[self.json_key] if self.json_key else raw
+
+
+@dataclass(frozen=True)
+class LakeSettings:
+    root: str = "./lake"
+    engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+
+    def path(self, *parts: str) -> str:
+        """A location under the lake root; works for local folders and s3:// URIs alike."""
+        return "/".join([self.root.rstrip("/"), *parts])
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    master: str | None = "local[*]"  # None: take what spark-submit / the cluster gives
+    app_name: str = "lakehouse"
+    shuffle_partitions: int = 4
+    driver_memory: str = "4g"
+    jars: list[str] = field(default_factory=list)
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JdbcSettings:
+    url: str
+    table: str
+    user: str
+    password: SecretRef
+    watermark_column: str = "loaded_at"
+    num_partitions: int = 4
+    driver: str = "org.postgresql.Driver"
+    fetch_size: int = 10000
+
+
+@dataclass(frozen=True)
+class RedshiftBehaviorSettings:
+    mode: Literal["files", "jdbc"] = "files"
+    jdbc: JdbcSettings | None = None
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str
+    topic: str = "product_events"
+    starting_offsets: str = "earliest"
+    security_protocol: str = "SASL_SSL"
+    sasl_mechanism: str = "AWS_MSK_IAM"
+
+
+@dataclass(frozen=True)
+class KafkaEventsSettings:
+    mode: Literal["replay", "kafka"] = "replay"
+    max_files_per_trigger: int = 8
+    max_offsets_per_trigger: int = 200000
+    trigger_interval: str = "30 seconds"
+    kafka: KafkaSettings | None = None
+
+
+@dataclass(frozen=True)
+class SourcesSettings:
+    redshift_behavior: RedshiftBehaviorSettings = field(default_factory=RedshiftBehaviorSettings)
+    kafka_events: KafkaEventsSettings = field(default_factory=KafkaEventsSettings)
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    scale: float = 1.0
+    seed: int = 42
+    defect_rate: float = 0.01
+    days: int = 90
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: Literal["local", "dev", "prod"] = "local"
+    lake: LakeSettings = field(default_factory=LakeSettings)
+    spark: SparkSettings = field(default_factory=SparkSettings)
+    sources: SourcesSettings = field(default_factory=SourcesSettings)
+    generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    pipeline_file: str = "pipeline.yaml"
+    datasets_file: str = "datasets.yaml"
+    config_dir: str = ""  # filled by the loader: where the YAML files were read from
+
+    def config_path(self, name: str) -> Path:
+        return Path(self.config_dir) / name
+
+
+def default_config_dir() -> Path:
+    """`LAKEHOUSE_CONFIG_DIR`, else ./config, else the project's own config folder."""
+    if os.environ.get("LAKEHOUSE_CONFIG_DIR"):
+        return Path(os.environ["LAKEHOUSE_CONFIG_DIR"])
+    cwd_config = Path.cwd() / "config"
+    return cwd_config if (cwd_config / "local.yaml").exists() else PROJECT_ROOT / "config"
+
+
+def load_settings(
+    env: str | None = None, *, lake_root: str | None = None, config_dir: Path | None = None
+) -> Settings:
+    """Precedence: CLI arguments > environment variables > `<config_dir>/<env>.yaml`."""
+    env = env or os.environ.get("LAKEHOUSE_ENV", "local")
+    if env not in ENVIRONMENTS:
+        raise ConfigError(f"LAKEHOUSE_ENV / --env: expected one of {', '.join(ENVIRONMENTS)}, got {env!r}")
+    config_dir = Path(config_dir) if config_dir else default_config_dir()
+    path = config_dir / f"{env}.yaml"
+    if not path.exists():
+        raise ConfigError(f"{path}: configuration file not found (set LAKEHOUSE_CONFIG_DIR or --config-dir)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    data.setdefault("env", env)
+    if data["env"] != env:
+        raise ConfigError(f"{path}: env: file is for {env!r} but says {data['env']!r}")
+    lake = dict(data.get("lake") or {})
+    if os.environ.get("LAKEHOUSE_LAKE_ROOT"):
+        lake["root"] = os.environ["LAKEHOUSE_LAKE_ROOT"]
+    if os.environ.get("LAKEHOUSE_LAKE_ENGINE"):
+        lake["engine"] = os.environ["LAKEHOUSE_LAKE_ENGINE"]
+    if lake_root:
+        lake["root"] = lake_root
+    data["lake"] = lake
+    data["config_dir"] = str(config_dir)
+    settings = _build(Settings, data, str(path), "")
+    return dataclasses.replace(settings, lake=_absolute_lake(settings.lake))
+
+
+def _absolute_lake(lake: LakeSettings) -> LakeSettings:
+    if "://" in lake.root:
+        return lake
+    return dataclasses.replace(lake, root=str(Path(lake.root).expanduser().resolve()))
+
+
+def _build(tp: Any, value: Any, file: str, key: str) -> Any:
+    """Turn parsed YAML into the annotated type, or raise ConfigError naming file and key."""
+    where = f"{file}: {key or '<top level>'}"
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [o for o in options if o is not type(None)]
+        return _build(inner, value, file, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            allowed = "|".join(map(str, typing.get_args(tp)))
+            raise ConfigError(f"{where}: expected one of {allowed}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (inner,) = typing.get_args(tp)
+        return [_build(inner, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {str(k): str(v) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build_dataclass(tp, value, file, key)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (str, int, float, bool) and (type(value) is not tp):
+        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
+    return value
+
+
+def _build_dataclass(tp: Any, value: Any, file: str, key: str) -> Any:
+    where = f"{file}: {key or '<top level>'}"
+    if tp is SecretRef and isinstance(value, str):
+        raise ConfigError(
+            f"{where}: secrets are references, not values: write {{env: VAR_NAME}} or "
+            "{secretsmanager: secret-name}"
+        )
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    hints = typing.get_type_hints(tp)
+    fields = {f.name: f for f in dataclasses.fields(tp)}
+    unknown = sorted(set(value) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        child = f"{key}.{name}" if key else name
+        if name in value:
+            kwargs[name] = _build(hints[name], value[name], file, child)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{file}: {child}: required value missing")
+    try:
+        return tp(**kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
