@@ -176,7 +176,7 @@ def load_settings(
         lake["root"] = lake_root
     data["lake"] = lake
     data["config_dir"] = str(config_dir)
-    settings = _build(Settings, data, str(path), "")
+    settings = parse_typed(Settings, data, str(path), "")
     return dataclasses.replace(settings, lake=_absolute_lake(settings.lake))
 
 
@@ -186,7 +186,7 @@ def _absolute_lake(lake: LakeSettings) -> LakeSettings:
     return dataclasses.replace(lake, root=str(Path(lake.root).expanduser().resolve()))
 
 
-def _build(tp: Any, value: Any, file: str, key: str) -> Any:
+def parse_typed(tp: Any, value: Any, file: str, key: str) -> Any:
     """Turn parsed YAML into the annotated type, or raise ConfigError naming file and key."""
     where = f"{file}: {key or '<top level>'}"
     origin = typing.get_origin(tp)
@@ -195,7 +195,7 @@ def _build(tp: Any, value: Any, file: str, key: str) -> Any:
         if value is None and type(None) in options:
             return None
         (inner,) = [o for o in options if o is not type(None)]
-        return _build(inner, value, file, key)
+        return parse_typed(inner, value, file, key)
     if origin is Literal:
         if value not in typing.get_args(tp):
             allowed = "|".join(map(str, typing.get_args(tp)))
@@ -205,7 +205,7 @@ def _build(tp: Any, value: Any, file: str, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
         (inner,) = typing.get_args(tp)
-        return [_build(inner, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [parse_typed(inner, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
@@ -237,7 +237,7 @@ def _build_dataclass(tp: Any, value: Any, file: str, key: str) -> Any:
     for name, f in fields.items():
         child = f"{key}.{name}" if key else name
         if name in value:
-            kwargs[name] = _build(hints[name], value[name], file, child)
+            kwargs[name] = parse_typed(hints[name], value[name], file, child)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{file}: {child}: required value missing")
     try:

@@ -27,7 +27,7 @@ LOCAL_DEFAULTS = {
     "spark.sql.adaptive.enabled": "true",
     # Spark's default of 128 MB split size makes tiny tasks on landing-sized files anyway.
     "spark.sql.files.maxPartitionBytes": "64m",
-    "spark.driver.extraJavaOptions": "-Dderby.system.home=/tmp/derby -XX:+UseG1GC",
+    "spark.driver.extraJavaOptions": "-Dderby.system.home=/tmp/derby -Duser.timezone=UTC -XX:+UseG1GC",
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
 }
 

@@ -1,0 +1,46 @@
+"""What every step gets: settings, the shared SparkSession, the lake, the catalogue, ids."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from pyspark.sql import SparkSession
+
+from pipeline.catalog import Catalog, load_catalog
+from pipeline.lake import Lake, open_lake
+from pipeline.settings import Settings
+from pipeline.spark import build_spark
+
+
+def new_run_id() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RunContext:
+    settings: Settings
+    spark: SparkSession
+    lake: Lake
+    catalog: Catalog
+    run_id: str = field(default_factory=new_run_id)
+
+    @classmethod
+    def create(cls, settings: Settings, run_id: str | None = None) -> RunContext:
+        spark = build_spark(settings)
+        lake = open_lake(settings.lake.engine, spark)
+        catalog = load_catalog(settings.config_path(settings.datasets_file))
+        return cls(settings, spark, lake, catalog, run_id or new_run_id())
+
+    def table_path(self, layer: str, name: str) -> str:
+        return self.settings.lake.path(layer, name)
+
+    def landing_path(self, dataset: str) -> str:
+        return self.settings.lake.path("landing", self.catalog[dataset].landing)
+
+    def checkpoint_path(self, name: str) -> str:
+        return self.settings.lake.path("_checkpoints", name)
+
+    def batch_id(self, dataset: str) -> str:
+        return f"{self.run_id}:{dataset}"

@@ -1,0 +1,1 @@
+"""The pipeline driver: the DAG from config, executed step by step."""

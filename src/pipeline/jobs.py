@@ -1,0 +1,50 @@
+"""Job kinds the DAG can name, and the spark-submit entry point every aws/jobs script calls.
+
+A step in config/pipeline.yaml says `job: <kind>` and `dataset: <name>`; the kind maps to one
+function here. New kinds (silver, gold, ...) register the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from pipeline.bronze.ingest import ingest_files
+from pipeline.bronze.jdbc import ingest_jdbc
+from pipeline.bronze.kafka import ingest_kafka
+from pipeline.context import RunContext
+from pipeline.settings import ConfigError
+from pipeline.step_result import StepResult
+
+JobFn = Callable[[RunContext, str], StepResult]
+
+
+def bronze(ctx: RunContext, dataset: str) -> StepResult:
+    """Land one dataset in bronze, by the reader its catalogue entry and source settings name."""
+    spec = ctx.catalog[dataset]
+    if spec.reader == "kafka":
+        return ingest_kafka(ctx, dataset, trigger="available-now")
+    source = getattr(ctx.settings.sources, dataset, None)
+    if getattr(source, "mode", None) == "jdbc":
+        if source.jdbc is None:
+            raise ConfigError(f"sources.{dataset}.jdbc: required when sources.{dataset}.mode is jdbc")
+        return ingest_jdbc(ctx, dataset, source.jdbc)
+    return ingest_files(ctx, dataset)
+
+
+JOBS: dict[str, JobFn] = {"bronze": bronze}
+
+
+def main(step: str, argv: list[str] | None = None) -> int:
+    """spark-submit entry: run one DAG step (and only it) with the shared driver machinery."""
+    from pipeline.cli import add_common_arguments, run_pipeline
+
+    parser = argparse.ArgumentParser(description=f"Run the pipeline step {step!r} (see config/pipeline.yaml).")
+    add_common_arguments(parser)
+    args = parser.parse_args(argv)
+    return run_pipeline(args, only=[step])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main(sys.argv[1]))

@@ -1,0 +1,60 @@
+"""File listing and peeking through Hadoop's FileSystem API, so one code path serves local
+folders and s3:// (EMRFS on EMR) alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True, order=True)
+class LandingFile:
+    uri: str  # URI form, as Spark reports it in _metadata.file_path; the ledger key
+    path: str  # Hadoop path form, what readers are given
+    size: int
+
+
+def _fs(spark: SparkSession, location: str):
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    path = jvm.org.apache.hadoop.fs.Path(location)
+    return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+
+
+def list_files(spark: SparkSession, root: str, suffix: str = "") -> list[LandingFile]:
+    """Every file below `root` ending in `suffix`, sorted; hidden files (`_`, `.`) skipped."""
+    path, fs = _fs(spark, root)
+    if not fs.exists(path):
+        return []
+    found = []
+    iterator = fs.listFiles(path, True)
+    while iterator.hasNext():
+        status = iterator.next()
+        file_path = status.getPath()
+        name = file_path.getName()
+        if name.startswith(("_", ".")) or not name.endswith(suffix):
+            continue
+        found.append(LandingFile(file_path.toUri().toString(), file_path.toString(), status.getLen()))
+    return sorted(found)
+
+
+def first_line(spark: SparkSession, location: str) -> str | None:
+    """The first line of a text file (a CSV header), or None for an empty file."""
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    path, fs = _fs(spark, location)
+    stream = fs.open(path)
+    try:
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
+        return reader.readLine()
+    finally:
+        stream.close()
+
+
+def write_text(spark: SparkSession, location: str, text: str) -> None:
+    """Write (replace) a small text file, e.g. the run state under <lake>/_ops."""
+    path, fs = _fs(spark, location)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
