@@ -21,7 +21,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default=os.environ.get("LAKEHOUSE_LOG_LEVEL", "WARNING"))
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.env, lake_root=args.lake, config_dir=args.config_dir)
 
 
@@ -29,8 +29,8 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
     from pipeline.driver.dag import load_dag
     from pipeline.jobs import JOBS
 
-    _configure_process(args.log_level)
-    settings = _settings(args)
+    configure_process(args.log_level)
+    settings = settings_from_args(args)
     dag = load_dag(settings.config_path(settings.pipeline_file), set(JOBS))
     selected = dag.select(only)
     if plan:
@@ -51,7 +51,7 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
     return 1 if state.failed else 0
 
 
-def _configure_process(level: str) -> None:
+def configure_process(level: str) -> None:
     # Pipeline processes work in UTC end to end (Python, JVM, Spark session, JDBC sessions).
     os.environ["TZ"] = "UTC"
     time.tzset()
@@ -67,8 +67,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from pipeline.generate import generate
 
-    _configure_process(args.log_level)
-    settings = _settings(args)
+    configure_process(args.log_level)
+    settings = settings_from_args(args)
     if "://" in settings.lake.root:
         raise ConfigError("generate writes a local landing zone; give a local --lake folder")
     g = settings.generator

@@ -7,7 +7,6 @@ function here. New kinds (silver, gold, ...) register the same way.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 
 from pipeline.bronze.ingest import ingest_files
@@ -46,5 +45,17 @@ def main(step: str, argv: list[str] | None = None) -> int:
     return run_pipeline(args, only=[step])
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(sys.argv[1]))
+def kafka_main(argv: list[str] | None = None) -> int:
+    """Entry for the streaming job, the one step that can also run continuously."""
+    from pipeline.cli import add_common_arguments, configure_process, run_pipeline, settings_from_args
+
+    parser = argparse.ArgumentParser(description="Kafka product events -> bronze.kafka_events (Structured Streaming).")
+    add_common_arguments(parser)
+    parser.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
+    args = parser.parse_args(argv)
+    if args.trigger == "available-now":
+        return run_pipeline(args, only=["bronze_kafka_events"])
+    configure_process(args.log_level)
+    ctx = RunContext.create(settings_from_args(args), args.run_id)
+    ingest_kafka(ctx, "kafka_events", trigger="continuous")  # returns only when the query stops
+    return 0

@@ -139,7 +139,9 @@ class Lake(ABC):
     def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, Any]: ...
 
     @abstractmethod
-    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]: ...
+    def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
+        """Delete files no longer referenced and older than the retention. Below Delta's 7-day
+        safety minimum only with enforce_retention=False (time travel and slow readers break)."""
 
     # Shared behaviour, written once on top of the primitives above.
 

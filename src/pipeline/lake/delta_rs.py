@@ -135,8 +135,10 @@ class DeltaRsLake(Lake):
         table = self._table(path)
         return table.optimize.z_order(zorder_by) if zorder_by else table.optimize.compact()
 
-    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]:
-        return self._table(path).vacuum(retention_hours=retention_hours, dry_run=False)
+    def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
+        return self._table(path).vacuum(
+            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=enforce_retention
+        )
 
 
 def _commit_properties(metadata: dict[str, Any] | None, txn: Txn | None) -> CommitProperties:

@@ -160,6 +160,8 @@ class DeltaSparkLake(Lake):
         result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
         return result.collect()[0].asDict(recursive=True)
 
-    def vacuum(self, path: str, retention_hours: int = 168) -> list[str]:
-        DeltaTable.forPath(self.spark, path).vacuum(retention_hours)
-        return []
+    def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
+        check = {"spark.databricks.delta.retentionDurationCheck.enabled": str(enforce_retention).lower()}
+        with self._session_conf(None, None, check):
+            DeltaTable.forPath(self.spark, path).vacuum(float(retention_hours))
+        return []  # delta-spark does not return the deleted paths

@@ -1,0 +1,39 @@
+# Front door. `make demo` and `make test` each set up everything they need on a fresh machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+SCALE ?= 1
+LAKE ?= ./lake
+
+.PHONY: setup system-deps demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python3.11 is required"; exit 1; }
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+system-deps:
+	@bash scripts/setup/system_deps.sh
+
+setup: system-deps $(STAMP)
+
+# Generate the sample landing zone (deterministic, about SCALE million records) and run the pipeline.
+demo: setup
+	$(VENV)/bin/lakehouse generate --lake $(LAKE) --scale $(SCALE)
+	$(VENV)/bin/lakehouse run --lake $(LAKE)
+
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
+
+bench: setup
+	$(PY) bench/bench_bronze.py --scale $(SCALE)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src aws scripts tests bench
+	$(VENV)/bin/ruff format --check src aws scripts tests bench
+
+clean:
+	rm -rf $(LAKE) .pytest_cache

@@ -1,0 +1,169 @@
+"""One behaviour contract for every Delta engine: identical calls give identical tables.
+
+Runs against each engine present; the delta-spark half skips, saying why, where the Delta jars
+are not on the Spark classpath (they ship with EMR; locally they would need Maven access).
+"""
+
+from __future__ import annotations
+
+import pytest
+from chispa import assert_df_equality
+
+from pipeline.lake import LakeError, MergeSpec, Txn, engine_unavailable, open_lake
+
+SCHEMA = "id int, name string, amount double, day string"
+
+
+@pytest.fixture(params=["delta-rs", "delta-spark"])
+def lake(request, spark):
+    reason = engine_unavailable(request.param, spark)
+    if reason:
+        pytest.skip(f"{request.param} unavailable: {reason}")
+    return open_lake(request.param, spark)
+
+
+@pytest.fixture
+def table(tmp_path):
+    return str(tmp_path / "t")
+
+
+def rows(spark, data, schema=SCHEMA):
+    return spark.createDataFrame(data, schema)
+
+
+def contents(lake, table, version=None, order="id"):
+    return lake.read(table, version).orderBy(order)
+
+
+BASE = [(1, "a", 10.0, "d1"), (2, "b", 20.0, "d1"), (3, "c", 30.0, "d2")]
+
+
+def test_append_then_read_round_trips_rows_and_partition_columns(spark, lake, table):
+    lake.append(table, rows(spark, BASE), partition_by=["day"])
+    assert lake.exists(table) and lake.version(table) == 0
+    assert_df_equality(contents(lake, table).select("id", "name", "amount", "day"), rows(spark, BASE), ignore_nullable=True)
+
+
+def test_missing_table_reports_absent_and_read_names_the_path(spark, lake, table):
+    assert not lake.exists(table) and lake.version(table) is None
+    with pytest.raises(LakeError, match="no Delta table"):
+        lake.read(table)
+
+
+def test_read_an_earlier_version(spark, lake, table):
+    lake.append(table, rows(spark, BASE[:1]))
+    lake.append(table, rows(spark, BASE[1:]))
+    assert lake.read(table, version=0).count() == 1
+    assert lake.read(table).count() == 3
+
+
+def test_append_accepts_a_new_nullable_column(spark, lake, table):
+    lake.append(table, rows(spark, BASE[:1]))
+    lake.append(table, rows(spark, [(4, "d", 1.0, "d3", "web")], SCHEMA + ", channel string"))
+    got = {r["id"]: r["channel"] for r in lake.read(table).collect()}
+    assert got == {1: None, 4: "web"}
+
+
+def test_append_with_a_conflicting_type_fails_and_changes_nothing(spark, lake, table):
+    lake.append(table, rows(spark, BASE[:1]))
+    with pytest.raises(LakeError):
+        lake.append(table, rows(spark, [(5, "e", "not a number", "d1")], "id int, name string, amount string, day string"))
+    assert lake.version(table) == 0
+
+
+def test_overwrite_replaces_the_table(spark, lake, table):
+    lake.append(table, rows(spark, BASE))
+    lake.overwrite(table, rows(spark, [(9, "z", 9.0, "d9")]))
+    assert [r["id"] for r in lake.read(table).collect()] == [9]
+
+
+def test_overwrite_with_predicate_replaces_only_matching_rows(spark, lake, table):
+    lake.append(table, rows(spark, BASE), partition_by=["day"])
+    lake.overwrite(table, rows(spark, [(7, "g", 70.0, "d1")]), predicate="day = 'd1'")
+    assert sorted((r["id"], r["day"]) for r in lake.read(table).collect()) == [(3, "d2"), (7, "d1")]
+
+
+def test_merge_updates_conditionally_deletes_and_inserts(spark, lake, table):
+    lake.append(table, rows(spark, BASE))
+    source = rows(
+        spark,
+        [(1, "A", 5.0, "d1"), (2, "B", 25.0, "d1"), (3, "gone", 0.0, "d2"), (4, "new", 40.0, "d3")],
+    )
+    spec = MergeSpec(keys=("id",), update_when="s.amount > t.amount", delete_when="s.name = 'gone'")
+    lake.merge(table, source, spec)
+    got = sorted((r["id"], r["name"], r["amount"]) for r in lake.read(table).collect())
+    # 1: source amount lower -> kept; 2: updated; 3: deleted; 4: inserted
+    assert got == [(1, "a", 10.0), (2, "B", 25.0), (4, "new", 40.0)]
+
+
+def test_merge_into_a_missing_table_creates_it(spark, lake, table):
+    lake.merge(table, rows(spark, BASE), MergeSpec(keys=("id",)))
+    assert lake.read(table).count() == 3
+
+
+def test_merge_without_insert_only_touches_matches(spark, lake, table):
+    lake.append(table, rows(spark, BASE))
+    lake.merge(table, rows(spark, [(2, "B", 1.0, "d1"), (8, "h", 8.0, "d1")]), MergeSpec(keys=("id",), insert=False))
+    assert sorted(r["name"] for r in lake.read(table).collect()) == ["B", "a", "c"]
+
+
+def test_delete_by_predicate(spark, lake, table):
+    lake.append(table, rows(spark, BASE))
+    lake.delete(table, "amount >= 20")
+    assert [r["id"] for r in lake.read(table).collect()] == [1]
+
+
+def test_txn_write_lands_at_most_once(spark, lake, table):
+    first = lake.append(table, rows(spark, BASE[:1]), txn=Txn("app", 0))
+    again = lake.append(table, rows(spark, BASE[:1]), txn=Txn("app", 0))
+    older = lake.append(table, rows(spark, BASE[:1]), txn=Txn("app", -1))
+    newer = lake.append(table, rows(spark, BASE[1:2]), txn=Txn("app", 1))
+    other_app = lake.append(table, rows(spark, BASE[2:]), txn=Txn("other", 0))
+    assert not first.skipped and again.skipped and older.skipped
+    assert not newer.skipped and not other_app.skipped
+    assert lake.read(table).count() == 3
+    assert lake.transaction_version(table, "app") == 1
+    assert lake.transaction_version(table, "unknown") is None
+
+
+def test_txn_applies_to_merge_too(spark, lake, table):
+    lake.append(table, rows(spark, BASE))
+    spec = MergeSpec(keys=("id",))
+    lake.merge(table, rows(spark, [(4, "d", 1.0, "d1")]), spec, txn=Txn("m", 5))
+    assert lake.merge(table, rows(spark, [(5, "e", 1.0, "d1")]), spec, txn=Txn("m", 5)).skipped
+    assert lake.read(table).count() == 4
+
+
+def test_commit_metadata_and_history(spark, lake, table):
+    lake.append(table, rows(spark, BASE[:1]), metadata={"watermark": "2026-01-01T00:00:00", "n": 1})
+    lake.append(table, rows(spark, BASE[1:2]))
+    lake.merge(table, rows(spark, BASE[2:]), MergeSpec(keys=("id",)), metadata={"watermark": "2026-01-02T00:00:00"})
+    history = lake.history(table)
+    assert [c.version for c in history] == [2, 1, 0]
+    assert history[0].operation == "MERGE" and history[2].metadata == {"watermark": "2026-01-01T00:00:00", "n": 1}
+    assert lake.latest_metadata(table, "watermark") == "2026-01-02T00:00:00"
+    assert lake.latest_metadata(table, "absent") is None
+
+
+def test_optimize_compacts_without_changing_contents(spark, lake, table):
+    for row in BASE:
+        lake.append(table, rows(spark, [row]))
+    before = contents(lake, table).collect()
+    lake.optimize(table)
+    assert contents(lake, table).collect() == before
+    assert lake.history(table, 1)[0].operation == "OPTIMIZE"
+
+
+def test_vacuum_removes_unreferenced_files_and_keeps_the_current_snapshot(spark, lake, table, tmp_path):
+    lake.append(table, rows(spark, BASE))
+    lake.overwrite(table, rows(spark, BASE[:1]))
+    data_files = lambda: sorted(p for p in (tmp_path / "t").rglob("*.parquet"))  # noqa: E731
+    before = len(data_files())
+    lake.vacuum(table, retention_hours=0, enforce_retention=False)
+    assert len(data_files()) < before
+    assert [r["id"] for r in lake.read(table).collect()] == [1]
+
+
+def test_auto_engine_falls_back_to_delta_rs_without_jars(spark):
+    expected = "delta-spark" if engine_unavailable("delta-spark", spark) is None else "delta-rs"
+    assert open_lake("auto", spark).name == expected
