@@ -1,0 +1,92 @@
+"""Configuration: defaults, precedence, and errors that name the file, key and expectation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.settings import ConfigError, SecretRef, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, env: str, text: str) -> Path:
+    (tmp_path / f"{env}.yaml").write_text(text)
+    return tmp_path
+
+
+@pytest.mark.parametrize("env", ["local", "dev", "prod"])
+def test_committed_configs_load(env, monkeypatch):
+    monkeypatch.delenv("LAKEHOUSE_LAKE_ROOT", raising=False)
+    settings = load_settings(env, config_dir=REPO / "config")
+    assert settings.env == env
+    if env == "local":
+        assert settings.lake.root.endswith("/lake") and settings.spark.master == "local[*]"
+    else:
+        assert settings.lake.root.startswith("s3://") and settings.lake.engine == "delta-spark"
+        assert settings.spark.master is None
+
+
+def test_precedence_cli_over_env_over_file(tmp_path, monkeypatch):
+    config = write(tmp_path, "local", "lake: {root: /from/file}\n")
+    monkeypatch.setenv("LAKEHOUSE_LAKE_ROOT", "/from/env")
+    assert load_settings("local", config_dir=config).lake.root == "/from/env"
+    assert load_settings("local", config_dir=config, lake_root="/from/cli").lake.root == "/from/cli"
+    monkeypatch.delenv("LAKEHOUSE_LAKE_ROOT")
+    assert load_settings("local", config_dir=config).lake.root == "/from/file"
+
+
+def test_lakehouse_env_selects_the_file(tmp_path, monkeypatch):
+    write(tmp_path, "dev", "env: dev\nlake: {root: 's3://b'}\n")
+    monkeypatch.setenv("LAKEHOUSE_ENV", "dev")
+    assert load_settings(config_dir=tmp_path).lake.root == "s3://b"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("lake: {root: x, egnine: delta-rs}\n", r"local.yaml: lake: unknown key\(s\) egnine"),
+        ("lake: {engine: delta}\n", r"lake.engine: expected one of auto\|delta-spark\|delta-rs, got 'delta'"),
+        ("spark: {shuffle_partitions: many}\n", r"spark.shuffle_partitions: expected int, got 'many'"),
+        (
+            "sources: {redshift_behavior: {jdbc: {url: u, table: t, user: x}}}\n",
+            r"sources.redshift_behavior.jdbc.password: required value missing",
+        ),
+        (
+            "sources: {redshift_behavior: {jdbc: {url: u, table: t, user: x, password: hunter2}}}\n",
+            r"secrets are references, not values",
+        ),
+        ("- a list\n", r"expected a mapping at the top level"),
+    ],
+)
+def test_bad_config_fails_at_start_naming_file_and_key(tmp_path, text, message):
+    write(tmp_path, "local", text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings("local", config_dir=tmp_path)
+
+
+def test_unknown_environment_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="expected one of local, dev, prod"):
+        load_settings("staging", config_dir=tmp_path)
+    with pytest.raises(ConfigError, match="configuration file not found"):
+        load_settings("dev", config_dir=tmp_path)
+
+
+def test_secret_reference_resolves_from_env_and_says_what_is_missing(monkeypatch):
+    ref = SecretRef(env="LAKEHOUSE_TEST_SECRET")
+    monkeypatch.delenv("LAKEHOUSE_TEST_SECRET", raising=False)
+    with pytest.raises(ConfigError, match="set the environment variable LAKEHOUSE_TEST_SECRET"):
+        ref.resolve()
+    monkeypatch.setenv("LAKEHOUSE_TEST_SECRET", "s3cret")
+    assert ref.resolve() == "s3cret"
+
+
+def test_secret_reference_resolves_from_secrets_manager(monkeypatch):
+    import boto3
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        boto3.client("secretsmanager").create_secret(Name="lakehouse/dev/redshift", SecretString='{"password": "pw"}')
+        assert SecretRef(secretsmanager="lakehouse/dev/redshift", json_key="password").resolve() == "pw"
