@@ -7,7 +7,7 @@ histories are simulated per entity in plain Python; the bulk event sources live 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +17,8 @@ from . import vocab
 from .timeline import DAY_S, Period, iso_s
 from .vectors import format_ids
 
+# The CSV headers exactly as the CRM export writes them.
+# fmt: off
 ACCOUNT_HEADER = (
     "account_id", "account_name", "industry", "segment", "country", "owner_email", "phone",
     "annual_revenue", "created_at", "updated_at", "is_deleted",
@@ -29,12 +31,7 @@ OPPORTUNITY_HEADER = (
     "opportunity_id", "account_id", "name", "stage", "amount", "currency", "probability",
     "close_date", "created_at", "updated_at", "is_deleted",
 )
-
-# Units of each currency per USD at the start of the period, to price deals in local currency.
-_START_RATE = {"USD": 1.0} | {code: rate for code, rate, _ in vocab.FX_CURRENCIES}
-_TRADE_CODES = tuple(code for code, _ in vocab.TRADE_CURRENCIES)
-_TRADE_WEIGHTS = np.array([w for _, w in vocab.TRADE_CURRENCIES]) / sum(w for _, w in vocab.TRADE_CURRENCIES)
-_COUNTRY_WEIGHTS = np.array([c[4] for c in vocab.COUNTRIES], dtype=float) / sum(c[4] for c in vocab.COUNTRIES)
+# fmt: on
 
 
 Row = tuple[str, ...]
@@ -104,7 +101,8 @@ def _created_times(
 
 
 def _change_times(rng: np.random.Generator, period: Period, created: int, count: int) -> list[int]:
-    """Sorted instants of `count` changes after creation, from day 1 on (day 0 is the full export)."""
+    """Sorted instants of `count` changes after creation, from day 1 on (day 0 is the full export);
+    empty when the entity was created too late to change, so callers zip without strict."""
     lo = max(created + 60, period.start_s + DAY_S)
     if count == 0 or lo >= period.end_s:
         return []
@@ -116,19 +114,12 @@ def _last_modified(rng: np.random.Generator, period: Period, created: int) -> in
     return created if created >= period.start_s else int(created + rng.random() * (period.start_s - created))
 
 
-def _history(
-    header: tuple[str, ...], states: Iterator[tuple[int, dict[str, str]]]
-) -> CrmHistory:
-    return CrmHistory(header, [(0, ts, tuple(state[c] for c in header)) for ts, state in states])
-
-
 def _collect(header: tuple[str, ...], per_entity: list[list[tuple[int, Row]]]) -> CrmHistory:
     versions = [(i, ts, row) for i, rows in enumerate(per_entity) for ts, row in rows]
     return CrmHistory(header, versions)
 
 
 def _simulate(
-    rng: np.random.Generator,
     header: tuple[str, ...],
     state: dict[str, str],
     start_ts: int,
@@ -175,7 +166,8 @@ def _company_name(rng: np.random.Generator) -> str:
     if r < 0.55:
         return f"{last} {_pick(rng, vocab.COMPANY_SUFFIXES)}"
     if r < 0.85:
-        return f"{_pick(rng, vocab.NAME_ADJECTIVES)} {_pick(rng, vocab.NAME_NOUNS)} {_pick(rng, vocab.COMPANY_SUFFIXES)}"
+        adjective, noun = _pick(rng, vocab.NAME_ADJECTIVES), _pick(rng, vocab.NAME_NOUNS)
+        return f"{adjective} {noun} {_pick(rng, vocab.COMPANY_SUFFIXES)}"
     if r < 0.92:
         return f"{_pick(rng, vocab.NAME_NOUNS)} {_pick(rng, vocab.COMPANY_SUFFIXES)}, Inc."
     if r < 0.97:
@@ -210,7 +202,7 @@ def build_accounts(rng: np.random.Generator, n: int, period: Period) -> Accounts
         )
     )
     segment = rng.choice(len(vocab.SEGMENTS), n, p=vocab.SEGMENT_WEIGHTS)
-    country = rng.choice(len(vocab.COUNTRIES), n, p=_COUNTRY_WEIGHTS)
+    country = rng.choice(len(vocab.COUNTRIES), n, p=vocab.COUNTRY_WEIGHTS)
     # About a quarter of accounts move segment/country/owner at least once, a few several times.
     scd_changes = rng.choice(5, n, p=[0.74, 0.16, 0.06, 0.03, 0.01])
     other_changes = (rng.random(n) < 0.2).astype(int)
@@ -223,28 +215,40 @@ def build_accounts(rng: np.random.Generator, n: int, period: Period) -> Accounts
         names.append(name)
         domains.append(_domain(name, int(country[i])))
         state = {
-            "account_id": ids[i], "account_name": name, "industry": _pick(rng, vocab.INDUSTRIES),
-            "segment": vocab.SEGMENTS[segment[i]], "country": _country_text(rng, int(country[i])),
-            "owner_email": _pick(rng, vocab.SALES_REPS), "phone": _phone(rng, int(country[i])),
-            "annual_revenue": _revenue(rng, int(segment[i])), "created_at": iso_s(int(created[i])),
+            "account_id": ids[i],
+            "account_name": name,
+            "industry": _pick(rng, vocab.INDUSTRIES),
+            "segment": vocab.SEGMENTS[segment[i]],
+            "country": _country_text(rng, int(country[i])),
+            "owner_email": _pick(rng, vocab.SALES_REPS),
+            "phone": _phone(rng, int(country[i])),
+            "annual_revenue": _revenue(rng, int(segment[i])),
+            "created_at": iso_s(int(created[i])),
             "is_deleted": "false",
         }
         kinds = ["scd"] * int(scd_changes[i]) + ["other"] * int(other_changes[i])
         kinds = [kinds[k] for k in rng.permutation(len(kinds))] + ["delete"] * int(deleted[i])
         times = _change_times(rng, period, int(created[i]), len(kinds))
-        changes = [(ts, _account_change(rng, kind, int(segment[i]))) for ts, kind in zip(times, kinds, strict=False)]
-        per_entity.append(_simulate(rng, ACCOUNT_HEADER, state, _last_modified(rng, period, int(created[i])), changes))
+        changes = [
+            (ts, _account_change(rng, kind, int(segment[i]), int(country[i])))
+            for ts, kind in zip(times, kinds, strict=False)
+        ]
+        per_entity.append(
+            _simulate(ACCOUNT_HEADER, state, _last_modified(rng, period, int(created[i])), changes)
+        )
     return Accounts(ids, created, segment, country, names, domains, _collect(ACCOUNT_HEADER, per_entity))
 
 
-def _account_change(rng: np.random.Generator, kind: str, segment: int) -> Callable[[dict[str, str]], None]:
+def _account_change(
+    rng: np.random.Generator, kind: str, segment: int, country: int
+) -> Callable[[dict[str, str]], None]:
     """One change to an account; the random choices are drawn now so the stream order is fixed."""
     if kind == "delete":
         return lambda s: s.update(is_deleted="true")
     r = rng.random()
     if kind == "other":
         if r < 0.5:
-            phone = _phone(rng, int(rng.choice(len(vocab.COUNTRIES), p=_COUNTRY_WEIGHTS)))
+            phone = _phone(rng, country)
             return lambda s: s.update(phone=phone)
         revenue = _revenue(rng, segment)
         return lambda s: s.update(annual_revenue=revenue)
@@ -254,15 +258,14 @@ def _account_change(rng: np.random.Generator, kind: str, segment: int) -> Callab
 
         def move(s: dict[str, str]) -> None:
             current = vocab.SEGMENTS.index(s["segment"])
-            s["segment"] = vocab.SEGMENTS[min(max(current + step, 0), 2) if current in (0, 2) else current + step]
-            if s["segment"] == vocab.SEGMENTS[current]:
-                s["segment"] = vocab.SEGMENTS[1]
+            target = current + step if 0 <= current + step < len(vocab.SEGMENTS) else current - step
+            s["segment"] = vocab.SEGMENTS[target]
 
         return move
     if r < 0.8:
         owner = _pick(rng, vocab.SALES_REPS)
         return lambda s: s.update(owner_email=owner)
-    country = _country_text(rng, int(rng.choice(len(vocab.COUNTRIES), p=_COUNTRY_WEIGHTS)))
+    country = _country_text(rng, int(rng.choice(len(vocab.COUNTRIES), p=vocab.COUNTRY_WEIGHTS)))
     return lambda s: s.update(country=country)
 
 
@@ -283,15 +286,24 @@ def build_contacts(rng: np.random.Generator, n: int, accounts: Accounts, period:
         first, last = _pick(rng, vocab.FIRST_NAMES), _pick(rng, vocab.LAST_NAMES)
         local = f"{first}.{last}".lower().replace(" ", "").replace("'", "")
         state = {
-            "contact_id": f"CON-{i + 1:07d}", "account_id": accounts.ids[a], "first_name": first,
-            "last_name": last, "email": f"{local}@{accounts.domains[a]}",
-            "phone": _phone(rng, int(accounts.country[a])), "title": _pick(rng, vocab.TITLES),
-            "created_at": iso_s(int(created[i])), "is_deleted": "false",
+            "contact_id": f"CON-{i + 1:07d}",
+            "account_id": accounts.ids[a],
+            "first_name": first,
+            "last_name": last,
+            "email": f"{local}@{accounts.domains[a]}",
+            "phone": _phone(rng, int(accounts.country[a])),
+            "title": _pick(rng, vocab.TITLES),
+            "created_at": iso_s(int(created[i])),
+            "is_deleted": "false",
         }
         kinds = ["change"] * int(n_changes[i]) + ["delete"] * int(deleted[i])
         times = _change_times(rng, period, int(created[i]), len(kinds))
-        changes = [(ts, _contact_change(rng, kind, a, accounts)) for ts, kind in zip(times, kinds, strict=False)]
-        per_entity.append(_simulate(rng, CONTACT_HEADER, state, _last_modified(rng, period, int(created[i])), changes))
+        changes = [
+            (ts, _contact_change(rng, kind, a, accounts)) for ts, kind in zip(times, kinds, strict=False)
+        ]
+        per_entity.append(
+            _simulate(CONTACT_HEADER, state, _last_modified(rng, period, int(created[i])), changes)
+        )
     return _collect(CONTACT_HEADER, per_entity)
 
 
@@ -308,8 +320,10 @@ def _contact_change(
         phone = _phone(rng, int(accounts.country[account]))
         return lambda s: s.update(phone=phone)
     # A new address format at the same company (e.g. after an email migration).
-    return lambda s: s.update(email=f"{s['first_name'][0]}{s['last_name']}".lower().replace(" ", "").replace("'", "")
-                              + f"@{accounts.domains[account]}")
+    return lambda s: s.update(
+        email=f"{s['first_name'][0]}{s['last_name']}".lower().replace(" ", "").replace("'", "")
+        + f"@{accounts.domains[account]}"
+    )
 
 
 # --- opportunities -----------------------------------------------------------------------------
@@ -325,19 +339,20 @@ def build_opportunities(rng: np.random.Generator, n: int, accounts: Accounts, pe
     for i in range(n):
         a = int(account[i])
         state, changes = _opportunity(rng, i, a, int(created[i]), accounts, period)
-        per_entity.append(_simulate(rng, OPPORTUNITY_HEADER, state, int(created[i]), changes))
+        per_entity.append(_simulate(OPPORTUNITY_HEADER, state, int(created[i]), changes))
     return _collect(OPPORTUNITY_HEADER, per_entity)
 
 
 def _deal_currency(rng: np.random.Generator, country: int) -> str:
     home = vocab.COUNTRIES[country][5]
-    if home in _TRADE_CODES and rng.random() < 0.6:
+    if home in vocab.TRADE_CODES and rng.random() < 0.6:
         return home
-    return _TRADE_CODES[int(rng.choice(len(_TRADE_CODES), p=_TRADE_WEIGHTS))]
+    return vocab.TRADE_CODES[int(rng.choice(len(vocab.TRADE_CODES), p=vocab.TRADE_WEIGHTS))]
 
 
 def _opportunity_name(rng: np.random.Generator, account_name: str) -> str:
-    base = f"{' '.join(account_name.split()[:2])} - {_pick(rng, vocab.PRODUCT_LINES)} {_pick(rng, vocab.OPPORTUNITY_KINDS)}"
+    product, kind = _pick(rng, vocab.PRODUCT_LINES), _pick(rng, vocab.OPPORTUNITY_KINDS)
+    base = f"{' '.join(account_name.split()[:2])} - {product} {kind}"
     # Reps paste notes into the name field now and then: an embedded newline the CSV must quote.
     return f"{base}\n{_pick(rng, vocab.OPPORTUNITY_NOTES)}" if rng.random() < 0.01 else base
 
@@ -351,11 +366,16 @@ def _opportunity(
     stage = 0 if rng.random() < 0.7 else 1
     close_s = created + int(rng.integers(30, 120)) * DAY_S
     state = {
-        "opportunity_id": f"OPP-{i + 1:06d}", "account_id": accounts.ids[account],
-        "name": _opportunity_name(rng, accounts.names[account]), "stage": vocab.STAGES[stage][0],
-        "amount": f"{round(amount_usd * _START_RATE[currency], -1):.2f}", "currency": currency,
-        "probability": str(vocab.STAGES[stage][1]), "close_date": iso_s(close_s)[:10],
-        "created_at": iso_s(created), "is_deleted": "false",
+        "opportunity_id": f"OPP-{i + 1:06d}",
+        "account_id": accounts.ids[account],
+        "name": _opportunity_name(rng, accounts.names[account]),
+        "stage": vocab.STAGES[stage][0],
+        "amount": f"{round(amount_usd * vocab.START_RATE[currency], -1):.2f}",
+        "currency": currency,
+        "probability": str(vocab.STAGES[stage][1]),
+        "close_date": iso_s(close_s)[:10],
+        "created_at": iso_s(created),
+        "is_deleted": "false",
     }
     changes: list[tuple[int, Callable[[dict[str, str]], None]]] = []
     t = created
@@ -377,7 +397,9 @@ def _opportunity(
             close_s = t + int(rng.integers(14, 60)) * DAY_S  # the rep pushes a slipped deal out
             fields["close_date"] = iso_s(close_s)[:10]
         if stage == 2 and rng.random() < 0.5:
-            fields["amount"] = f"{round(amount_usd * rng.lognormal(0, 0.2) * _START_RATE[currency], -1):.2f}"
+            fields["amount"] = (
+                f"{round(amount_usd * rng.lognormal(0, 0.2) * vocab.START_RATE[currency], -1):.2f}"
+            )
         changes.append((t, lambda s, f=fields: s.update(f)))
     return state, changes
 

@@ -66,7 +66,11 @@ def _nth_weekday(year: int, month: int, weekday: int, n: int) -> date:
 
 def _observed(day: date) -> date:
     """Fixed-date holidays on a weekend are observed on the nearest weekday."""
-    return day - timedelta(days=1) if day.weekday() == 5 else day + timedelta(days=1 if day.weekday() == 6 else 0)
+    return (
+        day - timedelta(days=1)
+        if day.weekday() == 5
+        else day + timedelta(days=1 if day.weekday() == 6 else 0)
+    )
 
 
 def is_holiday(day: date) -> bool:

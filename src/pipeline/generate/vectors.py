@@ -39,7 +39,17 @@ def uuids(rng: np.random.Generator, n: int) -> pa.StringArray:
     hexed[:, 0::2] = _HEX[raw >> 4]
     hexed[:, 1::2] = _HEX[raw & 0x0F]
     dash = np.full((n, 1), ord("-"), dtype=np.uint8)
-    parts = [hexed[:, 0:8], dash, hexed[:, 8:12], dash, hexed[:, 12:16], dash, hexed[:, 16:20], dash, hexed[:, 20:]]
+    parts = [
+        hexed[:, 0:8],
+        dash,
+        hexed[:, 8:12],
+        dash,
+        hexed[:, 12:16],
+        dash,
+        hexed[:, 16:20],
+        dash,
+        hexed[:, 20:],
+    ]
     return fixed_width_strings(np.hstack(parts))
 
 
@@ -50,7 +60,9 @@ def decimals_from_cents(cents: np.ndarray, precision: int = 18, scale: int = 2) 
     words = np.empty((len(cents), 2), dtype=np.int64)
     words[:, 0] = cents
     words[:, 1] = cents >> 63
-    return pa.Array.from_buffers(pa.decimal128(precision, scale), len(cents), [None, pa.py_buffer(words.tobytes())])
+    return pa.Array.from_buffers(
+        pa.decimal128(precision, scale), len(cents), [None, pa.py_buffer(words.tobytes())]
+    )
 
 
 def timestamps_us(values_us: np.ndarray) -> pa.Array:

@@ -1,18 +1,23 @@
 """Static vocabularies the generator draws from (names, countries, currencies, pages, products).
 
 Kept apart from the generation logic so that making the data look different never touches the
-entity model. Everything is a tuple so the order, and therefore the seeded output, is fixed.
+entity model. The tables are tuples so their order, and therefore the seeded output, is fixed.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+# Compact word tables read better than one entry per line.
+# fmt: off
+
 FIRST_NAMES = (
     "James", "Mary", "Robert", "Patricia", "John", "Jennifer", "Michael", "Linda", "David", "Elizabeth",
     "William", "Barbara", "Richard", "Susan", "Joseph", "Jessica", "Thomas", "Sarah", "Charles", "Karen",
-    "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Sandra", "Mark", "Ashley", "Steven", "Emily",
-    "Paul", "Michelle", "Andrew", "Amanda", "Joshua", "Melissa", "Lukas", "Sofia", "Mateo", "Emma",
-    "Noah", "Olivia", "Liam", "Mia", "Hugo", "Chloe", "Yuki", "Hana", "Arjun", "Priya",
-    "Wei", "Mei", "Lars", "Ingrid", "Pierre", "Camille", "Giulia", "Marco", "Sean", "Aoife",
+    "Daniel", "Lisa", "Matthew", "Nancy", "Anthony", "Sandra", "Mark", "Ashley", "Steven", "Emily", "Paul",
+    "Michelle", "Andrew", "Amanda", "Joshua", "Melissa", "Lukas", "Sofia", "Mateo", "Emma", "Noah",
+    "Olivia", "Liam", "Mia", "Hugo", "Chloe", "Yuki", "Hana", "Arjun", "Priya", "Wei", "Mei", "Lars",
+    "Ingrid", "Pierre", "Camille", "Giulia", "Marco", "Sean", "Aoife",
 )
 
 LAST_NAMES = (
@@ -22,23 +27,24 @@ LAST_NAMES = (
     "Wright", "Scott", "Green", "Baker", "Adams", "Nelson", "Hill", "Campbell", "Mitchell", "Roberts",
     "Carter", "Phillips", "Evans", "Turner", "Parker", "Collins", "Edwards", "Stewart", "Morris", "Murphy",
     "Mueller", "Schmidt", "Schneider", "Fischer", "Dubois", "Moreau", "Rossi", "Bianchi", "Tanaka", "Sato",
-    "Suzuki", "Patel", "Sharma", "Kumar", "Chen", "Wang", "Li", "Zhang", "Nilsson", "Larsen",
-    "O'Brien", "O'Connor", "Novak", "Kowalski", "Silva", "Santos", "Costa", "Jansen", "de Vries", "Bakker",
+    "Suzuki", "Patel", "Sharma", "Kumar", "Chen", "Wang", "Li", "Zhang", "Nilsson", "Larsen", "O'Brien",
+    "O'Connor", "Novak", "Kowalski", "Silva", "Santos", "Costa", "Jansen", "de Vries", "Bakker",
 )
 
 NAME_ADJECTIVES = (
-    "Blue", "Northern", "Silver", "Bright", "Summit", "Evergreen", "Granite", "Pacific", "Atlantic", "Golden",
-    "Red", "Iron", "Crystal", "Prime", "United", "First", "Global", "Pioneer", "Harbor", "Cedar",
+    "Blue", "Northern", "Silver", "Bright", "Summit", "Evergreen", "Granite", "Pacific", "Atlantic",
+    "Golden", "Red", "Iron", "Crystal", "Prime", "United", "First", "Global", "Pioneer", "Harbor", "Cedar",
 )
 
 NAME_NOUNS = (
-    "Harbor", "Ridge", "River", "Peak", "Bridge", "Field", "Stone", "Forge", "Valley", "Point",
-    "Labs", "Systems", "Works", "Networks", "Dynamics", "Logic", "Wave", "Signal", "Grid", "Cloud",
+    "Harbor", "Ridge", "River", "Peak", "Bridge", "Field", "Stone", "Forge", "Valley", "Point", "Labs",
+    "Systems", "Works", "Networks", "Dynamics", "Logic", "Wave", "Signal", "Grid", "Cloud",
 )
 
 COMPANY_SUFFIXES = (
     "Analytics", "Logistics", "Software", "Holdings", "Group", "Technologies", "Partners", "Solutions",
-    "Industries", "Consulting", "Health", "Foods", "Capital", "Energy", "Retail", "Media", "Labs", "Systems",
+    "Industries", "Consulting", "Health", "Foods", "Capital", "Energy", "Retail", "Media", "Labs",
+    "Systems",
 )
 
 INDUSTRIES = (
@@ -47,34 +53,29 @@ INDUSTRIES = (
 )
 
 SEGMENTS = ("Enterprise", "Mid-Market", "SMB")
+
 SEGMENT_WEIGHTS = (0.15, 0.35, 0.50)
+
 # Bigger customers have more contacts, opportunities and activity.
 SEGMENT_ACTIVITY = (6.0, 2.5, 1.0)
+
 # Median annual revenue per segment, in USD.
 SEGMENT_REVENUE = (800e6, 60e6, 6e6)
+
 # Median opportunity size per segment, in USD.
 SEGMENT_DEAL = (150e3, 45e3, 12e3)
 
 # (ISO-2, full name, calling code, top-level domain, weight, home currency)
 COUNTRIES = (
-    ("US", "United States", "1", "com", 40, "USD"),
-    ("GB", "United Kingdom", "44", "co.uk", 10, "GBP"),
-    ("DE", "Germany", "49", "de", 8, "EUR"),
-    ("FR", "France", "33", "fr", 6, "EUR"),
-    ("CA", "Canada", "1", "ca", 5, "CAD"),
-    ("AU", "Australia", "61", "com.au", 4, "AUD"),
-    ("NL", "Netherlands", "31", "nl", 3, "EUR"),
-    ("JP", "Japan", "81", "jp", 3, "JPY"),
-    ("IN", "India", "91", "in", 3, "INR"),
-    ("BR", "Brazil", "55", "com.br", 3, "BRL"),
-    ("SE", "Sweden", "46", "se", 2, "SEK"),
-    ("ES", "Spain", "34", "es", 2, "EUR"),
-    ("IT", "Italy", "39", "it", 2, "EUR"),
-    ("SG", "Singapore", "65", "sg", 2, "SGD"),
-    ("IE", "Ireland", "353", "ie", 2, "EUR"),
-    ("CH", "Switzerland", "41", "ch", 2, "CHF"),
-    ("MX", "Mexico", "52", "com.mx", 2, "MXN"),
-    ("PL", "Poland", "48", "pl", 1, "PLN"),
+    ("US", "United States", "1", "com", 40, "USD"), ("GB", "United Kingdom", "44", "co.uk", 10, "GBP"),
+    ("DE", "Germany", "49", "de", 8, "EUR"), ("FR", "France", "33", "fr", 6, "EUR"),
+    ("CA", "Canada", "1", "ca", 5, "CAD"), ("AU", "Australia", "61", "com.au", 4, "AUD"),
+    ("NL", "Netherlands", "31", "nl", 3, "EUR"), ("JP", "Japan", "81", "jp", 3, "JPY"),
+    ("IN", "India", "91", "in", 3, "INR"), ("BR", "Brazil", "55", "com.br", 3, "BRL"),
+    ("SE", "Sweden", "46", "se", 2, "SEK"), ("ES", "Spain", "34", "es", 2, "EUR"),
+    ("IT", "Italy", "39", "it", 2, "EUR"), ("SG", "Singapore", "65", "sg", 2, "SGD"),
+    ("IE", "Ireland", "353", "ie", 2, "EUR"), ("CH", "Switzerland", "41", "ch", 2, "CHF"),
+    ("MX", "Mexico", "52", "com.mx", 2, "MXN"), ("PL", "Poland", "48", "pl", 1, "PLN"),
 )
 
 # Non-USD currencies the FX vendor quotes, with a realistic starting rate (units per 1 USD) and
@@ -108,12 +109,12 @@ TITLES = (
 )
 
 OPPORTUNITY_KINDS = ("New Business", "Expansion", "Renewal", "Upsell", "Pilot")
+
 PRODUCT_LINES = ("Analytics Suite", "Data Platform", "Premium Support", "API Access", "Seats", "Training")
+
 OPPORTUNITY_NOTES = (
-    "Customer asked for multi-year pricing",
-    "Legal review pending, see email thread",
-    "Champion left; re-engage new sponsor",
-    "Budget approved for Q4, \"pending\" PO",
+    "Customer asked for multi-year pricing", "Legal review pending, see email thread",
+    "Champion left; re-engage new sponsor", 'Budget approved for Q4, "pending" PO',
     "Competitor in the deal, discount requested",
 )
 
@@ -124,27 +125,41 @@ STAGES = (
 )
 
 ORDER_STATUSES = ("pending", "placed", "shipped", "cancelled", "returned")
+
 ORDER_CHANNELS = ("web", "sales", "partner", "marketplace")
 
 BEHAVIOR_EVENT_TYPES = ("page_view", "click", "search", "add_to_cart", "signup", "download")
+
 BEHAVIOR_EVENT_WEIGHTS = (0.55, 0.24, 0.11, 0.06, 0.01, 0.03)
+
 PAGE_PATHS = (
-    "/", "/pricing", "/product", "/product/analytics", "/product/platform", "/docs", "/docs/getting-started",
-    "/docs/api", "/blog", "/blog/2026/lakehouse-patterns", "/customers", "/contact", "/signup", "/login",
-    "/app/dashboard", "/app/reports", "/app/settings", "/app/billing", "/search", "/downloads",
-)
-SITE = "https://www.northwind-saas.com"
-REFERRERS = (
-    "https://www.google.com/", "https://www.bing.com/", "https://www.linkedin.com/", "https://news.ycombinator.com/",
-    "", "https://duckduckgo.com/",
+    "/", "/pricing", "/product", "/product/analytics", "/product/platform", "/docs",
+    "/docs/getting-started", "/docs/api", "/blog", "/blog/2026/lakehouse-patterns", "/customers",
+    "/contact", "/signup", "/login", "/app/dashboard", "/app/reports", "/app/settings", "/app/billing",
+    "/search", "/downloads",
 )
 
-PRODUCT_EVENT_TYPES = ("feature_used", "item_viewed", "item_added", "checkout_started", "subscription_changed")
+SITE = "https://www.northwind-saas.com"
+
+REFERRERS = (
+    "https://www.google.com/", "https://www.bing.com/", "https://www.linkedin.com/",
+    "https://news.ycombinator.com/", "", "https://duckduckgo.com/",
+)
+
+PRODUCT_EVENT_TYPES = (
+    "feature_used", "item_viewed", "item_added", "checkout_started", "subscription_changed",
+)
+
 PRODUCT_EVENT_WEIGHTS = (0.45, 0.30, 0.13, 0.08, 0.04)
+
 FEATURES = ("dashboard", "report_builder", "alerts", "export_csv", "sql_editor", "sharing", "api_keys")
+
 PLANS = ("free", "starter", "pro", "enterprise")
+
 VIEW_SOURCES = ("search", "recommendation", "direct", "email")
+
 PAYMENT_METHODS = ("card", "invoice", "paypal")
+
 N_PRODUCTS = 240
 
 CRM_DRIFT_COLUMNS = {
@@ -155,3 +170,11 @@ CRM_DRIFT_COLUMNS = {
     ),
     "opportunities": ("forecast_category", ("Pipeline", "Best Case", "Commit", "Omitted")),
 }
+# fmt: on
+
+# Derived lookups, shared by the entity and activity models.
+TRADE_CODES = tuple(code for code, _ in TRADE_CURRENCIES)
+TRADE_WEIGHTS = np.array([w for _, w in TRADE_CURRENCIES]) / sum(w for _, w in TRADE_CURRENCIES)
+COUNTRY_WEIGHTS = np.array([c[4] for c in COUNTRIES], dtype=float) / sum(c[4] for c in COUNTRIES)
+# Units of each currency per USD at the start of any period, to price amounts in local currency.
+START_RATE = {"USD": 1.0} | {code: rate for code, rate, _ in FX_CURRENCIES}
