@@ -77,7 +77,9 @@ def test_a_batch_committed_to_delta_but_not_to_the_checkpoint_is_not_written_twi
 
     commits = Path(ctx.checkpoint_path("bronze_kafka_events")) / "commits"
     last = max(commits.glob("[0-9]*"), key=lambda p: int(p.name))
-    last.unlink()  # as if the process died between the Delta commit and the checkpoint commit
+    # As if the process died between the Delta commit and the checkpoint commit.
+    last.unlink()
+    last.with_name(f".{last.name}.crc").unlink(missing_ok=True)
     version = ctx.lake.version(table)
 
     replay = ingest_kafka(ctx, "kafka_events")
