@@ -10,12 +10,14 @@ ratio. Figures only; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import psutil
@@ -41,10 +43,8 @@ class PeakMemory:
         me = psutil.Process()
         total = me.memory_info().rss
         for child in me.children(recursive=True):
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):  # a Python worker may just have exited
                 total += child.memory_info().rss
-            except psutil.NoSuchProcess:
-                pass
         return total
 
     def __enter__(self):
@@ -86,7 +86,9 @@ def measure(fn):
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--workdir", type=Path, help="keep the lake here (default: a temp folder, removed)")
@@ -99,22 +101,39 @@ def main() -> int:
     manifest = generate(lake / "landing", scale=args.scale, seed=args.seed)
     gen_seconds = time.perf_counter() - started
     total = sum(d["records"] for d in manifest["datasets"].values())
-    print(f"generate: scale {args.scale}, {total:,} records in {gen_seconds:.1f}s ({total / gen_seconds:,.0f} records/s)")
+    print(
+        f"generate: scale {args.scale}, {total:,} records in {gen_seconds:.1f}s ({total / gen_seconds:,.0f} records/s)"
+    )
 
     settings = load_settings("local", lake_root=str(lake))
     spark = build_spark(settings)
-    ctx = RunContext(settings, spark, open_lake(settings.lake.engine, spark), load_catalog(settings.config_path(settings.datasets_file)), "bench")
+    ctx = RunContext(
+        settings,
+        spark,
+        open_lake(settings.lake.engine, spark),
+        load_catalog(settings.config_path(settings.datasets_file)),
+        "bench",
+    )
     measure(lambda: spark.range(100_000).selectExpr("sum(id)").collect())  # JVM warm-up, not reported
 
     results = []
     for dataset in ctx.catalog.datasets:
-        base_rows, base_s, base_mem = measure(lambda: baseline(spark, ctx, dataset, work / "baseline"))
-        result, bronze_s, bronze_mem = measure(lambda: bronze(ctx, dataset))
+        base_rows, base_s, base_mem = measure(partial(baseline, spark, ctx, dataset, work / "baseline"))
+        result, bronze_s, bronze_mem = measure(partial(bronze, ctx, dataset))
         rows = result.rows_out
         results.append(
-            {"dataset": dataset, "rows": rows, "bronze_s": bronze_s, "bronze_rows_s": rows / bronze_s,
-             "bronze_peak_mb": bronze_mem, "baseline_rows": base_rows, "baseline_s": base_s,
-             "baseline_rows_s": base_rows / base_s, "baseline_peak_mb": base_mem, "ratio": bronze_s / base_s}
+            {
+                "dataset": dataset,
+                "rows": rows,
+                "bronze_s": bronze_s,
+                "bronze_rows_s": rows / bronze_s,
+                "bronze_peak_mb": bronze_mem,
+                "baseline_rows": base_rows,
+                "baseline_s": base_s,
+                "baseline_rows_s": base_rows / base_s,
+                "baseline_peak_mb": base_mem,
+                "ratio": bronze_s / base_s,
+            }
         )
 
     header = f"{'dataset':<18} {'rows':>9} {'bronze s':>9} {'rows/s':>9} {'peak MB':>8} | {'plain s':>8} {'rows/s':>9} {'peak MB':>8} | {'ratio':>6}"
@@ -129,10 +148,14 @@ def main() -> int:
     bronze_total = sum(r["bronze_s"] for r in results)
     base_total = sum(r["baseline_s"] for r in results)
     print("-" * len(header))
-    print(f"{'total':<18} {rows:>9,} {bronze_total:>9.2f} {rows / bronze_total:>9,.0f} {'':>8} | {base_total:>8.2f} {'':>9} {'':>8} | {bronze_total / base_total:>5.2f}x")
+    print(
+        f"{'total':<18} {rows:>9,} {bronze_total:>9.2f} {rows / bronze_total:>9,.0f} {'':>8} | {base_total:>8.2f} {'':>9} {'':>8} | {bronze_total / base_total:>5.2f}x"
+    )
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / f"bronze_scale{args.scale}.json").write_text(json.dumps({"generate_s": gen_seconds, "results": results}, indent=2))
+    (out / f"bronze_scale{args.scale}.json").write_text(
+        json.dumps({"generate_s": gen_seconds, "results": results}, indent=2)
+    )
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -19,7 +19,9 @@ JDBC_JAR = "/usr/share/java/postgresql.jar"
 def spark():
     from pipeline.spark import build_spark
 
-    settings = Settings(spark=SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="3g", jars=[JDBC_JAR]))
+    settings = Settings(
+        spark=SparkSettings(master="local[2]", shuffle_partitions=2, driver_memory="3g", jars=[JDBC_JAR])
+    )
     session = build_spark(settings)
     yield session
     session.stop()

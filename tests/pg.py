@@ -43,12 +43,34 @@ def postgres_server(password: str):
         shutil.chown(pwfile, "postgres")
     user = "postgres" if as_user else os.environ.get("USER", "postgres")
     run = lambda *cmd: subprocess.run([*as_user, *cmd], check=True, capture_output=True)  # noqa: E731
-    run(str(bindir / "initdb"), "-D", str(data), "-U", user, "--auth=scram-sha-256", f"--pwfile={pwfile}", "-E", "UTF8")
+    run(
+        str(bindir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        user,
+        "--auth=scram-sha-256",
+        f"--pwfile={pwfile}",
+        "-E",
+        "UTF8",
+    )
     port = _free_port()
-    run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"),
-        "-o", f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off", "start")
+    run(
+        str(bindir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-w",
+        "-l",
+        str(root / "log"),
+        "-o",
+        f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off",
+        "start",
+    )
     try:
         yield "127.0.0.1", port, user
     finally:
-        subprocess.run([*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_user, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)

@@ -15,7 +15,9 @@ from pipeline.settings import ConfigError, Settings, load_settings
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--env", help="config environment: local (default), dev, prod; or LAKEHOUSE_ENV")
-    parser.add_argument("--lake", help="lake root (folder or s3:// URI); wins over LAKEHOUSE_LAKE_ROOT and config")
+    parser.add_argument(
+        "--lake", help="lake root (folder or s3:// URI); wins over LAKEHOUSE_LAKE_ROOT and config"
+    )
     parser.add_argument("--config-dir", type=Path, help="folder holding <env>.yaml (default ./config)")
     parser.add_argument("--run-id", help="run id to use (default: a new one)")
     parser.add_argument("--log-level", default=os.environ.get("LAKEHOUSE_LOG_LEVEL", "WARNING"))
@@ -45,7 +47,10 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
 
     started = time.monotonic()
     ctx = RunContext.create(settings, args.run_id)
-    print(f"run {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {ctx.lake.name}", flush=True)
+    print(
+        f"run {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {ctx.lake.name}",
+        flush=True,
+    )
     state = run_steps(ctx, dag, selected, sys.stdout)
     print(f"total {time.monotonic() - started:.1f}s", flush=True)
     return 1 if state.failed else 0

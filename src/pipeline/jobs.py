@@ -39,7 +39,9 @@ def main(step: str, argv: list[str] | None = None) -> int:
     """spark-submit entry: run one DAG step (and only it) with the shared driver machinery."""
     from pipeline.cli import add_common_arguments, run_pipeline
 
-    parser = argparse.ArgumentParser(description=f"Run the pipeline step {step!r} (see config/pipeline.yaml).")
+    parser = argparse.ArgumentParser(
+        description=f"Run the pipeline step {step!r} (see config/pipeline.yaml)."
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     return run_pipeline(args, only=[step])
@@ -49,7 +51,9 @@ def kafka_main(argv: list[str] | None = None) -> int:
     """Entry for the streaming job, the one step that can also run continuously."""
     from pipeline.cli import add_common_arguments, configure_process, run_pipeline, settings_from_args
 
-    parser = argparse.ArgumentParser(description="Kafka product events -> bronze.kafka_events (Structured Streaming).")
+    parser = argparse.ArgumentParser(
+        description="Kafka product events -> bronze.kafka_events (Structured Streaming)."
+    )
     add_common_arguments(parser)
     parser.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
     args = parser.parse_args(argv)

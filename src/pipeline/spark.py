@@ -40,6 +40,7 @@ def build_spark(settings: Settings) -> SparkSession:
     if conf.master:
         # Executors must run the driver's interpreter (the project virtualenv), not whatever is on PATH.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local runs stay on loopback
         builder = builder.master(conf.master).config("spark.driver.memory", conf.driver_memory)
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)

@@ -41,7 +41,9 @@ BASE = [(1, "a", 10.0, "d1"), (2, "b", 20.0, "d1"), (3, "c", 30.0, "d2")]
 def test_append_then_read_round_trips_rows_and_partition_columns(spark, lake, table):
     lake.append(table, rows(spark, BASE), partition_by=["day"])
     assert lake.exists(table) and lake.version(table) == 0
-    assert_df_equality(contents(lake, table).select("id", "name", "amount", "day"), rows(spark, BASE), ignore_nullable=True)
+    assert_df_equality(
+        contents(lake, table).select("id", "name", "amount", "day"), rows(spark, BASE), ignore_nullable=True
+    )
 
 
 def test_missing_table_reports_absent_and_read_names_the_path(spark, lake, table):
@@ -67,7 +69,10 @@ def test_append_accepts_a_new_nullable_column(spark, lake, table):
 def test_append_with_a_conflicting_type_fails_and_changes_nothing(spark, lake, table):
     lake.append(table, rows(spark, BASE[:1]))
     with pytest.raises(LakeError):
-        lake.append(table, rows(spark, [(5, "e", "not a number", "d1")], "id int, name string, amount string, day string"))
+        lake.append(
+            table,
+            rows(spark, [(5, "e", "not a number", "d1")], "id int, name string, amount string, day string"),
+        )
     assert lake.version(table) == 0
 
 
@@ -103,7 +108,9 @@ def test_merge_into_a_missing_table_creates_it(spark, lake, table):
 
 def test_merge_without_insert_only_touches_matches(spark, lake, table):
     lake.append(table, rows(spark, BASE))
-    lake.merge(table, rows(spark, [(2, "B", 1.0, "d1"), (8, "h", 8.0, "d1")]), MergeSpec(keys=("id",), insert=False))
+    lake.merge(
+        table, rows(spark, [(2, "B", 1.0, "d1"), (8, "h", 8.0, "d1")]), MergeSpec(keys=("id",), insert=False)
+    )
     assert sorted(r["name"] for r in lake.read(table).collect()) == ["B", "a", "c"]
 
 
@@ -137,10 +144,15 @@ def test_txn_applies_to_merge_too(spark, lake, table):
 def test_commit_metadata_and_history(spark, lake, table):
     lake.append(table, rows(spark, BASE[:1]), metadata={"watermark": "2026-01-01T00:00:00", "n": 1})
     lake.append(table, rows(spark, BASE[1:2]))
-    lake.merge(table, rows(spark, BASE[2:]), MergeSpec(keys=("id",)), metadata={"watermark": "2026-01-02T00:00:00"})
+    lake.merge(
+        table, rows(spark, BASE[2:]), MergeSpec(keys=("id",)), metadata={"watermark": "2026-01-02T00:00:00"}
+    )
     history = lake.history(table)
     assert [c.version for c in history] == [2, 1, 0]
-    assert history[0].operation == "MERGE" and history[2].metadata == {"watermark": "2026-01-01T00:00:00", "n": 1}
+    assert history[0].operation == "MERGE" and history[2].metadata == {
+        "watermark": "2026-01-01T00:00:00",
+        "n": 1,
+    }
     assert lake.latest_metadata(table, "watermark") == "2026-01-02T00:00:00"
     assert lake.latest_metadata(table, "absent") is None
 

@@ -67,7 +67,9 @@ def test_malformed_csv_lines_keep_their_raw_text(bronze_lake, dataset):
     defects = manifest(lake)["datasets"][dataset]["defects"]
     corrupt = bronze(ctx, dataset).filter("_corrupt_record is not null").cache()
     assert corrupt.count() == defects["malformed_line"]
-    landing_text = "\n".join(p.read_text() for p in (lake / "landing").rglob("*.csv") if dataset.split("_")[1] in p.name)
+    landing_text = "\n".join(
+        p.read_text() for p in (lake / "landing").rglob("*.csv") if dataset.split("_")[1] in p.name
+    )
     for row in corrupt.collect():
         assert row["_corrupt_record"] in landing_text
         assert row["_parse_error"].startswith("malformed CSV record")
@@ -126,7 +128,11 @@ def test_new_landing_files_are_picked_up_incrementally(spark, fresh_lake):
 def _first_header(lake, dataset):
     import pyarrow.parquet as pq
 
-    folder = lake / "landing" / {"snowflake_orders": "snowflake/orders"}.get(dataset, "crm/" + dataset.split("_")[1])
+    folder = (
+        lake
+        / "landing"
+        / {"snowflake_orders": "snowflake/orders"}.get(dataset, "crm/" + dataset.split("_")[1])
+    )
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.stat().st_size > 0)
     if dataset == "snowflake_orders":
         return pq.read_schema(files[0]).names

@@ -15,7 +15,9 @@ from tests.pg import pg_bin, postgres_server
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL server binaries absent (apt-get install postgresql)"),
+    pytest.mark.skipif(
+        pg_bin() is None, reason="PostgreSQL server binaries absent (apt-get install postgresql)"
+    ),
 ]
 
 PASSWORD = "test-only-password"
@@ -48,11 +50,17 @@ def jdbc_ctx(spark, tmp_path, pg, monkeypatch):
     with psycopg.connect(pg["conninfo"], autocommit=True) as conn:
         conn.execute("TRUNCATE behavior_events")
     conf = JdbcSettings(
-        url=pg["url"], table="public.behavior_events", user=pg["user"],
-        password=SecretRef(env="LAKEHOUSE_TEST_PG_PASSWORD"), watermark_column="loaded_at", num_partitions=3,
+        url=pg["url"],
+        table="public.behavior_events",
+        user=pg["user"],
+        password=SecretRef(env="LAKEHOUSE_TEST_PG_PASSWORD"),
+        watermark_column="loaded_at",
+        num_partitions=3,
     )
     ctx = make_ctx(spark, tmp_path / "lake")
-    sources = dataclasses.replace(ctx.settings.sources, redshift_behavior=RedshiftBehaviorSettings(mode="jdbc", jdbc=conf))
+    sources = dataclasses.replace(
+        ctx.settings.sources, redshift_behavior=RedshiftBehaviorSettings(mode="jdbc", jdbc=conf)
+    )
     ctx.settings = dataclasses.replace(ctx.settings, sources=sources)
     return ctx, conf
 

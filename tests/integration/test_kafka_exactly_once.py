@@ -35,8 +35,18 @@ def kafka_config(tmp_path: Path, files_per_trigger: int) -> Path:
 def start_stream(lake: Path, config: Path) -> subprocess.Popen:
     env = {**os.environ, "LAKEHOUSE_CONFIG_DIR": str(config), "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(
-        [sys.executable, str(REPO / "aws" / "jobs" / "kafka_streaming_ingest.py"), "--lake", str(lake), "--trigger", "available-now"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            str(REPO / "aws" / "jobs" / "kafka_streaming_ingest.py"),
+            "--lake",
+            str(lake),
+            "--trigger",
+            "available-now",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -46,7 +56,9 @@ def assert_exactly_once(lake_api, table, expected):
     assert rows.select("topic", "partition", "offset").distinct().count() == expected
 
 
-def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(spark, delta_rs_lake, fresh_lake, tmp_path):
+def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(
+    spark, delta_rs_lake, fresh_lake, tmp_path
+):
     config = kafka_config(tmp_path, files_per_trigger=4)
     table = str(fresh_lake / "bronze" / "kafka_events")
     expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
@@ -55,7 +67,9 @@ def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(spark, de
     deadline = time.monotonic() + 240
     while (delta_rs_lake.version(table) or 0) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert proc.poll() is None, "the stream finished before it could be killed: " + proc.stdout.read().decode()[-2000:]
+    assert proc.poll() is None, (
+        "the stream finished before it could be killed: " + proc.stdout.read().decode()[-2000:]
+    )
     os.killpg(proc.pid, signal.SIGKILL)  # a real crash: no shutdown hooks, JVM included
     proc.wait()
     partial = delta_rs_lake.read(table).count()

@@ -28,7 +28,10 @@ def test_committed_dag_covers_every_catalogue_dataset():
 
 
 def test_dependencies_come_first_and_file_order_breaks_ties(tmp_path):
-    path = dag_file(tmp_path, "steps:\n  c: {job: j, dataset: x, depends_on: [b]}\n  a: {job: j, dataset: x}\n  b: {job: j, dataset: x, depends_on: [a]}\n  d: {job: j, dataset: x}\n")
+    path = dag_file(
+        tmp_path,
+        "steps:\n  c: {job: j, dataset: x, depends_on: [b]}\n  a: {job: j, dataset: x}\n  b: {job: j, dataset: x, depends_on: [a]}\n  d: {job: j, dataset: x}\n",
+    )
     dag = load_dag(path, {"j"})
     assert dag.order() == ["a", "b", "c", "d"]
     assert dag.select(["c", "a"]) == ["a", "c"]
@@ -37,7 +40,10 @@ def test_dependencies_come_first_and_file_order_breaks_ties(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("steps:\n  a: {job: j, dataset: x, depends_on: [b]}\n  b: {job: j, dataset: x, depends_on: [a]}\n", "cycle"),
+        (
+            "steps:\n  a: {job: j, dataset: x, depends_on: [b]}\n  b: {job: j, dataset: x, depends_on: [a]}\n",
+            "cycle",
+        ),
         ("steps:\n  a: {job: nope, dataset: x}\n", "steps.a.job: unknown job 'nope'"),
         ("steps:\n  a: {job: j, dataset: x, depends_on: [zz]}\n", "no such step"),
         ("steps:\n  a: {job: j}\n", "steps.a.dataset: required value missing"),

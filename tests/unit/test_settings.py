@@ -88,5 +88,7 @@ def test_secret_reference_resolves_from_secrets_manager(monkeypatch):
 
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     with mock_aws():
-        boto3.client("secretsmanager").create_secret(Name="lakehouse/dev/redshift", SecretString='{"password": "pw"}')
+        boto3.client("secretsmanager").create_secret(
+            Name="lakehouse/dev/redshift", SecretString='{"password": "pw"}'
+        )
         assert SecretRef(secretsmanager="lakehouse/dev/redshift", json_key="password").resolve() == "pw"

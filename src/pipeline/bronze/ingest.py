@@ -53,9 +53,11 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One aggregation over the cached batch gives per-file and corrupt counts for the report.
-        stats = batch.groupBy(SOURCE_FILE).agg(
-            F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt")
-        ).collect()
+        stats = (
+            batch.groupBy(SOURCE_FILE)
+            .agg(F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt"))
+            .collect()
+        )
         rows_per_file = {r[SOURCE_FILE]: r["rows"] for r in stats}
         rows = sum(rows_per_file.values())
         corrupt = sum(r["corrupt"] for r in stats)
@@ -68,7 +70,15 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
         )
     finally:
         batch.unpersist()
-    log.info("%s: %d files, %d rows (%d corrupt) -> %s v%s", dataset, len(files), rows, corrupt, table, result.version)
+    log.info(
+        "%s: %d files, %d rows (%d corrupt) -> %s v%s",
+        dataset,
+        len(files),
+        rows,
+        corrupt,
+        table,
+        result.version,
+    )
     return StepResult(
         rows_in=rows,
         rows_out=rows,

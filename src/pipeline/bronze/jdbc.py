@@ -48,7 +48,9 @@ def redacted_url(url: str) -> str:
     return re.sub(r"//[^/@]*@", "//", url).split("?")[0]
 
 
-def _bounds(spark: SparkSession, conf: JdbcSettings, low: datetime | None) -> tuple[datetime, datetime] | None:
+def _bounds(
+    spark: SparkSession, conf: JdbcSettings, low: datetime | None
+) -> tuple[datetime, datetime] | None:
     col, where = conf.watermark_column, ""
     if low is not None:
         where = f" WHERE {col} > {_literal(low)}"
@@ -59,7 +61,9 @@ def _bounds(spark: SparkSession, conf: JdbcSettings, low: datetime | None) -> tu
     return row["lo"], row["hi"]
 
 
-def extract_window(spark: SparkSession, conf: JdbcSettings, low: datetime | None, high: datetime, lo: datetime) -> DataFrame:
+def extract_window(
+    spark: SparkSession, conf: JdbcSettings, low: datetime | None, high: datetime, lo: datetime
+) -> DataFrame:
     col = conf.watermark_column
     predicate = f"{col} <= {_literal(high)}" + (f" AND {col} > {_literal(low)}" if low is not None else "")
     return (
@@ -115,5 +119,10 @@ def ingest_jdbc(ctx: RunContext, dataset: str, conf: JdbcSettings) -> StepResult
     return StepResult(
         rows_in=count,
         rows_out=count,
-        details={"watermark": high.isoformat(), "previous_watermark": committed, "table": table, "version": result.version},
+        details={
+            "watermark": high.isoformat(),
+            "previous_watermark": committed,
+            "table": table,
+            "version": result.version,
+        },
     )

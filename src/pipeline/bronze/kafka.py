@@ -180,8 +180,10 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: Trigger = "available-no
     checkpoint = ctx.checkpoint_path(f"bronze_{dataset}")
     table = ctx.table_path("bronze", dataset)
     sink = BronzeBatchWriter(ctx.lake, table, checkpoint, spec.source_system, spec.partition_by)
-    writer = source.writeStream.queryName(f"bronze_{dataset}").foreachBatch(sink).option(
-        "checkpointLocation", checkpoint
+    writer = (
+        source.writeStream.queryName(f"bronze_{dataset}")
+        .foreachBatch(sink)
+        .option("checkpointLocation", checkpoint)
     )
     if trigger == "available-now":
         writer = writer.trigger(availableNow=True)

@@ -33,7 +33,9 @@ def _file_uri() -> Column:
     return F.col("_metadata.file_path")
 
 
-def read_csv(spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str) -> DataFrame:
+def read_csv(
+    spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str
+) -> DataFrame:
     """CRM exports. Files are grouped by header, so a file with an extra column (schema drift)
     is read by its own header instead of shifting every value one column over."""
     by_header: dict[tuple[str, ...], list[str]] = defaultdict(list)
@@ -43,11 +45,15 @@ def read_csv(spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, l
             continue  # a 0-byte export holds no records
         header = tuple(next(csv.reader([line.lstrip("\ufeff")])))
         if len(set(header)) != len(header) or not all(header):
-            raise LandingFormatError(f"{spec.name}: {f.uri}: header has blank or repeated column names: {line!r}")
+            raise LandingFormatError(
+                f"{spec.name}: {f.uri}: header has blank or repeated column names: {line!r}"
+            )
         by_header[header].append(f.path)
     frames = []
     for header, paths in sorted(by_header.items()):
-        schema = StructType([StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())])
+        schema = StructType(
+            [StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())]
+        )
         df = (
             spark.read.schema(schema)
             .option("header", "true")
@@ -65,7 +71,9 @@ def read_csv(spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, l
     return _union(spark, frames)
 
 
-def read_parquet(spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str) -> DataFrame:
+def read_parquet(
+    spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str
+) -> DataFrame:
     """Snowflake / Redshift unloads. mergeSchema takes added columns; a changed type fails the
     read with Spark's message, which names the column."""
     if not files:
@@ -85,7 +93,9 @@ def read_parquet(spark: SparkSession, files: list[LandingFile], spec: DatasetSpe
 FX_FILE_SCHEMA = "base string, date string, timestamp string, rates map<string,string>"
 
 
-def read_fx_json(spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str) -> DataFrame:
+def read_fx_json(
+    spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str
+) -> DataFrame:
     """Vendor FX files: one JSON document per file, exploded to one row per currency; rates
     stay strings so a vendor's "N/A" reaches silver's quarantine instead of vanishing here."""
     if not files:

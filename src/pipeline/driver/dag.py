@@ -57,7 +57,9 @@ def load_dag(path: Path, known_jobs: set[str]) -> Dag:
     for name, entry in entries.items():
         step = parse_typed(Step, {**(entry or {}), "name": name}, str(path), f"steps.{name}")
         if step.job not in known_jobs:
-            raise ConfigError(f"{path}: steps.{name}.job: unknown job {step.job!r}; known: {', '.join(sorted(known_jobs))}")
+            raise ConfigError(
+                f"{path}: steps.{name}.job: unknown job {step.job!r}; known: {', '.join(sorted(known_jobs))}"
+            )
         steps[name] = step
     for name, step in steps.items():
         missing = [d for d in step.depends_on if d not in steps]

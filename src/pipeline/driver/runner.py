@@ -50,7 +50,11 @@ def run_steps(ctx: RunContext, dag: Dag, selected: list[str], out: TextIO) -> Ru
             outcome.status, outcome.error = "skipped", f"upstream not succeeded: {', '.join(blocked)}"
             print(f"[{i}/{len(selected)}] {outcome.step}: skipped ({outcome.error})", file=out, flush=True)
             continue
-        print(f"[{i}/{len(selected)}] {outcome.step}: running {step.job} on {step.dataset} ...", file=out, flush=True)
+        print(
+            f"[{i}/{len(selected)}] {outcome.step}: running {step.job} on {step.dataset} ...",
+            file=out,
+            flush=True,
+        )
         outcome.status = "running"
         _persist(ctx, state, state_path)
         started = time.monotonic()
@@ -61,7 +65,11 @@ def run_steps(ctx: RunContext, dag: Dag, selected: list[str], out: TextIO) -> Ru
             log.error("step %s failed:\n%s", outcome.step, traceback.format_exc())
         else:
             outcome.status = "succeeded"
-            outcome.rows_in, outcome.rows_out, outcome.details = result.rows_in, result.rows_out, result.details
+            outcome.rows_in, outcome.rows_out, outcome.details = (
+                result.rows_in,
+                result.rows_out,
+                result.details,
+            )
         outcome.seconds = round(time.monotonic() - started, 2)
         print(
             f"[{i}/{len(selected)}] {outcome.step}: {outcome.status} in {outcome.seconds:.1f}s"
@@ -84,6 +92,10 @@ def summary_table(state: RunState) -> str:
     header = ("step", "status", "rows in", "rows out", "seconds")
     rows = [(s.step, s.status, f"{s.rows_in:,}", f"{s.rows_out:,}", f"{s.seconds:.1f}") for s in state.steps]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "+".join("-" * (w + 2) for w in widths)
-    fmt = lambda r: " | ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(zip(r, widths)))  # noqa: E731
+    line = "-+-".join("-" * w for w in widths)
+
+    def fmt(row: tuple) -> str:  # text columns left-aligned, figures right-aligned
+        cells = zip(row, widths, strict=True)
+        return " | ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(cells))
+
     return "\n".join([line, fmt(header), line, *[fmt(r) for r in rows], line])

@@ -7,7 +7,16 @@ from pyspark.sql import SparkSession
 from pipeline.lake.base import Commit, Lake, LakeError, MergeSpec, Txn, WriteResult
 from pipeline.settings import ConfigError
 
-__all__ = ["Commit", "Lake", "LakeError", "MergeSpec", "Txn", "WriteResult", "open_lake", "engine_unavailable"]
+__all__ = [
+    "Commit",
+    "Lake",
+    "LakeError",
+    "MergeSpec",
+    "Txn",
+    "WriteResult",
+    "open_lake",
+    "engine_unavailable",
+]
 
 
 def engine_unavailable(engine: str, spark: SparkSession) -> str | None:

@@ -52,15 +52,19 @@ class DeltaRsLake(Lake):
         if not files:
             return self.spark.createDataFrame([], schema)
         # basePath keeps partition columns (they live only in the directory names).
-        df = self.spark.read.schema(schema).option("basePath", _spark_uri(path)).parquet(
-            *[_spark_uri(f) for f in files]
+        df = (
+            self.spark.read.schema(schema)
+            .option("basePath", _spark_uri(path))
+            .parquet(*[_spark_uri(f) for f in files])
         )
         return df.select(*[f"`{name}`" for name in arrow_schema.names])
 
     def append(self, path, df, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
         return self._write(path, df, "append", None, partition_by, metadata, txn)
 
-    def overwrite(self, path, df, *, predicate=None, partition_by=None, metadata=None, txn=None) -> WriteResult:
+    def overwrite(
+        self, path, df, *, predicate=None, partition_by=None, metadata=None, txn=None
+    ) -> WriteResult:
         return self._write(path, df, "overwrite", predicate, partition_by, metadata, txn)
 
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
@@ -68,10 +72,8 @@ class DeltaRsLake(Lake):
             return WriteResult(path, self.version(path), skipped=True)
         data = _to_arrow(df)
         exists = self.exists(path)
-        if mode == "append" or predicate:
-            schema_mode = "merge"
-        else:
-            schema_mode = "overwrite" if exists else None
+        # Appends and partial overwrites may add columns; a full overwrite replaces the schema.
+        schema_mode = "merge" if mode == "append" or predicate else "overwrite"
         try:
             write_deltalake(
                 path,

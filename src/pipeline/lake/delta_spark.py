@@ -18,7 +18,6 @@ from pipeline.lake.base import (
     Lake,
     LakeError,
     MergeSpec,
-    Txn,
     WriteResult,
     decode_metadata,
     encode_metadata,
@@ -68,7 +67,9 @@ class DeltaSparkLake(Lake):
     def append(self, path, df, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
         return self._write(path, df, "append", None, partition_by, metadata, txn)
 
-    def overwrite(self, path, df, *, predicate=None, partition_by=None, metadata=None, txn=None) -> WriteResult:
+    def overwrite(
+        self, path, df, *, predicate=None, partition_by=None, metadata=None, txn=None
+    ) -> WriteResult:
         return self._write(path, df, "overwrite", predicate, partition_by, metadata, txn)
 
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
