@@ -1,4 +1,5 @@
-"""The DAG file (`config/pipeline.yaml`): steps, their job kind, dataset and dependencies."""
+"""The DAG file (`config/pipeline.yaml`): steps, their job kind, dataset and dependencies, and
+the retry policy (top-level `retry:`; defaults when absent)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.driver.retry import RetryPolicy
 from pipeline.settings import ConfigError, parse_typed
+
+TOP_LEVEL_KEYS = ("steps", "retry")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Step:
 @dataclass(frozen=True)
 class Dag:
     steps: dict[str, Step]  # in file order
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     def order(self) -> list[str]:
         """Topological order; among steps that are ready, file order (stable, readable)."""
@@ -35,14 +40,57 @@ class Dag:
             pending.remove(ready[0])
         return done
 
-    def select(self, only: list[str] | None = None) -> list[str]:
+    def upstream(self, name: str) -> set[str]:
+        """Every step `name` depends on, directly or not (not `name` itself)."""
+        found: set[str] = set()
+        todo = list(self.steps[name].depends_on)
+        while todo:
+            current = todo.pop()
+            if current not in found:
+                found.add(current)
+                todo.extend(self.steps[current].depends_on)
+        return found
+
+    def downstream(self, name: str) -> set[str]:
+        """Every step depending on `name`, directly or not (not `name` itself)."""
+        return {s for s in self.steps if name in self.upstream(s)}
+
+    def select(
+        self,
+        only: list[str] | None = None,
+        *,
+        from_step: str | None = None,
+        until_step: str | None = None,
+    ) -> list[str]:
+        """The steps to run, in order. Each given filter narrows the selection (they combine as
+        an intersection): `only` these steps; `from_step` and everything downstream of it;
+        `until_step` and everything upstream of it."""
         order = self.order()
-        if not only:
-            return order
-        unknown = sorted(set(only) - set(self.steps))
+        chosen = set(order)
+        if only:
+            self._check_known(only, "--only")
+            chosen &= set(only)
+        if from_step:
+            self._check_known([from_step], "--from")
+            chosen &= {from_step} | self.downstream(from_step)
+        if until_step:
+            self._check_known([until_step], "--until")
+            chosen &= {until_step} | self.upstream(until_step)
+        if not chosen:
+            flags = [
+                f"{flag} {value if isinstance(value, str) else ','.join(value)}"
+                for flag, value in (("--only", only), ("--from", from_step), ("--until", until_step))
+                if value
+            ]
+            raise ConfigError(f"{' and '.join(flags)} select no steps together")
+        return [s for s in order if s in chosen]
+
+    def _check_known(self, names: list[str], flag: str) -> None:
+        unknown = sorted(set(names) - set(self.steps))
         if unknown:
-            raise ConfigError(f"unknown step(s) {', '.join(unknown)}; the DAG has: {', '.join(order)}")
-        return [s for s in order if s in only]
+            raise ConfigError(
+                f"{flag}: unknown step(s) {', '.join(unknown)}; the DAG has: {', '.join(self.order())}"
+            )
 
 
 def load_dag(path: Path, known_jobs: set[str]) -> Dag:
@@ -50,7 +98,14 @@ def load_dag(path: Path, known_jobs: set[str]) -> Dag:
         raw = yaml.safe_load(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline DAG: {exc}") from exc
-    entries = raw.get("steps") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level with 'steps'")
+    unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+    retry_block = {} if raw.get("retry") is None else raw["retry"]
+    retry = parse_typed(RetryPolicy, retry_block, str(path), "retry")
+    entries = raw.get("steps")
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{path}: expected a non-empty mapping under 'steps'")
     steps = {}
@@ -65,6 +120,6 @@ def load_dag(path: Path, known_jobs: set[str]) -> Dag:
         missing = [d for d in step.depends_on if d not in steps]
         if missing:
             raise ConfigError(f"{path}: steps.{name}.depends_on: no such step(s) {', '.join(missing)}")
-    dag = Dag(steps)
+    dag = Dag(steps, retry)
     dag.order()  # fail on cycles at load time
     return dag

@@ -54,13 +54,16 @@ class WriteResult:
 
 @dataclass(frozen=True)
 class MergeSpec:
-    """Upsert by key: update matched rows (optionally only when `update_when` holds), delete
-    matched rows when `delete_when` holds (checked first), insert the unmatched."""
+    """Upsert by key: delete matched rows when `delete_when` holds (checked first), update the
+    other matches (when `update` is set, and only where `update_when` holds), insert the
+    unmatched (when `insert` is set, and only where `insert_when` holds)."""
 
     keys: tuple[str, ...]
+    update: bool = True
     update_when: str | None = None
     delete_when: str | None = None
     insert: bool = True
+    insert_when: str | None = None
 
     def join_predicate(self) -> str:
         return " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.keys)
@@ -123,6 +126,11 @@ class Lake(ABC):
         txn: Txn | None = None,
     ) -> WriteResult:
         """Upsert `df` by `spec.keys`; creates the table from `df` when it does not exist."""
+
+    @abstractmethod
+    def read_changes(self, path: str, after_version: int) -> DataFrame:
+        """Rows inserted by commits after `after_version` (-1: all), up to the current version:
+        the incremental feed of an append-only table. Compaction (OPTIMIZE) adds no rows here."""
 
     @abstractmethod
     def delete(self, path: str, predicate: str, *, metadata: dict[str, Any] | None = None) -> WriteResult: ...

@@ -103,15 +103,31 @@ class DeltaSparkLake(Lake):
         merger = DeltaTable.forPath(self.spark, path).alias("t").merge(df.alias("s"), spec.join_predicate())
         if spec.delete_when:
             merger = merger.whenMatchedDelete(condition=spec.delete_when)
-        merger = merger.whenMatchedUpdateAll(condition=spec.update_when)
+        if spec.update:
+            merger = merger.whenMatchedUpdateAll(condition=spec.update_when)
         if spec.insert:
-            merger = merger.whenNotMatchedInsertAll()
+            merger = merger.whenNotMatchedInsertAll(condition=spec.insert_when)
         with self._session_conf(metadata, txn, {"spark.databricks.delta.schema.autoMerge.enabled": "true"}):
             try:
                 merger.execute()
             except Exception as exc:
                 raise LakeError(f"{path}: merge on {', '.join(spec.keys)} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
+
+    def read_changes(self, path: str, after_version: int) -> DataFrame:
+        # Needs delta.enableChangeDataFeed on the table (the dev/prod configs default it on).
+        current = self.version(path)
+        if current is None or current <= after_version:
+            return self.read(path).limit(0)
+        changes = (
+            self.spark.read.format("delta")
+            .option("readChangeFeed", "true")
+            .option("startingVersion", after_version + 1)
+            .option("endingVersion", current)
+            .load(path)
+        )
+        inserted = changes.filter("_change_type IN ('insert', 'update_postimage')")
+        return inserted.drop("_change_type", "_commit_version", "_commit_timestamp")
 
     def delete(self, path, predicate, *, metadata=None) -> WriteResult:
         with self._session_conf(metadata, None):

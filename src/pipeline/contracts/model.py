@@ -1,0 +1,169 @@
+"""Data contracts (`config/contracts/<dataset>.yaml`): the single source of truth for a silver
+dataset's columns, types, keys, rules, PII classes and evolution policy.
+
+Validated on load: a contract that names an unknown type, column, normaliser or reference
+fails at start-up with the file and key, never mid-run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.settings import ConfigError, parse_typed
+
+SIMPLE_TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp", "map<string,string>"}
+DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+NORMALIZERS = {"trim", "lower", "upper", "country_code"}
+PII_CLASSES = {"none", "name", "email", "phone"}
+
+
+class ContractError(ConfigError):
+    """A contract is invalid, or data breaks its evolution policy (fails the step, no retry)."""
+
+
+@dataclass(frozen=True)
+class Column:
+    type: str
+    nullable: bool = True
+    description: str = ""
+    source: str = ""  # bronze column it comes from; default: the same name
+    expr: str = ""  # SQL over other (typed) columns; computed, not read
+    normalize: list[str] = field(default_factory=list)
+    allowed: list[str] = field(default_factory=list)
+    pattern: str = ""
+    min: float | None = None
+    max: float | None = None
+    min_exclusive: float | None = None
+    reference: str = ""  # config/reference/<name>.yaml: the allowed values
+    pii: Literal["none", "name", "email", "phone"] = "none"
+    name: str = ""
+
+    @property
+    def source_column(self) -> str:
+        return self.source or self.name
+
+
+@dataclass(frozen=True)
+class Evolution:
+    new_columns: Literal["accept", "fail"] = "accept"
+    removed_columns: Literal["accept", "fail"] = "fail"
+    retyped_columns: Literal["accept", "fail"] = "fail"
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    description: str
+    grain: str
+    source: str  # bronze dataset (config/datasets.yaml)
+    keys: list[str]
+    sequence_by: str
+    history: Literal["scd2", "current", "events"]
+    columns: dict[str, Column]
+    tracked: list[str] = field(default_factory=list)
+    soft_delete: str = ""
+    partition_by: list[str] = field(default_factory=list)
+    evolution: Evolution = field(default_factory=Evolution)
+
+    def column(self, name: str) -> Column:
+        return self.columns[name]
+
+    @property
+    def read_columns(self) -> list[Column]:
+        return [c for c in self.columns.values() if not c.expr]
+
+    @property
+    def derived_columns(self) -> list[Column]:
+        return [c for c in self.columns.values() if c.expr]
+
+
+def load_contract(path: Path, reference_dir: Path) -> Contract:
+    where = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ContractError(f"{where}: cannot read contract: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict):
+        raise ContractError(f"{where}: expected a mapping with a 'columns' mapping")
+    columns = {
+        name: parse_typed(Column, {**(spec or {}), "name": name}, where, f"columns.{name}")
+        for name, spec in raw["columns"].items()
+    }
+    contract = parse_typed(Contract, {**raw, "columns": {}}, where, "")
+    contract = Contract(**{**contract.__dict__, "columns": columns})
+    _validate(contract, where, reference_dir)
+    if contract.name != Path(path).stem:
+        raise ContractError(f"{where}: name: {contract.name!r} must match the file name {Path(path).stem!r}")
+    return contract
+
+
+def _validate(c: Contract, where: str, reference_dir: Path) -> None:
+    for col in c.columns.values():
+        key = f"{where}: columns.{col.name}"
+        if col.type not in SIMPLE_TYPES and not DECIMAL.match(col.type):
+            raise ContractError(f"{key}.type: unknown type {col.type!r}; use one of {sorted(SIMPLE_TYPES)} or decimal(p,s)")
+        unknown = set(col.normalize) - NORMALIZERS
+        if unknown:
+            raise ContractError(f"{key}.normalize: unknown {sorted(unknown)}; known: {sorted(NORMALIZERS)}")
+        if col.pattern:
+            try:
+                re.compile(col.pattern)
+            except re.error as exc:
+                raise ContractError(f"{key}.pattern: not a valid regular expression: {exc}") from exc
+        if col.reference:
+            reference_values(reference_dir, col.reference, key)
+        if col.expr and col.source:
+            raise ContractError(f"{key}: a column is either read (source) or computed (expr), not both")
+    names = set(c.columns)
+    for attr in ("keys", "tracked", "partition_by"):
+        missing = [n for n in getattr(c, attr) if n not in names and not _is_pii_output(c, n)]
+        if missing:
+            raise ContractError(f"{where}: {attr}: unknown column(s) {missing}")
+    if not c.keys:
+        raise ContractError(f"{where}: keys: at least one key column is required")
+    if c.sequence_by not in names and not c.sequence_by.startswith("_"):
+        raise ContractError(f"{where}: sequence_by: unknown column {c.sequence_by!r}")
+    if c.history == "scd2" and not c.tracked:
+        raise ContractError(f"{where}: tracked: scd2 history needs the tracked attributes")
+    if c.soft_delete and c.columns.get(c.soft_delete, Column("x")).type != "boolean":
+        raise ContractError(f"{where}: soft_delete: {c.soft_delete!r} must be a boolean column")
+
+
+def _is_pii_output(c: Contract, name: str) -> bool:
+    """Tracked attributes may name the protected form of a PII column (owner_email_hash)."""
+    return any(name in pii_outputs(col) for col in c.columns.values())
+
+
+def pii_outputs(col: Column) -> list[str]:
+    """The silver columns a contract column becomes."""
+    if col.pii == "email":
+        return [f"{col.name}_hash", f"{col.name}_domain"]
+    if col.pii == "phone":
+        return [f"{col.name}_masked"]
+    return [col.name]
+
+
+@cache
+def reference_values(reference_dir: Path, name: str, key: str = "") -> tuple[str, ...]:
+    path = Path(reference_dir) / f"{name}.yaml"
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ContractError(f"{key}.reference: no reference list {path}") from exc
+    values = data.get(name)
+    if not isinstance(values, list) or not values:
+        raise ContractError(f"{path}: expected a non-empty list under {name!r}")
+    return tuple(str(v) for v in values)
+
+
+def load_contracts(contracts_dir: Path, reference_dir: Path) -> dict[str, Contract]:
+    contracts = {p.stem: load_contract(p, reference_dir) for p in sorted(Path(contracts_dir).glob("*.yaml"))}
+    if not contracts:
+        raise ContractError(f"{contracts_dir}: no contracts found")
+    return contracts

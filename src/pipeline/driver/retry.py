@@ -1,0 +1,218 @@
+"""Which step failures are worth retrying, and how long to wait between attempts.
+
+The one place that decides. `classify(exc)` answers "transient" or "fatal":
+
+1. A schema mismatch anywhere in the exception chain is fatal (a rerun writes the same rows
+   into the same table and fails the same way).
+2. The raised exception being an instance of a `FATAL` class is fatal: configuration and
+   contract errors (`ConfigError`, `ValueError`, `TypeError`, `KeyError`, Spark analysis
+   errors) and the deterministic `OSError`s (missing file, no permission).
+3. Transient when any exception in the chain is a `TRANSIENT` class (`OSError`,
+   `ConnectionError`, `TimeoutError`, py4j network errors) or its text (Java class names and
+   messages included) matches a `TRANSIENT_PATTERNS` entry: socket timeouts, connection
+   resets, S3 503 / SlowDown, throttling, Delta concurrent-commit conflicts.
+4. Anything else is fatal: retrying an unknown error (most often a bug) only delays the report.
+
+The policy (attempts, backoff) comes from the `retry:` block of config/pipeline.yaml.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.settings import ConfigError
+
+try:  # py4j ships with pyspark; the guard keeps this module importable without it
+    from py4j.protocol import Py4JNetworkError
+except ImportError:  # pragma: no cover
+    Py4JNetworkError = ConnectionError  # type: ignore[assignment,misc]
+
+try:
+    from pyspark.errors import AnalysisException
+except ImportError:  # pragma: no cover
+    AnalysisException = ValueError  # type: ignore[assignment,misc]
+
+Kind = Literal["transient", "fatal"]
+TRANSIENT: Kind = "transient"
+FATAL_KIND: Kind = "fatal"
+
+# Fail fast: the raised exception is one of these. Checked before TRANSIENT, so the
+# deterministic OSError subclasses listed here are not retried although OSError is.
+FATAL: tuple[type[BaseException], ...] = (
+    ConfigError,
+    ValueError,
+    TypeError,
+    KeyError,
+    AnalysisException,
+    FileNotFoundError,
+    PermissionError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
+# Retry: any exception in the chain is one of these.
+TRANSIENT_TYPES: tuple[type[BaseException], ...] = (OSError, ConnectionError, TimeoutError, Py4JNetworkError)
+
+# Retry: any exception in the chain mentions one of these (case-insensitive regular expressions).
+TRANSIENT_PATTERNS: tuple[str, ...] = (
+    r"SocketTimeoutException",
+    r"SocketException",
+    r"Connection reset",
+    r"Connection refused",
+    r"Broken pipe",
+    r"Read timed out",
+    r"UnknownHostException",
+    r"\b503\b",
+    r"Service Unavailable",
+    r"SlowDown",
+    r"Throttling",  # ThrottlingException, Throttling: Rate exceeded
+    r"TooManyRequests",
+    r"RequestLimitExceeded",
+    r"ConcurrentAppendException",
+    r"ConcurrentModification",  # java.util.ConcurrentModificationException, Delta's family
+    r"CommitFailed",  # CommitFailedException (Iceberg/Delta), delta-rs CommitFailedError
+    r"Py4JNetworkError",
+    r"Answer from Java side is empty",
+)
+
+# Fatal even when a transient pattern also matches: the data does not fit the table.
+SCHEMA_MISMATCH_PATTERNS: tuple[str, ...] = (
+    r"SchemaMismatch",
+    r"schema mismatch",
+    r"DELTA_FAILED_TO_MERGE_FIELDS",
+    r"Failed to merge (?:fields|incompatible)",
+    r"DELTA_SCHEMA_CHANGED",
+    r"Cannot cast schema",
+    r"Cast error: Cannot cast",
+)
+
+try:  # delta-rs raises this for a batch whose columns do not match the table
+    from deltalake.exceptions import SchemaMismatchError
+
+    SCHEMA_ERRORS: tuple[type[BaseException], ...] = (SchemaMismatchError,)
+except ImportError:  # pragma: no cover
+    SCHEMA_ERRORS = ()
+
+_TRANSIENT_RE = re.compile("|".join(f"(?:{p})" for p in TRANSIENT_PATTERNS), re.IGNORECASE)
+_SCHEMA_RE = re.compile("|".join(f"(?:{p})" for p in SCHEMA_MISMATCH_PATTERNS), re.IGNORECASE)
+
+
+def classify(exc: BaseException) -> Kind:
+    """`transient` (worth retrying) or `fatal` (fail fast); see the module docstring."""
+    chain = list(exception_chain(exc))
+    if any(_is_schema_mismatch(e) for e in chain):
+        return FATAL_KIND
+    if isinstance(exc, FATAL):
+        return FATAL_KIND
+    for e in chain:
+        if isinstance(e, TRANSIENT_TYPES) and not isinstance(e, FATAL):
+            return TRANSIENT
+        if _TRANSIENT_RE.search(_text(e)):
+            return TRANSIENT
+    return FATAL_KIND
+
+
+def is_transient(exc: BaseException) -> bool:
+    return classify(exc) == TRANSIENT
+
+
+def exception_chain(exc: BaseException, limit: int = 16) -> Iterator[BaseException]:
+    """`exc`, then what caused it (`__cause__`, `__context__`, pyspark's captured Java cause)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < limit:
+        seen.add(id(current))
+        yield current
+        nxt = current.__cause__ or current.__context__
+        if nxt is None:
+            captured = getattr(current, "_cause", None)  # pyspark CapturedException
+            nxt = captured if isinstance(captured, BaseException) else None
+        current = nxt
+
+
+def _is_schema_mismatch(exc: BaseException) -> bool:
+    """A lake write refused because the rows do not fit the table (either engine's wording)."""
+    return isinstance(exc, SCHEMA_ERRORS) or bool(_SCHEMA_RE.search(_text(exc)))
+
+
+def _text(exc: BaseException) -> str:
+    """Class name and message; for Spark/Java errors the Java class and stack as well. Never
+    raises: str() of a Java-backed exception calls into a JVM that may be gone."""
+    parts = [type(exc).__module__ + "." + type(exc).__name__]
+    for attr in ("_desc", "_stackTrace"):  # pyspark CapturedException, without calling the JVM
+        value = getattr(exc, attr, None)
+        if isinstance(value, str):
+            parts.append(value)
+    try:
+        parts.append(str(exc))
+    except Exception:  # noqa: BLE001 - a dead JVM must not hide the original failure
+        parts.append(repr(exc.args))
+    return "\n".join(parts)
+
+
+def short_error(exc: BaseException, limit: int = 300) -> str:
+    """`Type: first line of the message`, short enough for a table cell and the state file."""
+    try:
+        message = str(exc)
+    except Exception:  # noqa: BLE001
+        message = repr(exc.args)
+    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
+    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient step failures are retried (top-level `retry:` of config/pipeline.yaml).
+
+    Attempt n failing transiently waits min(max_backoff_s, initial_backoff_s * 2**(n-1)),
+    reduced by a random share of up to `jitter` (0.5: between 50% and 100% of it), so
+    max_backoff_s is a true upper bound and parallel runs do not retry in lockstep.
+    """
+
+    max_attempts: int = 3
+    initial_backoff_s: float = 2.0
+    max_backoff_s: float = 60.0
+    jitter: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ConfigError(f"max_attempts: must be at least 1, got {self.max_attempts}")
+        if self.initial_backoff_s < 0:
+            raise ConfigError(f"initial_backoff_s: must be >= 0, got {self.initial_backoff_s}")
+        if self.max_backoff_s < self.initial_backoff_s:
+            raise ConfigError(
+                f"max_backoff_s: must be >= initial_backoff_s ({self.initial_backoff_s}), got {self.max_backoff_s}"
+            )
+        if not 0 <= self.jitter <= 1:
+            raise ConfigError(f"jitter: must be between 0 and 1, got {self.jitter}")
+
+    def base_delay(self, attempt: int) -> float:
+        """The wait after failed attempt `attempt` (1-based), before jitter."""
+        if attempt < 1:
+            raise ValueError(f"attempt numbers start at 1, got {attempt}")
+        exponent = min(attempt - 1, 64)  # 2**64 * anything is past any cap
+        return min(self.max_backoff_s, self.initial_backoff_s * 2.0**exponent)
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """The jittered wait after failed attempt `attempt`: in [base*(1-jitter), base]."""
+        base = self.base_delay(attempt)
+        draw = (rng or random).random()
+        return base * (1.0 - self.jitter * draw)
+
+    def schedule(self) -> list[float]:
+        """The un-jittered waits between the attempts (max_attempts - 1 of them)."""
+        return [self.base_delay(n) for n in range(1, self.max_attempts)]
+
+    def describe(self) -> str:
+        if self.max_attempts == 1:
+            return "no retries (max_attempts 1)"
+        waits = ", ".join(f"{s:g}s" for s in self.schedule())
+        return (
+            f"up to {self.max_attempts} attempts for transient errors; waits {waits} "
+            f"(doubling, cap {self.max_backoff_s:g}s, jitter -{self.jitter:.0%}); fatal errors fail fast"
+        )
