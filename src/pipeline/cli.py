@@ -1,10 +1,13 @@
-"""`lakehouse` command line: generate sample data, run the pipeline, show the plan."""
+"""`lakehouse` command line: generate sample data, run the pipeline (or show its plan), show a run."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
+import socket
 import sys
 import time
 from datetime import date
@@ -13,14 +16,23 @@ from pathlib import Path
 from pipeline.settings import ConfigError, Settings, load_settings
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """--env, --lake, --config-dir, --log-level: what every command needs to find its settings."""
     parser.add_argument("--env", help="config environment: local (default), dev, prod; or LAKEHOUSE_ENV")
     parser.add_argument(
         "--lake", help="lake root (folder or s3:// URI); wins over LAKEHOUSE_LAKE_ROOT and config"
     )
     parser.add_argument("--config-dir", type=Path, help="folder holding <env>.yaml (default ./config)")
-    parser.add_argument("--run-id", help="run id to use (default: a new one)")
     parser.add_argument("--log-level", default=os.environ.get("LAKEHOUSE_LOG_LEVEL", "WARNING"))
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    add_settings_arguments(parser)
+    parser.add_argument(
+        "--run-id",
+        help="run id to use (default: a new one); an existing run id continues that run: the "
+        "selected steps are rerun and recorded in its state",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -28,32 +40,152 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: bool = False) -> int:
+    """Run (or with `plan`, show) the selected DAG steps. Besides `only`, reads the optional
+    `from_step`, `until_step`, `resume`, `start_date` and `end_date` of `args` (the `lakehouse
+    run` flags), so the aws/jobs entry points, whose parsers lack them, call it unchanged.
+    Exit status: 0 when the run succeeded, 1 when any step did not."""
     from pipeline.driver.dag import load_dag
+    from pipeline.driver.executors import LocalExecutor
+    from pipeline.driver.runner import plan_text, resume_selection
+    from pipeline.driver.state import SUCCEEDED, RunState, is_local, state_store_for
+    from pipeline.driver.window import DateWindow, parse_window
     from pipeline.jobs import JOBS
 
     configure_process(args.log_level)
     settings = settings_from_args(args)
     dag = load_dag(settings.config_path(settings.pipeline_file), set(JOBS))
-    selected = dag.select(only)
+    from_step, until_step = getattr(args, "from_step", None), getattr(args, "until_step", None)
+    resume_id = getattr(args, "resume", None)
+    window = parse_window(getattr(args, "start_date", None), getattr(args, "end_date", None))
+    narrow = (
+        dag.select(only, from_step=from_step, until_step=until_step)
+        if (only or from_step or until_step)
+        else None
+    )
+    if resume_id:
+        if args.run_id and args.run_id != resume_id:
+            raise ConfigError(
+                f"--run-id {args.run_id} and --resume {resume_id}: a resumed run keeps its run id"
+            )
+        if window:
+            raise ConfigError("--start-date/--end-date: a resumed run keeps the window it was started with")
+    executor = LocalExecutor()
+    runs = settings.lake.path("_ops", "runs")
+    heading = f"plan ({settings.env}, lake {settings.lake.root}, engine {settings.lake.engine}):"
+
+    def selection(previous: RunState | None) -> list[str]:
+        if resume_id:
+            assert previous is not None
+            chosen = resume_selection(previous, dag, narrow)
+            unfinished = previous.unfinished()
+            if unfinished and not chosen:
+                raise ConfigError(
+                    f"run {resume_id}: its unfinished step(s) {', '.join(unfinished)} are outside "
+                    "the --only/--from/--until selection"
+                )
+            return chosen
+        return narrow if narrow is not None else dag.order()
+
     if plan:
-        print(f"plan ({settings.env}, lake {settings.lake.root}, engine {settings.lake.engine}):")
-        for i, name in enumerate(selected, 1):
-            step = dag.steps[name]
-            after = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
-            print(f"  {i}. {name}: {step.job} {step.dataset}{after}")
+        previous = state_store_for(runs).load(resume_id) if resume_id else None
+        if previous is not None:
+            window = DateWindow.from_dict(previous.window)
+        print(
+            plan_text(
+                dag, selection(previous), heading, window=window, executor_name=executor.name, resume=previous
+            )
+        )
         return 0
+
+    def prepare(store) -> tuple[RunState | None, list[str]]:
+        previous = _previous_run(store, resume_id or args.run_id, required=bool(resume_id))
+        return previous, selection(previous)
+
+    previous, selected = None, []
+    if is_local(runs):  # answer "no such run" / "nothing to resume" before spending seconds on Spark
+        previous, selected = prepare(state_store_for(runs))
+        if resume_id and not selected:
+            return _nothing_to_resume(resume_id, state_store_for(runs).location(resume_id))
+
     from pipeline.context import RunContext
-    from pipeline.driver.runner import run_steps
+    from pipeline.driver.runner import default_store, run_steps
 
     started = time.monotonic()
-    ctx = RunContext.create(settings, args.run_id)
+    ctx = RunContext.create(settings, resume_id or args.run_id)
+    store = default_store(ctx)
+    if not is_local(runs):
+        previous, selected = prepare(store)
+        if resume_id and not selected:
+            return _nothing_to_resume(resume_id, store.location(resume_id))
+    if previous is not None and resume_id:
+        window = DateWindow.from_dict(previous.window)
+    what = "resuming" if resume_id else ("continuing" if previous is not None else "run")
     print(
-        f"run {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {ctx.lake.name}",
+        f"{what} {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {ctx.lake.name}"
+        + (f", {window.landing_filter}" if window else ""),
         flush=True,
     )
-    state = run_steps(ctx, dag, selected, sys.stdout)
+    with _sigterm_as_exit():
+        state = run_steps(
+            ctx, dag, selected, sys.stdout, window=window, executor=executor, store=store, state=previous
+        )
     print(f"total {time.monotonic() - started:.1f}s", flush=True)
-    return 1 if state.failed else 0
+    return 0 if state.status == SUCCEEDED else 1
+
+
+def _nothing_to_resume(run_id: str, location: str) -> int:
+    print(f"run {run_id}: nothing to resume, every step succeeded ({location})", flush=True)
+    return 0
+
+
+def _previous_run(store, run_id: str | None, *, required: bool):
+    """The recorded state of `run_id` (resume: must exist; --run-id: may), refusing a run that
+    is still going on this host."""
+    from pipeline.driver.state import RUNNING
+
+    if not run_id or (not required and not store.exists(run_id)):
+        return None
+    state = store.load(run_id)  # RunNotFound names where it looked
+    if (
+        state.status == RUNNING
+        and state.host == socket.gethostname()
+        and state.pid
+        and state.pid != os.getpid()
+        and _process_alive(state.pid)
+    ):
+        raise ConfigError(
+            f"run {run_id} is still running (pid {state.pid} on {state.host}); wait for it or stop it first"
+        )
+    return state
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _sigterm_as_exit():
+    """SIGTERM (YARN, a CI timeout, `kill`) raises SystemExit, so the runner records the run as
+    interrupted before the process goes; a resume then picks it up."""
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def configure_process(level: str) -> None:
@@ -67,6 +199,37 @@ def configure_process(level: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     only = [s for part in (args.only or []) for s in part.split(",") if s]
     return run_pipeline(args, only=only or None, plan=args.plan)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a run's summary from its state file; no SparkSession (plain files or boto3).
+    Exit status: 0 succeeded or still running, 1 failed or interrupted, 2 no such run."""
+    from pipeline.driver.state import (
+        RUNNING,
+        SUCCEEDED,
+        describe_run,
+        latest_run_id,
+        state_store_for,
+        summary_table,
+    )
+
+    settings = settings_from_args(args)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    runs = settings.lake.path("_ops", "runs")
+    store = state_store_for(runs)
+    run_id = args.run_id or latest_run_id(store)
+    if run_id is None:
+        print(f"no runs recorded under {runs}", file=sys.stderr)
+        return 2
+    state = store.load(run_id)
+    if args.json:
+        print(state.to_json())
+    else:
+        print(describe_run(state, store.location(run_id)))
+        print(summary_table(state))
+    return 0 if state.status in (SUCCEEDED, RUNNING) else 1
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -110,8 +273,34 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the pipeline DAG (config/pipeline.yaml) in one SparkSession")
     add_common_arguments(run)
     run.add_argument("--only", action="append", help="run only these steps (comma-separated or repeated)")
-    run.add_argument("--plan", action="store_true", help="print the execution plan and exit; touches nothing")
+    run.add_argument(
+        "--from", dest="from_step", metavar="STEP", help="run STEP and everything downstream of it"
+    )
+    run.add_argument(
+        "--until", dest="until_step", metavar="STEP", help="run STEP and everything upstream of it"
+    )
+    run.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="rerun the steps of RUN_ID that did not succeed (failed, skipped, or cut off), "
+        "under the same run id and state file; --only/--from/--until narrow them further",
+    )
+    run.add_argument("--start-date", metavar="YYYY-MM-DD", help="backfill: first landing date (inclusive)")
+    run.add_argument("--end-date", metavar="YYYY-MM-DD", help="backfill: last landing date (inclusive)")
+    run.add_argument(
+        "--plan",
+        action="store_true",
+        help="print the execution plan (steps, retry policy, window) and exit; touches nothing",
+    )
     run.set_defaults(func=cmd_run)
+
+    status = sub.add_parser(
+        "status", help="show a run's steps from <lake>/_ops/runs (default: the latest run); no Spark"
+    )
+    add_settings_arguments(status)
+    status.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to show (default: the latest)")
+    status.add_argument("--json", action="store_true", help="print the run state file as it is")
+    status.set_defaults(func=cmd_status)
     return parser
 
 
@@ -120,7 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
+        from pipeline.driver.state import RunNotFound
+
+        label = "error" if isinstance(exc, RunNotFound) else "configuration error"
+        print(f"{label}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import cached_property
 
 from pyspark.sql import SparkSession
 
 from pipeline.catalog import Catalog, load_catalog
+from pipeline.contracts.model import Contract, load_contracts, reference_values
 from pipeline.lake import Lake, open_lake
 from pipeline.settings import Settings
 from pipeline.spark import build_spark
@@ -25,6 +27,7 @@ class RunContext:
     lake: Lake
     catalog: Catalog
     run_id: str = field(default_factory=new_run_id)
+    as_of: date | None = None  # gold's reference date; None: the latest event date in the data
 
     @classmethod
     def create(cls, settings: Settings, run_id: str | None = None) -> RunContext:
@@ -32,6 +35,15 @@ class RunContext:
         lake = open_lake(settings.lake.engine, spark)
         catalog = load_catalog(settings.config_path(settings.datasets_file))
         return cls(settings, spark, lake, catalog, run_id or new_run_id())
+
+    @cached_property
+    def contracts(self) -> dict[str, Contract]:
+        s = self.settings
+        return load_contracts(s.config_path(s.contracts_dir), s.config_path(s.reference_dir))
+
+    def references(self, contract: Contract) -> dict[str, tuple[str, ...]]:
+        ref_dir = self.settings.config_path(self.settings.reference_dir)
+        return {c.reference: reference_values(ref_dir, c.reference) for c in contract.columns.values() if c.reference}
 
     def table_path(self, layer: str, name: str) -> str:
         return self.settings.lake.path(layer, name)

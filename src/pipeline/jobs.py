@@ -32,7 +32,13 @@ def bronze(ctx: RunContext, dataset: str) -> StepResult:
     return ingest_files(ctx, dataset)
 
 
-JOBS: dict[str, JobFn] = {"bronze": bronze}
+def silver(ctx: RunContext, dataset: str) -> StepResult:
+    from pipeline.silver.job import build_silver
+
+    return build_silver(ctx, dataset)
+
+
+JOBS: dict[str, JobFn] = {"bronze": bronze, "silver": silver}
 
 
 def main(step: str, argv: list[str] | None = None) -> int:

@@ -125,14 +125,24 @@ class GeneratorSettings:
 
 
 @dataclass(frozen=True)
+class PiiSettings:
+    # Key of the HMAC that replaces emails in silver. Locally, when the variable is unset, a
+    # fixed development key is used (with a warning); dev and prod fail without a key.
+    hmac_key: SecretRef = field(default_factory=lambda: SecretRef(env="LAKEHOUSE_PII_KEY"))
+
+
+@dataclass(frozen=True)
 class Settings:
     env: Literal["local", "dev", "prod"] = "local"
     lake: LakeSettings = field(default_factory=LakeSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
     sources: SourcesSettings = field(default_factory=SourcesSettings)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
+    pii: PiiSettings = field(default_factory=PiiSettings)
     pipeline_file: str = "pipeline.yaml"
     datasets_file: str = "datasets.yaml"
+    contracts_dir: str = "contracts"
+    reference_dir: str = "reference"
     config_dir: str = ""  # filled by the loader: where the YAML files were read from
 
     def config_path(self, name: str) -> Path:

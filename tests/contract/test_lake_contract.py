@@ -126,13 +126,16 @@ def test_merge_insert_only_and_conditional_insert(spark, lake, table):
 def test_read_changes_returns_rows_appended_after_a_version(spark, lake, table):
     lake.append(table, rows(spark, BASE[:1]))
     lake.append(table, rows(spark, BASE[1:]))
-    ids = lambda after: sorted(r["id"] for r in lake.read_changes(table, after).collect())  # noqa: E731
-    assert ids(-1) == [1, 2, 3]
-    assert ids(0) == [2, 3]
-    assert ids(1) == []
+    lake.append(table, rows(spark, [(4, "d", 4.0, "d4")]))
+    ids = lambda after, until: sorted(r["id"] for r in lake.read_changes(table, after, until).collect())  # noqa: E731
+    assert ids(-1, 2) == [1, 2, 3, 4]
+    assert ids(-1, 1) == [1, 2, 3]
+    assert ids(0, 2) == [2, 3, 4]
+    assert ids(0, 1) == [2, 3]
+    assert ids(2, 2) == []
     lake.optimize(table)
-    assert ids(1) == []  # compaction rewrites files but adds no rows
-    assert lake.read_changes(table, 0).columns == lake.read(table).columns
+    assert ids(2, 3) == []  # compaction rewrites files but adds no rows
+    assert lake.read_changes(table, 0, 2).columns == lake.read(table).columns
 
 
 def test_delete_by_predicate(spark, lake, table):

@@ -102,7 +102,9 @@ def load_dag(path: Path, known_jobs: set[str]) -> Dag:
         raise ConfigError(f"{path}: expected a mapping at the top level with 'steps'")
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     if unknown:
-        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_LEVEL_KEYS)}")
+        raise ConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: {', '.join(TOP_LEVEL_KEYS)}"
+        )
     retry_block = {} if raw.get("retry") is None else raw["retry"]
     retry = parse_typed(RetryPolicy, retry_block, str(path), "retry")
     entries = raw.get("steps")

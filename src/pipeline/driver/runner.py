@@ -1,101 +1,268 @@
-"""Run DAG steps in order in one SparkSession; skip dependants of failures; persist run state."""
+"""Run DAG steps in order; retry transient failures; skip dependants of failures; persist run state.
+
+`run_steps` needs from the context only `run_id` and `settings.lake.path(...)` (for the default
+state store); the executor gets the whole context. Everything with a side effect is a
+parameter (executor, state store, sleep, random source), so tests run without Spark or waiting.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
+import os
+import random
+import socket
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
-from pipeline.context import RunContext
 from pipeline.driver.dag import Dag
-from pipeline.jobs import JOBS
-from pipeline.storage import write_text
+from pipeline.driver.executors import Executor, LocalExecutor
+from pipeline.driver.retry import TRANSIENT, RetryPolicy, classify, short_error
+from pipeline.driver.state import (
+    FAILED,
+    INTERRUPTED,
+    RUNNING,
+    SKIPPED,
+    SUCCEEDED,
+    RunState,
+    StateStore,
+    StepOutcome,
+    state_store_for,
+    summary_table,
+    utc_now,
+)
+from pipeline.driver.window import DateWindow
+from pipeline.settings import ConfigError
+
+__all__ = [
+    "RunState",
+    "StepOutcome",
+    "default_store",
+    "plan_text",
+    "resume_selection",
+    "run_steps",
+    "summary_table",
+]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StepOutcome:
-    step: str
-    status: str = "pending"  # pending | running | succeeded | failed | skipped
-    rows_in: int = 0
-    rows_out: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-    details: dict = field(default_factory=dict)
+def default_store(ctx: Any) -> StateStore:
+    """`<lake>/_ops/runs` of the context's lake, through its SparkSession when not local."""
+    return state_store_for(ctx.settings.lake.path("_ops", "runs"), getattr(ctx, "spark", None))
 
 
-@dataclass
-class RunState:
-    run_id: str
-    steps: list[StepOutcome]
-    status: str = "running"
+def run_steps(
+    ctx: Any,
+    dag: Dag,
+    selected: list[str],
+    out: TextIO,
+    *,
+    window: DateWindow | None = None,
+    executor: Executor | None = None,
+    store: StateStore | None = None,
+    policy: RetryPolicy | None = None,
+    state: RunState | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    rng: random.Random | None = None,
+) -> RunState:
+    """Run `selected` (in DAG order) under `ctx.run_id` and return the run state.
 
-    @property
-    def failed(self) -> bool:
-        return any(s.status in ("failed", "skipped") for s in self.steps)
+    `state`: an existing run to continue (`--resume`): the selected steps are rerun and their
+    earlier outcomes kept under `previous`; the run's other steps keep their outcomes and count
+    as upstream results. `window` is set on the context as `ctx.window` for the jobs to read.
+    The retry policy defaults to the DAG's.
+    """
+    policy = policy or dag.retry
+    executor = executor or LocalExecutor()
+    store = store or default_store(ctx)
+    rng = rng or random.Random()
+    ctx.window = window
+    state = _prepare_state(ctx.run_id, dag, selected, state, window, executor)
+    location = store.location(state.run_id)
+    store.save(state)  # fails before any work when the state location is not writable
+    clock = _Clock(time.monotonic())
+    total = len(selected)
+    current: StepOutcome | None = None
 
+    def say(i: int, name: str, text: str) -> None:
+        print(f"[{i}/{total} {clock.elapsed()}] {name}: {text}", file=out, flush=True)
 
-def run_steps(ctx: RunContext, dag: Dag, selected: list[str], out: TextIO) -> RunState:
-    state = RunState(ctx.run_id, [StepOutcome(s) for s in selected])
-    by_name = {o.step: o for o in state.steps}
-    state_path = ctx.settings.lake.path("_ops", "runs", f"{ctx.run_id}.json")
-    for i, outcome in enumerate(state.steps, 1):
-        step = dag.steps[outcome.step]
-        blocked = [d for d in step.depends_on if d in by_name and by_name[d].status != "succeeded"]
-        if blocked:
-            outcome.status, outcome.error = "skipped", f"upstream not succeeded: {', '.join(blocked)}"
-            print(f"[{i}/{len(selected)}] {outcome.step}: skipped ({outcome.error})", file=out, flush=True)
-            continue
-        print(
-            f"[{i}/{len(selected)}] {outcome.step}: running {step.job} on {step.dataset} ...",
-            file=out,
-            flush=True,
-        )
-        outcome.status = "running"
-        _persist(ctx, state, state_path)
-        started = time.monotonic()
-        try:
-            result = JOBS[step.job](ctx, step.dataset)
-        except Exception as exc:  # the step fails; the run goes on with what does not depend on it
-            outcome.status, outcome.error = "failed", f"{type(exc).__name__}: {exc}"
-            log.error("step %s failed:\n%s", outcome.step, traceback.format_exc())
-        else:
-            outcome.status = "succeeded"
-            outcome.rows_in, outcome.rows_out, outcome.details = (
-                result.rows_in,
-                result.rows_out,
-                result.details,
-            )
-        outcome.seconds = round(time.monotonic() - started, 2)
-        print(
-            f"[{i}/{len(selected)}] {outcome.step}: {outcome.status} in {outcome.seconds:.1f}s"
-            + (f", {outcome.rows_out:,} rows" if outcome.status == "succeeded" else f": {outcome.error}"),
-            file=out,
-            flush=True,
-        )
-    state.status = "failed" if state.failed else "succeeded"
-    _persist(ctx, state, state_path)
+    def persist() -> None:
+        _save_quietly(store, state, out)
+
+    try:
+        for i, name in enumerate(selected, 1):
+            step = dag.steps[name]
+            outcome = state.step(name)
+            assert outcome is not None
+            blocked = [
+                d for d in step.depends_on if (up := state.step(d)) is not None and up.status != SUCCEEDED
+            ]
+            if blocked:
+                outcome.status, outcome.error_kind = SKIPPED, "upstream"
+                outcome.error = f"upstream not succeeded: {', '.join(blocked)}"
+                outcome.started_at = outcome.ended_at = utc_now()
+                say(i, name, f"skipped ({outcome.error})")
+                persist()
+                continue
+            current = outcome
+            _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng)
+            current = None
+    except BaseException as exc:  # Ctrl-C, SIGTERM as SystemExit: record how far the run got
+        if current is not None and current.status == RUNNING:
+            current.status, current.error_kind = FAILED, "interrupted"
+            current.error = f"interrupted: {type(exc).__name__}"
+            current.ended_at = utc_now()
+        state.finish()
+        state.status = INTERRUPTED
+        _save_quietly(store, state, out)
+        print(f"run {state.run_id}: interrupted; state in {location}", file=out, flush=True)
+        raise
+    state.finish()
+    _save_quietly(store, state, out)
     print(summary_table(state), file=out)
-    print(f"run {state.run_id}: {state.status}; state in {state_path}", file=out, flush=True)
+    print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state
 
 
-def _persist(ctx: RunContext, state: RunState, path: str) -> None:
-    write_text(ctx.spark, path, json.dumps(asdict(state), indent=2, default=str))
+def _prepare_state(
+    run_id: str,
+    dag: Dag,
+    selected: list[str],
+    state: RunState | None,
+    window: DateWindow | None,
+    executor: Executor,
+) -> RunState:
+    now = utc_now()
+    if state is None:
+        state = RunState(run_id, [StepOutcome(s) for s in selected], started_at=now)
+    else:
+        if state.run_id != run_id:
+            raise ConfigError(f"continuing run {state.run_id} under another run id {run_id}")
+        for name in selected:
+            outcome = state.step(name)
+            if outcome is None:
+                state.steps.append(StepOutcome(name))
+            else:
+                outcome.reset_for_rerun()
+        position = {name: i for i, name in enumerate(dag.order())}
+        state.steps.sort(key=lambda s: position.get(s.step, len(position)))
+        state.resumes.append(now)
+        state.ended_at = None
+    state.status = RUNNING
+    state.window = window.to_dict() if window else None
+    state.executor = executor.name
+    state.host, state.pid = socket.gethostname(), os.getpid()
+    return state
 
 
-def summary_table(state: RunState) -> str:
-    header = ("step", "status", "rows in", "rows out", "seconds")
-    rows = [(s.step, s.status, f"{s.rows_in:,}", f"{s.rows_out:,}", f"{s.seconds:.1f}") for s in state.steps]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = "-+-".join("-" * w for w in widths)
+def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng) -> None:
+    """Run one step with retries; fill in `outcome`."""
+    outcome.status, outcome.started_at = RUNNING, utc_now()
+    started = time.monotonic()
+    for attempt in range(1, policy.max_attempts + 1):
+        outcome.attempts = attempt
+        tries = f" (attempt {attempt}/{policy.max_attempts})" if attempt > 1 else ""
+        say(i, step.name, f"running {step.job} on {step.dataset}{tries} ...")
+        persist()
+        try:
+            result = executor.run(step, ctx)
+        except Exception as exc:  # the step fails; the run goes on with what does not depend on it
+            kind, message = classify(exc), short_error(exc)
+            log.error("step %s attempt %d failed (%s):\n%s", step.name, attempt, kind, traceback.format_exc())
+            outcome.error, outcome.error_kind = message, kind
+            if kind == TRANSIENT and attempt < policy.max_attempts:
+                wait = policy.delay(attempt, rng)
+                outcome.retries.append(
+                    {"attempt": attempt, "error": message, "wait_s": round(wait, 3), "at": utc_now()}
+                )
+                say(i, step.name, f"attempt {attempt} failed (transient): {message}; retrying in {wait:.1f}s")
+                persist()
+                sleep(wait)
+                continue
+            outcome.status = FAILED
+            break
+        else:
+            outcome.status, outcome.error, outcome.error_kind = SUCCEEDED, None, None
+            outcome.rows_in, outcome.rows_out = result.rows_in, result.rows_out
+            outcome.details = result.details
+            break
+    outcome.ended_at = utc_now()
+    outcome.seconds = round(time.monotonic() - started, 2)
+    if outcome.status == SUCCEEDED:
+        done = f"succeeded in {outcome.seconds:.1f}s, {outcome.rows_out:,} rows"
+    elif outcome.error_kind == TRANSIENT:
+        done = f"failed after {outcome.attempts} attempts (transient): {outcome.error}"
+    else:
+        done = f"failed (fatal, not retried): {outcome.error}"
+    say(
+        i,
+        step.name,
+        done
+        + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 and outcome.status == SUCCEEDED else ""),
+    )
+    persist()
 
-    def fmt(row: tuple) -> str:  # text columns left-aligned, figures right-aligned
-        cells = zip(row, widths, strict=True)
-        return " | ".join(str(v).ljust(w) if i < 2 else str(v).rjust(w) for i, (v, w) in enumerate(cells))
 
-    return "\n".join([line, fmt(header), line, *[fmt(r) for r in rows], line])
+class _Clock:
+    def __init__(self, start: float):
+        self.start = start
+
+    def elapsed(self) -> str:
+        seconds = int(time.monotonic() - self.start)
+        return f"{seconds // 3600:d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _save_quietly(store: StateStore, state: RunState, out: TextIO) -> None:
+    """A failed state write must not fail the data work: warn and go on (the next write may
+    succeed; every write carries the whole state)."""
+    try:
+        store.save(state)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write run state to %s: %s", store.location(state.run_id), exc)
+        print(f"warning: could not write run state: {short_error(exc)}", file=out, flush=True)
+
+
+def resume_selection(state: RunState, dag: Dag, narrow: list[str] | None = None) -> list[str]:
+    """The steps `--resume` reruns: those of the run that did not succeed (failed, skipped, or
+    left pending/running by a killed run), in DAG order; `narrow` (a `Dag.select`) limits them."""
+    todo = state.unfinished()
+    gone = [s for s in todo if s not in dag.steps]
+    if gone:
+        raise ConfigError(
+            f"run {state.run_id}: step(s) {', '.join(gone)} are no longer in the pipeline DAG; cannot resume them"
+        )
+    chosen = set(todo) if narrow is None else set(todo) & set(narrow)
+    return [s for s in dag.order() if s in chosen]
+
+
+def plan_text(
+    dag: Dag,
+    selected: list[str],
+    heading: str,
+    *,
+    window: DateWindow | None = None,
+    executor_name: str = LocalExecutor.name,
+    resume: RunState | None = None,
+) -> str:
+    """What `lakehouse run --plan` prints: the steps in order, retry policy, window, executor."""
+    lines = [heading]
+    lines.append(f"  executor: {executor_name}")
+    lines.append(f"  retry: {dag.retry.describe()}")
+    lines.append(f"  window: {window.landing_filter if window else 'all landing dates'}")
+    if resume is not None:
+        lines.append(
+            f"  resume run {resume.run_id} ({resume.status}): rerun {len(selected)} of {len(resume.steps)} step(s)"
+        )
+    for i, name in enumerate(selected, 1):
+        step = dag.steps[name]
+        after = f" after {', '.join(step.depends_on)}" if step.depends_on else ""
+        was = ""
+        if resume is not None and (previous := resume.step(name)) is not None:
+            was = f" (was {previous.status}{': ' + previous.error if previous.error else ''})"
+        lines.append(f"  {i}. {name}: {step.job} {step.dataset}{after}{was}")
+    if not selected:
+        lines.append("  nothing to run")
+    return "\n".join(lines)

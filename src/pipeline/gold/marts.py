@@ -54,7 +54,7 @@ class Mart:
 
 
 def _fct_orders(i: Inputs) -> DataFrame:
-    return T.fct_orders(i["orders"], i["accounts"], T.fx_calendar(i["fx_rates"]))
+    return T.fct_orders(i["orders"], i["accounts"], i["fx_calendar"])
 
 
 def _revenue_daily(i: Inputs) -> DataFrame:
@@ -62,14 +62,20 @@ def _revenue_daily(i: Inputs) -> DataFrame:
 
 
 def _pipeline_summary(i: Inputs) -> DataFrame:
-    return T.pipeline_summary(i["opportunities"], T.fx_calendar(i["fx_rates"]), i["accounts"])
+    return T.pipeline_summary(i["opportunities"], i["fx_calendar"], i["accounts"])
 
 
 def _customer_360(i: Inputs) -> DataFrame:
     assert i.as_of is not None
-    opps = T.opportunities_usd(i["opportunities"], i["accounts"], T.fx_calendar(i["fx_rates"]))
+    opps = T.opportunities_usd(i["opportunities"], i["accounts"], i["fx_calendar"])
     return T.customer_360(
-        i["accounts"], i["fct_orders"], opps, i["contacts"], i["behavior_events"], i["product_events"], i.as_of
+        i["accounts"],
+        i["fct_orders"],
+        opps,
+        i["contacts"],
+        i["behavior_events"],
+        i["product_events"],
+        i.as_of,
     )
 
 
@@ -176,7 +182,14 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         )
 
     rows_in = sum(tables[name].count() for name in spec.main)
+    cached: list[DataFrame] = []
+    if "fx_rates" in tables:
+        # Tiny (days x currencies) and used twice per lookup (the join and its end-date clamp):
+        # computed once. Broadcast at the join (transforms._fx_lookup).
+        tables["fx_calendar"] = T.fx_calendar(tables["fx_rates"]).cache()
+        cached.append(tables["fx_calendar"])
     df = spec.build(Inputs(tables, as_of)).cache()
+    cached.append(df)
     try:
         rows_out = df.count()
         if spec.check_rows_match_main and rows_out != rows_in:
@@ -190,7 +203,8 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
             metadata={FINGERPRINT_KEY: fingerprint, "run_id": ctx.run_id, "rows": rows_out},
         )
     finally:
-        df.unpersist()
+        for frame in cached:
+            frame.unpersist()
     log.info("gold %s: %d rows in, %d rows out, version %s", spec.name, rows_in, rows_out, written.version)
     return StepResult(
         rows_in,

@@ -82,9 +82,9 @@ def fx_calendar(
     grid_start = F.least(F.col("lo"), first)
     days = bounds.select(
         first.alias("first"),
-        F.explode(
-            F.when(grid_start <= last, F.sequence(grid_start, last, F.expr("INTERVAL 1 DAY")))
-        ).alias("fx_date"),
+        F.explode(F.when(grid_start <= last, F.sequence(grid_start, last, F.expr("INTERVAL 1 DAY")))).alias(
+            "fx_date"
+        ),
     )
     currencies = rates.select("currency").distinct()
     fill = (
@@ -131,11 +131,18 @@ def _fx_lookup(df: DataFrame, fx_cal: DataFrame, on_date: str) -> DataFrame:
     keyed = df.crossJoin(F.broadcast(cal_end)).withColumn(
         "_fx_lookup", F.least(F.col(on_date), F.col("_fx_cal_end"))
     )
-    return keyed.join(
-        F.broadcast(cal),
-        (F.col("_fx_lookup") == F.col("_fx_date")) & (F.col("currency") == F.col("_fx_currency")),
-        "left",
-    ).drop("_fx_cal_end", "_fx_lookup", "_fx_date", "_fx_currency")
+    is_usd = F.col("currency") == "USD"
+    return (
+        keyed.join(
+            F.broadcast(cal),
+            (F.col("_fx_lookup") == F.col("_fx_date")) & (F.col("currency") == F.col("_fx_currency")),
+            "left",
+        )
+        # USD is 1 on every day, also outside the calendar (before the first published rate).
+        .withColumn("rate_to_usd", F.when(is_usd, F.lit(1).cast(RATE)).otherwise(F.col("rate_to_usd")))
+        .withColumn("fx_rate_date", F.when(is_usd, F.col(on_date)).otherwise(F.col("fx_rate_date")))
+        .drop("_fx_cal_end", "_fx_lookup", "_fx_date", "_fx_currency")
+    )
 
 
 def fct_orders(orders: DataFrame, accounts: DataFrame, fx_cal: DataFrame) -> DataFrame:

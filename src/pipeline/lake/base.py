@@ -128,8 +128,8 @@ class Lake(ABC):
         """Upsert `df` by `spec.keys`; creates the table from `df` when it does not exist."""
 
     @abstractmethod
-    def read_changes(self, path: str, after_version: int) -> DataFrame:
-        """Rows inserted by commits after `after_version` (-1: all), up to the current version:
+    def read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
+        """Rows inserted by commits in (after_version, until_version] (after -1: from the start):
         the incremental feed of an append-only table. Compaction (OPTIMIZE) adds no rows here."""
 
     @abstractmethod

@@ -114,16 +114,17 @@ class DeltaSparkLake(Lake):
                 raise LakeError(f"{path}: merge on {', '.join(spec.keys)} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
 
-    def read_changes(self, path: str, after_version: int) -> DataFrame:
-        # Needs delta.enableChangeDataFeed on the table (the dev/prod configs default it on).
-        current = self.version(path)
-        if current is None or current <= after_version:
+    def read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
+        if after_version < 0:
+            return self.read(path, until_version)
+        if until_version <= after_version:
             return self.read(path).limit(0)
+        # Needs delta.enableChangeDataFeed on the table (the dev/prod configs default it on).
         changes = (
             self.spark.read.format("delta")
             .option("readChangeFeed", "true")
             .option("startingVersion", after_version + 1)
-            .option("endingVersion", current)
+            .option("endingVersion", until_version)
             .load(path)
         )
         inserted = changes.filter("_change_type IN ('insert', 'update_postimage')")

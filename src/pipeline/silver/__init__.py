@@ -1,0 +1,1 @@
+"""Silver: typed, deduplicated, conformed tables driven by the data contracts."""

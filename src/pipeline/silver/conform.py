@@ -1,0 +1,167 @@
+"""Contract enforcement as pure transforms: bronze rows -> typed values + the rules each breaks.
+
+Every rule of a contract compiles to one Spark column expression, and all of them are gathered
+into one array column (`_rules_broken`) in a single projection: one pass over the data, not one
+scan per rule. Values are parsed with try_cast, so a bad value becomes a quarantine reason
+instead of an ANSI-mode exception mid-job.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pyspark.sql import Column as SparkColumn
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructType
+
+from pipeline.contracts.model import Column, Contract, ContractError
+
+RULES = "_rules_broken"
+VALUE = "__v_"  # prefix of the typed value columns during conformance
+CORRUPT, ERROR = "_corrupt_record", "_parse_error"
+
+# Country names and codes seen in CRM exports, beyond the ISO-2 codes themselves.
+COUNTRY_ALIASES = {
+    "UNITED STATES": "US", "USA": "US", "U.S.": "US", "UNITED KINGDOM": "GB", "UK": "GB",
+    "GREAT BRITAIN": "GB", "GERMANY": "DE", "DEUTSCHLAND": "DE", "FRANCE": "FR", "CANADA": "CA",
+    "AUSTRALIA": "AU", "INDIA": "IN", "BRAZIL": "BR", "NETHERLANDS": "NL", "JAPAN": "JP",
+    "IRELAND": "IE", "SWITZERLAND": "CH", "SINGAPORE": "SG", "MEXICO": "MX", "ITALY": "IT",
+    "SWEDEN": "SE", "SPAIN": "ES", "POLAND": "PL",
+}  # fmt: skip
+
+
+def check_evolution(schema: StructType, contract: Contract) -> list[str]:
+    """Apply the contract's evolution policy to the bronze schema; return accepted new columns.
+    Raises ContractError naming the dataset, the column and the fix."""
+    bronze = {f.name: f.dataType for f in schema.fields}
+    wanted = {c.source_column: c for c in contract.read_columns}
+    where = f"silver {contract.name} (from bronze {contract.source})"
+    removed = sorted(set(wanted) - set(bronze))
+    if removed and contract.evolution.removed_columns == "fail":
+        raise ContractError(
+            f"{where}: column(s) {removed} missing upstream; the contract's evolution policy is "
+            "removed_columns: fail — restore them at the source or update the contract"
+        )
+    for name, col in wanted.items():
+        actual = bronze.get(name)
+        if actual is None or isinstance(actual, StringType):
+            continue  # text is parsed by the contract type
+        if actual.simpleString() != col.type.replace(" ", "") and contract.evolution.retyped_columns == "fail":
+            raise ContractError(
+                f"{where}: column {name!r} arrives as {actual.simpleString()} but the contract says "
+                f"{col.type}; evolution policy retyped_columns: fail — fix the source or the contract"
+            )
+    audit = {c for c in bronze if c.startswith("_")}
+    new = sorted(set(bronze) - set(wanted) - audit)
+    if new and contract.evolution.new_columns == "fail":
+        raise ContractError(f"{where}: new column(s) {new} not in the contract; policy new_columns: fail")
+    return new
+
+
+def _normalized(col: Column, raw: SparkColumn, is_text: bool) -> SparkColumn:
+    if not is_text:
+        return raw
+    value = raw
+    for step in col.normalize:
+        if step == "trim":
+            value = F.trim(value)
+        elif step == "lower":
+            value = F.lower(value)
+        elif step == "upper":
+            value = F.upper(value)
+        elif step == "country_code":
+            upper = F.upper(F.trim(value))
+            aliases = F.create_map(*[F.lit(x) for kv in COUNTRY_ALIASES.items() for x in kv])
+            value = F.coalesce(aliases[upper], upper)
+    return F.when(value != "", value)  # an empty string is a missing value
+
+
+def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[str, ...]]) -> DataFrame:
+    """Bronze columns unchanged (quarantine keeps raw values), plus one typed `__v_<col>` per
+    contract column and `_rules_broken`, the names of the rules the row breaks."""
+    types = {f.name: f.dataType for f in bronze.schema.fields}
+    raw_cols, typed_cols, rules = {}, {}, []
+    for col in contract.read_columns:
+        source = col.source_column
+        is_text = isinstance(types.get(source), StringType)
+        raw = F.col(f"`{source}`") if source in types else F.lit(None).cast("string")
+        raw_cols[col.name] = _normalized(col, raw, is_text)
+    staged = bronze.withColumns({f"__raw_{n}": c for n, c in raw_cols.items()})
+    for col in contract.read_columns:
+        raw_name = f"`__raw_{col.name}`"
+        typed_cols[col.name] = F.expr(f"try_cast({raw_name} AS {col.type})")
+    staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
+    for col in contract.derived_columns:
+        expr = _qualify(col.expr, contract)
+        staged = staged.withColumn(f"{VALUE}{col.name}", F.expr(f"try_cast(({expr}) AS {col.type})"))
+    for col in contract.columns.values():
+        rules.extend(_column_rules(col, F.col(f"`__raw_{col.name}`") if not col.expr else None, references))
+    malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
+    broken = F.filter(F.array(*rules), lambda r: r.isNotNull()) if rules else F.array().cast("array<string>")
+    result = staged.withColumn(RULES, F.when(malformed, F.array(F.lit("record:malformed"))).otherwise(broken))
+    return result.drop(*[f"__raw_{n}" for n in raw_cols])
+
+
+def _qualify(expr: str, contract: Contract) -> str:
+    """Point an expr's column references at the typed values (`order_ts` -> `__v_order_ts`)."""
+    for name in sorted(contract.columns, key=len, reverse=True):
+        expr = re.sub(rf"(?<![\w`]){re.escape(name)}(?![\w`])", f"`{VALUE}{name}`", expr)
+    return expr
+
+
+def _column_rules(col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]]) -> list[SparkColumn]:
+    v = F.col(f"`{VALUE}{col.name}`")
+    present = v.isNotNull()
+    checks: list[tuple[str, SparkColumn]] = []
+    if not col.nullable:
+        checks.append(("missing", v.isNull() & (raw.isNull() if raw is not None else F.lit(True))))
+    if raw is not None:
+        checks.append(("unparseable", raw.isNotNull() & v.isNull()))
+    if col.allowed:
+        checks.append(("not_allowed", present & ~v.isin(col.allowed)))
+    if col.reference:
+        checks.append((f"not_in_{col.reference}", present & ~v.isin(list(references[col.reference]))))
+    if col.pattern:
+        checks.append(("pattern", present & ~v.rlike(col.pattern)))
+    if col.min is not None:
+        checks.append(("below_min", present & (v < F.lit(col.min))))
+    if col.max is not None:
+        checks.append(("above_max", present & (v > F.lit(col.max))))
+    if col.min_exclusive is not None:
+        checks.append(("not_above_min", present & (v <= F.lit(col.min_exclusive))))
+    return [F.when(cond, F.lit(f"{col.name}:{name}")) for name, cond in checks]
+
+
+def rule_names(contract: Contract) -> list[str]:
+    """Every rule the contract compiles to (for docs, DQ and reporting)."""
+    names = ["record:malformed"]
+    for col in contract.columns.values():
+        names += [f"{col.name}:missing"] if not col.nullable else []
+        names += [f"{col.name}:unparseable"] if not col.expr else []
+        names += [f"{col.name}:not_allowed"] if col.allowed else []
+        names += [f"{col.name}:not_in_{col.reference}"] if col.reference else []
+        names += [f"{col.name}:pattern"] if col.pattern else []
+        names += [f"{col.name}:below_min"] if col.min is not None else []
+        names += [f"{col.name}:above_max"] if col.max is not None else []
+        names += [f"{col.name}:not_above_min"] if col.min_exclusive is not None else []
+    return names
+
+
+def valid_values(conformed: DataFrame, contract: Contract, keep: tuple[str, ...]) -> DataFrame:
+    """Rows that break no rule, as contract columns (typed) plus the `keep` audit columns."""
+    return conformed.filter(F.size(RULES) == 0).select(
+        *[F.col(f"`{VALUE}{n}`").alias(n) for n in contract.columns],
+        *[F.col(k) for k in keep],
+    )
+
+
+def quarantined(conformed: DataFrame, batch_id: str) -> DataFrame:
+    """Rows that break a rule: every bronze column as it arrived, the rules and a readable reason."""
+    bronze_columns = [c for c in conformed.columns if not c.startswith(VALUE) and c != RULES]
+    return conformed.filter(F.size(RULES) > 0).select(
+        *[F.col(f"`{c}`") for c in bronze_columns],
+        F.col(RULES).alias("_rules_broken"),
+        F.array_join(RULES, "; ").alias("_quarantine_reason"),
+        F.lit(batch_id).alias("_quarantine_batch_id"),
+    )
