@@ -219,15 +219,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     runs = settings.lake.path("_ops", "runs")
     store = state_store_for(runs)
-    run_id = args.run_id or latest_run_id(store)
-    if run_id is None:
+    try:
+        run_id = args.run_id or latest_run_id(store)
+        state = store.load(run_id) if run_id else None
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. no AWS credentials: say so, without a traceback
+        print(f"error: cannot read run state under {runs}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    if state is None:
         print(f"no runs recorded under {runs}", file=sys.stderr)
         return 2
-    state = store.load(run_id)
     if args.json:
         print(state.to_json())
     else:
-        print(describe_run(state, store.location(run_id)))
+        print(describe_run(state, store.location(state.run_id)))
         print(summary_table(state))
     return 0 if state.status in (SUCCEEDED, RUNNING) else 1
 

@@ -43,7 +43,11 @@ class RunContext:
 
     def references(self, contract: Contract) -> dict[str, tuple[str, ...]]:
         ref_dir = self.settings.config_path(self.settings.reference_dir)
-        return {c.reference: reference_values(ref_dir, c.reference) for c in contract.columns.values() if c.reference}
+        return {
+            c.reference: reference_values(ref_dir, c.reference)
+            for c in contract.columns.values()
+            if c.reference
+        }
 
     def table_path(self, layer: str, name: str) -> str:
         return self.settings.lake.path(layer, name)

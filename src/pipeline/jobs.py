@@ -38,7 +38,13 @@ def silver(ctx: RunContext, dataset: str) -> StepResult:
     return build_silver(ctx, dataset)
 
 
-JOBS: dict[str, JobFn] = {"bronze": bronze, "silver": silver}
+def gold(ctx: RunContext, mart: str) -> StepResult:
+    from pipeline.gold import build_gold
+
+    return build_gold(ctx, mart)
+
+
+JOBS: dict[str, JobFn] = {"bronze": bronze, "silver": silver, "gold": gold}
 
 
 def main(step: str, argv: list[str] | None = None) -> int:

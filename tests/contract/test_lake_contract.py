@@ -120,7 +120,12 @@ def test_merge_insert_only_and_conditional_insert(spark, lake, table):
     lake.append(table, rows(spark, BASE))
     source = rows(spark, [(1, "A", 1.0, "d1"), (4, "d", 4.0, "d1"), (5, "skip", 5.0, "d1")])
     lake.merge(table, source, MergeSpec(keys=("id",), update=False, insert_when="s.name <> 'skip'"))
-    assert sorted((r["id"], r["name"]) for r in lake.read(table).collect()) == [(1, "a"), (2, "b"), (3, "c"), (4, "d")]
+    assert sorted((r["id"], r["name"]) for r in lake.read(table).collect()) == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+        (4, "d"),
+    ]
 
 
 def test_read_changes_returns_rows_appended_after_a_version(spark, lake, table):

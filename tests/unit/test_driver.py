@@ -560,3 +560,11 @@ def test_either_bound_alone_is_a_window():
     assert parse_window(None, None) is None
     assert parse_window("2025-01-05", None) == DateWindow(date(2025, 1, 5), None)
     assert parse_window(None, "2025-01-05") == DateWindow(None, date(2025, 1, 5))
+
+
+def test_the_runner_puts_dependencies_first_and_refuses_unknown_steps(tmp_path, dag):
+    executor = FakeExecutor()
+    run(fake_ctx(tmp_path), dag, selected=["c", "a", "b"], executor=executor)
+    assert executor.calls == ["a", "b", "c"]
+    with pytest.raises(ConfigError, match="unknown step"):
+        run(fake_ctx(tmp_path), dag, selected=["zz"])

@@ -70,15 +70,16 @@ SILVER = {
 # fmt: on
 
 
-@pytest.fixture
-def ctx(spark, tmp_path):
+def silver_lake(spark, tmp_path, names=tuple(SILVER)):
     ctx = make_ctx(spark, tmp_path / "lake")
-    for name, (schema, rows) in SILVER.items():
+    for name in names:
+        schema, rows = SILVER[name]
         ctx.lake.overwrite(ctx.table_path("silver", name), spark.createDataFrame(rows, schema))
     return ctx
 
 
-def test_build_then_rerun_skips_then_new_input_rebuilds(spark, ctx):
+def test_build_then_rerun_skips_then_new_input_rebuilds(spark, tmp_path):
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
     path = ctx.table_path("gold", "fct_orders")
 
     first = build_gold(ctx, "fct_orders")
@@ -105,8 +106,15 @@ def test_build_then_rerun_skips_then_new_input_rebuilds(spark, ctx):
     assert ctx.lake.history(path, limit=1)[0].metadata["gold"]["inputs"]["silver/orders"] == 1
 
 
-def test_every_mart_builds_in_dependency_order(ctx):
-    assert set(MARTS) == {"fct_orders", "revenue_daily", "pipeline_summary", "customer_360", "engagement_daily"}
+def test_every_mart_builds_in_dependency_order(spark, tmp_path):
+    ctx = silver_lake(spark, tmp_path)
+    assert set(MARTS) == {
+        "fct_orders",
+        "revenue_daily",
+        "pipeline_summary",
+        "customer_360",
+        "engagement_daily",
+    }
     for mart in ["fct_orders", "revenue_daily", "pipeline_summary", "customer_360", "engagement_daily"]:
         result = build_gold(ctx, mart)
         assert "skipped" not in result.details, mart

@@ -249,46 +249,22 @@ def test_customer_360_current_accounts_and_30_day_window(spark):
         EVENTS,
     )
     got = T.customer_360(account_rows(spark), fct, opps_usd, contacts, behavior, product, as_of)
+    # account_id, name, segment, country, industry, lifetime_revenue_usd, order_count, last_order_date,
+    # open_pipeline_usd, active_contacts, web_events_30d, product_events_30d, last_activity_ts, as_of
+    # fmt: off
     expected = spark.createDataFrame(
         [
-            (
-                "ACC-000001",
-                "Acme",
-                "Enterprise",
-                "DE",
-                "Tech",
-                D("150.00"),
-                3,
-                d(2024, 3, 1),
-                D("200.00"),
-                2,
-                2,
-                1,
-                ts(2024, 3, 31, 23),
-                as_of,
-            ),
-            (
-                "ACC-000002",
-                "Beta",
-                "Mid-Market",
-                "US",
-                None,
-                D("0.00"),
-                0,
-                None,
-                D("0.00"),
-                1,
-                0,
-                0,
-                ts(2024, 2, 15, 8),
-                as_of,
-            ),
+            ("ACC-000001", "Acme", "Enterprise", "DE", "Tech", D("150.00"), 3, d(2024, 3, 1),
+             D("200.00"), 2, 2, 1, ts(2024, 3, 31, 23), as_of),
+            ("ACC-000002", "Beta", "Mid-Market", "US", None, D("0.00"), 0, None,
+             D("0.00"), 1, 0, 0, ts(2024, 2, 15, 8), as_of),
         ],
         "account_id string, account_name string, segment string, country string, industry string, "
         "lifetime_revenue_usd decimal(28,2), order_count bigint, last_order_date date, "
         "open_pipeline_usd decimal(28,2), active_contacts bigint, web_events_30d bigint, "
         "product_events_30d bigint, last_activity_ts timestamp, as_of_date date",
     )
+    # fmt: on
     check(got, expected)
 
 

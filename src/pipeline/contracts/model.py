@@ -107,7 +107,9 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
     for col in c.columns.values():
         key = f"{where}: columns.{col.name}"
         if col.type not in SIMPLE_TYPES and not DECIMAL.match(col.type):
-            raise ContractError(f"{key}.type: unknown type {col.type!r}; use one of {sorted(SIMPLE_TYPES)} or decimal(p,s)")
+            raise ContractError(
+                f"{key}.type: unknown type {col.type!r}; use one of {sorted(SIMPLE_TYPES)} or decimal(p,s)"
+            )
         unknown = set(col.normalize) - NORMALIZERS
         if unknown:
             raise ContractError(f"{key}.normalize: unknown {sorted(unknown)}; known: {sorted(NORMALIZERS)}")

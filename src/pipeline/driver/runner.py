@@ -14,6 +14,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TextIO
 
 from pipeline.driver.dag import Dag
@@ -78,6 +79,11 @@ def run_steps(
     executor = executor or LocalExecutor()
     store = store or default_store(ctx)
     rng = rng or random.Random()
+    unknown = sorted(set(selected) - set(dag.steps))
+    if unknown:
+        raise ConfigError(f"unknown step(s) {', '.join(unknown)}; the DAG has: {', '.join(dag.order())}")
+    chosen = set(selected)
+    selected = [s for s in dag.order() if s in chosen]  # dependencies first, whatever the caller gave
     ctx.window = window
     state = _prepare_state(ctx.run_id, dag, selected, state, window, executor)
     location = store.location(state.run_id)
@@ -113,8 +119,10 @@ def run_steps(
     except BaseException as exc:  # Ctrl-C, SIGTERM as SystemExit: record how far the run got
         if current is not None and current.status == RUNNING:
             current.status, current.error_kind = FAILED, "interrupted"
-            current.error = f"interrupted: {type(exc).__name__}"
+            code = f"({exc.code})" if isinstance(exc, SystemExit) else ""
+            current.error = f"interrupted: {type(exc).__name__}{code}"
             current.ended_at = utc_now()
+            current.seconds = _seconds_between(current.started_at, current.ended_at)
         state.finish()
         state.status = INTERRUPTED
         _save_quietly(store, state, out)
@@ -204,6 +212,12 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng) 
         + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 and outcome.status == SUCCEEDED else ""),
     )
     persist()
+
+
+def _seconds_between(start: str | None, end: str) -> float:
+    if not start:
+        return 0.0
+    return round((datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds(), 2)
 
 
 class _Clock:

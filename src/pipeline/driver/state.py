@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import uuid
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,13 +200,13 @@ class LocalStateStore:
 
     def save(self, state: RunState) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{state.run_id}.", suffix=".tmp", dir=self.folder)
+        tmp = self.folder / f".{state.run_id}.{uuid.uuid4().hex[:8]}.tmp"  # hidden: not a run
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with open(tmp, "x", encoding="utf-8") as handle:
                 handle.write(state.to_json())
             os.replace(tmp, self.location(state.run_id))
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
 
     def exists(self, run_id: str) -> bool:

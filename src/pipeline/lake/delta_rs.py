@@ -29,7 +29,6 @@ from pipeline.lake.base import (
     encode_metadata,
 )
 
-
 # New tables keep a change data feed, as delta-spark's session default does in dev/prod, so
 # downstream steps can read them incrementally (read_changes).
 TABLE_DEFAULTS = {"delta.enableChangeDataFeed": "true"}
@@ -132,9 +131,15 @@ class DeltaRsLake(Lake):
         feed = table.load_cdf(starting_version=after_version + 1, ending_version=until_version)
         changes = pa.table(feed)
         changes = changes.cast(_plain_types(changes.schema))
-        inserted = changes.filter(pa.compute.is_in(changes["_change_type"], pa.array(["insert", "update_postimage"])))
+        inserted = changes.filter(
+            pa.compute.is_in(changes["_change_type"], pa.array(["insert", "update_postimage"]))
+        )
         data = inserted.select([f.name for f in schema.fields])
-        return self.spark.createDataFrame(data, schema=schema) if data.num_rows else self.spark.createDataFrame([], schema)
+        return (
+            self.spark.createDataFrame(data, schema=schema)
+            if data.num_rows
+            else self.spark.createDataFrame([], schema)
+        )
 
     def delete(self, path, predicate, *, metadata=None) -> WriteResult:
         table = self._table(path)

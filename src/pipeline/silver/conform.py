@@ -47,7 +47,10 @@ def check_evolution(schema: StructType, contract: Contract) -> list[str]:
         actual = bronze.get(name)
         if actual is None or isinstance(actual, StringType):
             continue  # text is parsed by the contract type
-        if actual.simpleString() != col.type.replace(" ", "") and contract.evolution.retyped_columns == "fail":
+        if (
+            actual.simpleString() != col.type.replace(" ", "")
+            and contract.evolution.retyped_columns == "fail"
+        ):
             raise ContractError(
                 f"{where}: column {name!r} arrives as {actual.simpleString()} but the contract says "
                 f"{col.type}; evolution policy retyped_columns: fail — fix the source or the contract"
@@ -81,7 +84,7 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
     """Bronze columns unchanged (quarantine keeps raw values), plus one typed `__v_<col>` per
     contract column and `_rules_broken`, the names of the rules the row breaks."""
     types = {f.name: f.dataType for f in bronze.schema.fields}
-    raw_cols, typed_cols, rules = {}, {}, []
+    raw_cols, typed_cols = {}, {}
     for col in contract.read_columns:
         source = col.source_column
         is_text = isinstance(types.get(source), StringType)
@@ -95,12 +98,26 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
     for col in contract.derived_columns:
         expr = _qualify(col.expr, contract)
         staged = staged.withColumn(f"{VALUE}{col.name}", F.expr(f"try_cast(({expr}) AS {col.type})"))
-    for col in contract.columns.values():
-        rules.extend(_column_rules(col, F.col(f"`__raw_{col.name}`") if not col.expr else None, references))
+    read_rules = [
+        r for c in contract.read_columns for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references)
+    ]
+    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references)]
     malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
-    broken = F.filter(F.array(*rules), lambda r: r.isNotNull()) if rules else F.array().cast("array<string>")
-    result = staged.withColumn(RULES, F.when(malformed, F.array(F.lit("record:malformed"))).otherwise(broken))
+    # A derived value is only reported broken when its inputs were fine (no echo of the cause).
+    read_broken, derived_broken = _broken(read_rules), _broken(derived_rules)
+    result = staged.withColumn(
+        RULES,
+        F.when(malformed, F.array(F.lit("record:malformed")))
+        .when(F.size(read_broken) > 0, read_broken)
+        .otherwise(derived_broken),
+    )
     return result.drop(*[f"__raw_{n}" for n in raw_cols])
+
+
+def _broken(rules: list[SparkColumn]) -> SparkColumn:
+    if not rules:
+        return F.array().cast("array<string>")
+    return F.filter(F.array(*rules), lambda r: r.isNotNull())
 
 
 def _qualify(expr: str, contract: Contract) -> str:
@@ -110,7 +127,9 @@ def _qualify(expr: str, contract: Contract) -> str:
     return expr
 
 
-def _column_rules(col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]]) -> list[SparkColumn]:
+def _column_rules(
+    col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]]
+) -> list[SparkColumn]:
     v = F.col(f"`{VALUE}{col.name}`")
     present = v.isNotNull()
     checks: list[tuple[str, SparkColumn]] = []

@@ -26,7 +26,9 @@ def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
 
 def distinct_versions(df: DataFrame, contract: Contract) -> DataFrame:
     """One row per (key, sequence value): re-deliveries of the same version collapse (SCD2 input)."""
-    w = Window.partitionBy(*contract.keys, contract.sequence_by).orderBy(*[F.col(c).desc_nulls_last() for c in TIEBREAK])
+    w = Window.partitionBy(*contract.keys, contract.sequence_by).orderBy(
+        *[F.col(c).desc_nulls_last() for c in TIEBREAK]
+    )
     return df.withColumn("__rank", F.row_number().over(w)).filter("__rank = 1").drop("__rank")
 
 

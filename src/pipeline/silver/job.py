@@ -36,12 +36,18 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
     silver_path = ctx.table_path("silver", name)
     bronze_version = ctx.lake.version(bronze_path)
     if bronze_version is None:
-        raise LakeError(f"silver {name}: bronze table {bronze_path} does not exist; run bronze_{contract.source} first")
+        raise LakeError(
+            f"silver {name}: bronze table {bronze_path} does not exist; run bronze_{contract.source} first"
+        )
     consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
     if consumed is not None and int(consumed) >= bronze_version:
-        return StepResult(details={"bronze_version": bronze_version, CONSUMED: consumed, "new_bronze_rows": 0})
+        return StepResult(
+            details={"bronze_version": bronze_version, CONSUMED: consumed, "new_bronze_rows": 0}
+        )
 
-    changes = ctx.lake.read_changes(bronze_path, int(consumed) if consumed is not None else -1, bronze_version)
+    changes = ctx.lake.read_changes(
+        bronze_path, int(consumed) if consumed is not None else -1, bronze_version
+    )
     new_columns = check_evolution(changes.schema, contract)
     conformed = conform(changes, contract, ctx.references(contract)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -52,19 +58,37 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         txn = Txn(f"silver.{name}", bronze_version)
         meta = {"batch_id": ctx.batch_id(name), "bronze_version": bronze_version}
         if n_quarantined:
-            ctx.lake.append(ctx.table_path("quarantine", name), quarantined(conformed, ctx.batch_id(name)), txn=txn, metadata=meta)
+            ctx.lake.append(
+                ctx.table_path("quarantine", name),
+                quarantined(conformed, ctx.batch_id(name)),
+                txn=txn,
+                metadata=meta,
+            )
         valid = valid_values(conformed, contract, KEEP)
         deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
         silver_rows = protect(deduped, contract, pii_key(ctx.settings)).persist(StorageLevel.MEMORY_AND_DISK)
         rows_out = silver_rows.count()
         duplicates = rows_in - n_quarantined - rows_out
-        metadata = {**meta, CONSUMED: bronze_version, "rows_in": rows_in, "quarantined": n_quarantined, "duplicates": duplicates}
+        metadata = {
+            **meta,
+            CONSUMED: bronze_version,
+            "rows_in": rows_in,
+            "quarantined": n_quarantined,
+            "duplicates": duplicates,
+        }
         write = _write_scd2 if contract.history == "scd2" else _write_merge
         result = write(ctx, contract, silver_path, silver_rows.drop("_ingestion_ts"), metadata, txn)
         silver_rows.unpersist()
     finally:
         conformed.unpersist()
-    log.info("silver %s: in %d = out %d + quarantined %d + duplicates %d", name, rows_in, rows_out, n_quarantined, duplicates)
+    log.info(
+        "silver %s: in %d = out %d + quarantined %d + duplicates %d",
+        name,
+        rows_in,
+        rows_out,
+        n_quarantined,
+        duplicates,
+    )
     return StepResult(
         rows_in=rows_in,
         rows_out=rows_out,
@@ -103,8 +127,14 @@ def _write_scd2(ctx: RunContext, contract: Contract, path: str, rows: DataFrame,
         existing = ctx.lake.read(path).join(keys, list(contract.keys), "left_semi")
     else:
         existing = rows.limit(0).withColumns(
-            {"valid_from": F.lit(None).cast("timestamp"), "valid_to": F.lit(None).cast("timestamp"), "is_current": F.lit(None).cast("boolean")}
+            {
+                "valid_from": F.lit(None).cast("timestamp"),
+                "valid_to": F.lit(None).cast("timestamp"),
+                "is_current": F.lit(None).cast("boolean"),
+            }
         )
     versions = scd2_versions(existing, rows, contract)
     spec = MergeSpec(keys=(*contract.keys, "valid_from"))
-    return ctx.lake.merge(path, versions, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
+    return ctx.lake.merge(
+        path, versions, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn
+    )

@@ -32,7 +32,9 @@ def pii_key(settings: Settings) -> bytes:
                 f"pii.hmac_key: no key for env {settings.env} ({settings.pii.hmac_key.describe()}); "
                 "silver cannot protect emails without it"
             ) from None
-        log.warning("pii.hmac_key: %s unset; using the local development key", settings.pii.hmac_key.describe())
+        log.warning(
+            "pii.hmac_key: %s unset; using the local development key", settings.pii.hmac_key.describe()
+        )
         return LOCAL_DEVELOPMENT_KEY
 
 
@@ -42,7 +44,9 @@ def hmac_sha256(key: bytes):
     @pandas_udf("string")
     def _hmac(values: pd.Series) -> pd.Series:
         return values.map(
-            lambda v: None if v is None or v != v else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()
+            lambda v: (
+                None if v is None or v != v else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()
+            )
         )
 
     return _hmac
@@ -63,7 +67,10 @@ def protect(df: DataFrame, contract: Contract, key: bytes) -> DataFrame:
             columns.append(F.col(f"`{name}`"))
         elif col.pii == "email":
             hashed, domain = pii_outputs(col)
-            columns += [digest(F.col(name)).alias(hashed), F.substring_index(F.col(name), "@", -1).alias(domain)]
+            columns += [
+                digest(F.col(name)).alias(hashed),
+                F.substring_index(F.col(name), "@", -1).alias(domain),
+            ]
         elif col.pii == "phone":
             (masked,) = pii_outputs(col)
             columns.append(mask_phone(F.col(name)).alias(masked))
