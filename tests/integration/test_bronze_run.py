@@ -143,3 +143,21 @@ def _audit_and_partition(dataset):
     from pipeline.bronze.audit import AUDIT_COLUMNS
 
     return set(AUDIT_COLUMNS) | ({"date"} if dataset == "snowflake_orders" else set())
+
+
+def test_backfill_window_ingests_only_landing_dates_inside_it(spark, fresh_lake):
+    from datetime import date
+
+    from pipeline.bronze.ingest import landing_date
+    from pipeline.driver.window import DateWindow
+
+    ctx = make_ctx(spark, fresh_lake, run_id="backfill")
+    window = DateWindow(date(2026, 8, 1), date(2026, 8, 7))
+    state = run_steps(ctx, DAG, ["bronze_snowflake_orders", "bronze_fx_rates"], io.StringIO(), window=window)
+    assert not state.failed
+    for dataset in ("snowflake_orders", "fx_rates"):
+        files = {r[0] for r in bronze(ctx, dataset).select("_source_file").distinct().collect()}
+        days = {landing_date(f) for f in files}
+        assert days and all(date(2026, 8, 1) <= d <= date(2026, 8, 7) for d in days), (dataset, days)
+    assert landing_date("file:/l/crm/accounts/accounts_20260701.csv") == date(2026, 7, 1)
+    assert landing_date("file:/l/redshift/behavior_events/event_date=2026-07-02/0000_part_00.parquet") == date(2026, 7, 2)

@@ -8,6 +8,8 @@ leaves either the whole batch or none of it, and a rerun picks up exactly what i
 from __future__ import annotations
 
 import logging
+import re
+from datetime import date
 
 from pyspark import StorageLevel
 from pyspark.sql import functions as F
@@ -34,9 +36,29 @@ def ingested_files(lake: Lake, table: str) -> set[str]:
     return done
 
 
+_LANDING_DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+
+
+def landing_date(uri: str) -> date | None:
+    """The delivery date a landing path carries (date=2026-07-01/, rates_2026-07-01.json,
+    accounts_20260701.csv): the last date in the path, or None."""
+    found = _LANDING_DATE.findall(uri)
+    if not found:
+        return None
+    try:
+        return date(*map(int, found[-1]))
+    except ValueError:
+        return None
+
+
 def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
+    """Landing files not yet in bronze; with a backfill window (`ctx.window`), only those whose
+    landing date it contains (files without a date in their path are not windowed)."""
     spec = ctx.catalog[dataset]
     listed = list_files(ctx.spark, ctx.landing_path(dataset), spec.file_suffix)
+    window = getattr(ctx, "window", None)
+    if window is not None:
+        listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
     done = ingested_files(ctx.lake, ctx.table_path("bronze", dataset))
     return [f for f in listed if f.uri not in done]
 
