@@ -10,56 +10,17 @@ ratio. Figures only; nothing here asserts a time.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import shutil
 import sys
 import tempfile
-import threading
-import time
 from functools import partial
 from pathlib import Path
 
-import psutil
+from common import bench_context, generate_landing, measure, results_file, warm_up
 
-from pipeline.catalog import load_catalog
-from pipeline.context import RunContext
-from pipeline.generate import generate
 from pipeline.jobs import bronze
-from pipeline.lake import open_lake
-from pipeline.settings import load_settings
-from pipeline.spark import build_spark
 from pipeline.storage import list_files
-
-
-class PeakMemory:
-    """Peak resident memory of this process and its children (the JVM), sampled every 50 ms."""
-
-    def __init__(self):
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _rss(self) -> int:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
-            with contextlib.suppress(psutil.NoSuchProcess):  # a Python worker may just have exited
-                total += child.memory_info().rss
-        return total
-
-    def __enter__(self):
-        self.peak = self._rss()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self):
-        while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._rss())
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def baseline(spark, ctx, dataset: str, out: Path) -> int:
@@ -77,14 +38,6 @@ def baseline(spark, ctx, dataset: str, out: Path) -> int:
     return spark.read.parquet(str(out / dataset)).count()
 
 
-def measure(fn):
-    with PeakMemory() as mem:
-        started = time.perf_counter()
-        rows = fn()
-        seconds = time.perf_counter() - started
-    return rows, seconds, mem.peak / 2**20
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -95,26 +48,10 @@ def main() -> int:
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))
-    lake = work / "lake"
-    shutil.rmtree(lake, ignore_errors=True)
-    started = time.perf_counter()
-    manifest = generate(lake / "landing", scale=args.scale, seed=args.seed)
-    gen_seconds = time.perf_counter() - started
-    total = sum(d["records"] for d in manifest["datasets"].values())
-    print(
-        f"generate: scale {args.scale}, {total:,} records in {gen_seconds:.1f}s ({total / gen_seconds:,.0f} records/s)"
-    )
-
-    settings = load_settings("local", lake_root=str(lake))
-    spark = build_spark(settings)
-    ctx = RunContext(
-        settings,
-        spark,
-        open_lake(settings.lake.engine, spark),
-        load_catalog(settings.config_path(settings.datasets_file)),
-        "bench",
-    )
-    measure(lambda: spark.range(100_000).selectExpr("sum(id)").collect())  # JVM warm-up, not reported
+    lake, _, gen_seconds = generate_landing(work, args.scale, args.seed)
+    ctx = bench_context(lake)
+    spark = ctx.spark
+    warm_up(spark)
 
     results = []
     for dataset in ctx.catalog.datasets:
@@ -151,9 +88,7 @@ def main() -> int:
     print(
         f"{'total':<18} {rows:>9,} {bronze_total:>9.2f} {rows / bronze_total:>9,.0f} {'':>8} | {base_total:>8.2f} {'':>9} {'':>8} | {bronze_total / base_total:>5.2f}x"
     )
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"bronze_scale{args.scale}.json").write_text(
+    results_file(f"bronze_scale{args.scale}.json").write_text(
         json.dumps({"generate_s": gen_seconds, "results": results}, indent=2)
     )
     if not args.workdir:

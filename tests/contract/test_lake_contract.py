@@ -108,6 +108,19 @@ def test_merge_into_a_missing_table_creates_it(spark, lake, table):
     assert lake.read(table).count() == 3
 
 
+def test_merge_into_a_missing_table_applies_the_insert_clause(spark, lake, table):
+    source = rows(spark, [(1, "keep", 1.0, "d1"), (2, "deleted", 2.0, "d1")])
+    lake.merge(
+        table,
+        source,
+        MergeSpec(keys=("id",), delete_when="s.name = 'deleted'", insert_when="s.name <> 'deleted'"),
+    )
+    assert [r["name"] for r in lake.read(table).collect()] == ["keep"]
+    other = str(table) + "_no_insert"
+    lake.merge(other, source, MergeSpec(keys=("id",), insert=False))
+    assert lake.exists(other) and lake.read(other).count() == 0
+
+
 def test_merge_without_insert_only_touches_matches(spark, lake, table):
     lake.append(table, rows(spark, BASE))
     lake.merge(

@@ -3,7 +3,6 @@ with tables identical to an uninterrupted run of the same landing data."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -15,7 +14,6 @@ import time
 import pytest
 
 from pipeline.driver.dag import load_dag
-from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
 from tests.helpers import REPO, make_ctx
 
@@ -29,7 +27,10 @@ def lakehouse(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LAKEHOUSE_CONFIG_DIR": str(REPO / "config")}
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
 
 
@@ -45,12 +46,12 @@ def business_rows(ctx, layer, name):
     return sorted(tuple(str(v) for v in r) for r in df.select(*columns).collect())
 
 
-def test_killed_driver_resumes_to_the_same_tables_as_an_uninterrupted_run(spark, tmp_path, generated_landing):
-    reference, killed = tmp_path / "reference", tmp_path / "killed"
-    for lake in (reference, killed):
-        shutil.copytree(generated_landing, lake / "landing")
-    ref_ctx = make_ctx(spark, reference, run_id="reference")
-    assert not run_steps(ref_ctx, DAG, DAG.order(), io.StringIO()).failed
+def test_killed_driver_resumes_to_the_same_tables_as_an_uninterrupted_run(
+    spark, tmp_path, generated_landing, pipeline_run
+):
+    ref_ctx = pipeline_run[0]  # the uninterrupted run of the same landing data
+    killed = tmp_path / "killed"
+    shutil.copytree(generated_landing, killed / "landing")
 
     proc = lakehouse("run", "--lake", str(killed), "--run-id", RUN_ID)
     deadline = time.monotonic() + 300
@@ -60,7 +61,9 @@ def test_killed_driver_resumes_to_the_same_tables_as_an_uninterrupted_run(spark,
         if steps.get("silver_orders") == "running" or steps.get("silver_behavior_events") == "running":
             break
         time.sleep(0.1)
-    assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+    assert proc.poll() is None, (
+        "the run ended before it could be killed:\n" + proc.stdout.read().decode()[-3000:]
+    )
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     unfinished = [s["step"] for s in state(killed)["steps"] if s["status"] != "succeeded"]
@@ -77,4 +80,6 @@ def test_killed_driver_resumes_to_the_same_tables_as_an_uninterrupted_run(spark,
     tables += [("silver", n) for n in ref_ctx.contracts] + [("quarantine", n) for n in ref_ctx.contracts]
     tables += [("gold", s.dataset) for s in DAG.steps.values() if s.job == "gold"]
     for layer, name in tables:
-        assert business_rows(killed_ctx, layer, name) == business_rows(ref_ctx, layer, name), f"{layer}/{name}"
+        assert business_rows(killed_ctx, layer, name) == business_rows(ref_ctx, layer, name), (
+            f"{layer}/{name}"
+        )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 
 import pytest
 from pyspark.sql import functions as F
@@ -55,12 +54,11 @@ def run(ctx, steps=STEPS):
     return {s.step: s for s in state.steps}
 
 
-@pytest.fixture(scope="module")
-def silver_lake(spark, tmp_path_factory, generated_landing):
-    lake = tmp_path_factory.mktemp("silver") / "lake"
-    shutil.copytree(generated_landing, lake / "landing")
-    ctx = make_ctx(spark, lake, run_id="first")
-    return ctx, lake, run(ctx)
+@pytest.fixture
+def silver_lake(pipeline_run):
+    ctx, lake, outcomes = pipeline_run
+    yield ctx, lake, outcomes
+    ctx.run_id = "first"
 
 
 @pytest.mark.parametrize("name", sorted(SILVER_SOURCE))
@@ -76,6 +74,7 @@ def test_bronze_in_equals_silver_out_plus_quarantined_plus_duplicates(silver_lak
         assert 0 < silver_rows <= step.rows_out  # versions that change nothing tracked collapse
     elif name in ("contacts", "opportunities"):
         assert 0 < silver_rows <= step.rows_out  # soft-deleted rows leave the current state
+        assert ctx.lake.read(ctx.table_path("silver", name)).filter("is_deleted").count() == 0
     else:
         assert silver_rows == step.rows_out
 

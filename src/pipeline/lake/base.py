@@ -68,6 +68,15 @@ class MergeSpec:
     def join_predicate(self) -> str:
         return " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.keys)
 
+    def rows_for_new_table(self, source: DataFrame) -> DataFrame:
+        """What a merge into a table that does not exist yet inserts: every source row is
+        unmatched, so only the insert clause applies."""
+        if not self.insert:
+            return source.limit(0)
+        if self.insert_when:
+            return source.alias("s").filter(self.insert_when).select(*[f"`{c}`" for c in source.columns])
+        return source
+
 
 class Lake(ABC):
     """One Delta engine. Paths are table locations (local folder or s3:// URI)."""

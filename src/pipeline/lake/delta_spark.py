@@ -97,7 +97,7 @@ class DeltaSparkLake(Lake):
 
     def merge(self, path, df, spec: MergeSpec, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
         if not self.exists(path):
-            return self._write(path, df, "append", None, partition_by, metadata, txn)
+            return self._write(path, spec.rows_for_new_table(df), "append", None, partition_by, metadata, txn)
         if self.already_committed(path, txn):
             return WriteResult(path, self.version(path), skipped=True)
         merger = DeltaTable.forPath(self.spark, path).alias("t").merge(df.alias("s"), spec.join_predicate())

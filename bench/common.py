@@ -1,0 +1,120 @@
+"""What the benchmarks share: the peak-memory sampler, a stopwatch, the generated landing zone,
+the benchmark's RunContext (one SparkSession per benchmark process) and where results go.
+
+The benchmarks run as scripts (`python bench/bench_<name>.py`), so this module is imported as
+`common`: the script's folder is first on sys.path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+from pyspark.sql import SparkSession
+
+from pipeline.catalog import load_catalog
+from pipeline.context import RunContext
+from pipeline.generate import generate
+from pipeline.lake import open_lake
+from pipeline.settings import load_settings
+from pipeline.spark import build_spark
+
+RESULTS = Path(__file__).parent / "results"
+
+
+class PeakMemory:
+    """Peak resident memory of this process and its children (the JVM), sampled every 50 ms.
+
+    `min_child_age_s`: leave out child processes younger than this. The JVM forks for shell
+    commands (Hadoop's local file system runs chmod, bash, ...); until the fork execs, its RSS
+    shows the JVM's whole resident set again (shared copy-on-write pages), so a sample taken
+    then counts the JVM twice. Forks live well under a second; the JVM and Python workers live
+    for the run. 0 (the default) counts every child, as the bronze benchmark always has.
+    """
+
+    def __init__(self, min_child_age_s: float = 0.0):
+        self.peak = 0
+        self.min_child_age_s = min_child_age_s
+        self._stop = threading.Event()
+
+    def _rss(self) -> int:
+        me = psutil.Process()
+        total = me.memory_info().rss
+        now = time.time()
+        for child in me.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):  # a Python worker may just have exited
+                if self.min_child_age_s and now - child.create_time() < self.min_child_age_s:
+                    continue
+                total += child.memory_info().rss
+        return total
+
+    def __enter__(self):
+        self.peak = self._rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.05):
+            self.peak = max(self.peak, self._rss())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(fn: Callable[[], Any], min_child_age_s: float = 0.0) -> tuple[Any, float, float]:
+    """(fn's result, seconds, peak MB of driver Python + JVM while it ran); see PeakMemory."""
+    with PeakMemory(min_child_age_s) as mem:
+        started = time.perf_counter()
+        result = fn()
+        seconds = time.perf_counter() - started
+    return result, seconds, mem.peak / 2**20
+
+
+def generate_landing(work: Path, scale: float, seed: int) -> tuple[Path, dict, float]:
+    """A fresh lake folder `<work>/lake` with a generated landing zone; prints one line.
+    Returns (lake root, manifest, generation seconds)."""
+    lake = work / "lake"
+    shutil.rmtree(lake, ignore_errors=True)
+    started = time.perf_counter()
+    manifest = generate(lake / "landing", scale=scale, seed=seed)
+    seconds = time.perf_counter() - started
+    total = sum(d["records"] for d in manifest["datasets"].values())
+    print(f"generate: scale {scale}, {total:,} records in {seconds:.1f}s ({total / seconds:,.0f} records/s)")
+    return lake, manifest, seconds
+
+
+def bench_context(lake: Path, run_id: str = "bench") -> RunContext:
+    """A RunContext on the local settings with `lake` as lake root, in a new SparkSession."""
+    settings = load_settings("local", lake_root=str(lake))
+    spark = build_spark(settings)
+    return RunContext(
+        settings,
+        spark,
+        open_lake(settings.lake.engine, spark),
+        load_catalog(settings.config_path(settings.datasets_file)),
+        run_id,
+    )
+
+
+def context_like(ctx: RunContext, run_id: str, lake: Path | None = None) -> RunContext:
+    """Another run (and optionally another lake root) in the same SparkSession and lake engine."""
+    settings = ctx.settings if lake is None else load_settings("local", lake_root=str(lake))
+    return RunContext(settings, ctx.spark, ctx.lake, ctx.catalog, run_id)
+
+
+def warm_up(spark: SparkSession) -> None:
+    """JVM warm-up, not reported."""
+    measure(lambda: spark.range(100_000).selectExpr("sum(id)").collect())
+
+
+def results_file(name: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    return RESULTS / name
