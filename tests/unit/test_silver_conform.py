@@ -1,0 +1,257 @@
+"""Silver as pure transforms: every contract rule, normalisation, evolution policy, PII, SCD2."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+
+from pipeline.contracts.model import Column, Contract, ContractError, load_contract, load_contracts
+from pipeline.silver.conform import RULES, check_evolution, conform, quarantined, rule_names, valid_values
+from pipeline.silver.history import latest_per_key, scd2_versions
+from pipeline.silver.pii import mask_phone, protect
+
+REPO = Path(__file__).resolve().parents[2]
+REFS = {"currencies": ("EUR", "USD")}
+
+
+def contract(**columns: Column) -> Contract:
+    cols = {n: Column(**{**c.__dict__, "name": n}) for n, c in columns.items()}
+    return Contract(
+        name="t",
+        description="d",
+        grain="g",
+        source="s",
+        keys=["id"],
+        sequence_by="updated_at",
+        history="current",
+        columns=cols,
+    )
+
+
+def broken(spark, c: Contract, rows, schema) -> list[list[str]]:
+    df = spark.createDataFrame(rows, schema)
+    return [sorted(r[RULES]) for r in conform(df, c, REFS).collect()]
+
+
+def test_every_committed_contract_loads_and_compiles(spark):
+    contracts = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")
+    assert set(contracts) == {
+        "accounts",
+        "contacts",
+        "opportunities",
+        "orders",
+        "behavior_events",
+        "product_events",
+        "fx_rates",
+    }
+    for c in contracts.values():
+        assert "record:malformed" in rule_names(c) and f"{c.keys[0]}:missing" in rule_names(c)
+
+
+def test_each_rule_kind_reports_its_own_name(spark):
+    c = contract(
+        id=Column(type="string", nullable=False, pattern="^A-[0-9]+$"),
+        kind=Column(type="string", allowed=["x", "y"]),
+        cur=Column(type="string", reference="currencies"),
+        n=Column(type="int", min=0, max=10),
+        rate=Column(type="double", min_exclusive=0),
+        updated_at=Column(type="timestamp"),
+    )
+    schema = "id string, kind string, cur string, n string, rate string, updated_at string"
+    rows = [
+        ("A-1", "x", "EUR", "5", "1.5", "2026-01-01T00:00:00Z"),  # clean
+        (None, "z", "XXX", "11", "0", "yesterday"),
+        ("B-1", "y", "USD", "-1", "abc", None),
+    ]
+    assert broken(spark, c, rows, schema) == [
+        [],
+        sorted(
+            [
+                "id:missing",
+                "kind:not_allowed",
+                "cur:not_in_currencies",
+                "n:above_max",
+                "rate:not_above_min",
+                "updated_at:unparseable",
+            ]
+        ),
+        sorted(["id:pattern", "n:below_min", "rate:unparseable"]),
+    ]
+
+
+def test_normalisation_happens_before_the_rules(spark):
+    c = contract(
+        id=Column(type="string", nullable=False, normalize=["trim", "upper"]),
+        country=Column(type="string", normalize=["country_code"], pattern="^[A-Z]{2}$"),
+    )
+    df = spark.createDataFrame(
+        [(" a1 ", " us "), ("b", "United Kingdom"), ("c", "   ")], "id string, country string"
+    )
+    out = valid_values(conform(df, c, REFS).withColumn("_ingestion_ts", df.id), c, ())
+    assert sorted((r["id"], r["country"]) for r in out.collect()) == [("A1", "US"), ("B", "GB"), ("C", None)]
+
+
+def test_a_corrupt_bronze_record_is_quarantined_as_malformed_with_its_raw_text(spark):
+    c = contract(id=Column(type="string", nullable=False))
+    df = spark.createDataFrame(
+        [("1", None, None), ("2", "2,x,y", "field count")],
+        "id string, _corrupt_record string, _parse_error string",
+    )
+    q = quarantined(conform(df, c, REFS), "batch-1").collect()
+    assert [(r["id"], r["_corrupt_record"], r["_rules_broken"], r["_quarantine_batch_id"]) for r in q] == [
+        ("2", "2,x,y", ["record:malformed"], "batch-1")
+    ]
+
+
+def test_derived_columns_do_not_echo_their_inputs_failure(spark):
+    c = contract(
+        id=Column(type="string"),
+        units=Column(type="double", nullable=False),
+        inverse=Column(type="double", nullable=False, expr="try_divide(1, units)"),
+    )
+    rows = [("a", "2"), ("b", "N/A")]
+    assert broken(spark, c, rows, "id string, units string") == [[], ["units:unparseable"]]
+
+
+def test_evolution_policy(spark):
+    c = contract(id=Column(type="string"), amount=Column(type="decimal(18,2)"))
+    new = check_evolution(
+        spark.createDataFrame([], "id string, amount string, channel string, _batch_id string").schema, c
+    )
+    assert new == ["channel"]
+    with pytest.raises(ContractError, match=r"column\(s\) \['amount'\] missing upstream"):
+        check_evolution(spark.createDataFrame([], "id string").schema, c)
+    with pytest.raises(ContractError, match="'amount' arrives as double but the contract says decimal"):
+        check_evolution(spark.createDataFrame([], "id string, amount double").schema, c)
+
+
+def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text(
+        "name: t\ndescription: d\ngrain: g\nsource: s\nkeys: [id]\nsequence_by: id\nhistory: current\ncolumns:\n  id: {type: varchar}\n"
+    )
+    with pytest.raises(ContractError, match=r"t.yaml: columns.id.type: unknown type 'varchar'"):
+        load_contract(bad, REPO / "config" / "reference")
+    bad.write_text(bad.read_text().replace("varchar", "string").replace("keys: [id]", "keys: [nope]"))
+    with pytest.raises(ContractError, match=r"keys: unknown column\(s\) \['nope'\]"):
+        load_contract(bad, REPO / "config" / "reference")
+
+
+def test_email_becomes_keyed_hash_and_domain_and_phone_is_masked(spark):
+    c = contract(
+        id=Column(type="string"),
+        email=Column(type="string", pii="email"),
+        phone=Column(type="string", pii="phone"),
+        first_name=Column(type="string", pii="name"),
+    )
+    df = spark.createDataFrame(
+        [("1", "ann@example.com", "+1-415-555-0134", "Ann"), ("2", None, None, None)],
+        "id string, email string, phone string, first_name string",
+    )
+    out = protect(df, c, b"k3y")
+    expected = spark.createDataFrame(
+        [
+            (
+                "1",
+                hmac.new(b"k3y", b"ann@example.com", hashlib.sha256).hexdigest(),
+                "example.com",
+                "+*-***-***-**34",
+                "Ann",
+            ),
+            ("2", None, None, None, None),
+        ],
+        "id string, email_hash string, email_domain string, phone_masked string, first_name string",
+    )
+    assert_df_equality(out, expected, ignore_nullable=True)
+    other_key = protect(df, c, b"other").first()["email_hash"]
+    assert other_key != out.first()["email_hash"]
+
+
+def test_phone_mask_keeps_only_the_last_two_digits(spark):
+    df = spark.createDataFrame([("+44 20 7946 0958",), ("(555) 123",)], "p string")
+    assert [r[0] for r in df.select(mask_phone(df.p)).collect()] == ["+** ** **** **58", "(***) *23"]
+
+
+def test_latest_per_key_breaks_ties_deterministically(spark):
+    c = contract(id=Column(type="string"), v=Column(type="string"), updated_at=Column(type="timestamp"))
+    t = datetime(2026, 1, 1)
+    rows = [
+        ("a", "old", datetime(2025, 1, 1), t, "f1"),
+        ("a", "new-f1", t, t, "f1"),
+        ("a", "new-f2", t, t, "f2"),
+        ("b", "only", t, t, "f1"),
+    ]
+    df = spark.createDataFrame(
+        rows, "id string, v string, updated_at timestamp, _ingestion_ts timestamp, _source_file string"
+    )
+    assert sorted((r["id"], r["v"]) for r in latest_per_key(df, c).collect()) == [
+        ("a", "new-f2"),
+        ("b", "only"),
+    ]
+
+
+SCD2 = Contract(
+    name="accounts", description="d", grain="g", source="s", keys=["id"], sequence_by="updated_at", history="scd2",
+    tracked=["segment"], soft_delete="is_deleted",
+    columns={n: Column(type=t, name=n) for n, t in [("id", "string"), ("segment", "string"), ("phone", "string"), ("updated_at", "timestamp"), ("is_deleted", "boolean")]},
+)  # fmt: skip
+SCHEMA = "id string, segment string, phone string, updated_at timestamp, is_deleted boolean"
+
+
+def apply_round(spark, table, batch):
+    """One silver run: history for the batch's keys merged into the stored versions."""
+    incoming = spark.createDataFrame(batch, SCHEMA)
+    keys = {r[0] for r in batch}
+    existing = [r for r in table if r["id"] in keys]
+    hist_schema = SCHEMA + ", valid_from timestamp, valid_to timestamp, is_current boolean"
+    stored = spark.createDataFrame([tuple(r.values()) for r in existing], hist_schema)
+    versions = [r.asDict() for r in scd2_versions(stored, incoming, SCD2).collect()]
+    merged = {(r["id"], r["valid_from"]): r for r in table}
+    merged.update({(r["id"], r["valid_from"]): r for r in versions})
+    return sorted(merged.values(), key=lambda r: (r["id"], r["valid_from"]))
+
+
+def d(day):
+    return datetime(2026, 1, day)
+
+
+def test_scd2_across_several_update_rounds(spark):
+    table = apply_round(spark, [], [("a", "SMB", "1", d(1), False), ("b", "SMB", "1", d(1), False)])
+    # round 2: a changes segment, a re-delivers day 1, b changes only an untracked attribute
+    table = apply_round(
+        spark,
+        table,
+        [("a", "Mid", "1", d(5), False), ("a", "SMB", "1", d(1), False), ("b", "SMB", "2", d(5), False)],
+    )
+    # round 3: a changes again twice in one batch; b is soft-deleted
+    table = apply_round(
+        spark,
+        table,
+        [("a", "Ent", "1", d(8), False), ("a", "SMB", "1", d(9), False), ("b", "SMB", "2", d(10), True)],
+    )
+    got = [
+        (
+            r["id"],
+            r["segment"],
+            r["valid_from"].day,
+            r["valid_to"] and r["valid_to"].day,
+            r["is_current"],
+            r["is_deleted"],
+        )
+        for r in table
+    ]
+    assert got == [
+        ("a", "SMB", 1, 5, False, False),
+        ("a", "Mid", 5, 8, False, False),
+        ("a", "Ent", 8, 9, False, False),
+        ("a", "SMB", 9, None, True, False),
+        ("b", "SMB", 1, 10, False, False),
+        ("b", "SMB", 10, None, False, True),
+    ]
+    # the same batch again changes nothing
+    assert apply_round(spark, table, [("a", "SMB", "1", d(9), False)]) == table
