@@ -175,3 +175,27 @@ def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):
     assert new_bronze > 0 and outcomes["silver_contacts"].rows_in == new_bronze
     silver = ctx.lake.read(ctx.table_path("silver", "contacts"))
     assert silver.filter("year(updated_at) = 2027").count() > 0
+
+
+def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(spark, fresh_lake, monkeypatch):
+    import pipeline.silver.job as silver_job
+
+    ctx = make_ctx(spark, fresh_lake, run_id="crash")
+    run(ctx, ["bronze_snowflake_orders"])
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("process died after the quarantine commit")
+
+    real_write = silver_job._write_merge
+    monkeypatch.setattr(silver_job, "_write_merge", crash)
+    with pytest.raises(RuntimeError):
+        silver_job.build_silver(ctx, "orders")
+    quarantine = ctx.table_path("quarantine", "orders")
+    first = ctx.lake.read(quarantine).count()
+    assert first > 0 and not ctx.lake.exists(ctx.table_path("silver", "orders"))
+
+    monkeypatch.setattr(silver_job, "_write_merge", real_write)
+    result = silver_job.build_silver(ctx, "orders")
+    assert ctx.lake.read(quarantine).count() == first == result.details["quarantined"]
+    assert result.rows_in == result.rows_out + result.details["quarantined"] + result.details["duplicates"]
+    assert ctx.lake.read(ctx.table_path("silver", "orders")).count() == result.rows_out
