@@ -112,6 +112,7 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
 
     started = time.monotonic()
     ctx = RunContext.create(settings, resume_id or args.run_id)
+    ctx.as_of = _as_of(getattr(args, "as_of", None))
     store = default_store(ctx)
     if not is_local(runs):
         previous, selected = prepare(store)
@@ -131,6 +132,15 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
         )
     print(f"total {time.monotonic() - started:.1f}s", flush=True)
     return 0 if state.status == SUCCEEDED else 1
+
+
+def _as_of(text: str | None) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--as-of: expected a date YYYY-MM-DD, got {text!r}") from None
 
 
 def _nothing_to_resume(run_id: str, location: str) -> int:
@@ -293,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--start-date", metavar="YYYY-MM-DD", help="backfill: first landing date (inclusive)")
     run.add_argument("--end-date", metavar="YYYY-MM-DD", help="backfill: last landing date (inclusive)")
+    run.add_argument(
+        "--as-of",
+        metavar="YYYY-MM-DD",
+        help="gold's reference date (customer_360's 30-day windows); default: the latest event date "
+        "in silver. Pass the same value again with --resume",
+    )
     run.add_argument(
         "--plan",
         action="store_true",
