@@ -6,7 +6,7 @@ runs it (`run_steps`, local executor), with an in-memory run-state store.
    (driver Python + JVM, sampled), per-layer totals and the grand total.
 2. The orders path (silver_orders + gold_fct_orders + gold_revenue_daily), rerun on a fresh copy
    of its inputs, next to a hand-written plain-Spark version of the same logic measured in the
-   same session: bronze orders' Parquet files and silver fx_rates/accounts in, try_cast typing,
+   same session (alternately, best of ORDERS_REPEATS: the session's first Parquet write is slow): bronze orders' Parquet files and silver fx_rates/accounts in, try_cast typing,
    invalid rows out, latest per order, FX as of the order date by a range join + window, SCD2
    as-of join, revenue by day, plain `df.write.parquet` out. And the FX as-of alone, as a range
    join vs the pipeline's calendar equi-join (`fx_calendar` + broadcast), on the same orders.

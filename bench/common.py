@@ -35,10 +35,10 @@ class PeakMemory:
     commands (Hadoop's local file system runs chmod, bash, ...); until the fork execs, its RSS
     shows the JVM's whole resident set again (shared copy-on-write pages), so a sample taken
     then counts the JVM twice. Forks live well under a second; the JVM and Python workers live
-    for the run. 0 (the default) counts every child, as the bronze benchmark always has.
+    for the run, so the default leaves out children younger than a second.
     """
 
-    def __init__(self, min_child_age_s: float = 0.0):
+    def __init__(self, min_child_age_s: float = 1.0):
         self.peak = 0
         self.min_child_age_s = min_child_age_s
         self._stop = threading.Event()
