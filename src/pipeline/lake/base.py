@@ -97,7 +97,6 @@ class Lake(ABC):
     def read(self, path: str, version: int | None = None) -> DataFrame:
         """The table (at `version`, default current) as a Spark DataFrame."""
 
-    @abstractmethod
     def append(
         self,
         path: str,
@@ -108,8 +107,10 @@ class Lake(ABC):
         txn: Txn | None = None,
     ) -> WriteResult:
         """Add rows; new nullable columns evolve the schema, conflicting types fail."""
+        if self.already_committed(path, txn):
+            return WriteResult(path, self.version(path), skipped=True)
+        return self._write(path, df, "append", None, partition_by, metadata, txn)
 
-    @abstractmethod
     def overwrite(
         self,
         path: str,
@@ -122,8 +123,10 @@ class Lake(ABC):
     ) -> WriteResult:
         """Replace the whole table, or only the rows matching `predicate` (every row of `df`
         must match it)."""
+        if self.already_committed(path, txn):
+            return WriteResult(path, self.version(path), skipped=True)
+        return self._write(path, df, "overwrite", predicate, partition_by, metadata, txn)
 
-    @abstractmethod
     def merge(
         self,
         path: str,
@@ -135,6 +138,21 @@ class Lake(ABC):
         txn: Txn | None = None,
     ) -> WriteResult:
         """Upsert `df` by `spec.keys`; creates the table from `df` when it does not exist."""
+        if not self.exists(path):
+            return self.append(
+                path, spec.rows_for_new_table(df), partition_by=partition_by, metadata=metadata, txn=txn
+            )
+        if self.already_committed(path, txn):
+            return WriteResult(path, self.version(path), skipped=True)
+        return self._merge(path, df, spec, metadata, txn)
+
+    @abstractmethod
+    def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
+        """One append or overwrite commit (the Txn is known not to have landed yet)."""
+
+    @abstractmethod
+    def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
+        """One MERGE commit into an existing table (the Txn is known not to have landed yet)."""
 
     @abstractmethod
     def read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:

@@ -64,17 +64,7 @@ class DeltaRsLake(Lake):
         )
         return df.select(*[f"`{name}`" for name in arrow_schema.names])
 
-    def append(self, path, df, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
-        return self._write(path, df, "append", None, partition_by, metadata, txn)
-
-    def overwrite(
-        self, path, df, *, predicate=None, partition_by=None, metadata=None, txn=None
-    ) -> WriteResult:
-        return self._write(path, df, "overwrite", predicate, partition_by, metadata, txn)
-
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
-        if self.already_committed(path, txn):
-            return WriteResult(path, self.version(path), skipped=True)
         data = _to_arrow(df)
         exists = self.exists(path)
         # Appends and partial overwrites may add columns; a full overwrite replaces the schema.
@@ -94,11 +84,7 @@ class DeltaRsLake(Lake):
             raise LakeError(f"{path}: {mode} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
 
-    def merge(self, path, df, spec: MergeSpec, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
-        if not self.exists(path):
-            return self._write(path, spec.rows_for_new_table(df), "append", None, partition_by, metadata, txn)
-        if self.already_committed(path, txn):
-            return WriteResult(path, self.version(path), skipped=True)
+    def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
         merger = self._table(path).merge(
             source=_to_arrow(df),
             predicate=spec.join_predicate(),

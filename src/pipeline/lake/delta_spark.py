@@ -64,17 +64,7 @@ class DeltaSparkLake(Lake):
             reader = reader.option("versionAsOf", version)
         return reader.load(path)
 
-    def append(self, path, df, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
-        return self._write(path, df, "append", None, partition_by, metadata, txn)
-
-    def overwrite(
-        self, path, df, *, predicate=None, partition_by=None, metadata=None, txn=None
-    ) -> WriteResult:
-        return self._write(path, df, "overwrite", predicate, partition_by, metadata, txn)
-
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
-        if self.already_committed(path, txn):
-            return WriteResult(path, self.version(path), skipped=True)
         writer = df.write.format("delta").mode(mode)
         if mode == "append" or predicate:
             writer = writer.option("mergeSchema", "true")
@@ -95,11 +85,7 @@ class DeltaSparkLake(Lake):
             raise LakeError(f"{path}: {mode} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
 
-    def merge(self, path, df, spec: MergeSpec, *, partition_by=None, metadata=None, txn=None) -> WriteResult:
-        if not self.exists(path):
-            return self._write(path, spec.rows_for_new_table(df), "append", None, partition_by, metadata, txn)
-        if self.already_committed(path, txn):
-            return WriteResult(path, self.version(path), skipped=True)
+    def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
         merger = DeltaTable.forPath(self.spark, path).alias("t").merge(df.alias("s"), spec.join_predicate())
         if spec.delete_when:
             merger = merger.whenMatchedDelete(condition=spec.delete_when)
