@@ -568,3 +568,60 @@ def test_the_runner_puts_dependencies_first_and_refuses_unknown_steps(tmp_path, 
     assert executor.calls == ["a", "b", "c"]
     with pytest.raises(ConfigError, match="unknown step"):
         run(fake_ctx(tmp_path), dag, selected=["zz"])
+
+
+def test_observers_see_every_step_and_the_run_end_and_cannot_fail_the_run(tmp_path):
+    import io
+    from types import SimpleNamespace
+
+    from pipeline.driver.dag import load_dag
+    from pipeline.driver.runner import run_steps
+    from pipeline.driver.state import MemoryStateStore
+    from pipeline.step_result import StepResult
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(
+        "steps:\n  a: {job: j, dataset: x}\n  b: {job: j, dataset: x, depends_on: [a]}\n  c: {job: j, dataset: y}\n"
+    )
+    dag = load_dag(path, {"j"})
+
+    class Exec:
+        name = "test"
+
+        def run(self, step, ctx):
+            if step.dataset == "y":
+                raise ValueError("bad data")
+            return StepResult(rows_in=1, rows_out=1)
+
+    seen = []
+
+    class Recorder:
+        def step_started(self, ctx, step, outcome):
+            seen.append(("start", step.name))
+
+        def step_finished(self, ctx, step, outcome):
+            seen.append(("end", step.name, outcome.status))
+
+        def run_finished(self, ctx, state):
+            seen.append(("run", state.status))
+
+    class Broken:
+        def step_started(self, *a):
+            raise RuntimeError("lineage endpoint down")
+
+        step_finished = run_finished = step_started
+
+    ctx = SimpleNamespace(run_id="r1", settings=None)
+    out = io.StringIO()
+    state = run_steps(
+        ctx,
+        dag,
+        ["a", "b", "c"],
+        out,
+        executor=Exec(),
+        store=MemoryStateStore(),
+        observers=[Broken(), Recorder()],
+    )
+    assert seen == [("start", "a"), ("end", "a", "succeeded"), ("start", "b"), ("end", "b", "succeeded"),
+                    ("start", "c"), ("end", "c", "failed"), ("run", "failed")]  # fmt: skip
+    assert state.status == "failed" and "lineage endpoint down" in out.getvalue()

@@ -13,12 +13,13 @@ import random
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
 from pipeline.driver.dag import Dag
 from pipeline.driver.executors import Executor, LocalExecutor
+from pipeline.driver.observers import StepObserver, notify
 from pipeline.driver.retry import TRANSIENT, RetryPolicy, classify, short_error
 from pipeline.driver.state import (
     FAILED,
@@ -67,13 +68,15 @@ def run_steps(
     state: RunState | None = None,
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
+    observers: Sequence[StepObserver] = (),
 ) -> RunState:
     """Run `selected` (in DAG order) under `ctx.run_id` and return the run state.
 
     `state`: an existing run to continue (`--resume`): the selected steps are rerun and their
     earlier outcomes kept under `previous`; the run's other steps keep their outcomes and count
     as upstream results. `window` is set on the context as `ctx.window` for the jobs to read.
-    The retry policy defaults to the DAG's.
+    The retry policy defaults to the DAG's. `observers` are told of every step's start and end
+    and of the run's end (lineage, metrics, alerts, reports).
     """
     policy = policy or dag.retry
     executor = executor or LocalExecutor()
@@ -112,10 +115,13 @@ def run_steps(
                 outcome.started_at = outcome.ended_at = utc_now()
                 say(i, name, f"skipped ({outcome.error})")
                 persist()
+                notify(observers, "step_finished", out, ctx, step, outcome)
                 continue
             current = outcome
+            notify(observers, "step_started", out, ctx, step, outcome)
             _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng)
             current = None
+            notify(observers, "step_finished", out, ctx, step, outcome)
     except BaseException as exc:  # Ctrl-C, SIGTERM as SystemExit: record how far the run got
         if current is not None and current.status == RUNNING:
             current.status, current.error_kind = FAILED, "interrupted"
@@ -130,6 +136,7 @@ def run_steps(
         raise
     state.finish()
     _save_quietly(store, state, out)
+    notify(observers, "run_finished", out, ctx, state)
     print(summary_table(state), file=out)
     print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state

@@ -1,0 +1,38 @@
+"""Step observers: the one place where lineage, metrics, alerts and reports hook into a run.
+
+The runner calls every observer at step start, at step end (succeeded, failed or skipped; the
+outcome carries rows, details and the error) and at run end. An observer that raises is
+reported and ignored: losing a lineage event must not fail a pipeline run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol, TextIO
+
+from pipeline.driver.dag import Step
+from pipeline.driver.state import RunState, StepOutcome
+
+log = logging.getLogger(__name__)
+
+
+class StepObserver(Protocol):
+    def step_started(self, ctx: Any, step: Step, outcome: StepOutcome) -> None: ...
+
+    def step_finished(self, ctx: Any, step: Step, outcome: StepOutcome) -> None: ...
+
+    def run_finished(self, ctx: Any, state: RunState) -> None: ...
+
+
+def notify(observers: Sequence[StepObserver], event: str, out: TextIO, *args: Any) -> None:
+    for observer in observers:
+        try:
+            getattr(observer, event)(*args)
+        except Exception as exc:  # an observer must never fail the run
+            log.exception("observer %s.%s failed", type(observer).__name__, event)
+            print(
+                f"warning: {type(observer).__name__}.{event} failed: {type(exc).__name__}: {exc}",
+                file=out,
+                flush=True,
+            )
