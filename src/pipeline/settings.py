@@ -132,6 +132,30 @@ class PiiSettings:
 
 
 @dataclass(frozen=True)
+class LineageSettings:
+    transport: Literal["file", "http", "none"] = "file"  # file: <lake>/_ops/lineage/
+    url: str = ""  # http: a Marquez-compatible endpoint
+    endpoint: str = "api/v1/lineage"
+    api_key: SecretRef | None = None
+    namespace: str = "lakehouse"  # the job namespace
+    fail_on_error: bool = False  # a lineage outage does not fail the pipeline unless asked
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    sink: Literal["file", "cloudwatch", "none"] = "file"  # file: <lake>/_ops/metrics/
+    namespace: str = "Lakehouse"  # the CloudWatch namespace
+    region: str = ""  # empty: the AWS SDK's default
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    sns_topic_arn: str = ""
+    webhook_url: SecretRef | None = None  # e.g. a chat webhook; the URL is a secret
+    on: list[str] = field(default_factory=lambda: ["step_failed", "dq_critical"])
+
+
+@dataclass(frozen=True)
 class Settings:
     env: Literal["local", "dev", "prod"] = "local"
     lake: LakeSettings = field(default_factory=LakeSettings)
@@ -139,6 +163,9 @@ class Settings:
     sources: SourcesSettings = field(default_factory=SourcesSettings)
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     pii: PiiSettings = field(default_factory=PiiSettings)
+    lineage: LineageSettings = field(default_factory=LineageSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
     pipeline_file: str = "pipeline.yaml"
     datasets_file: str = "datasets.yaml"
     contracts_dir: str = "contracts"
