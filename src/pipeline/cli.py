@@ -273,6 +273,29 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_docs(args: argparse.Namespace) -> int:
+    """Write docs/schemas/ from the contracts, catalogue, DAG and gold marts; no SparkSession.
+    With --check: write nothing, list drifted pages, exit 1 when any."""
+    from pipeline.docs import DocSources, check_docs, write_docs
+    from pipeline.settings import default_config_dir
+
+    sources = DocSources.from_config_dir(args.config_dir or default_config_dir())
+    if args.check:
+        drifted = check_docs(sources, args.out)
+        for name in drifted:
+            print(f"drifted: {args.out / name}")
+        if drifted:
+            print(f"{len(drifted)} page(s) differ from the sources; run `lakehouse docs`", file=sys.stderr)
+            return 1
+        print(f"{args.out}: up to date")
+        return 0
+    changed = write_docs(sources, args.out)
+    for name in changed:
+        print(f"wrote {args.out / name}")
+    print(f"{args.out}: {len(changed)} page(s) changed")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -323,6 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to show (default: the latest)")
     status.add_argument("--json", action="store_true", help="print the run state file as it is")
     status.set_defaults(func=cmd_status)
+
+    docs = sub.add_parser("docs", help="write docs/schemas/<dataset>.md from the contracts; no Spark")
+    docs.add_argument(
+        "--config-dir", type=Path, help="folder holding contracts/, datasets.yaml, pipeline.yaml"
+    )
+    docs.add_argument(
+        "--out", type=Path, default=Path("docs/schemas"), help="output folder (default docs/schemas)"
+    )
+    docs.add_argument("--check", action="store_true", help="write nothing; list drifted pages, exit 1 if any")
+    docs.set_defaults(func=cmd_docs)
     return parser
 
 

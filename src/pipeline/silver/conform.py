@@ -135,7 +135,7 @@ def _column_rules(
     checks: list[tuple[str, SparkColumn]] = []
     if not col.nullable:
         checks.append(("missing", v.isNull() & (raw.isNull() if raw is not None else F.lit(True))))
-    if raw is not None:
+    if raw is not None and col.type != "string":  # text always "parses" as text
         checks.append(("unparseable", raw.isNotNull() & v.isNull()))
     if col.allowed:
         checks.append(("not_allowed", present & ~v.isin(col.allowed)))
@@ -157,7 +157,7 @@ def rule_names(contract: Contract) -> list[str]:
     names = ["record:malformed"]
     for col in contract.columns.values():
         names += [f"{col.name}:missing"] if not col.nullable else []
-        names += [f"{col.name}:unparseable"] if not col.expr else []
+        names += [f"{col.name}:unparseable"] if not col.expr and col.type != "string" else []
         names += [f"{col.name}:not_allowed"] if col.allowed else []
         names += [f"{col.name}:not_in_{col.reference}"] if col.reference else []
         names += [f"{col.name}:pattern"] if col.pattern else []
