@@ -126,9 +126,19 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
         + (f", {window.landing_filter}" if window else ""),
         flush=True,
     )
-    with _sigterm_as_exit():
+    from pipeline.observability.logging import log_context
+
+    with _sigterm_as_exit(), log_context(run_id=ctx.run_id):
         state = run_steps(
-            ctx, dag, selected, sys.stdout, window=window, executor=executor, store=store, state=previous
+            ctx,
+            dag,
+            selected,
+            sys.stdout,
+            window=window,
+            executor=executor,
+            store=store,
+            state=previous,
+            observers=observers_for(settings),
         )
     print(f"total {time.monotonic() - started:.1f}s", flush=True)
     return 0 if state.status == SUCCEEDED else 1
@@ -202,8 +212,19 @@ def configure_process(level: str) -> None:
     # Pipeline processes work in UTC end to end (Python, JVM, Spark session, JDBC sessions).
     os.environ["TZ"] = "UTC"
     time.tzset()
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.observability.logging import configure_json_logging
+
+    configure_json_logging(level.upper())  # one JSON object per line, with run/step/dataset/layer
     logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def observers_for(settings: Settings) -> list:
+    """Everything that watches a run: log context, metrics, alerts (built from the settings)."""
+    from pipeline.observability.alerts import AlertObserver
+    from pipeline.observability.emitters import MetricsObserver
+    from pipeline.observability.logging import LogContextObserver
+
+    return [LogContextObserver(), MetricsObserver(settings), AlertObserver(settings)]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

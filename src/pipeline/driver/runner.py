@@ -132,6 +132,7 @@ def run_steps(
         state.finish()
         state.status = INTERRUPTED
         _save_quietly(store, state, out)
+        notify(observers, "run_finished", out, ctx, state)
         print(f"run {state.run_id}: interrupted; state in {location}", file=out, flush=True)
         raise
     state.finish()

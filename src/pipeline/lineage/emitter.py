@@ -14,7 +14,7 @@ never happened cannot be closed; an ABORT without START would create a phantom r
 Their absence under the parent run, and the parent's FAIL, say what happened.
 
 Facets: parent; jobType (integration SPARK, processingType BATCH, STREAMING for the Kafka
-source in kafka mode; jobType TASK for steps, DAG for the pipeline); schema (silver from the
+source; jobType TASK for steps, DAG for the pipeline); schema (silver from the
 contract, PII protected; gold column names); columnLineage (silver from the contract, gold from
 columns.GOLD_COLUMN_LINEAGE); on COMPLETE outputStatistics (rows_out; `bytes` from details when
 present; silver's quarantine gets `quarantined`) and dataQualityMetrics on the main input
@@ -253,10 +253,9 @@ class LineageObserver:
 
     @staticmethod
     def _streaming(ctx: Any, step: Any) -> bool:
-        if step.job != "bronze":
-            return False
-        source = getattr(ctx.settings.sources, step.dataset, None)
-        return getattr(source, "mode", None) == "kafka"
+        """The Kafka bronze step is a Structured Streaming query (available-now trigger), in
+        kafka and in replay mode alike."""
+        return step.job == "bronze" and ctx.catalog[step.dataset].reader == "kafka"
 
     def _schema(self, ref: DatasetRef) -> dict[str, Any]:
         if not ref.fields:

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
 from pipeline.lake import LakeError, MergeSpec, Txn
-from pipeline.silver.conform import RULES, check_evolution, conform, quarantined, valid_values
+from pipeline.silver.conform import RULES, VALUE, check_evolution, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_versions
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import StepResult
@@ -51,8 +51,15 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
     new_columns = check_evolution(changes.schema, contract)
     conformed = conform(changes, contract, ctx.references(contract)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
+        newest = (
+            f"`{VALUE}{contract.sequence_by}`"
+            if contract.sequence_by in contract.columns
+            else "_ingestion_ts"
+        )
         totals = conformed.agg(
-            F.count(F.lit(1)).alias("rows"), F.count(F.when(F.size(RULES) > 0, 1)).alias("quarantined")
+            F.count(F.lit(1)).alias("rows"),
+            F.count(F.when(F.size(RULES) > 0, 1)).alias("quarantined"),
+            F.max(newest).alias("newest"),  # freshness: the newest data time this batch carries
         ).first()
         rows_in, n_quarantined = totals["rows"], totals["quarantined"]
         txn = Txn(f"silver.{name}", bronze_version)
@@ -100,6 +107,7 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
             "new_upstream_columns": new_columns,
             "version": result.version,
             "skipped_replayed_commit": result.skipped,
+            "newest_data_at": totals["newest"].isoformat() if totals["newest"] else None,
         },
     )
 
