@@ -219,12 +219,18 @@ def configure_process(level: str) -> None:
 
 
 def observers_for(settings: Settings) -> list:
-    """Everything that watches a run: log context, metrics, alerts (built from the settings)."""
+    """Everything that watches a run: log context, lineage, metrics, alerts (from the settings)."""
+    from pipeline.lineage import LineageObserver
     from pipeline.observability.alerts import AlertObserver
     from pipeline.observability.emitters import MetricsObserver
     from pipeline.observability.logging import LogContextObserver
 
-    return [LogContextObserver(), MetricsObserver(settings), AlertObserver(settings)]
+    return [
+        LogContextObserver(),
+        LineageObserver(settings),
+        MetricsObserver(settings),
+        AlertObserver(settings),
+    ]
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -625,3 +625,36 @@ def test_observers_see_every_step_and_the_run_end_and_cannot_fail_the_run(tmp_pa
     assert seen == [("start", "a"), ("end", "a", "succeeded"), ("start", "b"), ("end", "b", "succeeded"),
                     ("start", "c"), ("end", "c", "failed"), ("run", "failed")]  # fmt: skip
     assert state.status == "failed" and "lineage endpoint down" in out.getvalue()
+
+
+def test_an_observer_abort_stops_the_run(tmp_path):
+    import io
+    from types import SimpleNamespace
+
+    from pipeline.driver.dag import load_dag
+    from pipeline.driver.observers import ObserverAbort
+    from pipeline.driver.runner import run_steps
+    from pipeline.driver.state import MemoryStateStore
+    from pipeline.step_result import StepResult
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("steps:\n  a: {job: j, dataset: x}\n")
+
+    class Exec:
+        name = "test"
+
+        def run(self, step, ctx):
+            return StepResult()
+
+    class Strict:
+        def step_started(self, *a):
+            raise ObserverAbort("lineage endpoint down and fail_on_error is set")
+
+        def step_finished(self, *a):
+            pass
+
+        run_finished = step_finished
+
+    ctx = SimpleNamespace(run_id="r2", settings=None)
+    with pytest.raises(ObserverAbort):
+        run_steps(ctx, load_dag(path, {"j"}), ["a"], io.StringIO(), executor=Exec(), store=MemoryStateStore(), observers=[Strict()])

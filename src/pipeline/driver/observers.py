@@ -2,7 +2,8 @@
 
 The runner calls every observer at step start, at step end (succeeded, failed or skipped; the
 outcome carries rows, details and the error) and at run end. An observer that raises is
-reported and ignored: losing a lineage event must not fail a pipeline run.
+reported and ignored: losing a lineage event must not fail a pipeline run, unless the observer
+raises `ObserverAbort` (e.g. lineage with fail_on_error), which stops the run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from pipeline.driver.state import RunState, StepOutcome
 log = logging.getLogger(__name__)
 
 
+class ObserverAbort(RuntimeError):
+    """Raised by an observer that was configured to stop the run when it fails."""
+
+
 class StepObserver(Protocol):
     def step_started(self, ctx: Any, step: Step, outcome: StepOutcome) -> None: ...
 
@@ -29,7 +34,9 @@ def notify(observers: Sequence[StepObserver], event: str, out: TextIO, *args: An
     for observer in observers:
         try:
             getattr(observer, event)(*args)
-        except Exception as exc:  # an observer must never fail the run
+        except ObserverAbort:
+            raise
+        except Exception as exc:  # otherwise an observer must never fail the run
             log.exception("observer %s.%s failed", type(observer).__name__, event)
             print(
                 f"warning: {type(observer).__name__}.{event} failed: {type(exc).__name__}: {exc}",

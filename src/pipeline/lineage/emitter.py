@@ -48,6 +48,7 @@ from openlineage.client.facet_v2 import (
     schema_dataset,
 )
 
+from pipeline.driver.observers import ObserverAbort
 from pipeline.driver.state import FAILED, SKIPPED, SUCCEEDED
 from pipeline.lineage import columns as C
 from pipeline.lineage.datasets import DatasetRef, StepDatasets, step_datasets
@@ -55,12 +56,12 @@ from pipeline.settings import ConfigError, LineageSettings, Settings
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "https://github.com/lakehouse/pipeline"  # the URI identifying this code as producer
+PRODUCER = "https://pypi.org/project/lakehouse-pipeline/"  # identifies this code as the producer
 RUN_NAMESPACE = uuid.UUID("5f0c1c7e-9a4b-4f53-8d0e-6c1b2a3d4e5f")  # uuid5 namespace for run ids
 PIPELINE_JOB = "pipeline"
 
 
-class LineageError(RuntimeError):
+class LineageError(ObserverAbort):
     """Emitting a lineage event failed and settings.lineage.fail_on_error is set."""
 
 
