@@ -74,10 +74,10 @@ STEPS = [
         5,
         {
             "quarantined": 0,
-            "dq": {
-                "order_id:unique": {"passed": True, "observed": 0, "severity": "critical"},
-                "amount:above_min": {"passed": False, "observed": 2, "severity": "warn"},
-            },
+            "dq": [
+                {"rule": "order_id:unique", "passed": True, "observed": 0, "severity": "critical"},
+                {"rule": "amount:above_min", "passed": False, "observed": 2, "severity": "warn"},
+            ],
         },
     ),
     (step("gold_fct_orders", "gold", "fct_orders"), SUCCEEDED, 5, 5, {}),

@@ -263,8 +263,8 @@ def test_alert_on_critical_dq_and_run_level(caplog):
     observer = AlertObserver(Settings())  # nothing configured: logged
     ctx = SimpleNamespace(run_id="r1")
     dq = [
-        {"name": "order_total_positive", "severity": "critical", "passed": False},
-        {"name": "few_nulls", "severity": "warning", "passed": False},
+        {"rule": "order_total_positive", "severity": "critical", "passed": False},
+        {"rule": "few_nulls", "severity": "warn", "passed": False},
     ]
     with caplog.at_level(logging.WARNING, logger="pipeline.observability.alerts"):
         observer.step_finished(ctx, SILVER, silver_outcome(details={"dq": dq}))

@@ -18,7 +18,7 @@ source; jobType TASK for steps, DAG for the pipeline); schema (silver from the
 contract, PII protected; gold column names); columnLineage (silver from the contract, gold from
 columns.GOLD_COLUMN_LINEAGE); on COMPLETE outputStatistics (rows_out; `bytes` from details when
 present; silver's quarantine gets `quarantined`) and dataQualityMetrics on the main input
-(rowCount = rows_in); `details["dq"]` = {rule: {"passed", "observed", "severity"}} becomes a
+(rowCount = rows_in); `details["dq"]` = [{rule, passed, observed, severity, ...}] becomes a
 dataQualityAssertions facet on the output the gates checked (a dataset facet of the output:
 the gates check what the step wrote); on FAIL errorMessage.
 
@@ -301,16 +301,18 @@ class LineageObserver:
                     producer=self.producer,
                 )
             )
-        if ref.layer != "quarantine" and isinstance(details.get("dq"), dict) and details["dq"]:
+        if ref.layer != "quarantine" and isinstance(details.get("dq"), list) and details["dq"]:
             facets["dataQualityAssertions"] = self._assertions(details["dq"])
         return OutputDataset(
             namespace=ref.namespace, name=ref.name, facets=facets, outputFacets=output_facets
         )
 
-    def _assertions(self, dq: dict[str, Any]) -> Any:
+    def _assertions(self, dq: list[dict[str, Any]]) -> Any:
+        """The DQ gate's results (`details["dq"]`: a list of {rule, severity, passed, observed,
+        expected, column}) as assertions on the table the step wrote."""
         assertions = []
-        for rule, result in dq.items():
-            result = result if isinstance(result, dict) else {"passed": bool(result)}
+        for result in dq:
+            rule = str(result.get("rule", ""))
             observed = result.get("observed")
             column = result.get("column") or (rule.split(":", 1)[0] if ":" in rule else None)
             assertions.append(

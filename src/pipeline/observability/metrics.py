@@ -219,7 +219,7 @@ def _number(value: Any) -> float | None:
 
 
 def dq_results(outcome: Any) -> list[dict[str, Any]]:
-    """The DQ results of a step: `details["dq"]`, a list of {name, severity, passed, ...}."""
+    """The DQ results of a step: `details["dq"]`, a list of {rule, severity, passed, ...}."""
     dq = (outcome.details or {}).get("dq")
     return [r for r in dq if isinstance(r, dict)] if isinstance(dq, list) else []
 
