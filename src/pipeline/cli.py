@@ -128,6 +128,7 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
     )
     from pipeline.observability.logging import log_context
 
+    observers = observers_for(settings, dag)
     with _sigterm_as_exit(), log_context(run_id=ctx.run_id):
         state = run_steps(
             ctx,
@@ -138,8 +139,11 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
             executor=executor,
             store=store,
             state=previous,
-            observers=observers_for(settings),
+            observers=observers,
         )
+    report = observers[-1].last_report_path
+    if report:
+        print(f"report {report}", flush=True)
     print(f"total {time.monotonic() - started:.1f}s", flush=True)
     return 0 if state.status == SUCCEEDED else 1
 
@@ -218,18 +222,21 @@ def configure_process(level: str) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-def observers_for(settings: Settings) -> list:
-    """Everything that watches a run: log context, lineage, metrics, alerts (from the settings)."""
+def observers_for(settings: Settings, dag) -> list:
+    """Everything that watches a run: log context, lineage, metrics, alerts and, last because it
+    reads what the others wrote, the HTML run report."""
     from pipeline.lineage import LineageObserver
     from pipeline.observability.alerts import AlertObserver
     from pipeline.observability.emitters import MetricsObserver
     from pipeline.observability.logging import LogContextObserver
+    from pipeline.report import ReportObserver
 
     return [
         LogContextObserver(),
         LineageObserver(settings),
         MetricsObserver(settings),
         AlertObserver(settings),
+        ReportObserver(settings, dag),
     ]
 
 

@@ -74,6 +74,12 @@ def test_killed_driver_resumes_to_the_same_tables_as_an_uninterrupted_run(
     assert resumed.returncode == 0, output[-4000:]
     final = state(killed)
     assert final["status"] == "succeeded" and all(s["status"] == "succeeded" for s in final["steps"])
+    ops = killed / "_ops"
+    assert f"report {ops / 'reports' / f'{RUN_ID}.html'}" in output  # the summary prints the report
+    events = [json.loads(line) for line in (ops / "lineage" / f"{RUN_ID}.jsonl").read_text().splitlines()]
+    assert {e["job"]["name"] for e in events if e["eventType"] == "COMPLETE"} >= {
+        f"pipeline.{s}" for s in DAG.order()
+    }
 
     killed_ctx = make_ctx(spark, killed, run_id="check")
     tables = [("bronze", d) for d in ref_ctx.catalog.datasets]

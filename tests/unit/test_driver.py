@@ -657,4 +657,12 @@ def test_an_observer_abort_stops_the_run(tmp_path):
 
     ctx = SimpleNamespace(run_id="r2", settings=None)
     with pytest.raises(ObserverAbort):
-        run_steps(ctx, load_dag(path, {"j"}), ["a"], io.StringIO(), executor=Exec(), store=MemoryStateStore(), observers=[Strict()])
+        run_steps(
+            ctx,
+            load_dag(path, {"j"}),
+            ["a"],
+            io.StringIO(),
+            executor=Exec(),
+            store=MemoryStateStore(),
+            observers=[Strict()],
+        )

@@ -22,6 +22,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
+from pipeline.dq.gate import gate_step, recheck
 from pipeline.gold import transforms as T
 from pipeline.step_result import StepResult
 
@@ -169,6 +170,7 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
     previous = ctx.lake.latest_metadata(out_path, FINGERPRINT_KEY)
     if previous == fingerprint:
         log.info("gold %s: inputs unchanged (%s), skipping", spec.name, versions)
+        dq_details = recheck(ctx, f"gold_{spec.name}", spec.name, "gold")  # DQ: last verdict stands
         return StepResult(
             0,
             0,
@@ -178,6 +180,7 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
                 "version": ctx.lake.version(out_path),
                 "inputs": versions,
                 "as_of": fingerprint["as_of"],
+                **dq_details,
             },
         )
 
@@ -202,6 +205,9 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
             df,
             metadata={FINGERPRINT_KEY: fingerprint, "run_id": ctx.run_id, "rows": rows_out},
         )
+        # --- DQ gate (pipeline.dq): after the write, on the mart just written (still cached) ---
+        dq_details = gate_step(ctx, f"gold_{spec.name}", spec.name, "gold", df)
+        # --- end DQ gate ---
     finally:
         for frame in cached:
             frame.unpersist()
@@ -209,5 +215,11 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
     return StepResult(
         rows_in,
         rows_out,
-        {"table": out_path, "version": written.version, "inputs": versions, "as_of": fingerprint["as_of"]},
+        {
+            "table": out_path,
+            "version": written.version,
+            "inputs": versions,
+            "as_of": fingerprint["as_of"],
+            **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
+        },
     )

@@ -18,8 +18,17 @@ from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
+from pipeline.dq.gate import gate_step, recheck
 from pipeline.lake import LakeError, MergeSpec, Txn
-from pipeline.silver.conform import RULES, VALUE, check_evolution, conform, quarantined, valid_values
+from pipeline.silver.conform import (
+    RULES,
+    VALUE,
+    check_evolution,
+    conform,
+    quarantined,
+    rule_names,
+    valid_values,
+)
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_versions
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import StepResult
@@ -41,8 +50,10 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         )
     consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
     if consumed is not None and int(consumed) >= bronze_version:
+        # DQ gate (pipeline.dq): nothing new; the last gate's critical failure still stands.
+        dq_details = recheck(ctx, f"silver_{name}", name, "silver")
         return StepResult(
-            details={"bronze_version": bronze_version, CONSUMED: consumed, "new_bronze_rows": 0}
+            details={"bronze_version": bronze_version, CONSUMED: consumed, "new_bronze_rows": 0, **dq_details}
         )
 
     changes = ctx.lake.read_changes(
@@ -56,11 +67,15 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
             if contract.sequence_by in contract.columns
             else "_ingestion_ts"
         )
+        # DQ (pipeline.dq): per-rule quarantine counts ride on this one aggregate, no extra scan.
+        rules = rule_names(contract)
         totals = conformed.agg(
             F.count(F.lit(1)).alias("rows"),
             F.count(F.when(F.size(RULES) > 0, 1)).alias("quarantined"),
             F.max(newest).alias("newest"),  # freshness: the newest data time this batch carries
+            *[F.count_if(F.array_contains(RULES, r)).alias(f"_dq_rule_{i}") for i, r in enumerate(rules)],
         ).first()
+        rule_counts = {r: int(totals[f"_dq_rule_{i}"] or 0) for i, r in enumerate(rules)}
         rows_in, n_quarantined = totals["rows"], totals["quarantined"]
         txn = Txn(f"silver.{name}", bronze_version)
         meta = {"batch_id": ctx.batch_id(name), "bronze_version": bronze_version}
@@ -88,6 +103,16 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         silver_rows.unpersist()
     finally:
         conformed.unpersist()
+    # --- DQ gate (pipeline.dq): after the silver write, on the whole current silver table ---
+    dq_details = gate_step(
+        ctx,
+        f"silver_{name}",
+        name,
+        "silver",
+        ctx.lake.read(silver_path),
+        {"rows": rows_in, "quarantined": n_quarantined, "rules": rule_counts},
+    )
+    # --- end DQ gate ---
     log.info(
         "silver %s: in %d = out %d + quarantined %d + duplicates %d",
         name,
@@ -108,6 +133,7 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
             "version": result.version,
             "skipped_replayed_commit": result.skipped,
             "newest_data_at": totals["newest"].isoformat() if totals["newest"] else None,
+            **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
         },
     )
 

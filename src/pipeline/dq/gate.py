@@ -1,0 +1,579 @@
+"""The DQ gate a step runs after its write: GX suite + row-level counts + config rules.
+
+`run_gate(ctx, step, dataset, layer, df, row_level_counts)`:
+
+1. The gated DataFrame is cached once; one aggregate gives its row count (and, for freshness,
+   the newest `sequence_by`) and materialises the cache.
+2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
+   cached DataFrame; GX bundles the aggregate metrics of the suite into few Spark jobs.
+3. Row-level: quarantine ratio (batch) and per-rule ratios from the counts the silver step
+   computed in its single pass over the batch (no scan here).
+4. Config rules: referential integrity (distinct orphan ids against another silver table),
+   freshness (age of the newest `sequence_by`), volume change against the previous run's row
+   count in dq_results.
+5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), GX Data Docs are
+   rebuilt under `<lake>/_ops/data_docs/` (local lakes only).
+6. Only then, if a `critical` result failed: `DqGateFailed` (a ValueError, so the driver's
+   retry classifier treats it as fatal: no retry; downstream steps are skipped).
+
+Switch: `enabled:` in config/dq.yaml (a missing file means off) and LAKEHOUSE_DQ=off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime
+from datetime import time as dtime
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
+
+from pipeline.dq.config import DqConfig, SilverRules, Thresholds, load_dq_config
+from pipeline.dq.suites import Check, gold_checks, gold_missing_columns, silver_checks, to_suite
+from pipeline.settings import ConfigError
+
+log = logging.getLogger(__name__)
+
+ENV_SWITCH = "LAKEHOUSE_DQ"
+CONFIG_FILE = "dq.yaml"
+RESULT_FORMAT = "BASIC"  # unexpected counts and percentages; no unexpected-row listing
+
+RESULTS_SCHEMA = StructType(
+    [
+        StructField("run_id", StringType()),
+        StructField("step", StringType()),
+        StructField("dataset", StringType()),
+        StructField("layer", StringType()),
+        StructField("rule", StringType()),
+        StructField("column", StringType()),
+        StructField("severity", StringType()),
+        StructField("observed", StringType()),
+        StructField("expected", StringType()),
+        StructField("passed", BooleanType()),
+        StructField("engine", StringType()),
+        StructField("evaluated_at", TimestampType()),
+    ]
+)
+
+
+class DqGateFailed(ValueError):
+    """A critical DQ rule failed (fatal: a ValueError, never retried). Raised after recording."""
+
+    def __init__(self, step: str, dataset: str, failed: list[DqResult], results: list[DqResult]):
+        self.step, self.dataset, self.failed, self.results = step, dataset, failed, results
+        shown = "; ".join(f"{r.rule} (observed {r.observed}, expected {r.expected})" for r in failed[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        super().__init__(
+            f"DQ gate failed for {dataset} in {step}: {len(failed)} critical rule(s): {shown}{more}"
+        )
+
+
+@dataclass(frozen=True)
+class DqResult:
+    rule: str
+    severity: str  # warn | critical
+    passed: bool
+    observed: str
+    expected: str
+    column: str = ""
+    engine: str = "gx"  # gx | row-level | rule
+
+    def detail(self) -> dict[str, Any]:
+        """The shape StepResult.details["dq"] holds (consumed by lineage, metrics, alerts)."""
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "passed": self.passed,
+            "observed": self.observed,
+            "expected": self.expected,
+            "column": self.column,
+        }
+
+
+def dq_config(ctx: Any) -> DqConfig:
+    return load_dq_config(ctx.settings.config_path(CONFIG_FILE))
+
+
+def dq_enabled(ctx: Any) -> bool:
+    if os.environ.get(ENV_SWITCH, "").strip().lower() in ("off", "0", "false", "no"):
+        return False
+    return dq_config(ctx).enabled
+
+
+def results_path(ctx: Any) -> str:
+    return ctx.settings.lake.path("_ops", "dq_results")
+
+
+def docs_path(ctx: Any) -> str:
+    return ctx.settings.lake.path("_ops", "data_docs")
+
+
+def gate_step(
+    ctx: Any,
+    step_name: str,
+    dataset: str,
+    layer: str,
+    df: DataFrame,
+    row_level_counts: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """run_gate for a step: the StepResult details to add, {"dq": [...], "dq_seconds": s}, or {}
+    when the gates are off. DqGateFailed carries the same in `.details`."""
+    if not dq_enabled(ctx):
+        return {}
+    start = time.monotonic()
+    try:
+        results = run_gate(ctx, step_name, dataset, layer, df, row_level_counts)
+    except DqGateFailed as exc:
+        exc.details = {
+            "dq": [r.detail() for r in exc.results],
+            "dq_seconds": round(time.monotonic() - start, 3),
+        }
+        raise
+    return {"dq": [r.detail() for r in results], "dq_seconds": round(time.monotonic() - start, 3)}
+
+
+def run_gate(
+    ctx: Any,
+    step_name: str,
+    dataset: str,
+    layer: str,
+    df: DataFrame,
+    row_level_counts: dict[str, Any] | None = None,
+) -> list[DqResult]:
+    """Validate `df` (the table just written), record every result, raise on critical failures.
+
+    `row_level_counts` (silver): {"rows": n, "quarantined": q, "rules": {rule: count}} from the
+    silver step's single pass over the batch.
+    """
+    config = dq_config(ctx)
+    if not dq_enabled(ctx):
+        return []
+    if layer == "silver" and dataset not in ctx.contracts:
+        raise ConfigError(f"dq gate: no contract for silver dataset {dataset!r}")
+    unknown = sorted(set(config.silver) - set(ctx.contracts))
+    if unknown:
+        raise ConfigError(f"{ctx.settings.config_path(CONFIG_FILE)}: silver: no contract for {unknown}")
+
+    was_cached = df.is_cached
+    df = df.cache()
+    try:
+        results = _evaluate(ctx, config, dataset, layer, df, row_level_counts)
+    finally:
+        if not was_cached:
+            df.unpersist()
+    record(ctx, step_name, dataset, layer, results)
+    build_docs(ctx, config)
+    failed = [r for r in results if not r.passed and r.severity == "critical"]
+    warned = [r for r in results if not r.passed and r.severity == "warn"]
+    log.info(
+        "dq %s %s: %d results, %d critical failed, %d warn failed",
+        layer,
+        dataset,
+        len(results),
+        len(failed),
+        len(warned),
+    )
+    for r in warned:
+        log.warning(
+            "dq warn %s %s: %s observed %s, expected %s", layer, dataset, r.rule, r.observed, r.expected
+        )
+    if failed:
+        raise DqGateFailed(step_name, dataset, failed, results)
+    return results
+
+
+def _evaluate(
+    ctx: Any, config: DqConfig, dataset: str, layer: str, df: DataFrame, counts: dict[str, Any] | None
+) -> list[DqResult]:
+    contract = ctx.contracts.get(dataset) if layer == "silver" else None
+    seq = contract.sequence_by if contract is not None and contract.sequence_by in df.columns else None
+    aggs = [F.count(F.lit(1)).alias("rows")] + ([F.max(F.col(f"`{seq}`")).alias("newest")] if seq else [])
+    stats = df.agg(*aggs).first()  # also materialises the cache the validation reads
+    rows = int(stats["rows"])
+
+    results: list[DqResult] = []
+    if contract is not None:
+        checks = silver_checks(contract, config, df.columns, ctx.references(contract))
+        rules: SilverRules | None = config.silver_rules(dataset)
+    else:
+        gold = config.gold_rules(dataset)
+        checks = gold_checks(gold, config, df.columns)
+        rules = None
+        missing = gold_missing_columns(gold, df.columns)
+        if missing:
+            results.append(
+                DqResult(
+                    "table:columns", gold.severity, False, f"missing {missing}", "columns exist", "", "rule"
+                )
+            )
+    results += validate_gx(f"{layer}.{dataset}", checks, df)
+    results.append(DqResult("table:row_count", "warn", True, str(rows), "", "", "rule"))
+    if counts:
+        results += row_level_results(config, rules, counts)
+    if rules is not None:
+        results += reference_results(ctx, rules, df)
+        if rules.freshness is not None:
+            results.append(freshness_result(ctx, rules, seq, stats["newest"] if seq else None))
+    volume = volume_result(ctx, config, dataset, layer, rows)
+    if volume is not None:
+        results.append(volume)
+    return results
+
+
+# ---------------------------------------------------------------- GX
+
+
+class _Gx:
+    """One ephemeral GX context per process: a Spark data source, one asset + batch definition +
+    suite + validation definition per table, reused while the table's checks are unchanged."""
+
+    lock = threading.Lock()
+    context: Any = None
+    source: Any = None
+    tables: dict[str, tuple[str, Any]] = {}  # name -> (checks signature, validation definition)
+    sites: dict[str, str] = {}  # docs directory -> site name
+
+    @classmethod
+    def get(cls) -> Any:
+        if cls.context is None:
+            os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+            import great_expectations as gx
+            from great_expectations.data_context.types.base import ProgressBarsConfig
+
+            context = gx.get_context(mode="ephemeral")
+            try:
+                context.variables.progress_bars = ProgressBarsConfig(
+                    globally=False, metric_calculations=False
+                )
+            except Exception:  # noqa: BLE001 - cosmetic only
+                log.debug("dq: cannot switch off GX progress bars", exc_info=True)
+            cls.source = context.data_sources.add_spark(name="lake")
+            cls.context = context
+        return cls.context
+
+    @classmethod
+    def validation(cls, name: str, checks: list[Check]) -> Any:
+        import great_expectations as gx
+
+        context = cls.get()
+        signature = "\n".join(c.signature() for c in checks)
+        cached = cls.tables.get(name)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        if cached is not None:
+            context.validation_definitions.delete(name)
+            context.suites.delete(name)
+        else:
+            asset = cls.source.add_dataframe_asset(name=name)
+            asset.add_batch_definition_whole_dataframe("whole")
+        batch_definition = cls.source.get_asset(name).get_batch_definition("whole")
+        suite = context.suites.add(to_suite(name, checks))
+        vd = context.validation_definitions.add(
+            gx.ValidationDefinition(name=name, data=batch_definition, suite=suite)
+        )
+        cls.tables[name] = (signature, vd)
+        return vd
+
+
+def validate_gx(name: str, checks: list[Check], df: DataFrame) -> list[DqResult]:
+    """One GX validation running every check of the table over `df` (cached by the caller)."""
+    if not checks:
+        return []
+    by_rule = {c.rule: c for c in checks}
+    with _Gx.lock:
+        vd = _Gx.validation(name, checks)
+        outcome = vd.run(batch_parameters={"dataframe": df}, result_format=RESULT_FORMAT)
+    results = []
+    for r in outcome.results:
+        rule = (r.expectation_config.meta or {}).get("rule", r.expectation_config.type)
+        check = by_rule.get(rule)
+        severity = check.severity if check else "critical"
+        results.append(
+            DqResult(
+                rule,
+                severity,
+                bool(r.success),
+                _observed(r),
+                check.expected if check else "",
+                check.column if check else "",
+                "gx",
+            )
+        )
+    return results
+
+
+def _observed(r: Any) -> str:
+    info = r.result or {}
+    if r.exception_info and r.exception_info.get("raised_exception"):
+        return "error: " + str(r.exception_info.get("exception_message", ""))[:200]
+    if "observed_value" in info:
+        return str(info["observed_value"])
+    if "unexpected_count" in info:
+        pct = info.get("unexpected_percent") or 0.0
+        return f"{info['unexpected_count']} unexpected ({pct:.3g}%)"
+    return ""
+
+
+# ---------------------------------------------------------------- row-level and config rules
+
+
+def _breach(value: float, t: Thresholds) -> str | None:
+    if t.critical is not None and value > t.critical:
+        return "critical"
+    if t.warn is not None and value > t.warn:
+        return "warn"
+    return None
+
+
+def _expected(t: Thresholds) -> str:
+    parts = [
+        f"warn above {t.warn:g}" if t.warn is not None else "",
+        f"critical above {t.critical:g}" if t.critical is not None else "",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def _ratio_result(rule: str, column: str, count: int, rows: int, t: Thresholds, engine: str) -> DqResult:
+    ratio = count / rows if rows else 0.0
+    breach = _breach(ratio, t)
+    severity = breach or ("critical" if t.critical is not None else "warn")
+    return DqResult(
+        rule, severity, breach is None, f"{ratio:.4f} ({count}/{rows})", _expected(t), column, engine
+    )
+
+
+def row_level_results(config: DqConfig, rules: SilverRules | None, counts: dict[str, Any]) -> list[DqResult]:
+    """Quarantine ratios from the silver step's counts (the batch, not the whole table)."""
+    rows = int(counts.get("rows") or 0)
+    if rows == 0:
+        return []
+    thresholds = (rules.quarantine_ratio if rules else None) or config.defaults.quarantine_ratio
+    out = [
+        _ratio_result(
+            "batch:quarantine_ratio", "", int(counts.get("quarantined") or 0), rows, thresholds, "row-level"
+        )
+    ]
+    for rule, count in sorted((counts.get("rules") or {}).items()):
+        column = rule.split(":", 1)[0]
+        out.append(
+            _ratio_result(
+                f"quarantine:{rule}", column, int(count or 0), rows, config.defaults.rule_ratio, "row-level"
+            )
+        )
+    return out
+
+
+def reference_results(ctx: Any, rules: SilverRules, df: DataFrame) -> list[DqResult]:
+    out = []
+    for ref in rules.references:
+        rule = f"{ref.column}:references:{ref.dataset}.{ref.to_column}"
+        expected = f"orphan ratio <= {ref.max_ratio:g}"
+        target = ctx.table_path("silver", ref.dataset)
+        if ref.column not in df.columns:
+            out.append(
+                DqResult(rule, ref.severity, False, f"no column {ref.column}", expected, ref.column, "rule")
+            )
+            continue
+        if not ctx.lake.exists(target):
+            out.append(
+                DqResult(
+                    rule, ref.severity, True, f"skipped: {target} not built yet", expected, ref.column, "rule"
+                )
+            )
+            continue
+        ids = df.select(F.col(f"`{ref.column}`").alias("_id")).where(F.col("_id").isNotNull()).distinct()
+        known = ctx.lake.read(target).select(F.col(f"`{ref.to_column}`").alias("_ref")).distinct()
+        stats = (
+            ids.join(known, F.col("_id") == F.col("_ref"), "left")
+            .agg(F.count(F.lit(1)).alias("ids"), F.count_if(F.col("_ref").isNull()).alias("orphans"))
+            .first()
+        )
+        n, orphans = int(stats["ids"]), int(stats["orphans"] or 0)
+        ratio = orphans / n if n else 0.0
+        out.append(
+            DqResult(
+                rule,
+                ref.severity,
+                ratio <= ref.max_ratio,
+                f"{ratio:.4f} ({orphans}/{n} distinct ids)",
+                expected,
+                ref.column,
+                "rule",
+            )
+        )
+    return out
+
+
+def freshness_result(ctx: Any, rules: SilverRules, column: str | None, newest: datetime | None) -> DqResult:
+    """Age of the newest `sequence_by` relative to the run's as-of (end of day) or now (UTC)."""
+    fresh = rules.freshness
+    assert fresh is not None
+    as_of = getattr(ctx, "as_of", None)
+    if as_of is not None:
+        day = as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of))
+        reference = datetime.combine(day, dtime.max)
+        against = f"as-of {day.isoformat()}"
+    else:
+        reference = datetime.now(UTC).replace(tzinfo=None)
+        against = "now (UTC)"
+    expected = f"newest {column or 'sequence_by'} at most {fresh.max_age_days:g} days before {against}"
+    if newest is None:
+        return DqResult("table:freshness", fresh.severity, False, "no rows", expected, column or "", "rule")
+    if newest.tzinfo is not None:
+        newest = newest.astimezone(UTC).replace(tzinfo=None)
+    age_days = (reference - newest).total_seconds() / 86400
+    return DqResult(
+        "table:freshness",
+        fresh.severity,
+        age_days <= fresh.max_age_days,
+        f"{age_days:.2f} days (newest {newest.isoformat()})",
+        expected,
+        column or "",
+        "rule",
+    )
+
+
+def volume_result(ctx: Any, config: DqConfig, dataset: str, layer: str, rows: int) -> DqResult | None:
+    """Row-count change against the latest row count an earlier run recorded for the table."""
+    t = config.defaults.volume_change
+    path = results_path(ctx)
+    if (t.warn is None and t.critical is None) or not ctx.lake.exists(path):
+        return None
+    previous = (
+        ctx.lake.read(path)
+        .where(
+            (F.col("dataset") == dataset)
+            & (F.col("layer") == layer)
+            & (F.col("rule") == "table:row_count")
+            & (F.col("run_id") != ctx.run_id)
+        )
+        .orderBy(F.col("evaluated_at").desc())
+        .select("observed", "run_id")
+        .first()
+    )
+    if previous is None:
+        return None
+    try:
+        before = int(previous["observed"])
+    except (TypeError, ValueError):
+        return None
+    change = abs(rows - before) / before if before else (0.0 if rows == 0 else float("inf"))
+    breach = _breach(change, t)
+    return DqResult(
+        "table:volume_change",
+        breach or ("critical" if t.critical is not None else "warn"),
+        breach is None,
+        f"{change:.4f} ({before} -> {rows} rows, previous run {previous['run_id']})",
+        _expected(t),
+        "",
+        "rule",
+    )
+
+
+# ---------------------------------------------------------------- recording
+
+
+def record(ctx: Any, step: str, dataset: str, layer: str, results: list[DqResult]) -> None:
+    """Append the results to `<lake>/_ops/dq_results` (one commit)."""
+    if not results:
+        return
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        (
+            ctx.run_id,
+            step,
+            dataset,
+            layer,
+            r.rule,
+            r.column,
+            r.severity,
+            r.observed,
+            r.expected,
+            r.passed,
+            r.engine,
+            now,
+        )
+        for r in results
+    ]
+    df = ctx.spark.createDataFrame(rows, RESULTS_SCHEMA)
+    ctx.lake.append(results_path(ctx), df, metadata={"run_id": ctx.run_id, "step": step, "dq": dataset})
+
+
+def build_docs(ctx: Any, config: DqConfig) -> str | None:
+    """Rebuild GX Data Docs under `<lake>/_ops/data_docs/` (local lakes); the index path."""
+    if not config.data_docs or _Gx.context is None:
+        return None
+    base = docs_path(ctx)
+    if "://" in base and not base.startswith("file://"):
+        log.info("dq: Data Docs are built for local lakes only; skipping for %s", base)
+        return None
+    base = base.removeprefix("file://")
+    with _Gx.lock:
+        context = _Gx.get()
+        site = _Gx.sites.get(base)
+        if site is None:
+            site = f"lake_{len(_Gx.sites)}"
+            context.add_data_docs_site(
+                site_name=site,
+                site_config={
+                    "class_name": "SiteBuilder",
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": base},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                },
+            )
+            _Gx.sites[base] = site
+        try:
+            return context.build_data_docs(site_names=[site]).get(site)
+        except Exception:  # noqa: BLE001 - docs are a report; a rendering problem must not fail the step
+            log.warning("dq: building Data Docs under %s failed", base, exc_info=True)
+            return None
+
+
+def results_as_dicts(results: list[DqResult]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in results]
+
+
+def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any]:
+    """For a step that wrote nothing new (the table is the one the last gate judged): repeat the
+    last gate's verdict from dq_results, so a rerun or `--resume` after a critical failure fails
+    again instead of letting downstream steps read the table. {} when off or never gated."""
+    if not dq_enabled(ctx):
+        return {}
+    start = time.monotonic()
+    path = results_path(ctx)
+    if not ctx.lake.exists(path):
+        return {}
+    rows = ctx.lake.read(path).where((F.col("dataset") == dataset) & (F.col("layer") == layer))
+    last = rows.agg(F.max("evaluated_at")).first()[0]
+    if last is None:
+        return {}
+    latest = rows.where(F.col("evaluated_at") == F.lit(last)).collect()
+    results = [
+        DqResult(
+            r["rule"],
+            r["severity"],
+            r["passed"],
+            r["observed"],
+            r["expected"],
+            r["column"] or "",
+            r["engine"],
+        )
+        for r in latest
+    ]
+    details = {
+        "dq": [r.detail() for r in results],
+        "dq_seconds": round(time.monotonic() - start, 3),
+        "dq_from_run": latest[0]["run_id"],
+    }
+    failed = [r for r in results if not r.passed and r.severity == "critical"]
+    if failed:
+        exc = DqGateFailed(step_name, dataset, failed, results)
+        exc.details = details
+        raise exc
+    return details

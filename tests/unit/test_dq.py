@@ -1,0 +1,212 @@
+"""DQ gates: suites from contracts, config validation, the gate's recording and failing."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from pipeline.contracts.model import load_contracts
+from pipeline.dq.config import load_dq_config
+from pipeline.dq.gate import DqGateFailed, docs_path, results_path, run_gate
+from pipeline.dq.suites import gold_checks, silver_checks
+from pipeline.settings import ConfigError
+from tests.helpers import REPO, make_ctx
+
+CONTRACTS = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")
+
+
+def _config_dir(tmp_path: Path, dq_yaml: str | None = None) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(REPO / "config", target)
+    if dq_yaml is not None:
+        (target / "dq.yaml").write_text(dq_yaml)
+    return target
+
+
+def _ctx(spark, tmp_path: Path, dq_yaml: str | None = None, run_id: str = "dq-run"):
+    return make_ctx(spark, tmp_path / "lake", run_id=run_id, config_dir=str(_config_dir(tmp_path, dq_yaml)))
+
+
+def _by_rule(checks):
+    return {c.rule: c for c in checks}
+
+
+def test_silver_suite_from_contract():
+    config = load_dq_config(REPO / "config" / "dq.yaml")
+    orders = CONTRACTS["orders"]
+    columns = [*orders.columns, "_batch_id"]
+    checks = _by_rule(silver_checks(orders, config, columns, {"currencies": ("USD", "EUR")}))
+    assert checks["order_id:not_null"].expectation == "ExpectColumnValuesToNotBeNull"
+    assert checks["order_id:unique"].expectation == "ExpectColumnValuesToBeUnique"
+    assert checks["order_id:pattern"].kwargs == {"column": "order_id", "regex": "^ORD-[0-9]{7}$"}
+    assert checks["status:allowed"].expectation == "ExpectColumnValuesToBeInSet"
+    assert checks["currency:in_currencies"].kwargs["value_set"] == ["USD", "EUR"]
+    assert checks["amount:range"].kwargs["min_value"] == 0
+    assert checks["table:row_count_bounds"].expectation == "ExpectTableRowCountToBeBetween"
+    assert checks["updated_at:not_null"].severity == "critical"
+
+
+def test_silver_suite_scd2_compound_keys_and_pii_not_pattern_checked():
+    config = load_dq_config(REPO / "config" / "dq.yaml")
+    accounts = CONTRACTS["accounts"]
+    silver_columns = [c for c in accounts.columns if c not in ("owner_email", "phone")]
+    silver_columns += ["owner_email_hash", "owner_email_domain", "phone_masked", "valid_from", "valid_to"]
+    checks = _by_rule(silver_checks(accounts, config, silver_columns))
+    unique = checks["account_id+valid_from:unique"]
+    assert unique.expectation == "ExpectCompoundColumnsToBeUnique"
+    assert unique.kwargs == {"column_list": ["account_id", "valid_from"]}
+    assert "owner_email:pattern" not in checks and not any("owner_email" in r for r in checks)
+    fx = _by_rule(silver_checks(CONTRACTS["fx_rates"], config, list(CONTRACTS["fx_rates"].columns)))
+    assert fx["rate_date+currency:unique"].kwargs["column_list"] == ["rate_date", "currency"]
+    assert fx["units_per_usd:range"].kwargs["strict_min"] is True
+
+
+def test_gold_checks_from_config():
+    config = load_dq_config(REPO / "config" / "dq.yaml")
+    checks = _by_rule(
+        gold_checks(config.gold_rules("fct_orders"), config, ["order_id", "order_date", "amount_usd"])
+    )
+    assert checks["order_id:unique"].severity == "critical"
+    assert checks["amount_usd:range"].kwargs["min_value"] == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("enabled: maybe\n", "enabled: expected bool"),
+        ("defaults: {quarantine_ratio: {warn: 0.6, critical: 0.5}}\n", "defaults.quarantine_ratio.critical"),
+        (
+            "defaults: {contract_severity: fatal}\n",
+            "defaults.contract_severity: expected one of warn|critical",
+        ),
+        ("silver: {orders: {references: [{column: account_id}]}}\n", "silver.orders.references[0]"),
+        ("silver: {orders: {freshness: {max_age_days: 0}}}\n", "silver.orders.freshness.max_age_days"),
+        ("gold: {fct_orders: {ranges: {amount_usd: {}}}}\n", "gold.fct_orders.ranges.amount_usd"),
+        ("gold: {fct_orders: {unknown_key: 1}}\n", "gold.fct_orders"),
+    ],
+)
+def test_config_validation_names_file_and_key(tmp_path, text, message):
+    path = tmp_path / "dq.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_dq_config(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_missing_config_means_off(tmp_path):
+    assert load_dq_config(tmp_path / "nope.yaml").enabled is False
+
+
+GOLD_DUP = """
+enabled: true
+gold:
+  fct_orders:
+    unique: [[order_id]]
+    ranges: {amount_usd: {min: 0}}
+    severity: %s
+"""
+
+
+def _orders(spark, dup: bool = True):
+    rows = [("ORD-1", 10.0), ("ORD-2", 5.0), ("ORD-1" if dup else "ORD-3", 1.0)]
+    return spark.createDataFrame(rows, "order_id string, amount_usd double")
+
+
+def test_gate_critical_duplicate_key_raises_after_recording(spark, tmp_path):
+    ctx = _ctx(spark, tmp_path, GOLD_DUP % "critical")
+    with pytest.raises(DqGateFailed) as err:
+        run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark))
+    assert isinstance(err.value, ValueError)  # the driver's classifier: fatal, no retry
+    assert "fct_orders" in str(err.value) and "order_id:unique" in str(err.value)
+    assert [r.rule for r in err.value.failed] == ["order_id:unique"]
+    rows = {r["rule"]: r for r in ctx.lake.read(results_path(ctx)).collect()}
+    assert rows["order_id:unique"]["passed"] is False
+    assert rows["order_id:unique"]["severity"] == "critical"
+    assert rows["order_id:unique"]["engine"] == "gx"
+    assert rows["amount_usd:range"]["passed"] is True
+    assert rows["table:row_count"]["observed"] == "3"
+    assert (
+        rows["order_id:unique"]["run_id"] == "dq-run" and rows["order_id:unique"]["step"] == "gold_fct_orders"
+    )
+    assert (Path(docs_path(ctx)) / "index.html").exists()
+
+
+def test_gate_warn_only_records_and_passes(spark, tmp_path):
+    ctx = _ctx(spark, tmp_path, GOLD_DUP % "warn")
+    results = run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark))
+    failed = [r for r in results if not r.passed]
+    assert [(r.rule, r.severity) for r in failed] == [("order_id:unique", "warn")]
+    assert ctx.lake.read(results_path(ctx)).where("rule = 'order_id:unique' AND NOT passed").count() == 1
+    detail = failed[0].detail()
+    assert set(detail) == {"rule", "severity", "passed", "observed", "expected", "column"}
+    # the next run compares its row count against this one
+    ctx2 = make_ctx(spark, tmp_path / "lake", run_id="dq-run-2", config_dir=ctx.settings.config_dir)
+    more = spark.createDataFrame([(f"ORD-{i}", 1.0) for i in range(10)], "order_id string, amount_usd double")
+    results = {r.rule: r for r in run_gate(ctx2, "gold_fct_orders", "fct_orders", "gold", more)}
+    assert results["table:volume_change"].passed is False
+    assert results["table:volume_change"].severity == "warn"
+
+
+def test_row_level_quarantine_ratio_over_threshold_is_critical(spark, tmp_path):
+    ctx = _ctx(spark, tmp_path)
+    ctx.as_of = date(2026, 9, 30)
+    df = spark.sql(
+        "SELECT 'ORD-0000001' AS order_id, 'ACC-000001' AS account_id, 'placed' AS status, "
+        "CAST(5 AS DECIMAL(18,2)) AS amount, TIMESTAMP'2026-09-30 10:00:00' AS updated_at"
+    )
+    counts = {"rows": 10, "quarantined": 6, "rules": {"amount:below_min": 6, "status:not_allowed": 0}}
+    with pytest.raises(DqGateFailed) as err:
+        run_gate(ctx, "silver_orders", "orders", "silver", df, counts)
+    failed = {r.rule: r for r in err.value.failed}
+    assert set(failed) == {"batch:quarantine_ratio"}
+    assert failed["batch:quarantine_ratio"].observed.startswith("0.6000")
+    results = {r.rule: r for r in err.value.results}
+    assert results["quarantine:amount:below_min"].passed is False
+    assert results["quarantine:amount:below_min"].severity == "warn"
+    assert results["quarantine:status:not_allowed"].passed is True
+    assert results["table:freshness"].passed is True
+    assert results["account_id:references:accounts.account_id"].observed.startswith("skipped")
+    engines = {r["rule"]: r["engine"] for r in ctx.lake.read(results_path(ctx)).collect()}
+    assert engines["batch:quarantine_ratio"] == "row-level" and engines["order_id:unique"] == "gx"
+
+
+def test_switch_off_by_env(spark, tmp_path, monkeypatch):
+    ctx = _ctx(spark, tmp_path, GOLD_DUP % "critical")
+    monkeypatch.setenv("LAKEHOUSE_DQ", "off")
+    assert run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark)) == []
+    assert not ctx.lake.exists(results_path(ctx))
+
+
+def test_end_to_end_silver_gate_fails_and_skips_gold(spark, tmp_path):
+    from pipeline.driver.dag import load_dag
+    from pipeline.driver.runner import run_steps
+    from pipeline.generate import generate
+    from pipeline.jobs import JOBS
+
+    ctx = _ctx(spark, tmp_path)
+    generate(Path(ctx.settings.lake.path("landing")), scale=0.01, seed=3, defect_rate=0.5)
+    dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
+    steps = ["bronze_snowflake_orders", "silver_orders", "gold_fct_orders"]
+    out = io.StringIO()
+    state = run_steps(ctx, dag, steps, out)
+    assert state.failed is True, out.getvalue()
+    outcomes = {s.step: s for s in state.steps}
+    assert "DqGateFailed" in (outcomes["silver_orders"].error or ""), out.getvalue()
+    assert outcomes["silver_orders"].attempts == 1  # fatal: not retried
+    outcomes = {name: s.status for name, s in outcomes.items()}
+    assert outcomes["silver_orders"] == "failed"
+    assert outcomes["gold_fct_orders"] == "skipped"
+    failed = ctx.lake.read(results_path(ctx)).where(
+        "dataset = 'orders' AND NOT passed AND severity = 'critical'"
+    )
+    assert "batch:quarantine_ratio" in {r["rule"] for r in failed.collect()}
+    # A rerun with nothing new to read repeats the last verdict instead of letting gold run.
+    ctx.run_id = "dq-rerun"
+    state = run_steps(ctx, dag, ["silver_orders", "gold_fct_orders"], io.StringIO())
+    again = {s.step: s for s in state.steps}
+    assert again["silver_orders"].status == "failed" and "DqGateFailed" in again["silver_orders"].error
+    assert again["gold_fct_orders"].status == "skipped"
