@@ -67,6 +67,9 @@ class DqGateFailed(ValueError):
 
     def __init__(self, step: str, dataset: str, failed: list[DqResult], results: list[DqResult]):
         self.step, self.dataset, self.failed, self.results = step, dataset, failed, results
+        # What the step would have put in StepResult.details (for a runner that records a failed
+        # step's details): {"dq": [...]} and, from gate_step, "dq_seconds".
+        self.details: dict[str, Any] = {"dq": [r.detail() for r in results]}
         shown = "; ".join(f"{r.rule} (observed {r.observed}, expected {r.expected})" for r in failed[:5])
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
         super().__init__(

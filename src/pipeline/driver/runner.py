@@ -199,6 +199,8 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng) 
                 sleep(wait)
                 continue
             outcome.status = FAILED
+            # A step may say what it found before failing (a DQ gate's results, for example).
+            outcome.details = dict(getattr(exc, "details", None) or {})
             break
         else:
             outcome.status, outcome.error, outcome.error_kind = SUCCEEDED, None, None
