@@ -9,7 +9,6 @@ ratio. Figures only; nothing here asserts a time.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -17,7 +16,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-from common import bench_context, generate_landing, measure, results_file, warm_up
+from common import bench_context, bench_parser, generate_landing, measure, results_file, warm_up
 
 from pipeline.jobs import bronze
 from pipeline.storage import list_files
@@ -39,12 +38,7 @@ def baseline(spark, ctx, dataset: str, out: Path) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--workdir", type=Path, help="keep the lake here (default: a temp folder, removed)")
+    parser = bench_parser(__doc__)
     args = parser.parse_args()
 
     work = args.workdir or Path(tempfile.mkdtemp(prefix="lakehouse-bench-"))

@@ -19,7 +19,6 @@ Figures only; nothing here asserts a time. Results also go to bench/results/pipe
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import io
@@ -41,7 +40,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from common import PeakMemory, bench_context, context_like, generate_landing, measure, results_file, warm_up
+from common import (
+    PeakMemory,
+    bench_context,
+    bench_parser,
+    context_like,
+    generate_landing,
+    measure,
+    results_file,
+    warm_up,
+)
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
@@ -638,12 +646,7 @@ def print_incremental(full: dict, incr: dict, same: dict, added: dict, share: fl
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--workdir", type=Path, help="keep the lake here (default: a temp folder, removed)")
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--incremental-share",
         type=float,

@@ -7,6 +7,7 @@ The benchmarks run as scripts (`python bench/bench_<name>.py`), so this module i
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import shutil
 import threading
@@ -69,7 +70,16 @@ class PeakMemory:
         self._thread.join()
 
 
-def measure(fn: Callable[[], Any], min_child_age_s: float = 0.0) -> tuple[Any, float, float]:
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes; a benchmark adds its own."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--workdir", type=Path, help="keep the lake here (default: a temp folder, removed)")
+    return parser
+
+
+def measure(fn: Callable[[], Any], min_child_age_s: float = 1.0) -> tuple[Any, float, float]:
     """(fn's result, seconds, peak MB of driver Python + JVM while it ran); see PeakMemory."""
     with PeakMemory(min_child_age_s) as mem:
         started = time.perf_counter()

@@ -154,10 +154,18 @@ class Lake(ABC):
     def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
         """One MERGE commit into an existing table (the Txn is known not to have landed yet)."""
 
-    @abstractmethod
     def read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
         """Rows inserted by commits in (after_version, until_version] (after -1: from the start):
         the incremental feed of an append-only table. Compaction (OPTIMIZE) adds no rows here."""
+        if after_version < 0:
+            return self.read(path, until_version)  # everything: a plain distributed snapshot read
+        if until_version <= after_version:
+            return self.read(path).limit(0)
+        return self._read_changes(path, after_version, until_version)
+
+    @abstractmethod
+    def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
+        """The engine's change feed for a non-empty version range."""
 
     @abstractmethod
     def delete(self, path: str, predicate: str, *, metadata: dict[str, Any] | None = None) -> WriteResult: ...

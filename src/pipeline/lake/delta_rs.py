@@ -105,13 +105,9 @@ class DeltaRsLake(Lake):
             raise LakeError(f"{path}: merge on {', '.join(spec.keys)} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
 
-    def read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
-        if after_version < 0:
-            return self.read(path, until_version)  # everything: a plain distributed snapshot read
+    def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
         table = self._table(path)
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
-        if until_version <= after_version:
-            return self.spark.createDataFrame([], schema)
         # delta-rs assembles the change feed on the driver (fine for local increments);
         # delta-spark reads it distributed.
         feed = table.load_cdf(starting_version=after_version + 1, ending_version=until_version)

@@ -100,11 +100,7 @@ class DeltaSparkLake(Lake):
                 raise LakeError(f"{path}: merge on {', '.join(spec.keys)} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
 
-    def read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
-        if after_version < 0:
-            return self.read(path, until_version)
-        if until_version <= after_version:
-            return self.read(path).limit(0)
+    def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
         # Needs delta.enableChangeDataFeed on the table (the dev/prod configs default it on).
         changes = (
             self.spark.read.format("delta")
