@@ -6,6 +6,9 @@ same record shape, so parsing downstream is one pure function.
 
 Exactly-once: each micro-batch is appended with a Delta Txn of (query id, batch id). A batch
 replayed after a crash (committed to Delta, not yet to the checkpoint) is skipped by the lake.
+
+DQ: each micro-batch is judged before it is written (`dq.stream.MicroBatchGate`), counted in the
+sink's one aggregate; a critical failure stops the query before the batch (MicroBatchRefused).
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ import json
 import logging
 import operator
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import reduce
 from typing import Literal
 
 from pyspark import StorageLevel
+from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext
+from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
 from pipeline.lake import Lake, Txn
 from pipeline.settings import ConfigError, KafkaEventsSettings
 from pipeline.step_result import StepResult
@@ -125,17 +131,20 @@ def parse_kafka_records(records: DataFrame) -> DataFrame:
 
 @dataclass
 class BronzeBatchWriter:
-    """The foreachBatch sink: parse, audit, append with a Txn, count."""
+    """The foreachBatch sink: parse, audit, count (and gate), append with a Txn."""
 
     lake: Lake
     table: str
     checkpoint: str
     source_system: str
     partition_by: list[str]
+    gate: MicroBatchGate | None = None
     rows: int = 0
     corrupt: int = 0
     batches: int = 0
     skipped: int = 0
+    newest: datetime | None = None  # newest Kafka timestamp written (freshness)
+    refused: MicroBatchRefused | None = None  # the gate's verdict that stopped the query
     _app_id: str | None = field(default=None, repr=False)
 
     def app_id(self, spark: SparkSession) -> str:
@@ -156,7 +165,19 @@ class BronzeBatchWriter:
         batch = with_audit_columns(parse_kafka_records(records), self.source_system, f"{app_id}:{batch_id}")
         batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            counts = batch.agg(F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt")).first()
+            measured = self.gate.conformed(batch) if self.gate else batch
+            counts = measured.agg(
+                F.count(F.lit(1)).alias("rows"),
+                F.count(CORRUPT).alias("corrupt"),
+                F.max("kafka_timestamp").alias("newest"),
+                *(self.gate.aggregates() if self.gate else []),
+            ).first()
+            if self.gate:
+                try:
+                    self.gate.judge(batch_id, counts)  # raises before anything is written
+                except MicroBatchRefused as refused:
+                    self.refused = refused
+                    raise
             result = self.lake.append(
                 self.table, batch, partition_by=self.partition_by, txn=txn, metadata={"batch_id": batch_id}
             )
@@ -168,6 +189,8 @@ class BronzeBatchWriter:
         self.rows += counts["rows"]
         self.corrupt += counts["corrupt"]
         self.batches += 1
+        if counts["newest"] is not None and (self.newest is None or counts["newest"] > self.newest):
+            self.newest = counts["newest"]
 
 
 def ingest_kafka(ctx: RunContext, dataset: str, trigger: Trigger = "available-now") -> StepResult:
@@ -179,7 +202,8 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: Trigger = "available-no
         source = replay_source(ctx.spark, ctx.landing_path(dataset), conf)
     checkpoint = ctx.checkpoint_path(f"bronze_{dataset}")
     table = ctx.table_path("bronze", dataset)
-    sink = BronzeBatchWriter(ctx.lake, table, checkpoint, spec.source_system, spec.partition_by)
+    gate = MicroBatchGate.for_stream(ctx, f"bronze_{dataset}", dataset)
+    sink = BronzeBatchWriter(ctx.lake, table, checkpoint, spec.source_system, spec.partition_by, gate)
     writer = (
         source.writeStream.queryName(f"bronze_{dataset}")
         .foreachBatch(sink)
@@ -190,7 +214,12 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: Trigger = "available-no
     else:
         writer = writer.trigger(processingTime=conf.trigger_interval)
     query = writer.start()
-    query.awaitTermination()  # available-now ends by itself; continuous runs until stopped
+    try:
+        query.awaitTermination()  # available-now ends by itself; continuous runs until stopped
+    except StreamingQueryException as exc:
+        if sink.refused is not None:
+            raise sink.refused from None  # the DQ verdict, not Spark's wrapper of it: fatal
+        raise RuntimeError(f"{dataset}: streaming query failed: {exc}") from exc
     if query.exception():
         raise RuntimeError(f"{dataset}: streaming query failed: {query.exception()}")
     return StepResult(
@@ -202,5 +231,7 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: Trigger = "available-no
             "corrupt_records": sink.corrupt,
             "table": table,
             "checkpoint": checkpoint,
+            "newest_data_at": sink.newest.isoformat() if sink.newest else None,
+            **(gate.details() if gate else {}),
         },
     )

@@ -9,9 +9,10 @@ instead of an ANSI-mode exception mid-job.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
@@ -165,6 +166,28 @@ def rule_names(contract: Contract) -> list[str]:
         names += [f"{col.name}:above_max"] if col.max is not None else []
         names += [f"{col.name}:not_above_min"] if col.min_exclusive is not None else []
     return names
+
+
+def rule_count_aggregates(contract: Contract) -> list[SparkColumn]:
+    """Aggregate columns over a conformed batch: rows, rows breaking any rule, and rows breaking
+    each rule. They ride on an aggregate the caller already runs, so counting costs no scan."""
+    return [
+        F.count(F.lit(1)).alias("_dq_rows"),
+        F.count(F.when(F.size(RULES) > 0, 1)).alias("_dq_quarantined"),
+        *[
+            F.count_if(F.array_contains(RULES, r)).alias(f"_dq_rule_{i}")
+            for i, r in enumerate(rule_names(contract))
+        ],
+    ]
+
+
+def rule_counts(totals: Row, contract: Contract) -> dict[str, Any]:
+    """The `rule_count_aggregates` of a collected row: {"rows", "quarantined", "rules": {rule: n}}."""
+    return {
+        "rows": int(totals["_dq_rows"]),
+        "quarantined": int(totals["_dq_quarantined"]),
+        "rules": {r: int(totals[f"_dq_rule_{i}"] or 0) for i, r in enumerate(rule_names(contract))},
+    }
 
 
 def valid_values(conformed: DataFrame, contract: Contract, keep: tuple[str, ...]) -> DataFrame:

@@ -21,12 +21,12 @@ from pipeline.contracts.model import Contract
 from pipeline.dq.gate import gate_step, recheck
 from pipeline.lake import LakeError, MergeSpec, Txn
 from pipeline.silver.conform import (
-    RULES,
     VALUE,
     check_evolution,
     conform,
     quarantined,
-    rule_names,
+    rule_count_aggregates,
+    rule_counts,
     valid_values,
 )
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_versions
@@ -68,15 +68,12 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
             else "_ingestion_ts"
         )
         # DQ (pipeline.dq): per-rule quarantine counts ride on this one aggregate, no extra scan.
-        rules = rule_names(contract)
         totals = conformed.agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.count(F.when(F.size(RULES) > 0, 1)).alias("quarantined"),
+            *rule_count_aggregates(contract),
             F.max(newest).alias("newest"),  # freshness: the newest data time this batch carries
-            *[F.count_if(F.array_contains(RULES, r)).alias(f"_dq_rule_{i}") for i, r in enumerate(rules)],
         ).first()
-        rule_counts = {r: int(totals[f"_dq_rule_{i}"] or 0) for i, r in enumerate(rules)}
-        rows_in, n_quarantined = totals["rows"], totals["quarantined"]
+        counts = rule_counts(totals, contract)
+        rows_in, n_quarantined = counts["rows"], counts["quarantined"]
         txn = Txn(f"silver.{name}", bronze_version)
         meta = {"batch_id": ctx.batch_id(name), "bronze_version": bronze_version}
         if n_quarantined:
@@ -110,7 +107,7 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         name,
         "silver",
         ctx.lake.read(silver_path),
-        {"rows": rows_in, "quarantined": n_quarantined, "rules": rule_counts},
+        counts,
     )
     # --- end DQ gate ---
     log.info(

@@ -1,0 +1,129 @@
+"""The streaming job's gate: each micro-batch is judged inside foreachBatch, before it is written.
+
+The contract of the silver dataset the stream feeds is compiled onto the micro-batch (the same
+rules silver applies, `silver.conform`) and counted in the aggregate the sink already runs, so
+gating costs no extra scan. The results (quarantine ratio of the batch, share of each rule) are
+appended to `<lake>/_ops/dq_results` per micro-batch.
+
+A `critical` failure raises `MicroBatchRefused` before the batch is written: the query stops,
+the checkpoint does not advance, and a restart judges the same batch again. Nothing is lost
+(the records stay in Kafka, or in the replay files) and nothing bad reaches bronze. Gating
+before the write matters: a batch already committed would be skipped as replayed on restart,
+so a gate after the write could stop the query only once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Row
+
+from pipeline.contracts.model import Contract
+from pipeline.dq.gate import (
+    CONFIG_FILE,
+    ENV_SWITCH,
+    DqGateFailed,
+    DqResult,
+    dq_config,
+    dq_enabled,
+    record,
+    row_level_results,
+)
+from pipeline.silver.conform import conform, rule_count_aggregates, rule_counts
+
+log = logging.getLogger(__name__)
+
+
+class MicroBatchRefused(DqGateFailed):
+    """A micro-batch broke a critical rule; it was not written and the query stopped before it."""
+
+    def __init__(self, gate: MicroBatchGate, batch_id: int, failed: list[DqResult], results: list[DqResult]):
+        super().__init__(gate.step, gate.dataset, failed, results)
+        self.batch_id = batch_id
+        self.args = (
+            f"{self.args[0]}. Micro-batch {batch_id} was not written and the query stopped before "
+            "it; a restart judges the same batch again. Fix the upstream records, or accept the "
+            f"batch: raise silver.{gate.contract.name}.quarantine_ratio in "
+            f"{CONFIG_FILE} or run once with {ENV_SWITCH}=off",
+        )
+
+
+@dataclass
+class MicroBatchGate:
+    """Judges micro-batches of bronze `dataset` against the contract of the silver dataset it
+    feeds. One per query run; `summary()` is what the step reports in details["dq"]."""
+
+    ctx: Any
+    step: str
+    dataset: str
+    contract: Contract
+    references: dict[str, tuple[str, ...]]
+    seconds: float = 0.0
+    judged: int = 0
+    _worst: dict[str, DqResult] = field(default_factory=dict)
+
+    @classmethod
+    def for_stream(cls, ctx: Any, step: str, dataset: str) -> MicroBatchGate | None:
+        """The gate of a bronze stream, or None when the gates are off or no contract reads it."""
+        if not dq_enabled(ctx):
+            return None
+        readers = sorted((c for c in ctx.contracts.values() if c.source == dataset), key=lambda c: c.name)
+        if not readers:
+            log.info("dq: no contract reads bronze %s; its micro-batches are not gated", dataset)
+            return None
+        contract = readers[0]
+        return cls(ctx, step, dataset, contract, ctx.references(contract))
+
+    def conformed(self, batch: DataFrame) -> DataFrame:
+        """The batch plus the contract's typed values and `_rules_broken` (for counting only)."""
+        return conform(batch, self.contract, self.references)
+
+    def aggregates(self) -> list[Column]:
+        return rule_count_aggregates(self.contract)
+
+    def judge(self, batch_id: int, totals: Row) -> list[DqResult]:
+        """Record the batch's results; raise MicroBatchRefused on a critical failure."""
+        start = time.monotonic()
+        config = dq_config(self.ctx)
+        counts = rule_counts(totals, self.contract)
+        results = [
+            replace(r, observed=f"{r.observed} in micro-batch {batch_id}")
+            for r in row_level_results(config, config.silver_rules(self.contract.name), counts)
+        ]
+        record(self.ctx, self.step, self.dataset, "bronze", results)
+        self.judged += 1
+        for r in results:
+            self._worst[r.rule] = _worse(self._worst.get(r.rule), r)
+        self.seconds += time.monotonic() - start
+        failed = [r for r in results if not r.passed and r.severity == "critical"]
+        for r in results:
+            if not r.passed and r.severity == "warn":
+                log.warning("dq warn %s micro-batch %d: %s %s", self.dataset, batch_id, r.rule, r.observed)
+        if failed:
+            refused = MicroBatchRefused(self, batch_id, failed, results)
+            refused.details = self.details()
+            raise refused
+        return results
+
+    def summary(self) -> list[DqResult]:
+        """Per rule, the worst micro-batch of this run (critical failure, then warn, then pass)."""
+        return [self._worst[rule] for rule in sorted(self._worst)]
+
+    def details(self) -> dict[str, Any]:
+        """What the step adds to StepResult.details."""
+        return {
+            "dq": [r.detail() for r in self.summary()],
+            "dq_seconds": round(self.seconds, 3),
+            "dq_micro_batches": self.judged,
+        }
+
+
+def _rank(r: DqResult) -> int:
+    return 0 if r.passed else (2 if r.severity == "critical" else 1)
+
+
+def _worse(current: DqResult | None, new: DqResult) -> DqResult:
+    return new if current is None or _rank(new) > _rank(current) else current
