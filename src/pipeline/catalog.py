@@ -25,6 +25,9 @@ class DatasetSpec:
     file_suffix: str = ""
     key: list[str] = field(default_factory=list)
     partition_by: list[str] = field(default_factory=list)
+    # The source column holding each record's data time; bronze steps report its max as
+    # details["newest_data_at"] (freshness). Empty: the dataset reports no data time.
+    event_time: str = ""
     name: str = ""
 
 

@@ -148,11 +148,25 @@ class MetricsSettings:
     region: str = ""  # empty: the AWS SDK's default
 
 
+STEP_FAILED, DQ_CRITICAL, DQ_WARN, RUN_FAILED = "step_failed", "dq_critical", "dq_warn", "run_failed"
+ALERT_KINDS = (STEP_FAILED, DQ_CRITICAL, DQ_WARN, RUN_FAILED)
+
+
 @dataclass(frozen=True)
 class AlertSettings:
     sns_topic_arn: str = ""
     webhook_url: SecretRef | None = None  # e.g. a chat webhook; the URL is a secret
-    on: list[str] = field(default_factory=lambda: ["step_failed", "dq_critical"])
+    # What is alerted (pipeline.observability.alerts): a failed step, failed critical / warn DQ
+    # rules of a step, a failed run.
+    on: list[str] = field(default_factory=lambda: [STEP_FAILED, DQ_CRITICAL, DQ_WARN])
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.on if k not in ALERT_KINDS]
+        if unknown:
+            raise ConfigError(
+                f"on: unknown alert kind(s) {', '.join(map(repr, unknown))}; "
+                f"known kinds: {', '.join(ALERT_KINDS)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -267,7 +281,10 @@ def _build_dataclass(tp: Any, value: Any, file: str, key: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping, got {value!r}")
     hints = typing.get_type_hints(tp)
     fields = {f.name: f for f in dataclasses.fields(tp)}
-    unknown = sorted(set(value) - set(fields))
+    if True in value and "on" in fields and "on" not in value:
+        # YAML 1.1 reads a bare `on:` key as the boolean true (alerts.on).
+        value = {("on" if k is True else k): v for k, v in value.items()}
+    unknown = sorted(map(str, set(value) - set(fields)))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
     kwargs = {}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -98,6 +101,50 @@ def test_schema_drift_adds_a_column_without_shifting_values(bronze_lake):
         (column,) = extra
         drifted = bronze(ctx, dataset).filter(f"`{column}` is not null")
         assert drifted.count() > 0 and drifted.select("_source_file").distinct().count() == 1
+
+
+def _landing_newest(lake, spec) -> datetime | None:
+    """The newest event time of a dataset's landing files, read without Spark: the catalogue's
+    `event_time` column of every record that parses (malformed lines, unreadable documents and
+    unparseable values left out), as bronze is meant to report it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    def parse(text):
+        try:
+            value = datetime.fromisoformat(text)
+        except (TypeError, ValueError):
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    files = [p for p in (lake / "landing" / spec.landing).rglob(f"*{spec.file_suffix}") if p.stat().st_size]
+    found: list[datetime] = []
+    for path in files:
+        if spec.reader == "csv":
+            header, *rows = list(csv.reader(io.StringIO(path.read_text(), newline="")))
+            col = header.index(spec.event_time)
+            found += [v for r in rows if len(r) == len(header) and (v := parse(r[col])) is not None]
+        elif spec.reader == "parquet":
+            newest = pc.max(pq.ParquetFile(path).read(columns=[spec.event_time]).column(0)).as_py()
+            found += [newest] if newest is not None else []
+        elif spec.reader == "fx_json":
+            try:
+                doc = json.loads(path.read_text())
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("rates") and (v := parse(doc.get("date"))):
+                found.append(v)
+    return max(found, default=None)
+
+
+@pytest.mark.parametrize("dataset", [*CSV_DATASETS, "snowflake_orders", "redshift_behavior", "fx_rates"])
+def test_bronze_reports_the_newest_event_time_of_its_batch(bronze_lake, dataset):
+    ctx, lake, outcomes = bronze_lake
+    spec = ctx.catalog[dataset]
+    expected = _landing_newest(lake, spec)
+    assert expected is not None, dataset
+    reported = outcomes[f"bronze_{dataset}"].details["newest_data_at"]
+    assert datetime.fromisoformat(reported) == expected, dataset
 
 
 def test_rerun_adds_nothing_and_commits_nothing(bronze_lake):

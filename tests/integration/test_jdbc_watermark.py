@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 import psycopg
 import pytest
@@ -70,6 +71,13 @@ def load(pg, first, last, loaded_at):
         conn.execute(INSERT, (loaded_at, first, last))
 
 
+def newest_event_ts(pg, loaded_until):
+    """max(event_ts) of the rows loaded up to `loaded_until`, computed by PostgreSQL itself."""
+    with psycopg.connect(pg["conninfo"]) as conn:
+        sql = "SELECT max(event_ts) FROM behavior_events WHERE loaded_at <= %s::timestamptz"
+        return conn.execute(sql, (loaded_until,)).fetchone()[0]
+
+
 def source_ids(pg):
     with psycopg.connect(pg["conninfo"]) as conn:
         return {r[0] for r in conn.execute("SELECT event_id FROM behavior_events")}
@@ -82,12 +90,17 @@ def test_incremental_extraction_by_watermark_loses_and_repeats_nothing(jdbc_ctx,
 
     first = bronze(ctx, "redshift_behavior")
     assert first.rows_out == 1000
+    # Freshness: the newest event time (the catalogue's event_time), not the watermark column.
+    newest = datetime.fromisoformat(first.details["newest_data_at"])
+    assert newest == newest_event_ts(pg, "2026-07-02 23:59:59+00")
     assert ctx.lake.latest_metadata(table, WATERMARK_KEY) == "2026-07-02T00:16:40"  # max loaded_at
 
     # Late-arriving rows (old event time, new load time) come with the next window.
     load(pg, 1001, 1500, "2026-07-03 00:00:00+00")
     second = bronze(ctx, "redshift_behavior")
     assert second.rows_out == 500
+    newest = datetime.fromisoformat(second.details["newest_data_at"])
+    assert newest == newest_event_ts(pg, "2026-07-03 23:59:59+00")
 
     version = ctx.lake.version(table)
     assert bronze(ctx, "redshift_behavior").rows_out == 0
@@ -104,8 +117,6 @@ def test_incremental_extraction_by_watermark_loses_and_repeats_nothing(jdbc_ctx,
 def test_window_is_read_as_parallel_range_queries(jdbc_ctx, pg, spark):
     ctx, conf = jdbc_ctx
     load(pg, 1, 300, "2026-07-02 00:00:00+00")
-    from datetime import datetime
-
     df = extract_window(spark, conf, None, datetime(2026, 7, 2, 0, 5), datetime(2026, 7, 2, 0, 0, 1))
     assert df.rdd.getNumPartitions() == 3
     assert df.count() == 300

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+from datetime import date, datetime
 
 import pytest
 from chispa import assert_df_equality
 
 from pipeline.bronze.audit import AUDIT_COLUMNS, with_audit_columns
+from pipeline.bronze.ingest import NEWEST, ingest_files, iso_from_micros, newest_event_time
 from pipeline.bronze.kafka import parse_kafka_records
 from pipeline.bronze.readers import read_csv, read_fx_json
-from pipeline.catalog import DatasetSpec
+from pipeline.catalog import Catalog, DatasetSpec
 from pipeline.storage import list_files
+from tests.helpers import make_ctx
 
 CSV_SPEC = DatasetSpec(
     source_system="crm", landing="crm/x", reader="csv", description="t", file_suffix=".csv", name="crm_x"
@@ -121,3 +126,66 @@ def test_audit_columns_are_added_in_a_fixed_order(spark):
         "a string, _source_system string, _source_file string, _batch_id string, _corrupt_record string, _parse_error string",
     )
     assert_df_equality(out.drop("_ingestion_ts"), expected, ignore_nullable=True)
+
+
+# -- newest_data_at (freshness) -------------------------------------------------------------
+
+
+def csv_ctx(spark, tmp_path, event_time="updated_at"):
+    ctx = make_ctx(spark, tmp_path / "lake")
+    ctx.catalog = Catalog({"crm_x": dataclasses.replace(CSV_SPEC, event_time=event_time)})
+    landing = tmp_path / "lake" / "landing" / "crm" / "x"
+    landing.mkdir(parents=True)
+    return ctx, landing
+
+
+def test_malformed_event_times_are_ignored_not_fatal(spark, tmp_path):
+    ctx, landing = csv_ctx(spark, tmp_path)
+    (landing / "a.csv").write_text(
+        "id,updated_at,name\n"
+        "1,2026-07-01T10:00:00Z,a\n"
+        "2,yesterday,b\n"
+        "3,2026-13-45,c\n"
+        "4,99999-01-01,d\n"  # parses, but has no ISO 8601 form: ignored
+        "5,,e\n"
+        "6,2026-07-09T08:00:00Z,too,many\n"  # a corrupt record's values do not count
+    )
+    (landing / "b.csv").write_text("id,updated_at,name\n7,31/02/2026,g\n8,2026-07-02T23:59:59.5Z,h\n")
+    result = ingest_files(ctx, "crm_x")
+    assert result.rows_out == 8 and result.details["corrupt_records"] == 1
+    newest = datetime.fromisoformat(result.details["newest_data_at"])
+    assert newest == datetime.fromisoformat("2026-07-02T23:59:59.500+00:00")
+
+
+def test_missing_event_time_column_reports_no_newest_data_at(spark, tmp_path, caplog):
+    ctx, landing = csv_ctx(spark, tmp_path)
+    (landing / "a.csv").write_text("id,name\n1,a\n")  # the export lost its updated_at column
+    with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
+        result = ingest_files(ctx, "crm_x")
+    assert result.rows_out == 1 and result.details["newest_data_at"] is None
+    assert "event_time column 'updated_at' is not in this batch" in caplog.text
+
+    ctx, landing = csv_ctx(spark, tmp_path / "unparseable")
+    (landing / "a.csv").write_text("id,updated_at\n1,N/A\n")
+    with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
+        result = ingest_files(ctx, "crm_x")
+    assert result.rows_out == 1 and result.details["newest_data_at"] is None
+    assert "no parseable updated_at value" in caplog.text
+
+
+def test_newest_event_time_of_typed_columns(spark, caplog):
+    df = spark.createDataFrame(
+        [(date(2026, 7, 1), datetime(2026, 7, 1, 12, 30), 1, None), (None, None, 2, None)],
+        "d date, ts timestamp, n int, _corrupt_record string",
+    )
+
+    def newest(column):
+        agg = newest_event_time(df, "typed", column)
+        return None if agg is None else iso_from_micros(df.agg(agg).first()[NEWEST])
+
+    assert newest("d") == "2026-07-01T00:00:00+00:00"
+    assert newest("ts") == "2026-07-01T12:30:00+00:00"  # the suite runs with TZ=UTC
+    with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
+        assert newest("n") is None
+        assert newest("") is None
+    assert "'n' is int, not a string, date or timestamp" in caplog.text

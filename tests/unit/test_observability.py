@@ -270,9 +270,61 @@ def test_alert_on_critical_dq_and_run_level(caplog):
         observer.step_finished(ctx, SILVER, silver_outcome(details={"dq": dq}))
         observer.run_finished(ctx, RunState("r1", [silver_outcome(status="skipped")], status="interrupted"))
     kinds = [a["alert"] for a in observer.sent]
-    assert kinds == ["dq_critical", "run_failed"]
+    assert kinds == ["dq_critical", "run_failed"]  # critical and warn failures: one alert
+    assert observer.sent[0]["severity"] == "critical"
     assert observer.sent[0]["dq_critical_failures"] == [dq[0]]
+    assert observer.sent[0]["dq_warn_failures"] == [dq[1]]
     assert "ALERT" in caplog.text and "order_total_positive" in caplog.text
+
+
+def warn_results(n: int) -> list[dict]:
+    return [
+        {"rule": f"warn_rule_{i}", "severity": "warn", "passed": False, "observed": i, "expected": 0}
+        for i in range(n)
+    ] + [
+        {"rule": "fine", "severity": "warn", "passed": True},
+        {"rule": "ok", "severity": "critical", "passed": True},
+    ]
+
+
+def test_dq_warn_alert_via_sns(aws_env):
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic = sns.create_topic(Name="lakehouse-test-warn-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="warn-alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn)
+    settings = Settings(env="dev", alerts=AlertSettings(sns_topic_arn=topic))
+    assert "dq_warn" in settings.alerts.on  # on by default
+    observer = AlertObserver(settings)
+    ctx = SimpleNamespace(run_id="r-warn")
+    observer.step_finished(ctx, SILVER, silver_outcome(details={"dq": warn_results(2)}))
+    observer.step_finished(ctx, SILVER, silver_outcome(details={"dq": warn_results(0)}))  # all passed
+    failed = silver_outcome(status="failed", error="boom", details={"dq": warn_results(30)})
+    observer.step_finished(ctx, SILVER, failed)  # one step_failed alert, listing the warn rules
+
+    messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0)["Messages"]
+    envelopes = [json.loads(m["Body"]) for m in messages]
+    alerts = sorted((json.loads(e["Message"]) for e in envelopes), key=lambda a: a["alert"])
+    assert [a["alert"] for a in alerts] == ["dq_warn", "step_failed"]
+    warn, step = alerts
+    assert warn["severity"] == "warning" and warn["status"] == "succeeded" and warn["step"] == "silver_orders"
+    assert [r["rule"] for r in warn["dq_warn_failures"]] == ["warn_rule_0", "warn_rule_1"]
+    assert warn["dq_warn_failures_total"] == 2 and warn["dq_critical_failures"] == []
+    subject = next(e["Subject"] for e in envelopes if json.loads(e["Message"])["alert"] == "dq_warn")
+    assert "DQ warnings in silver_orders: 2 rule(s)" in subject and len(subject) <= 100
+    assert step["severity"] == "critical" and step["dq_warn_failures_total"] == 30
+    assert [r["rule"] for r in step["dq_warn_failures"]] == [f"warn_rule_{i}" for i in range(20)]  # capped
+
+
+def test_dq_warn_alert_only_when_enabled():
+    dq = {"dq": warn_results(1)}
+    observer = AlertObserver(Settings(alerts=AlertSettings(on=["step_failed", "dq_critical"])))
+    observer.step_finished(SimpleNamespace(run_id="r"), SILVER, silver_outcome(details=dq))
+    assert observer.sent == []
+    with pytest.raises(ConfigError, match="unknown alert kind"):
+        AlertSettings(on=["dq_warning"])
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -288,7 +340,9 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-def test_webhook_alert_posts_json(monkeypatch, caplog):
+@pytest.mark.parametrize("kind", ["step_failed", "dq_warn"])
+def test_webhook_alert_posts_json(monkeypatch, caplog, kind):
+    _Hook.received.clear()
     server = HTTPServer(("127.0.0.1", 0), _Hook)
     server.timeout = 5
     thread = threading.Thread(target=server.handle_request, daemon=True)  # one request, then done
@@ -298,15 +352,23 @@ def test_webhook_alert_posts_json(monkeypatch, caplog):
     settings = Settings(alerts=AlertSettings(webhook_url=SecretRef(env="TEST_ALERT_WEBHOOK")))
     try:
         with caplog.at_level(logging.DEBUG):
-            AlertObserver(settings).step_finished(
-                SimpleNamespace(run_id="r2"), SILVER, silver_outcome(status="failed", error="boom")
+            outcome = (
+                silver_outcome(status="failed", error="boom")
+                if kind == "step_failed"
+                else silver_outcome(details={"dq": warn_results(1)})
             )
+            AlertObserver(settings).step_finished(SimpleNamespace(run_id="r2"), SILVER, outcome)
         thread.join(10)
     finally:
         server.server_close()
     assert not thread.is_alive()
     (body,) = _Hook.received
-    assert body["step"] == "silver_orders" and body["error"] == "boom" and body["run_id"] == "r2"
+    assert body["alert"] == kind and body["step"] == "silver_orders" and body["run_id"] == "r2"
+    if kind == "step_failed":
+        assert body["error"] == "boom" and body["severity"] == "critical"
+    else:
+        assert body["severity"] == "warning" and body["dq_warn_failures"][0]["rule"] == "warn_rule_0"
+        assert body["text"].startswith("[lakehouse local] DQ warnings in silver_orders")
     assert "s3cr3t" not in caplog.text
 
 

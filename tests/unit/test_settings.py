@@ -58,12 +58,28 @@ def test_lakehouse_env_selects_the_file(tmp_path, monkeypatch):
             r"secrets are references, not values",
         ),
         ("- a list\n", r"expected a mapping at the top level"),
+        (
+            'alerts: {"on": [step_failed, dq_warning]}\n',
+            r"local.yaml: alerts: on: unknown alert kind\(s\) 'dq_warning'; known kinds: step_failed, "
+            r"dq_critical, dq_warn, run_failed",
+        ),
     ],
 )
 def test_bad_config_fails_at_start_naming_file_and_key(tmp_path, text, message):
     write(tmp_path, "local", text)
     with pytest.raises(ConfigError, match=message):
         load_settings("local", config_dir=tmp_path)
+
+
+def test_alert_kinds_default_and_bare_yaml_on_key(tmp_path):
+    assert load_settings("local", config_dir=write(tmp_path, "local", "{}\n")).alerts.on == [
+        "step_failed",
+        "dq_critical",
+        "dq_warn",
+    ]
+    # YAML 1.1 reads a bare `on:` as the boolean true; it still means alerts.on.
+    config = write(tmp_path, "local", "alerts:\n  on: [dq_warn, run_failed]\n")
+    assert load_settings("local", config_dir=config).alerts.on == ["dq_warn", "run_failed"]
 
 
 def test_unknown_environment_and_missing_file(tmp_path):

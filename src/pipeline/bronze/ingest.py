@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
@@ -24,6 +26,8 @@ from pipeline.storage import LandingFile, list_files
 log = logging.getLogger(__name__)
 
 EMPTY_FILES_KEY = "empty_files"
+NEWEST = "newest_us"  # the aggregate of newest_event_time: epoch microseconds, UTC
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def ingested_files(lake: Lake, table: str) -> set[str]:
@@ -63,6 +67,49 @@ def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
     return [f for f in listed if f.uri not in done]
 
 
+def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:
+    """An aggregate: the newest data time of the batch's `column` (the catalogue's `event_time`)
+    in epoch microseconds, or None (logged) when the batch cannot say.
+
+    Strings (CSV, JSON) are parsed with `try_to_timestamp` (ANSI mode: never a throwing cast), so
+    an unparseable value is ignored; date and timestamp columns are used as they are. Records
+    that could not be parsed (`_corrupt_record`) do not count: their values may be shifted."""
+    if not column:
+        return None
+    if column not in batch.columns:
+        log.warning(
+            "%s: event_time column %r is not in this batch (schema drift?); no newest_data_at",
+            dataset,
+            column,
+        )
+        return None
+    value = F.col(f"`{column}`")
+    dtype = batch.schema[column].dataType
+    if isinstance(dtype, StringType):
+        ts = F.try_to_timestamp(value)
+    elif isinstance(dtype, DateType | TimestampType | TimestampNTZType):
+        ts = value.cast(TimestampType())  # dates and NTZ values read in the session time zone (UTC)
+    else:
+        log.warning(
+            "%s: event_time column %r is %s, not a string, date or timestamp; no newest_data_at",
+            dataset,
+            column,
+            dtype.simpleString(),
+        )
+        return None
+    if CORRUPT in batch.columns:
+        ts = F.when(F.col(CORRUPT).isNull(), ts)
+    # Years past 9999 parse ("99999-01-01") but have no ISO 8601 / Python form: ignored too.
+    return F.max(F.when(F.year(ts).between(1, 9999), F.unix_micros(ts))).alias(NEWEST)
+
+
+def iso_from_micros(micros: int | None) -> str | None:
+    """Epoch microseconds -> ISO 8601 in UTC (`2026-07-01T12:00:00+00:00`), None for None."""
+    if micros is None:
+        return None
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat()
+
+
 def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
     spec = ctx.catalog[dataset]
     table = ctx.table_path("bronze", dataset)
@@ -74,15 +121,19 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
     batch_id = ctx.batch_id(dataset)
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        # One aggregation over the cached batch gives per-file and corrupt counts for the report.
+        # One aggregation over the cached batch gives per-file and corrupt counts for the report
+        # and the newest data time (freshness).
+        newest_agg = newest_event_time(batch, dataset, spec.event_time)
+        extra = [newest_agg] if newest_agg is not None else []
         stats = (
             batch.groupBy(SOURCE_FILE)
-            .agg(F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt"))
+            .agg(F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt"), *extra)
             .collect()
         )
         rows_per_file = {r[SOURCE_FILE]: r["rows"] for r in stats}
         rows = sum(rows_per_file.values())
         corrupt = sum(r["corrupt"] for r in stats)
+        newest = max((r[NEWEST] for r in stats if r[NEWEST] is not None), default=None) if extra else None
         empty = sorted(f.uri for f in files if f.uri not in rows_per_file)
         result = ctx.lake.append(
             table,
@@ -92,12 +143,16 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
         )
     finally:
         batch.unpersist()
+    newest_at = iso_from_micros(newest)
+    if extra and newest_at is None and rows:
+        log.warning("%s: no parseable %s value in this batch; no newest_data_at", dataset, spec.event_time)
     log.info(
-        "%s: %d files, %d rows (%d corrupt) -> %s v%s",
+        "%s: %d files, %d rows (%d corrupt), newest data at %s -> %s v%s",
         dataset,
         len(files),
         rows,
         corrupt,
+        newest_at,
         table,
         result.version,
     )
@@ -110,5 +165,6 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
             "corrupt_records": corrupt,
             "table": table,
             "version": result.version,
+            "newest_data_at": newest_at,
         },
     )

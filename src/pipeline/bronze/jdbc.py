@@ -17,6 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.bronze.audit import with_audit_columns
+from pipeline.bronze.ingest import NEWEST, iso_from_micros, newest_event_time
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext
 from pipeline.settings import ConfigError, JdbcSettings
@@ -106,7 +107,15 @@ def ingest_jdbc(ctx: RunContext, dataset: str, conf: JdbcSettings) -> StepResult
     batch_id = ctx.batch_id(dataset)
     batch = with_audit_columns(staged, spec.source_system, batch_id).cache()
     try:
-        count = batch.count()
+        # One aggregation over the cached batch: the row count and the newest data time. That is
+        # the catalogue's event_time (event_ts), not the watermark column (loaded_at, when
+        # Redshift loaded the row), so freshness means the same in files and JDBC mode.
+        newest_agg = newest_event_time(batch, dataset, spec.event_time)
+        totals = batch.agg(
+            F.count(F.lit(1)).alias("rows"), *([newest_agg] if newest_agg is not None else [])
+        ).first()
+        count = totals["rows"]
+        newest = totals[NEWEST] if newest_agg is not None else None
         result = ctx.lake.append(
             table,
             batch,
@@ -124,5 +133,6 @@ def ingest_jdbc(ctx: RunContext, dataset: str, conf: JdbcSettings) -> StepResult
             "previous_watermark": committed,
             "table": table,
             "version": result.version,
+            "newest_data_at": iso_from_micros(newest),
         },
     )

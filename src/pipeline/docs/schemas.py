@@ -443,6 +443,7 @@ def render_bronze(model: _Model, spec: DatasetSpec) -> str:
                 ("reader", _code(spec.reader)),
                 ("business keys", _codes(spec.key)),
                 ("partitioning", _codes(spec.partition_by)),
+                ("event time (newest_data_at)", _code(spec.event_time) if spec.event_time else "none"),
             ],
         ),
         "",

@@ -1,4 +1,4 @@
-"""Alerts on failed steps, critical DQ results and failed runs: SNS and / or a webhook.
+"""Alerts on failed steps, failed DQ results and failed runs: SNS and / or a webhook.
 
 `AlertObserver(settings)` reads `settings.alerts`:
 
@@ -7,15 +7,24 @@
 - `webhook_url`: a SecretRef, resolved when an alert is sent; the alert JSON is POSTed with
   urllib (timeout 10 s). The URL is never logged, not even on errors.
 - neither (local): the alert is logged as a warning.
-- `on`: `step_failed` (a step failed after its retries), `dq_critical` (a step's
-  `details["dq"]` holds entries with `severity: critical` and `passed: false`), `run_failed`.
+- `on` (default: step_failed, dq_critical, dq_warn): `step_failed` (a step failed after its
+  retries), `dq_critical` (a step's `details["dq"]` holds entries with `severity: critical`
+  and `passed: false`), `dq_warn` (entries with `severity: warn` and `passed: false`: the
+  step succeeded, the rules are alerted at a lower `severity`), `run_failed`. Unknown kinds
+  are refused when the settings load.
 
-One alert per step at most: a failed step that also has critical DQ failures sends one
-`step_failed` alert that lists them. Run level (duplicates avoided): at run_finished, a run
-that did not succeed gets a `run_failed` alert only when no `step_failed` alert was sent for
-it by this observer (e.g. the run was interrupted, or `on` lacks step_failed but has
-run_failed); otherwise the step alerts, which carry the run id and the run-state location,
-already said it. A delivery failure is logged and never fails the run.
+Every alert carries a `severity` (`critical`, or `warning` for dq_warn) and lists the step's
+failed DQ rules: `dq_critical_failures` (all) and `dq_warn_failures` (at most
+MAX_WARN_LISTED, with `dq_warn_failures_total` the full count).
+
+One alert per step at most, the most severe kind that `on` enables: step_failed, then
+dq_critical, then dq_warn. A failed step with DQ failures sends one `step_failed` alert that
+lists them, a step with critical and warn failures one `dq_critical` alert that lists both. Run
+level (duplicates avoided): at run_finished, a run that did not succeed gets a `run_failed`
+alert only when no `step_failed` alert was sent for it by this observer (e.g. the run was
+interrupted, or `on` lacks step_failed but has run_failed); otherwise the step alerts, which
+carry the run id and the run-state location, already said it. A delivery failure is logged
+and never fails the run.
 """
 
 from __future__ import annotations
@@ -27,17 +36,27 @@ import urllib.request
 from typing import Any
 
 from pipeline.observability.metrics import dq_results
-from pipeline.settings import Settings
+from pipeline.settings import DQ_CRITICAL, DQ_WARN, RUN_FAILED, STEP_FAILED, Settings
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 10
 SUBJECT_MAX = 100
-STEP_FAILED, DQ_CRITICAL, RUN_FAILED = "step_failed", "dq_critical", "run_failed"
+MAX_WARN_LISTED = 20  # warn rules listed in one alert; the total is always given
+SEVERITY = {STEP_FAILED: "critical", DQ_CRITICAL: "critical", DQ_WARN: "warning", RUN_FAILED: "critical"}
+
+
+def failed_dq(outcome: Any, severity: str) -> list[dict[str, Any]]:
+    """The step's DQ results of `severity` (`critical` / `warn`) that did not pass."""
+    return [r for r in dq_results(outcome) if r.get("severity") == severity and r.get("passed") is False]
 
 
 def critical_dq_failures(outcome: Any) -> list[dict[str, Any]]:
-    return [r for r in dq_results(outcome) if r.get("severity") == "critical" and r.get("passed") is False]
+    return failed_dq(outcome, "critical")
+
+
+def warn_dq_failures(outcome: Any) -> list[dict[str, Any]]:
+    return failed_dq(outcome, "warn")
 
 
 def _subject(text: str) -> str:
@@ -69,10 +88,13 @@ class AlertObserver:
 
     def step_finished(self, ctx: Any, step: Any, outcome: Any) -> None:
         critical = critical_dq_failures(outcome)
+        warn = warn_dq_failures(outcome)
         if outcome.status == "failed" and STEP_FAILED in self.on:
             kind = STEP_FAILED
         elif critical and DQ_CRITICAL in self.on:
             kind = DQ_CRITICAL
+        elif warn and DQ_WARN in self.on:
+            kind = DQ_WARN
         else:
             return
         alert = self._base(kind, ctx.run_id)
@@ -85,12 +107,15 @@ class AlertObserver:
             error=outcome.error,
             error_kind=outcome.error_kind,
             dq_critical_failures=critical,
+            dq_warn_failures=warn[:MAX_WARN_LISTED],
+            dq_warn_failures_total=len(warn),
         )
-        what = (
-            f"step {alert['step']} failed"
-            if kind == STEP_FAILED
-            else f"critical DQ failed in {alert['step']}"
-        )
+        if kind == STEP_FAILED:
+            what = f"step {alert['step']} failed"
+        elif kind == DQ_CRITICAL:
+            what = f"critical DQ failed in {alert['step']}"
+        else:
+            what = f"DQ warnings in {alert['step']}: {len(warn)} rule(s)"
         if kind == STEP_FAILED:
             self._step_alerted.add(ctx.run_id)
         self.send(f"[lakehouse {self.settings.env}] {what} (run {ctx.run_id})", alert)
@@ -114,6 +139,7 @@ class AlertObserver:
     def _base(self, kind: str, run_id: str) -> dict[str, Any]:
         return {
             "alert": kind,
+            "severity": SEVERITY[kind],
             "env": self.settings.env,
             "run_id": run_id,
             "run_state": self.settings.lake.path("_ops", "runs", f"{run_id}.json"),
