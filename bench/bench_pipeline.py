@@ -10,7 +10,11 @@ runs it (`run_steps`, local executor), with an in-memory run-state store.
    invalid rows out, latest per order, FX as of the order date by a range join + window, SCD2
    as-of join, revenue by day, plain `df.write.parquet` out. And the FX as-of alone, as a range
    join vs the pipeline's calendar equi-join (`fx_calendar` + broadcast), on the same orders.
-3. Incremental cost: --incremental-share of new data appended to the landing zone (new files
+3. The cost of watching: the full run of 1 is the run as shipped (DQ gates in the steps; lineage,
+   metrics, alerts, Data Docs and the run report as observers, each timed). The same DAG again
+   on a fresh lake from the same landing files with all of them off (LAKEHOUSE_DQ=off, no
+   observers): per step DQ seconds and their share, observer seconds, and the overhead.
+4. Incremental cost: --incremental-share of new data appended to the landing zone (new files
    with a later date; newer versions of CRM records, new order/event ids, Kafka offsets that
    continue each partition), the whole DAG again, then once more with nothing new.
 
@@ -53,7 +57,9 @@ from common import (
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
+from pipeline.cli import observers_for
 from pipeline.context import RunContext
+from pipeline.dq.gate import ENV_SWITCH as DQ_SWITCH
 from pipeline.driver.dag import Dag, Step, load_dag
 from pipeline.driver.executors import LocalExecutor
 from pipeline.driver.runner import run_steps
@@ -63,6 +69,7 @@ from pipeline.jobs import JOBS
 from pipeline.step_result import StepResult
 
 LAYERS = ("bronze", "silver", "gold")
+RUN_END = "(run end)"
 ORDERS_STEPS = ("silver_orders", "gold_fct_orders", "gold_revenue_daily")
 ORDERS_INPUTS = (("bronze", "snowflake_orders"), ("silver", "accounts"), ("silver", "fx_rates"))
 FX_REPEATS = 3
@@ -100,13 +107,45 @@ class MeasuringExecutor:
             )
 
 
-def run_dag(ctx: RunContext, dag: Dag, label: str, selected: list[str] | None = None) -> dict:
-    """Run `selected` (default: every step) through the pipeline's runner; per-step figures."""
+class TimedObserver:
+    """A step observer with a stopwatch: seconds spent in it, per (observer, step or RUN_END)."""
+
+    def __init__(self, inner: Any, seconds: defaultdict):
+        self.inner, self.seconds = inner, seconds
+        self.kind = type(inner).__name__
+
+    def _timed(self, key: str, event: str, *args: Any) -> None:
+        started = time.perf_counter()
+        try:
+            getattr(self.inner, event)(*args)
+        finally:
+            self.seconds[(self.kind, key)] += time.perf_counter() - started
+
+    def step_started(self, ctx: Any, step: Step, outcome: Any) -> None:
+        self._timed(step.name, "step_started", ctx, step, outcome)
+
+    def step_finished(self, ctx: Any, step: Step, outcome: Any) -> None:
+        self._timed(step.name, "step_finished", ctx, step, outcome)
+
+    def run_finished(self, ctx: Any, state: Any) -> None:
+        self._timed(RUN_END, "run_finished", ctx, state)
+
+
+def run_dag(
+    ctx: RunContext, dag: Dag, label: str, selected: list[str] | None = None, *, observe: bool = True
+) -> dict:
+    """Run `selected` (default: every step) through the pipeline's runner; per-step figures.
+    `observe`: with the observers `lakehouse run` uses (lineage, metrics, alerts, Data Docs,
+    report), each timed; the DQ gates are inside the steps (switched by LAKEHOUSE_DQ)."""
     selected = selected or dag.order()
     executor = MeasuringExecutor(label, len(selected))
+    observer_s: defaultdict = defaultdict(float)
+    observers = [TimedObserver(o, observer_s) for o in observers_for(ctx.settings, dag)] if observe else []
     log = io.StringIO()  # the runner's progress and summary; shown when a step fails
     started = time.perf_counter()
-    state = run_steps(ctx, dag, selected, log, executor=executor, store=MemoryStateStore())
+    state = run_steps(
+        ctx, dag, selected, log, executor=executor, store=MemoryStateStore(), observers=observers
+    )
     wall = time.perf_counter() - started
     if state.status != SUCCEEDED:
         print(log.getvalue(), file=sys.stderr)
@@ -126,6 +165,8 @@ def run_dag(ctx: RunContext, dag: Dag, label: str, selected: list[str] | None = 
                 "peak_mb": figures["peak_mb"],
                 "attempts": outcome.attempts,
                 "skipped": outcome.details.get("skipped"),
+                "dq_s": float(outcome.details.get("dq_seconds") or 0.0),
+                "observers_s": sum(v for (_, key), v in observer_s.items() if key == outcome.step),
             }
         )
     layers = {}
@@ -133,7 +174,19 @@ def run_dag(ctx: RunContext, dag: Dag, label: str, selected: list[str] | None = 
         mine = [s for s in steps if s["layer"] == layer]
         if mine:
             layers[layer] = _totals(mine)
-    return {"run_id": state.run_id, "steps": steps, "layers": layers, "total": _totals(steps), "wall_s": wall}
+    by_kind: defaultdict = defaultdict(float)
+    for (kind, _), seconds in observer_s.items():
+        by_kind[kind] += seconds
+    return {
+        "run_id": state.run_id,
+        "steps": steps,
+        "layers": layers,
+        "total": _totals(steps),
+        "wall_s": wall,
+        "observed": observe,
+        "observers_s": dict(by_kind),
+        "observers_run_end_s": sum(v for (_, key), v in observer_s.items() if key == RUN_END),
+    }
 
 
 def _totals(steps: list[dict]) -> dict:
@@ -141,6 +194,8 @@ def _totals(steps: list[dict]) -> dict:
     rows_in = sum(s["rows_in"] for s in steps)
     return {
         "seconds": seconds,
+        "dq_s": sum(s["dq_s"] for s in steps),
+        "observers_s": sum(s["observers_s"] for s in steps),
         "rows_in": rows_in,
         "rows_out": sum(s["rows_out"] for s in steps),
         "rows_in_s": rows_in / seconds if seconds else 0.0,
@@ -346,7 +401,7 @@ def orders_comparison(ctx: RunContext, dag: Dag, work: Path, full: dict) -> dict
         copy_ctx = context_like(ctx, f"bench-orders-{i + 1}", copy)
         _, seconds, peak = measure(partial(plain_orders, spark, copy_ctx, out), CHILD_AGE_S)
         plain_runs.append({"seconds": seconds, "peak_mb": peak})
-        pipeline_runs.append(run_dag(copy_ctx, dag, f"orders {i + 1}", list(ORDERS_STEPS)))
+        pipeline_runs.append(run_dag(copy_ctx, dag, f"orders {i + 1}", list(ORDERS_STEPS), observe=False))
     plain_rows = {
         "fct_orders": spark.read.parquet(str(out / "fct_orders")).count(),
         "revenue_daily": spark.read.parquet(str(out / "revenue_daily")).count(),
@@ -403,7 +458,79 @@ def print_orders(o: dict) -> None:
     )
 
 
-# --- 3. incremental data and reruns -------------------------------------------------------------
+# --- 3. the cost of watching ---------------------------------------------------------------------
+
+
+def fresh_lake_run(ctx: RunContext, dag: Dag, work: Path, label: str, *, watched: bool) -> dict:
+    """The whole DAG on a fresh lake from the same landing files (taken before the increments of
+    section 4), watched as shipped or with the DQ gates and every observer off."""
+    lake = work / f"{label}_lake"
+    shutil.rmtree(lake, ignore_errors=True)
+    shutil.copytree(Path(ctx.settings.lake.root) / "landing", lake / "landing")
+    previous = os.environ.get(DQ_SWITCH)
+    if not watched:
+        os.environ[DQ_SWITCH] = "off"
+    try:
+        return run_dag(context_like(ctx, f"bench-{label}", lake), dag, label, observe=watched)
+    finally:
+        if previous is None:
+            os.environ.pop(DQ_SWITCH, None)
+        else:
+            os.environ[DQ_SWITCH] = previous
+        shutil.rmtree(lake, ignore_errors=True)
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100 * part / whole:5.1f}%" if whole else "    -"
+
+
+def print_watching(watched: dict, bare: dict) -> None:
+    print(
+        "\n3. the cost of watching: the DAG as shipped (DQ gates in the steps; lineage, metrics, "
+        "alerts, Data Docs and report as observers) vs the same DAG with all of them off; each on a "
+        "fresh lake from the same landing files, both after sections 1-2 (warm JVM, GX imported)"
+    )
+    header = (
+        f"{'step':<26} {'watched s':>9} {'dq s':>7} {'dq %':>6} {'obs s':>7} | {'bare s':>8} "
+        f"{'(watched+obs)/bare':>18}"
+    )
+    rule = "-" * len(header)
+    print(header)
+    print(rule)
+    bare_steps = {s["step"]: s for s in bare["steps"]}
+
+    def line(name: str, w: dict, b: dict) -> str:
+        ratio = f"{(w['seconds'] + w['observers_s']) / b['seconds']:.2f}x" if b["seconds"] else "-"
+        return (
+            f"{name:<26} {w['seconds']:>9.2f} {w['dq_s']:>7.2f} {_share(w['dq_s'], w['seconds']):>6} "
+            f"{w['observers_s']:>7.2f} | {b['seconds']:>8.2f} {ratio:>18}"
+        )
+
+    for s in watched["steps"]:
+        print(line(s["step"], s, bare_steps[s["step"]]))
+    print(rule)
+    for layer in watched["layers"]:
+        print(line(f"{layer} total", watched["layers"][layer], bare["layers"][layer]))
+    print(line("total", watched["total"], bare["total"]))
+    overhead = watched["wall_s"] - bare["wall_s"]
+    print(
+        f"runner wall clock: watched {watched['wall_s']:.1f}s, bare {bare['wall_s']:.1f}s -> overhead "
+        f"{overhead:.1f}s ({_share(overhead, bare['wall_s']).strip()} of the bare run); DQ "
+        f"{watched['total']['dq_s']:.1f}s, observers {sum(watched['observers_s'].values()):.1f}s "
+        f"(at run end {watched['observers_run_end_s']:.1f}s)"
+    )
+    print(
+        "observers: "
+        + ", ".join(f"{kind} {seconds:.2f}s" for kind, seconds in sorted(watched["observers_s"].items()))
+    )
+    print(
+        "(dq s: the gate inside the step, included in watched s; obs s: observer calls around the step,"
+        " outside it. The bare run goes first; the first GX import in a process, ~5 s, is not in"
+        " these figures: section 1 paid it.)"
+    )
+
+
+# --- 4. incremental data and reruns -------------------------------------------------------------
 
 
 def _later_timestamp(value: str, day: date) -> str:
@@ -614,7 +741,7 @@ def append_increment(ctx: RunContext, manifest: dict, share: float, seed: int) -
 def print_incremental(full: dict, incr: dict, same: dict, added: dict, share: float, prep_s: float) -> None:
     rows = sum(a["rows"] for a in added.values())
     print(
-        f"\n3. incremental: +{share:.2%} new data ({rows:,} records in "
+        f"\n4. incremental: +{share:.2%} new data ({rows:,} records in "
         f"{sum(a['files'] for a in added.values())} new landing files, written in {prep_s:.1f}s), "
         "whole DAG again; then a rerun with nothing new"
     )
@@ -676,6 +803,11 @@ def main() -> int:
     orders = orders_comparison(ctx, dag, work, full)
     print_orders(orders)
 
+    # Both after sections 1 and 2, so neither pays the JVM's warm-up or the one-off GX import.
+    bare = fresh_lake_run(ctx, dag, work, "bare", watched=False)
+    watched = fresh_lake_run(ctx, dag, work, "watched", watched=True)
+    print_watching(watched, bare)
+
     started = time.perf_counter()
     added = append_increment(ctx, manifest, args.incremental_share, args.seed)
     prep_s = time.perf_counter() - started
@@ -696,6 +828,7 @@ def main() -> int:
                 "landing_records": sum(d["records"] for d in manifest["datasets"].values()),
                 "full": full,
                 "orders": orders,
+                "watching": {"bare": bare, "watched": watched},
                 "incremental": {"added": added, "prepare_s": prep_s, **incremental},
                 "no_change": no_change,
                 "load_average": {"start": load_start, "end": load_end},

@@ -223,8 +223,9 @@ def configure_process(level: str) -> None:
 
 
 def observers_for(settings: Settings, dag) -> list:
-    """Everything that watches a run: log context, lineage, metrics, alerts and, last because it
-    reads what the others wrote, the HTML run report."""
+    """Everything that watches a run: log context, lineage, metrics, alerts, the GX Data Docs
+    and, last because it reads what the others wrote, the HTML run report."""
+    from pipeline.dq.docs import DataDocsObserver
     from pipeline.lineage import LineageObserver
     from pipeline.observability.alerts import AlertObserver
     from pipeline.observability.emitters import MetricsObserver
@@ -236,6 +237,7 @@ def observers_for(settings: Settings, dag) -> list:
         LineageObserver(settings),
         MetricsObserver(settings),
         AlertObserver(settings),
+        DataDocsObserver(),
         ReportObserver(settings, dag),
     ]
 

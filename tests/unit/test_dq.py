@@ -11,6 +11,7 @@ import pytest
 
 from pipeline.contracts.model import load_contracts
 from pipeline.dq.config import load_dq_config
+from pipeline.dq.docs import DataDocsObserver
 from pipeline.dq.gate import DqGateFailed, docs_path, results_path, run_gate
 from pipeline.dq.suites import gold_checks, silver_checks
 from pipeline.settings import ConfigError
@@ -132,7 +133,12 @@ def test_gate_critical_duplicate_key_raises_after_recording(spark, tmp_path):
     assert (
         rows["order_id:unique"]["run_id"] == "dq-run" and rows["order_id:unique"]["step"] == "gold_fct_orders"
     )
-    assert (Path(docs_path(ctx)) / "index.html").exists()
+    assert not (Path(docs_path(ctx)) / "index.html").exists()  # built once, at run end
+    DataDocsObserver().run_finished(ctx, None)
+    index = Path(docs_path(ctx)) / "index.html"
+    assert index.exists()
+    pages = [p.read_text() for p in index.parent.rglob("*.html") if p != index]
+    assert any("order_id" in page and "gold.fct_orders" in page for page in pages)
 
 
 def test_gate_warn_only_records_and_passes(spark, tmp_path):

@@ -11,8 +11,8 @@
 4. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
    count in dq_results.
-5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), GX Data Docs are
-   rebuilt under `<lake>/_ops/data_docs/` (local lakes only).
+5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append). GX Data Docs are
+   built once at the end of the run (`dq.docs.DataDocsObserver`), not after every gate.
 6. Only then, if a `critical` result failed: `DqGateFailed` (a ValueError, so the driver's
    retry classifier treats it as fatal: no retry; downstream steps are skipped).
 
@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
@@ -171,7 +171,6 @@ def run_gate(
         if not was_cached:
             df.unpersist()
     record(ctx, step_name, dataset, layer, results)
-    build_docs(ctx, config)
     failed = [r for r in results if not r.passed and r.severity == "critical"]
     warned = [r for r in results if not r.passed and r.severity == "warn"]
     log.info(
@@ -506,40 +505,6 @@ def record(ctx: Any, step: str, dataset: str, layer: str, results: list[DqResult
     ]
     df = ctx.spark.createDataFrame(rows, RESULTS_SCHEMA)
     ctx.lake.append(results_path(ctx), df, metadata={"run_id": ctx.run_id, "step": step, "dq": dataset})
-
-
-def build_docs(ctx: Any, config: DqConfig) -> str | None:
-    """Rebuild GX Data Docs under `<lake>/_ops/data_docs/` (local lakes); the index path."""
-    if not config.data_docs or _Gx.context is None:
-        return None
-    base = docs_path(ctx)
-    if "://" in base and not base.startswith("file://"):
-        log.info("dq: Data Docs are built for local lakes only; skipping for %s", base)
-        return None
-    base = base.removeprefix("file://")
-    with _Gx.lock:
-        context = _Gx.get()
-        site = _Gx.sites.get(base)
-        if site is None:
-            site = f"lake_{len(_Gx.sites)}"
-            context.add_data_docs_site(
-                site_name=site,
-                site_config={
-                    "class_name": "SiteBuilder",
-                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": base},
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                },
-            )
-            _Gx.sites[base] = site
-        try:
-            return context.build_data_docs(site_names=[site]).get(site)
-        except Exception:  # noqa: BLE001 - docs are a report; a rendering problem must not fail the step
-            log.warning("dq: building Data Docs under %s failed", base, exc_info=True)
-            return None
-
-
-def results_as_dicts(results: list[DqResult]) -> list[dict[str, Any]]:
-    return [asdict(r) for r in results]
 
 
 def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any]:
