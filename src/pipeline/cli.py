@@ -12,8 +12,12 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:  # the context module loads Spark; the CLI answers --help and --plan without it
+    from pipeline.context import StreamTrigger
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,10 +43,16 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(args.env, lake_root=args.lake, config_dir=args.config_dir)
 
 
-def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: bool = False) -> int:
+def run_pipeline(
+    args: argparse.Namespace,
+    only: list[str] | None = None,
+    plan: bool = False,
+    stream_trigger: StreamTrigger = "available-now",
+) -> int:
     """Run (or with `plan`, show) the selected DAG steps. Besides `only`, reads the optional
     `from_step`, `until_step`, `resume`, `start_date` and `end_date` of `args` (the `lakehouse
     run` flags), so the aws/jobs entry points, whose parsers lack them, call it unchanged.
+    `stream_trigger`: the Kafka step's trigger (the streaming entry point's --trigger).
     Exit status: 0 when the run succeeded, 1 when any step did not."""
     from pipeline.driver.dag import load_dag
     from pipeline.driver.executors import LocalExecutor
@@ -113,6 +123,7 @@ def run_pipeline(args: argparse.Namespace, only: list[str] | None = None, plan: 
     started = time.monotonic()
     ctx = RunContext.create(settings, resume_id or args.run_id)
     ctx.as_of = _as_of(getattr(args, "as_of", None))
+    ctx.stream_trigger = stream_trigger
     store = default_store(ctx)
     if not is_local(runs):
         previous, selected = prepare(store)

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
+from typing import Literal
 
 from pyspark.sql import SparkSession
 
@@ -14,6 +15,9 @@ from pipeline.contracts.model import Contract, load_contracts, reference_values
 from pipeline.lake import Lake, open_lake
 from pipeline.settings import Settings
 from pipeline.spark import build_spark
+
+# The Kafka job's trigger: available-now (drain what is there, then end) or continuous.
+StreamTrigger = Literal["available-now", "continuous"]
 
 
 def new_run_id() -> str:
@@ -28,6 +32,7 @@ class RunContext:
     catalog: Catalog
     run_id: str = field(default_factory=new_run_id)
     as_of: date | None = None  # gold's reference date; None: the latest event date in the data
+    stream_trigger: StreamTrigger = "available-now"
 
     @classmethod
     def create(cls, settings: Settings, run_id: str | None = None) -> RunContext:

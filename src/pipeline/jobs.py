@@ -23,7 +23,7 @@ def bronze(ctx: RunContext, dataset: str) -> StepResult:
     """Land one dataset in bronze, by the reader its catalogue entry and source settings name."""
     spec = ctx.catalog[dataset]
     if spec.reader == "kafka":
-        return ingest_kafka(ctx, dataset, trigger="available-now")
+        return ingest_kafka(ctx, dataset, trigger=ctx.stream_trigger)
     source = getattr(ctx.settings.sources, dataset, None)
     if getattr(source, "mode", None) == "jdbc":
         if source.jdbc is None:
@@ -60,18 +60,20 @@ def main(step: str, argv: list[str] | None = None) -> int:
 
 
 def kafka_main(argv: list[str] | None = None) -> int:
-    """Entry for the streaming job, the one step that can also run continuously."""
-    from pipeline.cli import add_common_arguments, configure_process, run_pipeline, settings_from_args
+    """Entry for the streaming job, the one step that can also run continuously. Both triggers
+    run as the DAG step bronze_kafka_events, so a stopped stream (a refused micro-batch, an
+    error after the retries) is a failed step: run state, lineage FAIL, metrics, alert."""
+    from pipeline.cli import add_common_arguments, run_pipeline
 
     parser = argparse.ArgumentParser(
         description="Kafka product events -> bronze.kafka_events (Structured Streaming)."
     )
     add_common_arguments(parser)
-    parser.add_argument("--trigger", choices=["available-now", "continuous"], default="available-now")
+    parser.add_argument(
+        "--trigger",
+        choices=["available-now", "continuous"],
+        default="available-now",
+        help="available-now: drain what is there, then end (default); continuous: run until stopped",
+    )
     args = parser.parse_args(argv)
-    if args.trigger == "available-now":
-        return run_pipeline(args, only=["bronze_kafka_events"])
-    configure_process(args.log_level)
-    ctx = RunContext.create(settings_from_args(args), args.run_id)
-    ingest_kafka(ctx, "kafka_events", trigger="continuous")  # returns only when the query stops
-    return 0
+    return run_pipeline(args, only=["bronze_kafka_events"], stream_trigger=args.trigger)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,14 +20,15 @@ from tests.integration.conftest import manifest
 pytestmark = pytest.mark.slow
 
 
-def kafka_config(tmp_path: Path, files_per_trigger: int) -> Path:
-    """The repo's local config, with small micro-batches so a run spans many commits."""
+def kafka_config(tmp_path: Path, files_per_trigger: int, trigger_interval: str | None = None) -> Path:
+    """The repo's local config, with small micro-batches so a run spans many commits (and for
+    the continuous trigger, optionally a shorter interval)."""
     config = tmp_path / "config"
-    config.mkdir()
-    for name in ("pipeline.yaml", "datasets.yaml"):
-        (config / name).write_text((REPO / "config" / name).read_text())
+    shutil.copytree(REPO / "config", config)  # contracts and dq.yaml too: the gate reads them
     local = yaml.safe_load((REPO / "config" / "local.yaml").read_text())
     local["sources"]["kafka_events"]["max_files_per_trigger"] = files_per_trigger
+    if trigger_interval:
+        local["sources"]["kafka_events"]["trigger_interval"] = trigger_interval
     local["spark"].update({"master": "local[2]", "driver_memory": "1g"})
     (config / "local.yaml").write_text(yaml.safe_dump(local))
     return config

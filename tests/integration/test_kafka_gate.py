@@ -4,6 +4,10 @@ not written, is judged again on restart, and is written exactly once when accept
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 from datetime import datetime
 
 import pytest
@@ -12,21 +16,22 @@ from pyspark.sql import functions as F
 from pipeline.bronze.kafka import ingest_kafka
 from pipeline.dq.gate import DqGateFailed, results_path
 from pipeline.dq.stream import MicroBatchRefused
-from tests.helpers import make_ctx
+from tests.helpers import REPO, make_ctx
 from tests.integration.conftest import manifest
+from tests.integration.test_kafka_exactly_once import kafka_config
 
 pytestmark = pytest.mark.slow
 
 GOOD, GARBAGE = 40, 60  # 60 % of the poison batch is not a Kafka event: over the 0.5 critical ratio
 
 
-def poison_file(lake, first_offset: int) -> None:
-    """A replay file (newest, so it forms the next micro-batch on its own) most of whose records
-    break the product_events contract: garbage lines and events with an unknown event_type."""
+def poison_file(lake, first_offset: int, good: int = GOOD, garbage: int = GARBAGE) -> None:
+    """A replay file (the newest, so the last micro-batch reads it) whose records are `good`
+    events and then `garbage` values that are not Kafka events at all."""
     lines = []
-    for i in range(GOOD + GARBAGE):
+    for i in range(good + garbage):
         offset = first_offset + i
-        if i < GOOD:
+        if i < good:
             value = json.dumps(
                 {
                     "event_id": f"poison-{i}",
@@ -126,3 +131,50 @@ def test_a_critical_micro_batch_stops_the_query_unwritten_until_accepted(spark, 
     assert rows.count() == expected + GOOD + GARBAGE
     assert rows.select("topic", "partition", "offset").distinct().count() == expected + GOOD + GARBAGE
     assert rows.where(F.col("partition") == 9).where(F.col("_corrupt_record").isNotNull()).count() == GARBAGE
+
+
+def test_the_continuous_stream_stops_at_a_critical_micro_batch_as_a_failed_step(fresh_lake, tmp_path):
+    """`--trigger continuous` runs as the DAG step: the refused batch ends it as a failed,
+    non-retried step with run state, a FAIL lineage event and an alert; exit status 1."""
+    # The last micro-batch also holds the oldest files' neighbours: enough garbage to break 0.5.
+    poison_file(fresh_lake, first_offset=10_000, garbage=5_000)
+    config = kafka_config(tmp_path, files_per_trigger=64, trigger_interval="1 second")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "LAKEHOUSE_CONFIG_DIR": str(config)}
+    env.pop("LAKEHOUSE_DQ", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "aws" / "jobs" / "kafka_streaming_ingest.py"),
+            "--lake",
+            str(fresh_lake),
+            "--trigger",
+            "continuous",
+            "--run-id",
+            "stream-run",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        output = proc.communicate(timeout=300)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the JVM too
+        pytest.fail(
+            "the continuous stream did not stop at the refused micro-batch: " + proc.communicate()[0][-3000:]
+        )
+    assert proc.returncode == 1, output[-3000:]
+    state = json.loads((fresh_lake / "_ops" / "runs" / "stream-run.json").read_text())
+    (step,) = state["steps"]
+    assert step["step"] == "bronze_kafka_events" and step["status"] == "failed"
+    assert step["attempts"] == 1 and "was not written" in step["error"]  # fatal: not retried
+    events = [json.loads(line) for line in (fresh_lake / "_ops" / "lineage" / "stream-run.jsonl").open()]
+    assert [e["eventType"] for e in events if e["job"]["name"].endswith("bronze_kafka_events")] == [
+        "START",
+        "FAIL",
+    ]
+    assert "bronze_kafka_events failed" in output  # the alert (logged locally)
+    bronze = fresh_lake / "bronze" / "kafka_events"
+    assert bronze.exists(), "the good micro-batches before the refused one were written"

@@ -19,7 +19,6 @@ import operator
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
-from typing import Literal
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
@@ -28,7 +27,7 @@ from pyspark.sql import functions as F
 
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
-from pipeline.context import RunContext
+from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
 from pipeline.lake import Lake, Txn
 from pipeline.settings import ConfigError, KafkaEventsSettings
@@ -47,8 +46,6 @@ EVENT_SCHEMA = (
     "event_ts string, properties map<string,string>"
 )
 EVENT_FIELDS = ("event_id", "event_type", "account_id", "user_id", "product_id", "event_ts", "properties")
-
-Trigger = Literal["available-now", "continuous"]
 
 
 def replay_source(spark: SparkSession, location: str, conf: KafkaEventsSettings) -> DataFrame:
@@ -193,7 +190,7 @@ class BronzeBatchWriter:
             self.newest = counts["newest"]
 
 
-def ingest_kafka(ctx: RunContext, dataset: str, trigger: Trigger = "available-now") -> StepResult:
+def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "available-now") -> StepResult:
     spec = ctx.catalog[dataset]
     conf = ctx.settings.sources.kafka_events
     if conf.mode == "kafka":
