@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from pipeline.cli import observers_for
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.generate import generate
@@ -28,13 +29,14 @@ def generated_landing(tmp_path_factory):
 @pytest.fixture(scope="session")
 def pipeline_run(spark, tmp_path_factory, generated_landing):
     """The whole DAG run once on the generated landing zone, shared by the integration tests
-    that only read its tables (ctx, lake folder, outcome per step)."""
+    that only read its tables and what its observers wrote (ctx, lake folder, outcome per step)."""
     lake = tmp_path_factory.mktemp("pipeline") / "lake"
     shutil.copytree(generated_landing, lake / "landing")
     ctx = make_ctx(spark, lake, run_id="first")
     dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
     out = io.StringIO()
-    state = run_steps(ctx, dag, dag.order(), out)
+    # Watched as `lakehouse run` watches it: lineage, metrics, alerts, Data Docs, report.
+    state = run_steps(ctx, dag, dag.order(), out, observers=observers_for(ctx.settings, dag))
     assert not state.failed, out.getvalue()
     return ctx, lake, {s.step: s for s in state.steps}
 

@@ -164,6 +164,7 @@ def test_new_landing_files_are_picked_up_incrementally(spark, fresh_lake):
     late = source.with_name("accounts_29991231.csv")
     shutil.copy(source, late)
     before = bronze(ctx, "crm_accounts").count()
+    newest_before = ctx.lake.latest_metadata(ctx.table_path("bronze", "crm_accounts"), "newest_data_at")
     ctx.run_id = "second"
     state = run_bronze(ctx)
     added = {s.step: s.rows_out for s in state.steps if s.rows_out}
@@ -171,6 +172,9 @@ def test_new_landing_files_are_picked_up_incrementally(spark, fresh_lake):
     assert added == {"bronze_crm_accounts": new_rows.count()} and new_rows.count() > 0
     assert bronze(ctx, "crm_accounts").count() == before + new_rows.count()
     assert {r["_batch_id"] for r in new_rows.collect()} == {"second:crm_accounts"}
+    # A late file of old records does not make the table look older than it is.
+    late_step = next(s for s in state.steps if s.step == "bronze_crm_accounts")
+    assert late_step.details["newest_data_at"] == newest_before is not None
 
 
 def _first_header(lake, dataset):

@@ -64,7 +64,7 @@ def newest_replay_timestamp(lake) -> datetime:
                 stamp = json.loads(line)["timestamp"]
             except (ValueError, KeyError, TypeError):
                 continue  # a malformed replay line carries no timestamp
-            moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")).replace(tzinfo=None)
+            moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
             newest = moment if newest is None else max(newest, moment)
     return newest
 

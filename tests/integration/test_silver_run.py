@@ -152,7 +152,7 @@ def test_accounts_keep_scd2_history(silver_lake):
 
 
 def test_rerun_with_no_new_landing_data_changes_nothing(silver_lake):
-    ctx, _, _ = silver_lake
+    ctx, _, first = silver_lake
     tables = [ctx.table_path(layer, n) for n in SILVER_SOURCE for layer in ("silver", "quarantine")]
     tables += [ctx.table_path("bronze", d) for d in ctx.catalog.datasets]
     tables += [ctx.table_path("gold", s.dataset) for s in DAG.steps.values() if s.job == "gold"]
@@ -161,6 +161,11 @@ def test_rerun_with_no_new_landing_data_changes_nothing(silver_lake):
     outcomes = run(ctx, DAG.order())
     assert all(o.rows_in == 0 for name, o in outcomes.items() if name.startswith("silver_"))
     assert {t: ctx.lake.version(t) for t in before} == before  # no commit anywhere
+    # Freshness with nothing new: each table is as old as the first run said, not unknown.
+    for name, outcome in outcomes.items():
+        if name.startswith(("bronze_", "silver_")):
+            assert first[name].details["newest_data_at"] is not None, name
+            assert outcome.details["newest_data_at"] == first[name].details["newest_data_at"], name
 
 
 def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):

@@ -1,11 +1,5 @@
 """The lineage observer: events per step, facets, naming, and validity against the OpenLineage
-core schema (/work/shared/specs/openlineage/OpenLineage.json, a copy of spec/OpenLineage.json).
-
-The core schema has only internal `#/definitions/...` references (facets are open `BaseFacet`
-objects there), so it is validated as is with a Draft 2020-12 validator and format checking; in
-case a future copy references external facet schemas, the registry maps any unknown URI to a
-permissive `{}` so the core structure is still checked offline.
-"""
+core schema (shared/specs/openlineage/OpenLineage.json beside the repo; tests.helpers)."""
 
 from __future__ import annotations
 
@@ -14,10 +8,7 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-import jsonschema
 import pytest
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 from pipeline.catalog import load_catalog
 from pipeline.contracts.model import load_contracts
@@ -26,9 +17,10 @@ from pipeline.driver.state import FAILED, SKIPPED, SUCCEEDED, RunState, StepOutc
 from pipeline.lineage import LineageError, LineageObserver, parent_run_id
 from pipeline.lineage.datasets import jdbc_dataset, kafka_dataset, location_dataset
 from pipeline.settings import LineageSettings, SecretRef, load_settings
+from tests.helpers import OPENLINEAGE_SCHEMA, openlineage_validator
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO.parent / "shared" / "specs" / "openlineage" / "OpenLineage.json"
+SCHEMA_PATH = OPENLINEAGE_SCHEMA
 CONFIG = REPO / "config"
 
 
@@ -120,15 +112,7 @@ def output(event, layer, table, lake):
     reason=f"OpenLineage core schema not found at {SCHEMA_PATH} (the project's shared/ folder beside the repo)",
 )
 def test_every_event_is_valid_against_the_openlineage_core_schema(run):
-    schema = json.loads(SCHEMA_PATH.read_text())
-
-    def permissive(uri: str) -> Resource:  # unknown (external facet) refs: accept anything
-        return Resource.from_contents({}, default_specification=DRAFT202012)
-
-    registry = Registry(retrieve=permissive)
-    validator = jsonschema.Draft202012Validator(
-        schema, registry=registry, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    validator = openlineage_validator()
     assert run.events
     for event in run.events:
         errors = sorted(validator.iter_errors(event), key=str)

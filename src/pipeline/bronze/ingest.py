@@ -19,6 +19,7 @@ from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampT
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
 from pipeline.context import RunContext
+from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import Lake
 from pipeline.step_result import StepResult
 from pipeline.storage import LandingFile, list_files
@@ -116,7 +117,10 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
     files = new_landing_files(ctx, dataset)
     if not files:
         log.info("%s: no new landing files under %s", dataset, ctx.landing_path(dataset))
-        return StepResult(details={"new_files": 0, "table": table})
+        # Freshness: nothing new, so the table's data is as old as its last commit recorded.
+        return StepResult(
+            details={"new_files": 0, "table": table, NEWEST_KEY: recorded_newest(ctx.lake, table)}
+        )
     raw = READERS[spec.reader](ctx.spark, files, spec, ctx.landing_path(dataset))
     batch_id = ctx.batch_id(dataset)
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
@@ -135,16 +139,22 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
         corrupt = sum(r["corrupt"] for r in stats)
         newest = max((r[NEWEST] for r in stats if r[NEWEST] is not None), default=None) if extra else None
         empty = sorted(f.uri for f in files if f.uri not in rows_per_file)
+        newest_at = table_newest(ctx.lake, table, iso_from_micros(newest))
         result = ctx.lake.append(
             table,
             batch,
             partition_by=spec.partition_by,
-            metadata={"batch_id": batch_id, "files": len(files), "rows": rows, EMPTY_FILES_KEY: empty},
+            metadata={
+                "batch_id": batch_id,
+                "files": len(files),
+                "rows": rows,
+                EMPTY_FILES_KEY: empty,
+                NEWEST_KEY: newest_at,
+            },
         )
     finally:
         batch.unpersist()
-    newest_at = iso_from_micros(newest)
-    if extra and newest_at is None and rows:
+    if extra and newest is None and rows:
         log.warning("%s: no parseable %s value in this batch; no newest_data_at", dataset, spec.event_time)
     log.info(
         "%s: %d files, %d rows (%d corrupt), newest data at %s -> %s v%s",
@@ -165,6 +175,6 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
             "corrupt_records": corrupt,
             "table": table,
             "version": result.version,
-            "newest_data_at": newest_at,
+            NEWEST_KEY: newest_at,
         },
     )

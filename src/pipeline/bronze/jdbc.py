@@ -20,6 +20,7 @@ from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.ingest import NEWEST, iso_from_micros, newest_event_time
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext
+from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.settings import ConfigError, JdbcSettings
 from pipeline.spark import require_jdbc_driver
 from pipeline.step_result import StepResult
@@ -91,7 +92,9 @@ def ingest_jdbc(ctx: RunContext, dataset: str, conf: JdbcSettings) -> StepResult
     bounds = _bounds(ctx.spark, conf, low)
     if bounds is None:
         log.info("%s: no rows past watermark %s", dataset, committed)
-        return StepResult(details={"watermark": committed, "table": table})
+        return StepResult(
+            details={"watermark": committed, "table": table, NEWEST_KEY: recorded_newest(ctx.lake, table)}
+        )
     lo, high = bounds
     rows = extract_window(ctx.spark, conf, low, high, lo)
     if "event_date" in spec.partition_by and "event_date" not in rows.columns:
@@ -116,11 +119,18 @@ def ingest_jdbc(ctx: RunContext, dataset: str, conf: JdbcSettings) -> StepResult
         ).first()
         count = totals["rows"]
         newest = totals[NEWEST] if newest_agg is not None else None
+        newest_at = table_newest(ctx.lake, table, iso_from_micros(newest))
         result = ctx.lake.append(
             table,
             batch,
             partition_by=spec.partition_by,
-            metadata={"batch_id": batch_id, "rows": count, WATERMARK_KEY: high.isoformat(), "source": source},
+            metadata={
+                "batch_id": batch_id,
+                "rows": count,
+                WATERMARK_KEY: high.isoformat(),
+                "source": source,
+                NEWEST_KEY: newest_at,
+            },
         )
     finally:
         batch.unpersist()
@@ -133,6 +143,6 @@ def ingest_jdbc(ctx: RunContext, dataset: str, conf: JdbcSettings) -> StepResult
             "previous_watermark": committed,
             "table": table,
             "version": result.version,
-            "newest_data_at": iso_from_micros(newest),
+            NEWEST_KEY: newest_at,
         },
     )

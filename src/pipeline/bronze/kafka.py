@@ -17,7 +17,6 @@ import json
 import logging
 import operator
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import reduce
 
 from pyspark import StorageLevel
@@ -29,6 +28,7 @@ from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
+from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import Lake, Txn
 from pipeline.settings import ConfigError, KafkaEventsSettings
 from pipeline.step_result import StepResult
@@ -140,7 +140,7 @@ class BronzeBatchWriter:
     corrupt: int = 0
     batches: int = 0
     skipped: int = 0
-    newest: datetime | None = None  # newest Kafka timestamp written (freshness)
+    newest: str | None = None  # the table's newest Kafka timestamp, ISO 8601 (freshness)
     refused: MicroBatchRefused | None = None  # the gate's verdict that stopped the query
     _app_id: str | None = field(default=None, repr=False)
 
@@ -175,8 +175,13 @@ class BronzeBatchWriter:
                 except MicroBatchRefused as refused:
                     self.refused = refused
                     raise
+            newest_at = table_newest(self.lake, self.table, counts["newest"])
             result = self.lake.append(
-                self.table, batch, partition_by=self.partition_by, txn=txn, metadata={"batch_id": batch_id}
+                self.table,
+                batch,
+                partition_by=self.partition_by,
+                txn=txn,
+                metadata={"batch_id": batch_id, NEWEST_KEY: newest_at},
             )
         finally:
             batch.unpersist()
@@ -186,8 +191,7 @@ class BronzeBatchWriter:
         self.rows += counts["rows"]
         self.corrupt += counts["corrupt"]
         self.batches += 1
-        if counts["newest"] is not None and (self.newest is None or counts["newest"] > self.newest):
-            self.newest = counts["newest"]
+        self.newest = newest_at
 
 
 def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "available-now") -> StepResult:
@@ -228,7 +232,7 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
             "corrupt_records": sink.corrupt,
             "table": table,
             "checkpoint": checkpoint,
-            "newest_data_at": sink.newest.isoformat() if sink.newest else None,
+            NEWEST_KEY: sink.newest or recorded_newest(ctx.lake, table),
             **(gate.details() if gate else {}),
         },
     )

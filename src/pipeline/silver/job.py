@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
 from pipeline.dq.gate import gate_step, recheck
+from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import LakeError, MergeSpec, Txn
 from pipeline.silver.conform import (
     VALUE,
@@ -53,7 +54,13 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         # DQ gate (pipeline.dq): nothing new; the last gate's critical failure still stands.
         dq_details = recheck(ctx, f"silver_{name}", name, "silver")
         return StepResult(
-            details={"bronze_version": bronze_version, CONSUMED: consumed, "new_bronze_rows": 0, **dq_details}
+            details={
+                "bronze_version": bronze_version,
+                CONSUMED: consumed,
+                "new_bronze_rows": 0,
+                NEWEST_KEY: recorded_newest(ctx.lake, silver_path),  # freshness: as old as it was
+                **dq_details,
+            }
         )
 
     changes = ctx.lake.read_changes(
@@ -88,9 +95,11 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         silver_rows = protect(deduped, contract, pii_key(ctx.settings)).persist(StorageLevel.MEMORY_AND_DISK)
         rows_out = silver_rows.count()
         duplicates = rows_in - n_quarantined - rows_out
+        newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
         metadata = {
             **meta,
             CONSUMED: bronze_version,
+            NEWEST_KEY: newest_at,
             "rows_in": rows_in,
             "quarantined": n_quarantined,
             "duplicates": duplicates,
@@ -129,7 +138,7 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
             "new_upstream_columns": new_columns,
             "version": result.version,
             "skipped_replayed_commit": result.skipped,
-            "newest_data_at": totals["newest"].isoformat() if totals["newest"] else None,
+            NEWEST_KEY: newest_at,
             **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
         },
     )

@@ -1,0 +1,38 @@
+"""How old a table's newest data is, kept with the data.
+
+Each write records the table's newest data time in its commit metadata (`newest_data_at`): the
+later of what the batch carried and what the table already held (a late batch does not make the
+table look older). A run with nothing new reports the recorded value, so the freshness lag keeps
+growing while a source is silent instead of going missing. Steps report it as
+`details["newest_data_at"]` (the FreshnessLagSeconds metric).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pipeline.lake import Lake
+
+NEWEST_KEY = "newest_data_at"
+
+
+def _parse(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = (
+        value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)  # naive: UTC
+
+
+def recorded_newest(lake: Lake, table: str) -> str | None:
+    """The newest data time the table's commits recorded (ISO 8601, UTC), or None."""
+    value = _parse(lake.latest_metadata(table, NEWEST_KEY))
+    return value.isoformat() if value else None
+
+
+def table_newest(lake: Lake, table: str, batch_newest: datetime | str | None) -> str | None:
+    """The table's newest data time once the batch is in: max(batch, recorded), ISO 8601 UTC."""
+    known = [t for t in (_parse(batch_newest), _parse(lake.latest_metadata(table, NEWEST_KEY))) if t]
+    return max(known).isoformat() if known else None
