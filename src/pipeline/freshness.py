@@ -4,7 +4,8 @@ Each write records the table's newest data time in its commit metadata (`newest_
 later of what the batch carried and what the table already held (a late batch does not make the
 table look older). A run with nothing new reports the recorded value, so the freshness lag keeps
 growing while a source is silent instead of going missing. Steps report it as
-`details["newest_data_at"]` (the FreshnessLagSeconds metric).
+`details["newest_data_at"]` (the FreshnessLagSeconds metric). A gold mart is as fresh as the
+stalest of its main inputs (`stalest_input`): a mart is not current while one of them lags.
 """
 
 from __future__ import annotations
@@ -36,3 +37,12 @@ def table_newest(lake: Lake, table: str, batch_newest: datetime | str | None) ->
     """The table's newest data time once the batch is in: max(batch, recorded), ISO 8601 UTC."""
     known = [t for t in (_parse(batch_newest), _parse(lake.latest_metadata(table, NEWEST_KEY))) if t]
     return max(known).isoformat() if known else None
+
+
+def stalest_input(lake: Lake, tables: list[str]) -> str | None:
+    """The oldest of the tables' recorded newest data times (ISO 8601 UTC); None when one of
+    them recorded none (then the derived table's freshness is unknown, not made up)."""
+    recorded = [_parse(lake.latest_metadata(t, NEWEST_KEY)) for t in tables]
+    if not recorded or any(t is None for t in recorded):
+        return None
+    return min(recorded).isoformat()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import datetime
 
 import pytest
 from pyspark.sql import functions as F
@@ -163,9 +164,23 @@ def test_rerun_with_no_new_landing_data_changes_nothing(silver_lake):
     assert {t: ctx.lake.version(t) for t in before} == before  # no commit anywhere
     # Freshness with nothing new: each table is as old as the first run said, not unknown.
     for name, outcome in outcomes.items():
-        if name.startswith(("bronze_", "silver_")):
+        if name.startswith(("bronze_", "silver_", "gold_")):
             assert first[name].details["newest_data_at"] is not None, name
             assert outcome.details["newest_data_at"] == first[name].details["newest_data_at"], name
+
+
+def test_a_gold_mart_is_as_fresh_as_its_stalest_main_input(silver_lake):
+    _, _, first = silver_lake
+
+    def newest(step):
+        return datetime.fromisoformat(first[step].details["newest_data_at"])
+
+    assert newest("gold_fct_orders") == newest("silver_orders")
+    assert newest("gold_revenue_daily") == newest("gold_fct_orders")
+    assert newest("gold_customer_360") == newest("silver_accounts")
+    assert newest("gold_engagement_daily") == min(
+        newest("silver_behavior_events"), newest("silver_product_events")
+    )
 
 
 def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.dq.gate import gate_step, recheck
+from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
 from pipeline.gold import transforms as T
 from pipeline.step_result import StepResult
 
@@ -180,11 +181,13 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
                 "version": ctx.lake.version(out_path),
                 "inputs": versions,
                 "as_of": fingerprint["as_of"],
+                NEWEST_KEY: recorded_newest(ctx.lake, out_path),
                 **dq_details,
             },
         )
 
     rows_in = sum(tables[name].count() for name in spec.main)
+    newest_at = stalest_input(ctx.lake, [ctx.table_path(layer, n) for layer, n in sources if n in spec.main])
     cached: list[DataFrame] = []
     if "fx_rates" in tables:
         # Tiny (days x currencies) and used twice per lookup (the join and its end-date clamp):
@@ -203,7 +206,12 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         written = ctx.lake.overwrite(
             out_path,
             df,
-            metadata={FINGERPRINT_KEY: fingerprint, "run_id": ctx.run_id, "rows": rows_out},
+            metadata={
+                FINGERPRINT_KEY: fingerprint,
+                "run_id": ctx.run_id,
+                "rows": rows_out,
+                NEWEST_KEY: newest_at,
+            },
         )
         # --- DQ gate (pipeline.dq): after the write, on the mart just written (still cached) ---
         dq_details = gate_step(ctx, f"gold_{spec.name}", spec.name, "gold", df)
@@ -220,6 +228,7 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
             "version": written.version,
             "inputs": versions,
             "as_of": fingerprint["as_of"],
+            NEWEST_KEY: newest_at,  # as fresh as the stalest main input (pipeline.freshness)
             **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
         },
     )
