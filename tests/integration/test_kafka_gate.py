@@ -88,6 +88,9 @@ def test_a_critical_micro_batch_stops_the_query_unwritten_until_accepted(spark, 
     assert first.rows_out == expected
     dq = {r["rule"]: r for r in first.details["dq"]}
     assert dq["batch:quarantine_ratio"]["passed"] is True
+    # The step's summary of passing rules covers every record of the run, not one batch.
+    batches = first.details["micro_batches"]
+    assert dq["batch:quarantine_ratio"]["observed"].endswith(f"/{expected}) over {batches} micro-batch(es)")
     assert first.details["dq_micro_batches"] == first.details["micro_batches"] >= 1
     recorded = dq_rows(ctx)
     assert {r["layer"] for r in recorded} == {"bronze"}
@@ -115,7 +118,9 @@ def test_a_critical_micro_batch_stops_the_query_unwritten_until_accepted(spark, 
     assert len(ratio) == 1 and ratio[0]["severity"] == "critical"
     assert ratio[0]["observed"].startswith(f"{GARBAGE / (GOOD + GARBAGE):.4f} ({GARBAGE}/{GOOD + GARBAGE})")
     batch_id = refused.value.batch_id
-    assert refused.value.details["dq"], "a refused step still reports its DQ results"
+    summary = {r["rule"]: r for r in refused.value.details["dq"]}  # what the failed step reports
+    assert summary["batch:quarantine_ratio"]["passed"] is False
+    assert summary["batch:quarantine_ratio"]["observed"].endswith(f"in micro-batch {batch_id}")
 
     # A restart judges the same batch again (the checkpoint did not move past it).
     with pytest.raises(MicroBatchRefused) as again:

@@ -63,7 +63,8 @@ class MicroBatchGate:
     references: dict[str, tuple[str, ...]]
     seconds: float = 0.0
     judged: int = 0
-    _worst: dict[str, DqResult] = field(default_factory=dict)
+    _worst: dict[str, DqResult] = field(default_factory=dict)  # per rule, the worst batch's result
+    _totals: dict[str, Any] = field(default_factory=lambda: {"rows": 0, "quarantined": 0, "rules": {}})
 
     @classmethod
     def for_stream(cls, ctx: Any, step: str, dataset: str) -> MicroBatchGate | None:
@@ -97,6 +98,10 @@ class MicroBatchGate:
         self.judged += 1
         for r in results:
             self._worst[r.rule] = _worse(self._worst.get(r.rule), r)
+        self._totals["rows"] += counts["rows"]
+        self._totals["quarantined"] += counts["quarantined"]
+        for rule, n in counts["rules"].items():
+            self._totals["rules"][rule] = self._totals["rules"].get(rule, 0) + n
         self.seconds += time.monotonic() - start
         failed = [r for r in results if not r.passed and r.severity == "critical"]
         for r in results:
@@ -109,8 +114,19 @@ class MicroBatchGate:
         return results
 
     def summary(self) -> list[DqResult]:
-        """Per rule, the worst micro-batch of this run (critical failure, then warn, then pass)."""
-        return [self._worst[rule] for rule in sorted(self._worst)]
+        """Per rule: the failing micro-batch's result when one failed (critical before warn),
+        else the ratio over all of this run's micro-batches."""
+        if not self.judged:
+            return []
+        config = dq_config(self.ctx)
+        overall = {
+            r.rule: replace(r, observed=f"{r.observed} over {self.judged} micro-batch(es)")
+            for r in row_level_results(config, config.silver_rules(self.contract.name), self._totals)
+        }
+        return [
+            self._worst[rule] if not self._worst[rule].passed else overall.get(rule, self._worst[rule])
+            for rule in sorted(self._worst)
+        ]
 
     def details(self) -> dict[str, Any]:
         """What the step adds to StepResult.details."""
