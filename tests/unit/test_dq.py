@@ -127,6 +127,9 @@ def test_gate_critical_duplicate_key_raises_after_recording(spark, tmp_path):
     rows = {r["rule"]: r for r in ctx.lake.read(results_path(ctx)).collect()}
     assert rows["order_id:unique"]["passed"] is False
     assert rows["order_id:unique"]["severity"] == "critical"
+    # Verdicts come from one cheap pass; a failed check is re-run for its details: both ORD-1 rows.
+    assert rows["order_id:unique"]["observed"].startswith("2 unexpected")
+    assert rows["amount_usd:range"]["observed"] == "0 unexpected (0%)"
     assert rows["order_id:unique"]["engine"] == "gx"
     assert rows["amount_usd:range"]["passed"] is True
     assert rows["table:row_count"]["observed"] == "3"

@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 
 ENV_SWITCH = "LAKEHOUSE_DQ"
 CONFIG_FILE = "dq.yaml"
-RESULT_FORMAT = "BASIC"  # unexpected counts and percentages; no unexpected-row listing
+VERDICTS = "BOOLEAN_ONLY"  # every check's verdict from bundled aggregates (validate_gx)
+DETAILS = "BASIC"  # failed checks only: unexpected counts, percentages, up to 20 examples
 
 RESULTS_SCHEMA = StructType(
     [
@@ -214,7 +215,7 @@ def _evaluate(
                     "table:columns", gold.severity, False, f"missing {missing}", "columns exist", "", "rule"
                 )
             )
-    results += validate_gx(f"{layer}.{dataset}", checks, df)
+    results += validate_gx(f"{layer}.{dataset}", checks, df, rows)
     results.append(DqResult("table:row_count", "warn", True, str(rows), "", "", "rule"))
     if counts:
         results += row_level_results(config, rules, counts)
@@ -283,31 +284,60 @@ class _Gx:
         return vd
 
 
-def validate_gx(name: str, checks: list[Check], df: DataFrame) -> list[DqResult]:
-    """One GX validation running every check of the table over `df` (cached by the caller)."""
+def validate_gx(name: str, checks: list[Check], df: DataFrame, rows: int | None = None) -> list[DqResult]:
+    """One GX validation running every check of the table over `df` (cached by the caller).
+
+    Verdicts first, details for failures only: the suite runs with BOOLEAN_ONLY, which computes
+    the unexpected counts of every column in one bundled aggregate; BASIC would add one Spark job
+    per column expectation to fetch example unexpected values, even when there are none. Only
+    the checks that failed run again with BASIC (counts, percentages, examples for Data Docs).
+    No check uses `mostly`, so a passing column check had no unexpected value."""
     if not checks:
         return []
     by_rule = {c.rule: c for c in checks}
     with _Gx.lock:
-        vd = _Gx.validation(name, checks)
-        outcome = vd.run(batch_parameters={"dataframe": df}, result_format=RESULT_FORMAT)
+        verdicts = _Gx.validation(name, checks).run(
+            batch_parameters={"dataframe": df}, result_format=VERDICTS
+        )
+        failed = [by_rule[rule] for r in verdicts.results if not r.success and (rule := _rule(r)) in by_rule]
+        details = {}
+        if failed:
+            detailed = _Gx.validation(f"{name}.failed", failed).run(
+                batch_parameters={"dataframe": df}, result_format=DETAILS
+            )
+            details = {_rule(r): r for r in detailed.results}
     results = []
-    for r in outcome.results:
-        rule = (r.expectation_config.meta or {}).get("rule", r.expectation_config.type)
+    for r in verdicts.results:
+        rule = _rule(r)
         check = by_rule.get(rule)
-        severity = check.severity if check else "critical"
+        if rule in details:
+            observed = _observed(details[rule])
+        elif r.success:
+            observed = _passed_observed(r.expectation_config.type, rows)
+        else:
+            observed = _observed(r)
         results.append(
             DqResult(
                 rule,
-                severity,
+                check.severity if check else "critical",
                 bool(r.success),
-                _observed(r),
+                observed,
                 check.expected if check else "",
                 check.column if check else "",
                 "gx",
             )
         )
     return results
+
+
+def _rule(r: Any) -> str:
+    return (r.expectation_config.meta or {}).get("rule", r.expectation_config.type)
+
+
+def _passed_observed(expectation_type: str, rows: int | None) -> str:
+    if expectation_type == "expect_table_row_count_to_be_between":
+        return f"{rows} rows" if rows is not None else ""
+    return "0 unexpected (0%)"  # a column (map) check without `mostly` passes with none
 
 
 def _observed(r: Any) -> str:
