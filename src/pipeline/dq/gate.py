@@ -5,7 +5,8 @@
 1. The gated DataFrame is cached once; one aggregate gives its row count (and, for freshness,
    the newest `sequence_by`) and materialises the cache.
 2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
-   cached DataFrame; GX bundles the aggregate metrics of the suite into few Spark jobs.
+   cached DataFrame, for verdicts only (GX bundles their metrics into few Spark jobs); the
+   checks that failed run again for details (`validate_gx`).
 3. Row-level: quarantine ratio (batch) and per-rule ratios from the counts the silver step
    computed in its single pass over the batch (no scan here).
 4. Config rules: referential integrity (distinct orphan ids against another silver table),
