@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the project needs beyond Python: Java 17 (Spark), PostgreSQL server binaries
-# and its JDBC driver (the JDBC-mode tests start a throwaway server). Installs what is missing
+# and its JDBC driver (the JDBC-mode tests start a throwaway server), Chromium (a test renders the
+# HTML run report headless and checks the screenshot). Installs what is missing
 # from Debian when it can (root or sudo); otherwise says exactly what to install.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ need=()
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need+=(postgresql)
 [ -f /usr/share/java/postgresql.jar ] || need+=(libpostgresql-jdbc-java)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else

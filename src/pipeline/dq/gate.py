@@ -165,8 +165,9 @@ def run_gate(
     if unknown:
         raise ConfigError(f"{ctx.settings.config_path(CONFIG_FILE)}: silver: no contract for {unknown}")
 
-    was_cached = df.is_cached
-    df = df.cache()
+    was_cached = df.is_cached  # the step's own cache is reused, and left for the step to release
+    if not was_cached:
+        df = df.cache()
     try:
         results = _evaluate(ctx, config, dataset, layer, df, row_level_counts)
     finally:
