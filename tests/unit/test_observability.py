@@ -318,6 +318,24 @@ def test_dq_warn_alert_via_sns(aws_env):
     assert [r["rule"] for r in step["dq_warn_failures"]] == [f"warn_rule_{i}" for i in range(20)]  # capped
 
 
+def test_replayed_warn_verdict_is_not_alerted_again():
+    """A rerun with nothing new repeats the last gate's verdict (dq.gate.recheck): the warnings
+    were alerted by the run that judged them; an hourly rerun must not page again."""
+    observer = AlertObserver(Settings())
+    ctx = SimpleNamespace(run_id="r-rerun")
+    replayed = {"dq": warn_results(2), "dq_from_run": "r-first"}
+    observer.step_finished(ctx, SILVER, silver_outcome(details=replayed))
+    assert observer.sent == []
+    observer.step_finished(ctx, SILVER, silver_outcome(details={"dq": warn_results(2)}))  # judged now
+    assert [a["alert"] for a in observer.sent] == ["dq_warn"]
+    critical = [{"rule": "keys_unique", "severity": "critical", "passed": False}]
+    failed = silver_outcome(
+        status="failed", error="DQ gate", details={"dq": critical, "dq_from_run": "r-first"}
+    )
+    observer.step_finished(ctx, SILVER, failed)  # a repeated critical verdict fails the step: alerted
+    assert [a["alert"] for a in observer.sent] == ["dq_warn", "step_failed"]
+
+
 def test_dq_warn_alert_only_when_enabled():
     dq = {"dq": warn_results(1)}
     observer = AlertObserver(Settings(alerts=AlertSettings(on=["step_failed", "dq_critical"])))

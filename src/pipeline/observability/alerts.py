@@ -11,7 +11,10 @@
   retries), `dq_critical` (a step's `details["dq"]` holds entries with `severity: critical`
   and `passed: false`), `dq_warn` (entries with `severity: warn` and `passed: false`: the
   step succeeded, the rules are alerted at a lower `severity`), `run_failed`. Unknown kinds
-  are refused when the settings load.
+  are refused when the settings load. A step that wrote nothing new repeats the last gate's
+  verdict (`details["dq_from_run"]`, see dq.gate.recheck): its warnings were alerted by the run
+  that judged them and are not sent again on every rerun; a repeated critical verdict fails the
+  step, and that is alerted as step_failed.
 
 Every alert carries a `severity` (`critical`, or `warning` for dq_warn) and lists the step's
 failed DQ rules: `dq_critical_failures` (all) and `dq_warn_failures` (at most
@@ -59,6 +62,11 @@ def warn_dq_failures(outcome: Any) -> list[dict[str, Any]]:
     return failed_dq(outcome, "warn")
 
 
+def replayed_dq(outcome: Any) -> bool:
+    """The step's DQ results repeat an earlier gate's verdict (the table did not change)."""
+    return bool((outcome.details or {}).get("dq_from_run"))
+
+
 def _subject(text: str) -> str:
     """SNS subjects: printable ASCII, no line breaks, at most 100 characters."""
     text = re.sub(r"[^\x20-\x7e]", " ", text).strip() or "lakehouse alert"
@@ -93,7 +101,7 @@ class AlertObserver:
             kind = STEP_FAILED
         elif critical and DQ_CRITICAL in self.on:
             kind = DQ_CRITICAL
-        elif warn and DQ_WARN in self.on:
+        elif warn and DQ_WARN in self.on and not replayed_dq(outcome):
             kind = DQ_WARN
         else:
             return
