@@ -258,7 +258,8 @@ class _Gx:
                 )
             except Exception:  # noqa: BLE001 - cosmetic only
                 log.debug("dq: cannot switch off GX progress bars", exc_info=True)
-            cls.source = context.data_sources.add_spark(name="lake")
+            # persist=False: run_gate caches the frame itself (or reuses the step's cache).
+            cls.source = context.data_sources.add_spark(name="lake", persist=False)
             cls.context = context
         return cls.context
 
