@@ -533,8 +533,10 @@ def print_watching(watched: dict, bare: dict) -> None:
     )
     print(
         "(dq s: the gate inside the step, included in watched s; obs s: observer calls around the step,"
-        " outside it. Steps without a gate (bronze) show the run-to-run noise. The first GX import"
-        " in a process, ~5 s, is not in these figures: section 1 paid it.)"
+        " outside it. Bronze steps other than Kafka have no gate: they show the run-to-run noise."
+        " bronze_kafka_events' dq s is judging and recording each micro-batch; evaluating the"
+        " contract rules rides the sink's aggregate and shows in watched s only. The first GX"
+        " import in a process, ~5 s, is not in these figures: section 1 paid it.)"
     )
 
 
