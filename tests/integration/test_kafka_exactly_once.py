@@ -61,7 +61,7 @@ def assert_exactly_once(lake_api, table, expected):
 def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(
     spark, delta_rs_lake, fresh_lake, tmp_path
 ):
-    config = kafka_config(tmp_path, files_per_trigger=4)
+    config = kafka_config(tmp_path, files_per_trigger=16)  # 17 micro-batches: time to kill mid-stream
     table = str(fresh_lake / "bronze" / "kafka_events")
     expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
 
