@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import io
 import shutil
-from datetime import date
+import time
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from pyspark.sql import functions as F
 
 from pipeline.contracts.model import load_contracts
 from pipeline.dq.config import load_dq_config
 from pipeline.dq.docs import DataDocsObserver
-from pipeline.dq.gate import DqGateFailed, docs_path, results_path, run_gate
+from pipeline.dq.gate import DqGateFailed, DqResult, docs_path, record, results_path, run_gate
 from pipeline.dq.suites import gold_checks, silver_checks
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
@@ -158,6 +160,27 @@ def test_gate_warn_only_records_and_passes(spark, tmp_path):
     results = {r.rule: r for r in run_gate(ctx2, "gold_fct_orders", "fct_orders", "gold", more)}
     assert results["table:volume_change"].passed is False
     assert results["table:volume_change"].severity == "warn"
+
+
+def test_results_are_stamped_in_utc_whatever_the_local_time_zone(spark, tmp_path, monkeypatch):
+    """evaluated_at is UTC (the session time zone) even when the driver's local zone is not: the
+    freshness of a verdict and `recheck`'s choice of the latest one depend on it."""
+    ctx = _ctx(spark, tmp_path)
+    monkeypatch.setenv("TZ", "America/New_York")  # UTC-5 in December, UTC-4 in summer
+    time.tzset()
+    try:
+        before = datetime.now(UTC).replace(tzinfo=None)
+        record(ctx, "silver_orders", "orders", "silver", [DqResult("r", "warn", True, "0", "0", "c", "gx")])
+        after = datetime.now(UTC).replace(tzinfo=None)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    stamp = (
+        ctx.lake.read(results_path(ctx))
+        .select(F.date_format("evaluated_at", "yyyy-MM-dd HH:mm:ss.SSSSSS"))
+        .first()[0]
+    )
+    assert before <= datetime.fromisoformat(stamp) <= after
 
 
 def test_row_level_quarantine_ratio_over_threshold_is_critical(spark, tmp_path):
