@@ -13,8 +13,8 @@ runs it (`run_steps`, local executor), with an in-memory run-state store.
 3. The cost of watching: the full run of 1 is the run as shipped (DQ gates in the steps; lineage,
    metrics, alerts, Data Docs and the run report as observers, each timed). The same DAG again
    on a fresh lake from the same landing files with all of them off (LAKEHOUSE_DQ=off, no
-   observers), WATCH_REPEATS runs each, alternating, each step's best time: per step DQ seconds
-   and their share, observer seconds, and the overhead.
+   observers), in WATCH_ORDER (bare, watched, watched, bare: a steady drift between runs cancels
+   in the means): per step mean seconds, DQ seconds and their share, observer seconds, overhead.
 4. Incremental cost: --incremental-share of new data appended to the landing zone (new files
    with a later date; newer versions of CRM records, new order/event ids, Kafka offsets that
    continue each partition), the whole DAG again, then once more with nothing new.
@@ -75,7 +75,9 @@ ORDERS_STEPS = ("silver_orders", "gold_fct_orders", "gold_revenue_daily")
 ORDERS_INPUTS = (("bronze", "snowflake_orders"), ("silver", "accounts"), ("silver", "fx_rates"))
 FX_REPEATS = 3
 ORDERS_REPEATS = 2
-WATCH_REPEATS = 2  # section 3: bare and watched runs, alternating; each step's best is compared
+# Section 3. Measured: consecutive whole runs drift (~100 s, then ~85 s); with ABBA order the
+# drift cancels in the means, where alternating bare, watched favoured the side that ran last.
+WATCH_ORDER = ("bare", "watched", "watched", "bare")
 # Leave out the JVM's short-lived forks (see common.PeakMemory): they would count the JVM twice.
 CHILD_AGE_S = 1.0
 
@@ -481,15 +483,32 @@ def fresh_lake_run(ctx: RunContext, dag: Dag, work: Path, label: str, *, watched
         shutil.rmtree(lake, ignore_errors=True)
 
 
-def best_of(runs: list[dict]) -> dict:
-    """Per step, its fastest repeat: run-to-run drift (warm-up, GC, other processes) then falls
-    on neither side of the comparison. Wall clock and observers: the fastest whole run."""
-    fastest = min(runs, key=lambda r: r["wall_s"])
+def mean_of(runs: list[dict]) -> dict:
+    """The runs' means: per step (seconds, DQ, observers), wall clock and observers by kind."""
+
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
+
     steps = [
-        min((s for r in runs for s in r["steps"] if s["step"] == step["step"]), key=lambda s: s["seconds"])
-        for step in fastest["steps"]
+        {
+            **step,
+            **{
+                key: mean([next(s[key] for s in r["steps"] if s["step"] == step["step"]) for r in runs])
+                for key in ("seconds", "dq_s", "observers_s")
+            },
+        }
+        for step in runs[0]["steps"]
     ]
-    return {**fastest, "steps": steps, "layers": _layer_totals(steps), "total": _totals(steps)}
+    kinds = {kind for r in runs for kind in r["observers_s"]}
+    return {
+        **runs[0],
+        "steps": steps,
+        "layers": _layer_totals(steps),
+        "total": _totals(steps),
+        "wall_s": mean([r["wall_s"] for r in runs]),
+        "observers_s": {k: mean([r["observers_s"].get(k, 0.0) for r in runs]) for k in kinds},
+        "observers_run_end_s": mean([r["observers_run_end_s"] for r in runs]),
+    }
 
 
 def _share(part: float, whole: float) -> str:
@@ -501,7 +520,7 @@ def print_watching(watched: dict, bare: dict) -> None:
         "\n3. the cost of watching: the DAG as shipped (DQ gates in the steps; lineage, metrics, "
         "alerts, Data Docs and report as observers) vs the same DAG with all of them off; each on a "
         f"fresh lake from the same landing files, after sections 1-2 (warm JVM, GX imported); "
-        f"{WATCH_REPEATS} runs of each, alternating; per step its best time"
+        f"order {', '.join(WATCH_ORDER)}; means"
     )
     header = (
         f"{'step':<26} {'watched s':>9} {'dq s':>7} {'dq %':>6} {'obs s':>7} | {'bare s':>8} "
@@ -531,9 +550,9 @@ def print_watching(watched: dict, bare: dict) -> None:
     wall_overhead = watched["wall_s"] - bare["wall_s"]
     print(
         f"overhead: {step_overhead:.1f}s ({_share(step_overhead, bare['total']['seconds']).strip()}) over the"
-        f" steps' best times plus observers; DQ {watched['total']['dq_s']:.1f}s, observers "
+        f" steps' mean times plus observers; DQ {watched['total']['dq_s']:.1f}s, observers "
         f"{sum(watched['observers_s'].values()):.1f}s (at run end {watched['observers_run_end_s']:.1f}s). "
-        f"Fastest whole runs: watched {watched['wall_s']:.1f}s, bare {bare['wall_s']:.1f}s -> "
+        f"Mean wall clock: watched {watched['wall_s']:.1f}s, bare {bare['wall_s']:.1f}s -> "
         f"{wall_overhead:.1f}s ({_share(wall_overhead, bare['wall_s']).strip()})"
     )
     print(
@@ -823,11 +842,10 @@ def main() -> int:
     print_orders(orders)
 
     # Both after sections 1 and 2, so neither pays the JVM's warm-up or the one-off GX import.
-    bare_runs, watched_runs = [], []
-    for i in range(WATCH_REPEATS):  # alternating, best of each: one noisy run decides nothing
-        bare_runs.append(fresh_lake_run(ctx, dag, work, f"bare{i + 1}", watched=False))
-        watched_runs.append(fresh_lake_run(ctx, dag, work, f"watched{i + 1}", watched=True))
-    bare, watched = best_of(bare_runs), best_of(watched_runs)
+    runs: dict[str, list[dict]] = {"bare": [], "watched": []}
+    for i, kind in enumerate(WATCH_ORDER):
+        runs[kind].append(fresh_lake_run(ctx, dag, work, f"{kind}{i + 1}", watched=kind == "watched"))
+    bare, watched = mean_of(runs["bare"]), mean_of(runs["watched"])
     print_watching(watched, bare)
 
     started = time.perf_counter()
@@ -850,7 +868,7 @@ def main() -> int:
                 "landing_records": sum(d["records"] for d in manifest["datasets"].values()),
                 "full": full,
                 "orders": orders,
-                "watching": {"bare": bare_runs, "watched": watched_runs},
+                "watching": {"order": WATCH_ORDER, **runs},
                 "incremental": {"added": added, "prepare_s": prep_s, **incremental},
                 "no_change": no_change,
                 "load_average": {"start": load_start, "end": load_end},
