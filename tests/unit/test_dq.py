@@ -8,7 +8,9 @@ import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import boto3
 import pytest
+from moto import mock_aws
 from pyspark.sql import functions as F
 
 from pipeline.contracts.model import load_contracts
@@ -144,6 +146,37 @@ def test_gate_critical_duplicate_key_raises_after_recording(spark, tmp_path):
     assert index.exists()
     pages = [p.read_text() for p in index.parent.rglob("*.html") if p != index]
     assert any("order_id" in page and "gold.fct_orders" in page for page in pages)
+
+
+def test_data_docs_go_to_the_lake_on_s3(spark, tmp_path, monkeypatch):
+    """AWS is a config switch: with the lake root on S3 the site is written to
+    s3://<bucket>/<lake>/_ops/data_docs/, as it is to the folder locally, pages GX dropped removed."""
+    ctx = _ctx(spark, tmp_path, GOLD_DUP % "warn")
+    run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark))  # a validation to render
+    for key, value in {"AWS_DEFAULT_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="eu-west-1")
+        s3.create_bucket(Bucket="lake-bucket", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        stale = "prod/lake/_ops/data_docs/validations/an-earlier-site-page.html"
+        s3.put_object(Bucket="lake-bucket", Key=stale, Body=b"old")
+        on_s3 = make_ctx(spark, "s3://lake-bucket/prod/lake", config_dir=ctx.settings.config_dir)
+        observer = DataDocsObserver()
+        observer.run_finished(on_s3, None)
+        listed = s3.list_objects_v2(Bucket="lake-bucket", Prefix="prod/lake/_ops/data_docs/")
+        keys = [o["Key"] for o in listed.get("Contents", [])]
+        assert "prod/lake/_ops/data_docs/index.html" in keys and stale not in keys  # a mirror of the site
+        index = s3.get_object(Bucket="lake-bucket", Key="prod/lake/_ops/data_docs/index.html")
+        assert index["ContentType"] == "text/html"
+        assert observer.last_index and observer.last_index.endswith("index.html")
+        pages = [
+            s3.get_object(Bucket="lake-bucket", Key=k)["Body"].read().decode()
+            for k in keys
+            if k.endswith(".html") and "/validations/" in k
+        ]
+        assert any("order_id" in page and "gold.fct_orders" in page for page in pages)
 
 
 def test_gate_warn_only_records_and_passes(spark, tmp_path):

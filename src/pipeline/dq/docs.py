@@ -4,25 +4,36 @@ Rendering every validation result into HTML takes a while (~0.3 s per gated tabl
 only validate and record; `DataDocsObserver` builds the site once per process at run end (before
 the run report, which links to it). The GX context is ephemeral: the site shows the validations
 of this process (the whole DAG locally; one step per spark-submit on EMR). The durable record of
-every gate is `<lake>/_ops/dq_results`. Docs are built for local lakes only.
+every gate is `<lake>/_ops/dq_results`.
+
+The site is written where the lake is. GX 1.x writes sites to folders only, so for an s3:// lake
+it is built in a local staging folder and mirrored to `<lake>/_ops/data_docs/` with boto3 (new
+and changed pages put, pages GX dropped deleted): AWS is a config switch, not a different path.
 """
 
 from __future__ import annotations
 
 import logging
+import mimetypes
+import tempfile
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pipeline.dq.config import DqConfig
 from pipeline.dq.gate import _Gx, docs_path, dq_config, dq_enabled
+from pipeline.driver.state import is_local, local_path
 
 log = logging.getLogger(__name__)
 
 
 class DataDocsObserver:
-    """StepObserver: builds the Data Docs at run end when this process ran a GX validation."""
+    """StepObserver: builds the Data Docs at run end when this process ran a GX validation.
+    Tests may pass an S3 `client`."""
 
-    def __init__(self) -> None:
+    def __init__(self, client: Any = None) -> None:
         self.last_index: str | None = None
+        self._client = client
 
     def step_started(self, ctx: Any, step: Any, outcome: Any) -> None:
         pass
@@ -32,18 +43,52 @@ class DataDocsObserver:
 
     def run_finished(self, ctx: Any, state: Any) -> None:
         if dq_enabled(ctx):
-            self.last_index = build_docs(ctx, dq_config(ctx))
+            self.last_index = build_docs(ctx, dq_config(ctx), self._client)
 
 
-def build_docs(ctx: Any, config: DqConfig) -> str | None:
-    """Rebuild GX Data Docs under `<lake>/_ops/data_docs/` (local lakes); the index path."""
+def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
+    """Rebuild GX Data Docs under `<lake>/_ops/data_docs/`; the index's location."""
     if not config.data_docs or _Gx.context is None:
         return None
-    base = docs_path(ctx)
-    if "://" in base and not base.startswith("file://"):
-        log.info("dq: Data Docs are built for local lakes only; skipping for %s", base)
+    target = docs_path(ctx)
+    if is_local(target):
+        return _build_site(str(local_path(target)))
+    if urlparse(target).scheme not in ("s3", "s3a", "s3n"):
+        log.warning("dq: Data Docs go to a folder or s3://, not %s; not built", target)
         return None
-    base = base.removeprefix("file://")
+    staging = _Gx.staging.setdefault(target, tempfile.mkdtemp(prefix="lakehouse-data-docs-"))
+    if _build_site(staging) is None:
+        return None
+    try:
+        _mirror_to_s3(Path(staging), target, client)
+    except Exception:  # noqa: BLE001 - docs are a report; S3 trouble must not fail the run
+        log.warning("dq: copying Data Docs to %s failed", target, exc_info=True)
+        return None
+    return f"{target}/index.html"
+
+
+def _mirror_to_s3(folder: Path, target: str, client: Any = None) -> None:
+    """Make s3 `target` hold exactly the files of `folder` (put all, delete the others)."""
+    if client is None:
+        import boto3
+
+        client = boto3.client("s3")
+    parsed = urlparse(target)
+    bucket, prefix = parsed.netloc, parsed.path.strip("/") + "/"
+    keep = set()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        key = prefix + path.relative_to(folder).as_posix()
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
+        keep.add(key)
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        stale = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] not in keep]
+        if stale:
+            client.delete_objects(Bucket=bucket, Delete={"Objects": stale})
+
+
+def _build_site(base: str) -> str | None:
+    """Build the site into folder `base` with this process's validations; the index's URL."""
     with _Gx.lock:
         context = _Gx.get()
         site = _Gx.sites.get(base)

@@ -244,6 +244,7 @@ class _Gx:
     source: Any = None
     tables: dict[str, tuple[str, Any]] = {}  # name -> (checks signature, validation definition)
     sites: dict[str, str] = {}  # docs directory -> site name
+    staging: dict[str, str] = {}  # s3 docs location -> local folder the site is built in
 
     @classmethod
     def get(cls) -> Any:
