@@ -8,11 +8,12 @@ every gate is `<lake>/_ops/dq_results`.
 
 The site is written where the lake is. GX 1.x writes sites to folders only, so for an s3:// lake
 it is built in a local staging folder and mirrored to `<lake>/_ops/data_docs/` with boto3 (new
-and changed pages put, pages GX dropped deleted): AWS is a config switch, not a different path.
+and changed files put, files GX dropped deleted): AWS is a config switch, not a different path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import mimetypes
 import tempfile
@@ -22,9 +23,11 @@ from urllib.parse import urlparse
 
 from pipeline.dq.config import DqConfig
 from pipeline.dq.gate import _Gx, docs_path, dq_config, dq_enabled
-from pipeline.driver.state import is_local, local_path
+from pipeline.driver.state import S3_SCHEMES, is_local, local_path, s3_parts
 
 log = logging.getLogger(__name__)
+
+_staging: dict[str, str] = {}  # s3 docs location -> the local folder its site is built in
 
 
 class DataDocsObserver:
@@ -53,10 +56,12 @@ def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
     target = docs_path(ctx)
     if is_local(target):
         return _build_site(str(local_path(target)))
-    if urlparse(target).scheme not in ("s3", "s3a", "s3n"):
+    if urlparse(target).scheme not in S3_SCHEMES:
         log.warning("dq: Data Docs go to a folder or s3://, not %s; not built", target)
         return None
-    staging = _Gx.staging.setdefault(target, tempfile.mkdtemp(prefix="lakehouse-data-docs-"))
+    if target not in _staging:
+        _staging[target] = tempfile.mkdtemp(prefix="lakehouse-data-docs-")
+    staging = _staging[target]
     if _build_site(staging) is None:
         return None
     try:
@@ -68,23 +73,33 @@ def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
 
 
 def _mirror_to_s3(folder: Path, target: str, client: Any = None) -> None:
-    """Make s3 `target` hold exactly the files of `folder` (put all, delete the others)."""
+    """Make s3 `target` hold exactly the files of `folder`: put the new and changed ones (a
+    single-part put's ETag is its MD5, so the unchanged static assets are not sent every run),
+    delete the others."""
     if client is None:
         import boto3
 
         client = boto3.client("s3")
-    parsed = urlparse(target)
-    bucket, prefix = parsed.netloc, parsed.path.strip("/") + "/"
+    bucket, key = s3_parts(target)
+    prefix = key.rstrip("/") + "/"
+    existing = {
+        o["Key"]: o["ETag"].strip('"')
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", [])
+    }
     keep = set()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         key = prefix + path.relative_to(folder).as_posix()
-        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
         keep.add(key)
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        stale = [{"Key": o["Key"]} for o in page.get("Contents", []) if o["Key"] not in keep]
-        if stale:
-            client.delete_objects(Bucket=bucket, Delete={"Objects": stale})
+        body = path.read_bytes()
+        if existing.get(key) == hashlib.md5(body, usedforsecurity=False).hexdigest():
+            continue
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+    stale = sorted(set(existing) - keep)
+    for start in range(0, len(stale), 1000):  # delete_objects takes 1,000 keys a call
+        batch = stale[start : start + 1000]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch]})
 
 
 def _build_site(base: str) -> str | None:

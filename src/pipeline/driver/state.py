@@ -351,6 +351,17 @@ def local_path(location: str) -> Path:
     return Path(urlparse(location).path) if location.startswith("file:") else Path(location)
 
 
+S3_SCHEMES = ("s3", "s3a", "s3n")
+
+
+def s3_parts(location: str) -> tuple[str, str]:
+    """(bucket, key) of an s3:// (s3a://, s3n://) location; ValueError for any other."""
+    parsed = urlparse(location)
+    if parsed.scheme not in S3_SCHEMES:
+        raise ValueError(f"{location}: expected a local folder or an s3:// location")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
 def state_store_for(runs_location: str, spark: Any = None) -> StateStore:
     """The store for `<lake>/_ops/runs`: a local folder in plain Python; otherwise the Hadoop
     file system of `spark` when there is a session, else boto3 for s3 URIs."""

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pipeline.driver.dag import Dag
-from pipeline.driver.state import RunState, is_local, local_path
+from pipeline.driver.state import S3_SCHEMES, RunState, is_local, local_path, s3_parts
 from pipeline.report.html import render_report
 from pipeline.settings import Settings
 
@@ -108,7 +108,7 @@ class ReportObserver:
                 tmp.unlink(missing_ok=True)
                 raise
             return str(path)
-        bucket, key = _s3_parts(location)
+        bucket, key = s3_parts(location)
         self.client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/html")
         return location
 
@@ -121,18 +121,11 @@ class ReportObserver:
         return self._client
 
     def _s3_exists(self, location: str) -> bool:
-        if urlparse(location).scheme not in ("s3", "s3a", "s3n"):
+        if urlparse(location).scheme not in S3_SCHEMES:
             return False
-        bucket, key = _s3_parts(location)
+        bucket, key = s3_parts(location)
         try:
             self.client.head_object(Bucket=bucket, Key=key)
         except Exception:  # noqa: BLE001 - not found, no credentials: no link either way
             return False
         return True
-
-
-def _s3_parts(location: str) -> tuple[str, str]:
-    parsed = urlparse(location)
-    if parsed.scheme not in ("s3", "s3a", "s3n"):
-        raise ValueError(f"{location}: reports are written to local folders and s3:// only")
-    return parsed.netloc, parsed.path.lstrip("/")
