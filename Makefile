@@ -3,10 +3,11 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+JARS_STAMP := jvm/jars/.fetched-$(shell cat jvm/pom.xml jvm/*/pom.xml | cksum | cut -d' ' -f1)
 SCALE ?= 1
 LAKE ?= ./lake
 
-.PHONY: setup system-deps demo test bench lint clean
+.PHONY: setup system-deps jars demo test bench lint clean
 
 $(STAMP): pyproject.toml
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -18,7 +19,16 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash scripts/setup/system_deps.sh
 
-setup: system-deps $(STAMP)
+# JVM jars from Maven Central (jvm/pom.xml): Delta, the Kafka connector and S3A for Spark
+# (jvm/jars/spark, put on spark.jars), and the Kafka broker the tests start (jvm/jars/kafka-broker).
+$(JARS_STAMP): jvm/pom.xml jvm/spark/pom.xml jvm/kafka-broker/pom.xml
+	rm -rf jvm/jars
+	mvn -B -q -s jvm/settings.xml -f jvm/pom.xml dependency:copy-dependencies
+	touch $(JARS_STAMP)
+
+jars: system-deps $(JARS_STAMP)
+
+setup: system-deps $(STAMP) $(JARS_STAMP)
 
 # Generate the sample landing zone (deterministic, about SCALE million records) and run the pipeline.
 demo: setup

@@ -3,6 +3,11 @@
 Locally it builds a session sized for a small machine; on EMR (`spark.master: null` in the
 config) it takes what spark-submit and the cluster give and adds only what the job needs.
 Start-up costs ~9 s, so a local run builds one session and shares it across every step.
+
+`spark.jars` entries are jar files or folders of jars (relative paths are taken from the project
+root): locally `jvm/jars/spark`, which `make setup` fills from Maven Central with Delta, the Kafka
+connector and S3A. When Delta's jar is among them, the session gets Delta's SQL extension and
+catalog, so the lake layer's `auto` engine picks delta-spark.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from pipeline.settings import ConfigError, Settings
+from pipeline.settings import PROJECT_ROOT, ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,9 @@ LOCAL_DEFAULTS = {
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
 }
 
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
 
 def build_spark(settings: Settings) -> SparkSession:
     conf = settings.spark
@@ -45,22 +53,45 @@ def build_spark(settings: Settings) -> SparkSession:
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
     builder = builder.config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
-    jars = [j for j in conf.jars if _jar_present(j)]
+    jars = resolve_jars(conf.jars)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
-    for key, value in conf.conf.items():
+    session_conf = dict(conf.conf)
+    if any(Path(j).name.startswith("delta-spark_") for j in jars):
+        session_conf.update(delta_session_conf(session_conf))
+    for key, value in session_conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 
 
-def _jar_present(jar: str) -> bool:
-    """Local jars that are missing are skipped with a warning: only the step needing them fails."""
-    if "://" in jar or Path(jar).exists():
-        return True
-    log.warning("spark.jars: %s not found; steps that need it will fail (see README: make setup)", jar)
-    return False
+def resolve_jars(entries: list[str]) -> list[str]:
+    """Jar files and the jars inside folders, in order. A missing jar file is skipped with a
+    warning (only the step needing it fails); a missing folder is skipped quietly: the lake
+    layer says what its absence means (no Delta jars: the delta-rs engine)."""
+    jars: list[str] = []
+    for entry in entries:
+        if "://" in entry:
+            jars.append(entry)
+            continue
+        path = Path(entry) if Path(entry).is_absolute() else PROJECT_ROOT / entry
+        if path.is_dir():
+            jars.extend(str(j) for j in sorted(path.glob("*.jar")))
+        elif path.exists():
+            jars.append(str(path))
+        elif path.suffix == ".jar":
+            log.warning("spark.jars: %s not found; steps that need it will fail (see README: make setup)", entry)
+    return jars
+
+
+def delta_session_conf(conf: dict[str, str]) -> dict[str, str]:
+    """Delta's SQL extension (added to any already configured) and its catalog (unless one is set)."""
+    extensions = [e for e in conf.get("spark.sql.extensions", "").split(",") if e]
+    if DELTA_EXTENSION not in extensions:
+        extensions.append(DELTA_EXTENSION)
+    catalog = conf.get("spark.sql.catalog.spark_catalog", DELTA_CATALOG)
+    return {"spark.sql.extensions": ",".join(extensions), "spark.sql.catalog.spark_catalog": catalog}
 
 
 def require_jdbc_driver(spark: SparkSession, driver_class: str, dataset: str) -> None:

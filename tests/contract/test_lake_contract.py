@@ -1,27 +1,23 @@
 """One behaviour contract for every Delta engine: identical calls give identical tables.
 
-Runs against each engine present; the delta-spark half skips, saying why, where the Delta jars
-are not on the Spark classpath (they ship with EMR; locally they would need Maven access).
+Every test runs against both engines (the `lake` fixture): delta-spark, with the jars `make setup`
+fetched, and delta-rs. Neither half skips; a missing jar folder fails the delta-spark half.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 from chispa import assert_df_equality
 
-from pipeline.lake import LakeError, MergeSpec, Txn, engine_unavailable, open_lake
+from pipeline.lake import LakeError, MergeSpec, Txn, open_lake
+from tests.conftest import REPO
 
 SCHEMA = "id int, name string, amount double, day string"
-
-
-@pytest.fixture(params=["delta-rs", "delta-spark"])
-def lake(request, spark):
-    reason = engine_unavailable(request.param, spark)
-    if reason:
-        pytest.skip(f"{request.param} unavailable: {reason}")
-    if request.param == "delta-spark":  # read_changes uses the change data feed
-        spark.conf.set("spark.databricks.delta.properties.defaults.enableChangeDataFeed", "true")
-    return open_lake(request.param, spark)
 
 
 @pytest.fixture
@@ -162,6 +158,11 @@ def test_delete_by_predicate(spark, lake, table):
     assert [r["id"] for r in lake.read(table).collect()] == [1]
 
 
+def test_delete_on_a_missing_table_names_it(spark, lake, table):
+    with pytest.raises(LakeError, match="no Delta table"):
+        lake.delete(table, "id = 1")
+
+
 def test_txn_write_lands_at_most_once(spark, lake, table):
     first = lake.append(table, rows(spark, BASE[:1]), txn=Txn("app", 0))
     again = lake.append(table, rows(spark, BASE[:1]), txn=Txn("app", 0))
@@ -191,6 +192,9 @@ def test_commit_metadata_and_history(spark, lake, table):
     )
     history = lake.history(table)
     assert [c.version for c in history] == [2, 1, 0]
+    # metrics are numbers whichever engine wrote them: one source row inserted by the merge
+    assert history[0].metrics["numTargetRowsInserted"] == 1
+    assert history[2].metrics["numOutputRows"] == 1
     assert history[0].operation == "MERGE" and history[2].metadata == {
         "watermark": "2026-01-01T00:00:00",
         "n": 1,
@@ -201,23 +205,94 @@ def test_commit_metadata_and_history(spark, lake, table):
 
 def test_optimize_compacts_without_changing_contents(spark, lake, table):
     for row in BASE:
-        lake.append(table, rows(spark, [row]))
+        lake.append(table, rows(spark, [row]).coalesce(1))
     before = contents(lake, table).collect()
-    lake.optimize(table)
+    summary = lake.optimize(table)
     assert contents(lake, table).collect() == before
     assert lake.history(table, 1)[0].operation == "OPTIMIZE"
+    # three one-file commits compacted into one file, reported in the same shape by both engines
+    assert summary == {
+        "numFilesAdded": 1,
+        "numFilesRemoved": 3,
+        "partitionsOptimized": 1,
+        "totalConsideredFiles": 3,
+    }
 
 
 def test_vacuum_removes_unreferenced_files_and_keeps_the_current_snapshot(spark, lake, table, tmp_path):
     lake.append(table, rows(spark, BASE))
     lake.overwrite(table, rows(spark, BASE[:1]))
-    data_files = lambda: sorted(p for p in (tmp_path / "t").rglob("*.parquet"))  # noqa: E731
-    before = len(data_files())
-    lake.vacuum(table, retention_hours=0, enforce_retention=False)
-    assert len(data_files()) < before
+    root = tmp_path / "t"
+    data_files = lambda: {str(p.relative_to(root)) for p in root.rglob("*.parquet")}  # noqa: E731
+    before = data_files()
+    deleted = lake.vacuum(table, retention_hours=0, enforce_retention=False)
+    assert deleted and deleted == sorted(before - data_files())
     assert [r["id"] for r in lake.read(table).collect()] == [1]
 
 
-def test_auto_engine_falls_back_to_delta_rs_without_jars(spark):
-    expected = "delta-spark" if engine_unavailable("delta-spark", spark) is None else "delta-rs"
-    assert open_lake("auto", spark).name == expected
+def test_dml_leaves_the_session_conf_as_it_found_it(spark, delta_spark_lake, table):
+    """delta-spark passes commit metadata to DML through session conf: a value the cluster had
+    set before must survive the operation (EMR sets defaults there)."""
+    key = "spark.databricks.delta.commitInfo.userMetadata"
+    delta_spark_lake.append(table, rows(spark, BASE))
+    spark.conf.set(key, "cluster default")
+    try:
+        delta_spark_lake.delete(table, "id = 1", metadata={"why": "test"})
+        delta_spark_lake.merge(table, rows(spark, BASE[:1]), MergeSpec(keys=("id",)), metadata={"n": 2})
+        assert spark.conf.get(key) == "cluster default"
+        assert [c.metadata for c in delta_spark_lake.history(table, 2)] == [{"n": 2}, {"why": "test"}]
+    finally:
+        spark.conf.unset(key)
+    delta_spark_lake.delete(table, "id = 2", metadata={"why": "again"})
+    assert spark.conf.get(key, None) is None
+
+
+def test_the_session_has_delta_and_auto_picks_delta_spark(spark):
+    assert open_lake("auto", spark).name == "delta-spark"
+
+
+def test_auto_falls_back_to_delta_rs_on_a_session_without_the_jars(tmp_path):
+    """A machine without jvm/jars/spark: a fresh Spark (its own JVM) without them gets delta-rs
+    and one line saying how to get the jars."""
+    script = textwrap.dedent(
+        """
+        import logging, sys
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
+        from pipeline.lake import open_lake
+        from pipeline.settings import Settings, SparkSettings
+        from pipeline.spark import build_spark
+        spark = build_spark(Settings(spark=SparkSettings(master="local[1]", driver_memory="1g")))
+        print(open_lake("auto", spark).name)
+        spark.stop()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "delta-rs"
+    notice = [line for line in done.stderr.splitlines() if "lake.engine auto" in line]
+    assert len(notice) == 1 and "make setup" in notice[0]
+
+
+@pytest.mark.parametrize("first,second", [("delta-rs", "delta-spark"), ("delta-spark", "delta-rs")])
+def test_one_engine_continues_a_table_the_other_wrote(spark, table, first, second, request):
+    """Positions kept in commit metadata and Txn ids are read back by the other engine, and the
+    change feed the first engine's table carries serves the second."""
+    a = request.getfixturevalue(f"{first.replace('-', '_')}_lake")
+    b = request.getfixturevalue(f"{second.replace('-', '_')}_lake")
+    a.append(table, rows(spark, BASE[:2]), metadata={"watermark": "w1"}, txn=Txn("ingest", 3))
+    assert b.latest_metadata(table, "watermark") == "w1"
+    assert b.transaction_version(table, "ingest") == 3
+    assert b.append(table, rows(spark, BASE[:2]), txn=Txn("ingest", 3)).skipped
+    b.append(table, rows(spark, BASE[2:]), metadata={"watermark": "w2"}, txn=Txn("ingest", 4))
+    b.merge(table, rows(spark, [(1, "A", 11.0, "d1")]), MergeSpec(keys=("id",)))
+    assert a.latest_metadata(table, "watermark") == "w2" and a.transaction_version(table, "ingest") == 4
+    assert sorted(r["id"] for r in a.read_changes(table, 0, 1).collect()) == [3]
+    for engine in (a, b):
+        assert sorted((r["id"], r["name"]) for r in engine.read(table).collect()) == [
+            (1, "A"),
+            (2, "b"),
+            (3, "c"),
+        ]

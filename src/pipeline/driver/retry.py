@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
+from pipeline.lake import SCHEMA_MISMATCH_ERRORS
 from pipeline.settings import ConfigError
 
 try:  # py4j ships with pyspark; the guard keeps this module importable without it
@@ -90,13 +91,6 @@ SCHEMA_MISMATCH_PATTERNS: tuple[str, ...] = (
     r"Cast error: Cannot cast",
 )
 
-try:  # delta-rs raises this for a batch whose columns do not match the table
-    from deltalake.exceptions import SchemaMismatchError
-
-    SCHEMA_ERRORS: tuple[type[BaseException], ...] = (SchemaMismatchError,)
-except ImportError:  # pragma: no cover
-    SCHEMA_ERRORS = ()
-
 _TRANSIENT_RE = re.compile("|".join(f"(?:{p})" for p in TRANSIENT_PATTERNS), re.IGNORECASE)
 _SCHEMA_RE = re.compile("|".join(f"(?:{p})" for p in SCHEMA_MISMATCH_PATTERNS), re.IGNORECASE)
 
@@ -136,7 +130,7 @@ def exception_chain(exc: BaseException, limit: int = 16) -> Iterator[BaseExcepti
 
 def _is_schema_mismatch(exc: BaseException) -> bool:
     """A lake write refused because the rows do not fit the table (either engine's wording)."""
-    return isinstance(exc, SCHEMA_ERRORS) or bool(_SCHEMA_RE.search(_text(exc)))
+    return isinstance(exc, SCHEMA_MISMATCH_ERRORS) or bool(_SCHEMA_RE.search(_text(exc)))
 
 
 def _text(exc: BaseException) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from pyspark.sql import SparkSession
 
 from pipeline.lake.base import Commit, Lake, LakeError, MergeSpec, Txn, WriteResult
@@ -16,7 +18,23 @@ __all__ = [
     "WriteResult",
     "open_lake",
     "engine_unavailable",
+    "SCHEMA_MISMATCH_ERRORS",
 ]
+
+log = logging.getLogger(__name__)
+
+
+def _schema_mismatch_errors() -> tuple[type[BaseException], ...]:
+    """The engines' own exception types for rows that do not fit a table's schema (delta-spark's
+    surface as AnalysisException, recognised by their error class in driver.retry)."""
+    try:
+        from deltalake.exceptions import SchemaMismatchError
+    except ImportError:  # pragma: no cover - deltalake is a dependency of record
+        return ()
+    return (SchemaMismatchError,)
+
+
+SCHEMA_MISMATCH_ERRORS = _schema_mismatch_errors()
 
 
 def engine_unavailable(engine: str, spark: SparkSession) -> str | None:
@@ -31,9 +49,17 @@ def engine_unavailable(engine: str, spark: SparkSession) -> str | None:
 
 
 def open_lake(engine: str, spark: SparkSession) -> Lake:
-    """`auto` picks delta-spark when its classes load in the JVM (EMR), else delta-rs."""
+    """`auto` picks delta-spark when its classes load in the JVM (EMR, or local jars fetched by
+    `make setup`), else delta-rs, saying so in one line."""
     if engine == "auto":
-        engine = "delta-spark" if engine_unavailable("delta-spark", spark) is None else "delta-rs"
+        reason = engine_unavailable("delta-spark", spark)
+        engine = "delta-spark" if reason is None else "delta-rs"
+        if reason:
+            log.warning(
+                "lake.engine auto: delta-rs, since delta-spark cannot run here (%s); "
+                "run `make setup` to fetch the Delta jars into jvm/jars/spark",
+                reason,
+            )
     reason = engine_unavailable(engine, spark)
     if reason:
         raise ConfigError(f"lake.engine: {engine} cannot run here: {reason}; use auto or delta-rs")

@@ -21,6 +21,13 @@ from pyspark.sql import DataFrame, SparkSession
 # written by either engine carry positions (watermarks, consumed versions) the other can read.
 USER_METADATA = "userMetadata"
 
+# Properties of every table either engine creates: a change data feed, so downstream steps read
+# a table incrementally (read_changes) whichever engine wrote it.
+TABLE_DEFAULTS = {"delta.enableChangeDataFeed": "true"}
+
+# What optimize() reports, the same keys and integer values from both engines.
+OPTIMIZE_SUMMARY = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized", "totalConsideredFiles")
+
 
 class LakeError(RuntimeError):
     """A lake operation failed; the message names the table and the operation."""
@@ -168,23 +175,26 @@ class Lake(ABC):
         """The engine's change feed for a non-empty version range."""
 
     @abstractmethod
-    def delete(self, path: str, predicate: str, *, metadata: dict[str, Any] | None = None) -> WriteResult: ...
+    def delete(self, path: str, predicate: str, *, metadata: dict[str, Any] | None = None) -> WriteResult:
+        """Delete the rows matching `predicate`; LakeError when no table exists at `path`."""
 
     @abstractmethod
     def history(self, path: str, limit: int | None = None) -> list[Commit]:
-        """Commits, newest first."""
+        """Commits, newest first; operation metrics as numbers (see numeric_metrics)."""
 
     @abstractmethod
     def transaction_version(self, path: str, app_id: str) -> int | None:
         """The latest Txn version committed for `app_id`, or None."""
 
     @abstractmethod
-    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, Any]: ...
+    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
+        """Compact small files (Z-ordered by `zorder_by` when given); the OPTIMIZE_SUMMARY counts."""
 
     @abstractmethod
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
-        """Delete files no longer referenced and older than the retention. Below Delta's 7-day
-        safety minimum only with enforce_retention=False (time travel and slow readers break)."""
+        """Delete files no longer referenced and older than the retention; returns the deleted
+        files' paths relative to the table, sorted. Below Delta's 7-day safety minimum only with
+        enforce_retention=False (time travel and slow readers break)."""
 
     # Shared behaviour, written once on top of the primitives above.
 
@@ -206,6 +216,48 @@ class Lake(ABC):
 
 def encode_metadata(metadata: dict[str, Any] | None) -> str | None:
     return json.dumps(metadata, sort_keys=True, default=str) if metadata else None
+
+
+# delta-rs names write metrics its own way; these are Delta's (delta-spark's) names for them.
+_METRIC_ALIASES = {"numAddedRows": "numOutputRows", "numAddedFiles": "numFiles"}
+
+
+def numeric_metrics(raw: dict[str, Any] | None) -> dict[str, Any]:
+    """Operation metrics under Delta's camelCase names, numbers as numbers: delta-spark reports
+    every value as a string, delta-rs numbers under snake_case names; values that are not
+    numbers are kept as they are."""
+    out: dict[str, Any] = {}
+    for key, value in (raw or {}).items():
+        head, *rest = key.split("_")
+        key = head + "".join(part[:1].upper() + part[1:] for part in rest)
+        key = _METRIC_ALIASES.get(key, key)
+        if isinstance(value, str):
+            try:
+                value = int(value)
+            except ValueError:
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+        out[key] = value
+    return out
+
+
+def optimize_summary(metrics: dict[str, Any]) -> dict[str, int]:
+    return {key: int(metrics.get(key) or 0) for key in OPTIMIZE_SUMMARY}
+
+
+def relative_paths(table: str, files: list[str]) -> list[str]:
+    """Data file paths (absolute URIs, plain paths or already relative) relative to `table`."""
+    roots = {table.rstrip("/") + "/"}
+    if "://" not in table:
+        roots.add("file:" + table.rstrip("/") + "/")
+        roots.add("file://" + table.rstrip("/") + "/")
+    out = []
+    for f in files:
+        root = next((r for r in sorted(roots, key=len, reverse=True) if f.startswith(r)), "")
+        out.append(f[len(root) :])
+    return sorted(out)
 
 
 def decode_metadata(raw: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from pipeline.lake.base import (
+    TABLE_DEFAULTS,
     USER_METADATA,
     Commit,
     Lake,
@@ -27,11 +28,10 @@ from pipeline.lake.base import (
     WriteResult,
     decode_metadata,
     encode_metadata,
+    numeric_metrics,
+    optimize_summary,
+    relative_paths,
 )
-
-# New tables keep a change data feed, as delta-spark's session default does in dev/prod, so
-# downstream steps can read them incrementally (read_changes).
-TABLE_DEFAULTS = {"delta.enableChangeDataFeed": "true"}
 
 
 class DeltaRsLake(Lake):
@@ -135,7 +135,7 @@ class DeltaRsLake(Lake):
                 timestamp_ms=int(entry.get("timestamp", 0)),
                 operation=str(entry.get("operation", "")),
                 metadata=decode_metadata(entry.get(USER_METADATA)),
-                metrics=dict(entry.get("operationMetrics") or {}),
+                metrics=numeric_metrics(entry.get("operationMetrics")),
             )
             for entry in self._table(path).history(limit)
         ]
@@ -144,14 +144,15 @@ class DeltaRsLake(Lake):
     def transaction_version(self, path: str, app_id: str) -> int | None:
         return self._table(path).transaction_version(app_id)
 
-    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
+    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
         table = self._table(path)
-        return table.optimize.z_order(zorder_by) if zorder_by else table.optimize.compact()
+        return optimize_summary(table.optimize.z_order(zorder_by) if zorder_by else table.optimize.compact())
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
-        return self._table(path).vacuum(
+        deleted = self._table(path).vacuum(
             retention_hours=retention_hours, dry_run=False, enforce_retention_duration=enforce_retention
         )
+        return relative_paths(path, deleted)
 
 
 def _commit_properties(metadata: dict[str, Any] | None, txn: Txn | None) -> CommitProperties:

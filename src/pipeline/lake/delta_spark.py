@@ -1,4 +1,5 @@
-"""delta-spark engine: the production engine on EMR, which ships the Delta jars.
+"""delta-spark engine: the production engine on EMR, and locally wherever `make setup` fetched the
+Delta jars (jvm/jars/spark).
 
 Everything runs inside Spark (distributed writes, MERGE, OPTIMIZE). Idempotent writes use
 Delta's own txnAppId/txnVersion; commit metadata rides in commitInfo.userMetadata like the
@@ -14,6 +15,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from pipeline.lake.base import (
+    TABLE_DEFAULTS,
     Commit,
     Lake,
     LakeError,
@@ -21,27 +23,30 @@ from pipeline.lake.base import (
     WriteResult,
     decode_metadata,
     encode_metadata,
+    numeric_metrics,
+    optimize_summary,
+    relative_paths,
 )
-from pipeline.spark import jvm_class_exists
+from pipeline.spark import DELTA_EXTENSION, jvm_class_exists
 
-SESSION_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 TXN_APP_CONF = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 
 
 def delta_spark_available(spark: SparkSession) -> str | None:
     """None when delta-spark can run in this session, else the reason it cannot."""
     try:
-        jvm_class_exists(spark, SESSION_EXTENSION)
+        jvm_class_exists(spark, DELTA_EXTENSION)
     except LookupError:
         return (
-            f"Delta jars not on the Spark classpath ({SESSION_EXTENSION} does not load); "
-            "EMR ships them, locally they need Maven access"
+            f"Delta jars not on the Spark classpath ({DELTA_EXTENSION} does not load); "
+            "EMR ships them, locally `make setup` fetches them into jvm/jars/spark"
         )
     extensions = spark.conf.get("spark.sql.extensions", "") or ""
-    if SESSION_EXTENSION not in extensions:
-        return f"spark.sql.extensions does not include {SESSION_EXTENSION}"
+    if DELTA_EXTENSION not in extensions:
+        return f"spark.sql.extensions does not include {DELTA_EXTENSION}"
     return None
 
 
@@ -56,24 +61,33 @@ class DeltaSparkLake(Lake):
             return None
         return int(DeltaTable.forPath(self.spark, path).history(1).collect()[0]["version"])
 
-    def read(self, path: str, version: int | None = None) -> DataFrame:
+    def _table(self, path: str) -> DeltaTable:
         if not self.exists(path):
             raise LakeError(f"{path}: no Delta table here (has its producing step run?)")
+        return DeltaTable.forPath(self.spark, path)
+
+    def read(self, path: str, version: int | None = None) -> DataFrame:
+        self._table(path)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
         return reader.load(path)
 
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
+        exists = self.exists(path)
         writer = df.write.format("delta").mode(mode)
         if mode == "append" or predicate:
             writer = writer.option("mergeSchema", "true")
         else:
             writer = writer.option("overwriteSchema", "true")
-        if predicate and self.exists(path):
+        if predicate and exists:
             writer = writer.option("replaceWhere", predicate)
-        if partition_by and not self.exists(path):
-            writer = writer.partitionBy(*partition_by)
+        if not exists:
+            # Table properties set on creation (the change data feed, as delta-rs sets them), not
+            # left to a session default that a config may or may not carry.
+            writer = writer.options(**TABLE_DEFAULTS)
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
         encoded = encode_metadata(metadata)
         if encoded:
             writer = writer.option("userMetadata", encoded)
@@ -86,7 +100,7 @@ class DeltaSparkLake(Lake):
         return WriteResult(path, self.version(path))
 
     def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
-        merger = DeltaTable.forPath(self.spark, path).alias("t").merge(df.alias("s"), spec.join_predicate())
+        merger = self._table(path).alias("t").merge(df.alias("s"), spec.join_predicate())
         if spec.delete_when:
             merger = merger.whenMatchedDelete(condition=spec.delete_when)
         if spec.update:
@@ -101,7 +115,7 @@ class DeltaSparkLake(Lake):
         return WriteResult(path, self.version(path))
 
     def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
-        # Needs delta.enableChangeDataFeed on the table (the dev/prod configs default it on).
+        # Tables this engine or delta-rs created carry delta.enableChangeDataFeed (TABLE_DEFAULTS).
         changes = (
             self.spark.read.format("delta")
             .option("readChangeFeed", "true")
@@ -113,29 +127,38 @@ class DeltaSparkLake(Lake):
         return inserted.drop("_change_type", "_commit_version", "_commit_timestamp")
 
     def delete(self, path, predicate, *, metadata=None) -> WriteResult:
+        table = self._table(path)
         with self._session_conf(metadata, None):
-            DeltaTable.forPath(self.spark, path).delete(predicate)
+            try:
+                table.delete(predicate)
+            except Exception as exc:
+                raise LakeError(f"{path}: delete where {predicate} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
 
     @contextmanager
     def _session_conf(self, metadata, txn, extra: dict[str, str] | None = None):
-        """DML has no writer options: metadata and Txn go through session conf, then are cleared."""
+        """DML has no writer options: metadata and Txn go through session conf for the one
+        operation, then every key gets back the value it had (a cluster default stays)."""
         conf = dict(extra or {})
         encoded = encode_metadata(metadata)
         if encoded:
             conf[USER_METADATA_CONF] = encoded
         if txn:
             conf[TXN_APP_CONF], conf[TXN_VERSION_CONF] = txn.app_id, str(txn.version)
+        previous = {key: self.spark.conf.get(key, None) for key in conf}
         for key, value in conf.items():
             self.spark.conf.set(key, value)
         try:
             yield
         finally:
-            for key in conf:
-                self.spark.conf.unset(key)
+            for key, value in previous.items():
+                if value is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, value)
 
     def history(self, path: str, limit: int | None = None) -> list[Commit]:
-        table = DeltaTable.forPath(self.spark, path)
+        table = self._table(path)
         rows = (table.history(limit) if limit else table.history()).collect()
         return [
             Commit(
@@ -143,25 +166,38 @@ class DeltaSparkLake(Lake):
                 timestamp_ms=int(r["timestamp"].timestamp() * 1000),
                 operation=r["operation"],
                 metadata=decode_metadata(r["userMetadata"]),
-                metrics=dict(r["operationMetrics"] or {}),
+                metrics=numeric_metrics(r["operationMetrics"]),
             )
             for r in rows
         ]
 
     def transaction_version(self, path: str, app_id: str) -> int | None:
-        # Not in the public API: the snapshot's SetTransaction map, read through the JVM.
+        # Delta's public API has no reader for SetTransaction actions, so this reads the snapshot
+        # through the JVM (DeltaLog is internal). tests/contract's Txn tests run it on every build:
+        # a Delta upgrade that changes this API fails them loudly instead of double-writing.
         jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
-        log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-        txns = log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).transactions()
-        return int(txns.apply(app_id)) if txns.contains(app_id) else None
+        try:
+            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
+            txns = log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).transactions()
+            return int(txns.apply(app_id)) if txns.contains(app_id) else None
+        except Exception as exc:
+            raise LakeError(
+                f"{path}: reading Delta transaction ids through DeltaLog failed ({exc}); this "
+                "internal API changed with the Delta version: adapt DeltaSparkLake.transaction_version"
+            ) from exc
 
-    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
-        builder = DeltaTable.forPath(self.spark, path).optimize()
+    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
+        builder = self._table(path).optimize()
         result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
-        return result.collect()[0].asDict(recursive=True)
+        return optimize_summary(result.collect()[0]["metrics"].asDict(recursive=True))
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
-        check = {"spark.databricks.delta.retentionDurationCheck.enabled": str(enforce_retention).lower()}
+        self._table(path)
+        check = {RETENTION_CHECK_CONF: str(enforce_retention).lower()}
         with self._session_conf(None, None, check):
+            # delta-spark's vacuum returns nothing: a dry run first lists what it deletes.
+            quoted = path.replace("`", "``")
+            doomed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {float(retention_hours)} HOURS DRY RUN")
+            deleted = [r[0] for r in doomed.collect()]
             DeltaTable.forPath(self.spark, path).vacuum(float(retention_hours))
-        return []  # delta-spark does not return the deleted paths
+        return relative_paths(path, deleted)
