@@ -13,11 +13,14 @@ from pipeline.settings import load_settings
 REPO = Path(__file__).resolve().parents[1]
 
 
-def make_ctx(spark, lake_root: Path, run_id: str = "test-run", **settings_changes) -> RunContext:
+def make_ctx(
+    spark, lake_root: Path | str, run_id: str = "test-run", engine: str = "delta-rs", **settings_changes
+) -> RunContext:
+    """A context on `lake_root` (a folder or an s3a:// URI) with the given lake engine."""
     settings = load_settings("local", lake_root=str(lake_root), config_dir=REPO / "config")
     settings = dataclasses.replace(settings, **settings_changes)
     catalog = load_catalog(settings.config_path(settings.datasets_file))
-    return RunContext(settings, spark, open_lake("delta-rs", spark), catalog, run_id)
+    return RunContext(settings, spark, open_lake(engine, spark), catalog, run_id)
 
 
 OPENLINEAGE_SCHEMA = REPO.parent / "shared" / "specs" / "openlineage" / "OpenLineage.json"

@@ -10,6 +10,7 @@ merge conditions may use the aliases `t` (target) and `s` (source).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -235,10 +236,8 @@ def numeric_metrics(raw: dict[str, Any] | None) -> dict[str, Any]:
             try:
                 value = int(value)
             except ValueError:
-                try:
+                with contextlib.suppress(ValueError):
                     value = float(value)
-                except ValueError:
-                    pass
         out[key] = value
     return out
 

@@ -9,7 +9,6 @@ delta-rs engine, so both read each other's positions.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
