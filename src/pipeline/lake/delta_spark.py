@@ -58,7 +58,22 @@ class DeltaSparkLake(Lake):
     def version(self, path: str) -> int | None:
         if not self.exists(path):
             return None
-        return int(DeltaTable.forPath(self.spark, path).history(1).collect()[0]["version"])
+        return int(self._snapshot(path).version())
+
+    def _snapshot(self, path: str):
+        """The table's current snapshot through DeltaLog (internal: the public API has no cheap
+        version and no reader for SetTransaction actions; history(1) runs a Spark job per call).
+        tests/contract runs both uses on every build: a Delta upgrade that changes this API
+        fails them loudly instead of double-writing."""
+        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
+        try:
+            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
+            return log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+        except Exception as exc:
+            raise LakeError(
+                f"{path}: reading the Delta snapshot through DeltaLog failed ({exc}); this internal "
+                "API changed with the Delta version: adapt DeltaSparkLake._snapshot"
+            ) from exc
 
     def _table(self, path: str) -> DeltaTable:
         if not self.exists(path):
@@ -171,19 +186,8 @@ class DeltaSparkLake(Lake):
         ]
 
     def transaction_version(self, path: str, app_id: str) -> int | None:
-        # Delta's public API has no reader for SetTransaction actions, so this reads the snapshot
-        # through the JVM (DeltaLog is internal). tests/contract's Txn tests run it on every build:
-        # a Delta upgrade that changes this API fails them loudly instead of double-writing.
-        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
-        try:
-            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-            txns = log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).transactions()
-            return int(txns.apply(app_id)) if txns.contains(app_id) else None
-        except Exception as exc:
-            raise LakeError(
-                f"{path}: reading Delta transaction ids through DeltaLog failed ({exc}); this "
-                "internal API changed with the Delta version: adapt DeltaSparkLake.transaction_version"
-            ) from exc
+        txns = self._snapshot(path).transactions()
+        return int(txns.apply(app_id)) if txns.contains(app_id) else None
 
     def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
         builder = self._table(path).optimize()
