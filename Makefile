@@ -42,6 +42,7 @@ test: setup
 bench: setup
 	$(PY) bench/bench_bronze.py --scale $(SCALE)
 	$(PY) bench/bench_pipeline.py --scale $(SCALE)
+	$(PY) bench/bench_engines.py --scale $(SCALE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src aws scripts tests bench

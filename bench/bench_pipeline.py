@@ -449,7 +449,7 @@ def print_orders(o: dict) -> None:
     print(f"{'  (revenue_daily rows)':<30} {rows['revenue_daily']:>10,}")
     print(
         f"ratio pipeline / plain: {o['ratio']:.2f}x (full-run figures: {o['ratio_full_run']:.2f}x); the pipeline "
-        "also applies every contract rule, writes quarantine, counts and commits Delta through delta-rs"
+        "also applies every contract rule, writes quarantine, counts and commits Delta (the lake engine named at the top)"
     )
     fx = o["fx_asof"]
     print(
