@@ -54,3 +54,14 @@ def delta_spark_lake(spark):
 def lake(request):
     """Each engine in turn."""
     return request.getfixturevalue(f"{request.param.replace('-', '_')}_lake")
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory):
+    """One S3-compatible endpoint (s3proxy, its own JVM on 127.0.0.1) for the whole session, for
+    the lake at s3a://. One that cannot start fails the tests that need it, with its log."""
+    from tests.s3_endpoint import S3Proxy
+
+    proxy = S3Proxy(tmp_path_factory.mktemp("s3proxy")).start()
+    yield proxy
+    proxy.stop()

@@ -20,7 +20,9 @@ def make_ctx(
     settings = load_settings("local", lake_root=str(lake_root), config_dir=REPO / "config")
     settings = dataclasses.replace(settings, **settings_changes)
     catalog = load_catalog(settings.config_path(settings.datasets_file))
-    return RunContext(settings, spark, open_lake(engine, spark), catalog, run_id)
+    return RunContext(
+        settings, spark, open_lake(engine, spark, settings.lake.storage_options), catalog, run_id
+    )
 
 
 OPENLINEAGE_SCHEMA = REPO.parent / "shared" / "specs" / "openlineage" / "OpenLineage.json"

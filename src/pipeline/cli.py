@@ -97,7 +97,11 @@ def run_pipeline(
         return narrow if narrow is not None else dag.order()
 
     if plan:
-        previous = state_store_for(runs).load(resume_id) if resume_id else None
+        previous = (
+            state_store_for(runs, storage_options=settings.lake.storage_options).load(resume_id)
+            if resume_id
+            else None
+        )
         if previous is not None:
             window = DateWindow.from_dict(previous.window)
         print(
@@ -275,7 +279,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     runs = settings.lake.path("_ops", "runs")
-    store = state_store_for(runs)
+    store = state_store_for(runs, storage_options=settings.lake.storage_options)
     try:
         run_id = args.run_id or latest_run_id(store)
         state = store.load(run_id) if run_id else None

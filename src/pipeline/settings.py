@@ -54,10 +54,34 @@ class SecretRef:
         return json.loads(raw)[self.json_key] if self.json_key else raw
 
 
+CREDENTIAL_OPTIONS = frozenset(
+    f"AWS_{name}{suffix}"
+    for name in ("ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN")
+    for suffix in ("", "_DYNAMODB")
+)
+
+
 @dataclass(frozen=True)
 class LakeSettings:
     root: str = "./lake"
     engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+    # How the lake's clients reach an S3-compatible store other than AWS S3 itself (a local
+    # endpoint in the tests), in delta-rs's option names: AWS_ENDPOINT_URL, AWS_REGION,
+    # AWS_ALLOW_HTTP, AWS_S3_ADDRESSING_STYLE (path, the default, or virtual); and delta-rs's
+    # multi-writer commits: AWS_S3_LOCKING_PROVIDER: dynamodb, DELTA_DYNAMO_TABLE_NAME,
+    # AWS_ENDPOINT_URL_DYNAMODB. delta-rs takes them as its storage options, the boto3 clients of
+    # <lake>/_ops take the endpoint and region, and S3A gets fs.s3a.* from them (pipeline.spark).
+    # Empty on EMR. Credentials are never options: the AWS default chain supplies them.
+    storage_options: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        secret = sorted(k for k in self.storage_options if k.upper() in CREDENTIAL_OPTIONS)
+        if secret:
+            raise ConfigError(
+                f"storage_options: {', '.join(secret)}: credentials are not configuration; every "
+                "client of the lake takes them from the AWS default chain (AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY in the environment, a profile, or the instance role)"
+            )
 
     def path(self, *parts: str) -> str:
         """A location under the lake root; works for local folders and s3:// URIs alike."""

@@ -8,6 +8,12 @@ Start-up costs ~9 s, so a local run builds one session and shares it across ever
 root): locally `jvm/jars/spark`, which `make setup` fills from Maven Central with Delta, the Kafka
 connector and S3A. When Delta's jar is among them, the session gets Delta's SQL extension and
 catalog, so the lake layer's `auto` engine picks delta-spark.
+
+A lake on an S3-compatible store other than AWS S3 (the settings' `lake.storage_options` name its
+endpoint) gets S3A's endpoint, region, path-style access and TLS from the same options
+(`s3a_conf`), so Spark, delta-rs and the boto3 clients of `<lake>/_ops` reach one store from one
+setting; `spark.conf` keys win over them. Credentials come from S3A's default chain (environment,
+instance role), never from configuration.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ def build_spark(settings: Settings) -> SparkSession:
     jars = resolve_jars(conf.jars)
     if jars:
         builder = builder.config("spark.jars", ",".join(jars))
-    session_conf = dict(conf.conf)
+    session_conf = {**s3a_conf(settings.lake.storage_options), **conf.conf}
     if any(Path(j).name.startswith("delta-spark_") for j in jars):
         session_conf.update(delta_session_conf(session_conf))
     for key, value in session_conf.items():
@@ -64,6 +70,24 @@ def build_spark(settings: Settings) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def s3a_conf(storage_options: dict[str, str]) -> dict[str, str]:
+    """`spark.hadoop.fs.s3a.*` for the endpoint the lake's storage options name (delta-rs's
+    option names); {} without AWS_ENDPOINT_URL (AWS S3: S3A's defaults, or EMRFS on EMR)."""
+    options = {k.upper(): v for k, v in storage_options.items()}
+    endpoint = options.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    virtual = options.get("AWS_S3_ADDRESSING_STYLE", "").lower() == "virtual"
+    conf = {
+        "fs.s3a.endpoint": endpoint,
+        "fs.s3a.path.style.access": str(not virtual).lower(),
+        "fs.s3a.connection.ssl.enabled": str(endpoint.lower().startswith("https://")).lower(),
+    }
+    if options.get("AWS_REGION"):
+        conf["fs.s3a.endpoint.region"] = options["AWS_REGION"]
+    return {f"spark.hadoop.{k}": v for k, v in conf.items()}
 
 
 def resolve_jars(entries: list[str]) -> list[str]:
@@ -81,7 +105,9 @@ def resolve_jars(entries: list[str]) -> list[str]:
         elif path.exists():
             jars.append(str(path))
         elif path.suffix == ".jar":
-            log.warning("spark.jars: %s not found; steps that need it will fail (see README: make setup)", entry)
+            log.warning(
+                "spark.jars: %s not found; steps that need it will fail (see README: make setup)", entry
+            )
     return jars
 
 

@@ -267,7 +267,7 @@ def test_emission_errors_are_logged_unless_fail_on_error(tmp_path, caplog):
         )
 
 
-def test_transport_none_emits_nothing_and_file_needs_a_local_lake(tmp_path):
+def test_transport_none_emits_nothing_and_file_needs_a_local_or_s3_lake(tmp_path):
     ctx = make_ctx(tmp_path, lineage=LineageSettings(transport="none"))
     observer = LineageObserver(ctx.settings)
     st = step("bronze_crm_contacts", "bronze", "crm_contacts")
@@ -275,9 +275,14 @@ def test_transport_none_emits_nothing_and_file_needs_a_local_lake(tmp_path):
     assert not (tmp_path / "_ops").exists()
     import dataclasses
 
+    from pipeline.files import S3Files
+
     s3 = dataclasses.replace(ctx.settings, lake=dataclasses.replace(ctx.settings.lake, root="s3://b/lake"))
-    with pytest.raises(ValueError, match="local lake root"):
-        LineageObserver(dataclasses.replace(s3, lineage=LineageSettings(transport="file")))
+    on_s3 = LineageObserver(dataclasses.replace(s3, lineage=LineageSettings(transport="file"))).transport
+    assert isinstance(on_s3.files, S3Files) and on_s3.path("r1") == "s3://b/lake/_ops/lineage/r1.jsonl"
+    hdfs = dataclasses.replace(ctx.settings, lake=dataclasses.replace(ctx.settings.lake, root="hdfs://nn/lake"))
+    with pytest.raises(ValueError, match="local or s3:// lake root"):
+        LineageObserver(dataclasses.replace(hdfs, lineage=LineageSettings(transport="file")))
     http = dataclasses.replace(
         s3, lineage=LineageSettings(transport="http", url="http://localhost:5000", api_key=SecretRef(env="X"))
     )

@@ -200,9 +200,13 @@ def test_file_emitter_and_observer_write_jsonl(tmp_path):
     assert by_name["RunFailed"]["dimensions"] == {"Environment": "local"}
 
 
-def test_file_emitter_refuses_remote_lake_and_none_sink():
+def test_file_emitter_writes_to_a_local_or_s3_lake_and_none_sink_drops():
+    from pipeline.files import S3Files
+
+    on_s3 = emitter_for(Settings(lake=LakeSettings(root="s3://bucket/lake")))
+    assert isinstance(on_s3.files, S3Files) and on_s3.path("r1") == "s3://bucket/lake/_ops/metrics/r1.jsonl"
     with pytest.raises(ConfigError, match="metrics.sink"):
-        emitter_for(Settings(lake=LakeSettings(root="s3://bucket/lake")))
+        emitter_for(Settings(lake=LakeSettings(root="hdfs://nn/lake")))
     assert isinstance(emitter_for(Settings(metrics=MetricsSettings(sink="none"))), NoneEmitter)
 
 

@@ -8,7 +8,8 @@ every gate is `<lake>/_ops/dq_results`.
 
 The site is written where the lake is. GX 1.x writes sites to folders only, so for an s3:// lake
 it is built in a local staging folder and mirrored to `<lake>/_ops/data_docs/` with boto3 (new
-and changed files put, files GX dropped deleted): AWS is a config switch, not a different path.
+and changed files put, files GX dropped deleted; the store the lake's `storage_options` name, AWS S3
+by default): AWS is a config switch, not a different path.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from urllib.parse import urlparse
 
 from pipeline.dq.config import DqConfig
 from pipeline.dq.gate import _Gx, docs_path, dq_config, dq_enabled
-from pipeline.driver.state import S3_SCHEMES, is_local, local_path, s3_parts
+from pipeline.files import S3_SCHEMES, is_local, local_path, s3_client, s3_parts
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
     if _build_site(staging) is None:
         return None
     try:
-        _mirror_to_s3(Path(staging), target, client)
+        _mirror_to_s3(Path(staging), target, client or s3_client(ctx.settings.lake.storage_options))
     except Exception:  # noqa: BLE001 - docs are a report; S3 trouble must not fail the run
         log.warning("dq: copying Data Docs to %s failed", target, exc_info=True)
         return None
@@ -77,9 +78,7 @@ def _mirror_to_s3(folder: Path, target: str, client: Any = None) -> None:
     single-part put's ETag is its MD5, so the unchanged static assets are not sent every run),
     delete the others."""
     if client is None:
-        import boto3
-
-        client = boto3.client("s3")
+        client = s3_client()
     bucket, key = s3_parts(target)
     prefix = key.rstrip("/") + "/"
     existing = {

@@ -10,9 +10,10 @@ Stores (one interface: `save`, `load`, `exists`, `run_ids`, `latest`, `location`
   file renamed over the old one, so a reader (or a kill) never sees half a file.
 - `HadoopStateStore`: any other lake root inside a run (s3:// on EMR): writes with
   `pipeline.storage.write_text`, reads and lists through the Hadoop FileSystem of the session.
-- `S3StateStore`: s3:// roots without Spark (`lakehouse status`, `--plan`), through boto3.
+- `S3StateStore`: s3:// roots without Spark (`lakehouse status`, `--plan`), through boto3 (with
+  the endpoint of the settings' `lake.storage_options` when the store is not AWS S3).
 
-`state_store_for(runs_location, spark)` picks one. Nothing here imports pyspark.
+`state_store_for(runs_location, spark, storage_options)` picks one. Nothing here imports pyspark.
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
+from pipeline.files import S3_SCHEMES, is_local, local_path, s3_client, s3_not_found, s3_parts
 from pipeline.settings import ConfigError
+
+__all__ = ["S3_SCHEMES", "is_local", "local_path", "s3_parts"]  # re-exported: where they were first
 
 STATE_FORMAT = 1
 RUN_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]+$")
@@ -280,19 +284,18 @@ class HadoopStateStore:
 class S3StateStore:
     """s3:// (s3a://, s3n://) through boto3: status and plans without a SparkSession."""
 
-    def __init__(self, folder: str, client: Any = None):
+    def __init__(self, folder: str, client: Any = None, storage_options: dict[str, str] | None = None):
         parsed = urlparse(folder)
         self.folder = folder.rstrip("/")
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self._client = client
+        self.storage_options = storage_options
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3")
+            self._client = s3_client(self.storage_options)
         return self._client
 
     def _key(self, run_id: str) -> str:
@@ -313,7 +316,7 @@ class S3StateStore:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(run_id))
         except Exception as exc:  # noqa: BLE001 - botocore ClientError without importing botocore
-            if _s3_not_found(exc):
+            if s3_not_found(exc):
                 return False
             raise
         return True
@@ -322,7 +325,7 @@ class S3StateStore:
         try:
             body = self.client.get_object(Bucket=self.bucket, Key=self._key(run_id))["Body"].read()
         except Exception as exc:  # noqa: BLE001
-            if _s3_not_found(exc):
+            if s3_not_found(exc):
                 raise RunNotFound(f"run {run_id} not found: looked for {self.location(run_id)}") from None
             raise
         return _parse(body.decode("utf-8"), self.location(run_id), run_id)
@@ -338,39 +341,18 @@ class S3StateStore:
         return _state_names(found)
 
 
-def _s3_not_found(exc: Exception) -> bool:
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
-
-
-def is_local(location: str) -> bool:
-    return "://" not in location or location.startswith("file:")
-
-
-def local_path(location: str) -> Path:
-    return Path(urlparse(location).path) if location.startswith("file:") else Path(location)
-
-
-S3_SCHEMES = ("s3", "s3a", "s3n")
-
-
-def s3_parts(location: str) -> tuple[str, str]:
-    """(bucket, key) of an s3:// (s3a://, s3n://) location; ValueError for any other."""
-    parsed = urlparse(location)
-    if parsed.scheme not in S3_SCHEMES:
-        raise ValueError(f"{location}: expected a local folder or an s3:// location")
-    return parsed.netloc, parsed.path.lstrip("/")
-
-
-def state_store_for(runs_location: str, spark: Any = None) -> StateStore:
+def state_store_for(
+    runs_location: str, spark: Any = None, storage_options: dict[str, str] | None = None
+) -> StateStore:
     """The store for `<lake>/_ops/runs`: a local folder in plain Python; otherwise the Hadoop
-    file system of `spark` when there is a session, else boto3 for s3 URIs."""
+    file system of `spark` when there is a session, else boto3 for s3 URIs (reaching the store
+    the lake's `storage_options` name)."""
     if is_local(runs_location):
         return LocalStateStore(local_path(runs_location))
     if spark is not None:
         return HadoopStateStore(spark, runs_location)
-    if urlparse(runs_location).scheme in ("s3", "s3a", "s3n"):
-        return S3StateStore(runs_location)
+    if urlparse(runs_location).scheme in S3_SCHEMES:
+        return S3StateStore(runs_location, storage_options=storage_options)
     raise ConfigError(
         f"{runs_location}: reading run state without Spark works for local folders and s3:// only"
     )

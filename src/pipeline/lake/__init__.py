@@ -48,9 +48,11 @@ def engine_unavailable(engine: str, spark: SparkSession) -> str | None:
     return delta_spark_available(spark)
 
 
-def open_lake(engine: str, spark: SparkSession) -> Lake:
+def open_lake(engine: str, spark: SparkSession, storage_options: dict[str, str] | None = None) -> Lake:
     """`auto` picks delta-spark when its classes load in the JVM (EMR, or local jars fetched by
-    `make setup`), else delta-rs, saying so in one line."""
+    `make setup`), else delta-rs, saying so in one line. `storage_options` (settings'
+    `lake.storage_options`) reach delta-rs, which talks to object stores itself; delta-spark goes
+    through the session's Hadoop file systems, configured by the Spark conf."""
     if engine == "auto":
         reason = engine_unavailable("delta-spark", spark)
         engine = "delta-spark" if reason is None else "delta-rs"
@@ -69,4 +71,4 @@ def open_lake(engine: str, spark: SparkSession) -> Lake:
         return DeltaSparkLake(spark)
     from pipeline.lake.delta_rs import DeltaRsLake
 
-    return DeltaRsLake(spark)
+    return DeltaRsLake(spark, storage_options)

@@ -3,6 +3,14 @@
 Data crosses between Spark and delta-rs as Arrow: writes collect the DataFrame to the driver
 with `toArrow()` (measured: 2M rows in ~4 s), reads hand Spark the snapshot's active file list
 so Spark scans it in parallel, as it would any Parquet dataset.
+
+On S3 (s3://, s3a://) delta-rs reaches the store itself, with the settings' `lake.storage_options`
+(endpoint, region, HTTP, addressing style) and credentials from the AWS default chain. Its commits
+there are put-if-absent writes of `_delta_log/<version>.json` (S3 conditional writes), so several
+delta-rs writers of one table never lose a commit. delta-rs 1.x has no DynamoDB log store any more
+(removed in 1.0; the options AWS_S3_LOCKING_PROVIDER / DELTA_DYNAMO_TABLE_NAME are ignored with a
+logged error), so it does not coordinate with delta-spark writers on S3DynamoDBLogStore: this
+engine refuses those options rather than let a table be written by both unsafely.
 """
 
 from __future__ import annotations
@@ -10,11 +18,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import deltalake
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from pipeline.lake.base import (
@@ -32,20 +41,39 @@ from pipeline.lake.base import (
     optimize_summary,
     relative_paths,
 )
+from pipeline.settings import ConfigError
+
+# delta-rs 0.x's options for commits through DynamoDB (S3DynamoDBLogStore's protocol).
+DYNAMODB_LOG_STORE_OPTIONS = frozenset(
+    {"AWS_S3_LOCKING_PROVIDER", "DELTA_DYNAMO_TABLE_NAME", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION_DYNAMODB"}
+)
 
 
 class DeltaRsLake(Lake):
     name = "delta-rs"
 
+    def __init__(self, spark: SparkSession, storage_options: dict[str, str] | None = None):
+        super().__init__(spark)
+        dynamo = sorted(k for k in storage_options or {} if k.upper() in DYNAMODB_LOG_STORE_OPTIONS)
+        if dynamo:
+            raise ConfigError(
+                f"lake.storage_options: {', '.join(dynamo)}: delta-rs {deltalake.__version__} has no "
+                "DynamoDB log store (removed in delta-rs 1.0; it would ignore these and commit with S3 "
+                "conditional writes, which delta-spark's S3DynamoDBLogStore writers do not respect). "
+                "Remove them: delta-rs writers are safe among themselves; a table that delta-spark "
+                "writers share through DynamoDB must be written by delta-spark only (lake.engine: delta-spark)"
+            )
+        self.storage_options = dict(storage_options or {}) or None
+
     def exists(self, path: str) -> bool:
-        return DeltaTable.is_deltatable(path)
+        return DeltaTable.is_deltatable(path, storage_options=self.storage_options)
 
     def version(self, path: str) -> int | None:
-        return DeltaTable(path).version() if self.exists(path) else None
+        return self._table(path).version() if self.exists(path) else None
 
     def _table(self, path: str, version: int | None = None) -> DeltaTable:
         try:
-            return DeltaTable(path, version=version)
+            return DeltaTable(path, version=version, storage_options=self.storage_options)
         except TableNotFoundError as exc:
             raise LakeError(f"{path}: no Delta table here (has its producing step run?)") from exc
 
@@ -79,6 +107,7 @@ class DeltaRsLake(Lake):
                 schema_mode=schema_mode if exists else None,
                 configuration=None if exists else TABLE_DEFAULTS,
                 commit_properties=_commit_properties(metadata, txn),
+                storage_options=self.storage_options,
             )
         except Exception as exc:
             raise LakeError(f"{path}: {mode} failed: {exc}") from exc

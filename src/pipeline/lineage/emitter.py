@@ -23,7 +23,7 @@ dataQualityAssertions facet on the output the gates checked (a dataset facet of 
 the gates check what the step wrote); on FAIL errorMessage.
 
 Transports (settings.lineage.transport): `file` appends JSON lines to
-`<lake>/_ops/lineage/<run_id>.jsonl` (local lake roots only); `http` posts to a
+`<lake>/_ops/lineage/<run_id>.jsonl` (a local folder or the lake's bucket: pipeline.files); `http` posts to a
 Marquez-compatible endpoint with the API key from settings.lineage.api_key; `none` emits
 nothing. A failing emission is logged and the run goes on, unless `fail_on_error`, in which
 case LineageError is raised from the observer method.
@@ -50,6 +50,7 @@ from openlineage.client.facet_v2 import (
 
 from pipeline.driver.observers import ObserverAbort
 from pipeline.driver.state import FAILED, SKIPPED, SUCCEEDED
+from pipeline.files import LakeFiles, files_for
 from pipeline.lineage import columns as C
 from pipeline.lineage.datasets import DatasetRef, StepDatasets, step_datasets
 from pipeline.settings import ConfigError, LineageSettings, Settings
@@ -77,25 +78,21 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _is_local(root: str) -> bool:
-    return "://" not in root or root.startswith("file:")
-
-
 class FileLineageTransport:
-    """JSON lines, one file per pipeline run: `<folder>/<run_id>.jsonl` (appended)."""
+    """JSON lines, one file per pipeline run: `<folder>/<run_id>.jsonl` (appended), in a local
+    folder or an S3 bucket (`files`: pipeline.files; by default the one the folder needs)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(str(folder).removeprefix("file://").removeprefix("file:"))
+    def __init__(self, folder: str | Path, files: LakeFiles | None = None):
+        self.folder = str(folder).rstrip("/")
+        self.files = files or files_for(self.folder)
 
-    def path(self, run_id: str) -> Path:
-        return self.folder / f"{run_id}.jsonl"
+    def path(self, run_id: str) -> str:
+        return f"{self.folder}/{run_id}.jsonl"
 
     def emit(self, event: RunEvent, run_id: str) -> None:
         from openlineage.client.serde import Serde
 
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.path(run_id), "a", encoding="utf-8") as handle:
-            handle.write(Serde.to_json(event) + "\n")
+        self.files.append_text(self.path(run_id), Serde.to_json(event) + "\n")
 
 
 class HttpLineageTransport:
@@ -135,12 +132,15 @@ def build_transport(settings: Settings) -> Any:
         return None
     if conf.transport == "http":
         return HttpLineageTransport(conf)
-    if not _is_local(settings.lake.root):
+    folder = settings.lake.path("_ops", "lineage")
+    try:
+        files = files_for(folder, settings.lake.storage_options)
+    except ValueError as exc:
         raise ConfigError(
-            f"lineage.transport: file writes under a local lake root only, not {settings.lake.root}; "
+            f"lineage.transport: file writes under a local or s3:// lake root, not {settings.lake.root}; "
             "use http (a Marquez-compatible endpoint) or none"
-        )
-    return FileLineageTransport(settings.lake.path("_ops", "lineage"))
+        ) from exc
+    return FileLineageTransport(folder, files)
 
 
 class LineageObserver:

@@ -1,6 +1,7 @@
 """Metric emitters and the observer that feeds them.
 
-- `FileEmitter`: JSON lines under `<lake>/_ops/metrics/<run_id>.jsonl` (local lake roots).
+- `FileEmitter`: JSON lines under `<lake>/_ops/metrics/<run_id>.jsonl` (a local folder or the
+  lake's bucket: pipeline.files).
 - `CloudWatchEmitter`: PutMetricData through boto3, at most 1000 datums per call.
 - `NoneEmitter`: drops everything (`metrics.sink: none`).
 
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from pipeline.files import LakeFiles, files_for
 from pipeline.observability.metrics import (
     MetricCatalogue,
     MetricDatum,
@@ -43,28 +45,26 @@ class NoneEmitter:
 
 
 class FileEmitter:
-    """Appends one JSON object per datum (with the run id) to `<folder>/<run_id>.jsonl`."""
+    """Appends one JSON object per datum (with the run id) to `<folder>/<run_id>.jsonl`, in a
+    local folder or an S3 bucket (`files`: pipeline.files; by default the one the folder needs)."""
 
-    def __init__(self, folder: str | Path):
-        folder = str(folder)
-        if folder.startswith("file://"):
-            folder = folder.removeprefix("file://")
-        elif "://" in folder:
+    def __init__(self, folder: str | Path, files: LakeFiles | None = None):
+        self.folder = str(folder).rstrip("/")
+        try:
+            self.files = files or files_for(self.folder)
+        except ValueError as exc:
             raise ConfigError(
-                f"metrics.sink: file writes to a local lake only, not {folder}; use sink: cloudwatch or none"
-            )
-        self.folder = Path(folder)
+                f"metrics.sink: file writes to a local or s3:// lake, not {folder}; use sink: cloudwatch or none"
+            ) from exc
 
-    def path(self, run_id: str) -> Path:
-        return self.folder / f"{run_id}.jsonl"
+    def path(self, run_id: str) -> str:
+        return f"{self.folder}/{run_id}.jsonl"
 
     def emit(self, run_id: str, datums: Sequence[MetricDatum]) -> None:
         if not datums:
             return
-        self.folder.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps({"run_id": run_id, **d.to_dict()}, sort_keys=True) + "\n" for d in datums)
-        with open(self.path(run_id), "a", encoding="utf-8") as handle:
-            handle.write(lines)
+        self.files.append_text(self.path(run_id), lines)
 
 
 class CloudWatchEmitter:
@@ -92,7 +92,12 @@ def emitter_for(settings: Settings) -> MetricEmitter:
     if sink == "cloudwatch":
         return CloudWatchEmitter(settings.metrics.namespace, settings.metrics.region)
     if sink == "file":
-        return FileEmitter(settings.lake.path("_ops", "metrics"))
+        folder = settings.lake.path("_ops", "metrics")
+        try:
+            files = files_for(folder, settings.lake.storage_options)
+        except ValueError:
+            files = None  # FileEmitter says what is wrong
+        return FileEmitter(folder, files)
     return NoneEmitter()
 
 

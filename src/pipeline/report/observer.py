@@ -1,25 +1,23 @@
 """`ReportObserver`: a StepObserver that writes the run report at the end of every run.
 
 At `run_finished` it reads the run's lineage (`<lake>/_ops/lineage/<run_id>.jsonl`) and metrics
-(`<lake>/_ops/metrics/<run_id>.jsonl`) when they exist (local lake roots; on s3 the file
-transports are not used, so the report is drawn without them), renders the report
-(`pipeline.report.html.render_report`) and writes `<lake>/_ops/reports/<run_id>.html`: a plain
-file under a local lake root, a boto3 `put_object` (ContentType text/html) under s3://.
-It prints nothing; the CLI prints `last_report_path` in the run summary.
+(`<lake>/_ops/metrics/<run_id>.jsonl`) when they exist (with the http and CloudWatch sinks they do
+not, and the report is drawn without them), renders the report
+(`pipeline.report.html.render_report`) and writes `<lake>/_ops/reports/<run_id>.html`, through
+pipeline.files: a plain file under a local lake root, an object (ContentType text/html) in the
+lake's bucket. It prints nothing; the CLI prints `last_report_path` in the run summary.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from pipeline.driver.dag import Dag
-from pipeline.driver.state import S3_SCHEMES, RunState, is_local, local_path, s3_parts
+from pipeline.driver.state import RunState
+from pipeline.files import files_for, is_local, local_path
 from pipeline.report.html import render_report
 from pipeline.settings import Settings
 
@@ -34,6 +32,11 @@ def read_jsonl(path: Path) -> list[dict]:
         text = path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
         return []
+    return parse_jsonl(text, str(path))
+
+
+def parse_jsonl(text: str, path: str) -> list[dict]:
+    """The JSON objects of JSON-lines text read from `path`; bad lines are skipped."""
     found = []
     for line in text.splitlines():
         line = line.strip()
@@ -57,7 +60,7 @@ class ReportObserver:
         self.settings = settings
         self.dag = dag
         self.last_report_path: str | None = None
-        self._client = client
+        self.files = files_for(settings.lake.root, settings.lake.storage_options, client)
 
     # --- StepObserver --------------------------------------------------------------------------
     def step_started(self, ctx: Any, step: Any, outcome: Any) -> None:
@@ -74,21 +77,10 @@ class ReportObserver:
         return self.settings.lake.path("_ops", "reports", f"{run_id}.html")
 
     def render(self, state: RunState) -> str:
-        root = self.settings.lake.root
-        lineage: list[dict] = []
-        metrics: list[dict] = []
-        docs_href = None
-        if is_local(root):
-            lineage = read_jsonl(
-                local_path(self.settings.lake.path("_ops", "lineage", f"{state.run_id}.jsonl"))
-            )
-            metrics = read_jsonl(
-                local_path(self.settings.lake.path("_ops", "metrics", f"{state.run_id}.jsonl"))
-            )
-            if local_path(self.settings.lake.path("_ops", "data_docs", "index.html")).is_file():
-                docs_href = DATA_DOCS_HREF
-        elif self._s3_exists(self.settings.lake.path("_ops", "data_docs", "index.html")):
-            docs_href = DATA_DOCS_HREF
+        ops = self.settings.lake.path("_ops")
+        lineage = self._read_jsonl(f"{ops}/lineage/{state.run_id}.jsonl")
+        metrics = self._read_jsonl(f"{ops}/metrics/{state.run_id}.jsonl")
+        docs_href = DATA_DOCS_HREF if self._exists(f"{ops}/data_docs/index.html") else None
         return render_report(
             state, self.dag, lineage, metrics, env=self.settings.env, data_docs_href=docs_href
         )
@@ -97,35 +89,21 @@ class ReportObserver:
         """Render and store the report; returns its location."""
         text = self.render(state)
         location = self.location(state.run_id)
-        if is_local(location):
-            path = local_path(location)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
-            try:
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, path)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
-            return str(path)
-        bucket, key = s3_parts(location)
-        self.client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="text/html")
-        return location
+        self.files.write_text(location, text, content_type="text/html")
+        return str(local_path(location)) if is_local(location) else location
 
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3")
-        return self._client
-
-    def _s3_exists(self, location: str) -> bool:
-        if urlparse(location).scheme not in S3_SCHEMES:
-            return False
-        bucket, key = s3_parts(location)
+    # The report draws what it can read: lineage, metrics or Data Docs it cannot reach (missing,
+    # no credentials) leave their sections empty instead of failing the run at its end.
+    def _read_jsonl(self, location: str) -> list[dict]:
         try:
-            self.client.head_object(Bucket=bucket, Key=key)
-        except Exception:  # noqa: BLE001 - not found, no credentials: no link either way
+            text = self.files.read_text(location)
+        except Exception:  # noqa: BLE001
+            log.warning("report: cannot read %s; drawn without it", location, exc_info=True)
+            return []
+        return parse_jsonl(text, location) if text else []
+
+    def _exists(self, location: str) -> bool:
+        try:
+            return self.files.exists(location)
+        except Exception:  # noqa: BLE001
             return False
-        return True
