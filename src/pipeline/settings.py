@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -67,9 +68,9 @@ class LakeSettings:
     engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
     # How the lake's clients reach an S3-compatible store other than AWS S3 itself (a local
     # endpoint in the tests), in delta-rs's option names: AWS_ENDPOINT_URL, AWS_REGION,
-    # AWS_ALLOW_HTTP, AWS_S3_ADDRESSING_STYLE (path, the default, or virtual); and delta-rs's
-    # multi-writer commits: AWS_S3_LOCKING_PROVIDER: dynamodb, DELTA_DYNAMO_TABLE_NAME,
-    # AWS_ENDPOINT_URL_DYNAMODB. delta-rs takes them as its storage options, the boto3 clients of
+    # AWS_ALLOW_HTTP, AWS_S3_ADDRESSING_STYLE (path, the default, or virtual). delta-rs 1.x
+    # commits with S3 conditional writes and refuses its old DynamoDB options (the DynamoDB log
+    # store is delta-spark's: spark.conf in config/dev.yaml; docs/runtime_jars.md). delta-rs takes them as its storage options, the boto3 clients of
     # <lake>/_ops take the endpoint and region, and S3A gets fs.s3a.* from them (pipeline.spark).
     # Empty on EMR. Credentials are never options: the AWS default chain supplies them.
     storage_options: dict[str, str] = field(default_factory=dict)
@@ -116,22 +117,67 @@ class RedshiftBehaviorSettings:
     jdbc: JdbcSettings | None = None
 
 
+KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+KAFKA_SERVER = re.compile(r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")
+
+
 @dataclass(frozen=True)
 class KafkaSettings:
-    bootstrap_servers: str
+    """Where `sources.kafka_events.mode: kafka` reads. The defaults fit a plain broker (a local
+    one in the tests: PLAINTEXT, no auth); MSK sets `security_protocol: SASL_SSL` and
+    `sasl_mechanism: AWS_MSK_IAM` in config/dev.yaml and prod.yaml (TLS, and IAM auth with the
+    EMR role: no stored secret). The same client settings serve Spark's Kafka source and the
+    consumer-lag probe (`pipeline.bronze.kafka.client_options`)."""
+
+    bootstrap_servers: str  # host:port[,host:port...]
     topic: str = "product_events"
-    starting_offsets: str = "earliest"
-    security_protocol: str = "SASL_SSL"
-    sasl_mechanism: str = "AWS_MSK_IAM"
+    starting_offsets: str = "earliest"  # earliest | latest | Spark's JSON {"topic": {"0": offset}}
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["AWS_MSK_IAM"] | None = None  # with SASL_SSL only
+
+    def __post_init__(self) -> None:
+        servers = [s.strip() for s in self.bootstrap_servers.split(",")]
+        bad = [s for s in servers if not KAFKA_SERVER.match(s)]
+        if bad:
+            raise ConfigError(
+                f"bootstrap_servers: expected host:port[,host:port...], got {self.bootstrap_servers!r}"
+            )
+        if not KAFKA_TOPIC.match(self.topic):
+            raise ConfigError(
+                f"topic: {self.topic!r} is not a Kafka topic name (letters, digits, '.', '_', '-'; "
+                "at most 249)"
+            )
+        offsets = self.starting_offsets.strip()
+        if offsets not in ("earliest", "latest") and not (offsets.startswith("{") and offsets.endswith("}")):
+            raise ConfigError(
+                f"starting_offsets: expected earliest, latest or a JSON object of offsets per "
+                f"topic and partition, got {self.starting_offsets!r}"
+            )
+        if self.security_protocol.startswith("SASL") != (self.sasl_mechanism is not None):
+            raise ConfigError(
+                f"sasl_mechanism: {self.sasl_mechanism or 'unset'} does not fit security_protocol "
+                f"{self.security_protocol}: SASL_SSL needs sasl_mechanism (AWS_MSK_IAM for MSK), "
+                "PLAINTEXT and SSL take none"
+            )
 
 
 @dataclass(frozen=True)
 class KafkaEventsSettings:
     mode: Literal["replay", "kafka"] = "replay"
-    max_files_per_trigger: int = 8
-    max_offsets_per_trigger: int = 200000
+    max_files_per_trigger: int = 8  # replay mode: files per micro-batch
+    max_offsets_per_trigger: int = 200000  # kafka mode: records per micro-batch, over all partitions
     trigger_interval: str = "30 seconds"
-    kafka: KafkaSettings | None = None
+    kafka: KafkaSettings | None = None  # required when mode is kafka
+
+    def __post_init__(self) -> None:
+        if self.mode == "kafka" and self.kafka is None:
+            raise ConfigError(
+                "kafka: required when mode is kafka (at least kafka.bootstrap_servers); "
+                "or set mode: replay to read the landing replay files"
+            )
+        for name in ("max_files_per_trigger", "max_offsets_per_trigger"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

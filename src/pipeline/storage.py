@@ -50,6 +50,17 @@ def first_line(spark: SparkSession, location: str) -> str | None:
         stream.close()
 
 
+def read_text(spark: SparkSession, location: str) -> str:
+    """A small text file (a streaming checkpoint entry), whole, as UTF-8."""
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    path, fs = _fs(spark, location)
+    stream = fs.open(path)
+    try:
+        return bytes(jvm.org.apache.commons.io.IOUtils.toByteArray(stream)).decode("utf-8")
+    finally:
+        stream.close()
+
+
 def write_text(spark: SparkSession, location: str, text: str) -> None:
     """Write (replace) a small text file, e.g. the run state under <lake>/_ops."""
     path, fs = _fs(spark, location)

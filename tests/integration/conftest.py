@@ -14,15 +14,16 @@ from pipeline.driver.runner import run_steps
 from pipeline.generate import generate
 from pipeline.jobs import JOBS
 from tests.helpers import REPO, make_ctx
+from tests.kafka_broker import KafkaBroker, create_topic, produce, replay_records
 
-SCALE, SEED, DEFECT_RATE = 0.02, 7, 0.02
+SCALE, SEED, DEFECT_RATE, DAYS = 0.02, 7, 0.02, 30  # 30 days: ~300 landing files, every defect kind
 
 
 @pytest.fixture(scope="session")
 def generated_landing(tmp_path_factory):
     """A pristine landing zone; tests copy it into their own lake before changing anything."""
     root = tmp_path_factory.mktemp("generated") / "landing"
-    generate(root, scale=SCALE, seed=SEED, defect_rate=DEFECT_RATE)
+    generate(root, scale=SCALE, seed=SEED, defect_rate=DEFECT_RATE, days=DAYS)
     return root
 
 
@@ -39,6 +40,28 @@ def pipeline_run(spark, tmp_path_factory, generated_landing):
     state = run_steps(ctx, dag, dag.order(), out, observers=observers_for(ctx.settings, dag))
     assert not state.failed, out.getvalue()
     return ctx, lake, {s.step: s for s in state.steps}
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """One real Kafka broker (KRaft, 127.0.0.1, free ports) for the whole session. A broker that
+    cannot start fails the tests that need it, with its log (BrokerError); nothing is skipped."""
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka-broker")).start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_product_events(spark, kafka_broker, generated_landing):
+    """The topic `product_events` (3 partitions) holding the generator's product events, produced
+    from its replay files with their keys, partitions and timestamps, so each record has the
+    replay file's (partition, offset). Read-only for the tests: each uses its own checkpoint.
+    Returns (bootstrap servers, topic, the produced records in (partition, offset) order)."""
+    topic = "product_events"
+    records = replay_records(generated_landing / "kafka" / "product_events")
+    create_topic(spark, kafka_broker.bootstrap_servers, topic, partitions=3)
+    produce(spark, kafka_broker.bootstrap_servers, topic, records)
+    return kafka_broker.bootstrap_servers, topic, records
 
 
 @pytest.fixture

@@ -34,7 +34,8 @@ def kafka_config(tmp_path: Path, files_per_trigger: int, trigger_interval: str |
     return config
 
 
-def start_stream(lake: Path, config: Path) -> subprocess.Popen:
+def start_stream(lake: Path, config: Path, *args: str) -> subprocess.Popen:
+    """The streaming job in its own process (and process group); `args`: more CLI arguments."""
     env = {**os.environ, "LAKEHOUSE_CONFIG_DIR": str(config), "PYTHONPATH": str(REPO / "src")}
     return subprocess.Popen(
         [
@@ -44,6 +45,7 @@ def start_stream(lake: Path, config: Path) -> subprocess.Popen:
             str(lake),
             "--trigger",
             "available-now",
+            *args,
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -61,7 +63,7 @@ def assert_exactly_once(lake_api, table, expected):
 def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(
     spark, delta_rs_lake, fresh_lake, tmp_path
 ):
-    config = kafka_config(tmp_path, files_per_trigger=16)  # 17 micro-batches: time to kill mid-stream
+    config = kafka_config(tmp_path, files_per_trigger=6)  # 15 micro-batches: time to kill mid-stream
     table = str(fresh_lake / "bronze" / "kafka_events")
     expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
 

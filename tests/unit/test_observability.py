@@ -7,6 +7,7 @@ import dataclasses
 import io
 import json
 import logging
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -172,6 +173,58 @@ def test_metrics_for_freshness_failed_and_bronze():
         "bronze_crm_accounts", status="succeeded", details={"corrupt_records": 2, "new_files": 1}
     )
     assert {d.name: d.value for d in metrics_for(BRONZE, bronze, "local")}["CorruptRecords"] == 2
+
+
+def test_per_partition_metric_emits_one_datum_per_partition():
+    step = Step(job="bronze", dataset="kafka_events", name="bronze_kafka_events")
+    lag = {"kafka_consumer_lag": {"10": 0, "2": 7, "0": 3, "1": "n/a"}, "corrupt_records": 0}
+    for status in ("succeeded", "failed"):  # a stopped stream reports how far behind it stopped
+        outcome = StepOutcome("bronze_kafka_events", status=status, details=lag)
+        datums = [d for d in metrics_for(step, outcome, "dev") if d.name == "KafkaConsumerLag"]
+        assert [(d.dimensions["Partition"], d.value) for d in datums] == [("0", 3), ("2", 7), ("10", 0)]
+        assert all(
+            d.dimensions
+            == {"Environment": "dev", "Layer": "bronze", "Dataset": "kafka_events", "Partition": p}
+            for d, p in zip(datums, ("0", "2", "10"), strict=True)
+        )
+    replay = StepOutcome("bronze_kafka_events", status="succeeded", details={"corrupt_records": 0})
+    assert not [d for d in metrics_for(step, replay, "dev") if d.name == "KafkaConsumerLag"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "says"),
+    [
+        ({"dimensions": ["Environment", "Dataset"]}, "add Partition"),
+        (
+            {"source": "details.kafka_consumer_lag"},
+            "expected distinct names among Environment, Layer, Dataset,",
+        ),
+        (
+            {
+                "alarm": {
+                    "statistic": "Maximum",
+                    "comparison": "GreaterThanThreshold",
+                    "threshold": 1,
+                    "description": "x",
+                }
+            },
+            "cannot be alarmed one by one",
+        ),
+    ],
+)
+def test_per_partition_metric_definitions_are_checked(tmp_path, entry, says):
+    base = {
+        "unit": "Count",
+        "description": "d",
+        "source": "partitions.kafka_consumer_lag",
+        "group": "g",
+        "dimensions": ["Environment", "Dataset", "Partition"],
+    }
+    path = tmp_path / "metrics.yaml"
+    path.write_text(json.dumps({"metrics": {"Lag": {**base, **entry}}}))
+    with pytest.raises(ConfigError) as err:
+        load_metric_catalogue(path)
+    assert "metrics.Lag" in str(err.value) and says in str(err.value)
 
 
 # -- emitters -------------------------------------------------------------------------------
@@ -468,8 +521,13 @@ def test_every_alarm_references_a_catalogue_metric():
             assert {d["Name"] for d in alarm["Dimensions"]} == set(spec.dimensions)
             assert alarm["AlarmActions"] == ["${sns_topic_arn}"]
         dashboard = json.loads((dashboards.GENERATED_DIR / f"dashboard_{env}.json").read_text())
-        drawn = {line[1] for w in dashboard["widgets"] for line in w["properties"]["metrics"]}
+        lines = [line for w in dashboard["widgets"] for line in w["properties"]["metrics"]]
+        drawn = {line[1] for line in lines if isinstance(line[0], str)}
+        # Per-partition metrics: one SEARCH expression per layer, the series found at run time.
+        searches = [line[0]["expression"] for line in lines if isinstance(line[0], dict)]
+        drawn |= {re.search(r'MetricName="(\w+)"', e).group(1) for e in searches}
         assert drawn == set(catalogue.metrics)
+        assert any("Partition}" in e and "KafkaConsumerLag" in e for e in searches)
 
 
 def test_check_cli_reports_drift(tmp_path, capsys):

@@ -222,6 +222,41 @@ def test_lineage_graph_nodes(dag, tmp_path):
     assert dataset_layer("postgres://db:5432", "shop.public.orders") == ("source", "shop.public.orders")
 
 
+def test_kafka_consumer_lag_per_partition(dag, tmp_path):
+    state = make_state()
+    offsets = {
+        "topic": "product_events",
+        "partitions": {
+            "10": {"latest": 40, "committed": 40, "lag": 0},
+            "0": {"latest": 1_550, "committed": 1_500, "lag": 50},
+            "1": {"latest": 7, "committed": 7, "lag": 0},
+        },
+    }
+    state.steps.append(
+        outcome(
+            "bronze_kafka_events",
+            "failed",
+            "2026-01-02T03:04:00.000Z",
+            "2026-01-02T03:04:09.000Z",
+            details={"kafka_offsets": offsets, "kafka_consumer_lag": {"0": 50, "1": 0, "10": 0}},
+            error="micro-batch refused",
+        )
+    )
+    html = render_report(state, dag, [], [])
+    section = html[html.index('id="kafka-lag"') : html.index('id="dq"')]
+    rows = re.findall(r'<tr class="kafka-partition">(.*?)</tr>', section)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert [c[2:] for c in cells] == [
+        ["0", "1,550", "1,500", "50"],
+        ["1", "7", "7", "0"],
+        ["10", "40", "40", "0"],
+    ]
+    assert all(c[:2] == ["bronze_kafka_events", "product_events"] for c in cells)
+    assert 'class="num warn">50<' in section
+    # Replay mode and other steps report no offsets: no section.
+    assert 'id="kafka-lag"' not in render(dag, tmp_path)
+
+
 def test_report_is_deterministic_and_handles_no_lineage(dag, tmp_path):
     assert render(dag, tmp_path) == render(dag, tmp_path)
     html = render_report(make_state(), dag, [], [])

@@ -71,6 +71,58 @@ def test_bad_config_fails_at_start_naming_file_and_key(tmp_path, text, message):
         load_settings("local", config_dir=tmp_path)
 
 
+KAFKA = "sources:\n  kafka_events:\n    mode: kafka\n    kafka: {%s}\n"
+
+
+def test_kafka_mode_reads_a_plaintext_broker_locally_and_msk_with_iam_in_aws(tmp_path):
+    local = load_settings(
+        "local", config_dir=write(tmp_path, "local", KAFKA % "bootstrap_servers: 127.0.0.1:9092")
+    )
+    k = local.sources.kafka_events.kafka
+    assert (k.security_protocol, k.sasl_mechanism, k.topic) == ("PLAINTEXT", None, "product_events")
+    for env in ("dev", "prod"):
+        msk = load_settings(env, config_dir=REPO / "config").sources.kafka_events
+        assert msk.mode == "kafka"
+        assert (msk.kafka.security_protocol, msk.kafka.sasl_mechanism) == ("SASL_SSL", "AWS_MSK_IAM")
+
+
+@pytest.mark.parametrize(
+    ("kafka", "message"),
+    [
+        (None, r"local.yaml: sources.kafka_events: kafka: required when mode is kafka"),
+        ("topic: t", r"sources.kafka_events.kafka.bootstrap_servers: required value missing"),
+        (
+            "bootstrap_servers: 'localhost'",
+            r"sources.kafka_events.kafka: bootstrap_servers: expected host:port",
+        ),
+        (
+            "bootstrap_servers: 'h:1', topic: 'a topic'",
+            r"sources.kafka_events.kafka: topic: 'a topic' is not a Kafka topic name",
+        ),
+        (
+            "bootstrap_servers: 'h:1', starting_offsets: first",
+            r"sources.kafka_events.kafka: starting_offsets: expected earliest, latest or a JSON object",
+        ),
+        (
+            "bootstrap_servers: 'h:1', security_protocol: SASL_SSL",
+            r"sources.kafka_events.kafka: sasl_mechanism: unset does not fit security_protocol SASL_SSL",
+        ),
+        (
+            "bootstrap_servers: 'h:1', sasl_mechanism: AWS_MSK_IAM",
+            r"sasl_mechanism: AWS_MSK_IAM does not fit security_protocol PLAINTEXT",
+        ),
+        (
+            "bootstrap_servers: 'h:1', security_protocol: SASL_PLAINTEXT",
+            r"sources.kafka_events.kafka.security_protocol: expected one of PLAINTEXT\|SSL\|SASL_SSL",
+        ),
+    ],
+)
+def test_bad_kafka_settings_name_the_key(tmp_path, kafka, message):
+    text = KAFKA % kafka if kafka else "sources: {kafka_events: {mode: kafka}}\n"
+    with pytest.raises(ConfigError, match=message):
+        load_settings("local", config_dir=write(tmp_path, "local", text))
+
+
 def test_alert_kinds_default_and_bare_yaml_on_key(tmp_path):
     assert load_settings("local", config_dir=write(tmp_path, "local", "{}\n")).alerts.on == [
         "step_failed",

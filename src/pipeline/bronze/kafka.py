@@ -1,14 +1,24 @@
 """Kafka product events -> bronze, with Structured Streaming.
 
-On EMR the source is Kafka/MSK; locally it is replay files holding Kafka records
-(topic/partition/offset/timestamp/key/value), read by the file stream source. Both become the
-same record shape, so parsing downstream is one pure function.
+Two sources, one path (`sources.kafka_events.mode`). In `kafka` mode a topic is read through
+Spark's Kafka connector (spark-sql-kafka) with the client settings of `sources.kafka_events.kafka`
+(`client_options`: PLAINTEXT for a plain broker such as the tests' real single-node one, SASL_SSL
+and AWS_MSK_IAM for MSK in config/dev.yaml and prod.yaml), at most `max_offsets_per_trigger`
+records per micro-batch over all partitions. In `replay` mode landing files holding Kafka records
+(topic/partition/offset/timestamp/key/value) are read by the file stream source,
+`max_files_per_trigger` files per micro-batch. Both become the same record shape; from there on
+parsing (one pure function), the DQ gate and the sink are one code path.
 
 Exactly-once: each micro-batch is appended with a Delta Txn of (query id, batch id). A batch
 replayed after a crash (committed to Delta, not yet to the checkpoint) is skipped by the lake.
 
 DQ: each micro-batch is judged before it is written (`dq.stream.MicroBatchGate`), counted in the
 sink's one aggregate; a critical failure stops the query before the batch (MicroBatchRefused).
+
+Consumer lag (kafka mode): when the query ends (drained, stopped, or refused by the gate), the
+step reports per partition the newest offset on the broker against the offset the query
+committed in its checkpoint (`consumer_lag`): details `kafka_consumer_lag` (the metric
+KafkaConsumerLag, one datum per partition) and `kafka_offsets` (the run report's table).
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import logging
 import operator
 from dataclasses import dataclass, field
 from functools import reduce
+from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
@@ -30,9 +41,9 @@ from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import Lake, Txn
-from pipeline.settings import ConfigError, KafkaEventsSettings
+from pipeline.settings import ConfigError, KafkaEventsSettings, KafkaSettings
 from pipeline.step_result import StepResult
-from pipeline.storage import first_line
+from pipeline.storage import first_line, list_files, read_text
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +79,39 @@ def replay_source(spark: SparkSession, location: str, conf: KafkaEventsSettings)
     )
 
 
-def kafka_source(spark: SparkSession, conf: KafkaEventsSettings) -> DataFrame:
-    if conf.kafka is None:
+MSK_IAM_OPTIONS = {  # MSK IAM auth: the EMR role signs in, no stored secret
+    "sasl.mechanism": "AWS_MSK_IAM",
+    "sasl.jaas.config": "software.amazon.msk.auth.iam.IAMLoginModule required;",
+    "sasl.client.callback.handler.class": "software.amazon.msk.auth.iam.IAMClientCallbackHandler",
+}
+
+
+def client_options(k: KafkaSettings) -> dict[str, str]:
+    """Kafka client properties for `k` (Spark's source takes them with a `kafka.` prefix)."""
+    options = {"bootstrap.servers": k.bootstrap_servers, "security.protocol": k.security_protocol}
+    if k.sasl_mechanism == "AWS_MSK_IAM":
+        options.update(MSK_IAM_OPTIONS)
+    return options
+
+
+def kafka_settings(conf: KafkaEventsSettings) -> KafkaSettings:
+    if conf.kafka is None:  # the settings loader refuses this too; a hand-built context may not
         raise ConfigError("sources.kafka_events.kafka: required when sources.kafka_events.mode is kafka")
-    k = conf.kafka
+    return conf.kafka
+
+
+def kafka_source(spark: SparkSession, conf: KafkaEventsSettings) -> DataFrame:
+    """The topic -> Kafka record shape, with key and value as UTF-8 text."""
+    k = kafka_settings(conf)
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", k.bootstrap_servers)
         .option("subscribe", k.topic)
         .option("startingOffsets", k.starting_offsets)
         .option("maxOffsetsPerTrigger", conf.max_offsets_per_trigger)
         .option("failOnDataLoss", "true")
-        .option("kafka.security.protocol", k.security_protocol)
     )
-    if k.sasl_mechanism == "AWS_MSK_IAM":  # MSK IAM auth: the EMR role, no stored secret
-        reader = (
-            reader.option("kafka.sasl.mechanism", "AWS_MSK_IAM")
-            .option("kafka.sasl.jaas.config", "software.amazon.msk.auth.iam.IAMLoginModule required;")
-            .option(
-                "kafka.sasl.client.callback.handler.class",
-                "software.amazon.msk.auth.iam.IAMClientCallbackHandler",
-            )
-        )
+    for key, value in client_options(k).items():
+        reader = reader.option(f"kafka.{key}", value)
     return reader.load().select(
         "topic",
         "partition",
@@ -194,7 +216,86 @@ class BronzeBatchWriter:
         self.newest = newest_at
 
 
+LAG_KEY, OFFSETS_KEY = "kafka_consumer_lag", "kafka_offsets"
+BYTES_DESERIALIZER = "org.apache.kafka.common.serialization.ByteArrayDeserializer"
+
+
+def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> dict[int, int] | None:
+    """The offsets the query committed: per partition of `topic`, the next offset it will read,
+    from the checkpoint (`offsets/<n>` of the newest `commits/<n>`). None before any commit."""
+    batches = [f.uri.rsplit("/", 1)[-1] for f in list_files(spark, f"{checkpoint}/commits")]
+    batches = [int(b) for b in batches if b.isdigit()]
+    if not batches:
+        return None
+    lines = read_text(spark, f"{checkpoint}/offsets/{max(batches)}").splitlines()
+    # v1, the batch metadata, then one line per source: {"<topic>": {"<partition>": offset}}
+    position = json.loads(lines[-1]).get(topic, {})
+    return {int(p): int(o) for p, o in position.items()}
+
+
+def broker_offsets(spark: SparkSession, k: KafkaSettings, timeout_s: int = 30) -> dict[int, tuple[int, int]]:
+    """(earliest, latest) offset per partition of the topic, asked of the broker with the Kafka
+    client in the driver's JVM (the connector's kafka-clients) and the job's client settings."""
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    props = jvm.java.util.Properties()
+    options = {
+        **client_options(k),
+        "key.deserializer": BYTES_DESERIALIZER,
+        "value.deserializer": BYTES_DESERIALIZER,
+        "client.id": "lakehouse-consumer-lag",
+    }
+    for key, value in options.items():
+        props.setProperty(key, value)
+    consumer = jvm.org.apache.kafka.clients.consumer.KafkaConsumer(props)
+    try:
+        timeout = jvm.java.time.Duration.ofSeconds(timeout_s)
+        partitions = jvm.java.util.ArrayList()
+        for info in consumer.partitionsFor(k.topic, timeout) or []:
+            partitions.add(jvm.org.apache.kafka.common.TopicPartition(k.topic, info.partition()))
+        earliest = consumer.beginningOffsets(partitions, timeout)
+        latest = consumer.endOffsets(partitions, timeout)
+        return {tp.partition(): (int(earliest.get(tp)), int(latest.get(tp))) for tp in partitions}
+    finally:
+        consumer.close()
+
+
+def consumer_lag(spark: SparkSession, k: KafkaSettings, checkpoint: str) -> dict[str, Any]:
+    """Step details: per partition, the broker's latest offset against the committed one.
+
+    `kafka_consumer_lag` {partition: records behind} feeds the metric KafkaConsumerLag;
+    `kafka_offsets` {topic, partitions: {partition: {latest, committed, lag}}} the run report.
+    A partition the query has not committed yet counts from the broker's earliest offset. The
+    lag is measured, not needed: when the broker cannot be asked, the step reports none (and
+    says why in the log) rather than failing."""
+    try:
+        committed = committed_offsets(spark, checkpoint, k.topic) or {}
+        offsets = broker_offsets(spark, k)
+    except Exception as exc:  # noqa: BLE001 - monitoring must not fail a step that ingested
+        log.warning("kafka_events: consumer lag of topic %s not measured: %s", k.topic, first_line_of(exc))
+        return {}
+    partitions = {}
+    for partition, (earliest, latest) in sorted(offsets.items()):
+        position = committed.get(partition, earliest)
+        partitions[str(partition)] = {
+            "latest": latest,
+            "committed": position,
+            "lag": max(0, latest - position),
+        }
+    return {
+        LAG_KEY: {p: v["lag"] for p, v in partitions.items()},
+        OFFSETS_KEY: {"topic": k.topic, "partitions": partitions},
+    }
+
+
+def first_line_of(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "available-now") -> StepResult:
+    """Run the stream into bronze: available-now drains what is there and ends; continuous runs
+    micro-batches every `trigger_interval` until stopped. In kafka mode the step also reports
+    the consumer lag per partition when the query ends, refused micro-batch included."""
     spec = ctx.catalog[dataset]
     conf = ctx.settings.sources.kafka_events
     if conf.mode == "kafka":
@@ -214,12 +315,18 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=conf.trigger_interval)
+
+    def lag() -> dict[str, Any]:
+        return consumer_lag(ctx.spark, kafka_settings(conf), checkpoint) if conf.mode == "kafka" else {}
+
     query = writer.start()
     try:
         query.awaitTermination()  # available-now ends by itself; continuous runs until stopped
     except StreamingQueryException as exc:
         if sink.refused is not None:
-            raise sink.refused from None  # the DQ verdict, not Spark's wrapper of it: fatal
+            refused = sink.refused
+            refused.details = {**(getattr(refused, "details", None) or {}), **lag()}
+            raise refused from None  # the DQ verdict, not Spark's wrapper of it: fatal
         raise RuntimeError(f"{dataset}: streaming query failed: {exc}") from exc
     if query.exception():
         raise RuntimeError(f"{dataset}: streaming query failed: {query.exception()}")
@@ -234,5 +341,6 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
             "checkpoint": checkpoint,
             NEWEST_KEY: sink.newest or recorded_newest(ctx.lake, table),
             **(gate.details() if gate else {}),
+            **lag(),
         },
     )

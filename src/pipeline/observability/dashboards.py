@@ -8,7 +8,9 @@ committed files differ from a fresh rendering (a unit test does the same).
 The files are Terraform templates: `${aws_region}` (widget region) and `${sns_topic_arn}`
 (alarm actions) are left for `templatefile()` to fill. The namespace comes from each
 environment's `metrics.namespace`. Datasets per layer: bronze = config/datasets.yaml,
-silver = config/contracts/*.yaml, gold = the gold steps of config/pipeline.yaml.
+silver = config/contracts/*.yaml, gold = the gold steps of config/pipeline.yaml. Per-partition
+metrics (dimension Partition, e.g. KafkaConsumerLag) have series known only at run time: their
+widget line is a SEARCH expression over the layer, which draws every partition that reported.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from typing import Any
 
 import yaml
 
-from pipeline.observability.metrics import LAYERS, MetricCatalogue, MetricSpec, load_metric_catalogue
+from pipeline.observability.metrics import (
+    LAYERS,
+    PARTITION,
+    MetricCatalogue,
+    MetricSpec,
+    load_metric_catalogue,
+)
 from pipeline.settings import PROJECT_ROOT, ConfigError, load_settings
 
 GENERATED_DIR = PROJECT_ROOT / "aws" / "terraform" / "generated"
@@ -69,9 +77,20 @@ def _series(spec: MetricSpec, env: str, datasets: dict[str, list[str]]) -> list[
     return out
 
 
+def _search(spec: MetricSpec, env: str, namespace: str, layer: str) -> str:
+    """A CloudWatch SEARCH over every series of a per-partition metric in one layer."""
+    schema = ",".join([json.dumps(namespace), *spec.dimensions])
+    return (
+        f'SEARCH(\'{{{schema}}} MetricName="{spec.name}" Environment="{env}" Layer="{layer}"\', '
+        f"'{_stat(spec)}', 3600)"
+    )
+
+
 def _stat(spec: MetricSpec) -> str:
     if spec.alarm is not None:
         return spec.alarm.statistic
+    if PARTITION in spec.dimensions:  # a level per partition (lag), not counts to add up
+        return "Maximum"
     return "Sum" if spec.unit == "Count" else "Maximum"
 
 
@@ -91,6 +110,12 @@ def render_dashboard(
         specs = [m for m in catalogue.metrics.values() if m.group == group]
         panels: dict[str, list[list[Any]]] = {}
         for spec in specs:
+            if PARTITION in spec.dimensions:
+                for layer in (x for x in LAYERS if x in spec.layers):
+                    lines = panels.setdefault(layer, [])
+                    expression = _search(spec, env, namespace, layer)
+                    lines.append([{"expression": expression, "id": f"e{len(lines) + 1}", "label": spec.name}])
+                continue
             for _suffix, dims in _series(spec, env, datasets):
                 layer = dims.get("Layer", "")
                 line: list[Any] = [namespace, spec.name]

@@ -9,6 +9,10 @@ Freshness: `lag.<key>` reads `details[<key>]`, the ISO 8601 timestamp (or epoch 
 newest data in the table, and emits the seconds from it to the step's end (`ended_at`, else now).
 Jobs that do not report such a timestamp emit no freshness datum (absent is not zero).
 Details keys that are absent or not numeric emit no datum either.
+
+Per partition: `partitions.<key>` reads `details[<key>]`, a mapping {partition: number} (the
+Kafka job's `kafka_consumer_lag`), and emits one datum per partition with the extra dimension
+`Partition`, which such a metric must list (and no other metric may).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pipeline.settings import PROJECT_ROOT, ConfigError, parse_typed
 
 DEFAULT_CATALOGUE = PROJECT_ROOT / "config" / "metrics.yaml"
 STEP_DIMENSIONS = ("Environment", "Layer", "Dataset")
+PARTITION = "Partition"  # the dimension of `partitions.<key>` metrics, one datum per partition
 LAYERS = ("bronze", "silver", "gold")
 UNITS = (
     "Seconds",
@@ -44,7 +49,7 @@ UNITS = (
     "None",
 )
 STEP_SOURCE = re.compile(
-    r"^(outcome\.(rows_in|rows_out|seconds|attempts)|details\.\w+|lag\.\w+|status\.failed|dq\.failures)$"
+    r"^(outcome\.(rows_in|rows_out|seconds|attempts)|details\.\w+|lag\.\w+|partitions\.\w+|status\.failed|dq\.failures)$"
 )
 RUN_SOURCE = re.compile(r"^run\.(failed|seconds|steps_failed)$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,254}$")
@@ -173,15 +178,27 @@ def _validate(spec: MetricSpec, file: str, key: str) -> None:
                 "run.failed, run.seconds, run.steps_failed"
                 if spec.scope == "run"
                 else "outcome.<rows_in|rows_out|seconds|attempts>, details.<key>, lag.<key>, "
-                "status.failed, dq.failures"
+                "partitions.<key>, status.failed, dq.failures"
             )
         )
+    per_partition = spec.source.startswith("partitions.")
     allowed_dims = ("Environment",) if spec.scope == "run" else STEP_DIMENSIONS
+    if per_partition:
+        allowed_dims = (*allowed_dims, PARTITION)
     bad = [d for d in spec.dimensions if d not in allowed_dims]
     if bad or "Environment" not in spec.dimensions or len(set(spec.dimensions)) != len(spec.dimensions):
         raise ConfigError(
             f"{file}: {key}.dimensions: expected distinct names among {', '.join(allowed_dims)}, "
             f"including Environment; got {spec.dimensions}"
+        )
+    if per_partition and PARTITION not in spec.dimensions:
+        raise ConfigError(
+            f"{file}: {key}.dimensions: a partitions.<key> source emits one datum per partition: add {PARTITION}"
+        )
+    if per_partition and spec.alarm is not None:
+        raise ConfigError(
+            f"{file}: {key}.alarm: per-partition series are not known before the job runs, so they "
+            "cannot be alarmed one by one; alarm on a details.<key> total instead"
         )
     bad_layers = [layer for layer in spec.layers if layer not in LAYERS]
     if bad_layers or not spec.layers:
@@ -241,9 +258,21 @@ def _step_value(spec: MetricSpec, outcome: Any, end: datetime) -> float | None:
     return None
 
 
-def _dimensions(spec: MetricSpec, env: str, layer: str = "", dataset: str = "") -> dict[str, str]:
-    values = {"Environment": env, "Layer": layer, "Dataset": dataset}
+def _dimensions(
+    spec: MetricSpec, env: str, layer: str = "", dataset: str = "", partition: str = ""
+) -> dict[str, str]:
+    values = {"Environment": env, "Layer": layer, "Dataset": dataset, PARTITION: partition}
     return {d: values[d] for d in spec.dimensions}
+
+
+def _partition_values(spec: MetricSpec, outcome: Any) -> list[tuple[str, float]]:
+    """(partition, value) of a `partitions.<key>` metric, in partition order; non-numbers skipped."""
+    values = (outcome.details or {}).get(spec.source.partition(".")[2])
+    if not isinstance(values, dict):
+        return []
+    found = [(str(p), _number(v)) for p, v in values.items()]
+    ordered = sorted(found, key=lambda pv: (len(pv[0]), pv[0]))  # "2" before "10"
+    return [(p, v) for p, v in ordered if v is not None]
 
 
 def metrics_for(
@@ -258,6 +287,14 @@ def metrics_for(
     out = []
     for spec in catalogue.step_metrics():
         if step.job not in spec.layers or outcome.status not in spec.emit_on:
+            continue
+        if spec.source.startswith("partitions."):
+            out.extend(
+                MetricDatum(
+                    spec.name, value, spec.unit, _dimensions(spec, env, step.job, step.dataset, p), end
+                )
+                for p, value in _partition_values(spec, outcome)
+            )
             continue
         value = _step_value(spec, outcome, end)
         if value is None:

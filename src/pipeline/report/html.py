@@ -4,6 +4,7 @@ external resource, nothing fetched over the network), written by `ReportObserver
 
 Sections: header (run id, status, environment, totals), the DAG coloured by step status, a
 timeline of the steps, row counts through bronze -> silver (+ quarantined, duplicates) -> gold,
+the Kafka consumer lag per partition (kafka mode),
 the DQ results (`details["dq"]`, with a link to the Data Docs when they exist), the lineage
 graph (from the run's OpenLineage events), the errors of failed steps, and the run's metrics.
 
@@ -495,6 +496,40 @@ def _rows_section(state: RunState, dag: Dag) -> str:
     )
 
 
+def _kafka_lag_section(state: RunState) -> str:
+    """Per Kafka partition of a stream step (`details["kafka_offsets"]`, kafka mode): the newest
+    offset on the broker, the offset the query committed, and the lag between them."""
+    rows = []
+    for s in state.steps:
+        offsets = (s.details or {}).get("kafka_offsets")
+        if not isinstance(offsets, dict) or not isinstance(offsets.get("partitions"), dict):
+            continue
+        partitions = sorted(offsets["partitions"].items(), key=lambda kv: (len(kv[0]), kv[0]))
+        for partition, p in partitions:
+            if not isinstance(p, dict):
+                continue
+            lag = _int(p.get("lag"))
+            css = "ok" if lag == 0 else "warn" if lag is not None else "muted"
+            rows.append(
+                f'<tr class="kafka-partition"><td class=mono>{esc(s.step)}</td>'
+                f"<td class=mono>{esc(offsets.get('topic'))}</td><td class=num>{esc(partition)}</td>"
+                f"<td class=num>{esc(_num(p.get('latest')))}</td>"
+                f"<td class=num>{esc(_num(p.get('committed')))}</td>"
+                f'<td class="num {css}">{esc(_num(lag)) if lag is not None else "-"}</td></tr>'
+            )
+    if not rows:
+        return ""
+    return (
+        '<section id="kafka-lag"><h2>Kafka consumer lag</h2>'
+        '<p class="muted">When the stream step ended: per partition, the newest offset on the broker, '
+        "the offset the query committed to its checkpoint (written to bronze), and the records between "
+        "them (metric KafkaConsumerLag).</p>"
+        "<table><tr><th>step</th><th>topic</th><th class=num>partition</th><th class=num>latest offset</th>"
+        f"<th class=num>committed offset</th><th class=num>lag (records)</th></tr>{''.join(rows)}</table>"
+        "</section>"
+    )
+
+
 def _dq_section(state: RunState, data_docs_href: str | None) -> str:
     docs = (
         f'<p>Great Expectations Data Docs: <a href="{esc(data_docs_href)}">{esc(data_docs_href)}</a></p>'
@@ -782,6 +817,7 @@ def render_report(
             _dag_svg(state, dag),
             _timeline_svg(state),
             _rows_section(state, dag),
+            _kafka_lag_section(state),
             _dq_section(state, data_docs_href),
             _lineage_svg(list(lineage_events or [])),
             _metrics_section(list(metrics or [])),
