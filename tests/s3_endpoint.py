@@ -213,3 +213,18 @@ class S3Proxy(_Process):
             for page in paginator.paginate(Bucket=bucket, Prefix=prefix)
             for o in page.get("Contents", [])
         }
+
+    def configure_spark(self, spark, bucket: str) -> None:
+        """Let a running SparkSession reach `bucket` here through S3A: per-bucket keys
+        (fs.s3a.bucket.<bucket>.*), so other buckets and tests are unaffected. Processes built from
+        configuration get the same from `lake.storage_options` (pipeline.spark.s3a_conf)."""
+        conf = spark.sparkContext._jsc.hadoopConfiguration()
+        for key, value in {
+            "endpoint": self.endpoint,
+            "path.style.access": "true",
+            "connection.ssl.enabled": "false",
+            "endpoint.region": REGION,
+            "access.key": ACCESS_KEY,
+            "secret.key": SECRET_KEY,
+        }.items():
+            conf.set(f"fs.s3a.bucket.{bucket}.{key}", value)

@@ -204,13 +204,13 @@ def test_backfill_window_ingests_only_landing_dates_inside_it(spark, fresh_lake)
     from pipeline.driver.window import DateWindow
 
     ctx = make_ctx(spark, fresh_lake, run_id="backfill")
-    window = DateWindow(date(2026, 8, 1), date(2026, 8, 7))
+    window = DateWindow(date(2026, 9, 10), date(2026, 9, 16))  # inside the generated 30 days
     state = run_steps(ctx, DAG, ["bronze_snowflake_orders", "bronze_fx_rates"], io.StringIO(), window=window)
     assert not state.failed
     for dataset in ("snowflake_orders", "fx_rates"):
         files = {r[0] for r in bronze(ctx, dataset).select("_source_file").distinct().collect()}
         days = {landing_date(f) for f in files}
-        assert days and all(date(2026, 8, 1) <= d <= date(2026, 8, 7) for d in days), (dataset, days)
+        assert days and all(date(2026, 9, 10) <= d <= date(2026, 9, 16) for d in days), (dataset, days)
     assert landing_date("file:/l/crm/accounts/accounts_20260701.csv") == date(2026, 7, 1)
     assert landing_date(
         "file:/l/redshift/behavior_events/event_date=2026-07-02/0000_part_00.parquet"

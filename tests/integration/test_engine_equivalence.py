@@ -3,8 +3,7 @@ silver, quarantine and gold tables on delta-spark and on delta-rs, and a lake on
 continued by the other (an incremental run after the first) with the same result as the suite's
 delta-rs run over the whole landing zone in one go (`pipeline_run`).
 
-Run-metadata columns (ingestion time, batch ids) differ between any two runs and are left out;
-`_source_file` is compared relative to the lake root.
+Tables are compared as tests/lake_compare.py does (run-metadata columns aside).
 """
 
 from __future__ import annotations
@@ -14,20 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from pyspark.sql import DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.types import MapType
 
-from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
-from pipeline.jobs import JOBS
-from tests.helpers import REPO, make_ctx
+from tests.helpers import make_ctx
+from tests.lake_compare import DAG, assert_same_tables
 
 pytestmark = pytest.mark.slow
 
-DAG = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
-LAYERS = ("bronze", "silver", "quarantine", "gold")
-RUN_METADATA = ("_ingestion_ts", "_batch_id", "_quarantine_batch_id")
 ENGINES = ("delta-spark", "delta-rs")
 HELD_BACK_SHARE = 0.2  # the newest fifth of every dataset's landing files arrives in the second run
 
@@ -37,46 +29,6 @@ def run_dag(spark, lake: Path, engine: str, run_id: str) -> None:
     out = io.StringIO()
     state = run_steps(ctx, DAG, DAG.order(), out)
     assert not state.failed, out.getvalue()
-
-
-def tables(lake: Path) -> list[tuple[str, str]]:
-    return sorted(
-        (layer, t.name)
-        for layer in LAYERS
-        if (lake / layer).is_dir()
-        for t in (lake / layer).iterdir()
-        if (t / "_delta_log").is_dir()
-    )
-
-
-def comparable(df: DataFrame, lake: Path) -> DataFrame:
-    """Run metadata dropped, lake-relative source files, maps as sorted entry arrays (set
-    operations cannot compare maps)."""
-    df = df.drop(*RUN_METADATA)
-    if "_source_file" in df.columns:
-        root = str(lake.resolve())  # Spark reports file:/<root>/landing/...
-        df = df.withColumn("_source_file", F.replace("_source_file", F.lit(root), F.lit("<lake>")))
-    for field in df.schema.fields:
-        if isinstance(field.dataType, MapType):
-            df = df.withColumn(field.name, F.array_sort(F.map_entries(field.name)))
-    return df
-
-
-def assert_same_lake(spark, lake_a: Path, lake_b: Path) -> None:
-    """Every table of both lakes: same names, schemas and rows (as multisets)."""
-    found_a, found_b = tables(lake_a), tables(lake_b)
-    assert found_a == found_b
-    assert {layer for layer, _ in found_a} == set(LAYERS)
-    reader = make_ctx(spark, lake_a).lake  # either engine reads both (the contract suite shows it)
-    for layer, name in found_a:
-        a = comparable(reader.read(str(lake_a / layer / name)), lake_a)
-        b = comparable(reader.read(str(lake_b / layer / name)), lake_b)
-        assert a.schema == b.schema, f"{layer}/{name}: schemas differ"
-        only_a, only_b = a.exceptAll(b).count(), b.exceptAll(a).count()
-        assert (only_a, only_b) == (0, 0), (
-            f"{layer}/{name}: {only_a} row(s) only in {lake_a}, {only_b} only in {lake_b}"
-        )
-        assert a.count() > 0 or layer == "quarantine", f"{layer}/{name} is empty"
 
 
 def hold_back_newest(landing: Path, held: Path) -> int:
@@ -118,7 +70,7 @@ def first_runs(spark, tmp_path_factory, generated_landing):
 
 def test_the_whole_dag_gives_identical_tables_on_both_engines(spark, first_runs):
     lakes, _ = first_runs
-    assert_same_lake(spark, lakes["delta-spark"], lakes["delta-rs"])
+    assert_same_tables(make_ctx(spark, lakes["delta-spark"]), make_ctx(spark, lakes["delta-rs"]))
 
 
 @pytest.mark.parametrize("first", ENGINES)
@@ -134,4 +86,4 @@ def test_a_lake_one_engine_wrote_is_continued_by_the_other(spark, first_runs, pi
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_DQ", "off")
         run_dag(spark, lake, second, f"then-{second}")
-    assert_same_lake(spark, lake, reference)
+    assert_same_tables(make_ctx(spark, lake), make_ctx(spark, reference))

@@ -280,7 +280,9 @@ def test_transport_none_emits_nothing_and_file_needs_a_local_or_s3_lake(tmp_path
     s3 = dataclasses.replace(ctx.settings, lake=dataclasses.replace(ctx.settings.lake, root="s3://b/lake"))
     on_s3 = LineageObserver(dataclasses.replace(s3, lineage=LineageSettings(transport="file"))).transport
     assert isinstance(on_s3.files, S3Files) and on_s3.path("r1") == "s3://b/lake/_ops/lineage/r1.jsonl"
-    hdfs = dataclasses.replace(ctx.settings, lake=dataclasses.replace(ctx.settings.lake, root="hdfs://nn/lake"))
+    hdfs = dataclasses.replace(
+        ctx.settings, lake=dataclasses.replace(ctx.settings.lake, root="hdfs://nn/lake")
+    )
     with pytest.raises(ValueError, match="local or s3:// lake root"):
         LineageObserver(dataclasses.replace(hdfs, lineage=LineageSettings(transport="file")))
     http = dataclasses.replace(

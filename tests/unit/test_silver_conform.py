@@ -12,7 +12,7 @@ from chispa import assert_df_equality
 
 from pipeline.contracts.model import Column, Contract, ContractError, load_contract, load_contracts
 from pipeline.silver.conform import RULES, check_evolution, conform, quarantined, rule_names, valid_values
-from pipeline.silver.history import latest_per_key, scd2_versions
+from pipeline.silver.history import latest_per_key, scd2_changes
 from pipeline.silver.pii import mask_phone, protect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,9 +210,12 @@ def apply_round(spark, table, batch):
     existing = [r for r in table if r["id"] in keys]
     hist_schema = SCHEMA + ", valid_from timestamp, valid_to timestamp, is_current boolean"
     stored = spark.createDataFrame([tuple(r.values()) for r in existing], hist_schema)
-    versions = [r.asDict() for r in scd2_versions(stored, incoming, SCD2).collect()]
+    changes = [r.asDict() for r in scd2_changes(stored, incoming, SCD2).collect()]
     merged = {(r["id"], r["valid_from"]): r for r in table}
-    merged.update({(r["id"], r["valid_from"]): r for r in versions})
+    merged.update({(r["id"], r["valid_from"]): r for r in changes if r["is_current"] is not None})
+    for r in changes:
+        if r["is_current"] is None:  # superseded: the merge deletes it
+            del merged[(r["id"], r["valid_from"])]
     return sorted(merged.values(), key=lambda r: (r["id"], r["valid_from"]))
 
 
@@ -255,3 +258,28 @@ def test_scd2_across_several_update_rounds(spark):
     ]
     # the same batch again changes nothing
     assert apply_round(spark, table, [("a", "SMB", "1", d(9), False)]) == table
+
+
+def test_scd2_increments_end_as_one_run_over_the_same_rows_late_and_corrected_versions_included(spark):
+    rows = [
+        ("a", "SMB", "1", d(1), False),
+        ("a", "Mid", "1", d(5), False),
+        ("a", "Ent", "1", d(9), False),
+        ("b", "SMB", "1", d(1), False),
+        ("b", "Mid", "1", d(6), False),
+    ]
+    late_and_corrected = [
+        ("a", "Ent", "1", d(7), False),  # late: repeats its successor (day 9), which it absorbs
+        ("b", "Ent", "2", d(6), False),  # a corrected re-delivery of day 6
+        ("b", "SMB", "1", d(3), False),  # late: repeats its predecessor (day 1), changes nothing
+    ]
+    increments = apply_round(spark, apply_round(spark, [], rows), late_and_corrected)
+    one_go = apply_round(spark, [], [r for r in rows if (r[0], r[3]) != ("b", d(6))] + late_and_corrected)
+    assert increments == one_go
+    assert [(r["id"], r["segment"], r["valid_from"].day) for r in increments] == [
+        ("a", "SMB", 1),
+        ("a", "Mid", 5),
+        ("a", "Ent", 7),
+        ("b", "SMB", 1),
+        ("b", "Ent", 6),
+    ]

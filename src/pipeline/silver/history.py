@@ -40,22 +40,40 @@ def scd2_versions(existing: DataFrame, incoming: DataFrame, contract: Contract) 
     `existing`: silver rows (with valid_from/valid_to/is_current) for the incoming keys.
     `incoming`: new rows in silver's column layout, without the history columns.
     """
-    # On equal valid_from the stored version sorts first, so a re-delivered version collapses into it.
+    # One row per (key, valid_from): a re-delivered version replaces the stored one, as in a
+    # one-go run the later ingested delivery wins (history.TIEBREAK).
     new = incoming.withColumn("valid_from", F.col(contract.sequence_by)).withColumn("__stored", F.lit(False))
     old = existing.drop("valid_to", "is_current").withColumn("__stored", F.lit(True))
-    chain = old.unionByName(new, allowMissingColumns=True)
+    delivery = Window.partitionBy(*contract.keys, "valid_from").orderBy(F.col("__stored").asc())
+    chain = (
+        old.unionByName(new, allowMissingColumns=True)
+        .withColumn("__rank", F.row_number().over(delivery))
+        .filter("__rank = 1")
+    )
     changed_on = [*contract.tracked, *([contract.soft_delete] if contract.soft_delete else [])]
     fingerprint = F.sha2(F.to_json(F.struct(*[F.col(c) for c in changed_on])), 256)
-    in_order = Window.partitionBy(*contract.keys).orderBy(F.col("valid_from").asc(), F.col("__stored").desc())
+    in_order = Window.partitionBy(*contract.keys).orderBy(F.col("valid_from").asc())
     versions = (
         chain.withColumn("__fp", fingerprint)
         .withColumn("__prev_fp", F.lag("__fp").over(in_order))
         .filter(F.col("__prev_fp").isNull() | (F.col("__fp") != F.col("__prev_fp")))
     )
-    chained = Window.partitionBy(*contract.keys).orderBy("valid_from")
     deleted = F.coalesce(F.col(contract.soft_delete), F.lit(False)) if contract.soft_delete else F.lit(False)
     return (
-        versions.withColumn("valid_to", F.lead("valid_from").over(chained))
+        versions.withColumn("valid_to", F.lead("valid_from").over(in_order))
         .withColumn("is_current", F.col("valid_to").isNull() & ~deleted)
-        .drop("__stored", "__fp", "__prev_fp")
+        .drop("__stored", "__rank", "__fp", "__prev_fp")
     )
+
+
+def scd2_changes(existing: DataFrame, incoming: DataFrame, contract: Contract) -> DataFrame:
+    """What to merge into an SCD2 table on (keys, valid_from): the recomputed chains
+    (`scd2_versions`) and, marked superseded by is_current NULL (which no kept version has), the
+    stored versions they no longer hold: a late version that repeats its successor's attributes
+    absorbs it, so an incremental run ends where a one-go run over the same rows does."""
+    versions = scd2_versions(existing, incoming, contract)
+    identity = [*contract.keys, "valid_from"]
+    superseded = existing.join(versions.select(*identity), identity, "left_anti").withColumn(
+        "is_current", F.lit(None).cast("boolean")
+    )
+    return versions.unionByName(superseded)

@@ -30,7 +30,7 @@ from pipeline.silver.conform import (
     rule_counts,
     valid_values,
 )
-from pipeline.silver.history import distinct_versions, latest_per_key, scd2_versions
+from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import StepResult
 
@@ -173,8 +173,9 @@ def _write_scd2(ctx: RunContext, contract: Contract, path: str, rows: DataFrame,
                 "is_current": F.lit(None).cast("boolean"),
             }
         )
-    versions = scd2_versions(existing, rows, contract)
-    spec = MergeSpec(keys=(*contract.keys, "valid_from"))
-    return ctx.lake.merge(
-        path, versions, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn
+    changes = scd2_changes(existing, rows, contract)
+    superseded = "s.is_current IS NULL"  # the marker of history.scd2_changes
+    spec = MergeSpec(
+        keys=(*contract.keys, "valid_from"), delete_when=superseded, insert_when=f"NOT ({superseded})"
     )
+    return ctx.lake.merge(path, changes, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)

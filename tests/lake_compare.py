@@ -1,0 +1,74 @@
+"""Comparing two whole lakes table by table, for tests that end where another run ended: engine
+equivalence, a lake continued by the other engine, a killed run resumed on S3.
+
+Run-metadata columns (ingestion time, batch ids) differ between any two runs and are left out;
+`_source_file` is compared from its `landing/` part, so lakes at different roots (a folder, a
+bucket) compare equal. Rows are compared as multisets by a one-pass fingerprint; only a
+difference is looked at row by row.
+"""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import MapType
+
+from pipeline.driver.dag import load_dag
+from pipeline.jobs import JOBS
+from tests.helpers import REPO
+
+DAG = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
+RUN_METADATA = ("_ingestion_ts", "_batch_id", "_quarantine_batch_id")
+
+
+def lake_tables(ctx) -> list[tuple[str, str]]:
+    """(layer, name) of every table a whole run writes: bronze, silver, quarantine, gold."""
+    found = [("bronze", d) for d in ctx.catalog.datasets]
+    found += [("silver", n) for n in ctx.contracts] + [("quarantine", n) for n in ctx.contracts]
+    return sorted(found + [("gold", s.dataset) for s in DAG.steps.values() if s.job == "gold"])
+
+
+def comparable(df: DataFrame) -> DataFrame:
+    """Run metadata dropped, source files from `landing/` on, maps as sorted entry arrays (set
+    operations and hashes cannot take maps)."""
+    df = df.drop(*RUN_METADATA)
+    if "_source_file" in df.columns:
+        df = df.withColumn("_source_file", F.regexp_replace("_source_file", r"^.*?/landing/", "landing/"))
+    for field in df.schema.fields:
+        if isinstance(field.dataType, MapType):
+            df = df.withColumn(field.name, F.array_sort(F.map_entries(field.name)))
+    return df
+
+
+def fingerprint(df: DataFrame) -> tuple:
+    """(rows, two independent sums of row hashes): equal for equal multisets of rows, in one pass
+    over the table (decimal sums: ANSI mode refuses a bigint overflow)."""
+    h = F.xxhash64(*df.columns)
+    row = df.agg(
+        F.count(F.lit(1)),
+        F.sum(h.cast("decimal(38,0)")),
+        F.sum(F.xxhash64(h, F.lit("second")).cast("decimal(38,0)")),
+    ).first()
+    return tuple(row)
+
+
+def assert_same_tables(ctx_a, ctx_b) -> None:
+    """Every table of a whole run: present in both lakes (a quarantine table may be absent from
+    both: nothing was quarantined), same schema, same rows."""
+    for layer, name in lake_tables(ctx_a):
+        path_a, path_b = ctx_a.table_path(layer, name), ctx_b.table_path(layer, name)
+        present = ctx_a.lake.exists(path_a), ctx_b.lake.exists(path_b)
+        assert present[0] == present[1], f"{layer}/{name}: present in {path_a}, {path_b}: {present}"
+        if not present[0] and layer == "quarantine":
+            continue
+        a, b = comparable(ctx_a.lake.read(path_a)), comparable(ctx_b.lake.read(path_b))
+        assert a.schema == b.schema, f"{layer}/{name}: schemas differ"
+        print_a, print_b = fingerprint(a), fingerprint(b)
+        if print_a != print_b:
+            only_a, only_b = a.exceptAll(b).limit(5).collect(), b.exceptAll(a).limit(5).collect()
+            pytest.fail(
+                f"{layer}/{name}: {print_a[0]} rows in {path_a}, {print_b[0]} in {path_b}; "
+                f"only in the first: {only_a}; only in the second: {only_b}"
+            )
+        assert print_a[0] > 0 or layer == "quarantine", f"{layer}/{name} is empty"
