@@ -16,7 +16,12 @@ from pipeline.jobs import JOBS
 from tests.helpers import REPO, make_ctx
 from tests.kafka_broker import KafkaBroker, create_topic, produce, replay_records
 
-SCALE, SEED, DEFECT_RATE, DAYS = 0.02, 7, 0.02, 30  # 30 days: ~300 landing files, every defect kind
+SCALE, SEED, DEFECT_RATE, DAYS = (
+    0.02,
+    7,
+    0.02,
+    33,
+)  # ~330 landing files; from a Saturday, so orders precede the first FX rate
 
 
 @pytest.fixture(scope="session")

@@ -204,7 +204,7 @@ def test_backfill_window_ingests_only_landing_dates_inside_it(spark, fresh_lake)
     from pipeline.driver.window import DateWindow
 
     ctx = make_ctx(spark, fresh_lake, run_id="backfill")
-    window = DateWindow(date(2026, 9, 10), date(2026, 9, 16))  # inside the generated 30 days
+    window = DateWindow(date(2026, 9, 10), date(2026, 9, 16))  # inside the generated 33 days
     state = run_steps(ctx, DAG, ["bronze_snowflake_orders", "bronze_fx_rates"], io.StringIO(), window=window)
     assert not state.failed
     for dataset in ("snowflake_orders", "fx_rates"):

@@ -52,7 +52,7 @@ def kafka_ctx(spark, lake: Path, bootstrap: str, topic: str, max_offsets: int = 
     return make_ctx(spark, lake, sources=sources)
 
 
-def kafka_config(tmp_path: Path, bootstrap: str, topic: str, max_offsets: int, engine: str = "auto") -> Path:
+def kafka_config(tmp_path: Path, bootstrap: str, topic: str, max_offsets: int) -> Path:
     """The repo's config folder with local.yaml in kafka mode on the test broker, small
     micro-batches, and a small local Spark for the job's own process."""
     config = tmp_path / "config"
@@ -66,7 +66,6 @@ def kafka_config(tmp_path: Path, bootstrap: str, topic: str, max_offsets: int, e
         }
     )
     local["spark"].update({"master": "local[2]", "driver_memory": "1g"})
-    local["lake"]["engine"] = engine
     (config / "local.yaml").write_text(yaml.safe_dump(local))
     return config
 
@@ -162,11 +161,9 @@ def test_killed_mid_stream_then_restarted_every_record_once(
     bootstrap, topic, _ = kafka_product_events
     topic_records = read_topic(spark, bootstrap, topic)
     lake = tmp_path / "lake"
-    # 6 micro-batches. The lake engine is delta-rs here: the replay-mode kill test
-    # (test_kafka_exactly_once.py) runs delta-spark, and delta-rs costs a third of the time.
-    config = kafka_config(
-        tmp_path, bootstrap, topic, max_offsets=len(topic_records) // 6 + 1, engine="delta-rs"
-    )
+    # 6 micro-batches, on delta-spark (auto): the engine EMR runs. The replay-mode kill test
+    # (test_kafka_exactly_once.py) runs delta-rs.
+    config = kafka_config(tmp_path, bootstrap, topic, max_offsets=len(topic_records) // 6 + 1)
     table = str(lake / "bronze" / "kafka_events")
 
     proc = start_stream(lake, config, "--run-id", "killed")

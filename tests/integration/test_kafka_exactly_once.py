@@ -20,9 +20,11 @@ from tests.integration.conftest import manifest
 pytestmark = pytest.mark.slow
 
 
-def kafka_config(tmp_path: Path, files_per_trigger: int, trigger_interval: str | None = None) -> Path:
+def kafka_config(
+    tmp_path: Path, files_per_trigger: int, trigger_interval: str | None = None, engine: str = "auto"
+) -> Path:
     """The repo's local config, with small micro-batches so a run spans many commits (and for
-    the continuous trigger, optionally a shorter interval)."""
+    the continuous trigger, optionally a shorter interval), on the given lake engine."""
     config = tmp_path / "config"
     shutil.copytree(REPO / "config", config)  # contracts and dq.yaml too: the gate reads them
     local = yaml.safe_load((REPO / "config" / "local.yaml").read_text())
@@ -30,6 +32,7 @@ def kafka_config(tmp_path: Path, files_per_trigger: int, trigger_interval: str |
     if trigger_interval:
         local["sources"]["kafka_events"]["trigger_interval"] = trigger_interval
     local["spark"].update({"master": "local[2]", "driver_memory": "1g"})
+    local["lake"]["engine"] = engine
     (config / "local.yaml").write_text(yaml.safe_dump(local))
     return config
 
@@ -63,7 +66,9 @@ def assert_exactly_once(lake_api, table, expected):
 def test_killed_mid_stream_then_restarted_loses_and_duplicates_nothing(
     spark, delta_rs_lake, fresh_lake, tmp_path
 ):
-    config = kafka_config(tmp_path, files_per_trigger=6)  # 15 micro-batches: time to kill mid-stream
+    # 15 micro-batches: time to kill mid-stream. delta-rs here: the real-broker kill test
+    # (test_kafka_broker.py) runs the production engine, delta-spark.
+    config = kafka_config(tmp_path, files_per_trigger=6, engine="delta-rs")
     table = str(fresh_lake / "bronze" / "kafka_events")
     expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
 
