@@ -49,3 +49,14 @@ def openlineage_validator():
         registry=Registry(retrieve=permissive),
         format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER,
     )
+
+
+def tail_of_logs(paths: list[Path], missing: str, lines: int = 40) -> str:
+    """The last lines of each existing log (a test server's own log and its stdout), for errors
+    that show why a server did not start."""
+    chunks = []
+    for path in paths:
+        if path.exists():
+            text = path.read_text(errors="replace").splitlines()[-lines:]
+            chunks.append(f"--- {path} (last {len(text)} lines) ---\n" + "\n".join(text))
+    return "\n".join(chunks) or missing

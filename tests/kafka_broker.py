@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from tests.helpers import tail_of_logs
+
 REPO = Path(__file__).resolve().parents[1]
 BROKER_JARS = REPO / "jvm" / "jars" / "kafka-broker"
 READY_LINE = "Kafka Server started"
@@ -80,12 +82,9 @@ class KafkaBroker:
         return self.home / "broker.log"
 
     def log_tail(self, lines: int = 40) -> str:
-        chunks = []
-        for path in (self.log_path, self.home / "stdout.log"):
-            if path.exists():
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-                chunks.append(f"--- {path} (last {len(text)} lines) ---\n" + "\n".join(text))
-        return "\n".join(chunks) or f"(no broker log under {self.home})"
+        return tail_of_logs(
+            [self.log_path, self.home / "stdout.log"], f"(no broker log under {self.home})", lines
+        )
 
     def _java(self, main: str, *args: str, heap: str) -> list[str]:
         java = shutil.which("java")

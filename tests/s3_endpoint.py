@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import tail_of_logs
+
 REPO = Path(__file__).resolve().parents[1]
 S3PROXY_JARS = REPO / "jvm" / "jars" / "s3proxy"
 START_TIMEOUT_S = 60
@@ -91,12 +93,7 @@ class _Process:
         return self.home / f"{self.name}.log"
 
     def log_tail(self, lines: int = 40) -> str:
-        chunks = []
-        for path in (self.log_path, self.home / "stdout.log"):
-            if path.exists():
-                text = path.read_text(errors="replace").splitlines()[-lines:]
-                chunks.append(f"--- {path} (last {len(text)} lines) ---\n" + "\n".join(text))
-        return "\n".join(chunks) or f"(no log under {self.home})"
+        return tail_of_logs([self.log_path, self.home / "stdout.log"], f"(no log under {self.home})", lines)
 
     def _launch(self, command: list[str], ready_url: str) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
