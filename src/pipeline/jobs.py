@@ -66,7 +66,12 @@ def kafka_main(argv: list[str] | None = None) -> int:
     from pipeline.cli import add_common_arguments, run_pipeline
 
     parser = argparse.ArgumentParser(
-        description="Kafka product events -> bronze.kafka_events (Structured Streaming)."
+        description=(
+            "Kafka product events -> bronze.kafka_events (Structured Streaming). The source is "
+            "sources.kafka_events.mode in config/<env>.yaml: kafka reads the topic through "
+            "Spark's Kafka connector (MSK with IAM auth on AWS), replay reads landing files "
+            "in the Kafka record shape (the local default)."
+        )
     )
     add_common_arguments(parser)
     parser.add_argument(
