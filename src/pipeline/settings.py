@@ -70,8 +70,9 @@ class LakeSettings:
     # endpoint in the tests), in delta-rs's option names: AWS_ENDPOINT_URL, AWS_REGION,
     # AWS_ALLOW_HTTP, AWS_S3_ADDRESSING_STYLE (path, the default, or virtual). delta-rs 1.x
     # commits with S3 conditional writes and refuses its old DynamoDB options (the DynamoDB log
-    # store is delta-spark's: spark.conf in config/dev.yaml; docs/runtime_jars.md). delta-rs takes them as its storage options, the boto3 clients of
-    # <lake>/_ops take the endpoint and region, and S3A gets fs.s3a.* from them (pipeline.spark).
+    # store is delta-spark's: spark.conf in config/dev.yaml; docs/runtime_jars.md). delta-rs
+    # takes them as its storage options, the boto3 clients of <lake>/_ops take the endpoint and
+    # region, and S3A gets fs.s3a.* from them (pipeline.spark).
     # Empty on EMR. Credentials are never options: the AWS default chain supplies them.
     storage_options: dict[str, str] = field(default_factory=dict)
 

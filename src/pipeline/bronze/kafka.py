@@ -39,9 +39,10 @@ from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
+from pipeline.driver.retry import short_error
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import Lake, Txn
-from pipeline.settings import ConfigError, KafkaEventsSettings, KafkaSettings
+from pipeline.settings import KafkaEventsSettings, KafkaSettings
 from pipeline.step_result import StepResult
 from pipeline.storage import first_line, list_files, read_text
 
@@ -94,15 +95,10 @@ def client_options(k: KafkaSettings) -> dict[str, str]:
     return options
 
 
-def kafka_settings(conf: KafkaEventsSettings) -> KafkaSettings:
-    if conf.kafka is None:  # the settings loader refuses this too; a hand-built context may not
-        raise ConfigError("sources.kafka_events.kafka: required when sources.kafka_events.mode is kafka")
-    return conf.kafka
-
-
 def kafka_source(spark: SparkSession, conf: KafkaEventsSettings) -> DataFrame:
     """The topic -> Kafka record shape, with key and value as UTF-8 text."""
-    k = kafka_settings(conf)
+    k = conf.kafka
+    assert k is not None  # KafkaEventsSettings refuses mode kafka without it
     reader = (
         spark.readStream.format("kafka")
         .option("subscribe", k.topic)
@@ -271,7 +267,7 @@ def consumer_lag(spark: SparkSession, k: KafkaSettings, checkpoint: str) -> dict
         committed = committed_offsets(spark, checkpoint, k.topic) or {}
         offsets = broker_offsets(spark, k)
     except Exception as exc:  # noqa: BLE001 - monitoring must not fail a step that ingested
-        log.warning("kafka_events: consumer lag of topic %s not measured: %s", k.topic, first_line_of(exc))
+        log.warning("kafka_events: consumer lag of topic %s not measured: %s", k.topic, short_error(exc))
         return {}
     partitions = {}
     for partition, (earliest, latest) in sorted(offsets.items()):
@@ -285,11 +281,6 @@ def consumer_lag(spark: SparkSession, k: KafkaSettings, checkpoint: str) -> dict
         LAG_KEY: {p: v["lag"] for p, v in partitions.items()},
         OFFSETS_KEY: {"topic": k.topic, "partitions": partitions},
     }
-
-
-def first_line_of(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "available-now") -> StepResult:
@@ -317,7 +308,7 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
         writer = writer.trigger(processingTime=conf.trigger_interval)
 
     def lag() -> dict[str, Any]:
-        return consumer_lag(ctx.spark, kafka_settings(conf), checkpoint) if conf.mode == "kafka" else {}
+        return consumer_lag(ctx.spark, conf.kafka, checkpoint) if conf.kafka and conf.mode == "kafka" else {}
 
     query = writer.start()
     try:
@@ -325,7 +316,7 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
     except StreamingQueryException as exc:
         if sink.refused is not None:
             refused = sink.refused
-            refused.details = {**(getattr(refused, "details", None) or {}), **lag()}
+            refused.details = {**refused.details, **lag()}
             raise refused from None  # the DQ verdict, not Spark's wrapper of it: fatal
         raise RuntimeError(f"{dataset}: streaming query failed: {exc}") from exc
     if query.exception():
