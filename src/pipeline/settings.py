@@ -240,6 +240,85 @@ class AlertSettings:
             )
 
 
+JOB_KINDS = ("bronze", "silver", "gold")  # the job kinds of config/pipeline.yaml (pipeline.jobs)
+EMR_RELEASE = re.compile(r"^emr-(spark-)?[0-9]+\.[0-9]+\.[0-9]+$")
+AWS_NAME = re.compile(r"^[A-Za-z0-9._/+=,@-]{1,128}$")
+MEMORY = re.compile(r"^[0-9]+[gG]$")
+
+
+@dataclass(frozen=True)
+class EmrSettings:
+    """How `lakehouse run --executor emr-serverless|emr-ec2` submits steps. Everything named
+    here is created by aws/terraform for the environment (a test holds the two together)."""
+
+    release_label: str = "emr-spark-8.0.0"
+    application_name: str = ""  # the EMR Serverless application, found by name
+    cluster_name: str = ""  # EMR on EC2: the waiting cluster with this name
+    # Execution role name per job kind: one role per layer (least privilege, aws/terraform/modules/iam).
+    roles: dict[str, str] = field(default_factory=dict)
+    max_parallel_steps: int = 3  # independent steps submitted at once
+    execution_timeout_minutes: int = 120  # per job run; the executor cancels it after that
+    poll_seconds: float = 15.0  # first poll interval; backs off to 4x while a job runs
+    driver_cores: int = 4
+    driver_memory: str = "14g"
+    executor_cores: int = 4
+    executor_memory: str = "14g"
+    max_executors: int = 20  # spark.dynamicAllocation.maxExecutors per job
+
+    def __post_init__(self) -> None:
+        if not EMR_RELEASE.match(self.release_label):
+            raise ConfigError(
+                f"release_label: expected e.g. emr-spark-8.0.0 or emr-7.12.0, got {self.release_label!r}"
+            )
+        missing = [k for k in JOB_KINDS if not self.roles.get(k)]
+        unknown = sorted(set(self.roles) - set(JOB_KINDS))
+        if missing or unknown:
+            raise ConfigError(
+                f"roles: one execution role name per job kind ({', '.join(JOB_KINDS)}); "
+                + (f"missing {', '.join(missing)}" if missing else f"unknown {', '.join(unknown)}")
+            )
+        bad = [r for r in self.roles.values() if not AWS_NAME.match(r)]
+        if bad:
+            raise ConfigError(f"roles: not an IAM role name: {', '.join(map(repr, bad))}")
+        for name in ("driver_memory", "executor_memory"):
+            if not MEMORY.match(getattr(self, name)):
+                raise ConfigError(
+                    f"{name}: expected a size in gigabytes such as 14g, got {getattr(self, name)!r}"
+                )
+        for name in (
+            "max_parallel_steps",
+            "execution_timeout_minutes",
+            "driver_cores",
+            "executor_cores",
+            "max_executors",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)}")
+        if self.poll_seconds <= 0:
+            raise ConfigError(f"poll_seconds: expected a positive number, got {self.poll_seconds}")
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """The AWS account side of an environment (config/dev.yaml, prod.yaml); absent locally."""
+
+    region: str
+    account_id: str
+    artifacts_bucket: str  # releases: s3://<artifacts_bucket>/releases/<version>/
+    logs_bucket: str  # EMR job logs: s3://<logs_bucket>/emr/
+    emr: EmrSettings
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[0-9]{12}", self.account_id):
+            raise ConfigError(f"account_id: expected 12 digits (quote it in YAML), got {self.account_id!r}")
+        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-[0-9]", self.region):
+            raise ConfigError(f"region: expected an AWS region such as us-east-1, got {self.region!r}")
+
+    def role_arn(self, kind: str) -> str:
+        """The execution role of a job kind (bronze, silver, gold)."""
+        return f"arn:aws:iam::{self.account_id}:role/{self.emr.roles[kind]}"
+
+
 @dataclass(frozen=True)
 class Settings:
     env: Literal["local", "dev", "prod"] = "local"
@@ -251,6 +330,7 @@ class Settings:
     lineage: LineageSettings = field(default_factory=LineageSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    aws: AwsSettings | None = None  # dev and prod: what the EMR executors and deploy scripts use
     pipeline_file: str = "pipeline.yaml"
     datasets_file: str = "datasets.yaml"
     contracts_dir: str = "contracts"
