@@ -22,7 +22,7 @@ system-deps:
 # JVM jars from Maven Central (jvm/pom.xml): Delta, the Kafka connector and S3A for Spark
 # (jvm/jars/spark, put on spark.jars), and the Kafka broker and S3 endpoint (s3proxy) the tests
 # start (jvm/jars/kafka-broker, jvm/jars/s3proxy).
-$(JARS_STAMP): jvm/pom.xml jvm/spark/pom.xml jvm/kafka-broker/pom.xml jvm/s3proxy/pom.xml
+$(JARS_STAMP): jvm/pom.xml jvm/spark/pom.xml jvm/kafka-broker/pom.xml jvm/s3proxy/pom.xml jvm/emr/pom.xml
 	rm -rf jvm/jars
 	mvn -B -q -s jvm/settings.xml -f jvm/pom.xml dependency:copy-dependencies
 	touch $(JARS_STAMP)
