@@ -1,0 +1,184 @@
+variable "environment" {
+  description = "Names every resource lakehouse-<environment>-...; config/dev.yaml expects dev."
+  type        = string
+  default     = "dev"
+}
+
+variable "region" {
+  description = "Region of the environment (config/dev.yaml aws.region)."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "landing_transition_days" {
+  description = "Days before landing/ files move to colder storage."
+  type        = number
+  default     = 30
+}
+
+variable "landing_transition_storage_class" {
+  type    = string
+  default = "GLACIER_IR"
+}
+
+variable "noncurrent_version_expiration_days" {
+  description = "Days an overwritten or deleted object version is kept (the undo window for a bad delete)."
+  type        = number
+  default     = 7
+}
+
+variable "delta_tmp_expiration_days" {
+  type    = number
+  default = 7
+}
+
+variable "abort_incomplete_multipart_days" {
+  type    = number
+  default = 3
+}
+
+variable "logs_expiration_days" {
+  type    = number
+  default = 90
+}
+
+variable "log_retention_days" {
+  description = "Retention of the CloudWatch log groups."
+  type        = number
+  default     = 30
+}
+
+variable "delta_tables" {
+  description = "Delta tables by lake prefix (tests/terraform checks them against config/)."
+  type        = map(list(string))
+  default = {
+    bronze     = ["crm_accounts", "crm_contacts", "crm_opportunities", "fx_rates", "kafka_events", "redshift_behavior", "snowflake_orders"]
+    silver     = ["accounts", "behavior_events", "contacts", "fx_rates", "opportunities", "orders", "product_events"]
+    quarantine = ["accounts", "behavior_events", "contacts", "fx_rates", "opportunities", "orders", "product_events"]
+    gold       = ["customer_360", "engagement_daily", "fct_orders", "pipeline_summary", "revenue_daily"]
+    _ops       = ["dq_results"]
+  }
+}
+
+variable "emr_release_label" {
+  type    = string
+  default = "emr-spark-8.0.0"
+}
+
+variable "serverless_max_capacity" {
+  description = "Sum over all concurrent job runs of the application."
+  type = object({
+    cpu    = string
+    memory = string
+    disk   = string
+  })
+  default = { cpu = "100 vCPU", memory = "700 GB", disk = "2000 GB" }
+}
+
+variable "serverless_idle_timeout_minutes" {
+  type    = number
+  default = 15
+}
+
+variable "vpc_subnet_ids" {
+  description = "Private subnets (EMR Serverless job runs, the EMR cluster, MSK brokers); empty: no VPC access."
+  type        = list(string)
+  default     = []
+}
+
+variable "vpc_security_group_ids" {
+  type    = list(string)
+  default = []
+}
+
+variable "enable_emr_ec2" {
+  description = "Also build the EMR-on-EC2 cluster (lakehouse run --executor emr-ec2)."
+  type        = bool
+  default     = false
+}
+
+variable "emr_ec2_master_instance_type" {
+  type    = string
+  default = "m6g.xlarge"
+}
+
+variable "emr_ec2_core_instance_type" {
+  type    = string
+  default = "r6g.2xlarge"
+}
+
+variable "emr_ec2_core_instance_count" {
+  type    = number
+  default = 2
+}
+
+variable "emr_ec2_idle_timeout_seconds" {
+  type    = number
+  default = 3600
+}
+
+variable "emr_tls_certificate_s3_uri" {
+  description = "s3:// URI of the PEM zip for EMR in-transit encryption (with enable_emr_ec2)."
+  type        = string
+  default     = null
+}
+
+variable "enable_msk" {
+  description = "Build the MSK cluster lakehouse-dev (IAM auth) for kafka_events."
+  type        = bool
+  default     = false
+}
+
+variable "msk_kafka_version" {
+  type    = string
+  default = "3.6.0"
+}
+
+variable "msk_broker_instance_type" {
+  type    = string
+  default = "kafka.m7g.large"
+}
+
+variable "msk_broker_volume_gb" {
+  type    = number
+  default = 100
+}
+
+variable "kafka_topic" {
+  description = "Topic of kafka_events (config/dev.yaml sources.kafka_events.kafka.topic)."
+  type        = string
+  default     = "product_events"
+}
+
+variable "alert_email" {
+  description = "E-mail subscribed to lakehouse-dev-alerts; null: none."
+  type        = string
+  default     = null
+}
+
+variable "github_repository" {
+  description = "owner/name whose main branch may upload releases (GitHub Actions OIDC)."
+  type        = string
+  default     = "example-org/lakehouse"
+}
+
+variable "break_glass_principal_arns" {
+  type    = list(string)
+  default = []
+}
+
+variable "orchestrator_principal_arns" {
+  type    = list(string)
+  default = []
+}
+
+variable "permissions_boundary_arn" {
+  description = "Permissions boundary applied to every role this stack creates; null: none."
+  type        = string
+  default     = null
+}
+
+variable "secret_recovery_window_days" {
+  type    = number
+  default = 7
+}

@@ -1,0 +1,21 @@
+terraform {
+  required_version = ">= 1.7"
+  required_providers {
+    aws = {
+      source  = "hashicorp/aws"
+      version = "~> 5.0"
+    }
+  }
+
+  # Partial configuration: bucket, key, region and the lock settings come from
+  # `terraform init -backend-config=...` (aws/scripts/bootstrap.sh creates the state bucket
+  # first). `terraform init -backend=false` (validate, tests) needs none of it.
+  backend "s3" {}
+}
+
+provider "aws" {
+  region = var.region
+  default_tags {
+    tags = { managed-by = "terraform", repository = var.github_repository }
+  }
+}

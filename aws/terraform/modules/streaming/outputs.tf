@@ -1,0 +1,3 @@
+output "bootstrap_brokers_sasl_iam" {
+  value = one(aws_msk_cluster.this[*].bootstrap_brokers_sasl_iam)
+}
