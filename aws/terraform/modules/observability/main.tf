@@ -38,12 +38,11 @@ resource "aws_sns_topic_subscription" "email" {
 
 # Dashboard and alarms are generated from config/metrics.yaml; deploying them as they are (one
 # alarm resource per generated alarm) is what keeps the metric catalogue the single source.
+# The file is read as is (keys must be known at plan time); the "${sns_topic_arn}" placeholder
+# of the actions is replaced per alarm.
 locals {
-  alarms = {
-    for a in jsondecode(templatefile("${var.generated_dir}/alarms_${var.environment}.json", {
-      sns_topic_arn = aws_sns_topic.alerts.arn
-    })) : a.AlarmName => a
-  }
+  alarms       = { for a in jsondecode(file("${var.generated_dir}/alarms_${var.environment}.json")) : a.AlarmName => a }
+  topic_marker = "$${sns_topic_arn}"
 }
 
 resource "aws_cloudwatch_dashboard" "this" {
@@ -56,8 +55,8 @@ resource "aws_cloudwatch_metric_alarm" "this" {
   alarm_name          = each.key
   alarm_description   = each.value.AlarmDescription
   actions_enabled     = each.value.ActionsEnabled
-  alarm_actions       = each.value.AlarmActions
-  ok_actions          = each.value.OKActions
+  alarm_actions       = [for a in each.value.AlarmActions : replace(a, local.topic_marker, aws_sns_topic.alerts.arn)]
+  ok_actions          = [for a in each.value.OKActions : replace(a, local.topic_marker, aws_sns_topic.alerts.arn)]
   comparison_operator = each.value.ComparisonOperator
   evaluation_periods  = each.value.EvaluationPeriods
   metric_name         = each.value.MetricName
