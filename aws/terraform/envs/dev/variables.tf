@@ -43,9 +43,9 @@ variable "logs_expiration_days" {
 }
 
 variable "log_retention_days" {
-  description = "Retention of the CloudWatch log groups."
+  description = "Retention of the CloudWatch log groups (a year: a slow leak shows over months)."
   type        = number
-  default     = 30
+  default     = 365
 }
 
 variable "delta_tables" {
