@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,14 +49,16 @@ def run_pipeline(
     only: list[str] | None = None,
     plan: bool = False,
     stream_trigger: StreamTrigger = "available-now",
+    member: bool = False,
 ) -> int:
     """Run (or with `plan`, show) the selected DAG steps. Besides `only`, reads the optional
-    `from_step`, `until_step`, `resume`, `start_date` and `end_date` of `args` (the `lakehouse
-    run` flags), so the aws/jobs entry points, whose parsers lack them, call it unchanged.
+    `from_step`, `until_step`, `resume`, `start_date`, `end_date` and `executor` of `args` (the
+    `lakehouse run` flags), so the aws/jobs entry points, whose parsers lack them, call it unchanged.
     `stream_trigger`: the Kafka step's trigger (the streaming entry point's --trigger).
-    Exit status: 0 when the run succeeded, 1 when any step did not."""
+    `member`: run the one step of `only` as part of the run `args.run_id` a driver elsewhere owns
+    (`pipeline.jobs.main --member`). Exit status: 0 when the run succeeded, 1 when any step did not."""
     from pipeline.driver.dag import load_dag
-    from pipeline.driver.executors import LocalExecutor
+    from pipeline.driver.executors import EXECUTORS, LocalExecutor
     from pipeline.driver.runner import plan_text, resume_selection
     from pipeline.driver.state import SUCCEEDED, RunState, is_local, state_store_for
     from pipeline.driver.window import DateWindow, parse_window
@@ -64,6 +67,14 @@ def run_pipeline(
     configure_process(args.log_level)
     settings = settings_from_args(args)
     dag = load_dag(settings.config_path(settings.pipeline_file), set(JOBS))
+    if member:
+        return _run_member(args, settings, dag, only or [], stream_trigger)
+    executor_name = getattr(args, "executor", None) or "local"
+    if executor_name not in EXECUTORS:
+        raise ConfigError(
+            f"--executor: unknown executor {executor_name!r}; choose one of {', '.join(EXECUTORS)}"
+        )
+    remote = executor_name != "local"
     from_step, until_step = getattr(args, "from_step", None), getattr(args, "until_step", None)
     resume_id = getattr(args, "resume", None)
     window = parse_window(getattr(args, "start_date", None), getattr(args, "end_date", None))
@@ -79,7 +90,6 @@ def run_pipeline(
             )
         if window:
             raise ConfigError("--start-date/--end-date: a resumed run keeps the window it was started with")
-    executor = LocalExecutor()
     runs = settings.lake.path("_ops", "runs")
     heading = f"plan ({settings.env}, lake {settings.lake.root}, engine {settings.lake.engine}):"
 
@@ -106,7 +116,15 @@ def run_pipeline(
             window = DateWindow.from_dict(previous.window)
         print(
             plan_text(
-                dag, selection(previous), heading, window=window, executor_name=executor.name, resume=previous
+                dag,
+                selection(previous),
+                heading,
+                window=window,
+                executor_name=executor_name,
+                resume=previous,
+                describe=_submission_describer(settings, executor_name, resume_id or args.run_id)
+                if remote
+                else None,
             )
         )
         return 0
@@ -116,34 +134,49 @@ def run_pipeline(
         return previous, selection(previous)
 
     previous, selected = None, []
-    if is_local(runs):  # answer "no such run" / "nothing to resume" before spending seconds on Spark
-        previous, selected = prepare(state_store_for(runs))
-        if resume_id and not selected:
-            return _nothing_to_resume(resume_id, state_store_for(runs).location(resume_id))
-
-    from pipeline.context import RunContext
-    from pipeline.driver.runner import default_store, run_steps
-
-    started = time.monotonic()
-    ctx = RunContext.create(settings, resume_id or args.run_id)
-    ctx.as_of = _as_of(getattr(args, "as_of", None))
-    ctx.stream_trigger = stream_trigger
-    store = default_store(ctx)
-    if not is_local(runs):
+    if (
+        is_local(runs) or remote
+    ):  # answer "no such run" / "nothing to resume" before spending seconds on Spark
+        store = state_store_for(runs, storage_options=settings.lake.storage_options)
         previous, selected = prepare(store)
         if resume_id and not selected:
             return _nothing_to_resume(resume_id, store.location(resume_id))
+
+    from pipeline.driver.runner import default_store, run_steps
+
+    started = time.monotonic()
+    if remote:
+        from pipeline.driver.executors import executor_for
+
+        # The steps run on EMR: no SparkSession here (the driver may be a CI box), run state
+        # through plain files or boto3.
+        ctx = DriverContext(settings, resume_id or args.run_id or _new_run_id())
+        executor = executor_for(settings, executor_name)
+        engine = f"{settings.lake.engine}, executor {executor.name} ({executor.max_parallel} at once)"
+    else:
+        from pipeline.context import RunContext
+
+        ctx = RunContext.create(settings, resume_id or args.run_id)
+        executor = LocalExecutor()
+        store = default_store(ctx)
+        engine = ctx.lake.name
+        if not is_local(runs):
+            previous, selected = prepare(store)
+            if resume_id and not selected:
+                return _nothing_to_resume(resume_id, store.location(resume_id))
+    ctx.as_of = _as_of(getattr(args, "as_of", None))
+    ctx.stream_trigger = stream_trigger
     if previous is not None and resume_id:
         window = DateWindow.from_dict(previous.window)
     what = "resuming" if resume_id else ("continuing" if previous is not None else "run")
     print(
-        f"{what} {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {ctx.lake.name}"
+        f"{what} {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {engine}"
         + (f", {window.landing_filter}" if window else ""),
         flush=True,
     )
     from pipeline.observability.logging import log_context
 
-    observers = observers_for(settings, dag)
+    observers = observers_for(settings, dag, scope="run" if remote else "all")
     with _sigterm_as_exit(), log_context(run_id=ctx.run_id):
         state = run_steps(
             ctx,
@@ -156,11 +189,83 @@ def run_pipeline(
             state=previous,
             observers=observers,
         )
-    report = observers[-1].last_report_path
+    report = _report_path(observers)
     if report:
         print(f"report {report}", flush=True)
     print(f"total {time.monotonic() - started:.1f}s", flush=True)
     return 0 if state.status == SUCCEEDED else 1
+
+
+@dataclass
+class DriverContext:
+    """What the runner and the run-level observers need of a run whose steps run elsewhere
+    (EMR): settings and ids, no SparkSession."""
+
+    settings: Settings
+    run_id: str
+    as_of: date | None = None
+    stream_trigger: str = "available-now"
+    window: object = None
+
+
+def _new_run_id() -> str:
+    from pipeline.context import new_run_id  # imports pyspark's modules, starts no JVM
+
+    return new_run_id()
+
+
+def _submission_describer(settings: Settings, executor_name: str, run_id: str | None):
+    """`--plan` for an EMR executor: each step's job run as it would be submitted (no AWS call)."""
+    from pipeline.deploy.submit import job_submission
+
+    mode = "serverless" if executor_name == "emr-serverless" else "ec2"
+
+    def describe(step) -> str:
+        return job_submission(settings, step.name, step.job, run_id or "<run-id>", mode=mode).describe()
+
+    return describe
+
+
+def _run_member(args: argparse.Namespace, settings: Settings, dag, only: list[str], stream_trigger) -> int:
+    """One step of a run a driver elsewhere owns (an EMR job run): its outcome goes to its own
+    step-state file, the window and --as-of come from the driver's run state (read, never
+    written), and only the step-level observers run."""
+    from pipeline.context import RunContext
+    from pipeline.driver.executors import LocalExecutor
+    from pipeline.driver.runner import default_store, run_steps
+    from pipeline.driver.state import SUCCEEDED, StepStateStore
+    from pipeline.driver.window import DateWindow
+    from pipeline.files import files_for
+    from pipeline.observability.logging import log_context
+
+    if len(only) != 1 or not args.run_id:
+        raise ConfigError("--member runs one step (--step) of an existing run (--run-id, the driver's)")
+    dag.select(only)  # names an unknown step before Spark starts
+    runs = settings.lake.path("_ops", "runs")
+    ctx = RunContext.create(settings, args.run_id)
+    run_store = default_store(ctx)
+    driver_state = run_store.load(args.run_id) if run_store.exists(args.run_id) else None
+    window = DateWindow.from_dict(driver_state.window) if driver_state else None
+    ctx.as_of = _as_of(getattr(args, "as_of", None) or (driver_state.as_of if driver_state else None))
+    ctx.stream_trigger = stream_trigger
+    store = StepStateStore(runs, only[0], files_for(runs, settings.lake.storage_options), run_store)
+    print(f"step {only[0]} of run {ctx.run_id}: state {store.location(ctx.run_id)}", flush=True)
+    with _sigterm_as_exit(), log_context(run_id=ctx.run_id):
+        state = run_steps(
+            ctx,
+            dag,
+            only,
+            sys.stdout,
+            window=window,
+            executor=LocalExecutor(),
+            store=store,
+            observers=observers_for(settings, dag, scope="step"),
+        )
+    return 0 if state.status == SUCCEEDED else 1
+
+
+def _report_path(observers: list) -> str | None:
+    return next((o.last_report_path for o in observers if hasattr(o, "last_report_path")), None)
 
 
 def _as_of(text: str | None) -> date | None:
@@ -237,16 +342,37 @@ def configure_process(level: str) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-def observers_for(settings: Settings, dag) -> list:
+def observers_for(settings: Settings, dag, scope: str = "all") -> list:
     """Everything that watches a run: log context, lineage, metrics, alerts, the GX Data Docs
-    and, last because it reads what the others wrote, the HTML run report."""
+    and, last because it reads what the others wrote, the HTML run report.
+
+    `scope`: "all" (a run in this process), "step" (a `--member` job: the step's lineage,
+    metrics and alerts only) or "run" (a driver whose steps run on EMR: the pipeline's lineage,
+    the run's metrics, the run_failed alert, Data Docs from every job's validations, the report)."""
     from pipeline.dq.docs import DataDocsObserver
+    from pipeline.driver.observers import RunEventsOnly, StepEventsOnly
     from pipeline.lineage import LineageObserver
     from pipeline.observability.alerts import AlertObserver
     from pipeline.observability.emitters import MetricsObserver
     from pipeline.observability.logging import LogContextObserver
     from pipeline.report import ReportObserver
 
+    if scope == "step":
+        return [
+            LogContextObserver(),
+            LineageObserver(settings, pipeline_events=False),
+            StepEventsOnly(MetricsObserver(settings)),
+            StepEventsOnly(AlertObserver(settings)),
+        ]
+    if scope == "run":
+        return [
+            LogContextObserver(),
+            LineageObserver(settings, step_events=False),
+            RunEventsOnly(MetricsObserver(settings)),
+            RunEventsOnly(AlertObserver(settings)),
+            DataDocsObserver(),
+            ReportObserver(settings, dag),
+        ]
     return [
         LogContextObserver(),
         LineageObserver(settings),
@@ -360,8 +486,22 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--end-date", help="last day of history, YYYY-MM-DD")
     gen.set_defaults(func=cmd_generate)
 
-    run = sub.add_parser("run", help="run the pipeline DAG (config/pipeline.yaml) in one SparkSession")
+    run = sub.add_parser(
+        "run",
+        help="run the pipeline DAG (config/pipeline.yaml): locally in one SparkSession, or one EMR "
+        "job run per step (--executor)",
+    )
     add_common_arguments(run)
+    run.add_argument(
+        "--executor",
+        choices=["local", "emr-serverless", "emr-ec2"],
+        default="local",
+        help="where steps run: local (default: this process, one SparkSession, one step at a time); "
+        "emr-serverless (a job run per step on the application aws.emr.application_name) or emr-ec2 "
+        "(an EMR step per step on the cluster aws.emr.cluster_name), aws.emr.max_parallel_steps "
+        "independent steps at once, this process only submitting and polling (no Spark); "
+        "with --plan, prints each job run's parameters and calls no AWS API",
+    )
     run.add_argument("--only", action="append", help="run only these steps (comma-separated or repeated)")
     run.add_argument(
         "--from", dest="from_step", metavar="STEP", help="run STEP and everything downstream of it"
@@ -386,7 +526,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--plan",
         action="store_true",
-        help="print the execution plan (steps, retry policy, window) and exit; touches nothing",
+        help="print the execution plan (steps, retry policy, window; with an EMR --executor each "
+        "job run's role, entry point and Spark conf) and exit; touches nothing",
     )
     run.set_defaults(func=cmd_run)
 

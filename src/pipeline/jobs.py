@@ -47,16 +47,32 @@ def gold(ctx: RunContext, mart: str) -> StepResult:
 JOBS: dict[str, JobFn] = {"bronze": bronze, "silver": silver, "gold": gold}
 
 
-def main(step: str, argv: list[str] | None = None) -> int:
-    """spark-submit entry: run one DAG step (and only it) with the shared driver machinery."""
+def main(step: str | None = None, argv: list[str] | None = None) -> int:
+    """spark-submit entry: run one DAG step (and only it) with the shared driver machinery.
+
+    `step`: the step a per-source script (aws/jobs/*_ingest.py) runs; without it, `--step NAME`
+    says which (aws/jobs/run_step.py, the entry point of the EMR executors). `--member`: a
+    driver elsewhere owns the run (`--run-id`) and its state file; this process writes only the
+    step's state file `<lake>/_ops/runs/<run_id>/steps/<step>.json` and runs the step-level
+    observers (lineage, metrics, alerts of the step), not the run-level ones."""
     from pipeline.cli import add_common_arguments, run_pipeline
 
     parser = argparse.ArgumentParser(
         description=f"Run the pipeline step {step!r} (see config/pipeline.yaml)."
+        if step
+        else "Run one step of the pipeline DAG (config/pipeline.yaml)."
     )
     add_common_arguments(parser)
+    if step is None:
+        parser.add_argument("--step", required=True, help="the DAG step to run")
+    parser.add_argument(
+        "--member",
+        action="store_true",
+        help="a step of a run a driver elsewhere owns (--run-id required): write only the step's "
+        "state file and run the step-level observers",
+    )
     args = parser.parse_args(argv)
-    return run_pipeline(args, only=[step])
+    return run_pipeline(args, only=[step or args.step], member=args.member)
 
 
 def kafka_main(argv: list[str] | None = None) -> int:

@@ -43,3 +43,38 @@ def notify(observers: Sequence[StepObserver], event: str, out: TextIO, *args: An
                 file=out,
                 flush=True,
             )
+
+
+class StepEventsOnly:
+    """An observer's step events without its run end: what a `--member` process (one step of a
+    run a driver elsewhere owns) runs, so run-level work (the run's metrics, the run_failed
+    alert) happens once, in the driver."""
+
+    def __init__(self, observer: StepObserver):
+        self.observer = observer
+
+    def step_started(self, ctx: Any, step: Step, outcome: StepOutcome) -> None:
+        self.observer.step_started(ctx, step, outcome)
+
+    def step_finished(self, ctx: Any, step: Step, outcome: StepOutcome) -> None:
+        self.observer.step_finished(ctx, step, outcome)
+
+    def run_finished(self, ctx: Any, state: RunState) -> None:
+        pass
+
+
+class RunEventsOnly:
+    """An observer's run end without its step events: what a driver whose steps run elsewhere
+    (EMR) runs, since each step's job told the step-level observers itself."""
+
+    def __init__(self, observer: StepObserver):
+        self.observer = observer
+
+    def step_started(self, ctx: Any, step: Step, outcome: StepOutcome) -> None:
+        pass
+
+    def step_finished(self, ctx: Any, step: Step, outcome: StepOutcome) -> None:
+        pass
+
+    def run_finished(self, ctx: Any, state: RunState) -> None:
+        self.observer.run_finished(ctx, state)

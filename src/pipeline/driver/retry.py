@@ -7,11 +7,15 @@ The one place that decides. `classify(exc)` answers "transient" or "fatal":
 2. The raised exception being an instance of a `FATAL` class is fatal: configuration and
    contract errors (`ConfigError`, `ValueError`, `TypeError`, `KeyError`, Spark analysis
    errors) and the deterministic `OSError`s (missing file, no permission).
-3. Transient when any exception in the chain is a `TRANSIENT` class (`OSError`,
-   `ConnectionError`, `TimeoutError`, py4j network errors) or its text (Java class names and
-   messages included) matches a `TRANSIENT_PATTERNS` entry: socket timeouts, connection
-   resets, S3 503 / SlowDown, throttling, Delta concurrent-commit conflicts.
-4. Anything else is fatal: retrying an unknown error (most often a bug) only delays the report.
+3. An exception that says its own kind (`ClassifiedError`: an EMR job run that failed, whose
+   own process already applied the retry policy) is that kind.
+4. Transient when any exception in the chain is a `TRANSIENT` class (`OSError`,
+   `ConnectionError`, `TimeoutError`, py4j network errors), an AWS API error whose code is in
+   `TRANSIENT_AWS_CODES` or whose HTTP status is 5xx (botocore `ClientError`: EMR throttling,
+   service unavailable), or its text (Java class names and messages included) matches a
+   `TRANSIENT_PATTERNS` entry: socket timeouts, connection resets, S3 503 / SlowDown,
+   throttling, Delta concurrent-commit conflicts.
+5. Anything else is fatal: retrying an unknown error (most often a bug) only delays the report.
 
 The policy (attempts, backoff) comes from the `retry:` block of config/pipeline.yaml.
 """
@@ -91,6 +95,33 @@ SCHEMA_MISMATCH_PATTERNS: tuple[str, ...] = (
     r"Cast error: Cannot cast",
 )
 
+# Retry: an AWS API error (botocore ClientError, read through its `response`) with one of these codes.
+TRANSIENT_AWS_CODES: frozenset[str] = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalServerException",
+        "InternalServerError",
+        "InternalFailure",
+        "RequestTimeout",
+    }
+)
+
+
+class ClassifiedError(RuntimeError):
+    """An error that knows whether it is worth retrying (`kind`) and what the step found
+    (`details`, recorded in the step's outcome)."""
+
+    def __init__(self, message: str, kind: Kind, details: dict | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.details = dict(details or {})
+
+
 _TRANSIENT_RE = re.compile("|".join(f"(?:{p})" for p in TRANSIENT_PATTERNS), re.IGNORECASE)
 _SCHEMA_RE = re.compile("|".join(f"(?:{p})" for p in SCHEMA_MISMATCH_PATTERNS), re.IGNORECASE)
 
@@ -102,8 +133,12 @@ def classify(exc: BaseException) -> Kind:
         return FATAL_KIND
     if isinstance(exc, FATAL):
         return FATAL_KIND
+    if isinstance(exc, ClassifiedError):
+        return exc.kind
     for e in chain:
         if isinstance(e, TRANSIENT_TYPES) and not isinstance(e, FATAL):
+            return TRANSIENT
+        if _aws_transient(e):
             return TRANSIENT
         if _TRANSIENT_RE.search(_text(e)):
             return TRANSIENT
@@ -126,6 +161,17 @@ def exception_chain(exc: BaseException, limit: int = 16) -> Iterator[BaseExcepti
             captured = getattr(current, "_cause", None)  # pyspark CapturedException
             nxt = captured if isinstance(captured, BaseException) else None
         current = nxt
+
+
+def _aws_transient(exc: BaseException) -> bool:
+    """A botocore ClientError (duck-typed: botocore is not needed to import this module) that
+    AWS documents as retryable: throttling, or the service failing on its side (HTTP 5xx)."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    code = str((response.get("Error") or {}).get("Code", ""))
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+    return code in TRANSIENT_AWS_CODES or (isinstance(status, int) and status >= 500)
 
 
 def _is_schema_mismatch(exc: BaseException) -> bool:

@@ -11,14 +11,16 @@ import logging
 import os
 import random
 import socket
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import Any, TextIO
 
-from pipeline.driver.dag import Dag
-from pipeline.driver.executors import Executor, LocalExecutor
+from pipeline.driver.dag import Dag, Step
+from pipeline.driver.executors import Executor, LocalExecutor, StepAttempt
 from pipeline.driver.observers import StepObserver, notify
 from pipeline.driver.retry import TRANSIENT, RetryPolicy, classify, short_error
 from pipeline.driver.state import (
@@ -49,6 +51,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+STOP_WAIT_S = 120.0  # how long an interrupted run waits for its running steps to be cancelled
+
 
 def default_store(ctx: Any) -> StateStore:
     """`<lake>/_ops/runs` of the context's lake, through its SparkSession when not local."""
@@ -69,6 +73,7 @@ def run_steps(
     sleep: Callable[[float], None] = time.sleep,
     rng: random.Random | None = None,
     observers: Sequence[StepObserver] = (),
+    max_parallel: int | None = None,
 ) -> RunState:
     """Run `selected` (in DAG order) under `ctx.run_id` and return the run state.
 
@@ -77,11 +82,20 @@ def run_steps(
     as upstream results. `window` is set on the context as `ctx.window` for the jobs to read.
     The retry policy defaults to the DAG's. `observers` are told of every step's start and end
     and of the run's end (lineage, metrics, alerts, reports).
+
+    `max_parallel` (default: the executor's `max_parallel`, else 1): how many independent steps
+    run at once. Steps start in DAG order as soon as their selected upstream steps have ended;
+    a step whose upstream did not succeed is skipped, as in a sequential run. With 1 every step
+    runs in this thread, one after the other; with more, in worker threads, while this thread
+    starts steps, tells the observers and writes the run state.
     """
     policy = policy or dag.retry
     executor = executor or LocalExecutor()
     store = store or default_store(ctx)
     rng = rng or random.Random()
+    limit = max_parallel or getattr(executor, "max_parallel", 1) or 1
+    if limit < 1:
+        raise ConfigError(f"max_parallel: expected a positive number, got {limit}")
     unknown = sorted(set(selected) - set(dag.steps))
     if unknown:
         raise ConfigError(f"unknown step(s) {', '.join(unknown)}; the DAG has: {', '.join(dag.order())}")
@@ -89,58 +103,109 @@ def run_steps(
     selected = [s for s in dag.order() if s in chosen]  # dependencies first, whatever the caller gave
     ctx.window = window
     state = _prepare_state(ctx.run_id, dag, selected, state, window, executor)
+    if getattr(ctx, "as_of", None) is not None:  # for the run's jobs in other processes (EMR)
+        state.as_of = ctx.as_of.isoformat()
     location = store.location(state.run_id)
     store.save(state)  # fails before any work when the state location is not writable
     clock = _Clock(time.monotonic())
     total = len(selected)
-    current: StepOutcome | None = None
+    position = {name: i for i, name in enumerate(selected, 1)}
+    guard = threading.RLock()  # one writer of the state, the output and the store at a time
 
     def say(i: int, name: str, text: str) -> None:
-        print(f"[{i}/{total} {clock.elapsed()}] {name}: {text}", file=out, flush=True)
+        with guard:
+            print(f"[{i}/{total} {clock.elapsed()}] {name}: {text}", file=out, flush=True)
 
     def persist() -> None:
-        _save_quietly(store, state, out)
+        with guard:
+            _save_quietly(store, state, out)
 
+    def attempt_one(name: str) -> None:
+        outcome = state.step(name)
+        assert outcome is not None
+        _run_one(
+            dag.steps[name], outcome, position[name], ctx, executor, policy, say, persist, sleep, rng, guard
+        )
+
+    pending = list(selected)
+    running: dict[Future, str] = {}
+    pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="step") if limit > 1 else None
     try:
-        for i, name in enumerate(selected, 1):
-            step = dag.steps[name]
-            outcome = state.step(name)
-            assert outcome is not None
-            blocked = [
-                d for d in step.depends_on if (up := state.step(d)) is not None and up.status != SUCCEEDED
-            ]
-            if blocked:
-                outcome.status, outcome.error_kind = SKIPPED, "upstream"
-                outcome.error = f"upstream not succeeded: {', '.join(blocked)}"
-                outcome.started_at = outcome.ended_at = utc_now()
-                say(i, name, f"skipped ({outcome.error})")
-                persist()
-                notify(observers, "step_finished", out, ctx, step, outcome)
-                continue
-            current = outcome
-            notify(observers, "step_started", out, ctx, step, outcome)
-            _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng)
-            current = None
-            notify(observers, "step_finished", out, ctx, step, outcome)
+        while pending or running:
+            for name in list(pending):
+                step = dag.steps[name]
+                if any(d in chosen and (d in pending or d in running.values()) for d in step.depends_on):
+                    continue  # an upstream step of this run has not ended yet
+                outcome = state.step(name)
+                assert outcome is not None
+                blocked = [
+                    d for d in step.depends_on if (up := state.step(d)) is not None and up.status != SUCCEEDED
+                ]
+                if blocked:
+                    pending.remove(name)
+                    with guard:
+                        outcome.status, outcome.error_kind = SKIPPED, "upstream"
+                        outcome.error = f"upstream not succeeded: {', '.join(blocked)}"
+                        outcome.started_at = outcome.ended_at = utc_now()
+                    say(position[name], name, f"skipped ({outcome.error})")
+                    persist()
+                    notify(observers, "step_finished", out, ctx, step, outcome)
+                    continue
+                if len(running) >= limit:
+                    continue  # no free slot: it may still be a skip further down the list
+                pending.remove(name)
+                notify(observers, "step_started", out, ctx, step, outcome)
+                if pool is None:
+                    attempt_one(name)
+                    notify(observers, "step_finished", out, ctx, step, outcome)
+                    break  # rescan from the top: what this step ended may unblock earlier ones
+                running[pool.submit(attempt_one, name)] = name
+            if running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in sorted(finished, key=lambda f: position[running[f]]):
+                    name = running.pop(future)
+                    future.result()  # a step interrupted in its thread interrupts the run
+                    notify(observers, "step_finished", out, ctx, dag.steps[name], state.step(name))
     except BaseException as exc:  # Ctrl-C, SIGTERM as SystemExit: record how far the run got
-        if current is not None and current.status == RUNNING:
-            current.status, current.error_kind = FAILED, "interrupted"
-            code = f"({exc.code})" if isinstance(exc, SystemExit) else ""
-            current.error = f"interrupted: {type(exc).__name__}{code}"
-            current.ended_at = utc_now()
-            current.seconds = _seconds_between(current.started_at, current.ended_at)
-        state.finish()
-        state.status = INTERRUPTED
-        _save_quietly(store, state, out)
+        _stop_running(executor, running, out)
+        code = f"({exc.code})" if isinstance(exc, SystemExit) else ""
+        with guard:
+            for outcome in state.steps:
+                if outcome.status == RUNNING:
+                    outcome.status, outcome.error_kind = FAILED, "interrupted"
+                    outcome.error = f"interrupted: {type(exc).__name__}{code}"
+                    outcome.ended_at = utc_now()
+                    outcome.seconds = _seconds_between(outcome.started_at, outcome.ended_at)
+            state.finish()
+            state.status = INTERRUPTED
+            _save_quietly(store, state, out)
         notify(observers, "run_finished", out, ctx, state)
         print(f"run {state.run_id}: interrupted; state in {location}", file=out, flush=True)
         raise
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     state.finish()
     _save_quietly(store, state, out)
     notify(observers, "run_finished", out, ctx, state)
     print(summary_table(state), file=out)
     print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state
+
+
+def _stop_running(executor: Executor, running: dict[Future, str], out: TextIO) -> None:
+    """The run is being stopped while steps run in worker threads: ask the executor to cancel
+    them (EMR job runs would otherwise go on, and cost, without a driver) and give the threads
+    a bounded time to record it."""
+    if not running:
+        return
+    interrupt = getattr(executor, "interrupt", None)
+    if callable(interrupt):
+        try:
+            interrupt()
+        except Exception as exc:  # noqa: BLE001 - stopping must go on
+            print(f"warning: could not cancel running steps: {short_error(exc)}", file=out, flush=True)
+    wait(running, timeout=STOP_WAIT_S)
 
 
 def _prepare_state(
@@ -174,41 +239,58 @@ def _prepare_state(
     return state
 
 
-def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng) -> None:
-    """Run one step with retries; fill in `outcome`."""
-    outcome.status, outcome.started_at = RUNNING, utc_now()
+def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, guard) -> None:
+    """Run one step with retries; fill in `outcome` (changed under `guard`, which the state's
+    writer holds while it serialises the state)."""
+    with guard:
+        outcome.status, outcome.started_at = RUNNING, utc_now()
     started = time.monotonic()
+    run_attempt = getattr(executor, "run_attempt", None)
+    rerun = len(outcome.previous)
     for attempt in range(1, policy.max_attempts + 1):
-        outcome.attempts = attempt
+        with guard:
+            outcome.attempts = attempt
         tries = f" (attempt {attempt}/{policy.max_attempts})" if attempt > 1 else ""
         say(i, step.name, f"running {step.job} on {step.dataset}{tries} ...")
         persist()
         try:
-            result = executor.run(step, ctx)
+            if run_attempt is not None:
+                result = run_attempt(step, ctx, StepAttempt(ctx.run_id, step.name, attempt, rerun))
+            else:
+                result = executor.run(step, ctx)
         except Exception as exc:  # the step fails; the run goes on with what does not depend on it
             kind, message = classify(exc), short_error(exc)
             log.error("step %s attempt %d failed (%s):\n%s", step.name, attempt, kind, traceback.format_exc())
-            outcome.error, outcome.error_kind = message, kind
+            with guard:
+                outcome.error, outcome.error_kind = message, kind
             if kind == TRANSIENT and attempt < policy.max_attempts:
-                wait = policy.delay(attempt, rng)
-                outcome.retries.append(
-                    {"attempt": attempt, "error": message, "wait_s": round(wait, 3), "at": utc_now()}
+                wait_s = policy.delay(attempt, rng)
+                with guard:
+                    outcome.retries.append(
+                        {"attempt": attempt, "error": message, "wait_s": round(wait_s, 3), "at": utc_now()}
+                    )
+                say(
+                    i,
+                    step.name,
+                    f"attempt {attempt} failed (transient): {message}; retrying in {wait_s:.1f}s",
                 )
-                say(i, step.name, f"attempt {attempt} failed (transient): {message}; retrying in {wait:.1f}s")
                 persist()
-                sleep(wait)
+                sleep(wait_s)
                 continue
-            outcome.status = FAILED
-            # A step may say what it found before failing (a DQ gate's results, for example).
-            outcome.details = dict(getattr(exc, "details", None) or {})
+            with guard:
+                outcome.status = FAILED
+                # A step may say what it found before failing (a DQ gate's results, for example).
+                outcome.details = dict(getattr(exc, "details", None) or {})
             break
         else:
-            outcome.status, outcome.error, outcome.error_kind = SUCCEEDED, None, None
-            outcome.rows_in, outcome.rows_out = result.rows_in, result.rows_out
-            outcome.details = result.details
+            with guard:
+                outcome.status, outcome.error, outcome.error_kind = SUCCEEDED, None, None
+                outcome.rows_in, outcome.rows_out = result.rows_in, result.rows_out
+                outcome.details = result.details
             break
-    outcome.ended_at = utc_now()
-    outcome.seconds = round(time.monotonic() - started, 2)
+    with guard:
+        outcome.ended_at = utc_now()
+        outcome.seconds = round(time.monotonic() - started, 2)
     if outcome.status == SUCCEEDED:
         done = f"succeeded in {outcome.seconds:.1f}s, {outcome.rows_out:,} rows"
     elif outcome.error_kind == TRANSIENT:
@@ -270,8 +352,10 @@ def plan_text(
     window: DateWindow | None = None,
     executor_name: str = LocalExecutor.name,
     resume: RunState | None = None,
+    describe: Callable[[Step], str] | None = None,
 ) -> str:
-    """What `lakehouse run --plan` prints: the steps in order, retry policy, window, executor."""
+    """What `lakehouse run --plan` prints: the steps in order, retry policy, window, executor;
+    under each step what `describe` says of it (an EMR executor's job run)."""
     lines = [heading]
     lines.append(f"  executor: {executor_name}")
     lines.append(f"  retry: {dag.retry.describe()}")
@@ -287,6 +371,8 @@ def plan_text(
         if resume is not None and (previous := resume.step(name)) is not None:
             was = f" (was {previous.status}{': ' + previous.error if previous.error else ''})"
         lines.append(f"  {i}. {name}: {step.job} {step.dataset}{after}{was}")
+        if describe is not None:
+            lines.append(describe(step))
     if not selected:
         lines.append("  nothing to run")
     return "\n".join(lines)

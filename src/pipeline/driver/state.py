@@ -14,6 +14,12 @@ Stores (one interface: `save`, `load`, `exists`, `run_ids`, `latest`, `location`
   the endpoint of the settings' `lake.storage_options` when the store is not AWS S3).
 
 `state_store_for(runs_location, spark, storage_options)` picks one. Nothing here imports pyspark.
+
+Step-state files, for steps run by other processes (EMR job runs started by a driver elsewhere,
+`--member`): each job writes only `<lake>/_ops/runs/<run_id>/steps/<step>.json`, its step's
+`StepOutcome` (`StepStateStore`), and the driver, the only writer of `<run_id>.json`, reads it
+when the job run ends (`read_step_state`) and merges it into the run's state. Parallel jobs
+never write the same object, so none overwrites another's update.
 """
 
 from __future__ import annotations
@@ -86,6 +92,7 @@ class RunState:
     host: str | None = None
     pid: int | None = None
     resumes: list[str] = field(default_factory=list)  # when `--resume` picked the run up again
+    as_of: str | None = None  # gold's --as-of date (ISO), read by the run's remote jobs
     format: int = STATE_FORMAT
 
     @property
@@ -356,6 +363,57 @@ def state_store_for(
     raise ConfigError(
         f"{runs_location}: reading run state without Spark works for local folders and s3:// only"
     )
+
+
+def step_state_location(runs_location: str, run_id: str, step: str) -> str:
+    """`<lake>/_ops/runs/<run_id>/steps/<step>.json`: one step's outcome, written by its job."""
+    return f"{runs_location.rstrip('/')}/{run_id}/steps/{step}.json"
+
+
+class StepStateStore:
+    """The state store of a `--member` process (one step of a run a driver elsewhere owns): every
+    save writes that step's outcome, and only it, to its step-state file. Reads come from the
+    run's store (`runs`), which this process never writes."""
+
+    def __init__(self, runs_location: str, step: str, files: Any, runs: StateStore | None = None):
+        self.runs_location = runs_location
+        self.step = step
+        self.files = files
+        self.runs = runs
+
+    def location(self, run_id: str) -> str:
+        return step_state_location(self.runs_location, run_id, self.step)
+
+    def save(self, state: RunState) -> None:
+        outcome = state.step(self.step)
+        if outcome is None:
+            raise ValueError(f"step-state file for {self.step}: run {state.run_id} has no such step")
+        text = json.dumps(asdict(outcome), indent=2, default=str)
+        self.files.write_text(self.location(state.run_id), text, content_type="application/json")
+
+    def exists(self, run_id: str) -> bool:
+        return self.runs is not None and self.runs.exists(run_id)
+
+    def load(self, run_id: str) -> RunState:
+        if self.runs is None:
+            raise RunNotFound(f"run {run_id}: a step-state store reads no run state")
+        return self.runs.load(run_id)
+
+    def run_ids(self) -> list[tuple[str, float]]:
+        return self.runs.run_ids() if self.runs is not None else []
+
+
+def read_step_state(files: Any, location: str) -> StepOutcome | None:
+    """The outcome a job wrote to its step-state file; None when there is no such file (the job
+    died before writing it)."""
+    text = files.read_text(location)
+    if text is None:
+        return None
+    data = json.loads(text)
+    if not isinstance(data, dict) or "step" not in data:
+        raise ValueError(f"{location}: not a step state: expected a mapping with step")
+    keys = {f.name for f in fields(StepOutcome)}
+    return StepOutcome(**{k: v for k, v in data.items() if k in keys})
 
 
 def summary_table(state: RunState, error_width: int = 80) -> str:

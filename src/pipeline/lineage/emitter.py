@@ -147,7 +147,20 @@ class LineageObserver:
     """A StepObserver that emits OpenLineage run events. `LineageObserver(settings)`; tests may
     pass `transport` (anything with `emit(event, run_id)`)."""
 
-    def __init__(self, settings: Settings, transport: Any = ..., producer: str = PRODUCER):
+    def __init__(
+        self,
+        settings: Settings,
+        transport: Any = ...,
+        producer: str = PRODUCER,
+        *,
+        pipeline_events: bool = True,
+        step_events: bool = True,
+    ):
+        # A run split over processes (EMR): the driver emits the pipeline's events
+        # (step_events=False), each step's job its step's (pipeline_events=False); the parent
+        # run id is derived from the run id, so both sides name the same parent.
+        self.pipeline_events = pipeline_events
+        self.step_events = step_events
         self.settings = settings
         self.namespace = settings.lineage.namespace
         self.fail_on_error = settings.lineage.fail_on_error
@@ -161,6 +174,8 @@ class LineageObserver:
         if self.transport is None:
             return
         self._ensure_pipeline_started(ctx)
+        if not self.step_events:
+            return
         run_id = step_run_id(ctx.run_id, step.name, len(getattr(outcome, "previous", []) or []))
         self._started_steps[(ctx.run_id, step.name)] = run_id
         self._emit(self._step_event(ctx, step, outcome, RunState.START, run_id), ctx.run_id)
@@ -175,7 +190,7 @@ class LineageObserver:
         self._emit(self._step_event(ctx, step, outcome, state, run_id), ctx.run_id)
 
     def run_finished(self, ctx: Any, state: Any) -> None:
-        if self.transport is None:
+        if self.transport is None or not self.pipeline_events:
             return
         self._ensure_pipeline_started(ctx)
         event_type = {SUCCEEDED: RunState.COMPLETE, FAILED: RunState.FAIL}.get(state.status, RunState.ABORT)
@@ -191,7 +206,7 @@ class LineageObserver:
 
     # --- events --------------------------------------------------------------------------------
     def _ensure_pipeline_started(self, ctx: Any) -> None:
-        if ctx.run_id not in self._started_pipeline:
+        if self.pipeline_events and ctx.run_id not in self._started_pipeline:
             self._started_pipeline.add(ctx.run_id)
             self._emit(self._pipeline_event(ctx, RunState.START, {}), ctx.run_id)
 

@@ -131,6 +131,10 @@ class AlertObserver:
     def run_finished(self, ctx: Any, state: Any) -> None:
         if state.status == "succeeded" or state.run_id in self._step_alerted:
             return
+        if STEP_FAILED in self.on and any(
+            s.status == "failed" and (s.details or {}).get("reported_by") == "member" for s in state.steps
+        ):
+            return  # the step's own job (EMR, --member) sent its step_failed alert
         if not self.on & {RUN_FAILED, STEP_FAILED}:
             return
         alert = self._base(RUN_FAILED, state.run_id)
