@@ -20,6 +20,8 @@ import yaml
 
 ENVIRONMENTS = ("local", "dev", "prod")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# config/ as the package carries it: a link to the checkout's config/, a folder in an installed wheel
+PACKAGE_CONFIG = Path(__file__).resolve().parent / "config"
 
 
 class ConfigError(ValueError):
@@ -342,11 +344,11 @@ class Settings:
 
 
 def default_config_dir() -> Path:
-    """`LAKEHOUSE_CONFIG_DIR`, else ./config, else the project's own config folder."""
+    """`LAKEHOUSE_CONFIG_DIR`, else ./config, else the config folder the package carries."""
     if os.environ.get("LAKEHOUSE_CONFIG_DIR"):
         return Path(os.environ["LAKEHOUSE_CONFIG_DIR"])
     cwd_config = Path.cwd() / "config"
-    return cwd_config if (cwd_config / "local.yaml").exists() else PROJECT_ROOT / "config"
+    return cwd_config if (cwd_config / "local.yaml").exists() else PACKAGE_CONFIG
 
 
 def load_settings(
