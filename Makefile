@@ -7,7 +7,7 @@ JARS_STAMP := jvm/jars/.fetched-$(shell cat jvm/pom.xml jvm/*/pom.xml | cksum | 
 SCALE ?= 1
 LAKE ?= ./lake
 
-.PHONY: setup system-deps jars demo test bench lint clean
+.PHONY: setup system-deps jars demo test bench lint package clean
 
 $(STAMP): pyproject.toml
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -44,9 +44,14 @@ bench: setup
 	$(PY) bench/bench_pipeline.py --scale $(SCALE)
 	$(PY) bench/bench_engines.py --scale $(SCALE)
 
+# A release: the wheel (config inside) and the EMR venv archive, with SHA256SUMS, into dist/.
+# aws/scripts/deploy.sh uploads it with the jobs and jvm/jars/emr to the artifacts bucket.
+package: setup
+	$(PY) -m pipeline.deploy.package --out dist
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src aws scripts tests bench
 	$(VENV)/bin/ruff format --check src aws scripts tests bench
 
 clean:
-	rm -rf $(LAKE) .pytest_cache
+	rm -rf $(LAKE) .pytest_cache dist
