@@ -44,7 +44,10 @@ class Terraform:
 
 
 def terraform_available() -> bool:
-    return shutil.which("terraform") is not None and (MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir()
+    return (
+        shutil.which("terraform") is not None
+        and (MIRROR / "registry.terraform.io" / "hashicorp" / "aws").is_dir()
+    )
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +64,9 @@ def terraform(tmp_path_factory) -> Terraform | None:
     base = tmp_path_factory.mktemp("terraform")
     (base / "cli.tfrc").write_text(CLI_CONFIG)
     root = base / "terraform"
-    shutil.copytree(TF_ROOT, root, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*"))
+    shutil.copytree(
+        TF_ROOT, root, ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*")
+    )
     env = {
         **os.environ,
         "TF_CLI_CONFIG_FILE": str(base / "cli.tfrc"),

@@ -29,7 +29,9 @@ def unquote(name: str) -> str:
 
 
 def is_block(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get(BLOCK) for v in value)
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(v, dict) and v.get(BLOCK) for v in value)
+    )
 
 
 @dataclass
@@ -321,12 +323,19 @@ def schema_errors(module: Module) -> list[str]:
             if rtype not in schemas:
                 errors.append(f"{where}: no such {kind} type in the provider")
                 continue
-            _check_block(where, {k: v for k, v in body.items() if k not in META_ARGUMENTS}, schemas[rtype]["block"], errors)
+            _check_block(
+                where,
+                {k: v for k, v in body.items() if k not in META_ARGUMENTS},
+                schemas[rtype]["block"],
+                errors,
+            )
     for name, call in module.modules.items():
         where = f"{label(module.path)}: module {name}"
         target = load_module(module_source(module, call))
         args = {k for k in call if k not in (BLOCK, "source") and k not in META_ARGUMENTS}
-        errors += [f"{where}: {a!r} is not a variable of {target.path.name}" for a in args - set(target.variables)]
+        errors += [
+            f"{where}: {a!r} is not a variable of {target.path.name}" for a in args - set(target.variables)
+        ]
         missing = {v for v, spec in target.variables.items() if "default" not in spec} - args
         errors += [f"{where}: variable {v!r} of {target.path.name} is not set" for v in sorted(missing)]
     return errors

@@ -5,6 +5,7 @@ tests/terraform/test_terraform.py checks the same on the rendered plan where ter
 from __future__ import annotations
 
 import re
+
 import pytest
 
 from tests.terraform import hcl
@@ -93,7 +94,11 @@ def test_deploy_role_only_uploads_releases():
     assert allowed(statements, "s3:PutObject", f"{ARTIFACTS}/releases/1.2.3/lakehouse.whl")
     assert not allowed(statements, "s3:PutObject", f"{ARTIFACTS}/other/x")
     assert not allowed(statements, "s3:GetObject", f"{ARTIFACTS}/releases/1.2.3/lakehouse.whl")
-    assert {a for s in statements for a in as_list(s["Action"])} == {"s3:PutObject", "kms:Encrypt", "kms:GenerateDataKey"}
+    assert {a for s in statements for a in as_list(s["Action"])} == {
+        "s3:PutObject",
+        "kms:Encrypt",
+        "kms:GenerateDataKey",
+    }
 
 
 def test_orchestrator_passes_only_the_layer_roles_to_emr():
@@ -102,7 +107,11 @@ def test_orchestrator_passes_only_the_layer_roles_to_emr():
         "emr-serverless.amazonaws.com",
         "elasticmapreduce.amazonaws.com",
     }
-    assert "ingest" in passrole["Resource"] and "silver" in passrole["Resource"] and "gold" in passrole["Resource"]
+    assert (
+        "ingest" in passrole["Resource"]
+        and "silver" in passrole["Resource"]
+        and "gold" in passrole["Resource"]
+    )
     assert "break-glass" not in passrole["Resource"] and "orchestrator" not in passrole["Resource"]
 
 
@@ -123,7 +132,9 @@ def test_a_star_resource_is_commented():
                 continue
             start = max(j for j in range(i + 1) if not lines[j].startswith((" ", "\t")) or j == 0)
             context = "\n".join(lines[start:i])
-            assert "#" in line or re.search(r'#.*"\*"', context), f"{tf}:{i + 1}: Resource \"*\" without a comment saying why"
+            assert "#" in line or re.search(r'#.*"\*"', context), (
+                f'{tf}:{i + 1}: Resource "*" without a comment saying why'
+            )
 
 
 def test_every_role_has_the_permissions_boundary():
@@ -131,7 +142,9 @@ def test_every_role_has_the_permissions_boundary():
         module = hcl.load_module(module_dir)
         for (rtype, name), body in module.resources.items():
             if rtype == "aws_iam_role":
-                assert body.get("permissions_boundary") == "${var.permissions_boundary_arn}", f"{rtype}.{name}"
+                assert body.get("permissions_boundary") == "${var.permissions_boundary_arn}", (
+                    f"{rtype}.{name}"
+                )
 
 
 def test_layer_roles_trust_emr_of_this_account_only():
@@ -184,7 +197,10 @@ def test_table_buckets_and_trail_settings():
     [(_, sse)] = resources_of("aws_s3_bucket_server_side_encryption_configuration")
     assert "aws:kms" in sse["rule"][0]["apply_server_side_encryption_by_default"][0]["sse_algorithm"]
     [(_, pab)] = resources_of("aws_s3_bucket_public_access_block")
-    assert all(pab[k] is True for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets"))
+    assert all(
+        pab[k] is True
+        for k in ("block_public_acls", "block_public_policy", "ignore_public_acls", "restrict_public_buckets")
+    )
     [(_, trail)] = resources_of("aws_cloudtrail")
     assert trail["enable_log_file_validation"] is True
     [(_, msk)] = resources_of("aws_msk_cluster")
@@ -208,7 +224,9 @@ def test_no_lifecycle_expiration_covers_layer_data():
     """bronze/, silver/, gold/ and quarantine/ lose files only through Delta VACUUM: an expiring
     rule may cover nothing there but a table's _delta_log/.tmp/ (orphaned temp commits)."""
     storage = hcl.env_scope("dev", lenient=True).child("lakehouse").child("storage")
-    [(_, lake)] = [(n, b) for n, b in resources_of("aws_s3_bucket_lifecycle_configuration") if n.endswith(".lake")]
+    [(_, lake)] = [
+        (n, b) for n, b in resources_of("aws_s3_bucket_lifecycle_configuration") if n.endswith(".lake")
+    ]
     rules = [r for r in lake["rule"]]
     for dynamic in lake.get("dynamic", []):
         [(label, body)] = [(k, v) for k, v in dynamic.items() if k != hcl.BLOCK]

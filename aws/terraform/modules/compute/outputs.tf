@@ -32,4 +32,3 @@ output "emr_ec2_instance_role_arn" {
 output "emr_cluster_id" {
   value = one(aws_emr_cluster.this[*].id)
 }
-
