@@ -1,10 +1,12 @@
 """GX Data Docs under `<lake>/_ops/data_docs/`, built once when a run ends.
 
 Rendering every validation result into HTML takes a while (~0.3 s per gated table), so the gates
-only validate and record; `DataDocsObserver` builds the site once per process at run end (before
-the run report, which links to it). The GX context is ephemeral: the site shows the validations
-of this process (the whole DAG locally; one step per spark-submit on EMR). The durable record of
-every gate is `<lake>/_ops/dq_results`.
+only validate, record and keep their GX validation results in `<lake>/_ops/gx/<run_id>/<step>.json`;
+`DataDocsObserver` builds the site once, where the run ends (before the run report, which links
+to it): from this process's validations and every result file of the run that another process
+wrote (each EMR job gates its own step; the driver, which has no SparkSession, builds the site
+in a GX context of its own, without a Spark data source). The durable record of every gate is
+`<lake>/_ops/dq_results`.
 
 The site is written where the lake is. GX 1.x writes sites to folders only, so for an s3:// lake
 it is built in a local staging folder and mirrored to `<lake>/_ops/data_docs/` with boto3 (new
@@ -15,20 +17,31 @@ by default): AWS is a config switch, not a different path.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import mimetypes
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from pipeline.dq.config import DqConfig
-from pipeline.dq.gate import _Gx, docs_path, dq_config, dq_enabled
+from pipeline.dq.gate import _Gx, docs_path, dq_config, dq_enabled, validations_path
 from pipeline.files import S3_SCHEMES, is_local, local_path, s3_client, s3_parts
 
 log = logging.getLogger(__name__)
 
 _staging: dict[str, str] = {}  # s3 docs location -> the local folder its site is built in
+
+
+class _Docs:
+    """The GX context a process that ran no gate (an EMR driver) renders other processes'
+    results in: no data source, so no SparkSession."""
+
+    context: Any = None
+    sites: dict[str, str] = {}
+    loaded: set[str] = set()  # result files already put into a context
 
 
 class DataDocsObserver:
@@ -52,9 +65,14 @@ class DataDocsObserver:
 
 def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
     """Rebuild GX Data Docs under `<lake>/_ops/data_docs/`; the index's location."""
-    if not config.data_docs or _Gx.context is None:
+    if not config.data_docs:
         return None
     target = docs_path(ctx)
+    if not is_local(target) and urlparse(target).scheme in S3_SCHEMES:
+        client = client or s3_client(ctx.settings.lake.storage_options)
+    added = _load_results(ctx, client)
+    if _Gx.context is None and not added:
+        return None  # no gate ran in this run
     if is_local(target):
         return _build_site(str(local_path(target)))
     if urlparse(target).scheme not in S3_SCHEMES:
@@ -66,7 +84,7 @@ def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
     if _build_site(staging) is None:
         return None
     try:
-        _mirror_to_s3(Path(staging), target, client or s3_client(ctx.settings.lake.storage_options))
+        _mirror_to_s3(Path(staging), target, client)
     except Exception:  # noqa: BLE001 - docs are a report; S3 trouble must not fail the run
         log.warning("dq: copying Data Docs to %s failed", target, exc_info=True)
         return None
@@ -101,13 +119,86 @@ def _mirror_to_s3(folder: Path, target: str, client: Any = None) -> None:
         client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": k} for k in batch]})
 
 
+def _context() -> tuple[Any, dict[str, str]]:
+    """The GX context to render in (the gates' when this process ran any) and its sites."""
+    if _Gx.context is not None:
+        return _Gx.context, _Gx.sites
+    if _Docs.context is None:
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        import great_expectations as gx
+
+        _Docs.context = gx.get_context(mode="ephemeral")
+    return _Docs.context, _Docs.sites
+
+
+def _result_files(folder: str, client: Any) -> dict[str, str]:
+    """location -> text of every `*.json` directly under `folder` (a local folder or s3://)."""
+    if is_local(folder):
+        base = local_path(folder)
+        if not base.is_dir():
+            return {}
+        return {f"{folder}/{p.name}": p.read_text(encoding="utf-8") for p in sorted(base.glob("*.json"))}
+    bucket, key = s3_parts(folder)
+    prefix = key.rstrip("/") + "/"
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".json"):
+                body = client.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
+                found[f"{folder}/{obj['Key'][len(prefix) :]}"] = body.decode(
+                    "utf-8"
+                )  # as save_validations names it
+    return found
+
+
+def _load_results(ctx: Any, client: Any) -> int:
+    """Put the run's validation results that other processes kept into the rendering context;
+    how many. Unreadable files are skipped with a warning: docs are a report."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    folder = validations_path(ctx)
+    if not is_local(folder) and urlparse(folder).scheme not in S3_SCHEMES:
+        return 0
+    try:
+        files = _result_files(folder, client)
+    except Exception:  # noqa: BLE001
+        log.warning("dq: cannot list validation results under %s", folder, exc_info=True)
+        return 0
+    todo = {k: v for k, v in files.items() if k not in _Gx.saved and k not in _Docs.loaded}
+    if not todo:
+        return 0
+    context, _ = _context()
+    store = context.validation_results_store
+    added = 0
+    for location, text in todo.items():
+        try:
+            payload = json.loads(text)
+            for result in payload["results"]:
+                run_time = (result.get("meta", {}).get("run_id") or {}).get("run_time")
+                key = ValidationResultIdentifier(
+                    expectation_suite_identifier=ExpectationSuiteIdentifier(name=result["suite_name"]),
+                    run_id=RunIdentifier(run_name=ctx.run_id, run_time=run_time),
+                    batch_identifier=payload["step"],
+                )
+                store.set(key, store.deserialize(json.dumps(result)))
+            added += 1
+            _Docs.loaded.add(location)
+        except Exception:  # noqa: BLE001
+            log.warning("dq: skipping unreadable validation results %s", location, exc_info=True)
+    return added
+
+
 def _build_site(base: str) -> str | None:
-    """Build the site into folder `base` with this process's validations; the index's URL."""
+    """Build the site into folder `base` with the validations the context holds; the index's URL."""
     with _Gx.lock:
-        context = _Gx.get()
-        site = _Gx.sites.get(base)
+        context, sites = _context()
+        site = sites.get(base)
         if site is None:
-            site = f"lake_{len(_Gx.sites)}"
+            site = f"lake_{len(sites)}"
             context.add_data_docs_site(
                 site_name=site,
                 site_config={
@@ -116,7 +207,7 @@ def _build_site(base: str) -> str | None:
                     "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
                 },
             )
-            _Gx.sites[base] = site
+            sites[base] = site
         try:
             return context.build_data_docs(site_names=[site]).get(site)
         except Exception:  # noqa: BLE001 - docs are a report; a rendering problem must not fail the step

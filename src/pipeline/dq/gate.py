@@ -12,8 +12,9 @@
 4. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
    count in dq_results.
-5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append). GX Data Docs are
-   built once at the end of the run (`dq.docs.DataDocsObserver`), not after every gate.
+5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
+   validation results to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built
+   once at the end of the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
 6. Only then, if a `critical` result failed: `DqGateFailed` (a ValueError, so the driver's
    retry classifier treats it as fatal: no retry; downstream steps are skipped).
 
@@ -22,6 +23,7 @@ Switch: `enabled:` in config/dq.yaml (a missing file means off) and LAKEHOUSE_DQ
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -120,6 +122,33 @@ def docs_path(ctx: Any) -> str:
     return ctx.settings.lake.path("_ops", "data_docs")
 
 
+def validations_path(ctx: Any, run_id: str | None = None) -> str:
+    """`<lake>/_ops/gx/<run_id>`: the GX validation results of a run's gates, one file per step."""
+    return ctx.settings.lake.path("_ops", "gx", run_id or ctx.run_id)
+
+
+def save_validations(ctx: Any, step_name: str, name: str) -> None:
+    """Keep the GX validation results of table `name`'s gate (the verdicts, and the details of
+    the failed checks) in `<validations_path>/<step>.json`, so the process that ends the run
+    (an EMR driver elsewhere, or this one) builds Data Docs from every step's gate."""
+    from pipeline.files import files_for
+
+    with _Gx.lock:
+        results = _Gx.last.pop(name, [])
+    if not results:
+        return
+    location = f"{validations_path(ctx)}/{step_name}.json"
+    payload = {"step": step_name, "suite": name, "results": [r.to_json_dict() for r in results]}
+    try:
+        files = files_for(location, ctx.settings.lake.storage_options)
+        files.write_text(location, json.dumps(payload, default=str), content_type="application/json")
+    except Exception:  # noqa: BLE001 - Data Docs are a report; dq_results holds the verdicts
+        log.warning("dq: could not keep the validation results of %s at %s", name, location, exc_info=True)
+        return
+    with _Gx.lock:
+        _Gx.saved.add(location)
+
+
 def gate_step(
     ctx: Any,
     step_name: str,
@@ -175,6 +204,7 @@ def run_gate(
         if not was_cached:
             df.unpersist()
     record(ctx, step_name, dataset, layer, results)
+    save_validations(ctx, step_name, f"{layer}.{dataset}")
     failed = [r for r in results if not r.passed and r.severity == "critical"]
     warned = [r for r in results if not r.passed and r.severity == "warn"]
     log.info(
@@ -244,6 +274,8 @@ class _Gx:
     source: Any = None
     tables: dict[str, tuple[str, Any]] = {}  # name -> (checks signature, validation definition)
     sites: dict[str, str] = {}  # docs directory -> site name
+    last: dict[str, list[Any]] = {}  # table -> its latest validation results, until saved
+    saved: set[str] = set()  # result files this process wrote (its context holds them already)
 
     @classmethod
     def get(cls) -> Any:
@@ -310,6 +342,7 @@ def validate_gx(name: str, checks: list[Check], df: DataFrame, rows: int | None 
                 batch_parameters={"dataframe": df}, result_format=DETAILS
             )
             details = {_rule(r): r for r in detailed.results}
+        _Gx.last[name] = [verdicts, detailed] if failed else [verdicts]
     results = []
     for r in verdicts.results:
         rule = _rule(r)
