@@ -150,3 +150,113 @@ run "whole_dev_stack" {
     error_message = "no role policy may grant a wildcard action"
   }
 }
+
+run "optional_emr_on_ec2_and_msk" {
+  command = apply
+
+  variables {
+    enable_emr_ec2             = true
+    emr_tls_certificate_s3_uri = "s3://lakehouse-dev-artifacts/tls/emr-certs.zip"
+    enable_msk                 = true
+    vpc_subnet_ids             = ["subnet-0a", "subnet-0b"]
+    vpc_security_group_ids     = ["sg-0a"]
+    alert_email                = "oncall@example.com"
+  }
+
+  assert {
+    condition     = output.emr_cluster_id != null && output.msk_bootstrap_brokers_sasl_iam != null
+    error_message = "enable_emr_ec2 / enable_msk must build the cluster and the MSK cluster"
+  }
+  assert {
+    condition = anytrue([for s in jsondecode(output.role_policies["ingest"]).Statement :
+    contains(s.Action, "kafka-cluster:ReadData") && contains(s.Resource, "arn:aws:kafka:us-east-1:123456789012:topic/lakehouse-dev/*/product_events")])
+    error_message = "the ingest role must read the product_events topic of lakehouse-dev"
+  }
+}
+
+run "emr_cluster_security_configuration" {
+  command = apply
+
+  module {
+    source = "../../modules/compute"
+  }
+
+  variables {
+    name_prefix                     = "lakehouse-dev"
+    environment                     = "dev"
+    account_id                      = "123456789012"
+    region                          = "us-east-1"
+    partition                       = "aws"
+    release_label                   = "emr-spark-8.0.0"
+    kms_key_arn                     = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    artifacts_bucket_arn            = "arn:aws:s3:::lakehouse-dev-artifacts"
+    logs_bucket_name                = "lakehouse-dev-logs"
+    log_retention_days              = 365
+    serverless_max_capacity         = { cpu = "100 vCPU", memory = "700 GB", disk = "2000 GB" }
+    serverless_idle_timeout_minutes = 15
+    serverless_subnet_ids           = []
+    serverless_security_group_ids   = []
+    enable_emr_ec2                  = true
+    emr_ec2_subnet_id               = "subnet-0a"
+    emr_ec2_master_instance_type    = "m6g.xlarge"
+    emr_ec2_core_instance_type      = "r6g.2xlarge"
+    emr_ec2_core_instance_count     = 2
+    emr_ec2_idle_timeout_seconds    = 3600
+    emr_tls_certificate_s3_uri      = "s3://lakehouse-dev-artifacts/tls/emr-certs.zip"
+    layer_role_names                = ["lakehouse-dev-ingest", "lakehouse-dev-silver", "lakehouse-dev-gold"]
+    tags                            = {}
+  }
+
+  assert {
+    condition     = jsondecode(aws_emr_security_configuration.this[0].configuration).InstanceMetadataServiceConfiguration.MinimumInstanceMetadataServiceVersion == 2
+    error_message = "cluster nodes must require IMDSv2"
+  }
+  assert {
+    condition = (
+      jsondecode(aws_emr_security_configuration.this[0].configuration).EncryptionConfiguration.EnableInTransitEncryption &&
+      jsondecode(aws_emr_security_configuration.this[0].configuration).EncryptionConfiguration.AtRestEncryptionConfiguration.S3EncryptionConfiguration.EncryptionMode == "SSE-KMS" &&
+      jsondecode(aws_emr_security_configuration.this[0].configuration).EncryptionConfiguration.AtRestEncryptionConfiguration.LocalDiskEncryptionConfiguration.EncryptionKeyProviderType == "AwsKms"
+    )
+    error_message = "the cluster must encrypt S3 (SSE-KMS), local disks (KMS) and traffic (TLS)"
+  }
+  assert {
+    condition     = aws_cloudwatch_log_group.emr_serverless.kms_key_id != null && aws_emrserverless_application.this.auto_stop_configuration[0].enabled
+    error_message = "EMR Serverless logs must be KMS-encrypted and the application must stop when idle"
+  }
+}
+
+run "emr_cluster_needs_a_tls_certificate" {
+  command = plan
+
+  module {
+    source = "../../modules/compute"
+  }
+
+  variables {
+    name_prefix                     = "lakehouse-dev"
+    environment                     = "dev"
+    account_id                      = "123456789012"
+    region                          = "us-east-1"
+    partition                       = "aws"
+    release_label                   = "emr-spark-8.0.0"
+    kms_key_arn                     = "arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000"
+    artifacts_bucket_arn            = "arn:aws:s3:::lakehouse-dev-artifacts"
+    logs_bucket_name                = "lakehouse-dev-logs"
+    log_retention_days              = 365
+    serverless_max_capacity         = { cpu = "100 vCPU", memory = "700 GB", disk = "2000 GB" }
+    serverless_idle_timeout_minutes = 15
+    serverless_subnet_ids           = []
+    serverless_security_group_ids   = []
+    enable_emr_ec2                  = true
+    emr_ec2_subnet_id               = "subnet-0a"
+    emr_ec2_master_instance_type    = "m6g.xlarge"
+    emr_ec2_core_instance_type      = "r6g.2xlarge"
+    emr_ec2_core_instance_count     = 2
+    emr_ec2_idle_timeout_seconds    = 3600
+    emr_tls_certificate_s3_uri      = null
+    layer_role_names                = ["lakehouse-dev-ingest", "lakehouse-dev-silver", "lakehouse-dev-gold"]
+    tags                            = {}
+  }
+
+  expect_failures = [aws_emr_security_configuration.this]
+}
