@@ -32,3 +32,7 @@ output "emr_ec2_instance_role_arn" {
 output "emr_cluster_id" {
   value = one(aws_emr_cluster.this[*].id)
 }
+
+output "log_group_arn" {
+  value = aws_cloudwatch_log_group.emr_serverless.arn
+}

@@ -138,6 +138,19 @@ locals {
       Action   = ["s3:PutObject"]
       Resource = ["${var.logs_bucket_arn}/emr/*"]
     },
+    {
+      # EMR Serverless's CloudWatch logging (job_run_monitoring) writes as the job's role.
+      Sid      = "WriteEmrLogStreams"
+      Effect   = "Allow"
+      Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      Resource = ["${var.emr_log_group_arn}:*"]
+    },
+    {
+      Sid      = "FindEmrLogGroup"
+      Effect   = "Allow"
+      Action   = ["logs:DescribeLogGroups"]
+      Resource = ["*"] # DescribeLogGroups is not scoped to a log group: AWS accepts only "*".
+    },
   ]
 
   # MSK IAM auth (aws-msk-iam-auth): connect, read the events topic, commit the source's groups.
@@ -198,9 +211,10 @@ locals {
       Resource = [var.emr_serverless_application_arn]
     },
     {
+      # TagResource: StartJobRun carries the run's tags (pipeline.deploy.submit).
       Sid      = "ServerlessJobRunState"
       Effect   = "Allow"
-      Action   = ["emr-serverless:GetJobRun", "emr-serverless:CancelJobRun"]
+      Action   = ["emr-serverless:GetJobRun", "emr-serverless:CancelJobRun", "emr-serverless:TagResource"]
       Resource = ["${var.emr_serverless_application_arn}/jobruns/*"]
     },
     {

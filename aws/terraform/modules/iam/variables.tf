@@ -52,6 +52,11 @@ variable "emr_serverless_application_arn" {
   type = string
 }
 
+variable "emr_log_group_arn" {
+  description = "CloudWatch log group of the EMR Serverless job runs."
+  type        = string
+}
+
 variable "emr_ec2_instance_role_arn" {
   description = "Instance role of the EMR-on-EC2 cluster, trusted to assume the layer roles as EMR runtime roles; null without a cluster."
   type        = string

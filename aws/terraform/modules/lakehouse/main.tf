@@ -103,6 +103,7 @@ module "iam" {
   alerts_topic_arn               = module.observability.alerts_topic_arn
   secrets_prefix                 = "lakehouse/${var.environment}/"
   emr_serverless_application_arn = module.compute.serverless_application_arn
+  emr_log_group_arn              = module.compute.log_group_arn
   emr_ec2_instance_role_arn      = module.compute.emr_ec2_instance_role_arn
   environment_tag                = var.environment
   msk_cluster_name               = local.name_prefix
