@@ -63,7 +63,6 @@ def prefixes(role: str, action: str, bucket: str = LAKE) -> set[str]:
         ("gold", {"silver", "gold", "_ops"}, {"gold", "_ops"}),
         ("break-glass", {"bronze", "quarantine"}, set()),
         ("orchestrator", {"_ops"}, {"_ops"}),
-        ("deploy", set(), set()),
     ],
 )
 def test_each_role_reaches_exactly_its_layers(role, reads, writes):
@@ -90,13 +89,22 @@ def test_only_the_pii_roles_can_read_bronze_and_quarantine():
 
 
 def test_deploy_role_only_uploads_releases():
+    """CI puts releases/<version>/*; it reads back only MANIFEST (the immutability check of
+    pipeline.deploy.release) and nothing of the lake."""
     statements = role_statements()["deploy"]
     assert allowed(statements, "s3:PutObject", f"{ARTIFACTS}/releases/1.2.3/lakehouse.whl")
+    assert allowed(statements, "s3:GetObject", f"{ARTIFACTS}/releases/1.2.3/MANIFEST")
     assert not allowed(statements, "s3:PutObject", f"{ARTIFACTS}/other/x")
     assert not allowed(statements, "s3:GetObject", f"{ARTIFACTS}/releases/1.2.3/lakehouse.whl")
-    assert {a for s in statements for a in as_list(s["Action"])} == {
+    assert not allowed(statements, "s3:DeleteObject", f"{ARTIFACTS}/releases/1.2.3/lakehouse.whl")
+    assert prefixes("deploy", "s3:PutObject") == prefixes("deploy", "s3:GetObject") == set()
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert actions == {
         "s3:PutObject",
+        "s3:GetObject",
+        "s3:ListBucket",
         "kms:Encrypt",
+        "kms:Decrypt",
         "kms:GenerateDataKey",
     }
 

@@ -1,5 +1,5 @@
 terraform {
-  required_version = ">= 1.7"
+  required_version = ">= 1.10" # S3 backend use_lockfile (aws/scripts/bootstrap.sh)
   required_providers {
     aws = {
       source  = "hashicorp/aws"

@@ -250,6 +250,8 @@ locals {
 
   orchestrator_statements = concat(local.orchestrator_emr, local.ops_s3, local.runtime_services)
 
+  # Uploads a release; reads back only its MANIFEST (pipeline.deploy.release refuses to overwrite
+  # a release with other contents). ListBucket makes a missing MANIFEST a 404 instead of a 403.
   deploy_statements = [
     {
       Sid      = "UploadReleases"
@@ -258,9 +260,22 @@ locals {
       Resource = ["${var.artifacts_bucket_arn}/releases/*"]
     },
     {
+      Sid      = "ReadReleaseManifests"
+      Effect   = "Allow"
+      Action   = ["s3:GetObject"]
+      Resource = ["${var.artifacts_bucket_arn}/releases/*/MANIFEST"]
+    },
+    {
+      Sid       = "ListReleases"
+      Effect    = "Allow"
+      Action    = ["s3:ListBucket"]
+      Resource  = [var.artifacts_bucket_arn]
+      Condition = { StringLike = { "s3:prefix" = ["releases/*"] } }
+    },
+    {
       Sid      = "EncryptReleases"
       Effect   = "Allow"
-      Action   = ["kms:Encrypt", "kms:GenerateDataKey"]
+      Action   = ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"]
       Resource = [var.kms_key_arn]
     },
   ]
