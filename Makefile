@@ -7,7 +7,7 @@ JARS_STAMP := jvm/jars/.fetched-$(shell cat jvm/pom.xml jvm/*/pom.xml | cksum | 
 SCALE ?= 1
 LAKE ?= ./lake
 
-.PHONY: setup system-deps jars demo test bench lint package clean
+.PHONY: setup system-deps jars checkov demo test bench lint package clean
 
 $(STAMP): pyproject.toml
 	@command -v python3.11 >/dev/null || command -v python3 >/dev/null || { echo "python3.11 is required"; exit 1; }
@@ -29,7 +29,11 @@ $(JARS_STAMP): jvm/pom.xml jvm/spark/pom.xml jvm/kafka-broker/pom.xml jvm/s3prox
 
 jars: system-deps $(JARS_STAMP)
 
-setup: system-deps $(STAMP) $(JARS_STAMP)
+# checkov in its own virtualenv (.venv-checkov): it pins an older boto3 than the project's.
+checkov:
+	@bash scripts/setup/checkov_venv.sh
+
+setup: system-deps $(STAMP) $(JARS_STAMP) checkov
 
 # Generate the sample landing zone (deterministic, about SCALE million records) and run the pipeline.
 demo: setup

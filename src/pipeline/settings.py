@@ -256,6 +256,7 @@ class EmrSettings:
     release_label: str = "emr-spark-8.0.0"
     application_name: str = ""  # the EMR Serverless application, found by name
     cluster_name: str = ""  # EMR on EC2: the waiting cluster with this name
+    log_group: str = ""  # EMR Serverless job runs also log to this CloudWatch Logs group
     # Execution role name per job kind: one role per layer (least privilege, aws/terraform/modules/iam).
     roles: dict[str, str] = field(default_factory=dict)
     max_parallel_steps: int = 3  # independent steps submitted at once
@@ -309,6 +310,7 @@ class AwsSettings:
     artifacts_bucket: str  # releases: s3://<artifacts_bucket>/releases/<version>/
     logs_bucket: str  # EMR job logs: s3://<logs_bucket>/emr/
     emr: EmrSettings
+    kms_key_alias: str = ""  # the lake's key; job-run logs are encrypted with it (resolved to its ARN)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[0-9]{12}", self.account_id):

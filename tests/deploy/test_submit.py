@@ -105,8 +105,9 @@ def test_an_unknown_class_in_the_configuration_is_named():
 
 def test_serverless_request_is_valid_for_start_job_run_and_runs_the_step_in_its_layers_role():
     settings = _settings("dev")
+    key = "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
     job = submit.job_submission(
-        settings, "gold_fct_orders", "gold", RUN_ID, mode="serverless", version="1.2.3"
+        settings, "gold_fct_orders", "gold", RUN_ID, mode="serverless", version="1.2.3", kms_key_arn=key
     )
     request = job.serverless_request("00fabc123", client_token="tok-1")
     _validate("emr-serverless", "StartJobRun", request)
@@ -133,8 +134,15 @@ def test_serverless_request_is_valid_for_start_job_run_and_runs_the_step_in_its_
         "spark.jars=/usr/share/aws/delta/lib/delta-spark.jar,",
     ):
         assert expected in params
-    assert request["configurationOverrides"]["monitoringConfiguration"]["s3MonitoringConfiguration"] == {
-        "logUri": "s3://lakehouse-dev-logs/emr/"
+    monitoring = request["configurationOverrides"]["monitoringConfiguration"]
+    assert monitoring["s3MonitoringConfiguration"] == {
+        "logUri": "s3://lakehouse-dev-logs/emr/",
+        "encryptionKeyArn": key,
+    }
+    assert monitoring["cloudWatchLoggingConfiguration"] == {
+        "enabled": True,
+        "logGroupName": "/lakehouse/dev/emr-serverless",
+        "encryptionKeyArn": key,
     }
 
 

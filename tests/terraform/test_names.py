@@ -28,6 +28,8 @@ def config_names(env: str) -> dict[str, tuple[str, str, str]]:
         "alerts.sns_topic_arn": ("aws_sns_topic", "name", cfg["alerts"]["sns_topic_arn"].rsplit(":", 1)[1]),
         "aws.emr.application_name": ("aws_emrserverless_application", "name", aws["emr"]["application_name"]),
         "aws.emr.cluster_name": ("aws_emr_cluster", "name", aws["emr"]["cluster_name"]),
+        "aws.emr.log_group": ("aws_cloudwatch_log_group", "name", aws["emr"]["log_group"]),
+        "aws.kms_key_alias": ("aws_kms_alias", "name", aws["kms_key_alias"]),
         "pii.hmac_key": ("aws_secretsmanager_secret", "name", cfg["pii"]["hmac_key"]["secretsmanager"]),
         "lineage.api_key": ("aws_secretsmanager_secret", "name", cfg["lineage"]["api_key"]["secretsmanager"]),
         "redshift password": (

@@ -169,6 +169,8 @@ class JobSubmission:
     spark_conf: dict[str, str]  # the spark-defaults of the run, --conf k=v
     timeout_minutes: int
     log_uri: str
+    log_group: str = ""  # CloudWatch Logs group of the job runs (EMR Serverless)
+    kms_key_arn: str | None = None  # encrypts the job-run logs; a key ARN (not an alias): the API's rule
     tags: dict[str, str] = field(default_factory=dict)
 
     def spark_submit_parameters(self) -> str:
@@ -189,11 +191,20 @@ class JobSubmission:
                     "sparkSubmitParameters": self.spark_submit_parameters(),
                 }
             },
-            "configurationOverrides": {
-                "monitoringConfiguration": {"s3MonitoringConfiguration": {"logUri": self.log_uri}}
-            },
+            "configurationOverrides": {"monitoringConfiguration": self._monitoring()},
             "tags": dict(self.tags),
         }
+
+    def _monitoring(self) -> dict:
+        key = {"encryptionKeyArn": self.kms_key_arn} if self.kms_key_arn else {}
+        monitoring: dict = {"s3MonitoringConfiguration": {"logUri": self.log_uri, **key}}
+        if self.log_group:
+            monitoring["cloudWatchLoggingConfiguration"] = {
+                "enabled": True,
+                "logGroupName": self.log_group,
+                **key,
+            }
+        return monitoring
 
     def emr_step(self) -> dict:
         """An AddJobFlowSteps step: spark-submit in cluster mode through command-runner.jar."""
@@ -225,9 +236,17 @@ def release_prefix(settings: Settings, version: str) -> str:
 
 
 def job_submission(
-    settings: Settings, step: str, job_kind: str, run_id: str, *, mode: Mode, version: str | None = None
+    settings: Settings,
+    step: str,
+    job_kind: str,
+    run_id: str,
+    *,
+    mode: Mode,
+    version: str | None = None,
+    kms_key_arn: str | None = None,
 ) -> JobSubmission:
-    """The job run of DAG step `step` (of job kind bronze, silver or gold) in run `run_id`."""
+    """The job run of DAG step `step` (of job kind bronze, silver or gold) in run `run_id`.
+    `kms_key_arn`: `aws.kms_key_alias` resolved (kms:DescribeKey) by the executor, once per run."""
     aws = _aws(settings)
     emr = aws.emr
     version = version or release_version()
@@ -264,6 +283,8 @@ def job_submission(
         spark_conf=conf,
         timeout_minutes=emr.execution_timeout_minutes,
         log_uri=f"s3://{aws.logs_bucket}/emr/",
+        log_group=emr.log_group if mode == "serverless" else "",
+        kms_key_arn=kms_key_arn,
         tags={"project": "lakehouse", "environment": settings.env, "step": step, "run_id": run_id},
     )
 
