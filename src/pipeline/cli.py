@@ -422,7 +422,22 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(describe_run(state, store.location(state.run_id)))
         print(summary_table(state))
+        for line in _job_runs(state):
+            print(line)
     return 0 if state.status in (SUCCEEDED, RUNNING) else 1
+
+
+def _job_runs(state) -> list[str]:
+    """Where each step of an EMR run ran: job run id, state, logs, console."""
+    lines = []
+    for s in state.steps:
+        emr = (s.details or {}).get("emr")
+        if isinstance(emr, dict) and emr.get("job_run_id"):
+            lines.append(
+                f"{s.step}: {emr.get('executor')} {emr['job_run_id']} {emr.get('state') or ''}, "
+                f"logs {emr.get('log_uri')}, console {emr.get('console_url')}"
+            )
+    return lines
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -150,6 +150,13 @@ def test_a_run_on_emr_serverless_is_driven_without_spark(lake, config_dir, capsy
     metrics = events(lake / "_ops" / "metrics" / f"{RUN_ID}.jsonl")
     assert metrics and all(not m.get("dimensions", {}).get("Step") for m in metrics)  # the run's only
     assert (lake / "_ops" / "reports" / f"{RUN_ID}.html").exists() and "report " in out
+    # lakehouse status says where each step ran and where its logs are
+    status = ["status", RUN_ID, "--env", "dev", "--lake", str(lake), "--config-dir", str(config_dir)]
+    assert cli.main(status) == 0
+    shown = capsys.readouterr().out
+    job = state.step("bronze_fx_rates").details["emr"]["job_run_id"]
+    logs = f"s3://lakehouse-dev-logs/emr/applications/{app['applicationId']}/jobs/{job}/"
+    assert f"bronze_fx_rates: emr-serverless {job} SUCCESS, logs {logs}" in shown
 
 
 def test_a_failed_step_reported_by_its_job_is_not_alerted_again_by_the_driver(lake, config_dir):

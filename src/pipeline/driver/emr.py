@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline.driver.dag import Step
@@ -77,10 +77,10 @@ class JobRun:
     console_url: str = ""
     submitted_at: float = 0.0  # the executor's clock
     step_state: str | None = None  # the step-state file, when the job wrote it
-    extra: dict[str, Any] = field(default_factory=dict)
+    stale_step_state: str | None = None  # that file's text before the submit: an earlier job's
 
     def details(self) -> dict[str, Any]:
-        found = {
+        return {
             "executor": self.executor,
             "job_run_id": self.job_run_id,
             "parent_id": self.parent_id,
@@ -90,7 +90,6 @@ class JobRun:
             "console_url": self.console_url,
             "step_state": self.step_state,
         }
-        return {**found, **self.extra}
 
 
 def client_token(run_id: str, step: str, rerun: int, ended: int) -> str:
@@ -199,9 +198,8 @@ class _EmrExecutor:
             parent = self.parent()
             token = client_token(attempt.run_id, step.name, attempt.rerun, ended)
             job_id = self._submit(parent, submission, token)  # a transient error here: same token next time
-            job = JobRun(self.name, job_id, parent, submitted_at=self._clock())
+            job = JobRun(self.name, job_id, parent, submitted_at=self._clock(), stale_step_state=before)
             job.log_uri, job.console_url = self._links(submission, parent, job_id)
-            job.extra["previous_step_state"] = before
             with self._lock:
                 self._active[key] = job
             log.info("step %s: %s %s submitted (logs %s)", step.name, self.label, job_id, job.log_uri)
@@ -217,8 +215,7 @@ class _EmrExecutor:
             self._forget(key, ended)
             raise
         self._forget(key, ended)
-        before = job.extra.pop("previous_step_state", None)
-        return self._outcome(step, job, location, before, attempt.run_id)
+        return self._outcome(step, job, location, attempt.run_id)
 
     def _forget(self, key: tuple[str, str, int], ended: int) -> None:
         """The job run of `key` has ended: the next attempt submits a new one, with a new token."""
@@ -281,10 +278,10 @@ class _EmrExecutor:
             log.warning("cannot read %s: %s", location, short_error(exc))
             return None
 
-    def _outcome(self, step: Step, job: JobRun, location: str, before: str | None, run_id: str) -> StepResult:
+    def _outcome(self, step: Step, job: JobRun, location: str, run_id: str) -> StepResult:
         text = self._read_text(location)
         member = None
-        if text is not None and text != before:
+        if text is not None and text != job.stale_step_state:
             try:
                 member = read_step_state(_Text(text), location)
             except ValueError as exc:

@@ -1,4 +1,5 @@
-"""Run DAG steps in order; retry transient failures; skip dependants of failures; persist run state.
+"""Run DAG steps in order (independent ones in parallel, up to the executor's limit); retry
+transient failures; skip dependants of failures; persist run state.
 
 `run_steps` needs from the context only `run_id` and `settings.lake.path(...)` (for the default
 state store); the executor gets the whole context. Everything with a side effect is a
@@ -171,7 +172,7 @@ def run_steps(
         code = f"({exc.code})" if isinstance(exc, SystemExit) else ""
         with guard:
             for outcome in state.steps:
-                if outcome.status == RUNNING:
+                if outcome.step in chosen and outcome.status == RUNNING:
                     outcome.status, outcome.error_kind = FAILED, "interrupted"
                     outcome.error = f"interrupted: {type(exc).__name__}{code}"
                     outcome.ended_at = utc_now()
