@@ -5,6 +5,7 @@
 # the CI deploy job). Needs the AWS CLI, terraform >= 1.10 (S3 state locking without DynamoDB)
 # and `make setup` (it reads config/<env>.yaml through the library).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=_common.sh
 source "$(dirname "$0")/_common.sh"
 
 USAGE="usage: aws/scripts/bootstrap.sh dev|prod

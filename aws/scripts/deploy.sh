@@ -5,6 +5,7 @@
 # s3://<aws.artifacts_bucket>/releases/<version>/. A release is immutable: deploying the same
 # version again uploads nothing; other contents under the same version are refused.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=_common.sh
 source "$(dirname "$0")/_common.sh"
 
 USAGE="usage: aws/scripts/deploy.sh dev|prod

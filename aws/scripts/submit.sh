@@ -4,6 +4,7 @@
 # option passes through: --only STEP (one step), --from/--until, --resume RUN_ID,
 # --start-date/--end-date (backfill), --plan (print the job runs, submit nothing).
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR source=_common.sh
 source "$(dirname "$0")/_common.sh"
 
 USAGE="usage: aws/scripts/submit.sh dev|prod [lakehouse run options...]

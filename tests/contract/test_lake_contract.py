@@ -219,6 +219,35 @@ def test_optimize_compacts_without_changing_contents(spark, lake, table):
     }
 
 
+def test_file_stats_count_the_snapshots_files_and_optimize_honours_a_target_size(
+    spark, lake, table, tmp_path
+):
+    for i in range(6):
+        lake.append(table, rows(spark, [(i, "x" * 200, float(i), "d1")]).coalesce(1))
+    root = tmp_path / "t"
+    on_disk = sorted(root.glob("*.parquet"))
+    stats = lake.file_stats(table)
+    assert stats.files == 6 == len(on_disk)
+    assert stats.bytes == sum(p.stat().st_size for p in on_disk)
+    # a target smaller than two files together: nothing can be merged
+    lake.optimize(table, target_file_bytes=min(p.stat().st_size for p in on_disk) + 1)
+    assert lake.file_stats(table).files == 6
+    lake.optimize(table, target_file_bytes=64 * 1024 * 1024)
+    assert lake.file_stats(table).files == 1
+    assert sorted(r["id"] for r in lake.read(table).collect()) == list(range(6))
+
+
+def test_checkpoint_writes_one_for_the_current_version_readable_by_both_engines(spark, lake, table, tmp_path):
+    for i in range(3):
+        lake.append(table, rows(spark, [(i, "a", 1.0, "d1")]))
+    lake.checkpoint(table)
+    log = tmp_path / "t" / "_delta_log"
+    assert (log / "00000000000000000002.checkpoint.parquet").exists()
+    assert '"version":2' in (log / "_last_checkpoint").read_text().replace(" ", "")
+    for engine in ("delta-spark", "delta-rs"):
+        assert open_lake(engine, spark).read(table).count() == 3
+
+
 def test_vacuum_removes_unreferenced_files_and_keeps_the_current_snapshot(spark, lake, table, tmp_path):
     lake.append(table, rows(spark, BASE))
     lake.overwrite(table, rows(spark, BASE[:1]))

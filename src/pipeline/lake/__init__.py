@@ -6,11 +6,12 @@ import logging
 
 from pyspark.sql import SparkSession
 
-from pipeline.lake.base import Commit, Lake, LakeError, MergeSpec, Txn, WriteResult
+from pipeline.lake.base import Commit, FileStats, Lake, LakeError, MergeSpec, Txn, WriteResult
 from pipeline.settings import ConfigError
 
 __all__ = [
     "Commit",
+    "FileStats",
     "Lake",
     "LakeError",
     "MergeSpec",

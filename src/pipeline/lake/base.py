@@ -52,6 +52,18 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class FileStats:
+    """The data files of a table's current snapshot: how many, and their total size."""
+
+    files: int
+    bytes: int
+
+    @property
+    def mean_mb(self) -> float:
+        return round(self.bytes / self.files / 1e6, 3) if self.files else 0.0
+
+
+@dataclass(frozen=True)
 class WriteResult:
     """What a write did: the new table version, or `skipped` when its Txn had already landed."""
 
@@ -188,8 +200,19 @@ class Lake(ABC):
         """The latest Txn version committed for `app_id`, or None."""
 
     @abstractmethod
-    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
-        """Compact small files (Z-ordered by `zorder_by` when given); the OPTIMIZE_SUMMARY counts."""
+    def optimize(
+        self, path: str, zorder_by: list[str] | None = None, target_file_bytes: int | None = None
+    ) -> dict[str, int]:
+        """Compact small files towards `target_file_bytes` (the engine's default when None),
+        Z-ordered by `zorder_by` when given; the OPTIMIZE_SUMMARY counts."""
+
+    @abstractmethod
+    def checkpoint(self, path: str) -> None:
+        """Write a checkpoint of the current version, so readers replay a bounded log."""
+
+    @abstractmethod
+    def file_stats(self, path: str) -> FileStats:
+        """Data files of the current snapshot, from the log (no data read)."""
 
     @abstractmethod
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:

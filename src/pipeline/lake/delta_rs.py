@@ -30,6 +30,7 @@ from pipeline.lake.base import (
     TABLE_DEFAULTS,
     USER_METADATA,
     Commit,
+    FileStats,
     Lake,
     LakeError,
     MergeSpec,
@@ -173,9 +174,20 @@ class DeltaRsLake(Lake):
     def transaction_version(self, path: str, app_id: str) -> int | None:
         return self._table(path).transaction_version(app_id)
 
-    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
+    def optimize(
+        self, path: str, zorder_by: list[str] | None = None, target_file_bytes: int | None = None
+    ) -> dict[str, int]:
         table = self._table(path)
-        return optimize_summary(table.optimize.z_order(zorder_by) if zorder_by else table.optimize.compact())
+        if zorder_by:
+            return optimize_summary(table.optimize.z_order(zorder_by, target_size=target_file_bytes))
+        return optimize_summary(table.optimize.compact(target_size=target_file_bytes))
+
+    def checkpoint(self, path: str) -> None:
+        self._table(path).create_checkpoint()
+
+    def file_stats(self, path: str) -> FileStats:
+        sizes = pa.table(self._table(path).get_add_actions(flatten=True)).column("size_bytes")
+        return FileStats(len(sizes), int(pa.compute.sum(sizes).as_py() or 0))
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
         deleted = self._table(path).vacuum(

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pipeline.lake.base import (
     TABLE_DEFAULTS,
     Commit,
+    FileStats,
     Lake,
     LakeError,
     MergeSpec,
@@ -32,6 +33,7 @@ TXN_APP_CONF = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
 
 
 def delta_spark_available(spark: SparkSession) -> str | None:
@@ -189,10 +191,24 @@ class DeltaSparkLake(Lake):
         txns = self._snapshot(path).transactions()
         return int(txns.apply(app_id)) if txns.contains(app_id) else None
 
-    def optimize(self, path: str, zorder_by: list[str] | None = None) -> dict[str, int]:
+    def optimize(
+        self, path: str, zorder_by: list[str] | None = None, target_file_bytes: int | None = None
+    ) -> dict[str, int]:
         builder = self._table(path).optimize()
-        result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+        size = {MAX_FILE_SIZE_CONF: str(target_file_bytes)} if target_file_bytes else {}
+        with self._session_conf(None, None, size):
+            result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
         return optimize_summary(result.collect()[0]["metrics"].asDict(recursive=True))
+
+    def checkpoint(self, path: str) -> None:
+        self._table(path)
+        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
+        jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path).checkpoint()
+
+    def file_stats(self, path: str) -> FileStats:
+        self._table(path)
+        snapshot = self._snapshot(path)
+        return FileStats(int(snapshot.numOfFiles()), int(snapshot.sizeInBytes()))
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
         self._table(path)

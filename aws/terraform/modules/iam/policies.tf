@@ -11,13 +11,21 @@ locals {
       Effect    = "Allow"
       Action    = ["s3:ListBucket"]
       Resource  = [var.lake_bucket_arn]
-      Condition = { StringLike = { "s3:prefix" = ["landing/*", "bronze/*", "quarantine/*", "_ops/*"] } }
+      Condition = { StringLike = { "s3:prefix" = ["landing/*", "bronze/*", "quarantine/*", "_ops/*", "silver/*/_delta_log/*"] } }
     },
     {
       Sid      = "ReadLanding"
       Effect   = "Allow"
       Action   = local.s3_read
       Resource = ["${var.lake_bucket_arn}/landing/*"]
+    },
+    {
+      # maintain_bronze (pipeline.maintenance) reads how far each silver consumer has read bronze
+      # (consumed_version in silver's commit log) before it VACUUMs: the log only, never silver data.
+      Sid      = "ReadSilverCommitLog"
+      Effect   = "Allow"
+      Action   = local.s3_read
+      Resource = ["${var.lake_bucket_arn}/silver/*/_delta_log/*"]
     },
     {
       Sid      = "WriteBronzeAndQuarantine"
