@@ -6,8 +6,8 @@ Rules for a fenced command line (one command per line, starting with the program
 
 - `make T...`: every target is a rule of the Makefile;
 - `aws/scripts/X.sh ENV ...`: the script exists and is executable, ENV is dev or prod, and for
-  submit.sh the rest parses as `lakehouse run --env ENV --executor emr-serverless ...` (what it
-  execs);
+  submit.sh (and maintain.sh, which adds `--only` of the maintain steps) the rest parses as
+  `lakehouse run --env ENV --executor emr-serverless ...` (what it execs), DAG steps included;
 - `lakehouse ...` / `.venv/bin/lakehouse ...`: parses with the real parser
   (`pipeline.cli.build_parser()`), `--env` is a config environment, and the steps named by
   `--only/--from/--until` are steps of config/pipeline.yaml;
@@ -115,6 +115,9 @@ def check_command(command: str) -> None:
         )
         if script.name == "submit.sh" and args[0] in ENVS:
             check_lakehouse(["run", "--env", args[0], "--executor", "emr-serverless", *args[1:]])
+        elif script.name == "maintain.sh" and args[0] in ENVS:  # submit.sh --only the maintain steps
+            only = ["--only", "maintain_bronze,maintain_silver,maintain_gold"]
+            check_lakehouse(["run", "--env", args[0], "--executor", "emr-serverless", *only, *args[1:]])
         elif args[0] in ENVS:
             assert len(args) == 1, f"{program} takes only the environment, got {args[1:]}"
     elif program in ("lakehouse", ".venv/bin/lakehouse"):
