@@ -129,7 +129,7 @@ def test_serverless_request_is_valid_for_start_job_run_and_runs_the_step_in_its_
         "spark.archives=s3://lakehouse-dev-artifacts/releases/1.2.3/lakehouse_env.tar.gz#environment",
         "spark.emr-serverless.driverEnv.PYSPARK_PYTHON=./environment/bin/python",
         "spark.executorEnv.PYSPARK_PYTHON=./environment/bin/python",
-        "spark.dynamicAllocation.maxExecutors=20",
+        "spark.dynamicAllocation.maxExecutors=6",
         "spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName=lakehouse-dev-delta-log",
         "spark.jars=/usr/share/aws/delta/lib/delta-spark.jar,",
     ):
@@ -168,7 +168,7 @@ def test_emr_step_is_valid_for_add_job_flow_steps_with_the_yarn_driver_environme
         "--member",
     ]
     assert job.role_arn == "arn:aws:iam::123456789012:role/lakehouse-prod-silver"
-    assert "spark.dynamicAllocation.maxExecutors=60" in args
+    assert "spark.dynamicAllocation.maxExecutors=20" in args
 
 
 def test_an_environment_without_an_aws_section_is_told_what_to_add():

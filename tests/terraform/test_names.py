@@ -83,3 +83,17 @@ def test_delta_tables_are_the_pipelines_tables(env):
     }
     glue = hcl.resource_values(hcl.env_scope(env, lenient=True), "aws_glue_catalog_table", "name")
     assert glue == set(layers["gold"])
+
+
+@pytest.mark.parametrize("env", hcl.ENVS)
+def test_the_application_holds_the_parallel_steps_the_config_submits(env):
+    """aws.emr: max_parallel_steps job runs at once, each a driver plus up to max_executors
+    executors, must fit the EMR Serverless application's maximum capacity, or job runs queue (and
+    time out) however the DAG is scheduled."""
+    emr = yaml.safe_load((CONFIG / f"{env}.yaml").read_text())["aws"]["emr"]
+    capacity = hcl.env_scope(env, lenient=True).var("serverless_max_capacity")
+    workers = emr["max_parallel_steps"] * (1 + emr["max_executors"])
+    vcpu = emr["max_parallel_steps"] * (emr["driver_cores"] + emr["max_executors"] * emr["executor_cores"])
+    memory_gb = workers * int(emr["executor_memory"].rstrip("gG")) * 1.1  # + Spark's 10 % overhead
+    assert vcpu <= int(capacity["cpu"].split()[0]), (vcpu, capacity)
+    assert memory_gb <= int(capacity["memory"].split()[0]), (memory_gb, capacity)

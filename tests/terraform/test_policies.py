@@ -71,6 +71,18 @@ def test_each_role_reaches_exactly_its_layers(role, reads, writes):
     assert prefixes(role, "s3:DeleteObject") == writes
 
 
+def test_ingest_reaches_the_streaming_checkpoint_and_only_silvers_commit_log():
+    """bronze_kafka_events keeps its checkpoint under <lake>/_checkpoints/ (RunContext.checkpoint_path);
+    maintain_bronze reads silver's commit log (consumed_version), never silver's data."""
+    ingest = role_statements()["ingest"]
+    checkpoint = f"{LAKE}/_checkpoints/bronze_kafka_events/offsets/12"
+    assert allowed(ingest, "s3:PutObject", checkpoint) and allowed(ingest, "s3:GetObject", checkpoint)
+    assert allowed(ingest, "s3:GetObject", f"{LAKE}/silver/orders/_delta_log/00000000000000000007.json")
+    assert not allowed(ingest, "s3:PutObject", f"{LAKE}/silver/orders/_delta_log/00000000000000000008.json")
+    for other in ("silver", "gold", "break-glass"):
+        assert not allowed(role_statements()[other], "s3:PutObject", checkpoint), other
+
+
 def test_only_the_pii_roles_can_read_bronze_and_quarantine():
     readers = {r for r in role_statements() if prefixes(r, "s3:GetObject") & {"bronze", "quarantine"}}
     assert readers == {"ingest", "silver", "break-glass"}

@@ -99,12 +99,12 @@ variable "enable_emr_ec2" {
 
 variable "emr_ec2_master_instance_type" {
   type    = string
-  default = "m6g.xlarge"
+  default = "m6i.xlarge" # x86_64: make package builds the Python archive for it, not for Graviton
 }
 
 variable "emr_ec2_core_instance_type" {
   type    = string
-  default = "r6g.2xlarge"
+  default = "r6i.2xlarge" # x86_64, as above
 }
 
 variable "emr_ec2_core_instance_count" {

@@ -11,7 +11,7 @@ locals {
       Effect    = "Allow"
       Action    = ["s3:ListBucket"]
       Resource  = [var.lake_bucket_arn]
-      Condition = { StringLike = { "s3:prefix" = ["landing/*", "bronze/*", "quarantine/*", "_ops/*", "silver/*/_delta_log/*"] } }
+      Condition = { StringLike = { "s3:prefix" = ["landing/*", "bronze/*", "quarantine/*", "_ops/*", "_checkpoints/*", "silver/*/_delta_log/*"] } }
     },
     {
       Sid      = "ReadLanding"
@@ -32,6 +32,13 @@ locals {
       Effect   = "Allow"
       Action   = local.s3_write
       Resource = ["${var.lake_bucket_arn}/bronze/*", "${var.lake_bucket_arn}/quarantine/*"]
+    },
+    {
+      # bronze_kafka_events' Structured Streaming checkpoint (offsets, commits): <lake>/_checkpoints/
+      Sid      = "WriteStreamingCheckpoints"
+      Effect   = "Allow"
+      Action   = local.s3_write
+      Resource = ["${var.lake_bucket_arn}/_checkpoints/*"]
     },
   ]
 
