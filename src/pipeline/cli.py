@@ -166,6 +166,7 @@ def run_pipeline(
                 return _nothing_to_resume(resume_id, store.location(resume_id))
     ctx.as_of = _as_of(getattr(args, "as_of", None))
     ctx.stream_trigger = stream_trigger
+    ctx.force_maintenance = getattr(args, "force_maintenance", False)  # lakehouse maintain
     if previous is not None and resume_id:
         window = DateWindow.from_dict(previous.window)
     what = "resuming" if resume_id else ("continuing" if previous is not None else "run")
@@ -221,7 +222,8 @@ def _submission_describer(settings: Settings, executor_name: str, run_id: str | 
     mode = "serverless" if executor_name == "emr-serverless" else "ec2"
 
     def describe(step) -> str:
-        return job_submission(settings, step.name, step.job, run_id or "<run-id>", mode=mode).describe()
+        run = run_id or "<run-id>"
+        return job_submission(settings, step.name, step.job, run, mode=mode, dataset=step.dataset).describe()
 
     return describe
 
@@ -388,6 +390,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_pipeline(args, only=only or None, plan=args.plan)
 
 
+MAINTENANCE_STEPS = ("bronze", "silver", "gold")  # the DAG's maintain_<layer> steps
+
+
+def cmd_maintain(args: argparse.Namespace) -> int:
+    """The maintain_<layer> steps now, whatever their interval (ctx.force_maintenance). A VACUUM
+    that would remove files a silver step still needs is refused, naming it (exit 1)."""
+    args.force_maintenance = True
+    return run_pipeline(
+        args, only=[f"maintain_{layer}" for layer in args.layer or MAINTENANCE_STEPS], plan=args.plan
+    )
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a run's summary from its state file; no SparkSession (plain files or boto3).
     Exit status: 0 succeeded or still running, 1 failed or interrupted, 2 no such run."""
@@ -545,6 +559,21 @@ def build_parser() -> argparse.ArgumentParser:
         "job run's role, entry point and Spark conf) and exit; touches nothing",
     )
     run.set_defaults(func=cmd_run)
+
+    maintain = sub.add_parser(
+        "maintain",
+        help="table maintenance now, in this process: compact, Z-order, checkpoint and VACUUM every "
+        "table (config/maintenance.yaml); the DAG's maintain_* steps without their interval",
+    )
+    add_common_arguments(maintain)
+    maintain.add_argument(
+        "--layer",
+        action="append",
+        choices=MAINTENANCE_STEPS,
+        help="only this layer (repeatable): bronze, silver (with quarantine), gold (with _ops/dq_results)",
+    )
+    maintain.add_argument("--plan", action="store_true", help="print the steps it would run and exit")
+    maintain.set_defaults(func=cmd_maintain)
 
     status = sub.add_parser(
         "status", help="show a run's steps from <lake>/_ops/runs (default: the latest run); no Spark"

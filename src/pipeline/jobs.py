@@ -44,7 +44,14 @@ def gold(ctx: RunContext, mart: str) -> StepResult:
     return build_gold(ctx, mart)
 
 
-JOBS: dict[str, JobFn] = {"bronze": bronze, "silver": silver, "gold": gold}
+def maintain(ctx: RunContext, layer: str) -> StepResult:
+    """Table maintenance of one layer (config/maintenance.yaml); `lakehouse maintain` forces it."""
+    from pipeline.maintenance import maintain as maintain_layer
+
+    return maintain_layer(ctx, layer, force=getattr(ctx, "force_maintenance", False))
+
+
+JOBS: dict[str, JobFn] = {"bronze": bronze, "silver": silver, "gold": gold, "maintain": maintain}
 
 
 def main(step: str | None = None, argv: list[str] | None = None) -> int:

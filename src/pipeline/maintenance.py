@@ -175,7 +175,8 @@ def maintain_table(lake: Any, table: LakeTable, config: MaintenanceConfig, now_m
 
 def maintain(ctx: Any, layer: str, *, force: bool = False, now: float | None = None) -> StepResult:
     """Maintain the existing tables of one maintenance layer (bronze, silver or gold); see the
-    module docstring. Without `force`, nothing happens within min_interval_hours of the last time."""
+    module docstring. Without `force` (the DAG step), nothing happens within min_interval_hours of
+    the last time, and a new lake only starts the clock."""
     from pipeline.storage import read_text, write_text
 
     if layer not in MAINTENANCE_LAYERS:
@@ -186,13 +187,13 @@ def maintain(ctx: Any, layer: str, *, force: bool = False, now: float | None = N
     now = time.time() if now is None else now
     state_path = ctx.settings.lake.path("_ops", "maintenance", f"{layer}.json")
     last = _last_run(read_text, ctx.spark, state_path)
-    if not force and last is not None and now - last < config.min_interval_hours * 3600:
-        hours = (now - last) / 3600
-        return StepResult(
-            details={
-                "skipped": f"maintained {hours:.1f} h ago (min_interval_hours {config.min_interval_hours})"
-            }
-        )
+    if not force and last is None:  # a new lake has nothing to compact yet: start the clock
+        write_text(ctx.spark, state_path, json.dumps({"last_run_epoch": now, "tables": {}}, indent=2))
+        due = f"first run on this lake; maintenance is due in {config.min_interval_hours:g} h"
+        return StepResult(details={"skipped": due})
+    if not force and now - last < config.min_interval_hours * 3600:
+        interval = f"min_interval_hours {config.min_interval_hours:g}"
+        return StepResult(details={"skipped": f"maintained {(now - last) / 3600:.1f} h ago ({interval})"})
     layers = MAINTENANCE_LAYERS[layer]
     tables = [t for t in lake_tables(ctx) if t.layer in layers and ctx.lake.exists(t.path)]
     report = {t.key: maintain_table(ctx.lake, t, config, int(now * 1000)) for t in tables}

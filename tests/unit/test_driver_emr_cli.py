@@ -133,6 +133,8 @@ def test_the_plan_of_an_emr_executor_needs_an_aws_section(lake, config_dir, caps
 def test_a_run_on_emr_serverless_is_driven_without_spark(lake, config_dir, capsys, aws):
     client = boto3.client("emr-serverless", region_name="us-east-1")
     app = client.create_application(name="lakehouse-dev", releaseLabel="emr-7.12.0", type="SPARK")
+    kms = boto3.client("kms", region_name="us-east-1")  # the lake key terraform creates, by its alias
+    kms.create_alias(AliasName="alias/lakehouse-dev", TargetKeyId=kms.create_key()["KeyMetadata"]["KeyId"])
     args = ["run", "--executor", "emr-serverless", "--env", "dev", "--run-id", RUN_ID]
     assert cli.main([*args, "--lake", str(lake), "--config-dir", str(config_dir)]) == 0
     out = capsys.readouterr().out

@@ -270,8 +270,23 @@ class Clock:
         self.now += seconds
 
 
+KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+
+
+class FakeKms:
+    """kms:DescribeKey of the lake key's alias (aws.kms_key_alias)."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def describe_key(self, KeyId):  # noqa: N803 - boto3's parameter name
+        self.asked.append(KeyId)
+        return {"KeyMetadata": {"Arn": KEY_ARN}}
+
+
 def serverless(settings, fake, clock=None, **kwargs):
     clock = clock or Clock()
+    kwargs.setdefault("kms", FakeKms())
     return EmrServerlessExecutor(
         settings, client=fake, sleep=clock.sleep, clock=clock, version="1.2.3", **kwargs
     )
@@ -279,6 +294,7 @@ def serverless(settings, fake, clock=None, **kwargs):
 
 def ec2(settings, fake, clock=None, **kwargs):
     clock = clock or Clock()
+    kwargs.setdefault("kms", FakeKms())
     return EmrStepsExecutor(settings, client=fake, sleep=clock.sleep, clock=clock, version="1.2.3", **kwargs)
 
 
@@ -458,7 +474,7 @@ def test_interrupting_the_run_cancels_its_running_job(settings, dag):
             raise KeyboardInterrupt  # Ctrl-C; SIGTERM arrives as SystemExit the same way
 
     executor = EmrServerlessExecutor(
-        settings, client=fake, sleep=sleep, clock=clock, version="1", max_parallel=1
+        settings, client=fake, sleep=sleep, clock=clock, version="1", max_parallel=1, kms=FakeKms()
     )
     with pytest.raises(KeyboardInterrupt):
         run(settings, dag, executor, selected=["a", "e"])
@@ -569,7 +585,7 @@ def test_an_emr_step_is_cancelled_on_interrupt(settings, dag):
             raise SystemExit(143)
 
     executor = EmrStepsExecutor(
-        settings, client=fake, sleep=sleep, clock=Clock(), version="1", max_parallel=1
+        settings, client=fake, sleep=sleep, clock=Clock(), version="1", max_parallel=1, kms=FakeKms()
     )
     with pytest.raises(SystemExit):
         run(settings, dag, executor, selected=["a"])
@@ -635,7 +651,10 @@ def aws(monkeypatch):
 def test_serverless_requests_validate_against_the_real_api_model(settings, dag, aws):
     client = boto3.client("emr-serverless", region_name="us-east-1")
     app = client.create_application(name="lakehouse-dev", releaseLabel="emr-7.12.0", type="SPARK")
-    executor = serverless(settings, client)
+    kms = boto3.client("kms", region_name="us-east-1")
+    key = kms.create_key()["KeyMetadata"]
+    kms.create_alias(AliasName=settings.aws.kms_key_alias, TargetKeyId=key["KeyId"])
+    executor = serverless(settings, client, kms=kms)
     state, *_ = run(settings, dag, executor, selected=["a"])
     a = state.step("a")
     assert a.status == "succeeded", a.error  # moto's job runs succeed at once; no step-state file
@@ -644,6 +663,11 @@ def test_serverless_requests_validate_against_the_real_api_model(settings, dag, 
     ]
     assert job["executionTimeoutMinutes"] == 120
     assert job["jobDriver"]["sparkSubmit"]["entryPointArguments"][:2] == ["--step", "a"]
+    # job-run logs are encrypted with the lake key, its alias resolved to the ARN the API requires
+    submitted = executor.submission(dag.steps["a"], RUN_ID).serverless_request("app", "token")
+    monitoring = submitted["configurationOverrides"]["monitoringConfiguration"]
+    assert monitoring["cloudWatchLoggingConfiguration"]["encryptionKeyArn"] == key["Arn"]
+    assert monitoring["s3MonitoringConfiguration"]["encryptionKeyArn"] == key["Arn"]
     executor._cancel(app["applicationId"], a.details["emr"]["job_run_id"])  # CancelJobRun's shape
 
 

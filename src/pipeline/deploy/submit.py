@@ -242,11 +242,14 @@ def job_submission(
     run_id: str,
     *,
     mode: Mode,
+    dataset: str = "",
     version: str | None = None,
     kms_key_arn: str | None = None,
 ) -> JobSubmission:
-    """The job run of DAG step `step` (of job kind bronze, silver or gold) in run `run_id`.
-    `kms_key_arn`: `aws.kms_key_alias` resolved (kms:DescribeKey) by the executor, once per run."""
+    """The job run of DAG step `step` (job kind bronze, silver, gold or maintain, on `dataset`) in
+    run `run_id`, in the execution role of the step's layer: a maintain step's dataset is the
+    layer it maintains. `kms_key_arn`: `aws.kms_key_alias` resolved (kms:DescribeKey) by the
+    executor, once per run."""
     aws = _aws(settings)
     emr = aws.emr
     version = version or release_version()
@@ -277,7 +280,7 @@ def job_submission(
     return JobSubmission(
         name=f"lakehouse-{settings.env}-{step}-{run_id}",
         step=step,
-        role_arn=aws.role_arn(job_kind),
+        role_arn=aws.role_arn(dataset if job_kind == "maintain" else job_kind),
         entry_point=f"{prefix}/{ENTRY_POINT}",
         arguments=["--step", step, "--run-id", run_id, "--env", settings.env, "--member"],
         spark_conf=conf,

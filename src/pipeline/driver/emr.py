@@ -121,6 +121,7 @@ class _EmrExecutor:
         timeout_s: float | None = None,
         max_parallel: int | None = None,
         version: str | None = None,
+        kms: Any = None,
     ):
         if settings.aws is None:
             raise ConfigError(
@@ -142,6 +143,7 @@ class _EmrExecutor:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._parent: str | None = None
+        self._kms, self._kms_key_arn = kms, None
         self._ended: dict[tuple[str, str, int], int] = {}  # job runs of a step that have ended
         self._active: dict[tuple[str, str, int], JobRun] = {}  # in flight, re-attached on retry
 
@@ -183,8 +185,25 @@ class _EmrExecutor:
         from pipeline.deploy.submit import job_submission
 
         return job_submission(
-            self.settings, step.name, step.job, run_id, mode=self.mode, version=self.version
+            self.settings,
+            step.name,
+            step.job,
+            run_id,
+            mode=self.mode,
+            dataset=step.dataset,
+            version=self.version,
+            kms_key_arn=self.kms_key_arn(),
         )
+
+    def kms_key_arn(self) -> str | None:
+        """`aws.kms_key_alias` as the key ARN the job-run log settings require; once per run."""
+        with self._lock:
+            if self._kms_key_arn is None and self.aws.kms_key_alias:
+                import boto3
+
+                kms = self._kms or boto3.client("kms", region_name=self.aws.region)
+                self._kms_key_arn = kms.describe_key(KeyId=self.aws.kms_key_alias)["KeyMetadata"]["Arn"]
+            return self._kms_key_arn
 
     def run_attempt(self, step: Step, ctx: Any, attempt: StepAttempt) -> StepResult:
         key = (attempt.run_id, step.name, attempt.rerun)
