@@ -306,6 +306,9 @@ def _previous_run(store, run_id: str | None, *, required: bool):
 
 
 def _process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (signal 0 checks without sending anything)."""
+    if pid <= 0:  # 0 and negative numbers address process groups, not a process
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -404,12 +407,18 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a run's summary from its state file; no SparkSession (plain files or boto3).
-    Exit status: 0 succeeded or still running, 1 failed or interrupted, 2 no such run."""
+    A run recorded as running whose driver is gone (its process on this host, or its heartbeat
+    elsewhere) is shown as dead. Exit status: 0 succeeded or still running, 1 failed,
+    interrupted or dead, 2 no such run."""
+    import json
+    from datetime import UTC, datetime
+
     from pipeline.driver.state import (
         RUNNING,
         SUCCEEDED,
         describe_run,
         latest_run_id,
+        presumed_dead,
         state_store_for,
         summary_table,
     )
@@ -431,14 +440,18 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         print(f"no runs recorded under {runs}", file=sys.stderr)
         return 2
+    dead = presumed_dead(state, host=socket.gethostname(), alive=_process_alive, now=datetime.now(UTC))
     if args.json:
-        print(state.to_json())
+        data = json.loads(state.to_json())
+        if dead:
+            data["dead"] = dead  # the recorded status stays "running": this is the reader's verdict
+        print(json.dumps(data, indent=2))
     else:
-        print(describe_run(state, store.location(state.run_id)))
+        print(describe_run(state, store.location(state.run_id), dead))
         print(summary_table(state))
         for line in _job_runs(state):
             print(line)
-    return 0 if state.status in (SUCCEEDED, RUNNING) else 1
+    return 0 if state.status in (SUCCEEDED, RUNNING) and not dead else 1
 
 
 def _job_runs(state) -> list[str]:

@@ -258,10 +258,14 @@ def test_classes_added_to_fatal_fail_fast(monkeypatch):
     assert classify(QuotaExceeded("disk quota")) == "fatal"
 
 
-def test_short_error_keeps_the_first_line_of_a_java_stack():
-    assert short_error(FakePy4JJavaError()) == "FakePy4JJavaError: An error occurred while calling o123.save."
+def test_short_error_names_the_java_cause_not_the_py4j_wrapper():
+    assert short_error(FakePy4JJavaError()) == "java.net.SocketTimeoutException: Read timed out"
     assert short_error(DeadJvmError()).startswith("DeadJvmError")
     assert len(short_error(ValueError("x" * 1000))) == 300
+    # Python errors keep the message their code wrote, not the cause below it
+    assert short_error(_caused(LakeError("/lake/x: append failed"), OSError("io"))) == (
+        "LakeError: /lake/x: append failed"
+    )
 
 
 # ---------------------------------------------------------------- backoff
@@ -315,20 +319,25 @@ def test_a_fatal_error_fails_at_once_and_skips_only_the_dependants(tmp_path, dag
     state, out, _, sleeper = run(fake_ctx(tmp_path), dag, executor=executor)
     by = {s.step: s for s in state.steps}
     assert (by["b"].status, by["b"].attempts, by["b"].error_kind) == ("failed", 1, "fatal")
-    assert by["b"].error == "ValueError: column amount: not a number"
+    assert by["b"].error == "j db: ValueError: column amount: not a number"  # the dataset it failed on
     assert (by["c"].status, by["c"].error) == ("skipped", "upstream not succeeded: b")
     assert by["c"].attempts == 0
     assert [by[s].status for s in "ade"] == ["succeeded"] * 3
     assert sleeper.waits == [] and executor.calls == ["a", "b", "d", "e"]
     assert state.status == "failed" and state.failed
-    assert "b: failed (fatal, not retried): ValueError" in out
+    assert "b: failed (fatal, not retried): j db: ValueError" in out
 
 
 def test_transient_errors_give_up_after_max_attempts(tmp_path, dag):
     executor = FakeExecutor({"e": [TimeoutError("t1"), TimeoutError("t2"), TimeoutError("t3")]})
     state, out, _, sleeper = run(fake_ctx(tmp_path), dag, executor=executor)
     e = state.step("e")
-    assert (e.status, e.attempts, e.error_kind, e.error) == ("failed", 3, "transient", "TimeoutError: t3")
+    assert (e.status, e.attempts, e.error_kind, e.error) == (
+        "failed",
+        3,
+        "transient",
+        "j de: TimeoutError: t3",
+    )
     assert len(sleeper.waits) == 2
     assert "e: failed after 3 attempts (transient)" in out
 

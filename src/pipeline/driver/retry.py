@@ -195,14 +195,159 @@ def _text(exc: BaseException) -> str:
 
 
 def short_error(exc: BaseException, limit: int = 300) -> str:
-    """`Type: first line of the message`, short enough for a table cell and the state file."""
+    """One line for a table cell, a log line or the state file: the root cause (see `explain`)
+    with the file it names and a hint, when there are."""
+    return explain(exc, limit=limit).message
+
+
+# Where a failure happened: a URI in a Spark/Hadoop message (`file:/lake/x/part-0.parquet`,
+# `s3://bucket/key`). Trailing punctuation belongs to the sentence, not to the path.
+_PATH_RE = re.compile(r"\b(?:file|s3[an]?|hdfs|abfss?|wasbs?|gs|viewfs):/+[^\s,;'\"<>()\[\]]+")
+
+# (pattern over the root-cause chain, what to do about it): the first match gives the hint.
+HINTS: tuple[tuple[str, str], ...] = (
+    (
+        r"not a Parquet file|CANNOT_READ_FILE_FOOTER|Could not read footer|magic number|corrupt|"
+        r"truncated|EOFException|Unexpected end of (?:file|stream|input)",
+        "corrupt or truncated file: fix or remove the file, then rerun",
+    ),
+    (
+        r"No space left on device|ENOSPC|Disk quota exceeded|DiskFull",
+        "no space left: free disk where Spark spills (spark.local.dir, /tmp) or on the target volume, "
+        "then rerun",
+    ),
+    (
+        r"Permission denied|AccessDenied|Access Denied|AccessControlException|403 Forbidden|PermissionError",
+        "permission denied: grant the run's user or role access to the path (file mode, IAM or bucket "
+        "policy), then rerun",
+    ),
+    (
+        r"OutOfMemoryError|Java heap space|GC overhead limit",
+        "out of memory: raise the driver/executor memory or split the input, then rerun",
+    ),
+    (
+        r"FileNotFoundException|FileNotFoundError|No such file or directory|PATH_NOT_FOUND",
+        "a file is missing: check the path, or what removed it while the step ran, then rerun",
+    ),
+)
+_HINT_RES = tuple((re.compile(p, re.IGNORECASE), hint) for p, hint in HINTS)
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """What a failure was: `message`, one line (root cause, file, hint); `chain`, every cause as
+    `Class: message`, outermost first, Java causes included; `path` and `hint` when known."""
+
+    message: str
+    chain: list[str]
+    path: str | None = None
+    hint: str | None = None
+
+
+def explain(exc: BaseException, limit: int = 300) -> ErrorReport:
+    """The root cause of `exc` rather than py4j's wrapper ("An error occurred while calling
+    o3257.parquet."): the innermost Java exception when the chain has any (Py4JJavaError's
+    `java_exception`, pyspark's captured exceptions), else the raised exception, whose message
+    Python code writes for people. Never raises: a dead JVM leaves the Python side."""
+    causes = list(_causes(exc))
+    java = [c for c in causes if c[2]]
+    name, message, _ = java[-1] if java else causes[0]
+    path = next((p for c in reversed(causes) if (p := _path(c[1]))), None) or _os_filename(exc)
+    text = " ".join(message.split())
+    root = f"{name}: {text}" if text else name
+    tail = "" if path is None or path in root else f" (file {path})"
+    hint = next(
+        (h for pattern, h in _HINT_RES if any(pattern.search(f"{n}: {m}") for n, m, _ in causes)), None
+    )
+    if hint:
+        tail += f"; hint: {hint}"
+    room = max(limit - len(tail), limit // 3)  # clip the cause's message before the file and hint
+    line = (root if len(root) <= room else root[: room - 3] + "...") + tail
+    return ErrorReport(
+        message=line if len(line) <= limit else line[: limit - 3] + "...",
+        chain=[_clip_entry(n, m) for n, m, _ in causes],
+        path=path,
+        hint=hint,
+    )
+
+
+def _causes(exc: BaseException) -> Iterator[tuple[str, str, bool]]:
+    """(class, message, from Java) of every exception in the chain, outermost first; a Java-backed
+    exception gives its Java causes in its place."""
+    skip: set[int] = set()  # pyspark's converted causes of a Java chain already walked
+    for e in exception_chain(exc):
+        if id(e) in skip:
+            continue
+        java = _java_chain(getattr(e, "java_exception", None) or getattr(e, "_origin", None))
+        if java:
+            yield from ((name, message, True) for name, message in java)
+            nxt = getattr(e, "_cause", None)
+            while isinstance(nxt, BaseException):
+                skip.add(id(nxt))
+                nxt = getattr(nxt, "_cause", None)
+            continue
+        desc = getattr(e, "_desc", None)  # a captured exception without its JVM object (Spark Connect)
+        if isinstance(desc, str):
+            yield type(e).__name__, _head(desc), True
+            continue
+        try:
+            message = str(e)
+        except Exception:  # noqa: BLE001 - a dead JVM must not hide the original failure
+            message = repr(e.args)
+        yield type(e).__name__, _head(message), False
+        if isinstance(e, ClassifiedError):
+            continue  # its message is written for people (an EMR job's end, with its logs)
+        # A Java stack as text only (a py4j error whose JVM is gone, a job's log): its causes.
+        yield from ((m.group(1), m.group(2) or "", True) for m in _JAVA_LINE_RE.finditer(message))
+
+
+# `: java.net.SocketTimeoutException: Read timed out` (py4j) or `Caused by: ...` (a Java stack).
+_JAVA_LINE_RE = re.compile(
+    r"^(?::|Caused by:) ((?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)[\w$]*)(?:: (.*))?$",
+    re.MULTILINE,
+)
+
+
+def _java_chain(throwable: object, limit: int = 16) -> list[tuple[str, str]]:
+    """(class, message) of a Java Throwable (a py4j JavaObject) and its getCause()s; empty when
+    there is none or the JVM cannot be asked."""
+    found: list[tuple[str, str]] = []
     try:
-        message = str(exc)
-    except Exception:  # noqa: BLE001
-        message = repr(exc.args)
-    first = next((line.strip() for line in message.splitlines() if line.strip()), "")
-    text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+        while throwable is not None and len(found) < limit:
+            found.append((str(throwable.getClass().getName()), _head(str(throwable.getMessage() or ""))))
+            throwable = throwable.getCause()
+    except Exception:  # noqa: BLE001 - the JVM may be gone; keep what was read
+        pass
+    return found
+
+
+def _head(message: str) -> str:
+    """A message without the stack trace some carry (`\n\tat ...`, py4j's `\n: java...`)."""
+    kept = []
+    for line in message.splitlines():
+        if line.lstrip().startswith("at ") or line.startswith((": ", "Caused by:")):
+            break
+        kept.append(line)
+    return "\n".join(kept).strip()
+
+
+def _clip_entry(name: str, message: str, limit: int = 1000) -> str:
+    entry = f"{name}: {' '.join(message.split())}" if message else name
+    return entry if len(entry) <= limit else entry[: limit - 3] + "..."
+
+
+def _path(message: str) -> str | None:
+    match = _PATH_RE.search(message)
+    return match.group(0).rstrip(".:") if match else None
+
+
+def _os_filename(exc: BaseException) -> str | None:
+    """The file a Python OSError names (FileNotFoundError, PermissionError, ...)."""
+    for e in exception_chain(exc):
+        filename = getattr(e, "filename", None) if isinstance(e, OSError) else None
+        if filename:
+            return str(filename)
+    return None
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,10 @@ from typing import Any, TextIO
 from pipeline.driver.dag import Dag, Step
 from pipeline.driver.executors import Executor, LocalExecutor, StepAttempt
 from pipeline.driver.observers import StepObserver, notify
-from pipeline.driver.retry import TRANSIENT, RetryPolicy, classify, short_error
+from pipeline.driver.retry import TRANSIENT, RetryPolicy, classify, explain, short_error
 from pipeline.driver.state import (
     FAILED,
+    HEARTBEAT_S,
     INTERRUPTED,
     RUNNING,
     SKIPPED,
@@ -75,6 +76,7 @@ def run_steps(
     rng: random.Random | None = None,
     observers: Sequence[StepObserver] = (),
     max_parallel: int | None = None,
+    heartbeat_s: float = HEARTBEAT_S,
 ) -> RunState:
     """Run `selected` (in DAG order) under `ctx.run_id` and return the run state.
 
@@ -89,6 +91,9 @@ def run_steps(
     a step whose upstream did not succeed is skipped, as in a sequential run. With 1 every step
     runs in this thread, one after the other; with more, in worker threads, while this thread
     starts steps, tells the observers and writes the run state.
+
+    While the run goes on, the state is written at least every `heartbeat_s` seconds (its
+    `heartbeat_at`), so `lakehouse status` elsewhere can tell a killed driver from a long step.
     """
     policy = policy or dag.retry
     executor = executor or LocalExecutor()
@@ -107,6 +112,7 @@ def run_steps(
     if getattr(ctx, "as_of", None) is not None:  # for the run's jobs in other processes (EMR)
         state.as_of = ctx.as_of.isoformat()
     location = store.location(state.run_id)
+    state.heartbeat_at = utc_now()
     store.save(state)  # fails before any work when the state location is not writable
     clock = _Clock(time.monotonic())
     total = len(selected)
@@ -131,6 +137,10 @@ def run_steps(
     pending = list(selected)
     running: dict[Future, str] = {}
     pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="step") if limit > 1 else None
+    stop_heartbeat = threading.Event()
+    threading.Thread(
+        target=_heartbeat, args=(stop_heartbeat, heartbeat_s, persist), name="heartbeat", daemon=True
+    ).start()
     try:
         while pending or running:
             for name in list(pending):
@@ -184,6 +194,7 @@ def run_steps(
         print(f"run {state.run_id}: interrupted; state in {location}", file=out, flush=True)
         raise
     finally:
+        stop_heartbeat.set()
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
     state.finish()
@@ -192,6 +203,13 @@ def run_steps(
     print(summary_table(state), file=out)
     print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state
+
+
+def _heartbeat(stop: threading.Event, every_s: float, persist: Callable[[], None]) -> None:
+    """Write the state every `every_s` seconds until `stop`: a step may run for hours without
+    changing it, and the write time is how another host sees the driver is alive."""
+    while not stop.wait(every_s):
+        persist()
 
 
 def _stop_running(executor: Executor, running: dict[Future, str], out: TextIO) -> None:
@@ -260,7 +278,8 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
             else:
                 result = executor.run(step, ctx)
         except Exception as exc:  # the step fails; the run goes on with what does not depend on it
-            kind, message = classify(exc), short_error(exc)
+            kind, report = classify(exc), explain(exc)
+            message = _located(report.message, step)
             log.error("step %s attempt %d failed (%s):\n%s", step.name, attempt, kind, traceback.format_exc())
             with guard:
                 outcome.error, outcome.error_kind = message, kind
@@ -273,7 +292,7 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
                 say(
                     i,
                     step.name,
-                    f"attempt {attempt} failed (transient): {message}; retrying in {wait_s:.1f}s",
+                    f"attempt {attempt} failed (transient): {report.message}; retrying in {wait_s:.1f}s",
                 )
                 persist()
                 sleep(wait_s)
@@ -282,6 +301,10 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
                 outcome.status = FAILED
                 # A step may say what it found before failing (a DQ gate's results, for example).
                 outcome.details = dict(getattr(exc, "details", None) or {})
+                # The whole cause chain, unless the step's own process recorded it (EMR, --member).
+                outcome.details.setdefault("error_chain", report.chain)
+                if report.path:
+                    outcome.details.setdefault("error_file", report.path)
             break
         else:
             with guard:
@@ -307,6 +330,11 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
     persist()
 
 
+def _located(message: str, step: Step) -> str:
+    """The error with the dataset it happened on, unless it already names it."""
+    return message if step.dataset and step.dataset in message else f"{step.job} {step.dataset}: {message}"
+
+
 def _seconds_between(start: str | None, end: str) -> float:
     if not start:
         return 0.0
@@ -325,6 +353,7 @@ class _Clock:
 def _save_quietly(store: StateStore, state: RunState, out: TextIO) -> None:
     """A failed state write must not fail the data work: warn and go on (the next write may
     succeed; every write carries the whole state)."""
+    state.heartbeat_at = utc_now()
     try:
         store.save(state)
     except Exception as exc:  # noqa: BLE001

@@ -28,6 +28,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,10 @@ from pipeline.settings import ConfigError
 __all__ = ["S3_SCHEMES", "is_local", "local_path", "s3_parts"]  # re-exported: where they were first
 
 STATE_FORMAT = 1
+# A running run whose liveness cannot be checked (another host, an S3 lake) is presumed dead when
+# its driver, which writes a heartbeat every HEARTBEAT_S while it runs, has been silent this long.
+HEARTBEAT_S = 60.0
+STALE_AFTER_S = 10 * 60.0
 RUN_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]+$")
 
 # Step statuses. `pending` and `running` remain in the file of a run that was killed.
@@ -89,8 +94,9 @@ class RunState:
     ended_at: str | None = None
     window: dict[str, str | None] | None = None  # DateWindow.to_dict()
     executor: str | None = None
-    host: str | None = None
+    host: str | None = None  # the driver's, for `lakehouse status` to tell a dead run from a live one
     pid: int | None = None
+    heartbeat_at: str | None = None  # last write by the driver (ISO 8601 UTC): every change, every minute
     resumes: list[str] = field(default_factory=list)  # when `--resume` picked the run up again
     as_of: str | None = None  # gold's --as-of date (ISO), read by the run's remote jobs
     format: int = STATE_FORMAT
@@ -441,7 +447,10 @@ def summary_table(state: RunState, error_width: int = 80) -> str:
             v.ljust(w) if i in text_columns else v.rjust(w) for i, (v, w) in enumerate(cells)
         ).rstrip()
 
-    return "\n".join([line, fmt(header), line, *[fmt(r) for r in rows], line])
+    table = [line, fmt(header), line, *[fmt(r) for r in rows], line]
+    # A failed step's error in full (root cause, file, hint) when the column had to clip it.
+    errors = [(s.step, " ".join(s.error.split())) for s in state.steps if s.status == FAILED and s.error]
+    return "\n".join(table + [f"{step}: {error}" for step, error in errors if len(error) > error_width])
 
 
 def _clip(text: str, width: int) -> str:
@@ -449,17 +458,44 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def describe_run(state: RunState, location: str) -> str:
-    """Heading lines for `lakehouse status`."""
+def presumed_dead(
+    state: RunState,
+    *,
+    host: str,
+    alive: Callable[[int], bool],
+    now: datetime,
+    stale_after_s: float = STALE_AFTER_S,
+) -> str | None:
+    """Why a run recorded as running is not (its driver process on this `host` is gone, or its
+    heartbeat is older than `stale_after_s`), or None: ended, alive, or no way to tell (another
+    host and a state file of a driver without heartbeats)."""
+    if state.status != RUNNING:
+        return None
+    if state.host == host and state.pid:
+        return None if alive(state.pid) else f"process {state.pid} on {state.host} is gone"
+    if not state.heartbeat_at:
+        return None
+    silent = (now - datetime.fromisoformat(state.heartbeat_at)).total_seconds()
+    if silent <= stale_after_s:
+        return None
+    return f"no heartbeat for {silent / 60:.0f} min: presumed dead"
+
+
+def describe_run(state: RunState, location: str, dead: str | None = None) -> str:
+    """Heading lines for `lakehouse status`; `dead`: why a run recorded as running is not
+    (`presumed_dead`)."""
     counts: dict[str, int] = {}
     for s in state.steps:
         counts[s.status] = counts.get(s.status, 0) + 1
     tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    lines = [f"run {state.run_id}: {state.status} ({tally})"]
+    status = f"dead ({dead}; resume with lakehouse run --resume {state.run_id})" if dead else state.status
+    lines = [f"run {state.run_id}: {status} ({tally})"]
     lines.append(f"  started {state.started_at or '?'}, ended {state.ended_at or '-'}")
     if state.window and (state.window.get("start") or state.window.get("end")):
         lines.append(f"  window {state.window.get('start') or '...'} to {state.window.get('end') or '...'}")
     if state.resumes:
         lines.append(f"  resumed {len(state.resumes)}x, last at {state.resumes[-1]}")
+    if state.host or state.heartbeat_at:
+        lines.append(f"  driver pid {state.pid} on {state.host}, last heartbeat {state.heartbeat_at or '-'}")
     lines.append(f"  state {location}")
     return "\n".join(lines)
