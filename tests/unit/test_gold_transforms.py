@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal as D
 
+import pytest
 from chispa import assert_df_equality
 
 from pipeline.gold import transforms as T
@@ -107,7 +108,7 @@ def test_fct_orders_fx_as_of_and_scd2_as_of(spark):
             ("ORD-0000001", "ACC-000001", ts(2024, 1, 6, 12), d(2024, 1, 6), "placed", "EUR", D("33.33"), ts(2024, 1, 6, 12)),
             # At the instant the second version starts: Enterprise/DE; after the last rate: 1.20.
             ("ORD-0000002", "ACC-000001", ts(2024, 1, 10), d(2024, 1, 10), "shipped", "EUR", D("10.00"), ts(2024, 1, 10)),
-            # Before the account's first version: the earliest version; USD = 1 before any rate.
+            # Before the account's first version: none in force, unknown; USD = 1 before any rate.
             ("ORD-0000003", "ACC-000001", ts(2023, 12, 31, 8), d(2023, 12, 31), "placed", "USD", D("50.00"), ts(2024, 1, 1)),
             # Unknown account; GBP has no rate on or before 2024-01-08.
             ("ORD-0000004", "ACC-999999", ts(2024, 1, 8), d(2024, 1, 8), "pending", "GBP", D("20.00"), ts(2024, 1, 8)),
@@ -129,7 +130,7 @@ def test_fct_orders_fx_as_of_and_scd2_as_of(spark):
             ("ORD-0000002", "ACC-000001", ts(2024, 1, 10), d(2024, 1, 10), "shipped", "EUR", D("10.00"),
              eur2, d(2024, 1, 9), D("12.00"), False, "Enterprise", "DE", True),
             ("ORD-0000003", "ACC-000001", ts(2023, 12, 31, 8), d(2023, 12, 31), "placed", "USD", D("50.00"),
-             one, d(2023, 12, 31), D("50.00"), False, "SMB", "US", True),
+             one, d(2023, 12, 31), D("50.00"), False, None, None, True),
             ("ORD-0000004", "ACC-999999", ts(2024, 1, 8), d(2024, 1, 8), "pending", "GBP", D("20.00"),
              None, None, None, True, None, None, False),
             ("ORD-0000005", "ACC-000001", ts(2024, 1, 9, 23, 59), d(2024, 1, 9), "placed", "JPY", D("1000.00"),
@@ -141,6 +142,64 @@ def test_fct_orders_fx_as_of_and_scd2_as_of(spark):
     )
     # fmt: on
     check(fct, expected)
+
+
+# ACC-000001: SMB/US from 2024-01-01, Enterprise/DE from 2024-01-10 (open); ACC-000002 from 2024-01-02.
+# fmt: off
+AS_OF_CASES = [
+    ("before-first",  "ACC-000001", ts(2023, 12, 31, 23, 59)),
+    ("at-first",      "ACC-000001", ts(2024, 1, 1)),           # valid_from == order_ts: in force
+    ("between",       "ACC-000001", ts(2024, 1, 9, 23, 59)),   # the first version, just before its valid_to
+    ("at-second",     "ACC-000001", ts(2024, 1, 10)),          # valid_to is exclusive: the second version
+    ("after-last",    "ACC-000001", ts(2030, 1, 1)),           # the open version
+    ("other-before",  "ACC-000002", ts(2024, 1, 1, 12)),       # single-version account, before it
+    ("unknown",       "ACC-999999", ts(2024, 1, 5)),
+]
+AS_OF_EXPECTED = {
+    # policy -> order -> (segment, country, account_known)
+    "unknown": {
+        "before-first": (None, None, True),
+        "at-first": ("SMB", "US", True),
+        "between": ("SMB", "US", True),
+        "at-second": ("Enterprise", "DE", True),
+        "after-last": ("Enterprise", "DE", True),
+        "other-before": (None, None, True),
+        "unknown": (None, None, False),
+    },
+    "earliest": {
+        "before-first": ("SMB", "US", True),
+        "at-first": ("SMB", "US", True),
+        "between": ("SMB", "US", True),
+        "at-second": ("Enterprise", "DE", True),
+        "after-last": ("Enterprise", "DE", True),
+        "other-before": ("Mid-Market", "US", True),
+        "unknown": (None, None, False),
+    },
+}
+# fmt: on
+
+
+@pytest.mark.parametrize("policy", ["unknown", "earliest"])
+def test_fct_orders_account_as_of_order_ts_per_policy(spark, policy):
+    orders = spark.createDataFrame(
+        [(o, a, t, t.date(), "placed", "USD", D("1.00"), t) for o, a, t in AS_OF_CASES], ORDERS
+    )
+    fct = T.fct_orders(
+        orders, account_rows(spark), T.fx_calendar(fx_rows(spark, RATES)), before_first_version=policy
+    )
+    expected = spark.createDataFrame(
+        [(o, *AS_OF_EXPECTED[policy][o]) for o, _, _ in AS_OF_CASES],
+        "order_id string, segment string, country string, account_known boolean",
+    )
+    # One row per order: the gap version (unknown) or the stretched first one (earliest) never
+    # overlaps another version.
+    check(fct.select("order_id", "segment", "country", "account_known"), expected)
+
+
+def test_fct_orders_rejects_an_unknown_policy(spark):
+    accounts = account_rows(spark)
+    with pytest.raises(ValueError, match="unknown|earliest"):
+        T.fct_orders(accounts, accounts, accounts, before_first_version="latest")
 
 
 def test_revenue_daily_counts_placed_and_shipped_and_shows_missing_fx(spark):
@@ -155,6 +214,7 @@ def test_revenue_daily_counts_placed_and_shipped_and_shows_missing_fx(spark):
             (d(2024, 1, 5), "US", "SMB", "placed", None, True),
             (d(2024, 1, 6), "DE", "Enterprise", "placed", D("7.00"), False),
             (d(2024, 1, 6), None, None, "shipped", D("1.00"), False),  # unknown account
+            (d(2024, 1, 6), None, None, "placed", D("2.00"), False),  # no account version in force
             (d(2024, 1, 7), "FR", "SMB", "cancelled", D("3.00"), False),
             (d(2024, 1, 8), "US", "SMB", "placed", None, True),
         ],
@@ -164,7 +224,7 @@ def test_revenue_daily_counts_placed_and_shipped_and_shows_missing_fx(spark):
         [
             (d(2024, 1, 5), "US", "SMB", D("15.50"), 3, 1),
             (d(2024, 1, 6), "DE", "Enterprise", D("7.00"), 1, 0),
-            (d(2024, 1, 6), None, None, D("1.00"), 1, 0),
+            (d(2024, 1, 6), "unknown", "unknown", D("3.00"), 2, 0),
             (d(2024, 1, 8), "US", "SMB", D("0.00"), 1, 1),
         ],
         "order_date date, country string, segment string, revenue_usd decimal(28,2), "

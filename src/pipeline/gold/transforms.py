@@ -20,6 +20,8 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 REVENUE_STATUSES = ("placed", "shipped")
+BEFORE_FIRST_VERSION = ("unknown", "earliest")  # fct_orders' policies for orders before an account
+UNKNOWN = "unknown"  # revenue_daily's country/segment where fct_orders has none
 CLOSED_STAGES = ("Closed Won", "Closed Lost")
 ACTIVITY_WINDOW_DAYS = 30
 
@@ -147,36 +149,62 @@ def _fx_lookup(df: DataFrame, fx_cal: DataFrame, on_date: str) -> DataFrame:
     )
 
 
-def fct_orders(orders: DataFrame, accounts: DataFrame, fx_cal: DataFrame) -> DataFrame:
+def fct_orders(
+    orders: DataFrame, accounts: DataFrame, fx_cal: DataFrame, before_first_version: str = "unknown"
+) -> DataFrame:
     """One row per order (silver's latest state), in USD, with the account as of the order.
 
     - `amount_usd` = amount x `rate_to_usd` of the latest FX rate on or before `order_date`
       (USD = 1), rounded half-up to cents. No such rate: `amount_usd` null, `fx_missing` true.
-    - `segment`, `country`: the account's SCD2 version in effect at `order_ts`, i.e. the one with
-      valid_from <= order_ts < coalesce(valid_to, far future). An order placed before the
-      account's first version takes the earliest version (the CRM export first saw the account
-      after the order was placed; its first known attributes are the best estimate, and leaving
-      them null would drop real revenue out of every segment). This assumes silver's versions of
+    - `segment`, `country`: the account's SCD2 version in force at `order_ts`, i.e. the one with
+      valid_from <= order_ts < coalesce(valid_to, far future). This assumes silver's versions of
       an account are contiguous and non-overlapping (valid_to = next valid_from).
+    - An order placed before its account's first version has no version in force: segment and
+      country are unknown (null) and `account_known` stays true; the warn-level DQ rule
+      `count:account_version_missing` (config/dq.yaml) counts these orders. The option
+      `fct_orders.before_first_version` in config/marts.yaml switches to `earliest`: such an
+      order takes the account's first version (a late-arriving-dimension policy: the CRM export
+      first saw the account after the order); the default is `unknown`.
     - An order whose account is not in silver accounts keeps null segment/country and
       `account_known` false. Deleted accounts are known: their versions stay in silver.
     """
-    first_version = Window.partitionBy("account_id")
+    if before_first_version not in BEFORE_FIRST_VERSION:
+        raise ValueError(
+            f"before_first_version: expected one of {'|'.join(BEFORE_FIRST_VERSION)}, got {before_first_version!r}"
+        )
     versions = accounts.select(
         F.col("account_id").alias("_acc_id"),
         F.col("segment"),
         F.col("country"),
         F.col("valid_from").alias("_valid_from"),
         F.col("valid_to").alias("_valid_to"),
-        (F.col("valid_from") == F.min("valid_from").over(first_version)).alias("_is_first"),
     )
-    as_of = (
+    if before_first_version == "earliest":
+        # The first version reaches back indefinitely (a null valid_from has no lower bound).
+        first_from = F.min("_valid_from").over(Window.partitionBy("_acc_id"))
+        versions = versions.withColumn(
+            "_valid_from", F.when(F.col("_valid_from") > first_from, F.col("_valid_from"))
+        )
+    else:
+        # Nothing is in force before the first version: a version with unknown attributes fills
+        # that gap, so the order still finds its account (account_known) in one join.
+        gap = versions.groupBy("_acc_id").agg(F.min("_valid_from").alias("_valid_to"))
+        versions = versions.unionByName(
+            gap.select(
+                "_acc_id",
+                F.lit(None).cast(accounts.schema["segment"].dataType).alias("segment"),
+                F.lit(None).cast(accounts.schema["country"].dataType).alias("country"),
+                F.lit(None).cast(accounts.schema["valid_from"].dataType).alias("_valid_from"),
+                "_valid_to",
+            )
+        )
+    in_force = (
         (F.col("account_id") == F.col("_acc_id"))
-        & (F.col("_is_first") | (F.col("_valid_from") <= F.col("order_ts")))
+        & (F.col("_valid_from").isNull() | (F.col("_valid_from") <= F.col("order_ts")))
         & (F.col("_valid_to").isNull() | (F.col("order_ts") < F.col("_valid_to")))
     )
     priced = _fx_lookup(orders, fx_cal, "order_date")
-    return priced.join(versions, as_of, "left").select(
+    return priced.join(versions, in_force, "left").select(
         "order_id",
         "account_id",
         "order_ts",
@@ -199,12 +227,19 @@ def revenue_daily(fct: DataFrame) -> DataFrame:
 
     `revenue_usd` sums `amount_usd` (orders missing FX are left out of the sum); `order_count`
     counts every qualifying order, and `orders_missing_fx` how many of them the sum leaves out.
-    Orders of unknown accounts are kept under null country/segment so the totals reconcile with
-    fct_orders.
+    Orders whose country or segment fct_orders leaves null (unknown account, or no account version
+    in force at the order time) are kept under the value `unknown`, so every qualifying order is
+    in some row and the totals reconcile with fct_orders. No real value collides with it (country
+    is an ISO code, segment one of the contract's allowed values).
     """
+    unknown = F.lit(UNKNOWN)
     return (
         fct.where(F.col("status").isin(*REVENUE_STATUSES))
-        .groupBy("order_date", "country", "segment")
+        .groupBy(
+            "order_date",
+            F.coalesce("country", unknown).alias("country"),
+            F.coalesce("segment", unknown).alias("segment"),
+        )
         .agg(
             _usd_sum("amount_usd").alias("revenue_usd"),
             F.count(F.lit(1)).alias("order_count"),

@@ -1,0 +1,50 @@
+"""config/marts.yaml: per-mart options of the gold business rules, validated on load.
+
+A mart's options are part of its build fingerprint (`marts.build_gold`), so changing one rebuilds
+the mart on the next run. A missing file, mart or key means the default, which is always the
+brief's rule. Every problem is a ConfigError naming the file and the dotted key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from pipeline.settings import ConfigError, parse_typed
+
+MARTS_FILE = "marts.yaml"
+
+BeforeFirstVersion = Literal["unknown", "earliest"]
+
+
+@dataclass(frozen=True)
+class FctOrdersOptions:
+    # An order placed before its account's first SCD2 version: `unknown` (no version in force:
+    # null segment/country, the brief) or `earliest` (late-arriving dimension: the first version).
+    before_first_version: BeforeFirstVersion = "unknown"
+
+
+@dataclass(frozen=True)
+class MartsConfig:
+    fct_orders: FctOrdersOptions = field(default_factory=FctOrdersOptions)
+
+
+_CACHE: dict[tuple[str, float], MartsConfig] = {}
+
+
+def load_marts_config(config_dir: Path) -> MartsConfig:
+    """Parse and validate `<config_dir>/marts.yaml` once per file version."""
+    path = Path(config_dir) / MARTS_FILE
+    if not path.exists():
+        return MartsConfig()
+    key = (str(path), path.stat().st_mtime)
+    if key not in _CACHE:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read: {exc}") from exc
+        _CACHE[key] = parse_typed(MartsConfig, raw, str(path), "")
+    return _CACHE[key]
