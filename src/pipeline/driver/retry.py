@@ -244,23 +244,26 @@ class ErrorReport:
     hint: str | None = None
 
 
-def explain(exc: BaseException, limit: int = 300) -> ErrorReport:
+def explain(exc: BaseException, limit: int = 300, *, job: str = "", dataset: str = "") -> ErrorReport:
     """The root cause of `exc` rather than py4j's wrapper ("An error occurred while calling
     o3257.parquet."): the innermost Java exception when the chain has any (Py4JJavaError's
     `java_exception`, pyspark's captured exceptions), else the raised exception, whose message
-    Python code writes for people. Never raises: a dead JVM leaves the Python side."""
+    Python code writes for people. `job` and `dataset` (a step's) go in front, unless the
+    message names the dataset already. Never raises: a dead JVM leaves the Python side."""
     causes = list(_causes(exc))
     java = [c for c in causes if c[2]]
     name, message, _ = java[-1] if java else causes[0]
     path = next((p for c in reversed(causes) if (p := _path(c[1]))), None) or _os_filename(exc)
     text = " ".join(message.split())
     root = f"{name}: {text}" if text else name
-    tail = "" if path is None or path in root else f" (file {path})"
+    if dataset and dataset not in root:
+        root = f"{job} {dataset}: {root}"
     hint = next(
         (h for pattern, h in _HINT_RES if any(pattern.search(f"{n}: {m}") for n, m, _ in causes)), None
     )
-    if hint:
-        tail += f"; hint: {hint}"
+    tail = f"; hint: {hint}" if hint else ""
+    if path is not None and not (path in root and len(root) + len(tail) <= limit):
+        tail = f" (file {path}){tail}"  # named apart: not in the message, or clipped off it
     room = max(limit - len(tail), limit // 3)  # clip the cause's message before the file and hint
     line = (root if len(root) <= room else root[: room - 3] + "...") + tail
     return ErrorReport(

@@ -278,8 +278,8 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
             else:
                 result = executor.run(step, ctx)
         except Exception as exc:  # the step fails; the run goes on with what does not depend on it
-            kind, report = classify(exc), explain(exc)
-            message = _located(report.message, step)
+            kind, report = classify(exc), explain(exc, job=step.job, dataset=step.dataset)
+            message = report.message
             log.error("step %s attempt %d failed (%s):\n%s", step.name, attempt, kind, traceback.format_exc())
             with guard:
                 outcome.error, outcome.error_kind = message, kind
@@ -292,7 +292,7 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
                 say(
                     i,
                     step.name,
-                    f"attempt {attempt} failed (transient): {report.message}; retrying in {wait_s:.1f}s",
+                    f"attempt {attempt} failed (transient): {message}; retrying in {wait_s:.1f}s",
                 )
                 persist()
                 sleep(wait_s)
@@ -328,11 +328,6 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
         + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 and outcome.status == SUCCEEDED else ""),
     )
     persist()
-
-
-def _located(message: str, step: Step) -> str:
-    """The error with the dataset it happened on, unless it already names it."""
-    return message if step.dataset and step.dataset in message else f"{step.job} {step.dataset}: {message}"
 
 
 def _seconds_between(start: str | None, end: str) -> float:

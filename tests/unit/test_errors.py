@@ -1,0 +1,165 @@
+"""What a failed step records: the root cause (the innermost Java exception, not py4j's "An error
+occurred while calling o123.parquet."), the dataset, the file and a hint; from a real Spark
+failure on a truncated Parquet file, and from Python and text-only errors."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.driver.dag import load_dag
+from pipeline.driver.retry import classify, explain
+from pipeline.driver.runner import run_steps
+from pipeline.driver.state import MemoryStateStore, summary_table
+from pipeline.settings import LakeSettings
+from pipeline.step_result import StepResult
+
+CORRUPT_HINT = "corrupt or truncated file: fix or remove the file, then rerun"
+
+
+def truncated_parquet(folder: Path) -> Path:
+    """A Parquet file cut in half, as an interrupted unload leaves it (no footer)."""
+    folder.mkdir(parents=True)
+    path = folder / "part-00000.parquet"
+    pq.write_table(pa.table({"id": list(range(500)), "name": [f"n{i}" for i in range(500)]}), path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+class ReadsParquet:
+    """An executor whose step reads a folder of Parquet files, as bronze reads an unload."""
+
+    name = "fake"
+
+    def __init__(self, spark, folder: Path, schema: str | None):
+        self.spark, self.folder, self.schema = spark, folder, schema
+
+    def run(self, step, ctx) -> StepResult:
+        reader = self.spark.read.schema(self.schema) if self.schema else self.spark.read
+        rows = reader.parquet(str(self.folder)).count()
+        return StepResult(rows_in=rows, rows_out=rows)
+
+
+@pytest.mark.parametrize("schema", [None, "id BIGINT, name STRING"], ids=["schema-inferred", "schema-given"])
+def test_a_truncated_parquet_file_is_recorded_with_its_java_cause_file_and_hint(spark, tmp_path, schema):
+    path = truncated_parquet(tmp_path / "unload" / "orders")
+    dag_file = tmp_path / "pipeline.yaml"
+    dag_file.write_text("steps:\n  bronze_snowflake_orders: {job: bronze, dataset: snowflake_orders}\n")
+    dag = load_dag(dag_file, {"bronze"})
+    ctx = SimpleNamespace(
+        run_id="20260102T030405Z-abc123", settings=SimpleNamespace(lake=LakeSettings(root=str(tmp_path)))
+    )
+    store = MemoryStateStore()
+
+    state = run_steps(
+        ctx,
+        dag,
+        ["bronze_snowflake_orders"],
+        io.StringIO(),
+        executor=ReadsParquet(spark, path.parent, schema),
+        store=store,
+        sleep=lambda s: pytest.fail(f"a corrupt file is not worth a retry (waited {s}s)"),
+    )
+
+    outcome = store.load(ctx.run_id).step("bronze_snowflake_orders")  # as the state file has it
+    assert outcome is not None and (outcome.status, outcome.error_kind, outcome.attempts) == (
+        "failed",
+        "fatal",
+        1,
+    )
+    error = outcome.error or ""
+    assert "An error occurred while calling" not in error  # py4j's wrapper says nothing
+    assert error.startswith("bronze snowflake_orders: ")  # the dataset
+    assert f"file:{path}" in error  # the file, as Spark names it
+    assert error.endswith(f"; hint: {CORRUPT_HINT}")
+    assert "\n" not in error and len(error) <= 300
+    chain = outcome.details["error_chain"]
+    assert "org.apache.spark.SparkException" in chain[0]  # outermost first; Java classes, not py4j's
+    assert any(f"file:{path}" in entry for entry in chain)
+    assert outcome.details["error_file"] == f"file:{path}"
+    # the summary (end of run, `lakehouse status`) clips the column but prints the error in full
+    assert f"bronze_snowflake_orders: {error}" in summary_table(state).splitlines()
+
+
+def test_the_real_spark_error_names_the_innermost_java_class_and_stays_fatal(spark, tmp_path):
+    path = truncated_parquet(tmp_path / "orders")
+    with pytest.raises(Exception) as raised:
+        spark.read.parquet(str(path)).count()
+    report = explain(raised.value)
+    assert report.message.startswith(
+        f"java.lang.RuntimeException: file:{path} is not a Parquet file. Expected magic number at tail"
+    )
+    assert report.chain[-1].startswith("java.lang.RuntimeException: ")
+    assert (report.path, report.hint) == (f"file:{path}", CORRUPT_HINT)
+    assert classify(raised.value) == "fatal"  # rerunning reads the same broken bytes
+
+
+class TextOnlyPy4JError(Exception):
+    """A py4j error whose JVM is gone: only its text, with the Java stack, is left."""
+
+    def __str__(self):
+        return (
+            "An error occurred while calling o88.save.\n"
+            ": org.apache.spark.SparkException: Job aborted.\n"
+            "\tat org.apache.spark.sql.execution.datasources.FileFormatWriter$.write(FileFormatWriter.scala:1)\n"
+            "Caused by: java.io.IOException: No space left on device\n"
+            "\tat java.base/java.io.FileOutputStream.writeBytes(Native Method)\n"
+        )
+
+
+@pytest.mark.parametrize(
+    ("exc", "message", "kind"),
+    [
+        (
+            TextOnlyPy4JError(),
+            "java.io.IOException: No space left on device; hint: no space left: free disk where Spark spills "
+            "(spark.local.dir, /tmp) or on the target volume, then rerun",
+            # unchanged: an IOException in text is not one of the transient patterns
+            "fatal",
+        ),
+        (
+            PermissionError(13, "Permission denied", "/landing/crm/accounts.csv"),
+            "PermissionError: [Errno 13] Permission denied: '/landing/crm/accounts.csv'; hint: permission "
+            "denied: grant the run's user or role access to the path (file mode, IAM or bucket policy), then rerun",
+            "fatal",
+        ),
+        (
+            RuntimeError(
+                "java.io.EOFException: Reached the end of stream with 10 bytes left to read "
+                "in s3a://unload/orders/part-7.parquet."
+            ),
+            "RuntimeError: java.io.EOFException: Reached the end of stream with 10 bytes left to read in "
+            f"s3a://unload/orders/part-7.parquet.; hint: {CORRUPT_HINT}",
+            "fatal",
+        ),
+        (
+            RuntimeError("java.net.SocketException: Connection reset"),
+            "RuntimeError: java.net.SocketException: Connection reset",
+            "transient",
+        ),
+    ],
+    ids=["no-space", "permission", "eof-in-s3", "connection-reset"],
+)
+def test_known_causes_get_a_hint_and_keep_their_classification(exc, message, kind):
+    assert explain(exc).message == message
+    assert classify(exc) == kind
+
+
+def test_the_path_is_taken_from_the_message_without_the_sentence_around_it():
+    report = explain(RuntimeError("could not read s3://unload/orders/part-7.parquet. Retry later"))
+    assert report.path == "s3://unload/orders/part-7.parquet"
+    # named once: it is already in the message
+    assert report.message.count("s3://unload/orders/part-7.parquet") == 1
+
+
+def test_a_long_cause_is_clipped_before_the_file_and_the_hint():
+    exc = RuntimeError("x" * 1000 + " while reading file:/lake/landing/a.parquet: not a Parquet file")
+    report = explain(exc, limit=200)
+    assert len(report.message) <= 200
+    assert report.message.endswith(f"... (file file:/lake/landing/a.parquet); hint: {CORRUPT_HINT}")
