@@ -3,9 +3,14 @@ run-state stores (local folder, s3 through boto3/moto, Hadoop FileSystem)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +24,7 @@ from pipeline.driver.state import (
     S3StateStore,
     StepOutcome,
     latest_run_id,
+    presumed_dead,
     state_store_for,
 )
 from pipeline.settings import ConfigError
@@ -141,6 +147,78 @@ def test_status_of_an_unknown_run_says_where_it_looked(lake, config_dir, capsys)
     runs(lake).save(state("r1", {"bronze_fx_rates": "succeeded"}, "succeeded"))
     assert cli.main(["status", "nope", "--lake", str(lake), "--config-dir", str(config_dir)]) == 2
     assert f"error: run nope not found: looked for {lake}/_ops/runs/nope.json" in capsys.readouterr().err
+
+
+def running_state(run_id: str, host: str, pid: int | None, heartbeat_at: str | None = None) -> RunState:
+    run = state(run_id, {"bronze_fx_rates": "succeeded", "bronze_crm_accounts": "running"}, "running")
+    run.host, run.pid, run.heartbeat_at = host, pid, heartbeat_at
+    return run
+
+
+def status(lake, config_dir, *extra: str) -> int:
+    return cli.main(["status", *extra, "--lake", str(lake), "--config-dir", str(config_dir)])
+
+
+def test_status_shows_a_run_whose_process_is_gone_as_dead(lake, config_dir, capsys):
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    pid = int(finished.stdout)  # that process has ended: a SIGKILLed driver looks the same
+    host = socket.gethostname()
+    runs(lake).save(running_state("20250102T030405Z-bbbbbb", host, pid))
+    assert status(lake, config_dir) == 1
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == (
+        f"run 20250102T030405Z-bbbbbb: dead (process {pid} on {host} is gone; "
+        "resume with lakehouse run --resume 20250102T030405Z-bbbbbb) (1 running, 1 succeeded)"
+    )
+    assert status(lake, config_dir, "--json") == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["status"] == "running" and data["dead"] == f"process {pid} on {host} is gone"
+    assert RunState.from_dict(data).pid == pid  # still a run state to whoever reads it
+
+
+def test_status_of_a_live_run_on_this_host_is_running(lake, config_dir, capsys):
+    runs(lake).save(running_state("r1", socket.gethostname(), os.getpid()))
+    assert status(lake, config_dir) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("run r1: running (1 running, 1 succeeded)") and "dead" not in out
+    assert f"driver pid {os.getpid()} on {socket.gethostname()}" in out
+
+
+@pytest.mark.parametrize(
+    ("silent_min", "code", "verdict"),
+    [
+        (25, 1, "dead (no heartbeat for 25 min: presumed dead; resume with lakehouse run --resume r1)"),
+        (2, 0, "running"),
+    ],
+)
+def test_status_of_a_run_on_another_host_goes_by_its_heartbeat(
+    lake, config_dir, capsys, silent_min, code, verdict
+):
+    beat = datetime.now(UTC) - timedelta(minutes=silent_min, seconds=5)
+    runs(lake).save(running_state("r1", "emr-driver-7", 4242, beat.isoformat().replace("+00:00", "Z")))
+    assert status(lake, config_dir) == code
+    assert capsys.readouterr().out.startswith(f"run r1: {verdict} (1 running, 1 succeeded)")
+
+
+def test_presumed_dead_by_an_injected_clock():
+    now = datetime(2026, 1, 2, 3, 30, tzinfo=UTC)
+    elsewhere = running_state("r1", "other", 7, "2026-01-02T03:20:00.000Z")  # silent for 10 min
+    assert presumed_dead(elsewhere, host="here", alive=lambda pid: False, now=now) is None
+    assert presumed_dead(elsewhere, host="here", alive=lambda pid: False, now=now + timedelta(seconds=1)) == (
+        "no heartbeat for 10 min: presumed dead"
+    )
+    # a driver of before heartbeats on another host: nothing to judge by, so it is not called dead
+    assert presumed_dead(running_state("r1", "other", 7), host="here", alive=bool, now=now) is None
+    # this host asks the process, whatever the heartbeat says
+    here = running_state("r1", "here", 7, "2026-01-02T03:29:59.000Z")
+    assert presumed_dead(here, host="here", alive=lambda pid: False, now=now) == "process 7 on here is gone"
+    # ended runs are what they say they are
+    ended = state("r1", {"bronze_fx_rates": "failed"}, "failed")
+    assert presumed_dead(ended, host="here", alive=lambda pid: False, now=now) is None
+
+
+def test_process_alive_refuses_process_group_ids():
+    assert cli._process_alive(os.getpid()) and not cli._process_alive(0) and not cli._process_alive(-1)
 
 
 # ---------------------------------------------------------------- run --plan / --resume checks
