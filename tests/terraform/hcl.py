@@ -43,6 +43,7 @@ class Module:
     data: dict[tuple[str, str], dict] = field(default_factory=dict)
     modules: dict[str, dict] = field(default_factory=dict)
     outputs: dict[str, dict] = field(default_factory=dict)
+    providers: dict[str, dict] = field(default_factory=dict)  # by name (no aliases here)
 
     def files(self) -> list[Path]:
         return sorted(self.path.glob("*.tf"))
@@ -79,6 +80,8 @@ def load_module(path: Path) -> Module:
             module.modules[name] = body
         for (name,), body in _labelled(doc.get("output", []), 1):
             module.outputs[name] = body
+        for (name,), body in _labelled(doc.get("provider", []), 1):
+            module.providers[name] = body
     return module
 
 
@@ -212,17 +215,25 @@ class Scope:
                 return [self.try_eval(v) for v in value]
             return value
 
+    def provider(self, name: str) -> dict:
+        """The arguments of this module's provider block `name` (an env root's region...)."""
+        return self.try_eval(self.module.providers[name])
+
     def child(self, name: str) -> Scope:
         call = self.module.modules[name]
+        target = load_module(module_source(self.module, call))
         inputs = {}
         for arg, expr in call.items():
-            if arg in ("source", BLOCK) or arg in META_ARGUMENTS:
-                continue
+            if arg == "source" or arg.startswith("__") or arg in META_ARGUMENTS:
+                continue  # "__...": python-hcl2's markers and comments
             try:
-                inputs[arg] = self.eval(expr)
+                value = self.eval(expr)
             except (Unresolved, KeyError, TypeError):
                 continue
-        return Scope(load_module(module_source(self.module, call)), inputs, lenient=self.lenient)
+            if value is None and target.variables.get(arg, {}).get("nullable") is False:
+                continue  # Terraform gives a non-nullable variable its default for null
+            inputs[arg] = value
+        return Scope(target, inputs, lenient=self.lenient)
 
     def instances(self, body: dict) -> list[Scope]:
         """One scope per instance of a resource: for_each over a known map or set, else one."""
@@ -332,7 +343,7 @@ def schema_errors(module: Module) -> list[str]:
     for name, call in module.modules.items():
         where = f"{label(module.path)}: module {name}"
         target = load_module(module_source(module, call))
-        args = {k for k in call if k not in (BLOCK, "source") and k not in META_ARGUMENTS}
+        args = {k for k in call if k != "source" and not k.startswith("__") and k not in META_ARGUMENTS}
         errors += [
             f"{where}: {a!r} is not a variable of {target.path.name}" for a in args - set(target.variables)
         ]

@@ -1,5 +1,6 @@
 """Every AWS name config/<env>.yaml uses exists in that env's Terraform, with the
-`lakehouse-${var.environment}`-style interpolation resolved from the env's variables."""
+`lakehouse-${var.environment}`-style interpolation resolved from what the env root gives
+modules/lakehouse (its module call's arguments, else the module's defaults)."""
 
 from __future__ import annotations
 
@@ -58,8 +59,9 @@ def test_every_name_the_config_uses_is_defined(env):
 def test_region_and_metrics_namespace_match_the_config(env):
     cfg = yaml.safe_load((CONFIG / f"{env}.yaml").read_text())
     root = hcl.env_scope(env, lenient=True)
-    assert root.var("region") == cfg["aws"]["region"]
-    assert root.var("region") == cfg["spark"]["conf"]["spark.io.delta.storage.S3DynamoDBLogStore.ddb.region"]
+    region = root.provider("aws")["region"]  # the env root's provider block
+    assert region == cfg["aws"]["region"]
+    assert region == cfg["spark"]["conf"]["spark.io.delta.storage.S3DynamoDBLogStore.ddb.region"]
     lakehouse = root.child("lakehouse")
     assert lakehouse.local("metrics_namespace") == cfg["metrics"]["namespace"]
     # the namespace the roles may put metrics into is that one
@@ -72,7 +74,7 @@ def test_region_and_metrics_namespace_match_the_config(env):
 def test_delta_tables_are_the_pipelines_tables(env):
     """The tables that get a _delta_log/.tmp/ expiry rule and the gold tables registered in
     Glue are exactly the ones the pipeline writes (datasets.yaml, contracts, pipeline.yaml)."""
-    tables = hcl.env_scope(env).var("delta_tables")
+    tables = hcl.env_scope(env).child("lakehouse").var("delta_tables")
     layers = layer_datasets()
     assert tables == {
         "bronze": layers["bronze"],
@@ -91,7 +93,7 @@ def test_the_application_holds_the_parallel_steps_the_config_submits(env):
     executors, must fit the EMR Serverless application's maximum capacity, or job runs queue (and
     time out) however the DAG is scheduled."""
     emr = yaml.safe_load((CONFIG / f"{env}.yaml").read_text())["aws"]["emr"]
-    capacity = hcl.env_scope(env, lenient=True).var("serverless_max_capacity")
+    capacity = hcl.env_scope(env, lenient=True).child("lakehouse").var("serverless_max_capacity")
     workers = emr["max_parallel_steps"] * (1 + emr["max_executors"])
     vcpu = emr["max_parallel_steps"] * (emr["driver_cores"] + emr["max_executors"] * emr["executor_cores"])
     memory_gb = workers * int(emr["executor_memory"].rstrip("gG")) * 1.1  # + Spark's 10 % overhead

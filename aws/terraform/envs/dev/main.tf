@@ -1,35 +1,18 @@
+# The dev stack: what sets it apart from the other environment stands here, once; everything
+# else is a default of modules/lakehouse (override it here, in the call, where dev must differ).
 module "lakehouse" {
-  source                             = "../../modules/lakehouse"
-  environment                        = var.environment
-  landing_transition_days            = var.landing_transition_days
-  landing_transition_storage_class   = var.landing_transition_storage_class
-  noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
-  delta_tmp_expiration_days          = var.delta_tmp_expiration_days
-  abort_incomplete_multipart_days    = var.abort_incomplete_multipart_days
-  logs_expiration_days               = var.logs_expiration_days
-  log_retention_days                 = var.log_retention_days
-  delta_tables                       = var.delta_tables
-  emr_release_label                  = var.emr_release_label
-  serverless_max_capacity            = var.serverless_max_capacity
-  serverless_idle_timeout_minutes    = var.serverless_idle_timeout_minutes
-  vpc_subnet_ids                     = var.vpc_subnet_ids
-  vpc_security_group_ids             = var.vpc_security_group_ids
-  enable_emr_ec2                     = var.enable_emr_ec2
-  emr_ec2_master_instance_type       = var.emr_ec2_master_instance_type
-  emr_ec2_core_instance_type         = var.emr_ec2_core_instance_type
-  emr_ec2_core_instance_count        = var.emr_ec2_core_instance_count
-  emr_ec2_idle_timeout_seconds       = var.emr_ec2_idle_timeout_seconds
-  emr_tls_certificate_s3_uri         = var.emr_tls_certificate_s3_uri
-  enable_msk                         = var.enable_msk
-  msk_kafka_version                  = var.msk_kafka_version
-  msk_broker_instance_type           = var.msk_broker_instance_type
-  msk_broker_volume_gb               = var.msk_broker_volume_gb
-  kafka_topic                        = var.kafka_topic
-  alert_email                        = var.alert_email
-  github_repository                  = var.github_repository
-  break_glass_principal_arns         = var.break_glass_principal_arns
-  orchestrator_principal_arns        = var.orchestrator_principal_arns
-  permissions_boundary_arn           = var.permissions_boundary_arn
-  secret_recovery_window_days        = var.secret_recovery_window_days
-  tags                               = {}
+  source = "../../modules/lakehouse"
+
+  environment                 = "dev"
+  logs_expiration_days        = 90
+  secret_recovery_window_days = 7
+  # config/dev.yaml aws.emr: max_parallel_steps job runs of 1 + max_executors workers must fit
+  serverless_max_capacity = { cpu = "100 vCPU", memory = "700 GB", disk = "2000 GB" }
+
+  # per deployment (variables.tf, terraform.tfvars)
+  github_repository           = var.github_repository
+  alert_email                 = var.alert_email
+  permissions_boundary_arn    = var.permissions_boundary_arn
+  orchestrator_principal_arns = var.orchestrator_principal_arns
+  break_glass_principal_arns  = var.break_glass_principal_arns
 }

@@ -14,7 +14,7 @@ terraform {
 }
 
 provider "aws" {
-  region = var.region
+  region = "us-east-1" # config/prod.yaml aws.region
   default_tags {
     tags = { managed-by = "terraform", repository = var.github_repository }
   }

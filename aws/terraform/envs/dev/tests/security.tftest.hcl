@@ -121,31 +121,31 @@ run "whole_dev_stack" {
   command = apply
 
   assert {
-    condition     = output.names.lake_bucket == "lakehouse-dev-lake" && output.names.delta_log_table == "lakehouse-dev-delta-log"
+    condition     = output.lakehouse.names.lake_bucket == "lakehouse-dev-lake" && output.lakehouse.names.delta_log_table == "lakehouse-dev-delta-log"
     error_message = "names must match config/dev.yaml"
   }
   assert {
-    condition     = one(output.alarm_namespaces) == "Lakehouse/dev" && length(output.alarm_names) == length(jsondecode(file("../../generated/alarms_dev.json")))
+    condition     = one(output.lakehouse.alarm_namespaces) == "Lakehouse/dev" && length(output.lakehouse.alarm_names) == length(jsondecode(file("../../generated/alarms_dev.json")))
     error_message = "one alarm per generated alarm, all in Lakehouse/dev"
   }
   # Layer boundaries, read from the rendered policies: which role may PutObject/GetObject where.
   assert {
-    condition = !anytrue([for s in jsondecode(output.role_policies["ingest"]).Statement :
+    condition = !anytrue([for s in jsondecode(output.lakehouse.role_policies["ingest"]).Statement :
     contains(s.Action, "s3:PutObject") && anytrue([for r in s.Resource : startswith(r, "${var.lake}/gold/")])])
     error_message = "the ingest role must not write gold/"
   }
   assert {
-    condition = !anytrue([for s in jsondecode(output.role_policies["gold"]).Statement :
+    condition = !anytrue([for s in jsondecode(output.lakehouse.role_policies["gold"]).Statement :
     contains(s.Action, "s3:GetObject") && anytrue([for r in s.Resource : startswith(r, "${var.lake}/bronze/") || startswith(r, "${var.lake}/quarantine/")])])
     error_message = "the gold role must not read bronze/ or quarantine/"
   }
   assert {
-    condition = anytrue([for s in jsondecode(output.role_policies["ingest"]).Statement :
+    condition = anytrue([for s in jsondecode(output.lakehouse.role_policies["ingest"]).Statement :
     contains(s.Action, "s3:PutObject") && contains(s.Resource, "${var.lake}/bronze/*")])
     error_message = "the ingest role must write bronze/ (the boundary checks above would pass vacuously otherwise)"
   }
   assert {
-    condition = alltrue([for name, p in output.role_policies : alltrue([for s in jsondecode(p).Statement :
+    condition = alltrue([for name, p in output.lakehouse.role_policies : alltrue([for s in jsondecode(p).Statement :
     !contains(flatten([s.Action]), "*") && !anytrue([for a in flatten([s.Action]) : endswith(a, ":*")])])])
     error_message = "no role policy may grant a wildcard action"
   }
@@ -154,13 +154,23 @@ run "whole_dev_stack" {
 run "optional_emr_on_ec2_and_msk" {
   command = apply
 
+  # what envs/dev/main.tf would set in its module call to build them
+  module {
+    source = "../../modules/lakehouse"
+  }
+
   variables {
-    enable_emr_ec2             = true
-    emr_tls_certificate_s3_uri = "s3://lakehouse-dev-artifacts/tls/emr-certs.zip"
-    enable_msk                 = true
-    vpc_subnet_ids             = ["subnet-0a", "subnet-0b"]
-    vpc_security_group_ids     = ["sg-0a"]
-    alert_email                = "oncall@example.com"
+    environment                 = "dev"
+    logs_expiration_days        = 90
+    secret_recovery_window_days = 7
+    serverless_max_capacity     = { cpu = "100 vCPU", memory = "700 GB", disk = "2000 GB" }
+    github_repository           = "example-org/lakehouse"
+    enable_emr_ec2              = true
+    emr_tls_certificate_s3_uri  = "s3://lakehouse-dev-artifacts/tls/emr-certs.zip"
+    enable_msk                  = true
+    vpc_subnet_ids              = ["subnet-0a", "subnet-0b"]
+    vpc_security_group_ids      = ["sg-0a"]
+    alert_email                 = "oncall@example.com"
   }
 
   assert {
