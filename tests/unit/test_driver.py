@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import random
 import re
+import threading
 from datetime import date, datetime
 from types import SimpleNamespace
 
@@ -359,6 +360,38 @@ def test_state_is_saved_after_every_change_with_timestamps(tmp_path, dag):
         assert datetime.fromisoformat(s.started_at) <= datetime.fromisoformat(s.ended_at)
     assert saved.started_at and saved.ended_at and saved.executor == "fake" and saved.pid
     assert "state in memory://runs/20250102T030405Z-abc123.json" in out
+
+
+def test_a_long_step_keeps_the_heartbeat_going(tmp_path, dag):
+    """A step that changes nothing for a long time still gets the state written (`heartbeat_at`):
+    how `lakehouse status` on another host tells it from a dead driver."""
+    beats: list[str] = []
+    two_beats = threading.Event()
+
+    class WatchedStore(MemoryStateStore):
+        def save(self, state):
+            super().save(state)
+            if state.step("a").status == "running" and executor.calls:  # while the step's work goes on
+                beats.append(state.heartbeat_at)
+                if len(beats) >= 2:
+                    two_beats.set()
+
+    class SlowExecutor(FakeExecutor):
+        def run(self, step, ctx):
+            result = super().run(step, ctx)
+            assert two_beats.wait(timeout=30), "no heartbeat while the step ran"
+            return result
+
+    executor = SlowExecutor()
+    state, _, _, _ = run(
+        fake_ctx(tmp_path), dag, selected=["a"], executor=executor, store=WatchedStore(), heartbeat_s=0.01
+    )
+    assert state.status == "succeeded" and len(beats) >= 2
+    assert (
+        datetime.fromisoformat(beats[0])
+        <= datetime.fromisoformat(beats[-1])
+        <= datetime.fromisoformat(state.heartbeat_at)
+    )
 
 
 def test_summary_table_has_attempts_and_errors(tmp_path, dag):
