@@ -448,7 +448,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(describe_run(state, store.location(state.run_id), dead))
-        print(summary_table(state))
+        print(summary_table(state, full_errors=True))
         for line in _job_runs(state):
             print(line)
     return 0 if state.status in (SUCCEEDED, RUNNING) and not dead else 1

@@ -311,7 +311,7 @@ def test_a_step_failing_transiently_twice_then_succeeding_takes_three_attempts(t
     assert [r["wait_s"] for r in b.retries] == [round(w, 3) for w in sleeper.waits]
     assert state.status == "succeeded" and not state.failed
     assert executor.calls == ["a", "b", "b", "b", "c", "d", "e"]
-    assert "attempt 1 failed (transient): j db: OSError: reset; retrying in" in out
+    assert "attempt 1 failed (transient): OSError: reset; retrying in" in out
     assert re.search(r"\[2/5 \d+:\d\d:\d\d\] b: succeeded in .* \(attempt 3\)", out)
 
 

@@ -235,10 +235,12 @@ _HINT_RES = tuple((re.compile(p, re.IGNORECASE), hint) for p, hint in HINTS)
 
 @dataclass(frozen=True)
 class ErrorReport:
-    """What a failure was: `message`, one line (root cause, file, hint); `chain`, every cause as
+    """What a failure was: `message`, one line (dataset, root cause, file, hint); `cause`, the
+    same without the dataset, for lines that name the step already; `chain`, every cause as
     `Class: message`, outermost first, Java causes included; `path` and `hint` when known."""
 
     message: str
+    cause: str
     chain: list[str]
     path: str | None = None
     hint: str | None = None
@@ -248,30 +250,36 @@ def explain(exc: BaseException, limit: int = 300, *, job: str = "", dataset: str
     """The root cause of `exc` rather than py4j's wrapper ("An error occurred while calling
     o3257.parquet."): the innermost Java exception when the chain has any (Py4JJavaError's
     `java_exception`, pyspark's captured exceptions), else the raised exception, whose message
-    Python code writes for people. `job` and `dataset` (a step's) go in front, unless the
-    message names the dataset already. Never raises: a dead JVM leaves the Python side."""
+    Python code writes for people. `job` and `dataset` (a step's) go in front of `message`,
+    unless the cause names the dataset already. Never raises: a dead JVM leaves the Python side."""
     causes = list(_causes(exc))
     java = [c for c in causes if c[2]]
     name, message, _ = java[-1] if java else causes[0]
     path = next((p for c in reversed(causes) if (p := _path(c[1]))), None) or _os_filename(exc)
     text = " ".join(message.split())
     root = f"{name}: {text}" if text else name
-    if dataset and dataset not in root:
-        root = f"{job} {dataset}: {root}"
     hint = next(
         (h for pattern, h in _HINT_RES if any(pattern.search(f"{n}: {m}") for n, m, _ in causes)), None
     )
-    tail = f"; hint: {hint}" if hint else ""
-    if path is not None and not (path in root and len(root) + len(tail) <= limit):
-        tail = f" (file {path}){tail}"  # named apart: not in the message, or clipped off it
-    room = max(limit - len(tail), limit // 3)  # clip the cause's message before the file and hint
-    line = (root if len(root) <= room else root[: room - 3] + "...") + tail
+    located = f"{job} {dataset}: {root}" if dataset and dataset not in root else root
     return ErrorReport(
-        message=line if len(line) <= limit else line[: limit - 3] + "...",
+        message=_one_line(located, path, hint, limit),
+        cause=_one_line(root, path, hint, limit),
         chain=[_clip_entry(n, m) for n, m, _ in causes],
         path=path,
         hint=hint,
     )
+
+
+def _one_line(root: str, path: str | None, hint: str | None, limit: int) -> str:
+    """`root`, then the file (unless `root` names it within `limit`) and the hint: clipping
+    shortens the cause's message, not the file or the hint."""
+    tail = f"; hint: {hint}" if hint else ""
+    if path is not None and not (path in root and len(root) + len(tail) <= limit):
+        tail = f" (file {path}){tail}"
+    room = max(limit - len(tail), limit // 3)
+    line = (root if len(root) <= room else root[: room - 3] + "...") + tail
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _causes(exc: BaseException) -> Iterator[tuple[str, str, bool]]:

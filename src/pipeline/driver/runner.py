@@ -292,7 +292,7 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
                 say(
                     i,
                     step.name,
-                    f"attempt {attempt} failed (transient): {message}; retrying in {wait_s:.1f}s",
+                    f"attempt {attempt} failed (transient): {report.cause}; retrying in {wait_s:.1f}s",
                 )
                 persist()
                 sleep(wait_s)

@@ -422,8 +422,9 @@ def read_step_state(files: Any, location: str) -> StepOutcome | None:
     return StepOutcome(**{k: v for k, v in data.items() if k in keys})
 
 
-def summary_table(state: RunState, error_width: int = 80) -> str:
-    """The per-step table printed at the end of a run and by `lakehouse status`."""
+def summary_table(state: RunState, error_width: int = 80, full_errors: bool = False) -> str:
+    """The per-step table printed at the end of a run and by `lakehouse status`; `full_errors`:
+    under it, each failed step's error the column had to clip (root cause, file, hint)."""
     header = ("step", "status", "attempts", "rows in", "rows out", "seconds", "error")
     rows = [
         (
@@ -448,9 +449,10 @@ def summary_table(state: RunState, error_width: int = 80) -> str:
         ).rstrip()
 
     table = [line, fmt(header), line, *[fmt(r) for r in rows], line]
-    # A failed step's error in full (root cause, file, hint) when the column had to clip it.
     errors = [(s.step, " ".join(s.error.split())) for s in state.steps if s.status == FAILED and s.error]
-    return "\n".join(table + [f"{step}: {error}" for step, error in errors if len(error) > error_width])
+    if full_errors:
+        table += [f"{step}: {error}" for step, error in errors if len(error) > error_width]
+    return "\n".join(table)
 
 
 def _clip(text: str, width: int) -> str:
