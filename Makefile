@@ -47,6 +47,7 @@ bench: setup
 	$(PY) bench/bench_bronze.py --scale $(SCALE)
 	$(PY) bench/bench_pipeline.py --scale $(SCALE)
 	$(PY) bench/bench_engines.py --scale $(SCALE)
+	$(PY) bench/bench_maintenance.py --scale $(SCALE)
 
 # A release: the wheel (config inside) and the EMR venv archive, with SHA256SUMS, into dist/.
 # aws/scripts/deploy.sh uploads it with the jobs and jvm/jars/emr to the artifacts bucket.
