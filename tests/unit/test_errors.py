@@ -100,6 +100,24 @@ def test_the_real_spark_error_names_the_innermost_java_class_and_stays_fatal(spa
     assert classify(raised.value) == "fatal"  # rerunning reads the same broken bytes
 
 
+def test_a_captured_spark_error_is_named_once_with_its_path_and_hint(spark, tmp_path):
+    missing = tmp_path / "unload" / "customers"
+    with pytest.raises(Exception) as raised:
+        spark.read.parquet(str(missing))
+    assert type(raised.value).__module__ == "pyspark.errors.exceptions.captured"
+    report = explain(raised.value, job="bronze", dataset="snowflake_customers")
+    assert report.message.startswith(
+        f"bronze snowflake_customers: org.apache.spark.sql.AnalysisException: [PATH_NOT_FOUND] Path does not "
+        f"exist: file:{missing}."
+    )
+    assert report.message.endswith(
+        "; hint: a file is missing: check the path, or what removed it while the step ran, then rerun"
+    )
+    # pyspark raises it "from None" over the py4j error: the Java cause is listed once
+    assert len(report.chain) == len(set(report.chain)) == 1
+    assert classify(raised.value) == "fatal"
+
+
 class TextOnlyPy4JError(Exception):
     """A py4j error whose JVM is gone: only its text, with the Java stack, is left."""
 

@@ -285,17 +285,14 @@ def _one_line(root: str, path: str | None, hint: str | None, limit: int) -> str:
 def _causes(exc: BaseException) -> Iterator[tuple[str, str, bool]]:
     """(class, message, from Java) of every exception in the chain, outermost first; a Java-backed
     exception gives its Java causes in its place."""
-    skip: set[int] = set()  # pyspark's converted causes of a Java chain already walked
+    # Java causes met again: pyspark's converted `_cause`s, and the py4j error it raised from
+    # (the captured exception's __context__) carry the chain already walked.
+    seen: set[tuple[str, str]] = set()
     for e in exception_chain(exc):
-        if id(e) in skip:
-            continue
         java = _java_chain(getattr(e, "java_exception", None) or getattr(e, "_origin", None))
         if java:
-            yield from ((name, message, True) for name, message in java)
-            nxt = getattr(e, "_cause", None)
-            while isinstance(nxt, BaseException):
-                skip.add(id(nxt))
-                nxt = getattr(nxt, "_cause", None)
+            yield from ((name, message, True) for name, message in java if (name, message) not in seen)
+            seen.update(java)
             continue
         desc = getattr(e, "_desc", None)  # a captured exception without its JVM object (Spark Connect)
         if isinstance(desc, str):
