@@ -275,8 +275,6 @@ def test_resuming_a_run_with_nothing_left_does_nothing(lake, config_dir, capsys)
 
 def test_a_run_still_going_on_this_host_is_not_resumed(lake, config_dir, capsys):
     live = state("r1", {"bronze_fx_rates": "running"}, "running")
-    import socket
-
     live.host, live.pid = socket.gethostname(), os.getppid()  # a process that is alive
     runs(lake).save(live)
     assert cli.main(["run", "--lake", str(lake), "--config-dir", str(config_dir), "--resume", "r1"]) == 2

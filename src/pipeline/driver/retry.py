@@ -18,6 +18,11 @@ The one place that decides. `classify(exc)` answers "transient" or "fatal":
 5. Anything else is fatal: retrying an unknown error (most often a bug) only delays the report.
 
 The policy (attempts, backoff) comes from the `retry:` block of config/pipeline.yaml.
+
+`explain(exc)` says what failed, for the run state, the summary, `lakehouse status` and the
+alerts: the root cause (the innermost Java exception, not py4j's "An error occurred while
+calling o123.parquet."), the file a message names, a hint for known causes (corrupt file,
+permission, disk space, memory, missing file), and the whole cause chain.
 """
 
 from __future__ import annotations
