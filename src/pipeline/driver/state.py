@@ -2,7 +2,9 @@
 
 The runner saves the whole state after every change (step started, attempt failed, step
 finished, run finished), so a killed run leaves a file that says how far it got, and
-`lakehouse run --resume RUN_ID` reruns what did not succeed under the same run id.
+`lakehouse run --resume RUN_ID` reruns what did not succeed under the same run id. It also
+saves it every HEARTBEAT_S while a step runs (`heartbeat_at`): with the driver's host and pid,
+how `lakehouse status` tells a dead run from a live one (`presumed_dead`).
 
 Stores (one interface: `save`, `load`, `exists`, `run_ids`, `latest`, `location`):
 
