@@ -12,6 +12,9 @@ the contracts and business rules:
   by their load/broker time per event id, FX one rate per (date, currency), accounts keep one
   version per (account, updated_at) and a new SCD2 version only when a tracked attribute or the
   deletion flag changes;
+- accounts as of an order: the version with valid_from <= order_ts < valid_to; none (the order
+  is older than the account's first version) -> segment and country unknown (null in
+  fct_orders, `unknown` in revenue_daily), the account still known;
 - FX: rate_to_usd = 1 / units_per_usd (12 decimals, half-up); the rate used for a day is the
   currency's latest rate on or before it (after the last rate: the latest one), USD is 1 on
   every day, no rate on or before the day -> amount_usd null (fx_missing); USD amounts are
@@ -462,14 +465,13 @@ class Landing:
         return history
 
     def version_at(self, account_id: str, at: datetime) -> Version | None:
-        versions = self.accounts.get(account_id)
-        if not versions:
-            return None
+        """The version in force at `at`; None for an unknown account or before its first version."""
+        versions = self.accounts.get(account_id, [])
         for v in versions:
             if v.valid_from <= at and (v.valid_to is None or at < v.valid_to):
                 return v
-        assert at < versions[0].valid_from, (account_id, at)
-        return versions[0]  # before the first known version: the earliest one
+        assert not versions or at < versions[0].valid_from, (account_id, at)
+        return None
 
     def fct_orders(self) -> pd.DataFrame:
         rows = []
@@ -483,7 +485,7 @@ class Landing:
                     "fx_missing": rate is None,
                     "segment": version.segment if version else None,
                     "country": version.country if version else None,
-                    "account_known": version is not None,
+                    "account_known": o["account_id"] in self.accounts,
                 }
             )
         return pd.DataFrame(rows)
@@ -603,20 +605,46 @@ def test_fct_orders_segment_and_country_as_of_the_order_time(gold, fct, landing)
     ]
     assert_no_diffs(diffs, "fct_orders as-of account attributes", len(expected))
     # The data exercises every branch of the as-of rule: orders whose version at order time is not
-    # the account's latest, orders placed before the account's first version, unknown accounts.
+    # the account's latest, orders placed before the account's first version (known account,
+    # unknown attributes), unknown accounts.
     known = fct[fct["account_known"]]
     latest_version = {a: vs[-1] for a, vs in landing.accounts.items()}
     assert any(
-        (o.segment, o.country) != (latest_version[o.account_id].segment, latest_version[o.account_id].country)
+        o.segment is not None
+        and (o.segment, o.country)
+        != (latest_version[o.account_id].segment, latest_version[o.account_id].country)
         for o in known.itertuples()
     )
     assert any(o.order_ts < landing.accounts[o.account_id][0].valid_from for o in known.itertuples())
     assert (~fct["account_known"]).any()
 
 
+def test_dq_counts_orders_with_no_account_version_in_force(pipeline_run, landing):
+    """The warn rule's observed count is the number of orders older than their (known) account's
+    first version, counted here from the landing files; it never fails the step."""
+    ctx, _, steps = pipeline_run
+    expected = sum(
+        1
+        for o in landing.orders
+        if o["account_id"] in landing.accounts
+        and o["order_ts"] < landing.accounts[o["account_id"]][0].valid_from
+    )
+    assert expected > 0
+    [result] = [
+        r for r in steps["gold_fct_orders"].details["dq"] if r["rule"] == "count:account_version_missing"
+    ]
+    assert (result["severity"], result["passed"]) == ("warn", False)
+    assert result["observed"] == f"{expected} of {len(landing.orders)} rows"
+
+
 def test_revenue_daily_matches_groupby_over_placed_and_shipped_orders(gold, fct):
     revenue = fct[fct["status"].isin(REVENUE)]
-    grouped = revenue.groupby(["order_date", "country", "segment"], dropna=False).agg(
+    # Unknown country/segment (unknown account, or no version in force) are shown as `unknown`.
+    labelled = revenue.assign(
+        country=revenue["country"].fillna("unknown"), segment=revenue["segment"].fillna("unknown")
+    )
+    assert (labelled["segment"] == "unknown").any()
+    grouped = labelled.groupby(["order_date", "country", "segment"], dropna=False).agg(
         revenue_usd=("amount_usd", dsum),
         order_count=("order_id", "size"),
         orders_missing_fx=("fx_missing", "sum"),

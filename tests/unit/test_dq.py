@@ -92,6 +92,12 @@ def test_gold_checks_from_config():
         ("silver: {orders: {freshness: {max_age_days: 0}}}\n", "silver.orders.freshness.max_age_days"),
         ("gold: {fct_orders: {ranges: {amount_usd: {}}}}\n", "gold.fct_orders.ranges.amount_usd"),
         ("gold: {fct_orders: {unknown_key: 1}}\n", "gold.fct_orders"),
+        ("gold: {fct_orders: {counts: {x: {max: 0}}}}\n", "gold.fct_orders.counts.x.where"),
+        ("gold: {fct_orders: {counts: {x: {where: 'true', max: -1}}}}\n", "gold.fct_orders.counts.x.max"),
+        (
+            "gold: {fct_orders: {counts: {x: {where: a, severity: fatal}}}}\n",
+            "gold.fct_orders.counts.x.severity",
+        ),
     ],
 )
 def test_config_validation_names_file_and_key(tmp_path, text, message):
@@ -193,6 +199,50 @@ def test_gate_warn_only_records_and_passes(spark, tmp_path):
     results = {r.rule: r for r in run_gate(ctx2, "gold_fct_orders", "fct_orders", "gold", more)}
     assert results["table:volume_change"].passed is False
     assert results["table:volume_change"].severity == "warn"
+
+
+def _fct(spark):
+    """fct_orders-shaped rows: two orders of a known account with no version in force at their
+    order time (null segment), one with a version, one of an unknown account."""
+    day = date(2024, 1, 5)
+    rows = [
+        ("ORD-1", day, 1.0, None, None, True),
+        ("ORD-2", day, 1.0, "SMB", "US", True),
+        ("ORD-3", day, 1.0, None, None, True),
+        ("ORD-4", day, 1.0, None, None, False),
+    ]
+    return spark.createDataFrame(
+        rows,
+        "order_id string, order_date date, amount_usd double, segment string, country string, "
+        "account_known boolean",
+    )
+
+
+def test_account_version_missing_counts_orders_at_warn_and_passes(spark, tmp_path):
+    ctx = _ctx(spark, tmp_path)  # the repository's config/dq.yaml
+    results = {r.rule: r for r in run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _fct(spark))}
+    rule = results["count:account_version_missing"]
+    assert (rule.severity, rule.passed, rule.observed) == ("warn", False, "2 of 4 rows")
+    assert "account_known AND segment IS NULL" in rule.expected
+    recorded = ctx.lake.read(results_path(ctx)).where("rule = 'count:account_version_missing'").collect()
+    assert [(r["severity"], r["passed"], r["observed"]) for r in recorded] == [("warn", False, "2 of 4 rows")]
+
+    none_missing = _fct(spark).where("order_id = 'ORD-2'")
+    ctx2 = make_ctx(spark, tmp_path / "lake", run_id="dq-run-2", config_dir=ctx.settings.config_dir)
+    results = {r.rule: r for r in run_gate(ctx2, "gold_fct_orders", "fct_orders", "gold", none_missing)}
+    assert (
+        results["count:account_version_missing"].passed,
+        results["count:account_version_missing"].observed,
+    ) == (
+        True,
+        "0 of 1 rows",
+    )
+
+
+def test_a_count_condition_the_table_cannot_answer_is_a_config_error(spark, tmp_path):
+    ctx = _ctx(spark, tmp_path, "gold: {fct_orders: {counts: {x: {where: no_such_column}}}}\n")
+    with pytest.raises(ConfigError, match="gold.fct_orders.counts"):
+        run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _fct(spark))
 
 
 def test_results_are_stamped_in_utc_whatever_the_local_time_zone(spark, tmp_path, monkeypatch):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from datetime import date, datetime
 from decimal import Decimal as D
 
 import pytest
 
 from pipeline.gold import MARTS, build_gold
-from tests.helpers import make_ctx
+from pipeline.settings import ConfigError
+from tests.helpers import REPO, make_ctx
 
 d = date
 ts = datetime
@@ -138,6 +140,65 @@ def test_every_mart_builds_in_dependency_order(spark, tmp_path):
     assert (c360["as_of_date"], c360["web_events_30d"], c360["product_events_30d"]) == (d(2024, 2, 20), 0, 0)
     # fct_orders unchanged since revenue_daily was built: skipped.
     assert build_gold(ctx, "revenue_daily").details["skipped"] == "inputs unchanged"
+
+
+def _config_dir(tmp_path, marts_yaml: str):
+    target = tmp_path / "config"
+    shutil.copytree(REPO / "config", target)
+    (target / "marts.yaml").write_text(marts_yaml)
+    return str(target)
+
+
+def test_before_first_version_option_is_in_the_fingerprint_and_rebuilds(spark, tmp_path):
+    ctx = silver_lake(spark, tmp_path, ["orders", "fx_rates"])
+    # The account's only version starts between its two orders (2024-01-06 and 2024-01-07).
+    schema, [row] = SILVER["accounts"]
+    late = list(row)
+    late[12] = ts(2024, 1, 6, 12)  # valid_from
+    ctx.lake.overwrite(ctx.table_path("silver", "accounts"), spark.createDataFrame([tuple(late)], schema))
+    path = ctx.table_path("gold", "fct_orders")
+
+    def attributes():
+        rows = ctx.lake.read(path).collect()
+        return {r["order_id"]: (r["segment"], r["country"], r["account_known"]) for r in rows}
+
+    build_gold(ctx, "fct_orders")  # the default: no version in force -> unknown
+    assert attributes() == {"ORD-0000001": (None, None, True), "ORD-0000002": ("SMB", "US", True)}
+    meta = ctx.lake.history(path, limit=1)[0].metadata["gold"]
+    assert meta["options"] == {"before_first_version": "unknown"}
+    build_gold(ctx, "revenue_daily")
+    revenue = {
+        (r["country"], r["segment"]) for r in ctx.lake.read(ctx.table_path("gold", "revenue_daily")).collect()
+    }
+    assert revenue == {("unknown", "unknown"), ("US", "SMB")}
+
+    earliest = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "fct_orders: {before_first_version: earliest}\n")
+        ),
+    )
+    rebuilt = build_gold(earliest, "fct_orders")
+    assert "skipped" not in rebuilt.details and ctx.lake.version(path) == 1
+    assert attributes() == {"ORD-0000001": ("SMB", "US", True), "ORD-0000002": ("SMB", "US", True)}
+    assert ctx.lake.history(path, limit=1)[0].metadata["gold"]["options"] == {
+        "before_first_version": "earliest"
+    }
+    assert build_gold(earliest, "fct_orders").details["skipped"] == "inputs unchanged"
+
+
+def test_marts_config_errors_name_the_file_and_key(spark, tmp_path):
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    bad = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "fct_orders: {before_first_version: latest}\n")
+        ),
+    )
+    with pytest.raises(
+        ConfigError, match=r"marts\.yaml: fct_orders\.before_first_version: expected one of unknown\|earliest"
+    ):
+        build_gold(bad, "fct_orders")
 
 
 def test_unknown_mart_names_the_known_ones():

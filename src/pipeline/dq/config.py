@@ -75,11 +75,21 @@ class SilverRules:
 
 
 @dataclass(frozen=True)
+class Count:
+    """Rows matching `where` (a Spark SQL condition), counted; the rule passes up to `max`."""
+
+    where: str
+    max: int = 0
+    severity: Severity = "warn"
+
+
+@dataclass(frozen=True)
 class GoldRules:
     unique: list[list[str]] = field(default_factory=list)  # key sets (compound when > 1 column)
     not_null: list[str] = field(default_factory=list)
     ranges: dict[str, Range] = field(default_factory=dict)
     allowed: dict[str, list[str]] = field(default_factory=dict)
+    counts: dict[str, Count] = field(default_factory=dict)  # by rule name; own severity each
     row_count: RowCount | None = None
     severity: Severity = "critical"
 
@@ -131,6 +141,7 @@ def load_dq_config(path: Path) -> DqConfig:
         spec = dict(_mapping(spec or {}, where, f"gold.{name}"))
         ranges_raw = _mapping(spec.pop("ranges", None) or {}, where, f"gold.{name}.ranges")
         allowed_raw = _mapping(spec.pop("allowed", None) or {}, where, f"gold.{name}.allowed")
+        counts_raw = _mapping(spec.pop("counts", None) or {}, where, f"gold.{name}.counts")
         rules = parse_typed(GoldRules, spec, where, f"gold.{name}")
         ranges = {
             str(c): parse_typed(Range, r or {}, where, f"gold.{name}.ranges.{c}")
@@ -148,7 +159,12 @@ def load_dq_config(path: Path) -> DqConfig:
             ]
             for c, v in allowed_raw.items()
         }
-        gold[str(name)] = GoldRules(**{**rules.__dict__, "ranges": ranges, "allowed": allowed})
+        counts = {
+            str(c): parse_typed(Count, r, where, f"gold.{name}.counts.{c}") for c, r in counts_raw.items()
+        }
+        gold[str(name)] = GoldRules(
+            **{**rules.__dict__, "ranges": ranges, "allowed": allowed, "counts": counts}
+        )
     config = DqConfig(**{**config.__dict__, "silver": silver, "gold": gold})
     _validate(config, where)
     _CACHE[key] = config
@@ -193,3 +209,8 @@ def _validate(c: DqConfig, where: str) -> None:
         for col, r in rules.ranges.items():
             if r.min is None and r.max is None:
                 raise ConfigError(f"{where}: gold.{name}.ranges.{col}: give min and/or max")
+        for rule, count in rules.counts.items():
+            if not count.where.strip():
+                raise ConfigError(f"{where}: gold.{name}.counts.{rule}.where: give a condition")
+            if count.max < 0:
+                raise ConfigError(f"{where}: gold.{name}.counts.{rule}.max: must be >= 0, got {count.max}")

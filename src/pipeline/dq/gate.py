@@ -11,7 +11,7 @@
    computed in its single pass over the batch (no scan here).
 4. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
-   count in dq_results.
+   count in dq_results, and gold `counts` (rows matching a condition, one aggregate).
 5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
    validation results to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built
    once at the end of the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
@@ -34,11 +34,12 @@ from datetime import time as dtime
 from typing import Any
 
 import pandas as pd
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
-from pipeline.dq.config import DqConfig, SilverRules, Thresholds, load_dq_config
+from pipeline.dq.config import DqConfig, GoldRules, SilverRules, Thresholds, load_dq_config
 from pipeline.dq.suites import Check, gold_checks, gold_missing_columns, silver_checks, to_suite
 from pipeline.settings import ConfigError
 
@@ -250,6 +251,8 @@ def _evaluate(
             )
     results += validate_gx(f"{layer}.{dataset}", checks, df, rows)
     results.append(DqResult("table:row_count", "warn", True, str(rows), "", "", "rule"))
+    if contract is None:
+        results += count_results(gold, df, rows, f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}")
     if counts:
         results += row_level_results(config, rules, counts)
     if rules is not None:
@@ -473,6 +476,34 @@ def reference_results(ctx: Any, rules: SilverRules, df: DataFrame) -> list[DqRes
                 f"{ratio:.4f} ({orphans}/{n} distinct ids)",
                 expected,
                 ref.column,
+                "rule",
+            )
+        )
+    return out
+
+
+def count_results(rules: GoldRules, df: DataFrame, rows: int, where: str) -> list[DqResult]:
+    """The gold `counts` rules: rows matching each condition, all counted in one aggregate."""
+    if not rules.counts:
+        return []
+    names = list(rules.counts)
+    try:
+        counts = df.agg(
+            *[F.count_if(F.expr(rules.counts[n].where)).alias(f"_c{i}") for i, n in enumerate(names)]
+        ).first()
+    except AnalysisException as exc:
+        raise ConfigError(f"{where}.counts: a condition does not apply to the table: {exc}") from exc
+    out = []
+    for i, name in enumerate(names):
+        rule, n = rules.counts[name], int(counts[f"_c{i}"])
+        out.append(
+            DqResult(
+                f"count:{name}",
+                rule.severity,
+                n <= rule.max,
+                f"{n} of {rows} rows",
+                f"at most {rule.max} rows where {rule.where}",
+                "",
                 "rule",
             )
         )

@@ -163,6 +163,7 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
     spec = MARTS.get(mart)
     if spec is None:
         raise KeyError(f"unknown gold mart {mart!r}; known: {', '.join(sorted(MARTS))}")
+    options = getattr(load_marts_config(ctx.settings.config_dir), spec.name, None)
     out_path = ctx.table_path("gold", spec.name)
 
     sources = [("silver", name) for name in spec.silver] + [("gold", name) for name in spec.gold]
@@ -176,7 +177,6 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         tables[name] = ctx.lake.read(path, version=version)
 
     as_of = _resolve_as_of(ctx, tables) if spec.uses_as_of else None
-    options = getattr(load_marts_config(ctx.settings.config_dir), spec.name, None)
     fingerprint: dict[str, Any] = {
         "mart": spec.name,
         "definition": spec.definition,
