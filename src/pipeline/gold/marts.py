@@ -26,7 +26,7 @@ from pipeline.context import RunContext
 from pipeline.dq.gate import gate_step, recheck
 from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
 from pipeline.gold import transforms as T
-from pipeline.gold.config import load_marts_config
+from pipeline.gold.config import FctOrdersOptions, load_marts_config
 from pipeline.step_result import StepResult
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ FINGERPRINT_KEY = "gold"
 @dataclass(frozen=True)
 class Inputs:
     """The DataFrames a mart reads, by table name, the run's as-of date (None if unused) and the
-    mart's options from config/marts.yaml (None for a mart without options)."""
+    mart's options from config/marts.yaml (None: the defaults, or a mart without options)."""
 
     tables: dict[str, DataFrame]
     as_of: date | None
@@ -60,8 +60,9 @@ class Mart:
 
 
 def _fct_orders(i: Inputs) -> DataFrame:
+    options = i.options or FctOrdersOptions()  # none given: the defaults (the brief's rule)
     return T.fct_orders(
-        i["orders"], i["accounts"], i["fx_calendar"], before_first_version=i.options.before_first_version
+        i["orders"], i["accounts"], i["fx_calendar"], before_first_version=options.before_first_version
     )
 
 
