@@ -75,7 +75,13 @@ def test_the_events_rebuild_the_dag_from_landing_to_gold(pipeline_run, events):
         return seen
 
     root = str(lake)
-    gold = sorted(o for _, outs in io.values() for o in outs if o.startswith(f"{root}/gold/"))
+    gold = sorted(  # the marts; maintain_gold rewrites the same tables
+        o
+        for name, (_, outs) in io.items()
+        if dag.steps[name].job == "gold"
+        for o in outs
+        if o.startswith(f"{root}/gold/")
+    )
     assert len(gold) == sum(step.job == "gold" for step in dag.steps.values())
     for mart in gold:
         layers = {a.removeprefix(root + "/").split("/")[0] for a in ancestors(mart)}

@@ -126,7 +126,7 @@ def gold_fields(mart: str) -> list[tuple[str, str | None]]:
 
 
 def step_datasets(ctx: Any, step: Any) -> StepDatasets:
-    """Inputs and outputs of a DAG step (job bronze | silver | gold); unknown jobs: none."""
+    """Inputs and outputs of a DAG step (job bronze | silver | gold | maintain); unknown jobs: none."""
     if step.job == "bronze":
         return StepDatasets(
             [bronze_source(ctx, step.dataset)],
@@ -155,4 +155,12 @@ def step_datasets(ctx: Any, step: Any) -> StepDatasets:
         return StepDatasets(
             inputs, [_ref(ctx.table_path("gold", mart.name), "gold", mart.name, gold_fields(mart.name))]
         )
+    if step.job == "maintain":  # rewrites its layer's tables; bronze's guard reads silver's commits
+        from pipeline.maintenance import MAINTENANCE_LAYERS, lake_tables
+
+        tables = [t for t in lake_tables(ctx) if t.layer in MAINTENANCE_LAYERS[step.dataset]]
+        outputs = [_ref(t.path, t.layer, t.name) for t in tables]
+        consumers = {path: key for t in tables for key, path in t.consumers}
+        readers = [_ref(path, *key.split("/")) for path, key in sorted(consumers.items())]
+        return StepDatasets([*outputs, *readers], outputs)
     return StepDatasets()
