@@ -272,3 +272,24 @@ def tmp_prefixes(storage: hcl.Scope) -> list[str]:
     assert '"${layer}/${t}/_delta_log/.tmp/"' in expression
     tables = hcl.env_scope("dev").child("lakehouse").var("delta_tables")
     return [f"{layer}/{t}/_delta_log/.tmp/" for layer, names in tables.items() for t in names]
+
+
+def test_the_orchestrator_may_make_every_aws_call_the_emr_executors_make():
+    """Each API call in pipeline/driver/emr.py (boto3 method -> IAM action of the executor's
+    service) is granted to the orchestrator role, which runs `lakehouse run --executor emr-*`."""
+    source = (hcl.REPO / "src" / "pipeline" / "driver" / "emr.py").read_text()
+    iam_prefix = {"emr-serverless": "emr-serverless", "emr": "elasticmapreduce"}
+    calls = set()
+    for block in source.split("\nclass ")[1:]:
+        service = re.search(r'^\s+service = "([a-z-]+)"', block, re.M)
+        if service:
+            for method in set(re.findall(r"self\.client\.([a-z_]+)\(", block)):
+                action = "".join(word.title() for word in method.split("_"))
+                calls.add(f"{iam_prefix[service.group(1)]}:{action}")
+    calls |= {"kms:DescribeKey", "iam:PassRole"}  # the lake key's alias; the layer roles
+    assert {"emr-serverless:StartJobRun", "elasticmapreduce:AddJobFlowSteps"} <= calls
+    granted = [
+        a for s in role_statements()["orchestrator"] if s["Effect"] == "Allow" for a in as_list(s["Action"])
+    ]
+    missing = sorted(c for c in calls if not any(iam_match(c, a) for a in granted))
+    assert missing == [], f"the orchestrator role lacks {missing}"

@@ -241,7 +241,7 @@ locals {
     {
       Sid       = "ClusterSteps"
       Effect    = "Allow"
-      Action    = ["elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:DescribeStep", "elasticmapreduce:CancelSteps", "elasticmapreduce:DescribeCluster"]
+      Action    = ["elasticmapreduce:AddJobFlowSteps", "elasticmapreduce:DescribeStep", "elasticmapreduce:ListSteps", "elasticmapreduce:CancelSteps", "elasticmapreduce:DescribeCluster"]
       Resource  = ["arn:${var.partition}:elasticmapreduce:${var.region}:${var.account_id}:cluster/*"]
       Condition = { StringEquals = { "aws:ResourceTag/lakehouse-environment" = var.environment_tag } }
     },
