@@ -15,6 +15,14 @@ class LandingFile:
     size: int
 
 
+def file_key(uri: str) -> str:
+    """One spelling of a file's URI for comparisons: Spark's `_metadata.file_path` says
+    `file:/a/b` where the landing listing says `file:///a/b` (the same local file)."""
+    if uri.startswith("file:/") and not uri.startswith("file://"):
+        return "file://" + uri[len("file:") :]
+    return uri
+
+
 def _fs(spark: SparkSession, location: str):
     jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
     path = jvm.org.apache.hadoop.fs.Path(location)

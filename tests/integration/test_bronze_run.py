@@ -215,3 +215,16 @@ def test_backfill_window_ingests_only_landing_dates_inside_it(spark, fresh_lake)
     assert landing_date(
         "file:/l/redshift/behavior_events/event_date=2026-07-02/0000_part_00.parquet"
     ) == date(2026, 7, 2)
+
+
+def test_empty_files_are_counted_once_each(pipeline_run):
+    """The generator delivers one empty export (0 bytes, or a header only) for some datasets:
+    bronze reports exactly those as empty, not every file (Spark's `file:/a` and the landing
+    listing's `file:///a` name the same file)."""
+    _, lake, outcomes = pipeline_run
+    datasets = manifest(lake)["datasets"]
+    for name, spec in datasets.items():
+        details = outcomes[f"bronze_{name}"].details
+        if "empty_files" in details:  # the file-based steps
+            assert details["empty_files"] == spec["defects"].get("empty_file", 0), name
+    assert sum(outcomes[f"bronze_{n}"].details.get("empty_files", 0) for n in datasets) >= 3

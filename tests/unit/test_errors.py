@@ -181,3 +181,44 @@ def test_a_long_cause_is_clipped_before_the_file_and_the_hint():
     report = explain(exc, limit=200)
     assert len(report.message) <= 200
     assert report.message.endswith(f"... (file file:/lake/landing/a.parquet); hint: {CORRUPT_HINT}")
+
+
+class _Throwable:
+    """A py4j JavaObject stand-in: getClass().getName(), getMessage(), getCause()."""
+
+    def __init__(self, name: str, message: str, cause: _Throwable | None = None):
+        self._name, self._message, self._cause = name, message, cause
+
+    def getClass(self):  # noqa: N802 - the Java API's names
+        return type("Class", (), {"getName": lambda _: self._name})()
+
+    def getMessage(self):  # noqa: N802
+        return self._message
+
+    def getCause(self):  # noqa: N802
+        return self._cause
+
+
+def test_an_error_our_code_raised_in_a_jvm_callback_is_named_without_a_file_hint():
+    """A foreachBatch function that refuses a micro-batch: the JVM wraps the Python exception in
+    py4j's "Python Proxy" error; the recorded cause is the Python exception at the end of the
+    traceback, and words in it ("corrupt records") draw no file hint."""
+    traceback = (
+        "An exception was raised by the Python Proxy. Return Message: Traceback (most recent call last):\n"
+        '  File "/work/src/pipeline/bronze/kafka.py", line 300, in write_batch\n'
+        "    raise MicroBatchRefused(...)\n"
+        "pipeline.bronze.kafka.MicroBatchRefused: kafka_events: micro-batch 3 was not written: "
+        "critical rule value:corrupt failed (12 corrupt records)\n"
+    )
+    proxy = _Throwable("py4j.Py4JException", traceback)
+    failed = _Throwable(
+        "org.apache.spark.sql.streaming.StreamingQueryException", "[STREAM_FAILED] ...", proxy
+    )
+    exc = RuntimeError("kafka_events: streaming query failed")
+    exc.java_exception = failed
+    report = explain(exc, dataset="kafka_events")
+    assert report.message.startswith(
+        "pipeline.bronze.kafka.MicroBatchRefused: kafka_events: micro-batch 3 was not written"
+    )
+    assert report.hint is None and "hint" not in report.message
+    assert "Python Proxy" not in report.message

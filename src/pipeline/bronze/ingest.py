@@ -22,7 +22,7 @@ from pipeline.context import RunContext
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import Lake
 from pipeline.step_result import StepResult
-from pipeline.storage import LandingFile, list_files
+from pipeline.storage import LandingFile, file_key, list_files
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +35,9 @@ def ingested_files(lake: Lake, table: str) -> set[str]:
     if not lake.exists(table):
         return set()
     rows = lake.read(table).select(SOURCE_FILE).distinct().collect()
-    done = {r[0] for r in rows}
+    done = {file_key(r[0]) for r in rows}
     for commit in lake.history(table):
-        done.update(commit.metadata.get(EMPTY_FILES_KEY, []))
+        done.update(file_key(uri) for uri in commit.metadata.get(EMPTY_FILES_KEY, []))
     return done
 
 
@@ -65,7 +65,7 @@ def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
     done = ingested_files(ctx.lake, ctx.table_path("bronze", dataset))
-    return [f for f in listed if f.uri not in done]
+    return [f for f in listed if file_key(f.uri) not in done]
 
 
 def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:
@@ -134,11 +134,11 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
             .agg(F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt"), *extra)
             .collect()
         )
-        rows_per_file = {r[SOURCE_FILE]: r["rows"] for r in stats}
+        rows_per_file = {file_key(r[SOURCE_FILE]): r["rows"] for r in stats}
         rows = sum(rows_per_file.values())
         corrupt = sum(r["corrupt"] for r in stats)
         newest = max((r[NEWEST] for r in stats if r[NEWEST] is not None), default=None) if extra else None
-        empty = sorted(f.uri for f in files if f.uri not in rows_per_file)
+        empty = sorted(f.uri for f in files if file_key(f.uri) not in rows_per_file)
         newest_at = table_newest(ctx.lake, table, iso_from_micros(newest))
         result = ctx.lake.append(
             table,

@@ -43,9 +43,9 @@ class MicroBatchRefused(DqGateFailed):
     def __init__(self, gate: MicroBatchGate, batch_id: int, failed: list[DqResult], results: list[DqResult]):
         super().__init__(gate.step, gate.dataset, failed, results)
         self.batch_id = batch_id
-        self.args = (
-            f"{self.args[0]}. Micro-batch {batch_id} was not written and the query stopped before "
-            "it; a restart judges the same batch again. Fix the upstream records, or accept the "
+        self.args = (  # what happened first: a one-line summary keeps it when it clips the rest
+            f"micro-batch {batch_id} was not written and the query stopped before it: {self.args[0]}. "
+            "A restart judges the same batch again. Fix the upstream records, or accept the "
             f"batch: raise silver.{gate.contract.name}.quarantine_ratio in "
             f"{CONFIG_FILE} or run once with {ENV_SWITCH}=off",
         )

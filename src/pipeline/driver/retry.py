@@ -260,11 +260,21 @@ def explain(exc: BaseException, limit: int = 300, *, job: str = "", dataset: str
     causes = list(_causes(exc))
     java = [c for c in causes if c[2]]
     name, message, _ = java[-1] if java else causes[0]
-    path = next((p for c in reversed(causes) if (p := _path(c[1]))), None) or _os_filename(exc)
+    path = (
+        None  # our own callback's message says what it needs; a folder it names is not "the file"
+        if name.startswith(PYTHON_RAISED)
+        else next((p for c in reversed(causes) if (p := _path(c[1]))), None) or _os_filename(exc)
+    )
     text = " ".join(message.split())
-    root = f"{name}: {text}" if text else name
-    hint = next(
-        (h for pattern, h in _HINT_RES if any(pattern.search(f"{n}: {m}") for n, m, _ in causes)), None
+    shown = name.removeprefix(PYTHON_RAISED)
+    root = f"{shown}: {text}" if text else shown
+    # A cause our own code raised in a JVM callback (a refused micro-batch) says what to do itself;
+    # its words ("corrupt records") are not about files.
+    said = [(n, m) for n, m, _ in causes if not n.startswith(PYTHON_RAISED)]
+    hint = (
+        None
+        if name.startswith(PYTHON_RAISED)
+        else next((h for pattern, h in _HINT_RES if any(pattern.search(f"{n}: {m}") for n, m in said)), None)
     )
     located = f"{job} {dataset}: {root}" if dataset and dataset not in root else root
     return ErrorReport(
@@ -296,7 +306,9 @@ def _causes(exc: BaseException) -> Iterator[tuple[str, str, bool]]:
     for e in exception_chain(exc):
         java = _java_chain(getattr(e, "java_exception", None) or getattr(e, "_origin", None))
         if java:
-            yield from ((name, message, True) for name, message in java if (name, message) not in seen)
+            for name, message in java:
+                if (name, message) not in seen:
+                    yield name, message, True
             seen.update(java)
             continue
         desc = getattr(e, "_desc", None)  # a captured exception without its JVM object (Spark Connect)
@@ -327,11 +339,26 @@ def _java_chain(throwable: object, limit: int = 16) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     try:
         while throwable is not None and len(found) < limit:
-            found.append((str(throwable.getClass().getName()), _head(str(throwable.getMessage() or ""))))
+            message = str(throwable.getMessage() or "")
+            found.append(_python_raised(message) or (str(throwable.getClass().getName()), _head(message)))
             throwable = throwable.getCause()
     except Exception:  # noqa: BLE001 - the JVM may be gone; keep what was read
         pass
     return found
+
+
+PYTHON_RAISED = "python: "  # marks a cause that Python code raised inside a JVM callback
+_PYTHON_LAST_LINE = re.compile(r"^([A-Za-z_][\w.]*): (.*)$")
+
+
+def _python_raised(message: str) -> tuple[str, str] | None:
+    """py4j's "An exception was raised by the Python Proxy. Return Message: Traceback ...": the
+    Python exception at the traceback's end (a foreachBatch function's), not py4j's wrapper."""
+    if "Traceback (most recent call last)" not in message:
+        return None
+    last = [line for line in message.splitlines() if line.strip()][-1].strip()
+    match = _PYTHON_LAST_LINE.match(last)
+    return (PYTHON_RAISED + match.group(1), match.group(2)) if match else None
 
 
 def _head(message: str) -> str:
