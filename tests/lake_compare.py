@@ -16,6 +16,7 @@ from pyspark.sql.types import MapType
 
 from pipeline.driver.dag import load_dag
 from pipeline.jobs import JOBS
+from pipeline.maintenance import lake_tables as maintained_tables
 from tests.helpers import REPO
 
 DAG = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
@@ -23,10 +24,9 @@ RUN_METADATA = ("_ingestion_ts", "_batch_id", "_quarantine_batch_id")
 
 
 def lake_tables(ctx) -> list[tuple[str, str]]:
-    """(layer, name) of every table a whole run writes: bronze, silver, quarantine, gold."""
-    found = [("bronze", d) for d in ctx.catalog.datasets]
-    found += [("silver", n) for n in ctx.contracts] + [("quarantine", n) for n in ctx.contracts]
-    return sorted(found + [("gold", s.dataset) for s in DAG.steps.values() if s.job == "gold"])
+    """(layer, name) of every table a whole run writes: bronze, silver, quarantine, gold (the
+    tables maintenance knows; `_ops` holds run records, not data)."""
+    return sorted((t.layer, t.name) for t in maintained_tables(ctx) if t.layer != "_ops")
 
 
 def comparable(df: DataFrame) -> DataFrame:

@@ -136,14 +136,15 @@ def classes_named(settings: Settings) -> set[str]:
 def jars_for(settings: Settings) -> list[Jar]:
     """The jars the environment needs (the classes it names, and what those jars require), in
     the order of JARS. A class no jar provides is a configuration error, named."""
-    unknown = sorted(c for c in classes_named(settings) if jar_for(c) is None)
+    providers = {name: jar_for(name) for name in classes_named(settings)}
+    unknown = sorted(name for name, jar in providers.items() if jar is None)
     if unknown:
         raise ConfigError(
             f"config/{settings.env}.yaml names {', '.join(unknown)}, which no jar of "
             "pipeline.deploy.submit.JARS provides: add the jar there and to jvm/emr/pom.xml"
         )
     needed: set[str] = set()
-    todo = [jar_for(c).name for c in classes_named(settings)]  # type: ignore[union-attr]
+    todo = [jar.name for jar in providers.values() if jar is not None]
     while todo:
         name = todo.pop()
         if name not in needed:
