@@ -14,10 +14,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def make_ctx(
-    spark, lake_root: Path | str, run_id: str = "test-run", engine: str = "delta-rs", **settings_changes
+    spark,
+    lake_root: Path | str,
+    run_id: str = "test-run",
+    engine: str = "delta-rs",
+    config_dir: Path = REPO / "config",
+    **settings_changes,
 ) -> RunContext:
-    """A context on `lake_root` (a folder or an s3a:// URI) with the given lake engine."""
-    settings = load_settings("local", lake_root=str(lake_root), config_dir=REPO / "config")
+    """A context on `lake_root` (a folder or an s3a:// URI) with the given lake engine, reading
+    its configuration from `config_dir` (the repo's config/ unless a test brings its own)."""
+    settings = load_settings("local", lake_root=str(lake_root), config_dir=config_dir)
     settings = dataclasses.replace(settings, **settings_changes)
     catalog = load_catalog(settings.config_path(settings.datasets_file))
     return RunContext(
