@@ -8,6 +8,12 @@ writer has one code path whichever the lake is.
   default chain. S3 has no append: `append_text` reads the object and puts it back longer, which
   is right for one writer per file (each run appends to its own `<run_id>.jsonl`).
 
+`create_text` is the one atomic primitive: create a file only if it does not exist (a hard link of
+a complete temporary file locally, PutObject with `If-None-Match: *` on S3); of many callers
+racing for one name exactly one gets True. There is deliberately no compare-and-swap: the suite's
+S3 endpoint (s3proxy) checks `If-Match` and then writes, so two writers holding one ETag can both
+succeed; create-if-absent is atomic there and on S3 (`pipeline.lease` builds on it alone).
+
 `files_for(location, storage_options)` picks one. Nothing here imports pyspark: the run state
 and `lakehouse status` stay usable without a SparkSession.
 """
@@ -34,6 +40,18 @@ class LakeFiles(Protocol):
     def append_text(self, location: str, text: str) -> None: ...
 
     def exists(self, location: str) -> bool: ...
+
+    def create_text(self, location: str, text: str) -> bool:
+        """Write the file only if it does not exist, atomically; False when it already did."""
+        ...
+
+    def list_names(self, folder: str) -> list[str]:
+        """Names of the files directly in `folder` (none when there is no such folder)."""
+        ...
+
+    def delete(self, location: str) -> None:
+        """Remove the file; no error when it is already gone."""
+        ...
 
 
 def is_local(location: str) -> bool:
@@ -100,6 +118,26 @@ class LocalFiles:
     def exists(self, location: str) -> bool:
         return local_path(location).is_file()
 
+    def create_text(self, location: str, text: str) -> bool:
+        path = local_path(location)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            os.link(tmp, path)  # atomic and refuses an existing name; a reader sees all or nothing
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
+        return True
+
+    def list_names(self, folder: str) -> list[str]:
+        path = local_path(folder)
+        return sorted(p.name for p in path.iterdir() if p.is_file()) if path.is_dir() else []
+
+    def delete(self, location: str) -> None:
+        local_path(location).unlink(missing_ok=True)
+
 
 class S3Files:
     """Objects in S3 (or an S3-compatible store). Tests may pass a `client`."""
@@ -144,10 +182,36 @@ class S3Files:
             raise
         return True
 
+    def create_text(self, location: str, text: str) -> bool:
+        bucket, key = s3_parts(location)
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), IfNoneMatch="*")
+        except Exception as exc:  # noqa: BLE001
+            if _s3_error_code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                return False  # 409: AWS S3 answers a concurrent conditional write of the same key so
+            raise
+        return True
+
+    def list_names(self, folder: str) -> list[str]:
+        bucket, prefix = s3_parts(folder.rstrip("/") + "/")
+        names = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, Delimiter="/"
+        ):
+            names += [obj["Key"][len(prefix) :] for obj in page.get("Contents", [])]
+        return sorted(names)
+
+    def delete(self, location: str) -> None:
+        bucket, key = s3_parts(location)
+        self.client.delete_object(Bucket=bucket, Key=key)
+
+
+def _s3_error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
 
 def s3_not_found(exc: Exception) -> bool:
-    code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
-    return code in ("404", "NoSuchKey", "NotFound")
+    return _s3_error_code(exc) in ("404", "NoSuchKey", "NotFound")
 
 
 def files_for(location: str, storage_options: dict[str, str] | None = None, client: Any = None) -> LakeFiles:

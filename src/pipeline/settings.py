@@ -77,6 +77,8 @@ class LakeSettings:
     # region, and S3A gets fs.s3a.* from them (pipeline.spark).
     # Empty on EMR. Credentials are never options: the AWS default chain supplies them.
     storage_options: dict[str, str] = field(default_factory=dict)
+    # One writer per lake (pipeline.lease): a lease not renewed for this long is free to take over.
+    lease_ttl_s: float = 120.0
 
     def __post_init__(self) -> None:
         secret = sorted(k for k in self.storage_options if k.upper() in CREDENTIAL_OPTIONS)

@@ -1,0 +1,217 @@
+"""pipeline.lease: one writer per lake, on a local folder and on the suite's S3 endpoint. Other
+processes are played by leases with their own pid, host and clock; the races run in threads,
+each with its own client."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.files import LocalFiles, files_for
+from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord
+from pipeline.settings import ConfigError
+from tests.s3_endpoint import env
+
+BUCKET = "lakehouse-lease-test"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TTL = 120.0
+
+
+class Clock:
+    def __init__(self, at: datetime = T0):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+    def advance(self, seconds: float) -> None:
+        self.at += timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["folder", "bucket"])
+def lake(request, tmp_path, monkeypatch):
+    """(lake root, a function making a fresh LakeFiles for it: one per simulated process)."""
+    if request.param == "folder":
+        return str(tmp_path / "lake"), LocalFiles
+    proxy = request.getfixturevalue("s3_endpoint")
+    for key, value in env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    if BUCKET not in {b["Name"] for b in proxy.client().list_buckets()["Buckets"]}:
+        proxy.create_bucket(BUCKET)
+    root = f"s3a://{BUCKET}/{request.node.name.replace('[', '-').rstrip(']')}/lake"
+    return root, lambda: files_for(root, proxy.storage_options())
+
+
+def process(lake, pid, *, host="host-a", clock=None, dead=(), ttl_s=TTL) -> LakeLease:
+    """The lease as process `pid` on `host` sees it; pids in `dead` are gone."""
+    root, files = lake
+    return LakeLease(
+        root, files(), ttl_s=ttl_s, host=host, pid=pid, alive=lambda p: p not in dead, now=clock or Clock()
+    )
+
+
+def test_a_second_taker_is_refused_with_the_holder_named(lake):
+    first = process(lake, 101).acquire("run-1", "lakehouse run")
+    with pytest.raises(LeaseHeld) as refused:
+        process(lake, 202).acquire("run-2", "lakehouse maintain")
+    message = str(refused.value)
+    for part in ("run run-1", "pid 101 on host-a", f"since {first.started_at}", "last heartbeat", "--break"):
+        assert part in message
+    assert "lakehouse maintain (run run-2) was not started" in message
+    assert refused.value.holder == first
+
+
+def test_a_released_lease_is_taken_by_the_next_run(lake):
+    holder = process(lake, 101)
+    holder.acquire("run-1", "lakehouse run")
+    holder.release()
+    assert holder.current().released_at is not None
+    second = process(lake, 202).acquire("run-2", "lakehouse run")
+    assert (second.run_id, second.generation) == ("run-2", 2)
+
+
+def test_a_lease_expires_when_its_heartbeat_is_older_than_the_ttl(lake):
+    clock = Clock()
+    holder = process(lake, 101, host="host-a", clock=clock)
+    holder.acquire("run-1", "lakehouse run")
+    other = process(lake, 202, host="host-b", clock=clock)  # cannot see host-a's processes
+    clock.advance(TTL * 0.75)
+    holder.renew()  # the heartbeat pushes the expiry a ttl ahead
+    clock.advance(TTL * 0.75)  # 1.5 ttl after taking it, 0.75 after the renewal
+    with pytest.raises(LeaseHeld):
+        other.acquire("run-2", "lakehouse run")
+    clock.advance(TTL * 0.25 + 1)
+    assert other.acquire("run-2", "lakehouse run").run_id == "run-2"
+    with pytest.raises(LeaseLost, match="run-2"):
+        holder.renew()  # the old holder learns it lost the lake
+
+
+def test_a_lease_expires_when_its_process_on_this_host_is_gone(lake):
+    process(lake, 101).acquire("run-1", "lakehouse run")
+    with pytest.raises(LeaseHeld):  # another host cannot tell that pid 101 is gone: heartbeat rules
+        process(lake, 202, host="host-b", dead={101}).acquire("run-2", "lakehouse run")
+    taken = process(lake, 202, dead={101}).acquire("run-2", "lakehouse run")  # same host, fresh heartbeat
+    assert (taken.run_id, taken.pid, taken.generation) == ("run-2", 202, 2)
+
+
+def test_a_live_pid_does_not_keep_a_lease_whose_heartbeat_stopped(lake):
+    clock = Clock()
+    process(lake, 101, clock=clock).acquire("run-1", "lakehouse run")
+    clock.advance(TTL + 1)  # pid 101 alive (or reused by another program), silent for a ttl
+    assert process(lake, 202, clock=clock).acquire("run-2", "lakehouse run").run_id == "run-2"
+
+
+def race(leases: list[LakeLease], prefix: str) -> tuple[list, list, list]:
+    """All `leases` acquire at once, each in its thread: (records won, holders named by the
+    refusals, other errors)."""
+    barrier = threading.Barrier(len(leases))
+    won, refused, failed = [], [], []
+
+    def take(lease: LakeLease, n: int) -> None:
+        barrier.wait()
+        try:
+            won.append(lease.acquire(f"{prefix}-{n}", "lakehouse run"))
+        except LeaseHeld as exc:
+            refused.append(exc.holder)
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            failed.append(exc)
+
+    threads = [threading.Thread(target=take, args=(lease, n)) for n, lease in enumerate(leases)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won, refused, failed
+
+
+@pytest.mark.parametrize("expired", [False, True], ids=["free lake", "expired holder"])
+def test_of_takers_racing_exactly_one_wins(lake, expired):
+    takers = 4
+    for round_ in range(3):
+        process(lake, 1).break_lease("the test, between rounds")  # free the last round's winner
+        if expired:  # a holder whose process died: every taker sees it expired
+            process(lake, 900 + round_).acquire(f"dead-{round_}", "lakehouse run")
+        leases = [process(lake, 100 * round_ + n, dead={900 + round_}) for n in range(takers)]
+        won, refused, failed = race(leases, f"run-{round_}")
+        assert not failed, failed
+        assert len(won) == 1, (round_, won)
+        assert [h.token for h in refused] == [won[0].token] * (takers - 1)  # all name the winner
+        assert process(lake, 1).current() == won[0]
+
+
+def test_only_the_holder_releases_its_lease(lake):
+    clock = Clock()
+    first = process(lake, 101, host="host-a", clock=clock)
+    first.acquire("run-1", "lakehouse run")
+    bystander = process(lake, 303, host="host-a", clock=clock)
+    bystander.release()  # holds nothing: changes nothing
+    assert first.current().released_at is None
+    clock.advance(TTL + 1)
+    second = process(lake, 202, host="host-b", clock=clock)
+    taken = second.acquire("run-2", "lakehouse run")
+    first.release()  # lost it to run-2: must not free run-2's lease
+    assert first.current() == taken and first.current().released_at is None
+    second.release()
+    assert second.current().released_at is not None
+
+
+def test_a_step_of_a_run_verifies_its_run_holds_the_lease(lake):
+    process(lake, 101).acquire("run-1", "lakehouse run")
+    job = process(lake, 555, host="emr-node")
+    assert job.verify("run-1", "step bronze_fx_rates").run_id == "run-1"  # no second lease taken
+    assert job.current().generation == 1
+    with pytest.raises(LeaseHeld, match="run run-1"):
+        job.verify("run-9", "step bronze_fx_rates of run run-9")
+    process(lake, 101).break_lease("test")
+    with pytest.raises(ConfigError, match="member of run run-1, but that run holds no lease"):
+        job.verify("run-1", "step bronze_fx_rates")
+
+
+def test_breaking_frees_the_lake_and_the_old_holder_learns_it(lake):
+    holder = process(lake, 101, host="host-a")
+    held = holder.acquire("run-1", "lakehouse run")
+    assert process(lake, 7, host="ops-box").break_lease("ops@ops-box") == held
+    current = holder.current()
+    assert (current.generation, current.broken_by) == (2, "ops@ops-box")
+    assert process(lake, 202, host="host-b").acquire("run-2", "lakehouse run").generation == 3
+    with pytest.raises(LeaseLost):
+        holder.renew()
+    assert process(lake, 7).break_lease("again").run_id == "run-2"
+    assert process(lake, 7).break_lease("once more") is None  # the lake was free already
+
+
+def test_the_held_lease_is_renewed_while_the_block_runs_and_released_after(lake):
+    root, files = lake
+    lease = LakeLease(root, files(), ttl_s=0.2)  # this process, the real clock: renewed every 50 ms
+    with HeldLease(lease, "run-1", "lakehouse run") as taken:
+        deadline = time.monotonic() + 30  # bounded wait for the renewing thread under load
+        while lease.current().heartbeat_at == taken.heartbeat_at and time.monotonic() < deadline:
+            time.sleep(0.05)
+        renewed = lease.current()
+        assert renewed.heartbeat_at > taken.heartbeat_at and renewed.expires_at > taken.expires_at
+        assert renewed.token == taken.token and renewed.released_at is None
+    assert lease.current().released_at is not None
+
+
+def test_the_lease_is_released_when_the_block_fails(lake):
+    root, files = lake
+    lease = LakeLease(root, files())
+    with pytest.raises(SystemExit), HeldLease(lease, "run-1", "lakehouse run"):
+        raise SystemExit(143)  # SIGTERM, as the CLI turns it into an exit
+    assert lease.current().released_at is not None
+    assert LakeLease(root, files()).acquire("run-2", "lakehouse run").generation == 2
+
+
+def test_old_generations_are_pruned(lake):
+    root, files = lake
+    for n in range(13):
+        lease = process(lake, 100 + n)
+        lease.acquire(f"run-{n}", "lakehouse run")
+        lease.release()
+    names = files().list_names(f"{root}/_ops/lease")
+    assert names == [f"{g:010d}.json" for g in range(4, 14)]
+    assert LeaseRecord.from_json(files().read_text(f"{root}/_ops/lease/{names[-1]}")).run_id == "run-12"
