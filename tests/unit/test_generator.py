@@ -7,6 +7,7 @@ json, never through the generator's own code, so a bookkeeping bug cannot hide i
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from datetime import date, datetime, timedelta
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.generate import generate
+from pipeline.generate import Volumes, generate
 from pipeline.generate.defects import CsvFile
 from pipeline.generate.writers import write_csv
 
@@ -155,6 +156,69 @@ def test_regenerating_replaces_previous_output(landing: Path, tmp_path: Path) ->
     generate(root, scale=SCALE, seed=42, days=30)
     generate(root, scale=SCALE, seed=42)
     assert all_bytes(root) == all_bytes(landing)
+
+
+# The default sample at SCALE, seed 42, by content (Parquet files by schema and rows, so a
+# pyarrow upgrade that rewrites file metadata does not count). An option added to the generator
+# must leave it as it is: every pinned figure and test fixture in the project rests on it.
+DEFAULT_SAMPLE_SHA256 = "ae49595f8a2a811aa296b21adefd8f2aaf0f75fe49f2fe43b79040b61da36539"
+
+
+def content_sha256(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        if path.suffix == ".parquet":
+            table = pq.read_table(path)
+            digest.update(repr((str(table.schema), table.to_pylist())).encode())
+        else:
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_default_sample_is_unchanged(landing: Path) -> None:
+    assert content_sha256(landing) == DEFAULT_SAMPLE_SHA256
+
+
+def orders_by_first_delivery(root: Path) -> dict[str, tuple[str, str]]:
+    """order_id -> (account_id, order date) from the order files, straight from Parquet."""
+    first: dict[str, tuple[str, str]] = {}
+    for path in files_of(root, "snowflake/orders"):
+        table = pq.read_table(path)
+        if not {"order_id", "account_id", "order_ts"} <= set(table.column_names):
+            continue  # an empty or drifted unload
+        for order, account, ts in zip(
+            *(table[c].to_pylist() for c in ("order_id", "account_id", "order_ts")), strict=True
+        ):
+            if order and account and ts and order not in first:
+                first[order] = (account, ts.date().isoformat())
+    return first
+
+
+def test_skew_puts_most_orders_on_a_few_accounts_and_one_day(
+    landing: Path, manifest: dict, tmp_path: Path
+) -> None:
+    skewed = tmp_path / "landing"
+    skewed_manifest = generate(skewed, scale=SCALE, seed=42, skew=True)
+
+    def shares(root: Path) -> tuple[float, float, int]:
+        """(share of the busiest 10 % of accounts, share of the busiest day, orders)."""
+        orders = orders_by_first_delivery(root)
+        accounts = Counter(a for a, _ in orders.values())
+        days = Counter(d for _, d in orders.values())
+        top = sum(n for _, n in accounts.most_common(Volumes.at(SCALE).accounts // 10))
+        return top / len(orders), days.most_common(1)[0][1] / len(orders), len(orders)
+
+    plain_top, plain_day, plain_n = shares(landing)
+    top, day, n = shares(skewed)
+    assert top > 0.5 and plain_top < 0.35  # a few accounts place most orders
+    assert day > 0.2 and plain_day < 0.05  # one hot day
+    assert abs(n - plain_n) <= 0.02 * plain_n  # the same volume, distributed differently
+    assert skewed_manifest["skew"] is True and "skew" not in manifest
+    # only the orders change
+    a, b = all_bytes(landing), all_bytes(skewed)
+    others = {k for k in a if not k.startswith("snowflake/") and k != "_manifest.json"}
+    assert others and {k: a[k] for k in others} == {k: b[k] for k in others}
 
 
 # --- manifest ----------------------------------------------------------------------------------

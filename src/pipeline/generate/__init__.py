@@ -27,7 +27,7 @@ GENERATOR_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 MIN_DAYS = 7
 
-__all__ = ["GENERATOR_VERSION", "MANIFEST_NAME", "generate"]
+__all__ = ["GENERATOR_VERSION", "MANIFEST_NAME", "Volumes", "generate"]
 
 
 @dataclass(frozen=True)
@@ -82,8 +82,13 @@ def generate(
     defect_rate: float = 0.01,
     days: int = 90,
     end_date: date = date(2026, 9, 30),
+    skew: bool = False,
 ) -> dict:
     """Write the landing zone for `days` days ending at `end_date` (inclusive) and return the manifest.
+
+    `skew`: orders concentrated on a few accounts (Zipf's law) and on one hot day, to see joins
+    and aggregates under skew; off, the sample is exactly what it always was. Only the orders
+    change; the manifest then says `"skew": true`.
 
     Existing output of the seven datasets under `landing_root` is replaced; anything else there is
     left alone.
@@ -126,7 +131,7 @@ def generate(
     results["snowflake_orders"] = datasets.daily_parquet(
         root,
         datasets.ORDERS,
-        activity.build_orders(_rng(seed, "snowflake_orders"), volumes.orders, accounts, period),
+        activity.build_orders(_rng(seed, "snowflake_orders"), volumes.orders, accounts, period, skew),
         period,
         defects_rng("snowflake_orders"),
         defect_rate,
@@ -167,6 +172,8 @@ def generate(
         "end_date": period.end.isoformat(),
         "datasets": {name: result.manifest() for name, result in sorted(results.items())},
     }
+    if skew:  # only then, so the default manifest stays byte for byte what it was
+        manifest["skew"] = True
     root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     return manifest

@@ -22,6 +22,13 @@ HOUR_US = 3_600 * 1_000_000
 KAFKA_PARTITIONS = 3
 
 
+# generate(skew=True): order volume per account follows Zipf's law with this exponent (at scale 1
+# the top 1 % of accounts place about 3/4 of the orders, the top 10 about 60 %), and one hot day
+# takes HOT_DAY_SHARE of them.
+ZIPF_EXPONENT = 1.3
+HOT_DAY_SHARE = 0.25
+
+
 @dataclass
 class DailyTable:
     """Rows sorted by the landing day (file) they belong to; `day` is that day index per row."""
@@ -30,9 +37,12 @@ class DailyTable:
     day: np.ndarray
 
 
-def _instants_us(rng: np.random.Generator, period: Period, n: int) -> np.ndarray:
-    """Random instants in the period, with weekday/weekend and time-of-day seasonality."""
-    day = rng.choice(period.days, n, p=period.day_weights())
+def _instants_us(
+    rng: np.random.Generator, period: Period, n: int, day_weights: np.ndarray | None = None
+) -> np.ndarray:
+    """Random instants in the period, with weekday/weekend (or `day_weights`) and time-of-day
+    seasonality."""
+    day = rng.choice(period.days, n, p=period.day_weights() if day_weights is None else day_weights)
     seconds = period.start_s + day * DAY_S + diurnal_seconds(rng, n)
     return seconds * 1_000_000 + rng.integers(0, 1_000_000, n)
 
@@ -58,11 +68,26 @@ def _day_sorted(columns: dict[str, pa.Array], day: np.ndarray, within: np.ndarra
 # --- Snowflake orders --------------------------------------------------------------------------
 
 
-def build_orders(rng: np.random.Generator, n: int, accounts: Accounts, period: Period) -> DailyTable:
-    """Orders and the re-deliveries of each order row on every day its status changed."""
-    order_us = np.sort(_instants_us(rng, period, n))
+def zipf_weights(created_s: np.ndarray, exponent: float = ZIPF_EXPONENT) -> np.ndarray:
+    """Weight per account by Zipf's law, the oldest account first (ties in index order): rank r
+    gets 1/r**exponent, so a few accounts place most orders."""
+    rank = np.empty(len(created_s), dtype=np.int64)
+    rank[np.argsort(created_s, kind="stable")] = np.arange(1, len(created_s) + 1)
+    w = 1.0 / rank.astype(float) ** exponent
+    return w / w.sum()
+
+
+def build_orders(
+    rng: np.random.Generator, n: int, accounts: Accounts, period: Period, skew: bool = False
+) -> DailyTable:
+    """Orders and the re-deliveries of each order row on every day its status changed. `skew`:
+    accounts by zipf_weights and one hot day (Period.hot_day_weights) instead of the segment
+    activity and the weekly rhythm; the same draws from `rng`, so only the orders change."""
+    day_weights = period.hot_day_weights(HOT_DAY_SHARE) if skew else None
+    order_us = np.sort(_instants_us(rng, period, n, day_weights))
+    account_weights = zipf_weights(accounts.created_s) if skew else accounts.activity
     account = _existing_actors(
-        rng, rng.choice(len(accounts.ids), n, p=accounts.activity), accounts.created_s, order_us
+        rng, rng.choice(len(accounts.ids), n, p=account_weights), accounts.created_s, order_us
     )
     currency = rng.choice(len(vocab.TRADE_CODES), n, p=vocab.TRADE_WEIGHTS)
     rate = np.array([vocab.START_RATE[c] for c in vocab.TRADE_CODES])[currency]

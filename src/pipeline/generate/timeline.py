@@ -50,6 +50,19 @@ class Period:
         weights = np.where(weekday >= 5, 0.55, 1.0) * np.linspace(0.9, 1.1, self.days)
         return weights / weights.sum()
 
+    @property
+    def hot_day(self) -> int:
+        """The period's last Friday: the sale day of a skewed sample."""
+        return max(d for d in range(self.days - 7, self.days) if self.date(d).weekday() == 4)
+
+    def hot_day_weights(self, share: float) -> np.ndarray:
+        """day_weights with `share` of the activity on hot_day, the rest in the usual rhythm."""
+        weights = self.day_weights()
+        weights[self.hot_day] = 0.0
+        weights *= (1 - share) / weights.sum()
+        weights[self.hot_day] = share
+        return weights
+
     def business_days(self) -> list[int]:
         """Day indexes that are neither weekends nor holidays (days the FX vendor publishes)."""
         return [d for d in range(self.days) if self.date(d).weekday() < 5 and not is_holiday(self.date(d))]
