@@ -56,13 +56,18 @@ def run_pipeline(
     `lakehouse run` flags), so the aws/jobs entry points, whose parsers lack them, call it unchanged.
     `stream_trigger`: the Kafka step's trigger (the streaming entry point's --trigger).
     `member`: run the one step of `only` as part of the run `args.run_id` a driver elsewhere owns
-    (`pipeline.jobs.main --member`). Exit status: 0 when the run succeeded, 1 when any step did not."""
+    (`pipeline.jobs.main --member`). Exit status: 0 when the run succeeded, 1 when any step did not.
+
+    A run (or a step run on its own) holds the lake's lease (pipeline.lease) from before Spark
+    starts to its end; LeaseHeld, naming the holder, when another run holds it. A `member` step
+    runs under its driver's lease: it verifies its run holds it and takes none."""
     from pipeline.driver.dag import load_dag
     from pipeline.driver.executors import EXECUTORS, LocalExecutor
     from pipeline.driver.runner import plan_text, resume_selection
     from pipeline.driver.state import SUCCEEDED, RunState, is_local, state_store_for
     from pipeline.driver.window import DateWindow, parse_window
     from pipeline.jobs import JOBS
+    from pipeline.lease import HeldLease, lease_for
 
     configure_process(args.log_level)
     settings = settings_from_args(args)
@@ -129,72 +134,78 @@ def run_pipeline(
         )
         return 0
 
-    def prepare(store) -> tuple[RunState | None, list[str]]:
-        previous = _previous_run(store, resume_id or args.run_id, required=bool(resume_id))
-        return previous, selection(previous)
+    # One writer per lake: taken before anything reads or writes a table (and before Spark
+    # starts, so a refusal is quick), renewed while the run lives, released however it ends.
+    run_id = resume_id or args.run_id or _new_run_id()
+    held = HeldLease(lease_for(settings), run_id, _command_line(), on_lost=_stop_run)
+    with _sigterm_as_exit(), held:
 
-    previous, selected = None, []
-    if (
-        is_local(runs) or remote
-    ):  # answer "no such run" / "nothing to resume" before spending seconds on Spark
-        store = state_store_for(runs, storage_options=settings.lake.storage_options)
-        previous, selected = prepare(store)
-        if resume_id and not selected:
-            return _nothing_to_resume(resume_id, store.location(resume_id))
+        def prepare(store) -> tuple[RunState | None, list[str]]:
+            previous = _previous_run(store, resume_id or args.run_id, required=bool(resume_id))
+            return previous, selection(previous)
 
-    from pipeline.driver.runner import default_store, run_steps
-
-    started = time.monotonic()
-    if remote:
-        from pipeline.driver.executors import executor_for
-
-        # The steps run on EMR: no SparkSession here (the driver may be a CI box), run state
-        # through plain files or boto3.
-        ctx = DriverContext(settings, resume_id or args.run_id or _new_run_id())
-        executor = executor_for(settings, executor_name)
-        engine = f"{settings.lake.engine}, executor {executor.name} ({executor.max_parallel} at once)"
-    else:
-        from pipeline.context import RunContext
-
-        ctx = RunContext.create(settings, resume_id or args.run_id)
-        executor = LocalExecutor()
-        store = default_store(ctx)
-        engine = ctx.lake.name
-        if not is_local(runs):
+        previous, selected = None, []
+        if (
+            is_local(runs) or remote
+        ):  # answer "no such run" / "nothing to resume" before spending seconds on Spark
+            store = state_store_for(runs, storage_options=settings.lake.storage_options)
             previous, selected = prepare(store)
             if resume_id and not selected:
                 return _nothing_to_resume(resume_id, store.location(resume_id))
-    ctx.as_of = _as_of(getattr(args, "as_of", None))
-    ctx.stream_trigger = stream_trigger
-    ctx.force_maintenance = getattr(args, "force_maintenance", False)  # lakehouse maintain
-    if previous is not None and resume_id:
-        window = DateWindow.from_dict(previous.window)
-    what = "resuming" if resume_id else ("continuing" if previous is not None else "run")
-    print(
-        f"{what} {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {engine}"
-        + (f", {window.landing_filter}" if window else ""),
-        flush=True,
-    )
-    from pipeline.observability.logging import log_context
 
-    observers = observers_for(settings, dag, scope="run" if remote else "all")
-    with _sigterm_as_exit(), log_context(run_id=ctx.run_id):
-        state = run_steps(
-            ctx,
-            dag,
-            selected,
-            sys.stdout,
-            window=window,
-            executor=executor,
-            store=store,
-            state=previous,
-            observers=observers,
+        from pipeline.driver.runner import default_store, run_steps
+
+        started = time.monotonic()
+        if remote:
+            from pipeline.driver.executors import executor_for
+
+            # The steps run on EMR: no SparkSession here (the driver may be a CI box), run state
+            # through plain files or boto3.
+            ctx = DriverContext(settings, run_id)
+            executor = executor_for(settings, executor_name)
+            engine = f"{settings.lake.engine}, executor {executor.name} ({executor.max_parallel} at once)"
+        else:
+            from pipeline.context import RunContext
+
+            ctx = RunContext.create(settings, run_id)
+            executor = LocalExecutor()
+            store = default_store(ctx)
+            engine = ctx.lake.name
+            if not is_local(runs):
+                previous, selected = prepare(store)
+                if resume_id and not selected:
+                    return _nothing_to_resume(resume_id, store.location(resume_id))
+        ctx.as_of = _as_of(getattr(args, "as_of", None))
+        ctx.stream_trigger = stream_trigger
+        ctx.force_maintenance = getattr(args, "force_maintenance", False)  # lakehouse maintain
+        if previous is not None and resume_id:
+            window = DateWindow.from_dict(previous.window)
+        what = "resuming" if resume_id else ("continuing" if previous is not None else "run")
+        print(
+            f"{what} {ctx.run_id}: {len(selected)} step(s), lake {settings.lake.root}, engine {engine}"
+            + (f", {window.landing_filter}" if window else ""),
+            flush=True,
         )
-    report = _report_path(observers)
-    if report:
-        print(f"report {report}", flush=True)
-    print(f"total {time.monotonic() - started:.1f}s", flush=True)
-    return 0 if state.status == SUCCEEDED else 1
+        from pipeline.observability.logging import log_context
+
+        observers = observers_for(settings, dag, scope="run" if remote else "all")
+        with log_context(run_id=ctx.run_id):
+            state = run_steps(
+                ctx,
+                dag,
+                selected,
+                sys.stdout,
+                window=window,
+                executor=executor,
+                store=store,
+                state=previous,
+                observers=observers,
+            )
+        report = _report_path(observers)
+        if report:
+            print(f"report {report}", flush=True)
+        print(f"total {time.monotonic() - started:.1f}s", flush=True)
+        return 0 if state.status == SUCCEEDED else 1
 
 
 @dataclass
@@ -213,6 +224,21 @@ def _new_run_id() -> str:
     from pipeline.context import new_run_id  # imports pyspark's modules, starts no JVM
 
     return new_run_id()
+
+
+def _command_line() -> str:
+    """What holds the lease, as the lease shows it: this process's command, clipped."""
+    text = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _stop_run(lost: Exception) -> None:
+    """The lease was taken over (this run's heartbeat stopped for a ttl, or it was broken): stop
+    writing. Interrupting the main thread records the run as interrupted, to resume later."""
+    import _thread
+
+    print(f"error: {lost}; stopping the run", file=sys.stderr, flush=True)
+    _thread.interrupt_main()
 
 
 def _submission_describer(settings: Settings, executor_name: str, run_id: str | None):
@@ -238,11 +264,14 @@ def _run_member(args: argparse.Namespace, settings: Settings, dag, only: list[st
     from pipeline.driver.state import SUCCEEDED, StepStateStore
     from pipeline.driver.window import DateWindow
     from pipeline.files import files_for
+    from pipeline.lease import lease_for
     from pipeline.observability.logging import log_context
 
     if len(only) != 1 or not args.run_id:
         raise ConfigError("--member runs one step (--step) of an existing run (--run-id, the driver's)")
     dag.select(only)  # names an unknown step before Spark starts
+    # Runs under its driver's lease: refused when another run holds the lake, or none does.
+    lease_for(settings).verify(args.run_id, f"step {only[0]} of run {args.run_id}")
     runs = settings.lake.path("_ops", "runs")
     ctx = RunContext.create(settings, args.run_id)
     run_store = default_store(ctx)
@@ -408,9 +437,10 @@ def cmd_maintain(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a run's summary from its state file; no SparkSession (plain files or boto3).
     A run recorded as running whose driver is gone (its process on this host, or its heartbeat
-    elsewhere) is shown as dead. Exit status: 0 succeeded or still running, 1 failed,
+    elsewhere) is shown as dead. Under it, who holds the lake's lease. Exit status: 0 succeeded or still running, 1 failed,
     interrupted or dead, 2 no such run."""
     import json
+    from dataclasses import asdict
     from datetime import UTC, datetime
 
     from pipeline.driver.state import (
@@ -441,17 +471,55 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no runs recorded under {runs}", file=sys.stderr)
         return 2
     dead = presumed_dead(state, host=socket.gethostname(), alive=_process_alive, now=datetime.now(UTC))
+    lease, holder = _lease_holder(settings)
     if args.json:
         data = json.loads(state.to_json())
         if dead:
             data["dead"] = dead  # the recorded status stays "running": this is the reader's verdict
+        data["lease"] = {"holder": asdict(holder) if holder else None, "text": lease}
         print(json.dumps(data, indent=2))
     else:
         print(describe_run(state, store.location(state.run_id), dead))
+        print(f"  {lease}")
         print(summary_table(state, full_errors=True))
         for line in _job_runs(state):
             print(line)
     return 0 if state.status in (SUCCEEDED, RUNNING) and not dead else 1
+
+
+def _lease_holder(settings: Settings):
+    """(a line saying who holds the lake's lease or why it is free, the live holder's record)."""
+    from pipeline.lease import lease_for
+
+    lease = lease_for(settings)
+    current = lease.current()
+    if current is None:
+        return "lease: free (never taken)", None
+    why = lease.expired_because(current)
+    if why:
+        return f"lease: free (last holder run {current.run_id}: {why})", None
+    return f"lease: held by {current.describe()}", current
+
+
+def cmd_lease(args: argparse.Namespace) -> int:
+    """Show who holds the lake's lease; with --break, free it whoever holds it. No Spark."""
+    from pipeline.lease import lease_for
+
+    settings = settings_from_args(args)
+    if not args.break_lease:
+        print(_lease_holder(settings)[0])
+        return 0
+    by = f"{os.environ.get('USER') or 'someone'}@{socket.gethostname()} (pid {os.getpid()})"
+    broken = lease_for(settings).break_lease(by)
+    if broken is None:
+        print(f"lease of {settings.lake.root}: free already; nothing broken")
+    else:
+        print(
+            f"lease of {settings.lake.root} broken: it was held by {broken.describe()}. If that run is "
+            "still alive it stops at its next heartbeat; resume it with lakehouse run --resume "
+            f"{broken.run_id}"
+        )
+    return 0
 
 
 def _job_runs(state) -> list[str]:
@@ -596,6 +664,22 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the run state file as it is")
     status.set_defaults(func=cmd_status)
 
+    lease = sub.add_parser(
+        "lease",
+        help="show who holds the lake's lease (one writer per lake: run, maintain and every step run "
+        "on its own take it; a second one is refused, exit 3); no Spark",
+    )
+    add_settings_arguments(lease)
+    lease.add_argument(
+        "--break",
+        dest="break_lease",
+        action="store_true",
+        help="free the lease whoever holds it: only when its holder is certainly gone (another host "
+        "died) and waiting lake.lease_ttl_s (120 s) for it to expire is not an option; a holder "
+        "still alive stops at its next heartbeat",
+    )
+    lease.set_defaults(func=cmd_lease)
+
     docs = sub.add_parser("docs", help="write docs/schemas/<dataset>.md from the contracts; no Spark")
     docs.add_argument(
         "--config-dir", type=Path, help="folder holding contracts/, datasets.yaml, pipeline.yaml"
@@ -608,13 +692,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LAKE_HELD = 3  # exit status of a run refused because another holds the lake's lease
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except ConfigError as exc:
         from pipeline.driver.state import RunNotFound
+        from pipeline.lease import LeaseHeld
 
+        if isinstance(exc, LeaseHeld):
+            print(f"error: {exc}", file=sys.stderr)
+            return LAKE_HELD
         label = "error" if isinstance(exc, RunNotFound) else "configuration error"
         print(f"{label}: {exc}", file=sys.stderr)
         return 2

@@ -18,6 +18,8 @@ from pipeline import cli, jobs
 from pipeline.catalog import load_catalog
 from pipeline.deploy.submit import release_version
 from pipeline.driver.state import LocalStateStore, RunState, StepOutcome, step_state_location
+from pipeline.files import LocalFiles
+from pipeline.lease import LakeLease
 from pipeline.settings import ConfigError, load_settings
 from pipeline.step_result import StepResult
 
@@ -217,9 +219,12 @@ def test_a_member_job_writes_only_its_step_state_and_takes_the_run_window(
         as_of="2025-02-01",
     )
     runs.save(driver_state)
+    driver_lease = LakeLease(str(lake), LocalFiles())
+    driver_lease.acquire(RUN_ID, "lakehouse run --executor emr-serverless")
     before = (lake / "_ops" / "runs" / f"{RUN_ID}.json").read_text()
     argv = ["--step", "bronze_fx_rates", "--run-id", RUN_ID, "--member", "--lake", str(lake)]
     assert jobs.main(argv=[*argv, "--config-dir", str(config_dir)]) == 0
+    assert LakeLease(str(lake), LocalFiles()).current().generation == 1  # took no second lease
     assert (lake / "_ops" / "runs" / f"{RUN_ID}.json").read_text() == before  # the driver's file
     step_file = Path(step_state_location(str(lake / "_ops" / "runs"), RUN_ID, "bronze_fx_rates"))
     outcome = json.loads(step_file.read_text())
