@@ -497,7 +497,8 @@ def _lease_holder(settings: Settings):
         return "lease: free (never taken)", None
     why = lease.expired_because(current)
     if why:
-        return f"lease: free (last holder run {current.run_id}: {why})", None
+        last = "" if current.broken_by else f"last holder run {current.run_id}: "
+        return f"lease: free ({last}{why})", None
     return f"lease: held by {current.describe()}", current
 
 

@@ -4,15 +4,20 @@ each with its own client."""
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline import cli, jobs
+from pipeline.driver.state import LocalStateStore, RunState, StepOutcome
 from pipeline.files import LocalFiles, files_for
 from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord
 from pipeline.settings import ConfigError
+from tests.helpers import REPO
 from tests.s3_endpoint import env
 
 BUCKET = "lakehouse-lease-test"
@@ -215,3 +220,64 @@ def test_old_generations_are_pruned(lake):
     names = files().list_names(f"{root}/_ops/lease")
     assert names == [f"{g:010d}.json" for g in range(4, 14)]
     assert LeaseRecord.from_json(files().read_text(f"{root}/_ops/lease/{names[-1]}")).run_id == "run-12"
+
+
+# ---------------------------------------------------------------- through the CLI (no Spark)
+
+
+@pytest.fixture
+def cli_lake(tmp_path, monkeypatch):
+    """(a lake folder, the CLI's arguments for it), with Spark refused: the lease is decided first."""
+    from pipeline.context import RunContext
+
+    for name in ("LAKEHOUSE_LAKE_ROOT", "LAKEHOUSE_ENV", "LAKEHOUSE_LAKE_ENGINE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def no_spark(*args, **kwargs):
+        raise AssertionError("Spark was started")
+
+    monkeypatch.setattr(RunContext, "create", classmethod(no_spark))
+    lake = tmp_path / "lake"
+    return lake, ["--lake", str(lake), "--config-dir", str(REPO / "config")]
+
+
+def test_run_maintain_and_a_step_on_a_held_lake_are_refused_naming_the_holder(cli_lake, capsys):
+    lake, args = cli_lake
+    holder = LakeLease(str(lake), LocalFiles(), pid=os.getppid())  # a live process of this host
+    held = holder.acquire("20260301T120000Z-aaaaaa", "lakehouse run")
+    for command in (["run"], ["maintain"], ["run", "--resume", held.run_id]):
+        assert cli.main([*command, *args]) == cli.LAKE_HELD
+        err = capsys.readouterr().err
+        assert f"run {held.run_id} (lakehouse run, pid {os.getppid()} on {held.host})" in err
+        assert f"since {held.started_at}" in err and "lakehouse lease --break" in err
+    with pytest.raises(LeaseHeld, match=held.run_id):  # a spark-submit of one aws/jobs script
+        jobs.main("bronze_fx_rates", argv=args)
+    assert not (lake / "_ops" / "runs").exists()  # refused before any run state, any table
+    assert holder.current() == held
+
+
+def test_a_member_step_needs_its_run_to_hold_the_lease(cli_lake):
+    lake, args = cli_lake
+    member = ["--step", "bronze_fx_rates", "--run-id", "run-1", "--member", *args]
+    with pytest.raises(ConfigError, match="member of run run-1, but that run holds no lease"):
+        jobs.main(argv=member)
+    LakeLease(str(lake), LocalFiles(), pid=os.getppid()).acquire("run-2", "lakehouse run")
+    with pytest.raises(LeaseHeld, match="run run-2"):
+        jobs.main(argv=member)
+
+
+def test_status_and_lease_show_the_holder_and_break_frees_it(cli_lake, capsys):
+    lake, args = cli_lake
+    LocalStateStore(lake / "_ops" / "runs").save(RunState("run-1", [StepOutcome("bronze_fx_rates")]))
+    assert cli.main(["lease", *args]) == 0
+    assert capsys.readouterr().out.strip() == "lease: free (never taken)"
+    held = LakeLease(str(lake), LocalFiles(), pid=os.getppid()).acquire("run-1", "lakehouse run")
+    cli.main(["status", *args])
+    assert f"  lease: held by {held.describe()}" in capsys.readouterr().out.splitlines()
+    cli.main(["status", "--json", *args])
+    assert json.loads(capsys.readouterr().out)["lease"]["holder"]["token"] == held.token
+    assert cli.main(["lease", "--break", *args]) == 0
+    out = capsys.readouterr().out
+    assert "broken: it was held by run run-1" in out and "--resume run-1" in out
+    assert cli.main(["lease", *args]) == 0
+    assert capsys.readouterr().out.startswith("lease: free (released at ")
