@@ -42,6 +42,8 @@ def test_wheel_carries_the_library_and_every_config_file(release):
     expected = {f"pipeline/config/{p.relative_to(repo_config)}" for p in repo_config.rglob("*.yaml")}
     assert expected and expected <= names
     assert {"pipeline/settings.py", "pipeline/jobs.py", "pipeline/deploy/submit.py"} <= names
+    templates = Path(__file__).resolve().parents[2] / "src" / "pipeline" / "report" / "templates"
+    assert {f"pipeline/report/templates/{p.name}" for p in templates.iterdir()} <= names  # the run report
     assert not [n for n in names if n.startswith(("tests/", "bench/", "pyspark/"))]
 
 

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import tempfile
 import zlib
+from html.parser import HTMLParser
 from types import SimpleNamespace
 
 import pytest
@@ -180,15 +181,83 @@ def test_report_shows_every_step_with_its_status(dag, tmp_path):
     assert "environment</span> local" in html
 
 
+class PageText(HTMLParser):
+    """What a browser shows: the text and the attribute values, and every element's tag."""
+
+    def __init__(self, page: str):
+        super().__init__(convert_charrefs=True)
+        self.texts: list[str] = []
+        self.tags: set[str] = set()
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.add(tag)
+        self.texts.extend(v for _, v in attrs if v)
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+    def shows(self, text: str) -> bool:
+        return any(text in t for t in self.texts)
+
+
 def test_text_is_escaped_and_nothing_is_loaded_from_outside(dag, tmp_path):
     html = render(dag, tmp_path, data_docs_href="../data_docs/index.html")
     assert "<script" not in html.lower()
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; friends" in html
-    assert "amount&lt;b&gt;" in html
+    page = PageText(html)
+    assert "script" not in page.tags
+    assert page.shows(f"ContractError: {EVIL}")  # shown as text, not run
+    assert "amount<b>" in page.texts
     loads = re.findall(r"""(?:src|href)\s*=\s*["']?([^"' >]+)""", html, flags=re.I)
     assert loads == ["../data_docs/index.html", "../data_docs/index.html"]
     assert "url(http" not in html and "@import" not in html
     assert "example.invalid" not in html  # the producer URL of the events is not rendered
+
+
+def test_hostile_names_from_files_lineage_and_retries_stay_text(dag, tmp_path):
+    """Dataset and file names come from landing folders and lineage events, errors from
+    exceptions and retries: none of them may become markup anywhere in the page."""
+    state = make_state()
+    state.steps[3].retries = [{"attempt": 1, "error": f"timeout {EVIL}", "wait_s": 2}]
+    state.steps[4].error = f"upstream {EVIL}"
+    events = lineage_events(str(tmp_path / "lake"))
+    hostile_file = '<img src=x onerror="alert(1)">.csv'
+    events[1]["inputs"] = [{"namespace": "file", "name": f"/lake/landing/snowflake/{hostile_file}"}]
+    metrics = [{**METRICS[0], "dimensions": {"Dataset": EVIL}}]
+    html = render_report(state, dag, events, metrics, env=EVIL)
+    page = PageText(html)
+    assert page.tags.isdisjoint({"script", "img"})
+    assert page.shows(f"attempt 1: timeout {EVIL} (waited 2s)")  # the retry
+    assert page.shows(f"Dataset={EVIL}")  # the metric's dimensions
+    assert page.shows(f"(upstream {EVIL})")  # the skipped step's reason
+    assert page.shows("snowflake/<img src=x o\u2026")  # the dataset node, clipped to 23
+    assert page.shows(f"landing dataset snowflake/{hostile_file}")  # its tooltip
+    assert page.shows(f" {EVIL}")  # the environment in the header
+
+
+def test_both_graphs_share_one_layout(dag, tmp_path):
+    """The DAG and the lineage graph are drawn by one layout: a step's column is its longest
+    path from a source, and every edge starts at its predecessor's right side."""
+    from pipeline.report.graph import layout
+    from pipeline.report.html import DAG_STYLE
+
+    names = list(dag.steps)
+    graph = layout(names, {n: dag.steps[n].depends_on for n in names}, DAG_STYLE)
+    columns = {n: i for i, c in enumerate(graph.columns) for n in c.nodes}
+    assert columns == {
+        "bronze_orders": 0, "bronze_fx": 0, "silver_orders": 1, "silver_fx": 1,
+        "gold_fct_orders": 2, "gold_revenue_daily": 3,
+    }  # fmt: skip
+    html = render(dag, tmp_path)
+    dag_svg = html[html.index('id="dag"') : html.index('id="timeline"')]
+    lineage_svg = html[html.index('id="lineage"') : html.index('id="metrics"')]
+    assert dag_svg.count('marker-end="url(#dag-arrow)"') == len(graph.edges) == 5
+    for path in graph.edges:
+        assert f'<path d="{path}"' in dag_svg
+    x, y = graph.pos["bronze_orders"]
+    assert graph.edges[0].startswith(f"M{x + DAG_STYLE.node_w:.1f},{y + DAG_STYLE.node_h / 2:.1f} ")
+    # the lineage graph: 3 jobs, 6 datasets, one edge per input and output of each job
+    assert lineage_svg.count('marker-end="url(#lineage-arrow)"') == 1 + 1 + 1 + 2 + 1 + 1
 
 
 def test_timeline_rows_and_dq(dag, tmp_path):
