@@ -61,7 +61,11 @@ def main(step: str | None = None, argv: list[str] | None = None) -> int:
     says which (aws/jobs/run_step.py, the entry point of the EMR executors). `--member`: a
     driver elsewhere owns the run (`--run-id`) and its state file; this process writes only the
     step's state file `<lake>/_ops/runs/<run_id>/steps/<step>.json` and runs the step-level
-    observers (lineage, metrics, alerts of the step), not the run-level ones."""
+    observers (lineage, metrics, alerts of the step), not the run-level ones.
+
+    One writer per lake (pipeline.lease): on its own, the step holds the lake's lease as a run
+    does (refused, naming the holder, when another process holds it); with `--member` it runs
+    under its driver's lease, checking that run `--run-id` holds it."""
     from pipeline.cli import add_common_arguments, run_pipeline
 
     parser = argparse.ArgumentParser(
