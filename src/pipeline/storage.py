@@ -29,8 +29,9 @@ def _fs(spark: SparkSession, location: str):
     return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
 
 
-def list_files(spark: SparkSession, root: str, suffix: str = "") -> list[LandingFile]:
-    """Every file below `root` ending in `suffix`, sorted; hidden files (`_`, `.`) skipped."""
+def list_files(spark: SparkSession, root: str, suffix: str | tuple[str, ...] = "") -> list[LandingFile]:
+    """Every file below `root` ending in `suffix` (or one of them), sorted; hidden files (`_`,
+    `.`) skipped."""
     path, fs = _fs(spark, root)
     if not fs.exists(path):
         return []
@@ -47,15 +48,49 @@ def list_files(spark: SparkSession, root: str, suffix: str = "") -> list[Landing
 
 
 def first_line(spark: SparkSession, location: str) -> str | None:
-    """The first line of a text file (a CSV header), or None for an empty file."""
+    """The first line of a text file (a CSV header), decompressed as Spark would read it
+    (`.gz`), or None for an empty file. Invalid UTF-8 reads as U+FFFD."""
     jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
     path, fs = _fs(spark, location)
     stream = fs.open(path)
+    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
+        spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    ).getCodec(path)
+    if codec is not None:
+        stream = codec.createInputStream(stream)
     try:
         reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
         return reader.readLine()
     finally:
         stream.close()
+
+
+def head_and_tail(spark: SparkSession, location: str, size: int, n: int) -> tuple[bytes, bytes]:
+    """The first and the last `n` bytes of a file of `size` bytes (two small reads, e.g. to
+    check Parquet's magic numbers without reading the file)."""
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    io = jvm.org.apache.commons.io.IOUtils
+    path, fs = _fs(spark, location)
+    stream = fs.open(path)
+    try:
+        head = bytes(io.toByteArray(stream, min(n, size)))
+        stream.seek(max(size - n, 0))
+        return head, bytes(io.toByteArray(stream, min(n, size)))
+    finally:
+        stream.close()
+
+
+def sha256(spark: SparkSession, location: str) -> str:
+    """SHA-256 of a file's bytes, hex, streamed in the JVM (the file never crosses into Python)."""
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    digest = jvm.java.security.MessageDigest.getInstance("SHA-256")
+    path, fs = _fs(spark, location)
+    stream = jvm.java.security.DigestInputStream(fs.open(path), digest)
+    try:
+        jvm.org.apache.commons.io.IOUtils.consume(stream)
+    finally:
+        stream.close()
+    return bytes(digest.digest()).hex()
 
 
 def read_text(spark: SparkSession, location: str) -> str:

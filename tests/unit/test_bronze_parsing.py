@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
 import json
 import logging
 from datetime import date, datetime
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -13,7 +16,7 @@ from chispa import assert_df_equality
 from pipeline.bronze.audit import AUDIT_COLUMNS, with_audit_columns
 from pipeline.bronze.ingest import NEWEST, ingest_files, iso_from_micros, newest_event_time
 from pipeline.bronze.kafka import parse_kafka_records
-from pipeline.bronze.readers import read_csv, read_fx_json
+from pipeline.bronze.readers import LandingFormatError, check_parquet, csv_header, read_csv, read_fx_json
 from pipeline.catalog import Catalog, DatasetSpec
 from pipeline.storage import list_files
 from tests.helpers import make_ctx
@@ -189,3 +192,80 @@ def test_newest_event_time_of_typed_columns(spark, caplog):
         assert newest("n") is None
         assert newest("") is None
     assert "'n' is int, not a string, date or timestamp" in caplog.text
+
+
+# -- hostile files: implausible headers, invalid UTF-8, truncated Parquet ---------------------
+
+
+@pytest.mark.parametrize(
+    ("first_line", "why"),
+    [
+        (b"\x89\xfe\x00garbage\xff,\x01\x02\n1,2\n", "not identifiers"),
+        (b"1,2026-07-01,abc\n2,2026-07-02,def\n", "not identifiers"),  # a data row, no header
+    ],
+)
+def test_a_csv_without_a_plausible_header_is_refused_naming_the_file(spark, tmp_path, first_line, why):
+    (tmp_path / "junk.csv").write_bytes(first_line)
+    with pytest.raises(LandingFormatError, match=rf"crm_x: .*junk.csv: not a CSV header: .*{why}"):
+        read(spark, read_csv, CSV_SPEC, tmp_path)
+
+
+def test_a_csv_header_must_name_a_contract_column_when_there_is_a_contract(spark, tmp_path):
+    (tmp_path / "a.csv").write_text("foo,bar\n1,2\n")
+    (f,) = list_files(spark, str(tmp_path), ".csv")
+    assert csv_header(spark, f, CSV_SPEC) == ("foo", "bar")
+    assert csv_header(spark, f, CSV_SPEC, frozenset({"bar", "id"})) == ("foo", "bar")
+    with pytest.raises(LandingFormatError, match="none of its 2 columns is a contract column"):
+        csv_header(spark, f, CSV_SPEC, frozenset({"id", "name"}))
+
+
+def test_invalid_utf8_records_keep_their_raw_bytes_and_a_reason(spark, tmp_path):
+    bad_line = b'2,Bj\xf6rk \xff,"x, y"'
+    (tmp_path / "a.csv").write_bytes(b"id,name,note\n1,J\xc3\xbcrgen,ok\n" + bad_line + b"\n3,short\n")
+    rows = {r["id"]: r for r in read(spark, read_csv, CSV_SPEC, tmp_path).collect()}
+    assert rows["1"]["name"] == "Jürgen" and rows["1"]["_parse_error"] is None  # valid UTF-8 untouched
+    bad = rows["2"]
+    assert bad["name"] == "Bj\ufffdrk \ufffd" and bad["note"] == "x, y"
+    assert bad["_parse_error"].startswith("invalid UTF-8 bytes in name:")
+    # The raw bytes of the record's fields, joined by ',' (the CSV quoting is the parser's).
+    assert base64.b64decode(bad["_corrupt_record"]) == b"2,Bj\xf6rk \xff,x, y"
+    assert rows["3"]["_corrupt_record"] == "3,short" and rows["3"]["_parse_error"].startswith("malformed CSV")
+
+
+def test_parquet_check_refuses_a_truncated_file(spark, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": list(range(100))}), tmp_path / "ok.parquet")
+    data = (tmp_path / "ok.parquet").read_bytes()
+    (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
+    files = {Path(f.path).name: f for f in list_files(spark, str(tmp_path), ".parquet")}
+    spec = dataclasses.replace(CSV_SPEC, reader="parquet", name="orders_x")
+    check_parquet(spark, files["ok.parquet"], spec)
+    with pytest.raises(LandingFormatError, match=r"orders_x: .*cut.parquet: not a complete Parquet file"):
+        check_parquet(spark, files["cut.parquet"], spec)
+
+
+def test_a_bad_file_is_rejected_once_its_neighbours_land_and_a_changed_file_is_retried(spark, tmp_path):
+    ctx, landing = csv_ctx(spark, tmp_path)
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n2,2026-07-01T00:00:00Z\n")
+    garbage = b"\x1f\x8b\x08\x00\xde\xad\xbe\xef,\x00\xff\n\x00\x01"
+    (landing / "b.csv").write_bytes(garbage)
+    first = ingest_files(ctx, "crm_x")
+    assert first.rows_out == 2 and first.details["rejected_files"] == 1
+    ((path, reason),) = [(r["path"], r["reason"]) for r in first.details["rejected"]]
+    assert path.endswith("/b.csv") and "not a CSV header" in reason
+    rejected = ctx.lake.read(ctx.table_path("_ops", "rejected_files")).collect()
+    assert [(r["dataset"], r["size"], r["sha256"], r["run_id"]) for r in rejected] == [
+        ("crm_x", len(garbage), hashlib.sha256(garbage).hexdigest(), ctx.run_id)
+    ]
+    assert rejected[0]["path"].endswith("/b.csv") and rejected[0]["reason"] == reason
+
+    again = ingest_files(ctx, "crm_x")  # unchanged: not read again
+    assert (again.rows_out, again.details["new_files"], again.details["rejected_unchanged"]) == (0, 0, 1)
+
+    (landing / "b.csv").write_text("id,updated_at\n3,2026-07-02T00:00:00Z\n")  # re-delivered, fixed
+    fixed = ingest_files(ctx, "crm_x")
+    assert (fixed.rows_out, fixed.details["rejected_files"]) == (1, 0)
+    table = ctx.lake.read(ctx.table_path("bronze", "crm_x"))
+    assert sorted(r["id"] for r in table.collect()) == ["1", "2", "3"]

@@ -1,14 +1,21 @@
 """File-based bronze ingest: new landing files -> one atomic Delta append.
 
-Which files are already in bronze is read from bronze itself (distinct `_source_file`), plus
-the files that held no records, listed in commit metadata. One batch is one commit, so a crash
-leaves either the whole batch or none of it, and a rerun picks up exactly what is missing.
+Which files are already in bronze is read from the ledger (`bronze/ledger.py`), kept up to date
+from bronze's own commits, each of which lists its landing files. One batch is one commit, so a
+crash leaves either the whole batch or none of it, and a rerun picks up exactly what is missing.
+A file that cannot be read is rejected (`bronze/rejected.py`) and the rest of the batch lands.
+
+Two writers that both got past the run lease cannot add a file twice: each file commit carries
+the Txn (TXN_APP, the table's last Txn version + 1, read before listing). The second writer with
+that version is skipped, or loses the commit race; it then lists again (finding the files in
+bronze) and tries once more.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from pyspark import StorageLevel
@@ -17,28 +24,31 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
 from pipeline.bronze.audit import with_audit_columns
+from pipeline.bronze.ledger import BATCH_KEY, EMPTY_FILES_KEY, FILES_KEY, Ledger
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
+from pipeline.bronze.rejected import RejectedFiles, precheck, probe
 from pipeline.context import RunContext
+from pipeline.driver.retry import explain, is_transient
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
-from pipeline.lake import Lake
+from pipeline.lake import Txn
 from pipeline.step_result import StepResult
 from pipeline.storage import LandingFile, file_key, list_files
 
 log = logging.getLogger(__name__)
 
-EMPTY_FILES_KEY = "empty_files"
 NEWEST = "newest_us"  # the aggregate of newest_event_time: epoch microseconds, UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TXN_APP = "bronze-landing-files"  # Txn app id of bronze file commits (one sequence per table)
+# Landing files may come gzip-compressed (Spark decompresses by extension), except Parquet.
+COMPRESSED = ".gz"
 
 
-def ingested_files(lake: Lake, table: str) -> set[str]:
-    if not lake.exists(table):
-        return set()
-    rows = lake.read(table).select(SOURCE_FILE).distinct().collect()
-    done = {file_key(r[0]) for r in rows}
-    for commit in lake.history(table):
-        done.update(file_key(uri) for uri in commit.metadata.get(EMPTY_FILES_KEY, []))
-    return done
+def ledger(ctx: RunContext) -> Ledger:
+    return Ledger(ctx.lake, ctx.table_path("_ops", "ingested_files"))
+
+
+def rejected_files(ctx: RunContext) -> RejectedFiles:
+    return RejectedFiles(ctx.lake, ctx.table_path("_ops", "rejected_files"))
 
 
 _LANDING_DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
@@ -60,11 +70,14 @@ def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
     """Landing files not yet in bronze; with a backfill window (`ctx.window`), only those whose
     landing date it contains (files without a date in their path are not windowed)."""
     spec = ctx.catalog[dataset]
-    listed = list_files(ctx.spark, ctx.landing_path(dataset), spec.file_suffix)
+    suffixes = (
+        (spec.file_suffix,) if spec.reader == "parquet" else (spec.file_suffix, spec.file_suffix + COMPRESSED)
+    )
+    listed = list_files(ctx.spark, ctx.landing_path(dataset), suffixes)
     window = getattr(ctx, "window", None)
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
-    done = ingested_files(ctx.lake, ctx.table_path("bronze", dataset))
+    done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset))
     return [f for f in listed if file_key(f.uri) not in done]
 
 
@@ -111,57 +124,174 @@ def iso_from_micros(micros: int | None) -> str | None:
     return (_EPOCH + timedelta(microseconds=micros)).isoformat()
 
 
+def contract_columns(ctx: RunContext, dataset: str) -> frozenset[str]:
+    """The bronze columns the dataset's contracts read (empty when it has no contract): a CSV
+    header must name at least one of them."""
+    return frozenset(
+        c.source or c.name
+        for contract in ctx.contracts.values()
+        if contract.source == dataset
+        for c in contract.read_columns
+    )
+
+
+def lost_commit_race(exc: BaseException) -> bool:
+    """Another writer committed the same Txn first (delta-spark: ConcurrentTransactionException;
+    delta-rs: its commit conflict on the application transaction)."""
+    text = " ".join(explain(exc, 2000).chain)
+    return bool(re.search(r"ConcurrentTransaction|concurrent transaction", text, re.IGNORECASE))
+
+
 def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
+    try:
+        return _ingest_new_files(ctx, dataset)
+    except Exception as exc:
+        if not lost_commit_race(exc):
+            raise
+        log.warning("%s: another writer committed these landing files first; listing again", dataset)
+    result = _ingest_new_files(ctx, dataset)
+    result.details["commit_race_lost"] = True
+    return result
+
+
+def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     spec = ctx.catalog[dataset]
     table = ctx.table_path("bronze", dataset)
-    files = new_landing_files(ctx, dataset)
+    root = ctx.landing_path(dataset)
+    # Read before listing: a writer that lists after another's commit finds its files in bronze.
+    done = ctx.lake.transaction_version(table, TXN_APP) if ctx.lake.exists(table) else None
+    txn = Txn(TXN_APP, (done or 0) + 1)
+    listed = new_landing_files(ctx, dataset)
+    skipped = rejected_files(ctx).unchanged(dataset, listed)
+    files = [f for f in listed if f not in skipped]
+    details: dict = {"table": table, "new_files": len(files), "rejected_files": 0, "rejected": []}
+    if skipped:
+        log.info("%s: %d landing files skipped, rejected before and unchanged", dataset, len(skipped))
+        details["rejected_unchanged"] = len(skipped)
     if not files:
-        log.info("%s: no new landing files under %s", dataset, ctx.landing_path(dataset))
+        log.info("%s: no new landing files under %s", dataset, root)
         # Freshness: nothing new, so the table's data is as old as its last commit recorded.
-        return StepResult(
-            details={"new_files": 0, "table": table, NEWEST_KEY: recorded_newest(ctx.lake, table)}
-        )
-    raw = READERS[spec.reader](ctx.spark, files, spec, ctx.landing_path(dataset))
+        return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
     batch_id = ctx.batch_id(dataset)
+    files, rejections = precheck(ctx.spark, spec, files, contract_columns(ctx, dataset))
+    batch = stats = None
+    try:
+        if files:
+            batch, stats = _read(ctx, dataset, files, batch_id)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        bad = probe(ctx.spark, spec, files, root)
+        if not bad:
+            raise  # no file fails on its own: not a bad file (e.g. conflicting types across files)
+        log.warning(
+            "%s: batch read failed (%s); %d file(s) fail on their own", dataset, explain(exc).cause, len(bad)
+        )
+        rejections += bad
+        files = [f for f in files if f not in {r.file for r in bad}]
+        if files:
+            batch, stats = _read(ctx, dataset, files, batch_id)
+    rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id)
+    details.update(
+        rejected_files=len(rejections),
+        rejected=[{"path": r.file.uri, "reason": r.reason} for r in rejections],
+    )
+    if batch is None or stats is None:
+        return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
+    try:
+        return _commit(ctx, dataset, files, batch, stats, txn, details)
+    finally:
+        batch.unpersist()
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    rows_per_file: dict[str, int]
+    corrupt: int
+    newest: int | None  # epoch microseconds
+    has_event_time: bool
+
+
+def _read(
+    ctx: RunContext, dataset: str, files: list[LandingFile], batch_id: str
+) -> tuple[DataFrame, BatchStats]:
+    """The batch with its audit columns, cached, and its statistics: computing them reads every
+    file in full, so an unreadable file fails here, before anything is written."""
+    spec = ctx.catalog[dataset]
+    raw = READERS[spec.reader](ctx.spark, files, spec, ctx.landing_path(dataset))
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One aggregation over the cached batch gives per-file and corrupt counts for the report
         # and the newest data time (freshness).
         newest_agg = newest_event_time(batch, dataset, spec.event_time)
         extra = [newest_agg] if newest_agg is not None else []
-        stats = (
+        rows = (
             batch.groupBy(SOURCE_FILE)
             .agg(F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt"), *extra)
             .collect()
         )
-        rows_per_file = {file_key(r[SOURCE_FILE]): r["rows"] for r in stats}
-        rows = sum(rows_per_file.values())
-        corrupt = sum(r["corrupt"] for r in stats)
-        newest = max((r[NEWEST] for r in stats if r[NEWEST] is not None), default=None) if extra else None
-        empty = sorted(f.uri for f in files if file_key(f.uri) not in rows_per_file)
-        newest_at = table_newest(ctx.lake, table, iso_from_micros(newest))
-        result = ctx.lake.append(
-            table,
-            batch,
-            partition_by=spec.partition_by,
-            metadata={
-                "batch_id": batch_id,
-                "files": len(files),
-                "rows": rows,
-                EMPTY_FILES_KEY: empty,
-                NEWEST_KEY: newest_at,
-            },
-        )
-    finally:
+    except Exception:
         batch.unpersist()
-    if extra and newest is None and rows:
+        raise
+    newest = max((r[NEWEST] for r in rows if r[NEWEST] is not None), default=None) if extra else None
+    return batch, BatchStats(
+        {file_key(r[SOURCE_FILE]): r["rows"] for r in rows},
+        sum(r["corrupt"] for r in rows),
+        newest,
+        bool(extra),
+    )
+
+
+def _commit(
+    ctx: RunContext,
+    dataset: str,
+    files: list[LandingFile],
+    batch: DataFrame,
+    stats: BatchStats,
+    txn: Txn,
+    details: dict,
+) -> StepResult:
+    spec = ctx.catalog[dataset]
+    table = ctx.table_path("bronze", dataset)
+    batch_id = ctx.batch_id(dataset)
+    rows = sum(stats.rows_per_file.values())
+    empty = sorted(f.uri for f in files if file_key(f.uri) not in stats.rows_per_file)
+    newest_at = table_newest(ctx.lake, table, iso_from_micros(stats.newest))
+    result = ctx.lake.append(
+        table,
+        batch,
+        partition_by=spec.partition_by,
+        metadata={
+            BATCH_KEY: batch_id,
+            "files": len(files),
+            "rows": rows,
+            FILES_KEY: [f.uri for f in files],
+            EMPTY_FILES_KEY: empty,
+            NEWEST_KEY: newest_at,
+        },
+        txn=txn,
+    )
+    if result.skipped:
+        log.warning(
+            "%s: another writer ingested these landing files (Txn %s v%d is in %s); nothing added",
+            dataset,
+            txn.app_id,
+            txn.version,
+            table,
+        )
+        return StepResult(
+            details={**details, "already_committed": True, NEWEST_KEY: recorded_newest(ctx.lake, table)}
+        )
+    assert result.version is not None
+    ledger(ctx).record(dataset, sorted(file_key(f.uri) for f in files), result.version, batch_id)
+    if stats.has_event_time and stats.newest is None and rows:
         log.warning("%s: no parseable %s value in this batch; no newest_data_at", dataset, spec.event_time)
     log.info(
         "%s: %d files, %d rows (%d corrupt), newest data at %s -> %s v%s",
         dataset,
         len(files),
         rows,
-        corrupt,
+        stats.corrupt,
         newest_at,
         table,
         result.version,
@@ -170,10 +300,9 @@ def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
         rows_in=rows,
         rows_out=rows,
         details={
-            "new_files": len(files),
+            **details,
             "empty_files": len(empty),
-            "corrupt_records": corrupt,
-            "table": table,
+            "corrupt_records": stats.corrupt,
             "version": result.version,
             NEWEST_KEY: newest_at,
         },

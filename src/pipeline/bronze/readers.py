@@ -8,6 +8,7 @@ as delivered — typing is silver's job — so nothing is lost between landing a
 from __future__ import annotations
 
 import csv
+import re
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -16,11 +17,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline.catalog import DatasetSpec
-from pipeline.storage import LandingFile, first_line
+from pipeline.storage import LandingFile, first_line, head_and_tail
 
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
 SOURCE_FILE = "_source_file"
+PARQUET_MAGIC = b"PAR1"
 
 Reader = Callable[[SparkSession, list[LandingFile], DatasetSpec, str], DataFrame]
 
@@ -33,6 +35,42 @@ def _file_uri() -> Column:
     return F.col("_metadata.file_path")
 
 
+# A CSV header names columns: identifiers of bounded length. Anything else (binary garbage, a
+# data row where the header should be) is not a header, and must not become bronze columns.
+HEADER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+# Read CSV bytes as ISO-8859-1 (one char per byte) so every record's bytes survive the parser;
+# they are decoded as UTF-8 afterwards, where invalid bytes can be seen and flagged.
+BYTES_AS_TEXT = "ISO-8859-1"
+
+
+def csv_header(
+    spark: SparkSession, f: LandingFile, spec: DatasetSpec, known: frozenset[str] = frozenset()
+) -> tuple[str, ...] | None:
+    """A CSV landing file's header, or None for a 0-byte file. LandingFormatError (naming the
+    dataset and the file) when it is not a plausible header: a name that is not an identifier,
+    a blank or repeated name, or (given the contract's `known` columns) no known column at all."""
+    line = first_line(spark, f.path) if f.size else None
+    if not line:
+        return None
+    header = tuple(next(csv.reader([line.lstrip("\ufeff")]), ()))
+    where = f"{spec.name}: {f.uri}"
+    if len(set(header)) != len(header) or not all(header):
+        raise LandingFormatError(f"{where}: header has blank or repeated column names: {line[:200]!r}")
+    odd = [c for c in header if not HEADER_NAME.fullmatch(c)]
+    if odd:
+        raise LandingFormatError(
+            f"{where}: not a CSV header: {len(odd)} column name(s) are not identifiers "
+            f"([A-Za-z_][A-Za-z0-9_]*, at most 128 characters), e.g. {odd[0][:60]!r}; "
+            "replace the file with a proper export"
+        )
+    if known and not known.intersection(header):
+        raise LandingFormatError(
+            f"{where}: not a CSV header: none of its {len(header)} columns is a contract column "
+            f"(e.g. {sorted(known)[0]}); replace the file with a proper export"
+        )
+    return header
+
+
 def read_csv(
     spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str
 ) -> DataFrame:
@@ -40,15 +78,9 @@ def read_csv(
     is read by its own header instead of shifting every value one column over."""
     by_header: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for f in files:
-        line = first_line(spark, f.path) if f.size else None
-        if not line:
-            continue  # a 0-byte export holds no records
-        header = tuple(next(csv.reader([line.lstrip("\ufeff")])))
-        if len(set(header)) != len(header) or not all(header):
-            raise LandingFormatError(
-                f"{spec.name}: {f.uri}: header has blank or repeated column names: {line!r}"
-            )
-        by_header[header].append(f.path)
+        header = csv_header(spark, f, spec)
+        if header is not None:  # a 0-byte export holds no records
+            by_header[header].append(f.path)
     frames = []
     for header, paths in sorted(by_header.items()):
         schema = StructType(
@@ -59,16 +91,59 @@ def read_csv(
             .option("header", "true")
             .option("multiLine", "true")  # quoted fields may hold newlines
             .option("escape", '"')
+            .option("encoding", BYTES_AS_TEXT)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT)
             .csv(paths)
         )
-        error = F.when(
+        malformed = F.when(
             F.col(CORRUPT).isNotNull(),
             F.lit(f"malformed CSV record: field count differs from the header's {len(header)} columns"),
         )
-        frames.append(df.withColumn(ERROR, error).withColumn(SOURCE_FILE, _file_uri()))
+        frames.append(as_utf8(df, header, malformed))
     return _union(spark, frames)
+
+
+def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column) -> DataFrame:
+    """Columns read as ISO-8859-1 back to UTF-8 text. A record with invalid UTF-8 bytes keeps its
+    values (invalid bytes as U+FFFD), its raw bytes in `_corrupt_record` (base64 of the fields
+    joined by ',', or of the whole malformed line) and the reason in `_parse_error`, so silver
+    quarantines it instead of taking replaced text for data."""
+    # encode(.., latin1) gives the bytes as delivered; as a string they may be invalid UTF-8, which
+    # encode(.., 'UTF-8') replaces by U+FFFD: a difference marks invalid bytes.
+    raw = {c: F.encode(F.col(f"`{c}`"), BYTES_AS_TEXT).cast("string") for c in (*header, CORRUPT)}
+    valid = {c: F.encode(v, "UTF-8") for c, v in raw.items()}
+    invalid = [F.when(valid[c] != raw[c].cast("binary"), F.lit(c)) for c in raw]
+    bad_columns = F.concat_ws(", ", *invalid)
+    record_bytes = F.coalesce(raw[CORRUPT], F.concat_ws(",", *[raw[c] for c in header])).cast("binary")
+    bad = bad_columns != ""
+    return df.select(
+        *[valid[c].cast("string").alias(c) for c in header],
+        F.when(bad, F.base64(record_bytes)).otherwise(valid[CORRUPT].cast("string")).alias(CORRUPT),
+        F.when(
+            bad,
+            F.concat(
+                F.lit("invalid UTF-8 bytes in "),
+                bad_columns,
+                F.lit(": _corrupt_record holds the record's raw bytes, base64"),
+            ),
+        )
+        .otherwise(malformed)
+        .alias(ERROR),
+        _file_uri().alias(SOURCE_FILE),
+    )
+
+
+def check_parquet(spark: SparkSession, f: LandingFile, spec: DatasetSpec) -> None:
+    """LandingFormatError unless the file starts and ends with Parquet's magic number and its
+    footer length fits: a truncated or overwritten unload fails here without a Spark job."""
+    head, tail = head_and_tail(spark, f.path, f.size, 8)
+    footer = int.from_bytes(tail[-8:-4], "little") if len(tail) == 8 else -1
+    if f.size < 12 or head[:4] != PARQUET_MAGIC or tail[-4:] != PARQUET_MAGIC or footer > f.size - 12:
+        raise LandingFormatError(
+            f"{spec.name}: {f.uri}: not a complete Parquet file ({f.size} bytes; magic number or "
+            "footer missing, e.g. a truncated transfer); unload the file again"
+        )
 
 
 def read_parquet(
