@@ -11,7 +11,9 @@ File-level defects are counted per file, record-level defects per record.
 
 from __future__ import annotations
 
+import gzip
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -383,3 +385,45 @@ def inject_kafka(
         kafka_ms[seg] = np.maximum.accumulate(kafka_ms[seg])
     table = table.set_column(table.schema.get_field_index("kafka_ms"), "kafka_ms", pa.array(kafka_ms))
     return table, malformed[index] & ~is_copy, counts
+
+
+# --- Hostile files (opt-in, for tests): files bronze must reject or flag, never choke on -----------
+
+# One file per kind, added next to a generated landing zone's own files: (kind, dataset folder).
+HOSTILE_FILES = (
+    ("truncated_parquet", "snowflake/orders"),
+    ("garbage_csv", "crm/contacts"),
+    ("broken_gzip_json", "fx"),
+    ("invalid_utf8_csv", "crm/accounts"),
+)
+
+
+def add_hostile_files(landing: Path) -> dict[str, Path]:
+    """Add one hostile file of each kind to a generated landing zone (not part of its manifest):
+    a Parquet unload cut in half, binary garbage named like a CRM export, a gzip FX file cut short,
+    and a CRM export (a copy of the last one with rows) whose first row holds invalid UTF-8 bytes
+    in its second column. Returns the path of each by kind."""
+    added = {}
+    for kind, folder in HOSTILE_FILES:
+        root = landing / folder
+        sources = sorted(p for p in root.rglob("*") if p.is_file() and p.stat().st_size > 0)
+        source = sources[-1]
+        if kind == "truncated_parquet":
+            data = source.read_bytes()
+            target_path = source.with_name("hostile_truncated.parquet")
+            target_path.write_bytes(data[: len(data) // 2])
+        elif kind == "garbage_csv":
+            target_path = root / "contacts_29990101.csv"
+            target_path.write_bytes(bytes(range(256)) * 4)
+        elif kind == "broken_gzip_json":
+            packed = gzip.compress(source.read_bytes())
+            target_path = root / "rates_2999-01-01.json.gz"
+            target_path.write_bytes(packed[: len(packed) // 2])
+        else:
+            header, first, *rest = source.read_bytes().split(b"\n")
+            fields = first.split(b",")
+            fields[1] = fields[1] + b"\xff\xfe"
+            target_path = root / "accounts_29990101.csv"
+            target_path.write_bytes(b"\n".join([header, b",".join(fields), *rest]))
+        added[kind] = target_path
+    return added
