@@ -229,15 +229,14 @@ def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(
     def crash(*args, **kwargs):
         raise RuntimeError("process died after the quarantine commit")
 
-    real_write = silver_job._write_merge
-    monkeypatch.setattr(silver_job, "_write_merge", crash)
+    monkeypatch.setattr(ctx.lake, "merge", crash)  # the silver publish, after the quarantine append
     with pytest.raises(RuntimeError):
         silver_job.build_silver(ctx, "orders")
     quarantine = ctx.table_path("quarantine", "orders")
     first = ctx.lake.read(quarantine).count()
     assert first > 0 and not ctx.lake.exists(ctx.table_path("silver", "orders"))
 
-    monkeypatch.setattr(silver_job, "_write_merge", real_write)
+    monkeypatch.undo()
     result = silver_job.build_silver(ctx, "orders")
     assert ctx.lake.read(quarantine).count() == first == result.details["quarantined"]
     assert result.rows_in == result.rows_out + result.details["quarantined"] + result.details["duplicates"]

@@ -10,15 +10,18 @@ from pathlib import Path
 
 import boto3
 import pytest
+from chispa import assert_df_equality
 from moto import mock_aws
 from pyspark.sql import functions as F
 
 from pipeline.contracts.model import load_contracts
 from pipeline.dq.config import load_dq_config
 from pipeline.dq.docs import DataDocsObserver
-from pipeline.dq.gate import DqGateFailed, DqResult, docs_path, record, results_path, run_gate
+from pipeline.dq.gate import DqGateFailed, DqResult, TableAfter, docs_path, record, results_path, run_gate
 from pipeline.dq.suites import gold_checks, silver_checks
+from pipeline.lake import MergeSpec
 from pipeline.settings import ConfigError
+from pipeline.silver.job import merge_effect
 from tests.helpers import REPO, make_ctx
 
 CONTRACTS = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")
@@ -319,9 +322,88 @@ def test_end_to_end_silver_gate_fails_and_skips_gold(spark, tmp_path):
         "dataset = 'orders' AND NOT passed AND severity = 'critical'"
     )
     assert "batch:quarantine_ratio" in {r["rule"] for r in failed.collect()}
-    # A rerun with nothing new to read repeats the last verdict instead of letting gold run.
+    # Audited before the write: the refused batch is neither in silver nor in quarantine.
+    assert not ctx.lake.exists(ctx.table_path("silver", "orders"))
+    assert not ctx.lake.exists(ctx.table_path("quarantine", "orders"))
+    # consumed_version did not advance: the rerun judges the same bronze rows again and fails.
     ctx.run_id = "dq-rerun"
     state = run_steps(ctx, dag, ["silver_orders", "gold_fct_orders"], io.StringIO())
     again = {s.step: s for s in state.steps}
     assert again["silver_orders"].status == "failed" and "DqGateFailed" in again["silver_orders"].error
     assert again["gold_fct_orders"].status == "skipped"
+
+
+# Current-state upsert with soft deletes, as silver contacts and opportunities merge.
+SOFT_DELETE = MergeSpec(
+    keys=("id",),
+    update_when="s.`seq` >= t.`seq`",
+    delete_when="s.`is_deleted` AND s.`seq` >= t.`seq`",
+    insert_when="NOT s.`is_deleted`",
+)
+KEYED = "id string, seq int, is_deleted boolean"
+
+
+def test_merge_effect_is_what_the_engine_merge_does_to_the_row_count(spark, tmp_path, lake):
+    """The figure the gate judges before the commit equals the table's row count after the real
+    MERGE (each engine), and the counts follow the spec's conditions row by row."""
+    path = str(tmp_path / "t")
+    target = [("a", 1, False), ("b", 1, False), ("c", 1, False), ("d", 5, False)]
+    lake.append(path, spark.createDataFrame(target, KEYED))
+    source = spark.createDataFrame(
+        [
+            ("b", 2, False),  # newer: updated, no change in count
+            ("c", 2, True),  # newer deletion: deleted
+            ("d", 1, True),  # older deletion: ignored
+            ("e", 1, False),  # new: inserted
+            ("f", 1, True),  # new but deleted: not inserted
+            ("g", 1, None),  # deletion flag unknown: NOT NULL is not true, not inserted
+        ],
+        KEYED,
+    )
+    effect = merge_effect(source, lake.read(path), SOFT_DELETE)
+    expected = spark.createDataFrame([(1, 1)], "inserted bigint, deleted bigint")
+    assert_df_equality(effect, expected, ignore_nullable=True)
+    before = lake.read(path).count()
+    lake.merge(path, source, SOFT_DELETE)
+    assert lake.read(path).count() == before + 1 - 1
+    # No table yet: what MergeSpec.rows_for_new_table keeps is inserted.
+    first = merge_effect(source, None, SOFT_DELETE).first()
+    assert (first["inserted"], first["deleted"]) == (SOFT_DELETE.rows_for_new_table(source).count(), 0)
+
+
+def test_batch_gate_judges_the_batch_and_the_table_figures_it_is_given(spark, tmp_path):
+    """A silver batch's gate: column rules on the batch's rows (duplicate keys within the batch,
+    null rates), row-count bounds and freshness on the table as the publish leaves it."""
+    ctx = _ctx(spark, tmp_path)
+    ctx.as_of = date(2026, 9, 30)
+    batch = spark.sql(
+        "SELECT * FROM VALUES "
+        "('ORD-0000001', 'ACC-000001', 'placed', CAST(5 AS DECIMAL(18,2)), TIMESTAMP'2026-01-01 10:00:00'), "
+        "('ORD-0000001', 'ACC-000001', 'placed', CAST(6 AS DECIMAL(18,2)), TIMESTAMP'2026-01-01 11:00:00'), "
+        "('ORD-0000002', 'ACC-000002', 'shipped', CAST(7 AS DECIMAL(18,2)), NULL), "
+        "('ORD-0000003', 'ACC-000003', 'placed', CAST(8 AS DECIMAL(18,2)), TIMESTAMP'2026-01-02 10:00:00') "
+        "AS t(order_id, account_id, status, amount, updated_at)"
+    )
+    table = TableAfter(rows=0, newest="2026-09-30T10:00:00+00:00")
+    with pytest.raises(DqGateFailed) as err:
+        run_gate(ctx, "silver_orders", "orders", "silver", batch, None, table)
+    results = {r.rule: r for r in err.value.results}
+    rows = batch.count()
+    duplicated = batch.groupBy("order_id").count().where("count > 1").agg(F.sum("count")).first()[0]
+    nulls = batch.where("updated_at IS NULL").count()
+    assert results["order_id:unique"].observed.startswith(f"{duplicated} unexpected")
+    assert results["updated_at:not_null"].observed == f"{nulls} unexpected ({100 * nulls / rows:.3g}%)"
+    # The bounds (min 1, critical) judge the table after the publish, not the batch of 4 rows.
+    bounds = results["table:row_count_bounds"]
+    assert (bounds.passed, bounds.observed, bounds.severity) == (False, "0 rows", "critical")
+    assert results["table:row_count"].observed == "0" and results["batch:row_count"].observed == str(rows)
+    # Freshness from the table's newest data time, although the batch itself is months old.
+    assert (
+        results["table:freshness"].passed is True
+        and "2026-09-30T10:00:00" in results["table:freshness"].observed
+    )
+    assert {r.rule for r in err.value.failed} == {
+        "order_id:unique",
+        "updated_at:not_null",
+        "table:row_count_bounds",
+    }

@@ -1,22 +1,32 @@
-"""The DQ gate a step runs after its write: GX suite + row-level counts + config rules.
+"""The DQ gate a step runs on what it is about to publish: GX suite + row-level counts + rules.
 
-`run_gate(ctx, step, dataset, layer, df, row_level_counts)`:
+Write, audit, publish: silver gates the batch it is about to merge, before the commit (and gold
+the mart it is about to write), so rows failing a critical check never become visible.
 
-1. The gated DataFrame is cached once; one aggregate gives its row count (and, for freshness,
-   the newest `sequence_by`) and materialises the cache.
+`run_gate(ctx, step, dataset, layer, df, row_level_counts, table)`:
+
+1. The gated DataFrame (a silver batch, a gold mart) is cached once; one aggregate gives its row
+   count (and, for freshness, the newest `sequence_by`) and materialises the cache.
 2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
    cached DataFrame, for verdicts only (GX bundles their metrics into few Spark jobs); the
-   checks that failed run again for details (`validate_gx`).
+   checks that failed run again for details (`validate_gx`). On a silver batch they are exact
+   for the table: the rows already published passed their own batch's gate, and the merge
+   upserts by the checked-unique key, so a batch with unique keys keeps the table's keys unique.
 3. Row-level: quarantine ratio (batch) and per-rule ratios from the counts the silver step
    computed in its single pass over the batch (no scan here).
-4. Config rules: referential integrity (distinct orphan ids against another silver table),
+4. Table-level figures of a batch (`TableAfter`: row count and newest data time as the publish
+   will leave the table, derived by the step from the batch and what the table holds): row-count
+   bounds, volume change and freshness are judged on them, not on the batch. Without them (gold)
+   the DataFrame is the whole table.
+5. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
    count in dq_results, and gold `counts` (rows matching a condition, one aggregate).
-5. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
+6. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
    validation results to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built
    once at the end of the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
-6. Only then, if a `critical` result failed: `DqGateFailed` (a ValueError, so the driver's
-   retry classifier treats it as fatal: no retry; downstream steps are skipped).
+7. Only then, if a `critical` result failed: `DqGateFailed` (a ValueError, so the driver's
+   retry classifier treats it as fatal: no retry; downstream steps are skipped); the caller has
+   not written anything yet.
 
 Switch: `enabled:` in config/dq.yaml (a missing file means off) and LAKEHOUSE_DQ=off.
 """
@@ -40,7 +50,14 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from pipeline.dq.config import DqConfig, GoldRules, SilverRules, Thresholds, load_dq_config
-from pipeline.dq.suites import Check, gold_checks, gold_missing_columns, silver_checks, to_suite
+from pipeline.dq.suites import (
+    ROW_COUNT_BOUNDS,
+    Check,
+    gold_checks,
+    gold_missing_columns,
+    silver_checks,
+    to_suite,
+)
 from pipeline.settings import ConfigError
 
 log = logging.getLogger(__name__)
@@ -81,6 +98,15 @@ class DqGateFailed(ValueError):
         super().__init__(
             f"DQ gate failed for {dataset} in {step}: {len(failed)} critical rule(s): {shown}{more}"
         )
+
+
+@dataclass(frozen=True)
+class TableAfter:
+    """The table as a batch's publish will leave it, derived before the commit (the gate of a
+    batch judges table-level rules on these, never by reading the table)."""
+
+    rows: int  # rows after the publish: rows before + rows the merge inserts - rows it deletes
+    newest: datetime | str | None = None  # newest data time after the publish (freshness)
 
 
 @dataclass(frozen=True)
@@ -157,14 +183,16 @@ def gate_step(
     layer: str,
     df: DataFrame,
     row_level_counts: dict[str, Any] | None = None,
+    table: TableAfter | None = None,
 ) -> dict[str, Any]:
-    """run_gate for a step: the StepResult details to add, {"dq": [...], "dq_seconds": s}, or {}
-    when the gates are off. DqGateFailed carries the same in `.details`."""
+    """run_gate for a step, called before its write: the StepResult details to add,
+    {"dq": [...], "dq_seconds": s}, or {} when the gates are off. DqGateFailed carries the same
+    in `.details`."""
     if not dq_enabled(ctx):
         return {}
     start = time.monotonic()
     try:
-        results = run_gate(ctx, step_name, dataset, layer, df, row_level_counts)
+        results = run_gate(ctx, step_name, dataset, layer, df, row_level_counts, table)
     except DqGateFailed as exc:
         exc.details = {
             "dq": [r.detail() for r in exc.results],
@@ -181,11 +209,14 @@ def run_gate(
     layer: str,
     df: DataFrame,
     row_level_counts: dict[str, Any] | None = None,
+    table: TableAfter | None = None,
 ) -> list[DqResult]:
-    """Validate `df` (the table just written), record every result, raise on critical failures.
+    """Validate `df` (what the step is about to publish), record every result, raise on critical
+    failures.
 
     `row_level_counts` (silver): {"rows": n, "quarantined": q, "rules": {rule: count}} from the
-    silver step's single pass over the batch.
+    silver step's single pass over the batch. `table` (silver): `df` is a batch to merge, and
+    these are the table's figures after the merge; without it `df` is the whole table (gold).
     """
     config = dq_config(ctx)
     if not dq_enabled(ctx):
@@ -200,7 +231,7 @@ def run_gate(
     if not was_cached:
         df = df.cache()
     try:
-        results = _evaluate(ctx, config, dataset, layer, df, row_level_counts)
+        results = _evaluate(ctx, config, dataset, layer, df, row_level_counts, table)
     finally:
         if not was_cached:
             df.unpersist()
@@ -226,7 +257,13 @@ def run_gate(
 
 
 def _evaluate(
-    ctx: Any, config: DqConfig, dataset: str, layer: str, df: DataFrame, counts: dict[str, Any] | None
+    ctx: Any,
+    config: DqConfig,
+    dataset: str,
+    layer: str,
+    df: DataFrame,
+    counts: dict[str, Any] | None,
+    table: TableAfter | None = None,
 ) -> list[DqResult]:
     contract = ctx.contracts.get(dataset) if layer == "silver" else None
     seq = contract.sequence_by if contract is not None and contract.sequence_by in df.columns else None
@@ -249,8 +286,16 @@ def _evaluate(
                     "table:columns", gold.severity, False, f"missing {missing}", "columns exist", "", "rule"
                 )
             )
+    table_rows = rows
+    if table is not None:
+        # A batch: the bounds apply to the table after the publish, not to the batch.
+        bounds = [c for c in checks if c.rule == ROW_COUNT_BOUNDS]
+        checks = [c for c in checks if c.rule != ROW_COUNT_BOUNDS]
+        results += [bounds_result(c, table.rows) for c in bounds]
+        results.append(DqResult("batch:row_count", "warn", True, str(rows), "", "", "rule"))
+        table_rows = table.rows
     results += validate_gx(f"{layer}.{dataset}", checks, df, rows)
-    results.append(DqResult("table:row_count", "warn", True, str(rows), "", "", "rule"))
+    results.append(DqResult("table:row_count", "warn", True, str(table_rows), "", "", "rule"))
     if contract is None:
         results += count_results(gold, df, rows, f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}")
     if counts:
@@ -258,8 +303,11 @@ def _evaluate(
     if rules is not None:
         results += reference_results(ctx, rules, df)
         if rules.freshness is not None:
-            results.append(freshness_result(ctx, rules, seq, stats["newest"] if seq else None))
-    volume = volume_result(ctx, config, dataset, layer, rows)
+            newest = stats["newest"] if seq else None
+            if table is not None:
+                newest = _parse_time(table.newest) if table.newest is not None else newest
+            results.append(freshness_result(ctx, rules, seq, newest))
+    volume = volume_result(ctx, config, dataset, layer, table_rows)
     if volume is not None:
         results.append(volume)
     return results
@@ -508,6 +556,18 @@ def count_results(rules: GoldRules, df: DataFrame, rows: int, where: str) -> lis
             )
         )
     return out
+
+
+def bounds_result(check: Check, rows: int) -> DqResult:
+    """The row-count bounds `check` (ExpectTableRowCountToBeBetween's arguments) judged on a
+    derived row count (a table after a batch's publish) instead of a DataFrame."""
+    low, high = check.kwargs.get("min_value"), check.kwargs.get("max_value")
+    passed = (low is None or rows >= low) and (high is None or rows <= high)
+    return DqResult(check.rule, check.severity, passed, f"{rows} rows", check.expected, "", "rule")
+
+
+def _parse_time(value: datetime | str) -> datetime:
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
 def freshness_result(ctx: Any, rules: SilverRules, column: str | None, newest: datetime | None) -> DqResult:

@@ -4,9 +4,10 @@
 reported under, its column and severity), so what a suite holds is testable without GX; `to_suite`
 turns a list of checks into one `ExpectationSuite` (one validation runs them all).
 
-Silver checks run on the silver table after the write: keys not null and unique (compound for
-several keys; SCD2 tables: keys + valid_from, since one key has many versions), `nullable: false`
-columns not null, `allowed` and `reference` values in set, `min`/`max`/`min_exclusive` ranges,
+Silver checks run on the batch a silver step is about to publish, before the commit (the row
+count bounds on the table as the publish will leave it, see dq.gate.TableAfter): keys not null
+and unique (compound for several keys; SCD2 tables: keys + valid_from, since one key has many
+versions), `nullable: false` columns not null, `allowed` and `reference` values in set, `min`/`max`/`min_exclusive` ranges,
 `pattern` regexes. PII columns are protected in silver (hashed, masked or kept as names): their
 patterns describe the raw value and are not checked; a contract column absent from the table
 (an email replaced by its hash) gets no check.
@@ -20,6 +21,8 @@ from typing import Any
 
 from pipeline.contracts.model import Contract
 from pipeline.dq.config import DqConfig, GoldRules, RowCount
+
+ROW_COUNT_BOUNDS = "table:row_count_bounds"  # a table-level rule: a batch's gate derives its figure
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,7 @@ def _row_count(bounds: RowCount) -> Check | None:
     return Check(
         "ExpectTableRowCountToBeBetween",
         {"min_value": bounds.min, "max_value": bounds.max},
-        "table:row_count_bounds",
+        ROW_COUNT_BOUNDS,
         bounds.severity,
         "",
         expected,

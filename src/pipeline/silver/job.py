@@ -5,6 +5,16 @@ silver's last commit (`consumed_version`), and records the new position in the s
 the data. Quarantine and silver writes share a Delta transaction id (step, bronze version), so
 a retry after a crash between the two writes adds neither twice.
 
+Write, audit, publish: the DQ gate judges the batch (the rows about to be merged, and the table's
+row count and newest data time as the merge will leave them, `merge_effect`) BEFORE either
+write. A critical failure therefore leaves silver, quarantine and `consumed_version` as they
+were, and the rerun after a fix reads the same bronze versions again: no row is lost, none
+doubled. Why derive the table figures rather than stage the batch in a staging table: a staging
+table costs one more write and read of every batch and a publish step that both engines would
+need to make atomic; the merge's outcome is computable from the batch and the target's key (and
+sequence) columns alone, with the MergeSpec's own conditions, so both engines agree by
+construction.
+
 Accounting, reported and checked: bronze rows in = silver rows out + quarantined + duplicates.
 """
 
@@ -18,7 +28,7 @@ from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
-from pipeline.dq.gate import gate_step, recheck
+from pipeline.dq.gate import TableAfter, dq_enabled, gate_step
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import LakeError, MergeSpec, Txn
 from pipeline.silver.conform import (
@@ -38,6 +48,7 @@ log = logging.getLogger(__name__)
 
 CONSUMED = "consumed_version"
 KEEP = ("_ingestion_ts", "_source_file", "_batch_id")
+SUPERSEDED = "s.is_current IS NULL"  # the marker of history.scd2_changes
 
 
 def build_silver(ctx: RunContext, name: str) -> StepResult:
@@ -51,15 +62,14 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         )
     consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
     if consumed is not None and int(consumed) >= bronze_version:
-        # DQ gate (pipeline.dq): nothing new; the last gate's critical failure still stands.
-        dq_details = recheck(ctx, f"silver_{name}", name, "silver")
+        # Nothing new. Every batch published passed its gate (a refused one is not committed and
+        # leaves consumed_version behind, so it is judged again), so there is no verdict to repeat.
         return StepResult(
             details={
                 "bronze_version": bronze_version,
                 CONSUMED: consumed,
                 "new_bronze_rows": 0,
                 NEWEST_KEY: recorded_newest(ctx.lake, silver_path),  # freshness: as old as it was
-                **dq_details,
             }
         )
 
@@ -68,6 +78,7 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
     )
     new_columns = check_evolution(changes.schema, contract)
     conformed = conform(changes, contract, ctx.references(contract)).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [conformed]
     try:
         newest = (
             f"`{VALUE}{contract.sequence_by}`"
@@ -81,6 +92,24 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         ).first()
         counts = rule_counts(totals, contract)
         rows_in, n_quarantined = counts["rows"], counts["quarantined"]
+        valid = valid_values(conformed, contract, KEEP)
+        deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
+        silver_rows = protect(deduped, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
+        silver_rows = silver_rows.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(silver_rows)
+        rows_out = silver_rows.count()
+        duplicates = rows_in - n_quarantined - rows_out
+        newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
+        target = ctx.lake.read(silver_path) if ctx.lake.exists(silver_path) else None
+        source, spec = _merge_plan(contract, silver_rows, target)
+        if source is not silver_rows:
+            source = source.persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(source)
+        # --- DQ gate (pipeline.dq): audit the batch before anything is written ---
+        table = _table_after(source, target, spec, newest_at) if dq_enabled(ctx) else None
+        audited = source.where("is_current IS NOT NULL") if contract.history == "scd2" else source
+        dq_details = gate_step(ctx, f"silver_{name}", name, "silver", audited, counts, table)
+        # --- end DQ gate; publish ---
         txn = Txn(f"silver.{name}", bronze_version)
         meta = {"batch_id": ctx.batch_id(name), "bronze_version": bronze_version}
         if n_quarantined:
@@ -90,12 +119,6 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
                 txn=txn,
                 metadata=meta,
             )
-        valid = valid_values(conformed, contract, KEEP)
-        deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
-        silver_rows = protect(deduped, contract, pii_key(ctx.settings)).persist(StorageLevel.MEMORY_AND_DISK)
-        rows_out = silver_rows.count()
-        duplicates = rows_in - n_quarantined - rows_out
-        newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
         metadata = {
             **meta,
             CONSUMED: bronze_version,
@@ -104,21 +127,12 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
             "quarantined": n_quarantined,
             "duplicates": duplicates,
         }
-        write = _write_scd2 if contract.history == "scd2" else _write_merge
-        result = write(ctx, contract, silver_path, silver_rows.drop("_ingestion_ts"), metadata, txn)
-        silver_rows.unpersist()
+        result = ctx.lake.merge(
+            silver_path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn
+        )
     finally:
-        conformed.unpersist()
-    # --- DQ gate (pipeline.dq): after the silver write, on the whole current silver table ---
-    dq_details = gate_step(
-        ctx,
-        f"silver_{name}",
-        name,
-        "silver",
-        ctx.lake.read(silver_path),
-        counts,
-    )
-    # --- end DQ gate ---
+        for df in reversed(cached):
+            df.unpersist()
     log.info(
         "silver %s: in %d = out %d + quarantined %d + duplicates %d",
         name,
@@ -144,38 +158,64 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
     )
 
 
-def _write_merge(ctx: RunContext, contract: Contract, path: str, rows: DataFrame, metadata: dict, txn: Txn):
-    seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
+def _table_after(
+    source: DataFrame, target: DataFrame | None, spec: MergeSpec, newest: str | None
+) -> TableAfter:
+    """The table's figures once `source` is merged: its rows now (a count Spark answers from
+    the Parquet footers, no column read) plus the merge's net effect."""
+    effect = merge_effect(source, target, spec).first()
+    before = target.count() if target is not None else 0
+    return TableAfter(before + effect["inserted"] - effect["deleted"], newest)
+
+
+def _merge_plan(contract: Contract, rows: DataFrame, target: DataFrame | None) -> tuple[DataFrame, MergeSpec]:
+    """What to merge into silver and how: the batch's rows by key, or for SCD2 the recomputed
+    version chains of the batch's keys (history.scd2_changes) by (key, valid_from)."""
+    if contract.history == "scd2":
+        if target is not None:
+            existing = target.join(rows.select(*contract.keys).distinct(), list(contract.keys), "left_semi")
+        else:
+            existing = rows.limit(0).withColumns(
+                {
+                    "valid_from": F.lit(None).cast("timestamp"),
+                    "valid_to": F.lit(None).cast("timestamp"),
+                    "is_current": F.lit(None).cast("boolean"),
+                }
+            )
+        spec = MergeSpec(
+            keys=(*contract.keys, "valid_from"), delete_when=SUPERSEDED, insert_when=f"NOT ({SUPERSEDED})"
+        )
+        return scd2_changes(existing, rows, contract), spec
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
-        spec = MergeSpec(keys=(*contract.keys, *contract.partition_by), update=False)
-    else:
-        newer = f"s.`{seq}` >= t.`{seq}`"
-        deleted = f"s.`{contract.soft_delete}`" if contract.soft_delete else None
-        spec = MergeSpec(
-            keys=tuple(contract.keys),
-            update_when=newer,
-            delete_when=f"{deleted} AND {newer}" if deleted else None,
-            insert_when=f"NOT {deleted}" if deleted else None,
-        )
-    return ctx.lake.merge(path, rows, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
-
-
-def _write_scd2(ctx: RunContext, contract: Contract, path: str, rows: DataFrame, metadata: dict, txn: Txn):
-    if ctx.lake.exists(path):
-        keys = rows.select(*contract.keys).distinct()
-        existing = ctx.lake.read(path).join(keys, list(contract.keys), "left_semi")
-    else:
-        existing = rows.limit(0).withColumns(
-            {
-                "valid_from": F.lit(None).cast("timestamp"),
-                "valid_to": F.lit(None).cast("timestamp"),
-                "is_current": F.lit(None).cast("boolean"),
-            }
-        )
-    changes = scd2_changes(existing, rows, contract)
-    superseded = "s.is_current IS NULL"  # the marker of history.scd2_changes
+        return rows, MergeSpec(keys=(*contract.keys, *contract.partition_by), update=False)
+    seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
+    newer = f"s.`{seq}` >= t.`{seq}`"
+    deleted = f"s.`{contract.soft_delete}`" if contract.soft_delete else None
     spec = MergeSpec(
-        keys=(*contract.keys, "valid_from"), delete_when=superseded, insert_when=f"NOT ({superseded})"
+        keys=tuple(contract.keys),
+        update_when=newer,
+        delete_when=f"{deleted} AND {newer}" if deleted else None,
+        insert_when=f"NOT {deleted}" if deleted else None,
     )
-    return ctx.lake.merge(path, changes, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
+    return rows, spec
+
+
+def merge_effect(source: DataFrame, target: DataFrame | None, spec: MergeSpec) -> DataFrame:
+    """One row (`inserted`, `deleted`): the rows a MERGE of `source` into `target` by `spec`
+    inserts and deletes, computed with the spec's own conditions (a pure transform: the gate
+    knows the table's row count after the publish before anything is written). `target` None:
+    no table yet, every source row the insert clause accepts is inserted.
+
+    Exact when `source` has one row per merge key (silver batches are deduplicated by key), as
+    Delta's MERGE requires anyway. Only the target's columns the conditions use are read."""
+    inserted = F.lit(spec.insert) & (F.expr(spec.insert_when) if spec.insert_when else F.lit(True))
+    if target is None:  # nothing to match: delete_when (which may name t) never applies
+        return source.alias("s").agg(
+            F.count_if(inserted).alias("inserted"), F.lit(0).cast("bigint").alias("deleted")
+        )
+    marked = target.withColumn("__matched", F.lit(True)).alias("t")
+    joined = source.alias("s").join(marked, F.expr(spec.join_predicate()), "left")
+    matched = F.col("t.__matched").isNotNull()
+    deleted = matched & F.expr(spec.delete_when) if spec.delete_when else F.lit(False)
+    return joined.agg(F.count_if(~matched & inserted).alias("inserted"), F.count_if(deleted).alias("deleted"))
