@@ -178,6 +178,7 @@ def run_pipeline(
         ctx.as_of = _as_of(getattr(args, "as_of", None))
         ctx.stream_trigger = stream_trigger
         ctx.force_maintenance = getattr(args, "force_maintenance", False)  # lakehouse maintain
+        ctx.full_refresh = getattr(args, "full_refresh", False)  # gold: rebuild marts in full
         if previous is not None and resume_id:
             window = DateWindow.from_dict(previous.window)
         what = "resuming" if resume_id else ("continuing" if previous is not None else "run")
@@ -584,6 +585,46 @@ def cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake_operation(args: argparse.Namespace, operate) -> int:
+    """Run `operate(ctx)` (a write to the lake outside a run: replay, erase) under the lake's
+    lease unless --dry-run; print what it returns. Exit 1 with the error when it is refused."""
+    from pipeline.context import RunContext
+    from pipeline.dq.gate import DqGateFailed
+    from pipeline.erase import NothingToErase
+    from pipeline.lake import LakeError
+    from pipeline.lease import HeldLease, lease_for
+
+    configure_process(args.log_level)
+    settings = settings_from_args(args)
+    run_id = _new_run_id()  # names the operation: lease holder, DQ results, erasure id
+    lease = (
+        contextlib.nullcontext()
+        if args.dry_run
+        else HeldLease(lease_for(settings), run_id, _command_line(), on_lost=_stop_run)
+    )
+    with _sigterm_as_exit(), lease:
+        try:
+            print(operate(RunContext.create(settings, run_id)).summary(), flush=True)
+        except (NothingToErase, DqGateFailed, LakeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_quarantine_replay(args: argparse.Namespace) -> int:
+    """Quarantined rows of a silver dataset through the current contract (pipeline.silver.replay)."""
+    from pipeline.silver.replay import replay_quarantine
+
+    return _lake_operation(args, lambda ctx: replay_quarantine(ctx, args.dataset, dry_run=args.dry_run))
+
+
+def cmd_erase(args: argparse.Namespace) -> int:
+    """One person's rows out of bronze, quarantine, silver and gold (pipeline.erase)."""
+    from pipeline.erase import erase_subject
+
+    return _lake_operation(args, lambda ctx: erase_subject(ctx, args.subject, dry_run=args.dry_run))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakehouse", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -633,6 +674,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="YYYY-MM-DD",
         help="gold's reference date (customer_360's 30-day windows); default: the latest event date "
         "in silver. Pass the same value again with --resume",
+    )
+    run.add_argument(
+        "--full-refresh",
+        action="store_true",
+        help="gold: rebuild every selected mart in full from silver (default: recompute only the "
+        "orders, dates or keys the changed inputs affect, and skip marts whose inputs are unchanged)",
     )
     run.add_argument(
         "--plan",
@@ -690,6 +737,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     docs.add_argument("--check", action="store_true", help="write nothing; list drifted pages, exit 1 if any")
     docs.set_defaults(func=cmd_docs)
+
+    quarantine = sub.add_parser("quarantine", help="work on quarantined rows (quarantine/<dataset>)")
+    quarantine_sub = quarantine.add_subparsers(dest="quarantine_command", required=True)
+    replay = quarantine_sub.add_parser(
+        "replay",
+        help="re-run a silver dataset's quarantined rows through the current contract and references "
+        "(after an upstream fix): the rows that now pass move to silver exactly once (merged by key, "
+        "SCD2 too, through silver's DQ gate); the others stay, with their current reason. Prints "
+        "rows replayed and still quarantined; a rerun finishes an interrupted replay",
+    )
+    add_settings_arguments(replay)
+    replay.add_argument("dataset", help="the silver dataset (a contract in config/contracts)")
+    replay.add_argument("--dry-run", action="store_true", help="count what would move; write nothing")
+    replay.set_defaults(func=cmd_quarantine_replay)
+
+    erase = sub.add_parser(
+        "erase",
+        help="remove one person's records from bronze, quarantine and silver (the columns of "
+        "config/erasure.yaml; emails matched through silver's keyed hash), rebuild the gold marts "
+        "reading them, record the erasure in _ops/erasures (the subject hashed); VACUUM removes the "
+        "old files after the retention (config/maintenance.yaml). Exit 1 when nothing matches",
+    )
+    add_settings_arguments(erase)
+    erase.add_argument(
+        "--subject", required=True, help="the person's id (e.g. CON-0000123, USR-0000042) or email"
+    )
+    erase.add_argument(
+        "--dry-run", action="store_true", help="list the tables and rows it would erase; write nothing"
+    )
+    erase.set_defaults(func=cmd_erase)
     return parser
 
 

@@ -1,6 +1,19 @@
-"""The gold I/O edge: read silver (and gold fct_orders), compute a mart, overwrite it.
+"""The gold I/O edge: read silver (and gold fct_orders), compute a mart, check it, write it.
 
 `build_gold(ctx, mart)` is the job function for a DAG step `job: gold, dataset: <mart>`.
+
+Write-audit-publish: the DQ gate checks the mart as it will be after the write (computed, not
+yet committed); a critical failure raises before anything is committed, so the table stays
+exactly as it was.
+
+Incremental: a mart with an `update` rule recomputes only the keys its changed inputs affect
+(`pipeline.gold.incremental` selects them) and replaces those: fct_orders merges the affected
+orders, revenue_daily and engagement_daily overwrite the affected dates. It rebuilds in full on
+`--full-refresh` (ctx.full_refresh), when the table does not exist, when its definition, options
+or as_of changed, when an input's recorded version is gone (VACUUM since, or the table is
+younger) or an input gold mart was rebuilt in full since (its change feed does not show the rows
+it dropped). customer_360 (its 30-day windows move with as_of) and pipeline_summary (a few dozen
+rows) always rebuild in full.
 
 Idempotent reruns: every gold commit carries, under the metadata key `gold`, a fingerprint of
 what it was built from: the mart's definition version, its options in config/marts.yaml
@@ -19,19 +32,23 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.dq.gate import gate_step, recheck
 from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
+from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 from pipeline.gold.config import FctOrdersOptions, load_marts_config
+from pipeline.lake import MergeSpec, WriteResult
 from pipeline.step_result import StepResult
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = "gold"
+WRITE_KEY = "gold_write"  # commit metadata: "full" or "incremental"
+VACUUMS = frozenset({"VACUUM START", "VACUUM END"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,42 @@ class Inputs:
 
 
 @dataclass(frozen=True)
+class Since:
+    """The mart's inputs at the versions its last build read (`then`) and now, and the mart."""
+
+    ctx: RunContext
+    then: dict[str, int]
+    now: dict[str, int]
+    out_path: str
+
+    def changed(self, key: str) -> bool:
+        return self.then[key] != self.now[key]
+
+    def before(self, key: str) -> DataFrame:
+        return self.ctx.lake.read(self._path(key), version=self.then[key])
+
+    def changes(self, key: str) -> DataFrame:
+        """Rows inserted or updated since (read_changes)."""
+        return self.ctx.lake.read_changes(self._path(key), self.then[key], self.now[key])
+
+    def _path(self, key: str) -> str:
+        layer, name = key.split("/", 1)
+        return self.ctx.table_path(layer, name)
+
+
+@dataclass(frozen=True)
+class Update:
+    """An incremental write: the recomputed rows, the whole mart as it will be after the write
+    (what the gate checks), the commit of the rows, and how many keys were recomputed."""
+
+    rows: DataFrame
+    result: DataFrame
+    commit: Callable[[dict[str, Any]], WriteResult]
+    keys: int
+    cached: tuple[DataFrame, ...] = ()  # released after the write
+
+
+@dataclass(frozen=True)
 class Mart:
     name: str
     silver: tuple[str, ...]
@@ -57,6 +110,8 @@ class Mart:
     uses_as_of: bool = False
     definition: int = 1  # bump when the business rule changes: forces a rebuild
     check_rows_match_main: bool = False  # one output row per main-input row
+    # The incremental rule: an Update, None when no key is affected, or why to rebuild in full.
+    update: Callable[[Inputs, Since], Update | str | None] | None = None
 
 
 def _fct_orders(i: Inputs) -> DataFrame:
@@ -66,8 +121,72 @@ def _fct_orders(i: Inputs) -> DataFrame:
     )
 
 
+def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
+    options = i.options or FctOrdersOptions()
+    lake = since.ctx.lake
+    fx = versions = None
+    if since.changed("silver/fx_rates"):
+        before = since.before("silver/fx_rates")
+        rates = before.unionByName(i["fx_rates"]).where(F.col("currency") != "USD")
+        start, end = rates.agg(F.min("rate_date"), F.max("rate_date")).first()
+        if end is not None:
+            fx = (I.fx_changes(before, i["fx_rates"], start, end), end)
+    if since.changed("silver/accounts"):
+        versions = I.account_version_changes(
+            since.before("silver/accounts"), i["accounts"], options.before_first_version
+        )
+    ids = I.affected_orders(i["orders"], since.changes("silver/orders"), fx, versions).cache()
+    keys = ids.count()
+    if not keys:
+        ids.unpersist()
+        return None
+    rows = _fct_orders(
+        Inputs({**i.tables, "orders": i["orders"].join(ids, "order_id", "left_semi")}, i.as_of, options)
+    )
+    current = lake.read(since.out_path)
+    return Update(
+        rows,
+        current.join(ids, "order_id", "left_anti").unionByName(rows),
+        lambda metadata: lake.merge(since.out_path, rows, MergeSpec(keys=("order_id",)), metadata=metadata),
+        keys,
+        (ids,),
+    )
+
+
+def _replace_dates(
+    since: Since, column: str, dates: DataFrame, build: Callable[[Column], DataFrame]
+) -> Update | str | None:
+    """Recompute a per-date mart on `dates` only (`build` gets the filter on `column`) and
+    overwrite those dates of the table."""
+    collected = [r[0] for r in dates.collect()]
+    found = sorted(d for d in collected if d is not None)
+    if len(found) < len(collected):
+        return f"a changed row has no {column}"
+    if not found:
+        return None
+    on_dates = F.col(column).isin(found)
+    rows = build(on_dates)
+    lake = since.ctx.lake
+    literals = ", ".join(f"DATE '{d.isoformat()}'" for d in found)
+    predicate = f"{column} IN ({literals})"
+    return Update(
+        rows,
+        lake.read(since.out_path).where(~on_dates).unionByName(rows),
+        lambda metadata: lake.overwrite(since.out_path, rows, predicate=predicate, metadata=metadata),
+        len(found),
+    )
+
+
 def _revenue_daily(i: Inputs) -> DataFrame:
     return T.revenue_daily(i["fct_orders"])
+
+
+def _update_revenue_daily(i: Inputs, since: Since) -> Update | str | None:
+    # An updated order may move to another date: the dates before and after both change.
+    changed = since.changes("gold/fct_orders")
+    before = since.before("gold/fct_orders").join(changed.select("order_id"), "order_id", "left_semi")
+    dates = I.changed_dates("order_date", changed, before)
+    return _replace_dates(since, "order_date", dates, lambda on: T.revenue_daily(i["fct_orders"].where(on)))
 
 
 def _pipeline_summary(i: Inputs) -> DataFrame:
@@ -92,6 +211,19 @@ def _engagement_daily(i: Inputs) -> DataFrame:
     return T.engagement_daily(i["behavior_events"], i["product_events"])
 
 
+def _update_engagement_daily(i: Inputs, since: Since) -> Update | str | None:
+    # Events are insert-only in silver (contract history: events): the new rows are the change.
+    dates = I.changed_dates(
+        "event_date", since.changes("silver/behavior_events"), since.changes("silver/product_events")
+    )
+    return _replace_dates(
+        since,
+        "event_date",
+        dates,
+        lambda on: T.engagement_daily(i["behavior_events"].where(on), i["product_events"].where(on)),
+    )
+
+
 MARTS: dict[str, Mart] = {
     m.name: m
     for m in [
@@ -102,6 +234,7 @@ MARTS: dict[str, Mart] = {
             main=("orders",),
             definition=2,  # 2: no account version in force at order_ts -> unknown (was: the earliest)
             check_rows_match_main=True,
+            update=_update_fct_orders,
         ),
         Mart(
             "revenue_daily",
@@ -110,6 +243,7 @@ MARTS: dict[str, Mart] = {
             build=_revenue_daily,
             main=("fct_orders",),
             definition=2,  # 2: null country/segment shown as `unknown`
+            update=_update_revenue_daily,
         ),
         Mart(
             "pipeline_summary",
@@ -137,6 +271,7 @@ MARTS: dict[str, Mart] = {
             silver=("behavior_events", "product_events"),
             build=_engagement_daily,
             main=("behavior_events", "product_events"),
+            update=_update_engagement_daily,
         ),
     ]
 }
@@ -186,22 +321,9 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         "as_of": as_of.isoformat() if as_of else None,
     }
     previous = ctx.lake.latest_metadata(out_path, FINGERPRINT_KEY)
-    if previous == fingerprint:
+    if previous == fingerprint and not getattr(ctx, "full_refresh", False):
         log.info("gold %s: inputs unchanged (%s), skipping", spec.name, versions)
-        dq_details = recheck(ctx, f"gold_{spec.name}", spec.name, "gold")  # DQ: last verdict stands
-        return StepResult(
-            0,
-            0,
-            {
-                "skipped": "inputs unchanged",
-                "table": out_path,
-                "version": ctx.lake.version(out_path),
-                "inputs": versions,
-                "as_of": fingerprint["as_of"],
-                NEWEST_KEY: recorded_newest(ctx.lake, out_path),
-                **dq_details,
-            },
-        )
+        return _unchanged(ctx, spec, out_path, versions, fingerprint, "inputs unchanged")
 
     rows_in = sum(tables[name].count() for name in spec.main)
     newest_at = stalest_input(ctx.lake, [ctx.table_path(layer, n) for layer, n in sources if n in spec.main])
@@ -211,28 +333,57 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         # computed once. Broadcast at the join (transforms._fx_lookup).
         tables["fx_calendar"] = T.fx_calendar(tables["fx_rates"]).cache()
         cached.append(tables["fx_calendar"])
-    df = spec.build(Inputs(tables, as_of, options)).cache()
-    cached.append(df)
+    inputs = Inputs(tables, as_of, options)
     try:
-        rows_out = df.count()
-        if spec.check_rows_match_main and rows_out != rows_in:
-            raise RuntimeError(
-                f"gold {spec.name}: {rows_out} rows from {rows_in} input rows; expected one per input "
-                "row (overlapping SCD2 versions or duplicate keys in silver?); nothing written"
-            )
-        written = ctx.lake.overwrite(
-            out_path,
-            df,
-            metadata={
-                FINGERPRINT_KEY: fingerprint,
-                "run_id": ctx.run_id,
-                "rows": rows_out,
-                NEWEST_KEY: newest_at,
-            },
-        )
-        # --- DQ gate (pipeline.dq): after the write, on the mart just written (still cached) ---
-        dq_details = gate_step(ctx, f"gold_{spec.name}", spec.name, "gold", df)
+        reason = _full_rebuild_reason(ctx, spec, previous, fingerprint)
+        update = None
+        if reason is None:
+            assert spec.update is not None and previous is not None
+            found = spec.update(inputs, Since(ctx, previous["inputs"], versions, out_path))
+            if isinstance(found, str):
+                reason = found
+            elif found is None:
+                # Nothing this mart shows changed; the old fingerprint stays, so the next run
+                # reads the changes since the same versions again.
+                log.info("gold %s: inputs changed, no row affected", spec.name)
+                return _unchanged(ctx, spec, out_path, versions, fingerprint, "no row affected")
+            else:
+                update = found
+                cached += [update.rows.cache(), *update.cached]
+        if update is not None:
+            result = update.result.cache()
+            cached.append(result)
+            rows_out = result.count()
+            if spec.check_rows_match_main and rows_out != rows_in:
+                # More rows than silver has: silver dropped some (a delete the change feed of
+                # inserts and updates does not show). A full rebuild takes silver as it is.
+                reason = f"{rows_out} rows after the update from {rows_in} input rows"
+                update = None
+        if update is None:
+            log.info("gold %s: full rebuild (%s)", spec.name, reason)
+            result = spec.build(inputs).cache()
+            cached.append(result)
+            rows_out = result.count()
+            if spec.check_rows_match_main and rows_out != rows_in:
+                raise RuntimeError(
+                    f"gold {spec.name}: {rows_out} rows from {rows_in} input rows; expected one per input "
+                    "row (overlapping SCD2 versions or duplicate keys in silver?); nothing written"
+                )
+        # --- DQ gate (pipeline.dq), write-audit-publish: on the mart as the write will leave it,
+        # before the commit; a critical failure raises here and the table stays as it was ---
+        dq_details = gate_step(ctx, f"gold_{spec.name}", spec.name, "gold", result)
         # --- end DQ gate ---
+        metadata = {
+            FINGERPRINT_KEY: fingerprint,
+            WRITE_KEY: "full" if update is None else "incremental",
+            "run_id": ctx.run_id,
+            "rows": rows_out,
+            NEWEST_KEY: newest_at,
+        }
+        if update is None:
+            written = ctx.lake.overwrite(out_path, result, metadata=metadata)
+        else:
+            written = update.commit(metadata)
     finally:
         for frame in cached:
             frame.unpersist()
@@ -243,9 +394,60 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         {
             "table": out_path,
             "version": written.version,
+            "write": metadata[WRITE_KEY],
+            # why in full, or how many keys (orders, dates) were recomputed
+            **({"full_rebuild": reason} if update is None else {"keys_recomputed": update.keys}),
             "inputs": versions,
             "as_of": fingerprint["as_of"],
             NEWEST_KEY: newest_at,  # as fresh as the stalest main input (pipeline.freshness)
             **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
         },
     )
+
+
+def _unchanged(
+    ctx: RunContext, spec: Mart, out_path: str, versions: dict, fingerprint: dict, why: str
+) -> StepResult:
+    """Nothing written: the table (and the last gate's verdict) stands."""
+    dq_details = recheck(ctx, f"gold_{spec.name}", spec.name, "gold")  # DQ: last verdict stands
+    return StepResult(
+        0,
+        0,
+        {
+            "skipped": why,
+            "table": out_path,
+            "version": ctx.lake.version(out_path),
+            "inputs": versions,
+            "as_of": fingerprint["as_of"],
+            NEWEST_KEY: recorded_newest(ctx.lake, out_path),
+            **dq_details,
+        },
+    )
+
+
+def _full_rebuild_reason(
+    ctx: RunContext, spec: Mart, previous: dict[str, Any] | None, fingerprint: dict[str, Any]
+) -> str | None:
+    """Why the mart cannot be updated incrementally from its last build, or None when it can."""
+    if getattr(ctx, "full_refresh", False):
+        return "--full-refresh"
+    if spec.update is None:
+        return "no incremental rule"
+    if previous is None:
+        return "no previous build"
+    changed = [k for k in ("mart", "definition", "options", "as_of") if previous.get(k) != fingerprint[k]]
+    if changed:
+        return f"{', '.join(changed)} changed"
+    for key, now in fingerprint["inputs"].items():
+        then = previous.get("inputs", {}).get(key)
+        if then is None or now is None or then > now:
+            return f"{key}: version {then} recorded, {now} now"
+        if then == now:
+            continue
+        layer, name = key.split("/", 1)
+        for commit in ctx.lake.history(ctx.table_path(layer, name), now - then):
+            if commit.operation in VACUUMS:
+                return f"{key} vacuumed since version {then}"
+            if commit.metadata.get(WRITE_KEY) == "full":
+                return f"{key} rebuilt in full since version {then}"
+    return None

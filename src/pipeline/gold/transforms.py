@@ -149,25 +149,11 @@ def _fx_lookup(df: DataFrame, fx_cal: DataFrame, on_date: str) -> DataFrame:
     )
 
 
-def fct_orders(
-    orders: DataFrame, accounts: DataFrame, fx_cal: DataFrame, before_first_version: str = "unknown"
-) -> DataFrame:
-    """One row per order (silver's latest state), in USD, with the account as of the order.
-
-    - `amount_usd` = amount x `rate_to_usd` of the latest FX rate on or before `order_date`
-      (USD = 1), rounded half-up to cents. No such rate: `amount_usd` null, `fx_missing` true.
-    - `segment`, `country`: the account's SCD2 version in force at `order_ts`, i.e. the one with
-      valid_from <= order_ts < coalesce(valid_to, far future). This assumes silver's versions of
-      an account are contiguous and non-overlapping (valid_to = next valid_from).
-    - An order placed before its account's first version has no version in force: segment and
-      country are unknown (null) and `account_known` stays true; the warn-level DQ rule
-      `count:account_version_missing` (config/dq.yaml) counts these orders. The option
-      `fct_orders.before_first_version` in config/marts.yaml switches to `earliest`: such an
-      order takes the account's first version (a late-arriving-dimension policy: the CRM export
-      first saw the account after the order); the default is `unknown`.
-    - An order whose account is not in silver accounts keeps null segment/country and
-      `account_known` false. Deleted accounts are known: their versions stay in silver.
-    """
+def account_versions(accounts: DataFrame, before_first_version: str = "unknown") -> DataFrame:
+    """The account attributes fct_orders looks up, one row per validity range:
+    (_acc_id, segment, country, _valid_from, _valid_to); a null bound is open. With `unknown`, a
+    row with null attributes covers the time before the account's first version; with
+    `earliest`, the first version reaches back indefinitely (see `fct_orders`)."""
     if before_first_version not in BEFORE_FIRST_VERSION:
         raise ValueError(
             f"before_first_version: expected one of {'|'.join(BEFORE_FIRST_VERSION)}, got {before_first_version!r}"
@@ -198,13 +184,40 @@ def fct_orders(
                 "_valid_to",
             )
         )
-    in_force = (
+    return versions
+
+
+def in_force() -> Column:
+    """An order (account_id, order_ts) joined to the `account_versions` row in force then."""
+    return (
         (F.col("account_id") == F.col("_acc_id"))
         & (F.col("_valid_from").isNull() | (F.col("_valid_from") <= F.col("order_ts")))
         & (F.col("_valid_to").isNull() | (F.col("order_ts") < F.col("_valid_to")))
     )
+
+
+def fct_orders(
+    orders: DataFrame, accounts: DataFrame, fx_cal: DataFrame, before_first_version: str = "unknown"
+) -> DataFrame:
+    """One row per order (silver's latest state), in USD, with the account as of the order.
+
+    - `amount_usd` = amount x `rate_to_usd` of the latest FX rate on or before `order_date`
+      (USD = 1), rounded half-up to cents. No such rate: `amount_usd` null, `fx_missing` true.
+    - `segment`, `country`: the account's SCD2 version in force at `order_ts`, i.e. the one with
+      valid_from <= order_ts < coalesce(valid_to, far future). This assumes silver's versions of
+      an account are contiguous and non-overlapping (valid_to = next valid_from).
+    - An order placed before its account's first version has no version in force: segment and
+      country are unknown (null) and `account_known` stays true; the warn-level DQ rule
+      `count:account_version_missing` (config/dq.yaml) counts these orders. The option
+      `fct_orders.before_first_version` in config/marts.yaml switches to `earliest`: such an
+      order takes the account's first version (a late-arriving-dimension policy: the CRM export
+      first saw the account after the order); the default is `unknown`.
+    - An order whose account is not in silver accounts keeps null segment/country and
+      `account_known` false. Deleted accounts are known: their versions stay in silver.
+    """
+    versions = account_versions(accounts, before_first_version)
     priced = _fx_lookup(orders, fx_cal, "order_date")
-    return priced.join(versions, in_force, "left").select(
+    return priced.join(versions, in_force(), "left").select(
         "order_id",
         "account_id",
         "order_ts",
