@@ -184,8 +184,8 @@ class LakeLease:
                 continue  # another taker won this generation: judge the winner
             if self._generations()[-1] == record.generation:
                 return record
-            # A taker that stalled past two later takeovers recreated a pruned generation: the
-            # higher one is the lease. Judge it.
+            # This taker stalled while later takers came and went, and recreated a generation
+            # pruned since: the higher one is the lease. Judge it.
 
     def acquire(self, run_id: str, command: str) -> LeaseRecord:
         """Take the lease for `run_id`, or raise LeaseHeld naming the live holder."""
@@ -264,9 +264,12 @@ class LakeLease:
         )
 
     def _prune(self, latest: int) -> None:
-        for generation in self._generations():
-            if generation <= latest - KEEP_GENERATIONS:
-                self.files.delete(self._location(generation))
+        try:
+            for generation in self._generations():
+                if generation <= latest - KEEP_GENERATIONS:
+                    self.files.delete(self._location(generation))
+        except Exception as exc:  # noqa: BLE001 - housekeeping: the lease is taken, the run goes on
+            log.warning("could not remove old lease records under %s: %s", self.folder, exc)
 
 
 def lease_for(settings: Settings, **kwargs: Any) -> LakeLease:
