@@ -24,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
 from pipeline.bronze.audit import with_audit_columns
-from pipeline.bronze.ledger import BATCH_KEY, EMPTY_FILES_KEY, FILES_KEY, Ledger
+from pipeline.bronze.ledger import BATCH_KEY, EMPTY_FILES_KEY, FILES_KEY, Ledger, lost_commit_race
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
 from pipeline.bronze.rejected import RejectedFiles, precheck, probe
 from pipeline.context import RunContext
@@ -133,13 +133,6 @@ def contract_columns(ctx: RunContext, dataset: str) -> frozenset[str]:
         if contract.source == dataset
         for c in contract.read_columns
     )
-
-
-def lost_commit_race(exc: BaseException) -> bool:
-    """Another writer committed the same Txn first (delta-spark: ConcurrentTransactionException;
-    delta-rs: its commit conflict on the application transaction)."""
-    text = " ".join(explain(exc, 2000).chain)
-    return bool(re.search(r"ConcurrentTransaction|concurrent transaction", text, re.IGNORECASE))
 
 
 def ingest_files(ctx: RunContext, dataset: str) -> StepResult:

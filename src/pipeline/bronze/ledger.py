@@ -14,11 +14,13 @@ ledger existed (no `landing_files` in their commits) are read the old way once: 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from pyspark.sql import functions as F
 
 from pipeline.bronze.readers import SOURCE_FILE
+from pipeline.driver.retry import explain
 from pipeline.lake import Lake, Txn
 from pipeline.storage import file_key
 
@@ -72,9 +74,17 @@ class Ledger:
         if not files:
             return
         df = self.lake.spark.createDataFrame([(dataset, f, bronze_version, batch_id) for f in files], SCHEMA)
-        self.lake.append(
-            self.path, df, metadata={"dataset": dataset}, txn=Txn(f"ingested_files:{dataset}", bronze_version)
-        )
+        try:
+            self.lake.append(
+                self.path,
+                df,
+                metadata={"dataset": dataset},
+                txn=Txn(f"ingested_files:{dataset}", bronze_version),
+            )
+        except Exception as exc:
+            if not lost_commit_race(exc):
+                raise
+            log.info("%s: another writer recorded bronze v%d in the ledger first", dataset, bronze_version)
 
     def _from_bronze(self, table: str, after: int, until: int) -> set[str]:
         """Landing files of bronze's file commits in (after, until], from their metadata; a
@@ -87,6 +97,13 @@ class Ledger:
                 return legacy_ingested(self.lake, table)
             found.update(file_key(uri) for uri in commit.metadata[FILES_KEY])
         return found
+
+
+def lost_commit_race(exc: BaseException) -> bool:
+    """Another writer committed the same Txn first (delta-spark: ConcurrentTransactionException;
+    delta-rs: its commit conflict on the application transaction)."""
+    text = " ".join(explain(exc, 2000).chain)
+    return bool(re.search(r"ConcurrentTransaction|concurrent transaction", text, re.IGNORECASE))
 
 
 def legacy_ingested(lake: Lake, table: str) -> set[str]:

@@ -1,0 +1,178 @@
+"""Hostile landing files through the bronze steps as `lakehouse run` runs them (the project's
+observers watching): each bad file is rejected, named and recorded, its neighbours land, the next
+run leaves it alone, a re-delivered file is retried; two writers racing on one table add each
+landing file once."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import shutil
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.bronze.ingest import ingest_files
+from pipeline.cli import observers_for
+from pipeline.driver.dag import load_dag
+from pipeline.driver.runner import run_steps
+from pipeline.generate import generate
+from pipeline.generate.defects import add_hostile_files
+from pipeline.jobs import JOBS
+from tests.helpers import REPO, make_ctx
+
+pytestmark = pytest.mark.slow
+
+DAG = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
+DATASETS = {  # dataset -> the hostile file bronze must reject there (None: lands, flagged)
+    "snowflake_orders": "truncated_parquet",
+    "crm_contacts": "garbage_csv",
+    "fx_rates": "broken_gzip_json",
+    "crm_accounts": None,
+}
+STEPS = [f"bronze_{d}" for d in DATASETS]
+
+
+@pytest.fixture(scope="module")
+def small_landing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hostile") / "landing"
+    generate(root, scale=0.005, seed=11, defect_rate=0.02, days=7)
+    return root
+
+
+def run(ctx, run_id):
+    ctx.run_id = run_id
+    out = io.StringIO()
+    state = run_steps(ctx, DAG, STEPS, out, observers=observers_for(ctx.settings, DAG))
+    assert not state.failed, out.getvalue()
+    return {s.step.removeprefix("bronze_"): s for s in state.steps}
+
+
+def records(landing, dataset) -> int:
+    """Records of a dataset's landing files counted without Spark (hostile files excluded)."""
+    manifest = json.loads((landing / "_manifest.json").read_text())
+    return manifest["datasets"][dataset]["records"]
+
+
+def test_bad_files_are_rejected_named_and_left_alone_until_they_change(spark, tmp_path, small_landing):
+    lake = tmp_path / "lake"
+    shutil.copytree(small_landing, lake / "landing")
+    hostile = add_hostile_files(lake / "landing")
+    ctx = make_ctx(spark, lake)
+
+    first = run(ctx, "first")
+    for dataset, kind in DATASETS.items():
+        details = first[dataset].details
+        assert details["rejected_files"] == (kind is not None), dataset
+        if kind:
+            ((entry),) = details["rejected"]
+            assert entry["path"].endswith(hostile[kind].name), dataset
+    # The good files landed: every generated record, plus the invalid-UTF-8 export's rows.
+    utf8_file = hostile["invalid_utf8_csv"]
+    utf8_rows = len([line for line in utf8_file.read_bytes().split(b"\n")[1:] if line.strip()])
+    for dataset in DATASETS:
+        expected = records(small_landing, dataset) + (utf8_rows if dataset == "crm_accounts" else 0)
+        assert ctx.lake.read(ctx.table_path("bronze", dataset)).count() == expected, dataset
+        assert first[dataset].rows_out == expected, dataset
+
+    rejected = {r["dataset"]: r for r in ctx.lake.read(ctx.table_path("_ops", "rejected_files")).collect()}
+    assert set(rejected) == {d for d, kind in DATASETS.items() if kind}
+    for dataset, row in rejected.items():
+        path = hostile[DATASETS[dataset]]
+        assert row["path"].endswith(path.name) and row["size"] == path.stat().st_size
+        assert row["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert (row["run_id"], row["batch_id"]) == ("first", f"first:{dataset}")
+        assert "Py4J" not in row["reason"] and "An error occurred while calling" not in row["reason"]
+    assert "not a complete Parquet file" in rejected["snowflake_orders"]["reason"]
+    assert "not a CSV header" in rejected["crm_contacts"]["reason"]
+    assert "EOFException" in rejected["fx_rates"]["reason"]  # the gzip stream's root cause
+
+    # Invalid UTF-8: the row is kept, flagged, and its raw bytes are recoverable.
+    (flagged,) = (
+        ctx.lake.read(ctx.table_path("bronze", "crm_accounts"))
+        .filter("_parse_error like 'invalid UTF-8%'")
+        .collect()
+    )
+    assert flagged["_source_file"].endswith(utf8_file.name)
+    assert base64.b64decode(flagged["_corrupt_record"]) == utf8_file.read_bytes().split(b"\n")[1]
+
+    # The metric and the run report see the rejections.
+    datums = [
+        json.loads(line) for line in (lake / "_ops" / "metrics" / "first.jsonl").read_text().splitlines()
+    ]
+    got = {d["dimensions"]["Dataset"]: d["value"] for d in datums if d["metric"] == "RejectedFiles"}
+    assert got == {d: float(kind is not None) for d, kind in DATASETS.items()}
+
+    versions = {d: ctx.lake.version(ctx.table_path("bronze", d)) for d in DATASETS}
+    second = run(ctx, "second")
+    for dataset, kind in DATASETS.items():
+        assert second[dataset].rows_out == 0 and second[dataset].details["rejected_files"] == 0
+        assert second[dataset].details.get("rejected_unchanged", 0) == (kind is not None), dataset
+    assert {d: ctx.lake.version(ctx.table_path("bronze", d)) for d in DATASETS} == versions
+    assert ctx.lake.read(ctx.table_path("_ops", "rejected_files")).count() == len(rejected)
+
+    # The unload is delivered again, whole: the next run retries and ingests it.
+    whole = sorted(
+        p for p in hostile["truncated_parquet"].parent.glob("*.parquet") if p != hostile["truncated_parquet"]
+    )
+    shutil.copy(whole[0], hostile["truncated_parquet"])
+    third = run(ctx, "third")
+    assert third["snowflake_orders"].rows_out == pq.ParquetFile(whole[0]).metadata.num_rows
+    assert third["snowflake_orders"].details["rejected_files"] == 0
+    assert sum(s.rows_out for s in third.values()) == third["snowflake_orders"].rows_out
+
+
+def race(writers, dataset):
+    """Every writer ingests `dataset` at once (one thread each, released together)."""
+    go = threading.Barrier(len(writers))
+    results, errors = [], []
+
+    def ingest(ctx):
+        go.wait()
+        try:
+            results.append(ingest_files(ctx, dataset))
+        except Exception as exc:  # noqa: BLE001 - the caller asserts there is none
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ingest, args=(w,)) for w in writers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results, errors
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_two_writers_racing_on_one_table_add_each_file_once(spark, tmp_path, small_landing, engine):
+    """Two writers past the run lease (two contexts, one lake) ingest the same new files at the
+    same moment, in two rounds: each landing file is in bronze once."""
+    lake = tmp_path / "lake"
+    shutil.copytree(small_landing, lake / "landing")
+    dataset, folder = "crm_opportunities", lake / "landing" / "crm" / "opportunities"
+    late = sorted(p for p in folder.glob("*.csv") if p.stat().st_size)
+    held = {p: p.read_bytes() for p in late[-2:]}
+    for p in held:
+        p.unlink()  # the second round's deliveries
+    writers = [make_ctx(spark, lake, run_id=f"writer-{w}", engine=engine) for w in "ab"]
+    for round_ in range(2):
+        if round_:
+            for p, data in held.items():
+                p.write_bytes(data)
+        results, errors = race(writers, dataset)
+        assert not errors, errors
+        assert sorted(r.rows_out > 0 for r in results) == [False, True], [r.details for r in results]
+    table = writers[0].lake.read(writers[0].table_path("bronze", dataset))
+    per_file = {
+        r["_source_file"]: r["n"]
+        for r in table.groupBy("_source_file")
+        .agg({"*": "count"})
+        .withColumnRenamed("count(1)", "n")
+        .collect()
+    }
+    landed = {p.name for p in folder.glob("*.csv") if p.stat().st_size and p.read_text().count("\n") > 1}
+    assert {f.rsplit("/", 1)[1] for f in per_file} == landed
+    assert table.count() == records(small_landing, dataset)
+    assert table.select("_batch_id").distinct().count() == 2  # one batch per round, from one writer
