@@ -229,7 +229,8 @@ def _new_run_id() -> str:
 
 def _command_line() -> str:
     """What holds the lease, as the lease shows it: this process's command, clipped."""
-    text = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    program = Path(sys.argv[0]).name
+    text = " ".join(["lakehouse" if program == "__main__.py" else program, *sys.argv[1:]])  # python -m
     return text if len(text) <= 160 else text[:157] + "..."
 
 
