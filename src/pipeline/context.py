@@ -37,7 +37,12 @@ class RunContext:
     @classmethod
     def create(cls, settings: Settings, run_id: str | None = None) -> RunContext:
         spark = build_spark(settings)
-        lake = open_lake(settings.lake.engine, spark, settings.lake.storage_options)
+        lake = open_lake(
+            settings.lake.engine,
+            spark,
+            settings.lake.storage_options,
+            max_bytes=settings.lake.delta_rs_max_bytes,
+        )
         catalog = load_catalog(settings.config_path(settings.datasets_file))
         return cls(settings, spark, lake, catalog, run_id or new_run_id())
 

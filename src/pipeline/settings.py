@@ -77,6 +77,9 @@ class LakeSettings:
     # region, and S3A gets fs.s3a.* from them (pipeline.spark).
     # Empty on EMR. Credentials are never options: the AWS default chain supplies them.
     storage_options: dict[str, str] = field(default_factory=dict)
+    # delta-rs moves each write (and each change feed it reads) through the driver as Arrow: above
+    # this many bytes it refuses, naming the table, instead of exhausting the driver's memory.
+    delta_rs_max_bytes: int = 1 << 30
     # One writer per lake (pipeline.lease): a lease not renewed for this long is free to take over.
     lease_ttl_s: float = 120.0
 

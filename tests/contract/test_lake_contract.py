@@ -15,6 +15,8 @@ import pytest
 from chispa import assert_df_equality
 
 from pipeline.lake import LakeError, MergeSpec, Txn, open_lake
+from pipeline.lake.base import METADATA_PAGE
+from pipeline.settings import ConfigError
 from tests.conftest import REPO
 
 SCHEMA = "id int, name string, amount double, day string"
@@ -201,6 +203,56 @@ def test_commit_metadata_and_history(spark, lake, table):
     }
     assert lake.latest_metadata(table, "watermark") == "2026-01-02T00:00:00"
     assert lake.latest_metadata(table, "absent") is None
+
+
+def test_latest_metadata_reads_the_newest_commits_only(spark, lake, delta_rs_lake, table, monkeypatch):
+    """A position is found in a bounded read of the log's tail, however long the history; one
+    further back (commits without it on top, as maintenance leaves them) in a longer read."""
+    for v in range(3 * METADATA_PAGE):  # delta-rs writes the history fast; `lake` reads it
+        delta_rs_lake.append(table, spark.range(1), metadata={"old": v, **({"new": v} if v % 2 else {})})
+    limits = []
+    real_history = lake.history
+    monkeypatch.setattr(
+        lake, "history", lambda path, limit=None: limits.append(limit) or real_history(path, limit)
+    )
+    assert lake.latest_metadata(table, "new") == 3 * METADATA_PAGE - 1
+    assert limits == [METADATA_PAGE]
+    for _ in range(METADATA_PAGE + 1):  # newer commits without "old" nor "new"
+        delta_rs_lake.append(table, spark.range(1), metadata={"other": 1})
+    limits.clear()
+    assert lake.latest_metadata(table, "old") == 3 * METADATA_PAGE - 1
+    assert limits == [METADATA_PAGE, METADATA_PAGE**2]
+    limits.clear()
+    assert lake.latest_metadata(table, "absent") is None
+    assert limits == [METADATA_PAGE, METADATA_PAGE**2]  # never written: the whole history, in two reads
+
+
+def test_delta_rs_refuses_a_write_above_its_byte_limit_naming_the_table(spark, table, tmp_path):
+    small = open_lake("delta-rs", spark, max_bytes=2_000)
+    small.append(table, rows(spark, BASE), metadata={"n": 1})
+    big = spark.range(1_000).selectExpr("cast(id as int) id", "'x' name", "double(1) amount", "'d1' day")
+    for write in (lambda: small.append(table, big), lambda: small.merge(table, big, MergeSpec(keys=("id",)))):
+        with pytest.raises(
+            LakeError,
+            match=rf"{table}: (append|merge) through the driver reached .* MiB, above lake.delta_rs_max_bytes .*delta-spark",
+        ):
+            write()
+    assert small.version(table) == 0 and small.read(table).count() == 3  # nothing written
+
+
+def test_delta_rs_refuses_a_change_feed_above_its_byte_limit(spark, delta_rs_lake, table):
+    delta_rs_lake.append(table, rows(spark, BASE[:1]))
+    delta_rs_lake.append(
+        table, spark.range(1_000).selectExpr("cast(id as int) id", "'x' name", "double(1) amount", "'d1' day")
+    )
+    assert delta_rs_lake.read_changes(table, 0, 1).count() == 1_000  # the default limit holds it
+    with pytest.raises(LakeError, match=rf"{table}: change feed of versions 1-1 through the driver reached"):
+        open_lake("delta-rs", spark, max_bytes=2_000).read_changes(table, 0, 1)
+
+
+def test_delta_rs_byte_limit_must_be_positive(spark):
+    with pytest.raises(ConfigError, match="lake.delta_rs_max_bytes"):
+        open_lake("delta-rs", spark, max_bytes=0)
 
 
 def test_optimize_compacts_without_changing_contents(spark, lake, table):

@@ -7,7 +7,7 @@ import logging
 from pyspark.sql import SparkSession
 
 from pipeline.lake.base import Commit, FileStats, Lake, LakeError, MergeSpec, Txn, WriteResult
-from pipeline.settings import ConfigError
+from pipeline.settings import ConfigError, LakeSettings
 
 __all__ = [
     "Commit",
@@ -49,11 +49,18 @@ def engine_unavailable(engine: str, spark: SparkSession) -> str | None:
     return delta_spark_available(spark)
 
 
-def open_lake(engine: str, spark: SparkSession, storage_options: dict[str, str] | None = None) -> Lake:
+def open_lake(
+    engine: str,
+    spark: SparkSession,
+    storage_options: dict[str, str] | None = None,
+    *,
+    max_bytes: int = LakeSettings.delta_rs_max_bytes,
+) -> Lake:
     """`auto` picks delta-spark when its classes load in the JVM (EMR, or local jars fetched by
     `make setup`), else delta-rs, saying so in one line. `storage_options` (settings'
     `lake.storage_options`) reach delta-rs, which talks to object stores itself; delta-spark goes
-    through the session's Hadoop file systems, configured by the Spark conf."""
+    through the session's Hadoop file systems, configured by the Spark conf. `max_bytes`
+    (`lake.delta_rs_max_bytes`) bounds what delta-rs moves through the driver at once."""
     if engine == "auto":
         reason = engine_unavailable("delta-spark", spark)
         engine = "delta-spark" if reason is None else "delta-rs"
@@ -72,4 +79,4 @@ def open_lake(engine: str, spark: SparkSession, storage_options: dict[str, str] 
         return DeltaSparkLake(spark)
     from pipeline.lake.delta_rs import DeltaRsLake
 
-    return DeltaRsLake(spark, storage_options)
+    return DeltaRsLake(spark, storage_options, max_bytes=max_bytes)

@@ -2,7 +2,10 @@
 
 Data crosses between Spark and delta-rs as Arrow: writes collect the DataFrame to the driver
 with `toArrow()` (measured: 2M rows in ~4 s), reads hand Spark the snapshot's active file list
-so Spark scans it in parallel, as it would any Parquet dataset.
+so Spark scans it in parallel, as it would any Parquet dataset. The change feed is assembled on
+the driver too. So this is the engine for small data: a write or a change feed above `max_bytes`
+(settings' `lake.delta_rs_max_bytes`) fails with a LakeError naming the table and the size, rather
+than exhausting the driver's memory; delta-spark has no such limit (it writes from the executors).
 
 On S3 (s3://, s3a://) delta-rs reaches the store itself, with the settings' `lake.storage_options`
 (endpoint, region, HTTP, addressing style) and credentials from the AWS default chain. Its commits
@@ -42,7 +45,7 @@ from pipeline.lake.base import (
     optimize_summary,
     relative_paths,
 )
-from pipeline.settings import ConfigError
+from pipeline.settings import ConfigError, LakeSettings
 
 # delta-rs 0.x's options for commits through DynamoDB (S3DynamoDBLogStore's protocol).
 DYNAMODB_LOG_STORE_OPTIONS = frozenset(
@@ -53,8 +56,17 @@ DYNAMODB_LOG_STORE_OPTIONS = frozenset(
 class DeltaRsLake(Lake):
     name = "delta-rs"
 
-    def __init__(self, spark: SparkSession, storage_options: dict[str, str] | None = None):
+    def __init__(
+        self,
+        spark: SparkSession,
+        storage_options: dict[str, str] | None = None,
+        *,
+        max_bytes: int = LakeSettings.delta_rs_max_bytes,
+    ):
         super().__init__(spark)
+        if max_bytes <= 0:
+            raise ConfigError(f"lake.delta_rs_max_bytes: must be positive, got {max_bytes}")
+        self.max_bytes = max_bytes
         dynamo = sorted(k for k in storage_options or {} if k.upper() in DYNAMODB_LOG_STORE_OPTIONS)
         if dynamo:
             raise ConfigError(
@@ -94,7 +106,7 @@ class DeltaRsLake(Lake):
         return df.select(*[f"`{name}`" for name in arrow_schema.names])
 
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
-        data = _to_arrow(df)
+        data = self._to_arrow(path, mode, df)
         exists = self.exists(path)
         # Appends and partial overwrites may add columns; a full overwrite replaces the schema.
         schema_mode = "merge" if mode == "append" or predicate else "overwrite"
@@ -116,7 +128,7 @@ class DeltaRsLake(Lake):
 
     def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
         merger = self._table(path).merge(
-            source=_to_arrow(df),
+            source=self._to_arrow(path, "merge", df),
             predicate=spec.join_predicate(),
             source_alias="s",
             target_alias="t",
@@ -138,20 +150,41 @@ class DeltaRsLake(Lake):
     def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
         table = self._table(path)
         schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
-        # delta-rs assembles the change feed on the driver (fine for local increments);
+        # delta-rs assembles the change feed on the driver, batch by batch up to max_bytes;
         # delta-spark reads it distributed.
         feed = table.load_cdf(starting_version=after_version + 1, ending_version=until_version)
-        changes = pa.table(feed)
-        changes = changes.cast(_plain_types(changes.schema))
-        inserted = changes.filter(
-            pa.compute.is_in(changes["_change_type"], pa.array(["insert", "update_postimage"]))
-        )
-        data = inserted.select([f.name for f in schema.fields])
+        kept, size = [], 0
+        for batch in pa.RecordBatchReader.from_stream(feed):
+            batch = pa.Table.from_batches([batch])
+            batch = batch.cast(_plain_types(batch.schema))
+            inserted = batch.filter(
+                pa.compute.is_in(batch["_change_type"], pa.array(["insert", "update_postimage"]))
+            )
+            kept.append(inserted.select([f.name for f in schema.fields]))
+            size += kept[-1].nbytes
+            self._check_size(path, f"change feed of versions {after_version + 1}-{until_version}", size)
+        data = pa.concat_tables(kept) if kept else None
         return (
             self.spark.createDataFrame(data, schema=schema)
-            if data.num_rows
+            if data is not None and data.num_rows
             else self.spark.createDataFrame([], schema)
         )
+
+    def _to_arrow(self, path: str, what: str, df: DataFrame) -> pa.Table:
+        """Collect to Arrow, within max_bytes; every column nullable, as Spark's own Delta writer
+        would declare it, so a literal column in one batch cannot pin the table schema to NOT NULL."""
+        table = df.toArrow()
+        self._check_size(path, what, table.nbytes)
+        return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+
+    def _check_size(self, path: str, what: str, size: int) -> None:
+        if size > self.max_bytes:
+            raise LakeError(
+                f"{path}: {what} through the driver reached {size / 2**20:,.1f} MiB, above "
+                f"lake.delta_rs_max_bytes ({self.max_bytes / 2**20:,.1f} MiB): delta-rs is the engine "
+                "for small data. Run this on delta-spark (lake.engine: delta-spark, `make setup` "
+                "fetches its jars), or raise lake.delta_rs_max_bytes if the driver has the memory"
+            )
 
     def delete(self, path, predicate, *, metadata=None) -> WriteResult:
         table = self._table(path)
@@ -202,14 +235,6 @@ def _commit_properties(metadata: dict[str, Any] | None, txn: Txn | None) -> Comm
         custom_metadata={USER_METADATA: encoded} if encoded else None,
         app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None,
     )
-
-
-def _to_arrow(df: DataFrame) -> pa.Table:
-    """Collect to Arrow; every column nullable, as Spark's own Delta writer would declare it, so
-    a literal column in one batch cannot pin the table schema to NOT NULL."""
-    table = df.toArrow()
-    schema = pa.schema([f.with_nullable(True) for f in table.schema])
-    return table.cast(schema)
 
 
 def _plain_types(schema: pa.Schema) -> pa.Schema:
