@@ -202,6 +202,16 @@ def test_the_held_lease_is_renewed_while_the_block_runs_and_released_after(lake)
     assert lease.current().released_at is not None
 
 
+def test_a_holder_whose_lease_was_broken_is_told_at_its_next_heartbeat(lake):
+    root, files = lake
+    lost = threading.Event()
+    lease = LakeLease(root, files(), ttl_s=0.2)
+    with HeldLease(lease, "run-1", "lakehouse run", on_lost=lambda exc: lost.set()):
+        process(lake, 7, host="ops-box").break_lease("ops@ops-box")
+        assert lost.wait(30)  # bounded wait for the renewing thread under load
+    assert lease.current().broken_by == "ops@ops-box"  # the exit released nothing of the breaker's
+
+
 def test_the_lease_is_released_when_the_block_fails(lake):
     root, files = lake
     lease = LakeLease(root, files())
