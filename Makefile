@@ -43,11 +43,16 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
 
+# Benchmarks (docs/performance.md): the pipeline at each of SCALES on both lake engines, then the
+# single-scale ones at the first of SCALES. Smaller: make bench SCALES="0.05 0.1".
+SCALES ?= 1 3 10
 bench: setup
-	$(PY) bench/bench_bronze.py --scale $(SCALE)
-	$(PY) bench/bench_pipeline.py --scale $(SCALE)
-	$(PY) bench/bench_engines.py --scale $(SCALE)
-	$(PY) bench/bench_maintenance.py --scale $(SCALE)
+	$(PY) bench/bench_sweep.py --scales $(SCALES)
+	$(PY) bench/bench_bronze.py --scale $(firstword $(SCALES))
+	$(PY) bench/bench_engines.py --scale $(firstword $(SCALES))
+	$(PY) bench/bench_skew.py --scale $(firstword $(SCALES))
+	$(PY) bench/bench_maintenance.py --scale $(firstword $(SCALES))
+	$(PY) bench/bench_log.py
 
 # A release: the wheel (config inside) and the EMR venv archive, with SHA256SUMS, into dist/.
 # aws/scripts/deploy.sh uploads it with the jobs and jvm/jars/emr to the artifacts bucket.

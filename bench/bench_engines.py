@@ -22,8 +22,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_pipeline import ORDERS_REPEATS, ORDERS_STEPS, copy_orders_inputs, mean_of, run_dag
-from common import bench_context, bench_parser, generate_landing, results_file, warm_up
+from common import ENGINES, bench_context, bench_parser, generate_landing, results_file, warm_up
+from dag_runs import mean_of, run_dag
+from orders_path import ORDERS_REPEATS, ORDERS_STEPS, copy_orders_inputs
 
 from pipeline.context import RunContext
 from pipeline.dq.gate import ENV_SWITCH as DQ_SWITCH
@@ -32,7 +33,6 @@ from pipeline.jobs import JOBS
 from pipeline.lake import open_lake
 from pipeline.settings import load_settings
 
-ENGINES = ("delta-spark", "delta-rs")
 ENGINE_ORDER = ("delta-spark", "delta-rs", "delta-rs", "delta-spark")
 
 

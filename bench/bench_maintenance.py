@@ -23,24 +23,17 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from bench_pipeline import append_increment, run_dag
 from common import bench_context, bench_parser, context_like, generate_landing, results_file, warm_up
+from dag_runs import file_figures, run_dag
+from increments import append_increment
 from pyspark.sql import functions as F
 
 from pipeline.driver.dag import load_dag
 from pipeline.jobs import JOBS
-from pipeline.maintenance import MAINTENANCE_LAYERS, lake_tables, maintain
+from pipeline.maintenance import MAINTENANCE_LAYERS, maintain
 
 INCREMENTS = 10
 READ_REPEATS = 3
-
-
-def file_figures(ctx) -> dict[str, dict]:
-    return {
-        t.key: {"files": (s := ctx.lake.file_stats(t.path)).files, "mean_mb": s.mean_mb}
-        for t in lake_tables(ctx)
-        if ctx.lake.exists(t.path)
-    }
 
 
 def orders_reads(ctx, week_start: date) -> dict[str, float]:

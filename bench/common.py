@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from pipeline.settings import load_settings
 from pipeline.spark import build_spark
 
 RESULTS = Path(__file__).parent / "results"
+ENGINES = ("delta-spark", "delta-rs")
 
 
 class PeakMemory:
@@ -79,6 +81,10 @@ def bench_parser(doc: str | None) -> argparse.ArgumentParser:
     return parser
 
 
+def add_engine_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=ENGINES, help="lake engine (default: the local settings', auto)")
+
+
 def measure(fn: Callable[[], Any], min_child_age_s: float = 1.0) -> tuple[Any, float, float]:
     """(fn's result, seconds, peak MB of driver Python + JVM while it ran); see PeakMemory."""
     with PeakMemory(min_child_age_s) as mem:
@@ -88,27 +94,31 @@ def measure(fn: Callable[[], Any], min_child_age_s: float = 1.0) -> tuple[Any, f
     return result, seconds, mem.peak / 2**20
 
 
-def generate_landing(work: Path, scale: float, seed: int) -> tuple[Path, dict, float]:
+def generate_landing(work: Path, scale: float, seed: int, *, skew: bool = False) -> tuple[Path, dict, float]:
     """A fresh lake folder `<work>/lake` with a generated landing zone; prints one line.
     Returns (lake root, manifest, generation seconds)."""
     lake = work / "lake"
     shutil.rmtree(lake, ignore_errors=True)
     started = time.perf_counter()
-    manifest = generate(lake / "landing", scale=scale, seed=seed)
+    manifest = generate(lake / "landing", scale=scale, seed=seed, skew=skew)
     seconds = time.perf_counter() - started
     total = sum(d["records"] for d in manifest["datasets"].values())
-    print(f"generate: scale {scale}, {total:,} records in {seconds:.1f}s ({total / seconds:,.0f} records/s)")
+    print(
+        f"generate: scale {scale}{', skewed orders' if skew else ''}, {total:,} records in {seconds:.1f}s "
+        f"({total / seconds:,.0f} records/s)"
+    )
     return lake, manifest, seconds
 
 
-def bench_context(lake: Path, run_id: str = "bench") -> RunContext:
-    """A RunContext on the local settings with `lake` as lake root, in a new SparkSession."""
+def bench_context(lake: Path, run_id: str = "bench", engine: str | None = None) -> RunContext:
+    """A RunContext on the local settings with `lake` as lake root, in a new SparkSession, on
+    `engine` (default: the settings')."""
     settings = load_settings("local", lake_root=str(lake))
     spark = build_spark(settings)
     return RunContext(
         settings,
         spark,
-        open_lake(settings.lake.engine, spark),
+        open_lake(engine or settings.lake.engine, spark, max_bytes=settings.lake.delta_rs_max_bytes),
         load_catalog(settings.config_path(settings.datasets_file)),
         run_id,
     )
@@ -128,3 +138,10 @@ def warm_up(spark: SparkSession) -> None:
 def results_file(name: str) -> Path:
     RESULTS.mkdir(exist_ok=True)
     return RESULTS / name
+
+
+def write_results(name: str, figures: dict) -> Path:
+    """bench/results/<name> as indented JSON (numbers as they are, anything else as text)."""
+    path = results_file(name)
+    path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    return path
