@@ -171,7 +171,7 @@ def _replace_dates(
     predicate = f"{column} IN ({literals})"
     return Update(
         rows,
-        lake.read(since.out_path).where(~on_dates).unionByName(rows),
+        lake.read(since.out_path).where(~F.coalesce(on_dates, F.lit(False))).unionByName(rows),
         lambda metadata: lake.overwrite(since.out_path, rows, predicate=predicate, metadata=metadata),
         len(found),
     )
