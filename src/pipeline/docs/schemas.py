@@ -493,6 +493,10 @@ def render_gold(model: _Model, mart: Mart) -> str:
                 ("definition version", str(mart.definition)),
                 ("uses the run's as-of date", _yes(mart.uses_as_of)),
                 ("one row per main-input row (checked)", _yes(mart.check_rows_match_main)),
+                (
+                    "incremental update",
+                    _first_sentence(mart.update.__doc__ or "") if mart.update else "no: rebuilt in full",
+                ),
             ],
         ),
         "",
@@ -501,8 +505,10 @@ def render_gold(model: _Model, mart: Mart) -> str:
         *_doc_block(doc or "(no docstring)"),
         "## Inputs",
         "",
-        "Read at their latest versions; the versions are recorded in the mart's commit, and the mart "
-        "is rebuilt only when one of them (or the definition version) changes. Main inputs make the "
+        "Read at their latest versions; the versions are recorded in the mart's commit. When none "
+        "changed, the step writes nothing; when some did, a mart with an incremental update "
+        "recomputes what changed since the recorded versions, any other is rebuilt (as is every "
+        "mart on `lakehouse run --full-refresh` or a new definition version). Main inputs make the "
         "step's rows-in figure.",
         "",
         *_table(("input", "layer", "main"), inputs),

@@ -122,6 +122,8 @@ def _fct_orders(i: Inputs) -> DataFrame:
 
 
 def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
+    """A merge of the orders whose silver row, FX rate (as of the order date) or account version
+    in force (at the order time) changed."""
     options = i.options or FctOrdersOptions()
     lake = since.ctx.lake
     fx = versions = None
@@ -182,6 +184,7 @@ def _revenue_daily(i: Inputs) -> DataFrame:
 
 
 def _update_revenue_daily(i: Inputs, since: Since) -> Update | str | None:
+    """An overwrite of the order dates of the fct_orders rows that changed (before and after)."""
     # An updated order may move to another date: the dates before and after both change.
     changed = since.changes("gold/fct_orders")
     before = since.before("gold/fct_orders").join(changed.select("order_id"), "order_id", "left_semi")
@@ -212,6 +215,7 @@ def _engagement_daily(i: Inputs) -> DataFrame:
 
 
 def _update_engagement_daily(i: Inputs, since: Since) -> Update | str | None:
+    """An overwrite of the event dates of the new web and product events."""
     # Events are insert-only in silver (contract history: events): the new rows are the change.
     dates = I.changed_dates(
         "event_date", since.changes("silver/behavior_events"), since.changes("silver/product_events")
