@@ -1,12 +1,14 @@
 """Adding a source is configuration only (docs/adding-a-source.md): an eighth source, support
-tickets as CSV, gets a contract, a catalogue entry and two DAG steps in a copy of config/, and
-runs bronze -> silver through the real driver with no code change. Good rows land in silver,
+tickets as CSV, gets the guide's contract, catalogue entry and two DAG steps in a copy of
+config/, and runs bronze -> silver through the real driver with no code change. Good rows land in silver,
 bad rows in quarantine with their reasons, and the accounting balances."""
 
 from __future__ import annotations
 
 import io
+import re
 import shutil
+import textwrap
 
 import pytest
 import yaml
@@ -14,39 +16,23 @@ import yaml
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
+from pipeline.schemas import validate_file
 from tests.helpers import REPO, make_ctx
 
 pytestmark = pytest.mark.slow
 
-CONTRACT = """\
-name: tickets
-description: Helpdesk support tickets, latest state per ticket.
-grain: one row per ticket (latest version by updated_at)
-source: helpdesk_tickets
-keys: [ticket_id]
-sequence_by: updated_at
-history: current
-columns:
-  ticket_id: {type: string, nullable: false, normalize: [trim, upper], pattern: '^TCK-[0-9]{4}$'}
-  account_id: {type: string, nullable: false, normalize: [trim, upper]}
-  priority: {type: string, nullable: false, normalize: [trim, lower], allowed: [low, medium, high]}
-  reopened: {type: int, nullable: false, min: 0}
-  opened_at: {type: timestamp, nullable: false}
-  updated_at: {type: timestamp, nullable: false}
-"""
-CATALOGUE_ENTRY = {
-    "description": "Helpdesk support tickets, daily CSV export",
-    "source_system": "helpdesk",
-    "landing": "helpdesk/tickets",
-    "reader": "csv",
-    "file_suffix": ".csv",
-    "key": ["ticket_id"],
-    "event_time": "updated_at",
-}
-DAG_STEPS = {
-    "bronze_helpdesk_tickets": {"job": "bronze", "dataset": "helpdesk_tickets"},
-    "silver_tickets": {"job": "silver", "dataset": "tickets", "depends_on": ["bronze_helpdesk_tickets"]},
-}
+GUIDE = REPO / "docs" / "adding-a-source.md"
+
+
+def guide_blocks() -> tuple[dict, str, dict]:
+    """The catalogue entry, the contract and the DAG steps exactly as the guide shows them, so
+    the guide's example is what this test runs."""
+    blocks = re.findall(r"```yaml\n(.*?)```", GUIDE.read_text(), flags=re.S)
+    catalogue, contract, steps = blocks[:3]
+    return yaml.safe_load(textwrap.dedent(catalogue)), contract, yaml.safe_load(textwrap.dedent(steps))
+
+
+CATALOGUE_ENTRY, CONTRACT, DAG_STEPS = guide_blocks()
 HEADER = "ticket_id,account_id,priority,reopened,opened_at,updated_at\n"
 # (row, the quarantine reasons it must get; None: a valid row)
 DAY1 = [
@@ -73,11 +59,14 @@ def config_with_tickets(tmp_path):
     shutil.copytree(REPO / "config", config)
     (config / "contracts" / "tickets.yaml").write_text(CONTRACT)
     datasets = yaml.safe_load((config / "datasets.yaml").read_text())
-    datasets["datasets"]["helpdesk_tickets"] = CATALOGUE_ENTRY
+    datasets["datasets"].update(CATALOGUE_ENTRY)
     (config / "datasets.yaml").write_text(yaml.safe_dump(datasets, sort_keys=False))
     dag = yaml.safe_load((config / "pipeline.yaml").read_text())
     dag["steps"].update(DAG_STEPS)
     (config / "pipeline.yaml").write_text(yaml.safe_dump(dag, sort_keys=False))
+    # what an editor with the published schemas says about the three files: nothing
+    for changed in ("datasets.yaml", "contracts/tickets.yaml", "pipeline.yaml"):
+        assert validate_file(config / changed, config) == []
     return config
 
 
