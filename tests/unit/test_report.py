@@ -18,7 +18,8 @@ import pytest
 from pipeline.driver.dag import load_dag
 from pipeline.driver.state import RunState, StepOutcome
 from pipeline.report import ReportObserver, render_report
-from pipeline.report.html import dataset_layer
+from pipeline.report.graph import layout
+from pipeline.report.html import DAG_STYLE, dataset_layer
 from pipeline.settings import LakeSettings, Settings
 
 DAG_YAML = """
@@ -238,9 +239,6 @@ def test_hostile_names_from_files_lineage_and_retries_stay_text(dag, tmp_path):
 def test_both_graphs_share_one_layout(dag, tmp_path):
     """The DAG and the lineage graph are drawn by one layout: a step's column is its longest
     path from a source, and every edge starts at its predecessor's right side."""
-    from pipeline.report.graph import layout
-    from pipeline.report.html import DAG_STYLE
-
     names = list(dag.steps)
     graph = layout(names, {n: dag.steps[n].depends_on for n in names}, DAG_STYLE)
     columns = {n: i for i, c in enumerate(graph.columns) for n in c.nodes}

@@ -395,9 +395,7 @@ def _dq(state: RunState) -> dict:
             verdict = (
                 "passed"
                 if passed is True
-                else "critical"
-                if passed is False and severity == "critical"
-                else "failed"
+                else ("failed-critical" if severity == "critical" else "failed")
                 if passed is False
                 else "unknown"
             )
@@ -412,7 +410,7 @@ def _dq(state: RunState) -> dict:
                     "expected": _num(r.get("expected")),
                 }
             )
-    return {"rows": rows, "failures": sum(1 for r in rows if r["verdict"] in ("critical", "failed"))}
+    return {"rows": rows, "failures": sum(1 for r in rows if r["verdict"].startswith("failed"))}
 
 
 def dataset_layer(namespace: str, name: str) -> tuple[str, str]:
