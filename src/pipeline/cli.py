@@ -266,35 +266,37 @@ def _run_member(args: argparse.Namespace, settings: Settings, dag, only: list[st
     from pipeline.driver.state import SUCCEEDED, StepStateStore
     from pipeline.driver.window import DateWindow
     from pipeline.files import files_for
-    from pipeline.lease import lease_for
+    from pipeline.lease import MemberLease, lease_for
     from pipeline.observability.logging import log_context
 
     if len(only) != 1 or not args.run_id:
         raise ConfigError("--member runs one step (--step) of an existing run (--run-id, the driver's)")
     dag.select(only)  # names an unknown step before Spark starts
-    # Runs under its driver's lease: refused when another run holds the lake, or none does.
-    lease_for(settings).verify(args.run_id, f"step {only[0]} of run {args.run_id}")
-    runs = settings.lake.path("_ops", "runs")
-    ctx = RunContext.create(settings, args.run_id)
-    run_store = default_store(ctx)
-    driver_state = run_store.load(args.run_id) if run_store.exists(args.run_id) else None
-    window = DateWindow.from_dict(driver_state.window) if driver_state else None
-    ctx.as_of = _as_of(getattr(args, "as_of", None) or (driver_state.as_of if driver_state else None))
-    ctx.stream_trigger = stream_trigger
-    store = StepStateStore(runs, only[0], files_for(runs, settings.lake.storage_options), run_store)
-    print(f"step {only[0]} of run {ctx.run_id}: state {store.location(ctx.run_id)}", flush=True)
-    with _sigterm_as_exit(), log_context(run_id=ctx.run_id):
-        state = run_steps(
-            ctx,
-            dag,
-            only,
-            sys.stdout,
-            window=window,
-            executor=LocalExecutor(),
-            store=store,
-            observers=observers_for(settings, dag, scope="step"),
-        )
-    return 0 if state.status == SUCCEEDED else 1
+    # Under its driver's lease, taking none: refused before Spark starts when another run holds
+    # the lake or none does; interrupted when its run stops holding it (its driver died).
+    what = f"step {only[0]} of run {args.run_id}"
+    with _sigterm_as_exit(), MemberLease(lease_for(settings), args.run_id, what, on_lost=_stop_run):
+        runs = settings.lake.path("_ops", "runs")
+        ctx = RunContext.create(settings, args.run_id)
+        run_store = default_store(ctx)
+        driver_state = run_store.load(args.run_id) if run_store.exists(args.run_id) else None
+        window = DateWindow.from_dict(driver_state.window) if driver_state else None
+        ctx.as_of = _as_of(getattr(args, "as_of", None) or (driver_state.as_of if driver_state else None))
+        ctx.stream_trigger = stream_trigger
+        store = StepStateStore(runs, only[0], files_for(runs, settings.lake.storage_options), run_store)
+        print(f"step {only[0]} of run {ctx.run_id}: state {store.location(ctx.run_id)}", flush=True)
+        with log_context(run_id=ctx.run_id):
+            state = run_steps(
+                ctx,
+                dag,
+                only,
+                sys.stdout,
+                window=window,
+                executor=LocalExecutor(),
+                store=store,
+                observers=observers_for(settings, dag, scope="step"),
+            )
+        return 0 if state.status == SUCCEEDED else 1
 
 
 def _report_path(observers: list) -> str | None:

@@ -288,33 +288,58 @@ class HeldLease:
     in the renewing thread when another holder took over (the CLI interrupts the run)."""
 
     def __init__(
-        self, lease: LakeLease, run_id: str, command: str, on_lost: Callable[[LeaseLost], None] | None = None
+        self, lease: LakeLease, run_id: str, command: str, on_lost: Callable[[Exception], None] | None = None
     ):
         self.lease, self.run_id, self.command = lease, run_id, command
         self.on_lost = on_lost
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def _start(self) -> LeaseRecord:
+        return self.lease.acquire(self.run_id, self.command)
+
+    def _check(self) -> None:
+        self.lease.renew()
+
+    def _end(self) -> None:
+        self.lease.release()
+
     def __enter__(self) -> LeaseRecord:
-        record = self.lease.acquire(self.run_id, self.command)
-        self._thread = threading.Thread(target=self._renew, name="lease-heartbeat", daemon=True)
+        record = self._start()
+        self._thread = threading.Thread(target=self._beat, name="lease-heartbeat", daemon=True)
         self._thread.start()
         return record
 
-    def _renew(self) -> None:
+    def _beat(self) -> None:
         while not self._stop.wait(self.lease.ttl_s / 4):
             try:
-                self.lease.renew()
-            except LeaseLost as exc:
+                self._check()
+            except (LeaseLost, ConfigError) as exc:  # taken over; a member: its run holds it no more
                 log.error("%s", exc)
                 if self.on_lost is not None:
                     self.on_lost(exc)
                 return
-            except Exception as exc:  # noqa: BLE001 - a store hiccup; the next renewal may pass
-                log.warning("could not renew the lease of run %s: %s", self.run_id, exc)
+            except Exception as exc:  # noqa: BLE001 - a store hiccup; the next beat may pass
+                log.warning("could not check the lease of run %s: %s", self.run_id, exc)
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self.lease.release()
+        self._end()
+
+
+class MemberLease(HeldLease):
+    """`with MemberLease(lease, run_id, what):` a step of run `run_id` whose driver runs elsewhere
+    (`--member`, an EMR job run) works under the driver's lease and takes none: the run must hold
+    it at the start (LeaseHeld or ConfigError otherwise) and still hold it every quarter of the
+    ttl, else `on_lost` (the CLI interrupts the step: its driver died or lost the lake)."""
+
+    def _start(self) -> LeaseRecord:
+        return self.lease.verify(self.run_id, self.command)
+
+    def _check(self) -> None:
+        self.lease.verify(self.run_id, self.command)
+
+    def _end(self) -> None:
+        pass  # the driver's to release

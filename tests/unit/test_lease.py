@@ -15,7 +15,7 @@ import pytest
 from pipeline import cli, jobs
 from pipeline.driver.state import LocalStateStore, RunState, StepOutcome
 from pipeline.files import LocalFiles, files_for
-from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord
+from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord, MemberLease
 from pipeline.settings import ConfigError
 from tests.helpers import REPO
 from tests.s3_endpoint import env
@@ -210,6 +210,23 @@ def test_a_holder_whose_lease_was_broken_is_told_at_its_next_heartbeat(lake):
         process(lake, 7, host="ops-box").break_lease("ops@ops-box")
         assert lost.wait(30)  # bounded wait for the renewing thread under load
     assert lease.current().broken_by == "ops@ops-box"  # the exit released nothing of the breaker's
+
+
+def test_a_member_step_works_under_its_drivers_lease_and_stops_when_the_run_loses_it(lake):
+    root, files = lake
+    driver = LakeLease(root, files(), host="driver-host", pid=101)  # the real clock: a fresh heartbeat
+    held = driver.acquire("run-1", "lakehouse run --executor emr-serverless")
+    job = LakeLease(root, files(), ttl_s=0.2, host="emr-node")  # checks every 50 ms
+    with MemberLease(job, "run-1", "step silver_orders of run run-1") as verified:
+        assert verified == held
+    assert driver.current() == held  # the step took no lease and released nothing
+    lost = []
+    with MemberLease(job, "run-1", "step silver_orders of run run-1", on_lost=lost.append):
+        driver.release()  # the driver ended (or died and its lease expired) under the step
+        deadline = time.monotonic() + 30  # bounded wait for the checking thread under load
+        while not lost and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert len(lost) == 1 and "member of run run-1, but that run holds no lease" in str(lost[0])
 
 
 def test_the_lease_is_released_when_the_block_fails(lake):
