@@ -43,13 +43,14 @@ def hmac_sha256(key: bytes):
 
     @pandas_udf("string")
     def _hmac(values: pd.Series) -> pd.Series:
-        return values.map(
-            lambda v: (
-                None if v is None or v != v else hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()
-            )
-        )
+        return values.map(lambda v: None if v is None or v != v else keyed_hash(key, v))
 
     return _hmac
+
+
+def keyed_hash(key: bytes, value: str) -> str:
+    """The hex HMAC-SHA256 of one value (what silver stores for an email; erase matches by it)."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def mask_phone(phone):

@@ -1,0 +1,361 @@
+"""`lakehouse erase --subject <id or email>`: one person's records out of the lake.
+
+Where (config/erasure.yaml): per silver dataset, the columns that identify a person. The subject
+is matched in bronze (the contract's source columns, normalised as the contract normalises
+them, and the raw text of records that did not parse), in quarantine (the same raw columns) and
+in silver (ids as stored, emails through the keyed hash silver stores: silver.pii). A subject
+named by email brings the ids of the bronze rows holding it, and the emails of rows holding
+those ids, so every version of a contact goes, also from before an address change.
+
+What: one DELETE commit per table holding rows of the subject, its metadata naming the erasure
+(never the subject); then one row per table in `_ops/erasures` (the subject as its keyed hash,
+when, rows removed, table versions before and after, when the bytes are gone); then the gold
+marts that read an erased silver table are rebuilt in full (gold holds aggregates, no rows of
+a person). The deleted rows stay in files older snapshots reference until VACUUM: the maintain
+steps remove them once older than vacuum_retention_hours (config/maintenance.yaml), recorded as
+`files_gone_after`.
+
+Re-ingest: bronze takes a landing file as ingested when bronze holds rows of it or a commit
+lists it under `empty_files` (bronze.ingest.ingested_files). The delete commit lists the files
+whose every row was the subject's, so a run never ingests them again. The landing zone itself is
+the sources' drop zone, not the lake's: the files holding the subject's records are named in the
+output and in the audit rows, for the operator to remove or redact there; a source delivering a
+file again (a new file, or new content) brings its records back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+from pyspark.sql import functions as F
+from pyspark.sql.types import (
+    ArrayType,
+    LongType,
+    StringType,
+    StructField,
+    StructType,
+    TimestampType,
+)
+
+from pipeline.bronze.ingest import EMPTY_FILES_KEY
+from pipeline.contracts.model import Column, Contract, pii_outputs
+from pipeline.lake import LakeError
+from pipeline.maintenance import load_maintenance
+from pipeline.settings import ConfigError, parse_typed
+from pipeline.silver.pii import keyed_hash, pii_key
+
+log = logging.getLogger(__name__)
+
+ERASURE_FILE = "erasure.yaml"
+SOURCE_FILE = "_source_file"
+AUDIT_SCHEMA = StructType(
+    [
+        StructField("erasure_id", StringType()),
+        StructField("subject_hash", StringType()),  # HMAC-SHA256 under the PII key, as silver's emails
+        StructField("erased_at", TimestampType()),
+        StructField("table", StringType()),  # <layer>/<name>
+        StructField("rows_erased", LongType()),
+        StructField("version_before", LongType()),
+        StructField("version_after", LongType()),
+        StructField("files_gone_after", TimestampType()),  # VACUUM removes the old files from then on
+        StructField("sources", ArrayType(StringType())),  # landing files that held the records
+        StructField("gold_rebuilt", ArrayType(StringType())),
+    ]
+)
+
+
+class NothingToErase(LookupError):
+    """No table holds a row of the subject; the message names where it looked."""
+
+
+@dataclass(frozen=True)
+class SubjectColumns:
+    dataset: str
+    ids: list[str] = field(default_factory=list)
+    emails: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ErasureConfig:
+    subjects: list[SubjectColumns]
+    raw_text: list[str] = field(default_factory=list)
+
+
+def load_erasure(config_dir: Path, contracts: dict[str, Contract]) -> ErasureConfig:
+    path = Path(config_dir) / ERASURE_FILE
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc}); erase needs the columns naming a person") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    config = parse_typed(ErasureConfig, raw, str(path), "")
+    for i, s in enumerate(config.subjects):
+        contract = contracts.get(s.dataset)
+        if contract is None:
+            raise ConfigError(f"{path}: subjects[{i}]: no contract for dataset {s.dataset!r}")
+        for name in s.ids + s.emails:
+            col = contract.columns.get(name)
+            if col is None or col.expr:
+                raise ConfigError(f"{path}: subjects[{i}]: {s.dataset} has no read column {name!r}")
+            if set(col.normalize) - {"trim", "lower", "upper"}:
+                raise ConfigError(f"{path}: subjects[{i}]: {s.dataset}.{name} normalises with "
+                                  f"{col.normalize}: only trim/lower/upper identify a person")  # fmt: skip
+        bad = [e for e in s.emails if contract.columns[e].pii != "email"]
+        if bad:
+            raise ConfigError(f"{path}: subjects[{i}]: {s.dataset}.{bad} are not pii: email in the contract")
+    return config
+
+
+@dataclass(frozen=True)
+class Match:
+    """The rows of one table holding the subject."""
+
+    table: str  # <layer>/<name>
+    path: str
+    predicate: str
+    rows: int
+    version: int
+    sources: tuple[str, ...] = ()  # bronze: the landing files of those rows
+    emptied: tuple[str, ...] = ()  # bronze: files whose every row is the subject's
+
+
+@dataclass(frozen=True)
+class Erasure:
+    erasure_id: str
+    subject_hash: str
+    matches: list[Match]
+    looked_in: list[str]
+    dry_run: bool
+    files_gone_after: datetime | None = None
+    gold_rebuilt: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        total = sum(m.rows for m in self.matches)
+        verb = "would erase" if self.dry_run else "erased"
+        lines = [f"erasure {self.erasure_id} (subject {self.subject_hash[:12]}…): {verb} {total} rows"]
+        lines += [f"  {m.table:<28} {m.rows:>6} rows" for m in self.matches]
+        sources = sorted({s for m in self.matches for s in m.sources})
+        if sources:
+            lines.append(
+                f"landing files holding the subject's records ({len(sources)}): remove or redact them at "
+                "the source; bronze will not ingest again the ones erased whole"
+            )
+            lines += [f"  {s}" for s in sources]
+        if self.dry_run:
+            lines.append("dry run: nothing written")
+            return "\n".join(lines)
+        if self.gold_rebuilt:
+            lines.append(f"gold rebuilt: {', '.join(self.gold_rebuilt)}")
+        lines.append(
+            f"recorded in _ops/erasures; the erased rows stay in files older table versions reference "
+            f"until VACUUM: the maintain steps delete those files from {self.files_gone_after:%Y-%m-%d %H:%M} "
+            "UTC on (vacuum_retention_hours; `lakehouse maintain` to run them then)"
+        )
+        return "\n".join(lines)
+
+
+def erase_subject(ctx, subject: str, *, dry_run: bool = False) -> Erasure:
+    """Find the subject's rows everywhere, delete them (unless `dry_run`), record the erasure."""
+    text = subject.strip()
+    if not text:
+        raise ConfigError("erase --subject: empty; give a person's id (e.g. CON-0000123) or email")
+    config = load_erasure(ctx.settings.config_path(""), ctx.contracts)
+    key = pii_key(ctx.settings)
+    ids, emails = ({text}, set()) if "@" not in text else (set(), {text.lower()})
+    ids, emails = _expand(ctx, config, ids, emails)
+    matches, looked_in = _matches(ctx, config, ids, emails, key)
+    erasure_id = ctx.run_id
+    subject_hash = keyed_hash(key, text.lower() if "@" in text else text)
+    if not matches:
+        raise NothingToErase(
+            f"erase: no row matches the subject (keyed hash {subject_hash[:12]}…) in {', '.join(looked_in)}; "
+            f"the columns searched are in {ctx.settings.config_path(ERASURE_FILE)}"
+        )
+    if dry_run:
+        return Erasure(erasure_id, subject_hash, matches, looked_in, dry_run=True)
+    retention = load_maintenance(ctx.settings.config_path("")).vacuum_retention_hours
+    erased_at = datetime.now(UTC)
+    gone = erased_at + timedelta(hours=retention)
+    after = {}
+    for m in matches:
+        metadata = {"erasure_id": erasure_id, "operation": "erasure"}
+        if m.emptied:
+            metadata[EMPTY_FILES_KEY] = list(m.emptied)  # bronze: never ingest these files again
+        after[m.table] = ctx.lake.delete(m.path, m.predicate, metadata=metadata).version
+    gold = _affected_marts(ctx, {m.table.split("/", 1)[1] for m in matches if m.table.startswith("silver/")})
+    rows = [
+        (erasure_id, subject_hash, erased_at, m.table, m.rows, m.version, after[m.table], gone,
+         list(m.sources), gold)
+        for m in matches
+    ]  # fmt: skip
+    audit = ctx.spark.createDataFrame(rows, AUDIT_SCHEMA)
+    ctx.lake.append(ctx.table_path("_ops", "erasures"), audit, metadata={"erasure_id": erasure_id})
+    _rebuild(ctx, gold)
+    return Erasure(erasure_id, subject_hash, matches, looked_in, False, gone, gold)
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"  # both engines read '' as a quote in a literal
+
+
+def _normalised(col: Column, sql: str) -> str:
+    """`sql` normalised as the contract normalises the column (trim, lower, upper)."""
+    for step in col.normalize:
+        sql = f"{step}({sql})"
+    return sql
+
+
+def _normalise_value(col: Column, value: str) -> str:
+    for step in col.normalize:
+        value = {"trim": str.strip, "lower": str.lower, "upper": str.upper}[step](value)
+    return value
+
+
+def _raw_terms(config: ErasureConfig, columns: list[str], values: set[str]) -> list[str]:
+    return [
+        f"position({_sql_text(v.lower())} IN lower(`{c}`)) > 0"
+        for c in config.raw_text
+        if c in columns
+        for v in sorted(values)
+    ]
+
+
+def _in(sql: str, values: list[str]) -> str:
+    return f"{sql} IN ({', '.join(_sql_text(v) for v in sorted(set(values)))})"
+
+
+def _raw_predicate(
+    config: ErasureConfig, contract: Contract, cols: SubjectColumns, columns: list[str], ids, emails
+) -> str:
+    """Bronze and quarantine: the source columns, normalised, and the raw text columns."""
+    terms = []
+    for names, values in ((cols.ids, ids), (cols.emails, emails)):
+        for name in names:
+            col = contract.columns[name]
+            if col.source_column in columns and values:
+                terms.append(
+                    _in(
+                        _normalised(col, f"`{col.source_column}`"), [_normalise_value(col, v) for v in values]
+                    )
+                )
+    terms += _raw_terms(config, columns, ids | emails)
+    return " OR ".join(terms)
+
+
+def _silver_predicate(contract: Contract, cols: SubjectColumns, columns: list[str], ids, emails, key) -> str:
+    terms = []
+    for name in cols.ids:
+        col = contract.columns[name]
+        if name in columns and ids:
+            terms.append(_in(f"`{name}`", [_normalise_value(col, v) for v in ids]))
+    for name in cols.emails:
+        hashed = pii_outputs(contract.columns[name])[0]
+        if hashed in columns and emails:
+            col = contract.columns[name]
+            terms.append(_in(f"`{hashed}`", [keyed_hash(key, _normalise_value(col, e)) for e in emails]))
+    return " OR ".join(terms)
+
+
+def _expand(ctx, config: ErasureConfig, ids: set[str], emails: set[str]) -> tuple[set[str], set[str]]:
+    """The subject's ids and emails, with those on the bronze rows that hold any of them."""
+    found_ids, found_emails = set(ids), set(emails)
+    for cols in config.subjects:
+        contract = ctx.contracts[cols.dataset]
+        path = ctx.table_path("bronze", contract.source)
+        if not ctx.lake.exists(path):
+            continue
+        bronze = ctx.lake.read(path)
+        predicate = _raw_predicate(config, contract, cols, bronze.columns, ids, emails)
+        wanted = [
+            F.expr(_normalised(contract.columns[n], f"`{contract.columns[n].source_column}`")).alias(n)
+            for n in cols.ids + cols.emails
+            if contract.columns[n].source_column in bronze.columns
+        ]
+        if not predicate or not wanted:
+            continue
+        for row in bronze.filter(predicate).select(*wanted).distinct().collect():
+            for name, value in row.asDict().items():
+                if value:
+                    (found_ids if name in cols.ids else found_emails).add(str(value))
+    return found_ids, found_emails
+
+
+def _matches(ctx, config: ErasureConfig, ids, emails, key) -> tuple[list[Match], list[str]]:
+    matches, looked_in = [], []
+    for cols in config.subjects:
+        contract = ctx.contracts[cols.dataset]
+        for layer, name in (
+            ("bronze", contract.source),
+            ("quarantine", cols.dataset),
+            ("silver", cols.dataset),
+        ):
+            path = ctx.table_path(layer, name)
+            version = ctx.lake.version(path)
+            if version is None:
+                continue
+            table = f"{layer}/{name}"
+            looked_in.append(table)
+            df = ctx.lake.read(path, version)
+            if layer == "silver":
+                predicate = _silver_predicate(contract, cols, df.columns, ids, emails, key)
+            else:
+                predicate = _raw_predicate(config, contract, cols, df.columns, ids, emails)
+            if not predicate:
+                continue
+            hit = F.expr(predicate)
+            if layer != "bronze" or SOURCE_FILE not in df.columns:
+                rows = df.filter(hit).count()
+                if rows:
+                    matches.append(Match(table, path, predicate, rows, version))
+                continue
+            per_file = (
+                df.groupBy(SOURCE_FILE)
+                .agg(F.count_if(hit).alias("hits"), F.count(F.lit(1)).alias("rows"))
+                .filter("hits > 0")
+                .collect()
+            )
+            rows = sum(int(r["hits"]) for r in per_file)
+            if rows:
+                sources = tuple(sorted(str(r[SOURCE_FILE]) for r in per_file))
+                emptied = tuple(sorted(str(r[SOURCE_FILE]) for r in per_file if r["hits"] == r["rows"]))
+                matches.append(Match(table, path, predicate, rows, version, sources, emptied))
+    return matches, looked_in
+
+
+def _affected_marts(ctx, erased_silver: set[str]) -> list[str]:
+    """Existing gold marts reading an erased silver table, or a mart affected in turn (in build order)."""
+    from pipeline.gold.marts import MARTS
+
+    affected: list[str] = []
+    for name, spec in MARTS.items():  # in dependency order: a gold input comes first
+        reads_erased = set(spec.silver) & erased_silver or set(spec.gold) & set(affected)
+        if reads_erased and ctx.lake.exists(ctx.table_path("gold", name)):
+            affected.append(name)
+    return affected
+
+
+def _rebuild(ctx, marts: list[str]) -> None:
+    """Rebuild the marts in full (an incremental update reads only rows silver gained), at the
+    as-of date each was last built with."""
+    from datetime import date
+
+    from pipeline.gold.marts import FINGERPRINT_KEY, build_gold
+
+    ctx.full_refresh = True
+    for name in marts:
+        built = ctx.lake.latest_metadata(ctx.table_path("gold", name), FINGERPRINT_KEY) or {}
+        as_of = built.get("as_of") if isinstance(built, dict) else None
+        ctx.as_of = date.fromisoformat(as_of) if as_of else None
+        try:
+            build_gold(ctx, name)
+        except Exception as exc:
+            raise LakeError(
+                f"erase {ctx.run_id}: the subject's rows are erased and recorded in _ops/erasures, but "
+                f"rebuilding gold {name} failed ({exc}); the next run rebuilds it from silver"
+            ) from exc
+        log.info("erase: gold %s rebuilt", name)
