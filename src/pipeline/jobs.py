@@ -7,6 +7,7 @@ function here. New kinds (silver, gold, ...) register the same way.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 
 from pipeline.bronze.ingest import ingest_files
@@ -66,7 +67,7 @@ def main(step: str | None = None, argv: list[str] | None = None) -> int:
     One writer per lake (pipeline.lease): on its own, the step holds the lake's lease as a run
     does (refused, naming the holder, when another process holds it); with `--member` it runs
     under its driver's lease, checking that run `--run-id` holds it."""
-    from pipeline.cli import add_common_arguments, run_pipeline
+    from pipeline.cli import add_common_arguments
 
     parser = argparse.ArgumentParser(
         description=f"Run the pipeline step {step!r} (see config/pipeline.yaml)."
@@ -83,14 +84,14 @@ def main(step: str | None = None, argv: list[str] | None = None) -> int:
         "state file and run the step-level observers",
     )
     args = parser.parse_args(argv)
-    return run_pipeline(args, only=[step or args.step], member=args.member)
+    return _run(args, only=[step or args.step], member=args.member)
 
 
 def kafka_main(argv: list[str] | None = None) -> int:
     """Entry for the streaming job, the one step that can also run continuously. Both triggers
     run as the DAG step bronze_kafka_events, so a stopped stream (a refused micro-batch, an
     error after the retries) is a failed step: run state, lineage FAIL, metrics, alert."""
-    from pipeline.cli import add_common_arguments, run_pipeline
+    from pipeline.cli import add_common_arguments
 
     parser = argparse.ArgumentParser(
         description=(
@@ -108,4 +109,17 @@ def kafka_main(argv: list[str] | None = None) -> int:
         help="available-now: drain what is there, then end (default); continuous: run until stopped",
     )
     args = parser.parse_args(argv)
-    return run_pipeline(args, only=["bronze_kafka_events"], stream_trigger=args.trigger)
+    return _run(args, only=["bronze_kafka_events"], stream_trigger=args.trigger)
+
+
+def _run(args: argparse.Namespace, **kwargs) -> int:
+    """`cli.run_pipeline`; a lake held by another run ends the job with the holder named and the
+    CLI's exit status for it (`cli.LAKE_HELD`), not a traceback: the scheduler may retry later."""
+    from pipeline.cli import LAKE_HELD, run_pipeline
+    from pipeline.lease import LeaseHeld
+
+    try:
+        return run_pipeline(args, **kwargs)
+    except LeaseHeld as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return LAKE_HELD
