@@ -14,9 +14,10 @@ import yaml
 from pydantic import ValidationError
 
 from pipeline.catalog import load_catalog
-from pipeline.contracts.model import load_contract
+from pipeline.contracts.model import load_contract, load_contracts
 from pipeline.dq.config import load_dq_config
 from pipeline.driver.dag import load_dag
+from pipeline.erase import load_erasure
 from pipeline.gold.config import load_marts_config
 from pipeline.jobs import JOBS
 from pipeline.maintenance import load_maintenance
@@ -38,6 +39,9 @@ LOADERS: dict[str, Callable[[Path], object]] = {
     "maintenance": lambda p: load_maintenance(p.parent),
     "metrics": load_metric_catalogue,
     "pipeline": lambda p: load_dag(p, set(JOBS)),
+    "erasure": lambda p: load_erasure(
+        p.parent, load_contracts(p.parent / "contracts", p.parent / "reference")
+    ),
 }
 
 
@@ -84,7 +88,7 @@ def test_published_schemas_are_the_generated_ones():
 
 def test_every_config_file_has_a_schema_and_is_valid():
     files = config_files(CONFIG)
-    assert len(files) >= 9 + 7  # the config folder's files and the seven contracts
+    assert len(files) >= 10 + 7  # the config folder's files and the seven contracts
     for path in files:
         name = schema_name(path, CONFIG)
         assert name is not None, f"{path}: no schema describes it (add it to pipeline.schemas.SCHEMAS)"
@@ -149,6 +153,8 @@ INVALID = [
     ("pipeline.yaml", set_key("steps", "silver_orders", "depends", value=["bronze_snowflake_orders"])),
     ("pipeline.yaml", set_key("steps", "silver_orders", "job", value="platinum")),
     ("pipeline.yaml", set_key("retry", "max_attempts", value="3")),
+    ("erasure.yaml", set_key("subjects", 0, "id", value=["contact_id"])),
+    ("erasure.yaml", set_key("raw_text", value="value")),
 ]
 VALID = [
     ("local.yaml", set_key("spark", "conf", value={"spark.sql.adaptive.enabled": True, "spark.x": 3})),

@@ -27,6 +27,7 @@ from pipeline.schemas.models import (
     ContractFile,
     DatasetsFile,
     DqFile,
+    ErasureFile,
     MaintenanceFile,
     MartsFile,
     MetricsFile,
@@ -49,6 +50,7 @@ SCHEMAS: dict[str, tuple[type[BaseModel], tuple[str, ...]]] = {
     "maintenance": (MaintenanceFile, ("maintenance.yaml",)),
     "metrics": (MetricsFile, ("metrics.yaml",)),
     "pipeline": (PipelineFile, ("pipeline.yaml",)),
+    "erasure": (ErasureFile, ("erasure.yaml",)),
 }
 
 

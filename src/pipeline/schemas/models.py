@@ -1,6 +1,6 @@
 """Pydantic models of the configuration files, derived from the dataclasses their loaders build
 (`pipeline.settings`, `catalog`, `contracts.model`, `dq.config`, `gold.config`, `maintenance`,
-`observability.metrics`, `driver.dag`), so a field added to a loader is in its schema at once.
+`observability.metrics`, `driver.dag`, `erase`), so a field added to a loader is in its schema at once.
 
 A model accepts what its loader's `parse_typed` accepts: the same keys, required fields, types
 (strict: no "3" for 3, no true for 1; an int where a float is expected), literals and lists.
@@ -26,6 +26,7 @@ from pipeline.contracts.model import Column, Contract
 from pipeline.dq.config import DqConfig, GoldRules
 from pipeline.driver.dag import Step
 from pipeline.driver.retry import RetryPolicy
+from pipeline.erase import ErasureConfig
 from pipeline.gold.config import MartsConfig
 from pipeline.jobs import JOBS
 from pipeline.maintenance import MaintenanceConfig
@@ -150,3 +151,7 @@ class PipelineFile(BaseModel):
     model_config = STRICT
     retry: model_of(RetryPolicy) | None = None
     steps: dict[str, model_of(Step, frozenset({"name"}), job=JOB)] = Field(min_length=1)
+
+
+class ErasureFile(model_of(ErasureConfig)):
+    """config/erasure.yaml: the columns of each silver dataset that identify a person."""
