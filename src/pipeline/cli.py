@@ -67,7 +67,6 @@ def run_pipeline(
     from pipeline.driver.state import SUCCEEDED, RunState, is_local, state_store_for
     from pipeline.driver.window import DateWindow, parse_window
     from pipeline.jobs import JOBS
-    from pipeline.lease import HeldLease, lease_for
 
     configure_process(args.log_level)
     settings = settings_from_args(args)
@@ -137,8 +136,7 @@ def run_pipeline(
     # One writer per lake: taken before anything reads or writes a table (and before Spark
     # starts, so a refusal is quick), renewed while the run lives, released however it ends.
     run_id = resume_id or args.run_id or _new_run_id()
-    held = HeldLease(lease_for(settings), run_id, _command_line(), on_lost=_stop_run)
-    with _sigterm_as_exit(), held:
+    with _sigterm_as_exit(), hold_lake(settings, run_id):
 
         def prepare(store) -> tuple[RunState | None, list[str]]:
             previous = _previous_run(store, resume_id or args.run_id, required=bool(resume_id))
@@ -225,6 +223,15 @@ def _new_run_id() -> str:
     from pipeline.context import new_run_id  # imports pyspark's modules, starts no JVM
 
     return new_run_id()
+
+
+def hold_lake(settings: Settings, run_id: str):
+    """`with hold_lake(settings, run_id):` the lake's lease (pipeline.lease) for a writer of the
+    lake: taken (LeaseHeld, naming the holder, when another holds it), renewed, released at the
+    end; a writer whose lease is taken over is interrupted."""
+    from pipeline.lease import HeldLease, lease_for
+
+    return HeldLease(lease_for(settings), run_id, _command_line(), on_lost=_stop_run)
 
 
 def _command_line() -> str:
@@ -595,16 +602,11 @@ def _lake_operation(args: argparse.Namespace, operate) -> int:
     from pipeline.dq.gate import DqGateFailed
     from pipeline.erase import NothingToErase
     from pipeline.lake import LakeError
-    from pipeline.lease import HeldLease, lease_for
 
     configure_process(args.log_level)
     settings = settings_from_args(args)
     run_id = _new_run_id()  # names the operation: lease holder, DQ results, erasure id
-    lease = (
-        contextlib.nullcontext()
-        if args.dry_run
-        else HeldLease(lease_for(settings), run_id, _command_line(), on_lost=_stop_run)
-    )
+    lease = contextlib.nullcontext() if args.dry_run else hold_lake(settings, run_id)
     with _sigterm_as_exit(), lease:
         try:
             print(operate(RunContext.create(settings, run_id)).summary(), flush=True)
