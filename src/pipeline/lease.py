@@ -13,7 +13,12 @@ No compare-and-swap is needed, which matters: the suite's S3 endpoint does not a
 atomically (pipeline.files).
 
 A lease is free when its holder released it, or expired (`expired_because`): its process on this
-host is gone, or its heartbeat is older than the ttl (`lake.lease_ttl_s`). Nothing here imports pyspark.
+host is gone, or its heartbeat is older than the ttl (`lake.lease_ttl_s`). Holders compare their
+clocks: hosts whose clocks differ by a sizeable part of the ttl see leases expire early or late.
+
+`HeldLease` holds it for a with-block; `MemberLease` is the step of a run whose driver runs
+elsewhere (an EMR job run): it takes none, and watches that its run still holds it. Nothing here
+imports pyspark.
 """
 
 from __future__ import annotations
