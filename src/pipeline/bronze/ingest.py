@@ -205,6 +205,19 @@ class BatchStats:
     has_event_time: bool
 
 
+def create_empty(ctx: RunContext, table: str, batch: DataFrame, partition_by: list[str]) -> None:
+    """Create bronze `table` without rows before its first file commit: the engines check a
+    commit's Txn against concurrent commits only on an existing table, so two writers creating
+    it with the same files would both land them. A writer that loses the creation race finds
+    the table there and goes on."""
+    try:
+        ctx.lake.append(table, batch.limit(0), partition_by=partition_by)
+    except Exception:
+        if not ctx.lake.exists(table):
+            raise
+        log.info("%s: created by another writer at the same moment", table)
+
+
 def _read(
     ctx: RunContext, dataset: str, files: list[LandingFile], batch_id: str
 ) -> tuple[DataFrame, BatchStats]:
@@ -250,6 +263,8 @@ def _commit(
     rows = sum(stats.rows_per_file.values())
     empty = sorted(f.uri for f in files if file_key(f.uri) not in stats.rows_per_file)
     newest_at = table_newest(ctx.lake, table, iso_from_micros(stats.newest))
+    if not ctx.lake.exists(table):
+        create_empty(ctx, table, batch, spec.partition_by)
     result = ctx.lake.append(
         table,
         batch,

@@ -108,11 +108,16 @@ class DeltaRsLake(Lake):
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
         data = self._to_arrow(path, mode, df)
         exists = self.exists(path)
+        # The Txn is checked on the snapshot the write commits against: a writer committing the
+        # same Txn after it was loaded makes this commit fail as a conflict, never land twice.
+        target = self._table(path) if exists else path
+        if txn and exists and (target.transaction_version(txn.app_id) or -1) >= txn.version:
+            return WriteResult(path, target.version(), skipped=True)
         # Appends and partial overwrites may add columns; a full overwrite replaces the schema.
         schema_mode = "merge" if mode == "append" or predicate else "overwrite"
         try:
             write_deltalake(
-                path,
+                target,
                 data,
                 mode=mode if exists else "append",
                 predicate=predicate if exists else None,
