@@ -8,6 +8,7 @@ from decimal import Decimal as D
 import pytest
 from chispa import assert_df_equality
 
+from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 
 FX = "rate_date date, currency string, units_per_usd decimal(24,10), rate_to_usd decimal(24,12), base string"
@@ -353,3 +354,88 @@ def test_engagement_daily_distinct_users_across_sources(spark):
         "event_date date, account_id string, web_events bigint, product_events bigint, distinct_users bigint",
     )
     check(T.engagement_daily(behavior, product), expected)
+
+
+def test_fx_changes_reach_the_carried_days_and_the_clamped_dates(spark):
+    # Friday 2024-01-05 EUR corrected 2 -> 2.5 (carried over Sat and Sun); a new last rate on Tue.
+    old = fx_rows(spark, [(d(2024, 1, 5), "EUR", "2"), (d(2024, 1, 8), "EUR", "3")])
+    new = fx_rows(
+        spark, [(d(2024, 1, 5), "EUR", "2.5"), (d(2024, 1, 8), "EUR", "3"), (d(2024, 1, 9), "EUR", "4")]
+    )
+    changed = I.fx_changes(old, new, d(2024, 1, 5), d(2024, 1, 9))
+    assert {(r["fx_date"], r["currency"]) for r in changed.collect()} == {
+        (d(2024, 1, 5), "EUR"),
+        (d(2024, 1, 6), "EUR"),
+        (d(2024, 1, 7), "EUR"),
+        (d(2024, 1, 9), "EUR"),  # Tuesday: Monday's rate carried before, its own now
+    }
+    orders = spark.createDataFrame(
+        [
+            ("O1", "ACC-000001", ts(2024, 1, 6, 9), d(2024, 1, 6), "placed", "EUR", D("1"), ts(2024, 1, 6)),
+            ("O2", "ACC-000001", ts(2024, 1, 8, 9), d(2024, 1, 8), "placed", "EUR", D("1"), ts(2024, 1, 8)),
+            (
+                "O3",
+                "ACC-000001",
+                ts(2024, 1, 20, 9),
+                d(2024, 1, 20),
+                "placed",
+                "EUR",
+                D("1"),
+                ts(2024, 1, 20),
+            ),
+            ("O4", "ACC-000001", ts(2024, 1, 6, 9), d(2024, 1, 6), "placed", "USD", D("1"), ts(2024, 1, 6)),
+            ("O5", "ACC-000001", ts(2024, 1, 6, 9), d(2024, 1, 6), "placed", "GBP", D("1"), ts(2024, 1, 6)),
+        ],
+        ORDERS,
+    )
+    # O1 on the weekend, O3 after the last rate (looked up on the calendar's end), O2 changed in
+    # silver; O4 (USD) and O5 (no GBP rate changed) keep their rows.
+    affected = I.affected_orders(orders, orders.where("order_id = 'O2'"), (changed, d(2024, 1, 9)))
+    assert sorted(r["order_id"] for r in affected.collect()) == ["O1", "O2", "O3"]
+    # The selection is exact: fct_orders differs between the two FX versions on O1 and O3 only.
+    accounts = account_rows(spark)
+    before = T.fct_orders(orders, accounts, T.fx_calendar(old))
+    after = T.fct_orders(orders, accounts, T.fx_calendar(new))
+    assert sorted(r["order_id"] for r in after.exceptAll(before).collect()) == ["O1", "O3"]
+
+
+def test_account_version_changes_select_the_orders_of_the_changed_ranges(spark):
+    old = account_rows(spark)
+    # A late version of ACC-000001 (Mid-Market/FR from 2024-01-05) splits its first range.
+    new = old.where("NOT (account_id = 'ACC-000001' AND segment = 'SMB')").unionByName(
+        spark.createDataFrame(
+            [
+                ("ACC-000001", "Acme", "Tech", "SMB", "US", ts(2024, 1, 1), ts(2024, 1, 5), False, False),
+                (
+                    "ACC-000001",
+                    "Acme",
+                    "Tech",
+                    "Mid-Market",
+                    "FR",
+                    ts(2024, 1, 5),
+                    ts(2024, 1, 10),
+                    False,
+                    False,
+                ),
+            ],
+            ACCOUNTS,
+        )
+    )
+    orders = spark.createDataFrame(
+        [
+            ("O1", "ACC-000001", ts(2024, 1, 3), d(2024, 1, 3), "placed", "USD", D("1"), ts(2024, 1, 3)),
+            ("O2", "ACC-000001", ts(2024, 1, 7), d(2024, 1, 7), "placed", "USD", D("1"), ts(2024, 1, 7)),
+            ("O3", "ACC-000001", ts(2024, 1, 12), d(2024, 1, 12), "placed", "USD", D("1"), ts(2024, 1, 12)),
+            ("O4", "ACC-000001", ts(2023, 12, 1), d(2023, 12, 1), "placed", "USD", D("1"), ts(2023, 12, 1)),
+            ("O5", "ACC-000002", ts(2024, 1, 7), d(2024, 1, 7), "placed", "USD", D("1"), ts(2024, 1, 7)),
+        ],
+        ORDERS,
+    )
+    changed = I.account_version_changes(old, new, "unknown")
+    affected = I.affected_orders(orders, orders.limit(0), versions_changed=changed)
+    # O1 and O2 fall in the old first range, which changed; O3 (a later range), O4 (before the
+    # first version, still unknown) and O5 (another account) keep their versions.
+    assert sorted(r["order_id"] for r in affected.collect()) == ["O1", "O2"]
+    fx = T.fx_calendar(fx_rows(spark, [(d(2024, 1, 1), "EUR", "2")]))
+    after, before = T.fct_orders(orders, new, fx), T.fct_orders(orders, old, fx)
+    assert [r["order_id"] for r in after.exceptAll(before).collect()] == ["O2"]
