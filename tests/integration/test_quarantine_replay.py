@@ -117,7 +117,7 @@ def test_replay_moves_fixed_rows_to_silver_exactly_once(fresh_lake, tmp_path, ca
 def test_replayed_account_versions_rebuild_the_scd2_chains_a_clean_run_builds(
     generated_landing, tmp_path, capsys, monkeypatch
 ):
-    """A contract rule that was wrong (segment SMB not allowed) quarantines SMB versions out of
+    """A contract rule that was wrong (segment Enterprise not allowed) quarantines versions out of
     the middle of accounts' histories; after the fix, the replay leaves silver accounts equal to
     a run that never had the wrong rule: the same versions, validity ranges and current flags."""
     monkeypatch.setenv("LAKEHOUSE_LAKE_ENGINE", "delta-rs")
@@ -125,9 +125,7 @@ def test_replayed_account_versions_rebuild_the_scd2_chains_a_clean_run_builds(
     shutil.copytree(REPO / "config", broken)
     contract = broken / "contracts" / "accounts.yaml"
     contract.write_text(
-        contract.read_text().replace(
-            "allowed: [Enterprise, Mid-Market, SMB]", "allowed: [Enterprise, Mid-Market]"
-        )
+        contract.read_text().replace("allowed: [Enterprise, Mid-Market, SMB]", "allowed: [Mid-Market, SMB]")
     )
     lakes = {}
     for name, config in (("replayed", broken), ("clean", REPO / "config")):
@@ -138,8 +136,8 @@ def test_replayed_account_versions_rebuild_the_scd2_chains_a_clean_run_builds(
             cli.main(["run", "--lake", str(lakes[name]), "--config-dir", str(config), "--only", steps]) == 0
         )
     q_before = _rows(lakes["replayed"] / "quarantine" / "accounts")
-    smb = [r for r in q_before if r["_rules_broken"] == ["segment:not_allowed"]]
-    assert smb
+    wrongly_refused = [r for r in q_before if r["_rules_broken"] == ["segment:not_allowed"]]
+    assert wrongly_refused
 
     args = [
         "quarantine",
@@ -151,7 +149,7 @@ def test_replayed_account_versions_rebuild_the_scd2_chains_a_clean_run_builds(
         str(REPO / "config"),
     ]
     assert cli.main(args) == 0
-    assert f"= {len(smb)} replayed" in capsys.readouterr().out
+    assert f"= {len(wrongly_refused)} replayed" in capsys.readouterr().out
 
     def versions(lake):
         drop = ("_batch_id", "_source_file")
@@ -163,5 +161,5 @@ def test_replayed_account_versions_rebuild_the_scd2_chains_a_clean_run_builds(
     replayed, clean = versions(lakes["replayed"]), versions(lakes["clean"])
     assert replayed == clean
     q_after = _rows(lakes["replayed"] / "quarantine" / "accounts")
-    assert len(q_after) == len(q_before) - len(smb)
+    assert len(q_after) == len(q_before) - len(wrongly_refused)
     assert not any(r["_rules_broken"] == ["segment:not_allowed"] for r in q_after)
