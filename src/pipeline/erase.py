@@ -15,9 +15,10 @@ a person). The deleted rows stay in files older snapshots reference until VACUUM
 steps remove them once older than vacuum_retention_hours (config/maintenance.yaml), recorded as
 `files_gone_after`.
 
-Re-ingest: bronze takes a landing file as ingested when bronze holds rows of it or a commit
-lists it under `empty_files` (bronze.ingest.ingested_files). The delete commit lists the files
-whose every row was the subject's, so a run never ingests them again. The landing zone itself is
+Re-ingest: bronze's ledger of ingested files (bronze.ledger, `_ops/ingested_files`) keeps the
+files whose rows are erased; rebuilt from bronze itself (its `_source_file` values plus the
+files commits list under `empty_files`), it would miss a file whose every row was the
+subject's, so the delete commit lists those under `empty_files`: a run never ingests them again. The landing zone itself is
 the sources' drop zone, not the lake's: the files holding the subject's records are named in the
 output and in the audit rows, for the operator to remove or redact there; a source delivering a
 file again (a new file, or new content) brings its records back.
@@ -41,7 +42,7 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
-from pipeline.bronze.ingest import EMPTY_FILES_KEY
+from pipeline.bronze.ledger import EMPTY_FILES_KEY
 from pipeline.contracts.model import Column, Contract, pii_outputs
 from pipeline.lake import LakeError
 from pipeline.maintenance import load_maintenance
