@@ -18,6 +18,7 @@ import pytest
 from pipeline.bronze.ingest import ingest_files
 from pipeline.cli import observers_for
 from pipeline.driver.dag import load_dag
+from pipeline.driver.retry import explain
 from pipeline.driver.runner import run_steps
 from pipeline.generate import generate
 from pipeline.generate.defects import add_hostile_files
@@ -162,7 +163,7 @@ def test_two_writers_racing_on_one_table_add_each_file_once(spark, tmp_path, sma
             for p, data in held.items():
                 p.write_bytes(data)
         results, errors = race(writers, dataset)
-        assert not errors, errors
+        assert not errors, [explain(e).chain for e in errors]
         assert sorted(r.rows_out > 0 for r in results) == [False, True], [r.details for r in results]
     table = writers[0].lake.read(writers[0].table_path("bronze", dataset))
     per_file = {

@@ -99,11 +99,18 @@ class Ledger:
         return found
 
 
+# Another writer committed first: delta-spark's concurrent-modification exceptions (the same Txn:
+# ConcurrentTransactionException; a schema change in the winning commit: MetadataChangedException,
+# checked before the Txn), delta-rs's commit conflict ("Concurrent transaction failed").
+_LOST_RACE = re.compile(
+    r"Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|concurrent transaction",
+    re.IGNORECASE,
+)
+
+
 def lost_commit_race(exc: BaseException) -> bool:
-    """Another writer committed the same Txn first (delta-spark: ConcurrentTransactionException;
-    delta-rs: its commit conflict on the application transaction)."""
-    text = " ".join(explain(exc, 2000).chain)
-    return bool(re.search(r"ConcurrentTransaction|concurrent transaction", text, re.IGNORECASE))
+    """Whether a commit failed because another writer committed to the table first."""
+    return bool(_LOST_RACE.search(" ".join(explain(exc, 2000).chain)))
 
 
 def legacy_ingested(lake: Lake, table: str) -> set[str]:
