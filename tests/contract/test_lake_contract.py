@@ -211,12 +211,13 @@ def test_latest_metadata_reads_the_newest_commits_only(spark, lake, delta_rs_lak
     for v in range(3 * METADATA_PAGE):  # delta-rs writes the history fast; `lake` reads it
         delta_rs_lake.append(table, spark.range(1), metadata={"old": v, **({"new": v} if v % 2 else {})})
     limits = []
-    real_history = lake.history
+    newest = lake._newest_metadata  # each engine's bounded read of the log's tail
     monkeypatch.setattr(
-        lake, "history", lambda path, limit=None: limits.append(limit) or real_history(path, limit)
+        lake, "_newest_metadata", lambda path, limit: limits.append(limit) or newest(path, limit)
     )
     assert lake.latest_metadata(table, "new") == 3 * METADATA_PAGE - 1
     assert limits == [METADATA_PAGE]
+    assert newest(table, METADATA_PAGE) == [c.metadata for c in lake.history(table, METADATA_PAGE)]
     for _ in range(METADATA_PAGE + 1):  # newer commits without "old" nor "new"
         delta_rs_lake.append(table, spark.range(1), metadata={"other": 1})
     limits.clear()

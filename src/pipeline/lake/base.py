@@ -236,13 +236,18 @@ class Lake(ABC):
             return None
         limit = METADATA_PAGE
         while True:
-            commits = self.history(path, limit)
-            for commit in commits:
-                if key in commit.metadata:
-                    return commit.metadata[key]
-            if len(commits) < limit:
+            found = self._newest_metadata(path, limit)
+            for metadata in found:
+                if key in metadata:
+                    return metadata[key]
+            if len(found) < limit:
                 return None
             limit *= METADATA_PAGE
+
+    def _newest_metadata(self, path: str, limit: int) -> list[dict[str, Any]]:
+        """Commit metadata of the newest `limit` commits, newest first (fewer when the log holds
+        fewer): the engine's bounded history read, unless it has a cheaper one."""
+        return [commit.metadata for commit in self.history(path, limit)]
 
     def already_committed(self, path: str, txn: Txn | None) -> bool:
         if txn is None or not self.exists(path):
