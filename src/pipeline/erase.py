@@ -27,6 +27,7 @@ file again (a new file, or new content) brings its records back.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -201,7 +202,14 @@ def erase_subject(ctx, subject: str, *, dry_run: bool = False) -> Erasure:
 
 
 def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"  # both engines read '' as a quote in a literal
+    """A SQL string both engines read as `value`. A quote or backslash has no common spelling
+    inside a literal (Spark reads 'a''b' as 'a' 'b' concatenated and backslash escapes, DataFusion
+    neither), so those characters are spliced in as chr() of their code."""
+    parts = re.split(r"(['\\])", value)
+    if len(parts) == 1:
+        return f"'{value}'"
+    spelled = [f"chr({ord(p)})" if p in ("'", "\\") else f"'{p}'" for p in parts if p]
+    return f"concat({', '.join(spelled)})"
 
 
 def _normalised(col: Column, sql: str) -> str:
