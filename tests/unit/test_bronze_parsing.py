@@ -269,3 +269,44 @@ def test_a_bad_file_is_rejected_once_its_neighbours_land_and_a_changed_file_is_r
     assert (fixed.rows_out, fixed.details["rejected_files"]) == (1, 0)
     table = ctx.lake.read(ctx.table_path("bronze", "crm_x"))
     assert sorted(r["id"] for r in table.collect()) == ["1", "2", "3"]
+
+
+def test_the_ledger_follows_bronze_after_a_crash_and_for_tables_written_before_it(
+    spark, tmp_path, monkeypatch
+):
+    from pipeline.bronze import ingest
+    from pipeline.bronze.ledger import Ledger, legacy_ingested
+
+    ctx, landing = csv_ctx(spark, tmp_path)
+    table, ledger_path = ctx.table_path("bronze", "crm_x"), ctx.table_path("_ops", "ingested_files")
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    (landing / "empty.csv").write_text("id,updated_at\n")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed between the bronze commit and the ledger write")
+
+    monkeypatch.setattr(Ledger, "record", crash)
+    with pytest.raises(RuntimeError, match="killed"):
+        ingest.ingest_files(ctx, "crm_x")
+    monkeypatch.undo()
+    assert ctx.lake.read(table).count() == 1 and not ctx.lake.exists(ledger_path)
+
+    (landing / "b.csv").write_text("id,updated_at\n2,2026-07-02T00:00:00Z\n")
+    after = ingest.ingest_files(ctx, "crm_x")  # the ledger catches up from bronze's commits first
+    assert (after.rows_out, after.details["new_files"]) == (1, 1)
+    keys = sorted(r["file"].rsplit("/", 1)[1] for r in ctx.lake.read(ledger_path).collect())
+    assert keys == ["a.csv", "b.csv", "empty.csv"]
+    assert ingest.ingest_files(ctx, "crm_x").details["new_files"] == 0
+
+    # A table from before the ledger: its file commits list no landing files.
+    old_ctx, old_landing = csv_ctx(spark, tmp_path / "old")
+    (old_landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    (old_landing / "empty.csv").write_text("id,updated_at\n")
+    old_table = old_ctx.table_path("bronze", "crm_x")
+    rows = old_ctx.spark.createDataFrame(
+        [("1", f"file:{old_landing}/a.csv")], "id string, _source_file string"
+    )
+    empty_uri = f"file://{old_landing}/empty.csv"
+    old_ctx.lake.append(old_table, rows, metadata={"batch_id": "old:crm_x", "empty_files": [empty_uri]})
+    assert legacy_ingested(old_ctx.lake, old_table) == {f"file://{old_landing}/a.csv", empty_uri}
+    assert ingest.ingest_files(old_ctx, "crm_x").details["new_files"] == 0
