@@ -3,10 +3,10 @@
 `ci` (chosen when the CI environment variable is set, as GitHub Actions sets it, or with
 HYPOTHESIS_PROFILE=ci): derandomized, so a CI run tries the same examples every time and a red
 build reproduces locally with the same profile. `dev` (the default): a fresh random search per
-run, printing the `@reproduce_failure` blob of any failure. Neither keeps an example database, so
-no `.hypothesis/` folder appears in the checkout. Example counts are per test (Spark-backed
-properties try few, small examples); `deadline=None` because Spark's timing under load is not a
-property of the code.
+run, printing the `@reproduce_failure` blob of any failure. `smoke`: five examples a test.
+None keeps an example database, so no `.hypothesis/` folder appears in the checkout. The
+Spark-backed properties try 25 small examples each (one SparkSession, a Spark job or two per
+example); `deadline=None` because Spark's timing under load is not a property of the code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import os
 
 from hypothesis import HealthCheck, settings
 
-_COMMON = {"database": None, "deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
-settings.register_profile("ci", derandomize=True, print_blob=True, **_COMMON)
-settings.register_profile("dev", print_blob=True, **_COMMON)
+_COMMON = {
+    "database": None,
+    "deadline": None,
+    "max_examples": 25,  # the Spark-backed tests' count; the pure-Python ones ask for more
+    "print_blob": True,
+    "suppress_health_check": [HealthCheck.too_slow],
+}
+settings.register_profile("ci", derandomize=True, **_COMMON)
+settings.register_profile("dev", **_COMMON)
+settings.register_profile("smoke", **{**_COMMON, "max_examples": 5})  # a quick look on a busy machine
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))

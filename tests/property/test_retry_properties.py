@@ -9,7 +9,7 @@ import random
 from types import SimpleNamespace
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.driver.dag import Dag, Step
@@ -44,6 +44,7 @@ def doubled_and_capped(policy: RetryPolicy, attempt: int) -> float:
     return wait
 
 
+@settings(max_examples=200)
 @given(policies(), st.integers(min_value=1, max_value=2000), st.randoms(use_true_random=False))
 def test_a_wait_is_never_negative_never_above_the_cap_and_within_the_jitter_band(policy, attempt, rng):
     base = policy.base_delay(attempt)
@@ -52,6 +53,7 @@ def test_a_wait_is_never_negative_never_above_the_cap_and_within_the_jitter_band
     assert 0 <= base * (1 - policy.jitter) <= wait <= base <= policy.max_backoff_s
 
 
+@settings(max_examples=200)
 @given(policies(), st.integers(min_value=1, max_value=2000))
 def test_base_waits_never_shrink_from_one_attempt_to_the_next(policy, attempt):
     assert policy.base_delay(attempt) <= policy.base_delay(attempt + 1)
@@ -80,6 +82,7 @@ class AlwaysTransient:
         raise ConnectionError("Connection reset by peer")
 
 
+@settings(max_examples=50)
 @given(policies(most_attempts=8), st.integers(min_value=0, max_value=2**32))
 def test_a_step_failing_transiently_is_tried_max_attempts_times_with_waits_below_the_cap(
     tmp_path_factory, policy, seed
