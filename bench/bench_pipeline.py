@@ -50,11 +50,21 @@ from common import (
 )
 from dag_runs import CHILD_AGE_S, file_figures, mean_of, print_full_run, run_dag
 from increments import append_increment, print_incremental
-from orders_path import orders_comparison, print_orders
+from orders_path import ORDERS_STEPS, orders_comparison, print_orders
 from watching import WATCH_ORDER, fresh_lake_run, print_watching
 
-from pipeline.driver.dag import load_dag
+from pipeline.driver.dag import Dag, load_dag
 from pipeline.jobs import JOBS
+
+
+def selection(dag: Dag, only: list[str]) -> list[str]:
+    """`only`, the orders path (section 2 reruns it) and every step they need, in DAG order."""
+    unknown = sorted(set(only) - set(dag.steps))
+    if unknown:
+        raise SystemExit(f"--only: no such step: {', '.join(unknown)} (config/pipeline.yaml)")
+    wanted = {*only, *ORDERS_STEPS}
+    wanted |= set().union(*(dag.upstream(s) for s in wanted))
+    return [s for s in dag.order() if s in wanted]
 
 
 def issue_figures(
@@ -94,6 +104,12 @@ def main() -> int:
     add_engine_option(parser)
     parser.add_argument("--skew", action="store_true", help="skewed orders: a few accounts, one hot day")
     parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="STEP",
+        help="run these steps, the orders path and every step they need (default: the whole DAG)",
+    )
+    parser.add_argument(
         "--incremental-share",
         type=float,
         default=0.01,
@@ -109,6 +125,7 @@ def main() -> int:
     lake, manifest, gen_seconds = generate_landing(work, args.scale, args.seed, skew=args.skew)
     ctx = bench_context(lake, "bench-full", engine=args.engine)
     dag = load_dag(ctx.settings.config_path(ctx.settings.pipeline_file), set(JOBS))
+    selected = selection(dag, args.only) if args.only else dag.order()
     warm_up(ctx.spark)
     load_start = os.getloadavg()
     print(
@@ -116,7 +133,7 @@ def main() -> int:
         f"{os.cpu_count()} CPUs, load average {load_start[0]:.1f} (other processes slow every figure)"
     )
 
-    full = run_dag(ctx, dag, "full")
+    full = run_dag(ctx, dag, "full", selected)
     files = file_figures(ctx)
     print_full_run(full, files)
 
@@ -126,15 +143,17 @@ def main() -> int:
     # Both after sections 1 and 2, so neither pays the JVM's warm-up or the one-off GX import.
     runs: dict[str, list[dict]] = {"bare": [], "watched": []}
     for i, kind in enumerate(WATCH_ORDER):
-        runs[kind].append(fresh_lake_run(ctx, dag, work, f"{kind}{i + 1}", watched=kind == "watched"))
+        runs[kind].append(
+            fresh_lake_run(ctx, dag, selected, work, f"{kind}{i + 1}", watched=kind == "watched")
+        )
     bare, watched = mean_of(runs["bare"]), mean_of(runs["watched"])
     print_watching(watched, bare)
 
     started = time.perf_counter()
     added = append_increment(ctx, manifest, args.incremental_share, args.seed)
     prep_s = time.perf_counter() - started
-    incremental = run_dag(context_like(ctx, "bench-incremental"), dag, "incremental")
-    no_change = run_dag(context_like(ctx, "bench-no-change"), dag, "no-change")
+    incremental = run_dag(context_like(ctx, "bench-incremental"), dag, "incremental", selected)
+    no_change = run_dag(context_like(ctx, "bench-no-change"), dag, "no-change", selected)
     print_incremental(watched, incremental, no_change, added, args.incremental_share, prep_s)
 
     figures = issue_figures(full, orders, watched, bare, incremental, no_change)
@@ -149,6 +168,7 @@ def main() -> int:
             "seed": args.seed,
             "engine": ctx.lake.name,
             "skew": args.skew,
+            "steps": selected,
             "incremental_share": args.incremental_share,
             "generate_s": gen_seconds,
             "landing_records": sum(d["records"] for d in manifest["datasets"].values()),

@@ -28,11 +28,13 @@ HERE = Path(__file__).parent
 REFUSED = "refused: above lake.delta_rs_max_bytes"
 
 
-def run_one(scale: float, engine: str, seed: int) -> dict:
+def run_one(scale: float, engine: str, seed: int, only: list[str] | None) -> dict:
     """bench_pipeline.py in a fresh process, its output passed through; its results, or
     {"failed": why} (REFUSED when delta-rs refused a write above its byte limit)."""
     print(f"\n===== bench_pipeline.py --scale {scale} --engine {engine} =====", flush=True)
     command = [sys.executable, str(HERE / "bench_pipeline.py"), "--scale", str(scale), "--engine", engine, "--seed", str(seed)]  # fmt: skip
+    if only:
+        command += ["--only", *only]
     refused = False
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:  # type: ignore[union-attr]
@@ -136,10 +138,14 @@ def main() -> int:
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 3.0, 10.0])
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--only", nargs="+", metavar="STEP", help="passed to bench_pipeline.py (a smaller DAG)"
+    )
     args = parser.parse_args()
     scales = sorted(set(args.scales))
     results = {
-        engine: {scale: run_one(scale, engine, args.seed) for scale in scales} for engine in args.engines
+        engine: {scale: run_one(scale, engine, args.seed, args.only) for scale in scales}
+        for engine in args.engines
     }
     print_runs(results)
     across = print_figures(results)

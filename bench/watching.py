@@ -19,9 +19,11 @@ from pipeline.driver.dag import Dag
 WATCH_ORDER = ("bare", "watched", "watched", "bare")
 
 
-def fresh_lake_run(ctx: RunContext, dag: Dag, work: Path, label: str, *, watched: bool) -> dict:
-    """The whole DAG on a fresh lake from the same landing files (taken before the increments of
-    section 4), watched as shipped or with the DQ gates and every observer off."""
+def fresh_lake_run(
+    ctx: RunContext, dag: Dag, selected: list[str], work: Path, label: str, *, watched: bool
+) -> dict:
+    """The `selected` steps on a fresh lake from the same landing files (taken before the
+    increments of section 4), watched as shipped or with the DQ gates and every observer off."""
     lake = work / f"{label}_lake"
     shutil.rmtree(lake, ignore_errors=True)
     shutil.copytree(Path(ctx.settings.lake.root) / "landing", lake / "landing")
@@ -29,7 +31,7 @@ def fresh_lake_run(ctx: RunContext, dag: Dag, work: Path, label: str, *, watched
     if not watched:
         os.environ[DQ_SWITCH] = "off"
     try:
-        return run_dag(context_like(ctx, f"bench-{label}", lake), dag, label, observe=watched)
+        return run_dag(context_like(ctx, f"bench-{label}", lake), dag, label, selected, observe=watched)
     finally:
         if previous is None:
             os.environ.pop(DQ_SWITCH, None)
