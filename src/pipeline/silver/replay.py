@@ -2,7 +2,8 @@
 
 After an upstream fix (a reference list or a contract rule that was wrong), the rows of
 quarantine/<dataset> that now pass move to silver, deduplicated and merged exactly as the silver
-step merges a batch (SCD2 chains included); the rows that still fail stay, with their current
+step merges a batch (an SCD2 key's chain recomputed from all its valid versions, the ones
+silver holds and the bronze ones it folded away); the rows that still fail stay, with their current
 reason. Silver's DQ gate judges the replayed rows, and the table as their merge will leave it,
 before the commit.
 
@@ -30,7 +31,7 @@ from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key
-from pipeline.silver.job import KEEP, _merge_plan, _table_after
+from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, _table_after
 from pipeline.silver.pii import pii_key, protect
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ def replay_quarantine(ctx: RunContext, name: str, *, dry_run: bool = False) -> R
                     ctx,
                     contract,
                     silver_path,
-                    silver_rows,
+                    _with_history(ctx, contract, valid) if contract.history == "scd2" else silver_rows,
                     txn,
                     {
                         "batch_id": ctx.batch_id(name),
@@ -152,6 +153,23 @@ def replay_quarantine(ctx: RunContext, name: str, *, dry_run: bool = False) -> R
 
 def _with(result: ReplayResult, **changes) -> ReplayResult:
     return ReplayResult(**{**result.__dict__, **changes})
+
+
+def _with_history(ctx: RunContext, contract, replayed: DataFrame) -> DataFrame:
+    """The replayed versions with every valid bronze version silver consumed for their keys, in
+    silver's layout. Silver keeps only the versions that change a tracked attribute, so a
+    replayed version between two stored ones may need back a version that was folded into its
+    predecessor: the touched keys' chains are recomputed from all their versions."""
+    consumed = ctx.lake.latest_metadata(ctx.table_path("silver", contract.name), CONSUMED)
+    rows = replayed
+    if consumed is not None:
+        bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), int(consumed))
+        history = valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
+        rows = rows.unionByName(
+            history.join(replayed.select(*contract.keys).distinct(), list(contract.keys), "left_semi")
+        )
+    versions = distinct_versions(rows, contract)
+    return protect(versions, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
 
 
 def _gate_and_merge(ctx: RunContext, contract, path: str, rows: DataFrame, txn: Txn, metadata: dict) -> None:
