@@ -9,6 +9,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from pipeline.dq.gate import DqGateFailed
 from pipeline.gold import MARTS, build_gold
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
@@ -204,3 +205,25 @@ def test_marts_config_errors_name_the_file_and_key(spark, tmp_path):
 def test_unknown_mart_names_the_known_ones():
     with pytest.raises(KeyError, match="known: customer_360"):
         build_gold(None, "nope")  # fails before touching the context
+
+
+def test_full_refresh_rebuilds_and_a_critical_gate_failure_leaves_the_mart_as_it_was(spark, tmp_path):
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    path = ctx.table_path("gold", "fct_orders")
+    assert build_gold(ctx, "fct_orders").details["full_rebuild"] == "no previous build"
+    ctx.full_refresh = True  # lakehouse run --full-refresh: rebuilt although nothing changed
+    assert build_gold(ctx, "fct_orders").details["full_rebuild"] == "--full-refresh"
+    assert ctx.lake.version(path) == 1
+    before = sorted(ctx.lake.read(path).collect())
+
+    # A negative amount makes amount_usd break the critical range rule of config/dq.yaml.
+    schema, rows = SILVER["orders"]
+    # fmt: off
+    bad = ("ORD-0000003", "ACC-000001", ts(2024, 1, 8), d(2024, 1, 8), "placed", "USD", D("-1.00"), ts(2024, 1, 8), "b2", "f2")
+    # fmt: on
+    ctx.lake.append(ctx.table_path("silver", "orders"), spark.createDataFrame([bad], schema))
+    ctx.full_refresh = False
+    with pytest.raises(DqGateFailed, match="gold_fct_orders"):
+        build_gold(ctx, "fct_orders")  # incremental: one order recomputed, checked, not written
+    assert ctx.lake.version(path) == 1
+    assert sorted(ctx.lake.read(path).collect()) == before
