@@ -71,7 +71,7 @@ def main() -> int:
     steps = [s for s in dag.order() if s in needed]
     os.environ[DQ_SWITCH] = "off"
     warm_up(ctx.spark)
-    aqe = {key: ctx.spark.conf.get(key, None) for key in AQE_CONF}
+    aqe = {key: ctx.spark.conf.get(key) for key in AQE_CONF}  # set, or Spark's default
     print(
         f"lake engine {ctx.lake.name}; "
         + ", ".join(f"{k.removeprefix('spark.sql.adaptive.')}={v}" for k, v in aqe.items())
