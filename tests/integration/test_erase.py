@@ -10,6 +10,7 @@ import csv
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,14 @@ def test_erase_removes_one_person_everywhere_and_only_them(fresh_lake, capsys, m
     args = ["--lake", str(lake)]
 
     # the subject: a contact exported several times, named by the email of its latest version
-    versions = _contact_versions(lake / "landing")
-    contact_id, rows = max(versions.items(), key=lambda kv: (len({r["email"] for r in kv[1]}), len(kv[1])))
-    email = rows[-1]["email"].strip().lower()
-    emails = {r["email"].strip().lower() for r in rows if r["email"].strip()}
+    versions = {
+        k: v for k, v in _contact_versions(lake / "landing").items() if re.fullmatch(r"CON-\d{7}", k)
+    }  # a contact id as issued (defects blank or mangle some)
+    contact_id, rows = max(
+        versions.items(), key=lambda kv: (len({r["email"] for r in kv[1]}), len(kv[1]), kv[0])
+    )
+    emails = {r["email"].strip().lower() for r in rows if "@" in r["email"]}
+    email = max(emails)
     # a re-delivered file holding only this contact's record, ingested with the others
     only_them = lake / "landing" / "crm" / "contacts" / "contacts_20260930_redelivery.csv"
     with only_them.open("w", newline="") as fh:
