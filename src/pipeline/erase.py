@@ -289,8 +289,10 @@ def _expand(ctx, config: ErasureConfig, ids: set[str], emails: set[str]) -> tupl
             continue
         for row in bronze.filter(predicate).select(*wanted).distinct().collect():
             for name, value in row.asDict().items():
-                if value:
-                    (found_ids if name in cols.ids else found_emails).add(str(value))
+                if name in cols.ids and value:
+                    found_ids.add(str(value))
+                elif value and "@" in value:  # a defect (a phone, a name) in the column is nobody's address
+                    found_emails.add(str(value))
     return found_ids, found_emails
 
 
