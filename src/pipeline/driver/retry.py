@@ -27,6 +27,7 @@ permission, disk space, memory, missing file), and the whole cause chain.
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections.abc import Iterator
@@ -420,8 +421,11 @@ class RetryPolicy:
         """The wait after failed attempt `attempt` (1-based), before jitter."""
         if attempt < 1:
             raise ValueError(f"attempt numbers start at 1, got {attempt}")
-        exponent = min(attempt - 1, 64)  # 2**64 * anything is past any cap
-        return min(self.max_backoff_s, self.initial_backoff_s * 2.0**exponent)
+        try:
+            grown = math.ldexp(self.initial_backoff_s, attempt - 1)
+        except OverflowError:  # past any float, so past any cap
+            grown = math.inf
+        return min(self.max_backoff_s, grown)
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The jittered wait after failed attempt `attempt`: in [base*(1-jitter), base]."""

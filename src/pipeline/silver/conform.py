@@ -94,11 +94,12 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
     staged = bronze.withColumns({f"__raw_{n}": c for n, c in raw_cols.items()})
     for col in contract.read_columns:
         raw_name = f"`__raw_{col.name}`"
-        typed_cols[col.name] = F.expr(f"try_cast({raw_name} AS {col.type})")
+        typed_cols[col.name] = _representable(F.expr(f"try_cast({raw_name} AS {col.type})"), col.type)
     staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
     for col in contract.derived_columns:
         expr = _qualify(col.expr, contract)
-        staged = staged.withColumn(f"{VALUE}{col.name}", F.expr(f"try_cast(({expr}) AS {col.type})"))
+        typed = _representable(F.expr(f"try_cast(({expr}) AS {col.type})"), col.type)
+        staged = staged.withColumn(f"{VALUE}{col.name}", typed)
     read_rules = [
         r for c in contract.read_columns for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references)
     ]
@@ -113,6 +114,14 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         .otherwise(derived_broken),
     )
     return result.drop(*[f"__raw_{n}" for n in raw_cols])
+
+
+def _representable(value: SparkColumn, type_name: str) -> SparkColumn:
+    """Dates and timestamps outside years 1-9999 parse in Spark ("10000-01-01") but have no ISO 8601
+    or Python form, so every reader downstream would fail on them: such a value does not parse."""
+    if type_name in ("date", "timestamp"):
+        return F.when(F.year(value).between(1, 9999), value)
+    return value
 
 
 def _broken(rules: list[SparkColumn]) -> SparkColumn:
@@ -133,6 +142,8 @@ def _column_rules(
 ) -> list[SparkColumn]:
     v = F.col(f"`{VALUE}{col.name}`")
     present = v.isNotNull()
+    # NaN sorts above every double in Spark, so `v < min` never holds for it: NaN breaks any bound.
+    nan = F.isnan(v) if col.type in ("double", "float") else F.lit(False)
     checks: list[tuple[str, SparkColumn]] = []
     if not col.nullable:
         checks.append(("missing", v.isNull() & (raw.isNull() if raw is not None else F.lit(True))))
@@ -145,11 +156,11 @@ def _column_rules(
     if col.pattern:
         checks.append(("pattern", present & ~v.rlike(col.pattern)))
     if col.min is not None:
-        checks.append(("below_min", present & (v < F.lit(col.min))))
+        checks.append(("below_min", present & ((v < F.lit(col.min)) | nan)))
     if col.max is not None:
-        checks.append(("above_max", present & (v > F.lit(col.max))))
+        checks.append(("above_max", present & ((v > F.lit(col.max)) | nan)))
     if col.min_exclusive is not None:
-        checks.append(("not_above_min", present & (v <= F.lit(col.min_exclusive))))
+        checks.append(("not_above_min", present & ((v <= F.lit(col.min_exclusive)) | nan)))
     return [F.when(cond, F.lit(f"{col.name}:{name}")) for name, cond in checks]
 
 
