@@ -563,6 +563,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         seed=args.seed if args.seed is not None else g.seed,
         defect_rate=args.defect_rate if args.defect_rate is not None else g.defect_rate,
         days=args.days if args.days is not None else g.days,
+        skew=args.skew,
         **({"end_date": date.fromisoformat(args.end_date)} if args.end_date else {}),
     )
     total = sum(d["records"] for d in manifest["datasets"].values())
@@ -641,6 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--defect-rate", type=float, help="share of records given a realistic defect")
     gen.add_argument("--days", type=int, help="days of history")
     gen.add_argument("--end-date", help="last day of history, YYYY-MM-DD")
+    gen.add_argument(
+        "--skew",
+        action="store_true",
+        help="skewed orders: a few accounts place most of them (Zipf) and one day holds a quarter",
+    )
     gen.set_defaults(func=cmd_generate)
 
     run = sub.add_parser(

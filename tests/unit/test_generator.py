@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline import cli
 from pipeline.generate import Volumes, generate
 from pipeline.generate.defects import CsvFile
 from pipeline.generate.writers import write_csv
@@ -198,8 +199,12 @@ def orders_by_first_delivery(root: Path) -> dict[str, tuple[str, str]]:
 def test_skew_puts_most_orders_on_a_few_accounts_and_one_day(
     landing: Path, manifest: dict, tmp_path: Path
 ) -> None:
-    skewed = tmp_path / "landing"
-    skewed_manifest = generate(skewed, scale=SCALE, seed=42, skew=True)
+    skewed = tmp_path / "landing"  # through the CLI, with generate()'s defaults spelled out
+    args = ["generate", "--lake", str(tmp_path), "--scale", str(SCALE), "--seed", "42"]
+    assert (
+        cli.main([*args, "--defect-rate", "0.01", "--days", "90", "--end-date", "2026-09-30", "--skew"]) == 0
+    )
+    skewed_manifest = json.loads((skewed / "_manifest.json").read_text())
 
     def shares(root: Path) -> tuple[float, float, int]:
         """(share of the busiest 10 % of accounts, share of the busiest day, orders)."""
