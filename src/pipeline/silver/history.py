@@ -32,6 +32,19 @@ def distinct_versions(df: DataFrame, contract: Contract) -> DataFrame:
     return df.withColumn("__rank", F.row_number().over(w)).filter("__rank = 1").drop("__rank")
 
 
+def with_earlier_versions(batch: DataFrame, earlier: DataFrame, contract: Contract) -> DataFrame:
+    """An SCD2 batch's versions together with every earlier version of the keys it touches, one
+    row per (key, sequence value) (`distinct_versions`; the batch, ingested later, wins a tie).
+
+    Silver keeps only the versions that change a tracked attribute, so a late version between
+    two equal ones needs back the later one, folded into its predecessor when it arrived: the
+    touched keys' chains are recomputed from all their versions, as one run over every delivery
+    would build them. `batch` and `earlier`: valid rows in the same layout (with TIEBREAK)."""
+    touched = batch.select(*contract.keys).distinct()
+    before = earlier.join(touched, list(contract.keys), "left_semi")
+    return distinct_versions(batch.unionByName(before), contract)
+
+
 def scd2_versions(existing: DataFrame, incoming: DataFrame, contract: Contract) -> DataFrame:
     """The full version chain of every key present in `incoming`, merged with what silver already
     holds for those keys. A version is kept only when a tracked attribute (or the deletion flag)

@@ -40,7 +40,7 @@ from pipeline.silver.conform import (
     rule_counts,
     valid_values,
 )
-from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
+from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes, with_earlier_versions
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import StepResult
 
@@ -101,7 +101,10 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         duplicates = rows_in - n_quarantined - rows_out
         newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
         target = ctx.lake.read(silver_path) if ctx.lake.exists(silver_path) else None
-        source, spec = _merge_plan(contract, silver_rows, target)
+        merged = silver_rows
+        if contract.history == "scd2" and consumed is not None:
+            merged = scd2_input(ctx, contract, valid, int(consumed))
+        source, spec = _merge_plan(contract, merged, target)
         if source is not silver_rows:
             source = source.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(source)
@@ -166,6 +169,18 @@ def _table_after(
     effect = merge_effect(source, target, spec).first()
     before = target.count() if target is not None else 0
     return TableAfter(before + effect["inserted"] - effect["deleted"], newest)
+
+
+def scd2_input(ctx: RunContext, contract: Contract, batch: DataFrame, consumed: int) -> DataFrame:
+    """What an SCD2 merge recomputes, in silver's layout: the batch's valid rows with every valid
+    version bronze held at `consumed` for the keys the batch touches (history.with_earlier_versions).
+    The earlier rows are conformed again under today's contract, so a version replayed from
+    quarantine or erased from bronze counts as it does now. SCD2 tables are dimensions: the
+    bronze read this costs is small."""
+    bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), consumed)
+    earlier = valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
+    versions = with_earlier_versions(batch, earlier, contract)
+    return protect(versions, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
 
 
 def _merge_plan(contract: Contract, rows: DataFrame, target: DataFrame | None) -> tuple[DataFrame, MergeSpec]:

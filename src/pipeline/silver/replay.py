@@ -31,7 +31,7 @@ from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key
-from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, _table_after
+from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, _table_after, scd2_input
 from pipeline.silver.pii import pii_key, protect
 
 log = logging.getLogger(__name__)
@@ -156,20 +156,14 @@ def _with(result: ReplayResult, **changes) -> ReplayResult:
 
 
 def _with_history(ctx: RunContext, contract, replayed: DataFrame) -> DataFrame:
-    """The replayed versions with every valid bronze version silver consumed for their keys, in
-    silver's layout. Silver keeps only the versions that change a tracked attribute, so a
-    replayed version between two stored ones may need back a version that was folded into its
-    predecessor: the touched keys' chains are recomputed from all their versions."""
+    """The replayed versions with every valid bronze version silver consumed for their keys
+    (job.scd2_input), in silver's layout."""
     consumed = ctx.lake.latest_metadata(ctx.table_path("silver", contract.name), CONSUMED)
-    rows = replayed
-    if consumed is not None:
-        bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), int(consumed))
-        history = valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
-        rows = rows.unionByName(
-            history.join(replayed.select(*contract.keys).distinct(), list(contract.keys), "left_semi")
+    if consumed is None:
+        return protect(distinct_versions(replayed, contract), contract, pii_key(ctx.settings)).drop(
+            "_ingestion_ts"
         )
-    versions = distinct_versions(rows, contract)
-    return protect(versions, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
+    return scd2_input(ctx, contract, replayed, int(consumed))
 
 
 def _gate_and_merge(ctx: RunContext, contract, path: str, rows: DataFrame, txn: Txn, metadata: dict) -> None:
