@@ -1,7 +1,7 @@
 """Hypothesis profiles for the property tests.
 
-`ci` (chosen when the CI environment variable is set, as GitHub Actions sets it, or with
-HYPOTHESIS_PROFILE=ci): derandomized, so a CI run tries the same examples every time and a red
+`ci` (chosen by `make test` and so by `.ci/run`, when the CI environment variable is set, as
+GitHub Actions sets it, or with HYPOTHESIS_PROFILE=ci): derandomized, so a CI run tries the same examples every time and a red
 build reproduces locally with the same profile. `dev` (the default): a fresh random search per
 run, printing the `@reproduce_failure` blob of any failure. `smoke`: five examples a test.
 None keeps an example database, so no `.hypothesis/` folder appears in the checkout. The
