@@ -327,7 +327,7 @@ def _nothing_to_resume(run_id: str, location: str) -> int:
 def _previous_run(store, run_id: str | None, *, required: bool):
     """The recorded state of `run_id` (resume: must exist; --run-id: may), refusing a run that
     is still going on this host."""
-    from pipeline.driver.state import RUNNING
+    from pipeline.driver.state import RUNNING, process_alive
 
     if not run_id or (not required and not store.exists(run_id)):
         return None
@@ -337,25 +337,12 @@ def _previous_run(store, run_id: str | None, *, required: bool):
         and state.host == socket.gethostname()
         and state.pid
         and state.pid != os.getpid()
-        and _process_alive(state.pid)
+        and process_alive(state.pid)
     ):
         raise ConfigError(
             f"run {run_id} is still running (pid {state.pid} on {state.host}); wait for it or stop it first"
         )
     return state
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process `pid` of this host exists (signal 0 checks without sending anything)."""
-    if pid <= 0:  # 0 and negative numbers address process groups, not a process
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -460,6 +447,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         describe_run,
         latest_run_id,
         presumed_dead,
+        process_alive,
         state_store_for,
         summary_table,
     )
@@ -481,7 +469,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         print(f"no runs recorded under {runs}", file=sys.stderr)
         return 2
-    dead = presumed_dead(state, host=socket.gethostname(), alive=_process_alive, now=datetime.now(UTC))
+    dead = presumed_dead(state, host=socket.gethostname(), alive=process_alive, now=datetime.now(UTC))
     lease, holder = _lease_holder(settings)
     if args.json:
         data = json.loads(state.to_json())

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.driver.state import utc_now
+from pipeline.driver.state import process_alive, utc_now
 from pipeline.files import LakeFiles, files_for
 from pipeline.settings import ConfigError, Settings
 
@@ -122,9 +122,7 @@ class LakeLease:
         self.ttl_s = ttl_s
         self.host = host or socket.gethostname()
         self.pid = pid or os.getpid()
-        if alive is None:
-            from pipeline.cli import _process_alive as alive
-        self.alive = alive
+        self.alive = alive or process_alive
         self.now = now
         self.held: LeaseRecord | None = None
 

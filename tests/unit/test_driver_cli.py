@@ -25,6 +25,7 @@ from pipeline.driver.state import (
     StepOutcome,
     latest_run_id,
     presumed_dead,
+    process_alive,
     state_store_for,
 )
 from pipeline.settings import ConfigError
@@ -218,7 +219,7 @@ def test_presumed_dead_by_an_injected_clock():
 
 
 def test_process_alive_refuses_process_group_ids():
-    assert cli._process_alive(os.getpid()) and not cli._process_alive(0) and not cli._process_alive(-1)
+    assert process_alive(os.getpid()) and not process_alive(0) and not process_alive(-1)
 
 
 # ---------------------------------------------------------------- run --plan / --resume checks

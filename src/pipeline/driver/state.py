@@ -503,3 +503,16 @@ def describe_run(state: RunState, location: str, dead: str | None = None) -> str
         lines.append(f"  driver pid {state.pid} on {state.host}, last heartbeat {state.heartbeat_at or '-'}")
     lines.append(f"  state {location}")
     return "\n".join(lines)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host exists (signal 0 checks without sending anything)."""
+    if pid <= 0:  # 0 and negative numbers address process groups, not a process
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
