@@ -12,6 +12,7 @@ from typing import Any
 
 from common import PeakMemory
 
+from pipeline.app import local_executor
 from pipeline.cli import observers_for
 from pipeline.context import RunContext
 from pipeline.driver.dag import Dag, Step
@@ -33,7 +34,7 @@ class MeasuringExecutor:
     name = LocalExecutor.name
 
     def __init__(self, label: str, total: int):
-        self.inner = LocalExecutor()
+        self.inner = local_executor()
         self.label, self.total = label, total
         self.figures: dict[str, dict[str, float]] = {}
 

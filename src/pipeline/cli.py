@@ -61,8 +61,9 @@ def run_pipeline(
     A run (or a step run on its own) holds the lake's lease (pipeline.lease) from before Spark
     starts to its end; LeaseHeld, naming the holder, when another run holds it. A `member` step
     runs under its driver's lease: it verifies its run holds it and takes none."""
+    from pipeline.app import local_executor
     from pipeline.driver.dag import load_dag
-    from pipeline.driver.executors import EXECUTORS, LocalExecutor
+    from pipeline.driver.executors import EXECUTORS
     from pipeline.driver.runner import plan_text, resume_selection
     from pipeline.driver.state import SUCCEEDED, RunState, is_local, state_store_for
     from pipeline.driver.window import DateWindow, parse_window
@@ -166,7 +167,7 @@ def run_pipeline(
             from pipeline.context import RunContext
 
             ctx = RunContext.create(settings, run_id)
-            executor = LocalExecutor()
+            executor = local_executor()
             store = default_store(ctx)
             engine = ctx.lake.name
             if not is_local(runs):
@@ -267,8 +268,8 @@ def _run_member(args: argparse.Namespace, settings: Settings, dag, only: list[st
     """One step of a run a driver elsewhere owns (an EMR job run): its outcome goes to its own
     step-state file, the window and --as-of come from the driver's run state (read, never
     written), and only the step-level observers run."""
+    from pipeline.app import local_executor
     from pipeline.context import RunContext
-    from pipeline.driver.executors import LocalExecutor
     from pipeline.driver.runner import default_store, run_steps
     from pipeline.driver.state import SUCCEEDED, StepStateStore
     from pipeline.driver.window import DateWindow
@@ -299,7 +300,7 @@ def _run_member(args: argparse.Namespace, settings: Settings, dag, only: list[st
                 only,
                 sys.stdout,
                 window=window,
-                executor=LocalExecutor(),
+                executor=local_executor(),
                 store=store,
                 observers=observers_for(settings, dag, scope="step"),
             )
@@ -607,16 +608,22 @@ def _lake_operation(args: argparse.Namespace, operate) -> int:
 
 def cmd_quarantine_replay(args: argparse.Namespace) -> int:
     """Quarantined rows of a silver dataset through the current contract (pipeline.silver.replay)."""
+    from pipeline.app import step_check
     from pipeline.silver.replay import replay_quarantine
 
-    return _lake_operation(args, lambda ctx: replay_quarantine(ctx, args.dataset, dry_run=args.dry_run))
+    return _lake_operation(
+        args, lambda ctx: replay_quarantine(ctx, args.dataset, check=step_check(), dry_run=args.dry_run)
+    )
 
 
 def cmd_erase(args: argparse.Namespace) -> int:
     """One person's rows out of bronze, quarantine, silver and gold (pipeline.erase)."""
+    from pipeline.app import step_check
     from pipeline.erase import erase_subject
 
-    return _lake_operation(args, lambda ctx: erase_subject(ctx, args.subject, dry_run=args.dry_run))
+    return _lake_operation(
+        args, lambda ctx: erase_subject(ctx, args.subject, check=step_check(), dry_run=args.dry_run)
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

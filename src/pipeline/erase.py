@@ -45,6 +45,7 @@ from pyspark.sql.types import (
 
 from pipeline.bronze.ledger import EMPTY_FILES_KEY
 from pipeline.contracts.model import Column, Contract, pii_outputs
+from pipeline.driver.edge import Check, finish
 from pipeline.lake import LakeError
 from pipeline.maintenance import load_maintenance
 from pipeline.settings import ConfigError, parse_typed
@@ -161,7 +162,7 @@ class Erasure:
         return "\n".join(lines)
 
 
-def erase_subject(ctx, subject: str, *, dry_run: bool = False) -> Erasure:
+def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> Erasure:
     """Find the subject's rows everywhere, delete them (unless `dry_run`), record the erasure."""
     text = subject.strip()
     if not text:
@@ -197,7 +198,7 @@ def erase_subject(ctx, subject: str, *, dry_run: bool = False) -> Erasure:
     ]  # fmt: skip
     audit = ctx.spark.createDataFrame(rows, AUDIT_SCHEMA)
     ctx.lake.append(ctx.table_path("_ops", "erasures"), audit, metadata={"erasure_id": erasure_id})
-    _rebuild(ctx, gold)
+    _rebuild(ctx, gold, check)
     return Erasure(erasure_id, subject_hash, matches, looked_in, False, gone, gold)
 
 
@@ -350,9 +351,9 @@ def _affected_marts(ctx, erased_silver: set[str]) -> list[str]:
     return affected
 
 
-def _rebuild(ctx, marts: list[str]) -> None:
+def _rebuild(ctx, marts: list[str], check: Check) -> None:
     """Rebuild the marts in full (an incremental update reads only rows silver gained), at the
-    as-of date each was last built with."""
+    as-of date each was last built with, each judged by `check` before its write."""
     from datetime import date
 
     from pipeline.gold.marts import FINGERPRINT_KEY, build_gold
@@ -363,7 +364,7 @@ def _rebuild(ctx, marts: list[str]) -> None:
         as_of = built.get("as_of") if isinstance(built, dict) else None
         ctx.as_of = date.fromisoformat(as_of) if as_of else None
         try:
-            build_gold(ctx, name)
+            finish(ctx, f"gold_{name}", build_gold(ctx, name), check)
         except Exception as exc:
             raise LakeError(
                 f"erase {ctx.run_id}: the subject's rows are erased and recorded in _ops/erasures, but "

@@ -15,9 +15,9 @@ from pipeline.bronze.jdbc import ingest_jdbc
 from pipeline.bronze.kafka import ingest_kafka
 from pipeline.context import RunContext
 from pipeline.settings import ConfigError
-from pipeline.step_result import StepResult
+from pipeline.step_result import JobOutput, StepResult
 
-JobFn = Callable[[RunContext, str], StepResult]
+JobFn = Callable[[RunContext, str], JobOutput]
 
 
 def bronze(ctx: RunContext, dataset: str) -> StepResult:
@@ -33,13 +33,13 @@ def bronze(ctx: RunContext, dataset: str) -> StepResult:
     return ingest_files(ctx, dataset)
 
 
-def silver(ctx: RunContext, dataset: str) -> StepResult:
+def silver(ctx: RunContext, dataset: str) -> JobOutput:
     from pipeline.silver.job import build_silver
 
     return build_silver(ctx, dataset)
 
 
-def gold(ctx: RunContext, mart: str) -> StepResult:
+def gold(ctx: RunContext, mart: str) -> JobOutput:
     from pipeline.gold import build_gold
 
     return build_gold(ctx, mart)

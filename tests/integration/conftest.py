@@ -8,6 +8,7 @@ import shutil
 
 import pytest
 
+from pipeline.app import local_executor
 from pipeline.cli import observers_for
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
@@ -42,7 +43,9 @@ def pipeline_run(spark, tmp_path_factory, generated_landing):
     dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
     out = io.StringIO()
     # Watched as `lakehouse run` watches it: lineage, metrics, alerts, Data Docs, report.
-    state = run_steps(ctx, dag, dag.order(), out, observers=observers_for(ctx.settings, dag))
+    state = run_steps(
+        ctx, dag, dag.order(), out, observers=observers_for(ctx.settings, dag), executor=local_executor()
+    )
     assert not state.failed, out.getvalue()
     return ctx, lake, {s.step: s for s in state.steps}
 

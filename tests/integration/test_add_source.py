@@ -13,6 +13,7 @@ import textwrap
 import pytest
 import yaml
 
+from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
@@ -80,7 +81,7 @@ def test_an_eighth_source_runs_to_silver_through_configuration_alone(spark, tmp_
     dag = load_dag(config_with_tickets / "pipeline.yaml", set(JOBS))
     out = io.StringIO()
 
-    state = run_steps(ctx, dag, list(DAG_STEPS), out)
+    state = run_steps(ctx, dag, list(DAG_STEPS), out, executor=local_executor())
 
     assert not state.failed, out.getvalue()
     outcomes = {s.step: s for s in state.steps}

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
@@ -28,7 +29,7 @@ BRONZE_STEPS = [s for s in DAG.order() if s.startswith("bronze_")]
 
 def run_bronze(ctx):
     out = io.StringIO()
-    state = run_steps(ctx, DAG, BRONZE_STEPS, out)
+    state = run_steps(ctx, DAG, BRONZE_STEPS, out, executor=local_executor())
     assert not state.failed, out.getvalue()
     return state
 
@@ -205,7 +206,14 @@ def test_backfill_window_ingests_only_landing_dates_inside_it(spark, fresh_lake)
 
     ctx = make_ctx(spark, fresh_lake, run_id="backfill")
     window = DateWindow(date(2026, 9, 10), date(2026, 9, 16))  # inside the generated 33 days
-    state = run_steps(ctx, DAG, ["bronze_snowflake_orders", "bronze_fx_rates"], io.StringIO(), window=window)
+    state = run_steps(
+        ctx,
+        DAG,
+        ["bronze_snowflake_orders", "bronze_fx_rates"],
+        io.StringIO(),
+        window=window,
+        executor=local_executor(),
+    )
     assert not state.failed
     for dataset in ("snowflake_orders", "fx_rates"):
         files = {r[0] for r in bronze(ctx, dataset).select("_source_file").distinct().collect()}

@@ -13,6 +13,7 @@ import sys
 
 import pytest
 
+from pipeline.app import local_executor
 from pipeline.cli import LAKE_HELD
 from pipeline.driver.runner import run_steps
 from pipeline.files import LocalFiles
@@ -66,7 +67,7 @@ def test_of_two_runs_started_together_one_runs_and_the_other_is_refused(spark, t
         assert (last.run_id, last.pid, last.released_at is not None) == (winner, won.pid, True)
 
     ctx = make_ctx(spark, reference, run_id="single", engine=ENGINE)
-    state = run_steps(ctx, DAG, STEPS, io.StringIO())
+    state = run_steps(ctx, DAG, STEPS, io.StringIO(), executor=local_executor())
     assert not state.failed
     raced = make_ctx(spark, lake, engine=ENGINE)
     compared = 0

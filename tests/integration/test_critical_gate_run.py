@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
+from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.generate import generate
@@ -83,7 +84,9 @@ def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the
     dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
     inputs = ["bronze_crm_accounts", "silver_accounts", "bronze_fx_rates", "silver_fx_rates"]
     out = io.StringIO()
-    assert not run_steps(ctx, dag, [*inputs, "bronze_snowflake_orders", *STEPS], out).failed, out.getvalue()
+    assert not run_steps(
+        ctx, dag, [*inputs, "bronze_snowflake_orders", *STEPS], out, executor=local_executor()
+    ).failed, out.getvalue()
 
     silver, quarantine = ctx.table_path("silver", "orders"), ctx.table_path("quarantine", "orders")
     gold = ctx.table_path("gold", "fct_orders")
@@ -91,7 +94,9 @@ def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the
     consumed = ctx.lake.latest_metadata(silver, CONSUMED)
 
     _deliver_orders_in_an_unknown_currency(lake / "landing")
-    assert not run_steps(ctx, dag, ["bronze_snowflake_orders"], out).failed, out.getvalue()
+    assert not run_steps(ctx, dag, ["bronze_snowflake_orders"], out, executor=local_executor()).failed, (
+        out.getvalue()
+    )
     proc = _cli(lake, RUN_ID)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -128,7 +133,7 @@ def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the
     currencies = fixed / "reference" / "currencies.yaml"
     currencies.write_text(currencies.read_text().replace("USD, ZAR]", "USD, XYZ, ZAR]"))
     fixed_ctx = make_ctx(spark, lake, run_id=f"{RUN_ID}-fixed", config_dir=fixed)
-    assert not run_steps(fixed_ctx, dag, STEPS, out).failed, out.getvalue()
+    assert not run_steps(fixed_ctx, dag, STEPS, out, executor=local_executor()).failed, out.getvalue()
 
     assert ctx.lake.version(silver) == before[silver][0] + 1
     assert _snapshot(ctx, quarantine) == before[quarantine]  # the batch had nothing to quarantine

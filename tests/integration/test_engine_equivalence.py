@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.app import local_executor
 from pipeline.driver.runner import run_steps
 from tests.helpers import make_ctx
 from tests.lake_compare import DAG, assert_same_tables
@@ -27,7 +28,7 @@ HELD_BACK_SHARE = 0.2  # the newest fifth of every dataset's landing files arriv
 def run_dag(spark, lake: Path, engine: str, run_id: str) -> None:
     ctx = make_ctx(spark, lake, run_id=run_id, engine=engine)
     out = io.StringIO()
-    state = run_steps(ctx, DAG, DAG.order(), out)
+    state = run_steps(ctx, DAG, DAG.order(), out, executor=local_executor())
     assert not state.failed, out.getvalue()
 
 

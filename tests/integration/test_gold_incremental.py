@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.generate import generate
@@ -43,7 +44,7 @@ def downstream(*bronze: str) -> list[str]:
 
 def run(ctx, steps: list[str]) -> dict[str, dict]:
     out = io.StringIO()
-    state = run_steps(ctx, DAG, steps, out)
+    state = run_steps(ctx, DAG, steps, out, executor=local_executor())
     assert not state.failed, out.getvalue()
     return {s.step: s.details for s in state.steps}
 

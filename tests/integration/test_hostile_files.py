@@ -15,6 +15,7 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
+from pipeline.app import local_executor
 from pipeline.bronze.ingest import ingest_files
 from pipeline.cli import observers_for
 from pipeline.driver.dag import load_dag
@@ -47,7 +48,9 @@ def small_landing(tmp_path_factory):
 def run(ctx, run_id):
     ctx.run_id = run_id
     out = io.StringIO()
-    state = run_steps(ctx, DAG, STEPS, out, observers=observers_for(ctx.settings, DAG))
+    state = run_steps(
+        ctx, DAG, STEPS, out, observers=observers_for(ctx.settings, DAG), executor=local_executor()
+    )
     assert not state.failed, out.getvalue()
     return {s.step.removeprefix("bronze_"): s for s in state.steps}
 

@@ -24,6 +24,7 @@ import pytest
 import yaml
 from pyspark.sql import functions as F
 
+from pipeline.app import local_executor
 from pipeline.bronze.kafka import ingest_kafka
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
@@ -250,7 +251,7 @@ def test_consumer_lag_per_partition_reaches_metrics_and_report_when_the_gate_sto
         ctx = dataclasses.replace(kafka_ctx(spark, lake, bootstrap, topic), run_id=run_id)
         observers = [MetricsObserver(ctx.settings), ReportObserver(ctx.settings, dag)]
         out = io.StringIO()
-        state = run_steps(ctx, dag, [STEP], out, observers=observers)
+        state = run_steps(ctx, dag, [STEP], out, observers=observers, executor=local_executor())
         (outcome,) = state.steps
         return ctx, outcome, out.getvalue()
 

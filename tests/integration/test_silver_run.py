@@ -11,6 +11,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import MapType, StringType
 
+from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
@@ -50,7 +51,7 @@ PHONE = re.compile(r"\+\d{1,3}[-\s]\d{2,4}[-\s]\d{3,}")  # the shapes phones arr
 
 def run(ctx, steps=STEPS):
     out = io.StringIO()
-    state = run_steps(ctx, DAG, steps, out)
+    state = run_steps(ctx, DAG, steps, out, executor=local_executor())
     assert not state.failed, out.getvalue()
     return {s.step: s for s in state.steps}
 
@@ -221,8 +222,6 @@ def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):
 def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(
     spark, fresh_lake, monkeypatch
 ):
-    import pipeline.silver.job as silver_job
-
     ctx = make_ctx(spark, fresh_lake, run_id="crash")
     run(ctx, ["bronze_snowflake_orders"])
 
@@ -231,13 +230,13 @@ def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(
 
     monkeypatch.setattr(ctx.lake, "merge", crash)  # the silver publish, after the quarantine append
     with pytest.raises(RuntimeError):
-        silver_job.build_silver(ctx, "orders")
+        local_executor().run(DAG.steps["silver_orders"], ctx)
     quarantine = ctx.table_path("quarantine", "orders")
     first = ctx.lake.read(quarantine).count()
     assert first > 0 and not ctx.lake.exists(ctx.table_path("silver", "orders"))
 
     monkeypatch.undo()
-    result = silver_job.build_silver(ctx, "orders")
+    result = local_executor().run(DAG.steps["silver_orders"], ctx)
     assert ctx.lake.read(quarantine).count() == first == result.details["quarantined"]
     assert result.rows_in == result.rows_out + result.details["quarantined"] + result.details["duplicates"]
     assert ctx.lake.read(ctx.table_path("silver", "orders")).count() == result.rows_out

@@ -113,6 +113,28 @@ def test_a_typo_and_a_wrong_type_are_named_with_file_and_key(config):
     assert main(["--validate", str(copy)]) == 1
 
 
+def test_the_loaders_name_the_same_key_as_the_schema(config):
+    """One validator (pipeline.typed): a loader refuses with the file, the key (list indexes
+    included), what was expected and what was found."""
+    copy, change = config
+    dq = change("dq.yaml", lambda d: d["defaults"]["row_count"].update(severty="warn"))
+    with pytest.raises(ConfigError) as err:
+        LOADERS["dq"](dq)
+    assert str(err.value) == f"{dq}: defaults.row_count: unknown key(s) severty; allowed: min, max, severity"
+    maintenance = change("maintenance.yaml", lambda d: d["zorder"][1].update(table=7))
+    with pytest.raises(ConfigError) as err:
+        LOADERS["maintenance"](maintenance)
+    assert str(err.value) == f"{maintenance}: zorder[1].table: expected str, got 7"
+    contract = change("contracts/orders.yaml", lambda d: d["columns"]["amount"].update(type=["decimal"]))
+    with pytest.raises(ConfigError) as err:
+        LOADERS["contract"](contract)
+    assert str(err.value) == f"{contract}: columns.amount.type: expected str, got ['decimal']"
+    dag = change("pipeline.yaml", lambda d: d["retry"].update(max_attempts="3"))
+    with pytest.raises(ConfigError) as err:
+        LOADERS["pipeline"](dag)
+    assert str(err.value) == f"{dag}: retry.max_attempts: expected int, got '3'"
+
+
 def set_key(*keys: str | int, value: object) -> Callable[[dict], None]:
     def edit(data: dict) -> None:
         for key in keys[:-1]:

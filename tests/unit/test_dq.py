@@ -14,6 +14,7 @@ from chispa import assert_df_equality
 from moto import mock_aws
 from pyspark.sql import functions as F
 
+from pipeline.app import local_executor
 from pipeline.contracts.model import load_contracts
 from pipeline.dq.config import load_dq_config
 from pipeline.dq.docs import DataDocsObserver
@@ -310,7 +311,7 @@ def test_end_to_end_silver_gate_fails_and_skips_gold(spark, tmp_path):
     dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
     steps = ["bronze_snowflake_orders", "silver_orders", "gold_fct_orders"]
     out = io.StringIO()
-    state = run_steps(ctx, dag, steps, out)
+    state = run_steps(ctx, dag, steps, out, executor=local_executor())
     assert state.failed is True, out.getvalue()
     outcomes = {s.step: s for s in state.steps}
     assert "DqGateFailed" in (outcomes["silver_orders"].error or ""), out.getvalue()
@@ -327,7 +328,9 @@ def test_end_to_end_silver_gate_fails_and_skips_gold(spark, tmp_path):
     assert not ctx.lake.exists(ctx.table_path("quarantine", "orders"))
     # consumed_version did not advance: the rerun judges the same bronze rows again and fails.
     ctx.run_id = "dq-rerun"
-    state = run_steps(ctx, dag, ["silver_orders", "gold_fct_orders"], io.StringIO())
+    state = run_steps(
+        ctx, dag, ["silver_orders", "gold_fct_orders"], io.StringIO(), executor=local_executor()
+    )
     again = {s.step: s for s in state.steps}
     assert again["silver_orders"].status == "failed" and "DqGateFailed" in again["silver_orders"].error
     assert again["gold_fct_orders"].status == "skipped"

@@ -765,12 +765,13 @@ def test_two_parallel_steps_both_land_in_the_merged_run_file(settings, dag):
         assert (LocalFiles().read_text(step_state_location(runs, RUN_ID, step))) is not None
 
 
-def test_executor_for_builds_each_executor_and_refuses_unknown_names(settings):
-    assert executor_for(settings, "local").max_parallel == 1
+def test_executor_for_builds_each_remote_executor_and_refuses_unknown_names(settings):
     serverless_executor = executor_for(settings, "emr-serverless", client=object())
     assert serverless_executor.max_parallel == settings.aws.emr.max_parallel_steps == 3
     assert isinstance(executor_for(settings, "emr-ec2", client=object()), EmrStepsExecutor)
-    with pytest.raises(ConfigError, match="unknown executor 'emr'"):
+    with pytest.raises(
+        ConfigError, match="unknown remote executor 'emr'; choose one of emr-serverless, emr-ec2"
+    ):
         executor_for(settings, "emr")
     local = load_settings("local", lake_root=str(settings.lake.root))
     with pytest.raises(ConfigError, match="no aws section"):

@@ -1,4 +1,5 @@
-"""build_gold on a temporary delta-rs lake: writes, idempotent skips, rebuilds on new inputs."""
+"""build_gold through the driver's edge (the DQ gate judges what it stages) on a temporary delta-rs
+lake: writes, idempotent skips, rebuilds on new inputs."""
 
 from __future__ import annotations
 
@@ -9,13 +10,21 @@ from decimal import Decimal as D
 
 import pytest
 
+from pipeline.app import step_check
 from pipeline.dq.gate import DqGateFailed
+from pipeline.driver.edge import finish
 from pipeline.gold import MARTS, build_gold
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
 
 d = date
 ts = datetime
+
+
+def build(ctx, mart: str):
+    """One gold step as the driver runs it: the job, then the check, then the publish."""
+    return finish(ctx, f"gold_{mart}", build_gold(ctx, mart), step_check())
+
 
 # Silver-shaped tables (contract columns + SCD2/PII/audit columns), one or two rows each.
 # fmt: off
@@ -85,7 +94,7 @@ def test_build_then_rerun_skips_then_new_input_rebuilds(spark, tmp_path):
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
     path = ctx.table_path("gold", "fct_orders")
 
-    first = build_gold(ctx, "fct_orders")
+    first = build(ctx, "fct_orders")
     assert (first.rows_in, first.rows_out) == (2, 2)
     assert ctx.lake.version(path) == 0
     usd = {r["order_id"]: r["amount_usd"] for r in ctx.lake.read(path).collect()}
@@ -93,7 +102,7 @@ def test_build_then_rerun_skips_then_new_input_rebuilds(spark, tmp_path):
     meta = ctx.lake.history(path, limit=1)[0].metadata["gold"]
     assert meta["inputs"] == {"silver/orders": 0, "silver/accounts": 0, "silver/fx_rates": 0}
 
-    again = build_gold(ctx, "fct_orders")
+    again = build(ctx, "fct_orders")
     assert again.details["skipped"] == "inputs unchanged"
     assert ctx.lake.version(path) == 0
 
@@ -102,7 +111,7 @@ def test_build_then_rerun_skips_then_new_input_rebuilds(spark, tmp_path):
     extra = ("ORD-0000003", "ACC-000001", ts(2024, 1, 8), d(2024, 1, 8), "placed", "USD", D("1.00"), ts(2024, 1, 8), "b2", "f2")
     # fmt: on
     ctx.lake.overwrite(ctx.table_path("silver", "orders"), spark.createDataFrame([*rows, extra], schema))
-    rebuilt = build_gold(ctx, "fct_orders")
+    rebuilt = build(ctx, "fct_orders")
     assert "skipped" not in rebuilt.details
     assert (rebuilt.rows_in, rebuilt.rows_out) == (3, 3)
     assert ctx.lake.version(path) == 1
@@ -119,7 +128,7 @@ def test_every_mart_builds_in_dependency_order(spark, tmp_path):
         "engagement_daily",
     }
     for mart in ["fct_orders", "revenue_daily", "pipeline_summary", "customer_360", "engagement_daily"]:
-        result = build_gold(ctx, mart)
+        result = build(ctx, mart)
         assert "skipped" not in result.details, mart
         assert ctx.lake.version(ctx.table_path("gold", mart)) == 0
 
@@ -135,12 +144,12 @@ def test_every_mart_builds_in_dependency_order(spark, tmp_path):
     # An explicit as_of is part of the fingerprint: a different one rebuilds, the same one skips.
     later = dataclasses.replace(ctx)
     later.as_of = d(2024, 2, 20)
-    assert "skipped" not in build_gold(later, "customer_360").details
-    assert build_gold(later, "customer_360").details["skipped"] == "inputs unchanged"
+    assert "skipped" not in build(later, "customer_360").details
+    assert build(later, "customer_360").details["skipped"] == "inputs unchanged"
     [c360] = ctx.lake.read(ctx.table_path("gold", "customer_360")).collect()
     assert (c360["as_of_date"], c360["web_events_30d"], c360["product_events_30d"]) == (d(2024, 2, 20), 0, 0)
     # fct_orders unchanged since revenue_daily was built: skipped.
-    assert build_gold(ctx, "revenue_daily").details["skipped"] == "inputs unchanged"
+    assert build(ctx, "revenue_daily").details["skipped"] == "inputs unchanged"
 
 
 def _config_dir(tmp_path, marts_yaml: str):
@@ -163,11 +172,11 @@ def test_before_first_version_option_is_in_the_fingerprint_and_rebuilds(spark, t
         rows = ctx.lake.read(path).collect()
         return {r["order_id"]: (r["segment"], r["country"], r["account_known"]) for r in rows}
 
-    build_gold(ctx, "fct_orders")  # the default: no version in force -> unknown
+    build(ctx, "fct_orders")  # the default: no version in force -> unknown
     assert attributes() == {"ORD-0000001": (None, None, True), "ORD-0000002": ("SMB", "US", True)}
     meta = ctx.lake.history(path, limit=1)[0].metadata["gold"]
     assert meta["options"] == {"before_first_version": "unknown"}
-    build_gold(ctx, "revenue_daily")
+    build(ctx, "revenue_daily")
     revenue = {
         (r["country"], r["segment"]) for r in ctx.lake.read(ctx.table_path("gold", "revenue_daily")).collect()
     }
@@ -179,13 +188,13 @@ def test_before_first_version_option_is_in_the_fingerprint_and_rebuilds(spark, t
             ctx.settings, config_dir=_config_dir(tmp_path, "fct_orders: {before_first_version: earliest}\n")
         ),
     )
-    rebuilt = build_gold(earliest, "fct_orders")
+    rebuilt = build(earliest, "fct_orders")
     assert "skipped" not in rebuilt.details and ctx.lake.version(path) == 1
     assert attributes() == {"ORD-0000001": ("SMB", "US", True), "ORD-0000002": ("SMB", "US", True)}
     assert ctx.lake.history(path, limit=1)[0].metadata["gold"]["options"] == {
         "before_first_version": "earliest"
     }
-    assert build_gold(earliest, "fct_orders").details["skipped"] == "inputs unchanged"
+    assert build(earliest, "fct_orders").details["skipped"] == "inputs unchanged"
 
 
 def test_marts_config_errors_name_the_file_and_key(spark, tmp_path):
@@ -199,7 +208,7 @@ def test_marts_config_errors_name_the_file_and_key(spark, tmp_path):
     with pytest.raises(
         ConfigError, match=r"marts\.yaml: fct_orders\.before_first_version: expected one of unknown\|earliest"
     ):
-        build_gold(bad, "fct_orders")
+        build(bad, "fct_orders")
 
 
 def test_unknown_mart_names_the_known_ones():
@@ -210,9 +219,9 @@ def test_unknown_mart_names_the_known_ones():
 def test_full_refresh_rebuilds_and_a_critical_gate_failure_leaves_the_mart_as_it_was(spark, tmp_path):
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
     path = ctx.table_path("gold", "fct_orders")
-    assert build_gold(ctx, "fct_orders").details["full_rebuild"] == "no previous build"
+    assert build(ctx, "fct_orders").details["full_rebuild"] == "no previous build"
     ctx.full_refresh = True  # lakehouse run --full-refresh: rebuilt although nothing changed
-    assert build_gold(ctx, "fct_orders").details["full_rebuild"] == "--full-refresh"
+    assert build(ctx, "fct_orders").details["full_rebuild"] == "--full-refresh"
     assert ctx.lake.version(path) == 1
     before = sorted(ctx.lake.read(path).collect())
 
@@ -224,6 +233,6 @@ def test_full_refresh_rebuilds_and_a_critical_gate_failure_leaves_the_mart_as_it
     ctx.lake.append(ctx.table_path("silver", "orders"), spark.createDataFrame([bad], schema))
     ctx.full_refresh = False
     with pytest.raises(DqGateFailed, match="gold_fct_orders"):
-        build_gold(ctx, "fct_orders")  # incremental: one order recomputed, checked, not written
+        build(ctx, "fct_orders")  # incremental: one order recomputed, checked, not written
     assert ctx.lake.version(path) == 1
     assert sorted(ctx.lake.read(path).collect()) == before

@@ -134,6 +134,57 @@ def test_alert_kinds_default_and_bare_yaml_on_key(tmp_path):
     assert load_settings("local", config_dir=config).alerts.on == ["dq_warn", "run_failed"]
 
 
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        ("spark: {jars: [a.jar, 3]}\n", ["spark.jars[1]: expected str, got 3"]),
+        (
+            "spark: {shuffle_partitions: true, driver_memory: 4}\n",
+            ["spark.shuffle_partitions: expected int, got True", "spark.driver_memory: expected str, got 4"],
+        ),
+        (
+            "spark: {conf: {spark.x: [1]}}\n",
+            ["spark.conf.spark.x: expected a string, number or boolean, got [1]"],
+        ),
+        ("generator: 3\n", ["generator: expected a mapping, got 3"]),
+        (
+            "lineage: {api_key: hunter2}\n",
+            [
+                "lineage.api_key: secrets are references, not values: write {env: VAR_NAME} or "
+                "{secretsmanager: secret-name}"
+            ],
+        ),
+        (
+            "sources: {kafka_events: {kafka: {bootstrap_servers: 'h:1', security_protocol: TLS}}}\n",
+            [
+                "sources.kafka_events.kafka.security_protocol: expected one of PLAINTEXT|SSL|SASL_SSL, got 'TLS'"
+            ],
+        ),
+    ],
+)
+def test_each_problem_is_a_line_with_its_dotted_key_and_list_index(tmp_path, text, problems):
+    path = tmp_path / "local.yaml"
+    write(tmp_path, "local", text)
+    with pytest.raises(ConfigError) as err:
+        load_settings("local", config_dir=tmp_path)
+    assert str(err.value).splitlines() == [f"{path}: {p}" for p in problems]
+
+
+def test_types_are_strict_but_an_int_reads_as_a_float_and_options_as_text(tmp_path):
+    text = (
+        "generator: {scale: 2}\n"
+        "spark: {conf: {spark.sql.adaptive.enabled: true, spark.sql.shuffle.partitions: 8}}\n"
+        "lake: {storage_options: {AWS_ALLOW_HTTP: 'true', AWS_REGION: us-east-1}}\n"
+    )
+    settings = load_settings("local", config_dir=write(tmp_path, "local", text))
+    assert settings.generator.scale == 2.0 and isinstance(settings.generator.scale, float)
+    # Spark and delta-rs take options as text; YAML's true arrives as str(True).
+    assert settings.spark.conf == {"spark.sql.adaptive.enabled": "True", "spark.sql.shuffle.partitions": "8"}
+    assert settings.lake.storage_options == {"AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"}
+    with pytest.raises(ConfigError, match=r"generator.seed: expected int, got 42.0"):
+        load_settings("local", config_dir=write(tmp_path, "local", "generator: {seed: 42.0}\n"))
+
+
 def test_unknown_environment_and_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="expected one of local, dev, prod"):
         load_settings("staging", config_dir=tmp_path)

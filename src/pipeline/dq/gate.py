@@ -59,6 +59,7 @@ from pipeline.dq.suites import (
     to_suite,
 )
 from pipeline.settings import ConfigError
+from pipeline.step_result import TableAfter
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +99,6 @@ class DqGateFailed(ValueError):
         super().__init__(
             f"DQ gate failed for {dataset} in {step}: {len(failed)} critical rule(s): {shown}{more}"
         )
-
-
-@dataclass(frozen=True)
-class TableAfter:
-    """The table as a batch's publish will leave it, derived before the commit (the gate of a
-    batch judges table-level rules on these, never by reading the table)."""
-
-    rows: int  # rows after the publish: rows before + rows the merge inserts - rows it deletes
-    newest: datetime | str | None = None  # newest data time after the publish (freshness)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Where a step runs. The runner hands each step to an `Executor` and gets a `StepResult` back
 (or an exception, which it classifies and maybe retries; see `driver/retry.py`).
 
-- `LocalExecutor`: in this process, in the run's one SparkSession: `pipeline.jobs.JOBS[job]`.
-  One step at a time (`max_parallel` 1): the steps share that session. This is what `lakehouse
+- `LocalExecutor`: in this process, in the run's one SparkSession: the job of the step's kind
+  from the registry it is handed, through the edge (`driver.edge.finish`: the check it is
+  handed judges a staged publish before it is written). One step at a time (`max_parallel` 1):
+  the steps share that session. This is what `lakehouse
   run` and the spark-submit entry points (aws/jobs) use.
 - `EmrServerlessExecutor`, `EmrStepsExecutor` (`driver/emr.py`): one EMR job run per step,
-  `aws.emr.max_parallel_steps` at once; `executor_for(settings, name)` builds any of the three.
+  `aws.emr.max_parallel_steps` at once; `executor_for(settings, name)` builds either.
 
 Optional parts of the protocol, looked up with getattr by the runner: `max_parallel` (how many
 steps at once, default 1), `run_attempt(step, ctx, attempt)` (called instead of `run` with the
@@ -20,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from pipeline.driver.dag import Step
-from pipeline.step_result import StepResult
+from pipeline.driver.edge import Check, finish
+from pipeline.step_result import JobOutput, StepResult
 
 EXECUTORS = ("local", "emr-serverless", "emr-ec2")  # lakehouse run --executor
 
@@ -46,34 +49,24 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Run the step's job function in-process, sharing the context's SparkSession."""
+    """Run the step's job function in-process, sharing the context's SparkSession; `jobs` maps
+    a DAG job kind to its function, `check` judges what a job stages (`pipeline.app` builds the
+    one the product runs: `local_executor()`)."""
 
     name = "local"
     max_parallel = 1
 
-    def __init__(self, jobs: Mapping[str, Callable[[Any, str], StepResult]] | None = None):
-        self._jobs = jobs
-
-    @property
-    def jobs(self) -> Mapping[str, Callable[[Any, str], StepResult]]:
-        if self._jobs is None:
-            from pipeline.jobs import JOBS  # imported on first use: the bronze/silver/gold code
-
-            self._jobs = JOBS
-        return self._jobs
+    def __init__(self, jobs: Mapping[str, Callable[[Any, str], JobOutput]], check: Check):
+        self.jobs, self.check = jobs, check
 
     def run(self, step: Step, ctx: Any) -> StepResult:
-        result = self.jobs[step.job](ctx, step.dataset)
-        if not isinstance(result, StepResult):
-            raise TypeError(f"job {step.job!r} returned {type(result).__name__}, expected a StepResult")
-        return result
+        return finish(ctx, step.name, self.jobs[step.job](ctx, step.dataset), self.check)
 
 
 def executor_for(settings: Any, name: str, **kwargs: Any) -> Executor:
-    """The executor `lakehouse run --executor NAME` uses. The EMR ones get boto3 clients in
-    `settings.aws.region` unless `kwargs` pass `client` (and `sleep`, `clock`, `timeout_s`)."""
-    if name == "local":
-        return LocalExecutor(**kwargs)
+    """The remote executor `lakehouse run --executor NAME` uses (`pipeline.app.local_executor`
+    builds the local one). They get boto3 clients in `settings.aws.region` unless `kwargs` pass
+    `client` (and `sleep`, `clock`, `timeout_s`)."""
     if name in ("emr-serverless", "emr-ec2"):
         from pipeline.driver.emr import EmrServerlessExecutor, EmrStepsExecutor
 
@@ -81,4 +74,6 @@ def executor_for(settings: Any, name: str, **kwargs: Any) -> Executor:
         return cls(settings, **kwargs)
     from pipeline.settings import ConfigError
 
-    raise ConfigError(f"--executor: unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    raise ConfigError(
+        f"--executor: unknown remote executor {name!r}; choose one of {', '.join(EXECUTORS[1:])}"
+    )

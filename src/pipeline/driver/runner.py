@@ -67,8 +67,8 @@ def run_steps(
     selected: list[str],
     out: TextIO,
     *,
+    executor: Executor,
     window: DateWindow | None = None,
-    executor: Executor | None = None,
     store: StateStore | None = None,
     policy: RetryPolicy | None = None,
     state: RunState | None = None,
@@ -96,7 +96,6 @@ def run_steps(
     `heartbeat_at`), so `lakehouse status` elsewhere can tell a killed driver from a long step.
     """
     policy = policy or dag.retry
-    executor = executor or LocalExecutor()
     store = store or default_store(ctx)
     rng = rng or random.Random()
     limit = max_parallel or getattr(executor, "max_parallel", 1) or 1

@@ -1,10 +1,10 @@
-"""The gold I/O edge: read silver (and gold fct_orders), compute a mart, check it, write it.
+"""The gold I/O edge: read silver (and gold fct_orders), compute a mart, stage its write.
 
 `build_gold(ctx, mart)` is the job function for a DAG step `job: gold, dataset: <mart>`.
 
-Write-audit-publish: the DQ gate checks the mart as it will be after the write (computed, not
-yet committed); a critical failure raises before anything is committed, so the table stays
-exactly as it was.
+Write-audit-publish: the job returns the mart `Staged` as it will be after the write (computed,
+not yet committed); the driver's check (the DQ gate, `driver.edge`) judges it and a critical
+failure raises before anything is committed, so the table stays exactly as it was.
 
 Incremental: a mart with an `update` rule recomputes only the keys its changed inputs affect
 (`pipeline.gold.incremental` selects them) and replaces those: fct_orders merges the affected
@@ -36,13 +36,12 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
-from pipeline.dq.gate import gate_step, recheck
 from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
 from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 from pipeline.gold.config import FctOrdersOptions, load_marts_config
 from pipeline.lake import MergeSpec, WriteResult
-from pipeline.step_result import StepResult
+from pipeline.step_result import Staged, StepResult, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -298,7 +297,7 @@ def _resolve_as_of(ctx: RunContext, tables: dict[str, DataFrame]) -> date:
     return found
 
 
-def build_gold(ctx: RunContext, mart: str) -> StepResult:
+def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
     """Build one gold mart from its inputs, or skip when its inputs and as_of are unchanged."""
     spec = MARTS.get(mart)
     if spec is None:
@@ -338,6 +337,11 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
         tables["fx_calendar"] = T.fx_calendar(tables["fx_rates"]).cache()
         cached.append(tables["fx_calendar"])
     inputs = Inputs(tables, as_of, options)
+
+    def release() -> None:
+        for frame in cached:
+            frame.unpersist()
+
     try:
         reason = _full_rebuild_reason(ctx, spec, previous, fingerprint)
         update = None
@@ -350,6 +354,7 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
                 # Nothing this mart shows changed; the old fingerprint stays, so the next run
                 # reads the changes since the same versions again.
                 log.info("gold %s: inputs changed, no row affected", spec.name)
+                release()
                 return _unchanged(ctx, spec, out_path, versions, fingerprint, "no row affected")
             else:
                 update = found
@@ -373,10 +378,11 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
                     f"gold {spec.name}: {rows_out} rows from {rows_in} input rows; expected one per input "
                     "row (overlapping SCD2 versions or duplicate keys in silver?); nothing written"
                 )
-        # --- DQ gate (pipeline.dq), write-audit-publish: on the mart as the write will leave it,
-        # before the commit; a critical failure raises here and the table stays as it was ---
-        dq_details = gate_step(ctx, f"gold_{spec.name}", spec.name, "gold", result)
-        # --- end DQ gate ---
+    except BaseException:
+        release()
+        raise
+
+    def publish() -> StepResult:
         metadata = {
             FINGERPRINT_KEY: fingerprint,
             WRITE_KEY: "full" if update is None else "incremental",
@@ -388,33 +394,33 @@ def build_gold(ctx: RunContext, mart: str) -> StepResult:
             written = ctx.lake.overwrite(out_path, result, metadata=metadata)
         else:
             written = update.commit(metadata)
-    finally:
-        for frame in cached:
-            frame.unpersist()
-    log.info("gold %s: %d rows in, %d rows out, version %s", spec.name, rows_in, rows_out, written.version)
-    return StepResult(
-        rows_in,
-        rows_out,
-        {
-            "table": out_path,
-            "version": written.version,
-            "write": metadata[WRITE_KEY],
-            # why in full, or how many keys (orders, dates) were recomputed
-            **({"full_rebuild": reason} if update is None else {"keys_recomputed": update.keys}),
-            "inputs": versions,
-            "as_of": fingerprint["as_of"],
-            NEWEST_KEY: newest_at,  # as fresh as the stalest main input (pipeline.freshness)
-            **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
-        },
-    )
+        log.info(
+            "gold %s: %d rows in, %d rows out, version %s", spec.name, rows_in, rows_out, written.version
+        )
+        return StepResult(
+            rows_in,
+            rows_out,
+            {
+                "table": out_path,
+                "version": written.version,
+                "write": metadata[WRITE_KEY],
+                # why in full, or how many keys (orders, dates) were recomputed
+                **({"full_rebuild": reason} if update is None else {"keys_recomputed": update.keys}),
+                "inputs": versions,
+                "as_of": fingerprint["as_of"],
+                NEWEST_KEY: newest_at,  # as fresh as the stalest main input (pipeline.freshness)
+            },
+        )
+
+    # Write, audit, publish: the driver's check judges the mart as the write will leave it.
+    return Staged(spec.name, "gold", result, publish, release=release)
 
 
 def _unchanged(
     ctx: RunContext, spec: Mart, out_path: str, versions: dict, fingerprint: dict, why: str
-) -> StepResult:
-    """Nothing written: the table (and the last gate's verdict) stands."""
-    dq_details = recheck(ctx, f"gold_{spec.name}", spec.name, "gold")  # DQ: last verdict stands
-    return StepResult(
+) -> Unchanged:
+    """Nothing written: the table (and the last check's verdict) stands."""
+    result = StepResult(
         0,
         0,
         {
@@ -424,9 +430,9 @@ def _unchanged(
             "inputs": versions,
             "as_of": fingerprint["as_of"],
             NEWEST_KEY: recorded_newest(ctx.lake, out_path),
-            **dq_details,
         },
     )
+    return Unchanged(spec.name, "gold", result)
 
 
 def _full_rebuild_reason(

@@ -5,9 +5,9 @@ silver's last commit (`consumed_version`), and records the new position in the s
 the data. Quarantine and silver writes share a Delta transaction id (step, bronze version), so
 a retry after a crash between the two writes adds neither twice.
 
-Write, audit, publish: the DQ gate judges the batch (the rows about to be merged, and the table's
-row count and newest data time as the merge will leave them, `merge_effect`) BEFORE either
-write. A critical failure therefore leaves silver, quarantine and `consumed_version` as they
+Write, audit, publish: the step returns its batch `Staged`; the driver's check (the DQ gate)
+judges it (the rows about to be merged, and the table's row count and newest data time as the
+merge will leave them, `merge_effect`) BEFORE either write (`driver.edge`). A critical failure therefore leaves silver, quarantine and `consumed_version` as they
 were, and the rerun after a fix reads the same bronze versions again: no row is lost, none
 doubled. Why derive the table figures rather than stage the batch in a staging table: a staging
 table costs one more write and read of every batch and a publish step that both engines would
@@ -28,7 +28,6 @@ from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
-from pipeline.dq.gate import TableAfter, dq_enabled, gate_step
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import LakeError, MergeSpec, Txn
 from pipeline.silver.conform import (
@@ -42,7 +41,7 @@ from pipeline.silver.conform import (
 )
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes, with_earlier_versions
 from pipeline.silver.pii import pii_key, protect
-from pipeline.step_result import StepResult
+from pipeline.step_result import Staged, StepResult, TableAfter
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +50,7 @@ KEEP = ("_ingestion_ts", "_source_file", "_batch_id")
 SUPERSEDED = "s.is_current IS NULL"  # the marker of history.scd2_changes
 
 
-def build_silver(ctx: RunContext, name: str) -> StepResult:
+def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
     contract = ctx.contracts[name]
     bronze_path = ctx.table_path("bronze", contract.source)
     silver_path = ctx.table_path("silver", name)
@@ -79,13 +78,18 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
     new_columns = check_evolution(changes.schema, contract)
     conformed = conform(changes, contract, ctx.references(contract)).persist(StorageLevel.MEMORY_AND_DISK)
     cached = [conformed]
+
+    def release() -> None:
+        for df in reversed(cached):
+            df.unpersist()
+
     try:
         newest = (
             f"`{VALUE}{contract.sequence_by}`"
             if contract.sequence_by in contract.columns
             else "_ingestion_ts"
         )
-        # DQ (pipeline.dq): per-rule quarantine counts ride on this one aggregate, no extra scan.
+        # DQ: per-rule quarantine counts ride on this one aggregate, no extra scan.
         totals = conformed.agg(
             *rule_count_aggregates(contract),
             F.max(newest).alias("newest"),  # freshness: the newest data time this batch carries
@@ -108,11 +112,11 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         if source is not silver_rows:
             source = source.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(source)
-        # --- DQ gate (pipeline.dq): audit the batch before anything is written ---
-        table = _table_after(source, target, spec, newest_at) if dq_enabled(ctx) else None
-        audited = source.where("is_current IS NOT NULL") if contract.history == "scd2" else source
-        dq_details = gate_step(ctx, f"silver_{name}", name, "silver", audited, counts, table)
-        # --- end DQ gate; publish ---
+    except BaseException:
+        release()
+        raise
+
+    def publish() -> StepResult:
         txn = Txn(f"silver.{name}", bronze_version)
         meta = {"batch_id": ctx.batch_id(name), "bronze_version": bronze_version}
         if n_quarantined:
@@ -133,35 +137,49 @@ def build_silver(ctx: RunContext, name: str) -> StepResult:
         result = ctx.lake.merge(
             silver_path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn
         )
-    finally:
-        for df in reversed(cached):
-            df.unpersist()
-    log.info(
-        "silver %s: in %d = out %d + quarantined %d + duplicates %d",
+        log.info(
+            "silver %s: in %d = out %d + quarantined %d + duplicates %d",
+            name,
+            rows_in,
+            rows_out,
+            n_quarantined,
+            duplicates,
+        )
+        return StepResult(
+            rows_in=rows_in,
+            rows_out=rows_out,
+            details={
+                "quarantined": n_quarantined,
+                "duplicates": duplicates,
+                "bronze_version": bronze_version,
+                "previous_consumed_version": consumed,
+                "new_upstream_columns": new_columns,
+                "version": result.version,
+                "skipped_replayed_commit": result.skipped,
+                NEWEST_KEY: newest_at,
+            },
+        )
+
+    # Write, audit, publish: the driver's check judges the batch (its current rows; the table's
+    # figures as the merge will leave them) before publish() writes anything.
+    return Staged(
         name,
-        rows_in,
-        rows_out,
-        n_quarantined,
-        duplicates,
-    )
-    return StepResult(
-        rows_in=rows_in,
-        rows_out=rows_out,
-        details={
-            "quarantined": n_quarantined,
-            "duplicates": duplicates,
-            "bronze_version": bronze_version,
-            "previous_consumed_version": consumed,
-            "new_upstream_columns": new_columns,
-            "version": result.version,
-            "skipped_replayed_commit": result.skipped,
-            NEWEST_KEY: newest_at,
-            **dq_details,  # DQ gate: "dq" (list of result dicts) and "dq_seconds"
-        },
+        "silver",
+        audited(source, contract),
+        publish,
+        counts=counts,
+        table=lambda: table_after(source, target, spec, newest_at),
+        release=release,
     )
 
 
-def _table_after(
+def audited(source: DataFrame, contract: Contract) -> DataFrame:
+    """What a check judges of a merge source: for SCD2 the versions it keeps, not the markers
+    of the ones it supersedes (history.scd2_changes)."""
+    return source.where("is_current IS NOT NULL") if contract.history == "scd2" else source
+
+
+def table_after(
     source: DataFrame, target: DataFrame | None, spec: MergeSpec, newest: str | None
 ) -> TableAfter:
     """The table's figures once `source` is merged: its rows now (a count Spark answers from

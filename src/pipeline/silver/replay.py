@@ -4,8 +4,8 @@ After an upstream fix (a reference list or a contract rule that was wrong), the 
 quarantine/<dataset> that now pass move to silver, deduplicated and merged exactly as the silver
 step merges a batch (an SCD2 key's chain recomputed from all its valid versions, the ones
 silver holds and the bronze ones it folded away); the rows that still fail stay, with their current
-reason. Silver's DQ gate judges the replayed rows, and the table as their merge will leave it,
-before the commit.
+reason. The check the caller hands in (silver's DQ gate, through the driver's edge) judges the
+replayed rows, and the table as their merge will leave it, before the commit.
 
 Exactly once across a crash between the two writes: the replay reads quarantine at version V,
 merges into silver under Txn("silver.<dataset>.replay", V), then rewrites quarantine without the
@@ -25,14 +25,15 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
-from pipeline.dq.gate import dq_enabled, gate_step
+from pipeline.driver.edge import Check, finish
 from pipeline.freshness import recorded_newest
 from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key
-from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, _table_after, scd2_input
+from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, audited, scd2_input, table_after
 from pipeline.silver.pii import pii_key, protect
+from pipeline.step_result import Staged, StepResult
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class ReplayResult:
         )
 
 
-def replay_quarantine(ctx: RunContext, name: str, *, dry_run: bool = False) -> ReplayResult:
+def replay_quarantine(ctx: RunContext, name: str, *, check: Check, dry_run: bool = False) -> ReplayResult:
     contract = ctx.contracts.get(name)
     if contract is None:
         raise ConfigError(
@@ -123,8 +124,9 @@ def replay_quarantine(ctx: RunContext, name: str, *, dry_run: bool = False) -> R
             if resumed:
                 _check_same_replay(ctx, silver_path, version, digest)
             elif written:
-                _gate_and_merge(
+                _checked_merge(
                     ctx,
+                    check,
                     contract,
                     silver_path,
                     _with_history(ctx, contract, valid) if contract.history == "scd2" else silver_rows,
@@ -166,22 +168,30 @@ def _with_history(ctx: RunContext, contract, replayed: DataFrame) -> DataFrame:
     return scd2_input(ctx, contract, replayed, int(consumed))
 
 
-def _gate_and_merge(ctx: RunContext, contract, path: str, rows: DataFrame, txn: Txn, metadata: dict) -> None:
-    """Merge as the silver step does (silver.job's merge plan), after silver's DQ gate has judged
-    the rows and the table as the merge will leave it. The replay's quarantine ratio is not
-    gated: its rows were quarantined already, a share still failing is no news about new data."""
+def _checked_merge(
+    ctx: RunContext, check: Check, contract, path: str, rows: DataFrame, txn: Txn, metadata: dict
+) -> None:
+    """Merge as the silver step does (silver.job's merge plan and Staged publish), after the
+    check has judged the rows and the table as the merge will leave it. The replay's quarantine
+    ratio is not judged: its rows were quarantined already, a share still failing is no news
+    about new data."""
     target = ctx.lake.read(path) if ctx.lake.exists(path) else None
     source, spec = _merge_plan(contract, rows, target)
     source = source.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
-        table = (
-            _table_after(source, target, spec, recorded_newest(ctx.lake, path)) if dq_enabled(ctx) else None
-        )
-        audited = source.where("is_current IS NOT NULL") if contract.history == "scd2" else source
-        gate_step(ctx, f"replay_{contract.name}", contract.name, "silver", audited, None, table)
+
+    def publish() -> StepResult:
         ctx.lake.merge(path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
-    finally:
-        source.unpersist()
+        return StepResult()
+
+    staged = Staged(
+        contract.name,
+        "silver",
+        audited(source, contract),
+        publish,
+        table=lambda: table_after(source, target, spec, recorded_newest(ctx.lake, path)),
+        release=source.unpersist,
+    )
+    finish(ctx, f"replay_{contract.name}", staged, check)
 
 
 def _check_same_replay(ctx: RunContext, silver_path: str, version: int, digest: str) -> None:

@@ -1,0 +1,23 @@
+"""The DQ gate as the driver's check (`driver.edge.Check`): a staged publish is judged by
+`gate.gate_step`, an unchanged table by its last recorded verdict (`gate.recheck`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.dq.gate import dq_enabled, gate_step, recheck
+from pipeline.step_result import Staged
+
+
+class DqCheck:
+    def judge(self, ctx: Any, step: str, staged: Staged) -> dict[str, Any]:
+        if not dq_enabled(ctx):  # LAKEHOUSE_DQ=off: nor is the table's after-figure derived
+            return {}
+        table = staged.table() if staged.table is not None else None
+        return gate_step(ctx, step, staged.dataset, staged.layer, staged.audit, staged.counts, table)
+
+    def stands(self, ctx: Any, step: str, dataset: str, layer: str) -> dict[str, Any]:
+        return recheck(ctx, step, dataset, layer)
+
+
+DQ_CHECK = DqCheck()
