@@ -10,13 +10,15 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+from pipeline import typed
 
 ENVIRONMENTS = ("local", "dev", "prod")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -398,63 +400,18 @@ def _absolute_lake(lake: LakeSettings) -> LakeSettings:
 
 
 def parse_typed(tp: Any, value: Any, file: str, key: str) -> Any:
-    """Turn parsed YAML into the annotated type, or raise ConfigError naming file and key."""
-    where = f"{file}: {key or '<top level>'}"
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return None
-        (inner,) = [o for o in options if o is not type(None)]
-        return parse_typed(inner, value, file, key)
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            allowed = "|".join(map(str, typing.get_args(tp)))
-            raise ConfigError(f"{where}: expected one of {allowed}, got {value!r}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        (inner,) = typing.get_args(tp)
-        return [parse_typed(inner, v, file, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return {str(k): str(v) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
-        return _build_dataclass(tp, value, file, key)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (str, int, float, bool) and (type(value) is not tp):
-        raise ConfigError(f"{where}: expected {tp.__name__}, got {value!r}")
-    return value
-
-
-def _build_dataclass(tp: Any, value: Any, file: str, key: str) -> Any:
-    where = f"{file}: {key or '<top level>'}"
-    if tp is SecretRef and isinstance(value, str):
-        raise ConfigError(
-            f"{where}: secrets are references, not values: write {{env: VAR_NAME}} or "
-            "{secretsmanager: secret-name}"
-        )
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-    hints = typing.get_type_hints(tp)
-    fields = {f.name: f for f in dataclasses.fields(tp)}
-    if True in value and "on" in fields and "on" not in value:
-        # YAML 1.1 reads a bare `on:` key as the boolean true (alerts.on).
-        value = {("on" if k is True else k): v for k, v in value.items()}
-    unknown = sorted(map(str, set(value) - set(fields)))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(fields)}")
-    kwargs = {}
-    for name, f in fields.items():
-        child = f"{key}.{name}" if key else name
-        if name in value:
-            kwargs[name] = parse_typed(hints[name], value[name], file, child)
-        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{file}: {child}: required value missing")
+    """Turn parsed YAML into the annotated type (strict pydantic models derived from the
+    dataclasses, `pipeline.typed`), or raise ConfigError naming file, dotted key, what was
+    expected and what was found: one line per problem."""
     try:
-        return tp(**kwargs)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        return typed.adapter(tp).validate_python(value)
+    except ValidationError as exc:
+        problems = [f"{file}: {typed.key_of(key, e['loc'])}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError("\n".join(problems)) from None
+
+
+def _message(error: ErrorDetails) -> str:
+    secret = error["type"] == "model_type" and error["ctx"]["class_name"] == SecretRef.__name__
+    if secret and isinstance(error["input"], str):
+        return "secrets are references, not values: write {env: VAR_NAME} or {secretsmanager: secret-name}"
+    return typed.message(error)
