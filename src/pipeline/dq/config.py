@@ -127,48 +127,30 @@ def load_dq_config(path: Path) -> DqConfig:
         raise ConfigError(f"{where}: cannot read: {exc}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
-    raw = dict(raw)
-    # parse_typed turns dict values into strings: typed sections are parsed one by one.
-    silver_raw = _mapping(raw.pop("silver", None) or {}, where, "silver")
-    gold_raw = _mapping(raw.pop("gold", None) or {}, where, "gold")
-    config = parse_typed(DqConfig, raw, where, "")
-    silver = {
-        str(name): parse_typed(SilverRules, spec or {}, where, f"silver.{name}")
-        for name, spec in silver_raw.items()
+    # An empty entry (`orders:`) has no rules; allowed values are compared as text.
+    silver = _mapping(raw.get("silver") or {}, where, "silver")
+    gold = _mapping(raw.get("gold") or {}, where, "gold")
+    raw = {
+        **raw,
+        "silver": {name: spec or {} for name, spec in silver.items()},
+        "gold": {name: _gold_entry(spec, where, f"gold.{name}") for name, spec in gold.items()},
     }
-    gold = {}
-    for name, spec in gold_raw.items():
-        spec = dict(_mapping(spec or {}, where, f"gold.{name}"))
-        ranges_raw = _mapping(spec.pop("ranges", None) or {}, where, f"gold.{name}.ranges")
-        allowed_raw = _mapping(spec.pop("allowed", None) or {}, where, f"gold.{name}.allowed")
-        counts_raw = _mapping(spec.pop("counts", None) or {}, where, f"gold.{name}.counts")
-        rules = parse_typed(GoldRules, spec, where, f"gold.{name}")
-        ranges = {
-            str(c): parse_typed(Range, r or {}, where, f"gold.{name}.ranges.{c}")
-            for c, r in ranges_raw.items()
-        }
-        allowed = {
-            str(c): [
-                str(v)
-                for v in parse_typed(
-                    list[str],
-                    [str(x) for x in v] if isinstance(v, list) else v,
-                    where,
-                    f"gold.{name}.allowed.{c}",
-                )
-            ]
-            for c, v in allowed_raw.items()
-        }
-        counts = {
-            str(c): parse_typed(Count, r, where, f"gold.{name}.counts.{c}") for c, r in counts_raw.items()
-        }
-        gold[str(name)] = GoldRules(
-            **{**rules.__dict__, "ranges": ranges, "allowed": allowed, "counts": counts}
-        )
-    config = DqConfig(**{**config.__dict__, "silver": silver, "gold": gold})
+    config = parse_typed(DqConfig, raw, where, "")
     _validate(config, where)
     _CACHE[key] = config
     return config
+
+
+def _gold_entry(spec: object, where: str, key: str) -> dict:
+    spec = dict(_mapping(spec or {}, where, key))
+    ranges = _mapping(spec.get("ranges") or {}, where, f"{key}.ranges")
+    allowed = _mapping(spec.get("allowed") or {}, where, f"{key}.allowed")
+    return {
+        **spec,
+        "ranges": {column: r or {} for column, r in ranges.items()},
+        "counts": spec.get("counts") or {},
+        "allowed": {c: [str(x) for x in v] if isinstance(v, list) else v for c, v in allowed.items()},
+    }
 
 
 def _mapping(value: object, where: str, key: str) -> dict:
