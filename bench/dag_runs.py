@@ -13,7 +13,7 @@ from typing import Any
 from common import PeakMemory
 
 from pipeline.app import local_executor
-from pipeline.cli import observers_for
+from pipeline.app.observers import observers_for
 from pipeline.context import RunContext
 from pipeline.driver.dag import Dag, Step
 from pipeline.driver.executors import LocalExecutor

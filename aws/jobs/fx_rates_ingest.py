@@ -2,7 +2,7 @@
 
 import sys
 
-from pipeline.jobs import main
+from pipeline.entry import main
 
 if __name__ == "__main__":
     sys.exit(main("bronze_fx_rates"))

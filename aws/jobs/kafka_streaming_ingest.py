@@ -6,7 +6,7 @@
 
 import sys
 
-from pipeline.jobs import kafka_main
+from pipeline.entry import kafka_main
 
 if __name__ == "__main__":
     sys.exit(kafka_main(sys.argv[1:]))

@@ -5,7 +5,7 @@ the lake: refused unless run ID holds it (pipeline.lease)."""
 
 import sys
 
-from pipeline.jobs import main
+from pipeline.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -41,7 +41,14 @@ def test_wheel_carries_the_library_and_every_config_file(release):
     repo_config = Path(__file__).resolve().parents[2] / "config"
     expected = {f"pipeline/config/{p.relative_to(repo_config)}" for p in repo_config.rglob("*.yaml")}
     assert expected and expected <= names
-    assert {"pipeline/settings.py", "pipeline/jobs.py", "pipeline/deploy/submit.py"} <= names
+    assert {
+        "pipeline/settings.py",
+        "pipeline/jobs.py",
+        "pipeline/entry.py",  # what aws/jobs/*.py import
+        "pipeline/app/run.py",
+        "pipeline/commands/status.py",
+        "pipeline/deploy/submit.py",
+    } <= names
     templates = Path(__file__).resolve().parents[2] / "src" / "pipeline" / "report" / "templates"
     assert {f"pipeline/report/templates/{p.name}" for p in templates.iterdir()} <= names  # the run report
     assert not [n for n in names if n.startswith(("tests/", "bench/", "pyspark/"))]
@@ -105,7 +112,7 @@ def test_archive_leaves_out_what_emr_provides_and_runs_the_jobs_beside_emrs_pysp
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAKEHOUSE_")}
     env["PYTHONPATH"] = f"{tmp_path / 'env' / site}:{provided}"
     code = (
-        "import pipeline.jobs, pipeline.silver.job, pipeline.gold, pipeline.dq.gate, deltalake; "
+        "import pipeline.entry, pipeline.jobs, pipeline.silver.job, pipeline.gold, pipeline.dq.gate, deltalake; "
         "import pipeline; print(pipeline.__file__)"
     )
     result = subprocess.run(

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from pipeline.app import local_executor
-from pipeline.cli import observers_for
+from pipeline.app.observers import observers_for
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.generate import generate

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from pipeline.app import local_executor
-from pipeline.cli import LAKE_HELD
+from pipeline.app.process import LAKE_HELD
 from pipeline.driver.runner import run_steps
 from pipeline.files import LocalFiles
 from pipeline.generate import generate

@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.app import local_executor
+from pipeline.app.observers import observers_for
 from pipeline.bronze.ingest import ingest_files
-from pipeline.cli import observers_for
 from pipeline.driver.dag import load_dag
 from pipeline.driver.retry import explain
 from pipeline.driver.runner import run_steps

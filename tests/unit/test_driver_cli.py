@@ -282,14 +282,16 @@ def test_a_run_still_going_on_this_host_is_not_resumed(lake, config_dir, capsys)
     assert f"run r1 is still running (pid {os.getppid()}" in capsys.readouterr().err
 
 
-def test_the_aws_job_entry_points_keep_their_cli_helpers():
+def test_the_aws_job_entry_points_share_the_cli_arguments():
     import argparse
 
+    from pipeline.app.arguments import add_common_arguments, settings_from_args
+
     parser = argparse.ArgumentParser()
-    cli.add_common_arguments(parser)
+    add_common_arguments(parser)
     args = parser.parse_args(["--lake", "/tmp/x", "--run-id", "r"])
     assert (args.lake, args.run_id, args.env, args.config_dir) == ("/tmp/x", "r", None, None)
-    assert callable(cli.run_pipeline) and callable(cli.configure_process) and callable(cli.settings_from_args)
+    assert settings_from_args(args).lake.root == "/tmp/x"
 
 
 # ---------------------------------------------------------------- stores

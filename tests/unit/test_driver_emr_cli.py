@@ -14,7 +14,9 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from pipeline import cli, jobs
+from pipeline import cli, entry, jobs
+from pipeline.app import run as app_run
+from pipeline.app.run import DriverContext
 from pipeline.catalog import load_catalog
 from pipeline.deploy.submit import release_version
 from pipeline.driver.state import LocalStateStore, RunState, StepOutcome, step_state_location
@@ -223,7 +225,7 @@ def test_a_member_job_writes_only_its_step_state_and_takes_the_run_window(
     driver_lease.acquire(RUN_ID, "lakehouse run --executor emr-serverless")
     before = (lake / "_ops" / "runs" / f"{RUN_ID}.json").read_text()
     argv = ["--step", "bronze_fx_rates", "--run-id", RUN_ID, "--member", "--lake", str(lake)]
-    assert jobs.main(argv=[*argv, "--config-dir", str(config_dir)]) == 0
+    assert entry.main(argv=[*argv, "--config-dir", str(config_dir)]) == 0
     assert LakeLease(str(lake), LocalFiles()).current().generation == 1  # took no second lease
     assert (lake / "_ops" / "runs" / f"{RUN_ID}.json").read_text() == before  # the driver's file
     step_file = Path(step_state_location(str(lake / "_ops" / "runs"), RUN_ID, "bronze_fx_rates"))
@@ -246,21 +248,21 @@ def test_a_member_job_writes_only_its_step_state_and_takes_the_run_window(
 
 def test_a_member_job_needs_a_step_and_the_driver_run_id(lake, config_dir, member_ctx, capsys):
     with pytest.raises(SystemExit):
-        jobs.main(argv=["--member", "--lake", str(lake)])  # no --step
+        entry.main(argv=["--member", "--lake", str(lake)])  # no --step
     assert "--step" in capsys.readouterr().err
     argv = ["--step", "bronze_fx_rates", "--member", "--lake", str(lake), "--config-dir", str(config_dir)]
     with pytest.raises(ConfigError, match="--member runs one step"):
-        jobs.main(argv=argv)
+        entry.main(argv=argv)
     assert member_ctx == []  # refused before Spark
 
 
 def test_the_per_source_scripts_still_run_their_step_in_their_own_run(monkeypatch):
     calls = []
     monkeypatch.setattr(
-        cli, "run_pipeline", lambda args, only=None, member=False, **kw: calls.append((only, member)) or 0
+        app_run, "run_pipeline", lambda args, only=None, member=False, **kw: calls.append((only, member)) or 0
     )
-    assert jobs.main("bronze_fx_rates", argv=["--lake", "/tmp/x"]) == 0
-    assert jobs.main(argv=["--step", "silver_orders", "--run-id", RUN_ID, "--member"]) == 0
+    assert entry.main("bronze_fx_rates", argv=["--lake", "/tmp/x"]) == 0
+    assert entry.main(argv=["--step", "silver_orders", "--run-id", RUN_ID, "--member"]) == 0
     assert calls == [(["bronze_fx_rates"], False), (["silver_orders"], True)]
 
 
@@ -275,7 +277,7 @@ def test_the_driver_builds_data_docs_from_the_results_its_jobs_kept(lake, config
 
     (config_dir / "dq.yaml").write_text("enabled: true\n")
     settings = load_settings("dev", lake_root=str(lake), config_dir=config_dir)
-    ctx = cli.DriverContext(settings, RUN_ID)
+    ctx = DriverContext(settings, RUN_ID)
     # What a job's gate did in its own process: validate, then keep the result (gate.save_validations)
     job_gx = gx.get_context(mode="ephemeral")
     source = job_gx.data_sources.add_pandas("job")

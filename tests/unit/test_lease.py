@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline import cli, jobs
+from pipeline import cli, entry
+from pipeline.app.process import LAKE_HELD
 from pipeline.driver.state import LocalStateStore, RunState, StepOutcome
 from pipeline.files import LocalFiles, files_for
 from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord, MemberLease
@@ -273,11 +274,11 @@ def test_run_maintain_and_a_step_on_a_held_lake_are_refused_naming_the_holder(cl
     holder = LakeLease(str(lake), LocalFiles(), pid=os.getppid())  # a live process of this host
     held = holder.acquire("20260301T120000Z-aaaaaa", "lakehouse run")
     for command in (["run"], ["maintain"], ["run", "--resume", held.run_id]):
-        assert cli.main([*command, *args]) == cli.LAKE_HELD
+        assert cli.main([*command, *args]) == LAKE_HELD
         err = capsys.readouterr().err
         assert f"run {held.run_id} (lakehouse run, pid {os.getppid()} on {held.host})" in err
         assert f"since {held.started_at}" in err and "lakehouse lease --break" in err
-    assert jobs.main("bronze_fx_rates", argv=args) == cli.LAKE_HELD  # spark-submit of an aws/jobs script
+    assert entry.main("bronze_fx_rates", argv=args) == LAKE_HELD  # spark-submit of an aws/jobs script
     assert f"run {held.run_id} (lakehouse run, pid {os.getppid()}" in capsys.readouterr().err
     assert not (lake / "_ops" / "runs").exists()  # refused before any run state, any table
     assert holder.current() == held
@@ -287,9 +288,9 @@ def test_a_member_step_needs_its_run_to_hold_the_lease(cli_lake, capsys):
     lake, args = cli_lake
     member = ["--step", "bronze_fx_rates", "--run-id", "run-1", "--member", *args]
     with pytest.raises(ConfigError, match="member of run run-1, but that run holds no lease"):
-        jobs.main(argv=member)
+        entry.main(argv=member)
     LakeLease(str(lake), LocalFiles(), pid=os.getppid()).acquire("run-2", "lakehouse run")
-    assert jobs.main(argv=member) == cli.LAKE_HELD
+    assert entry.main(argv=member) == LAKE_HELD
     assert "in use: run run-2" in capsys.readouterr().err
 
 

@@ -1,0 +1,31 @@
+"""A write to the lake outside a run (quarantine replay, erasure), under the lake's lease."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+from pipeline.app.arguments import settings_from_args
+from pipeline.app.process import configure_process, hold_lake, new_run_id, sigterm_as_exit
+
+
+def lake_operation(args: argparse.Namespace, operate) -> int:
+    """Run `operate(ctx)` (a write to the lake outside a run: replay, erase) under the lake's
+    lease unless --dry-run; print what it returns. Exit 1 with the error when it is refused."""
+    from pipeline.context import RunContext
+    from pipeline.dq.gate import DqGateFailed
+    from pipeline.erase import NothingToErase
+    from pipeline.lake import LakeError
+
+    configure_process(args.log_level)
+    settings = settings_from_args(args)
+    run_id = new_run_id()  # names the operation: lease holder, DQ results, erasure id
+    lease = contextlib.nullcontext() if args.dry_run else hold_lake(settings, run_id)
+    with sigterm_as_exit(), lease:
+        try:
+            print(operate(RunContext.create(settings, run_id)).summary(), flush=True)
+        except (NothingToErase, DqGateFailed, LakeError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    return 0

@@ -1,0 +1,76 @@
+"""What every process that writes to the lake does around its work: UTC and JSON logging, SIGTERM
+as an exit (so the run is recorded as interrupted), the lake's lease (one writer per lake)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from pipeline.settings import Settings
+
+LAKE_HELD = 3  # exit status of a run refused because another holds the lake's lease
+
+
+def configure_process(level: str) -> None:
+    # Pipeline processes work in UTC end to end (Python, JVM, Spark session, JDBC sessions).
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    from pipeline.observability.logging import configure_json_logging
+
+    configure_json_logging(level.upper())  # one JSON object per line, with run/step/dataset/layer
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def new_run_id() -> str:
+    from pipeline.context import new_run_id as make  # imports pyspark's modules, starts no JVM
+
+    return make()
+
+
+def hold_lake(settings: Settings, run_id: str):
+    """`with hold_lake(settings, run_id):` the lake's lease (pipeline.lease) for a writer of the
+    lake: taken (LeaseHeld, naming the holder, when another holds it), renewed, released at the
+    end; a writer whose lease is taken over is interrupted."""
+    from pipeline.lease import HeldLease, lease_for
+
+    return HeldLease(lease_for(settings), run_id, _command_line(), on_lost=stop_run)
+
+
+def _command_line() -> str:
+    """What holds the lease, as the lease shows it: this process's command, clipped."""
+    program = Path(sys.argv[0]).name
+    text = " ".join(["lakehouse" if program == "__main__.py" else program, *sys.argv[1:]])  # python -m
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def stop_run(lost: Exception) -> None:
+    """The lease was taken over (this run's heartbeat stopped for a ttl, or it was broken): stop
+    writing. Interrupting the main thread records the run as interrupted, to resume later."""
+    import _thread
+
+    print(f"error: {lost}; stopping the run", file=sys.stderr, flush=True)
+    _thread.interrupt_main()
+
+
+@contextlib.contextmanager
+def sigterm_as_exit():
+    """SIGTERM (YARN, a CI timeout, `kill`) raises SystemExit, so the runner records the run as
+    interrupted before the process goes; a resume then picks it up."""
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
