@@ -91,12 +91,8 @@ def load_contract(path: Path, reference_dir: Path) -> Contract:
         raise ContractError(f"{where}: cannot read contract: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict):
         raise ContractError(f"{where}: expected a mapping with a 'columns' mapping")
-    columns = {
-        name: parse_typed(Column, {**(spec or {}), "name": name}, where, f"columns.{name}")
-        for name, spec in raw["columns"].items()
-    }
-    contract = parse_typed(Contract, {**raw, "columns": {}}, where, "")
-    contract = Contract(**{**contract.__dict__, "columns": columns})
+    columns = {name: {**(spec or {}), "name": name} for name, spec in raw["columns"].items()}
+    contract = parse_typed(Contract, {**raw, "columns": columns}, where, "")
     _validate(contract, where, reference_dir)
     if contract.name != Path(path).stem:
         raise ContractError(f"{where}: name: {contract.name!r} must match the file name {Path(path).stem!r}")
