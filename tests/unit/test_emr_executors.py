@@ -66,7 +66,7 @@ def throttled(operation: str, code: str = "ThrottlingException", status: int = 4
 
 class Member:
     """What the job on EMR does at its end: write its step's outcome to the step-state file, as
-    `pipeline.jobs.main --member` does (through the same StepStateStore)."""
+    `pipeline.entry.main --member` does (through the same StepStateStore)."""
 
     def __init__(self, settings, outcomes: dict[str, dict] | None = None):
         self.runs = settings.lake.path("_ops", "runs")

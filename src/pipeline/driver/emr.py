@@ -12,7 +12,7 @@ runner, or KeyboardInterrupt / SystemExit in this thread) or when the executor's
 timeout (`aws.emr.execution_timeout_minutes`) passes.
 
 The outcome: the job writes its step's `StepOutcome` to `<lake>/_ops/runs/<run_id>/steps/<step>.json`
-(`pipeline.jobs.main --member`); read here once the job run ends, it gives rows, details and the
+(`pipeline.entry.main --member`); read here once the job run ends, it gives rows, details and the
 error of a step that failed in Python (already retried inside the job, so fatal here). A job
 that ended without writing it (killed, out of memory, bad image) is judged by its EMR state and
 state details (transient when they read like throttling or a network fault). Either way the
