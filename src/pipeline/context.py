@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -13,15 +12,12 @@ from pyspark.sql import SparkSession
 from pipeline.catalog import Catalog, load_catalog
 from pipeline.contracts.model import Contract, load_contracts, reference_values
 from pipeline.lake import Lake, open_lake
+from pipeline.run_id import batch_id, new_run_id
 from pipeline.settings import Settings
 from pipeline.spark import build_spark
 
 # The Kafka job's trigger: available-now (drain what is there, then end) or continuous.
 StreamTrigger = Literal["available-now", "continuous"]
-
-
-def new_run_id() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
 @dataclass
@@ -33,6 +29,7 @@ class RunContext:
     run_id: str = field(default_factory=new_run_id)
     as_of: date | None = None  # gold's reference date; None: the latest event date in the data
     stream_trigger: StreamTrigger = "available-now"
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))  # orders custom run ids' batches
 
     @classmethod
     def create(cls, settings: Settings, run_id: str | None = None) -> RunContext:
@@ -69,4 +66,5 @@ class RunContext:
         return self.settings.lake.path("_checkpoints", name)
 
     def batch_id(self, dataset: str) -> str:
-        return f"{self.run_id}:{dataset}"
+        """The `_batch_id` of what this run writes for `dataset`, ordered by time (pipeline.run_id)."""
+        return batch_id(self.run_id, dataset, self.started)

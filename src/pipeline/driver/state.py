@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -38,6 +37,7 @@ from typing import Any, Protocol
 from urllib.parse import urlparse
 
 from pipeline.files import S3_SCHEMES, is_local, local_path, s3_client, s3_not_found, s3_parts
+from pipeline.run_id import RUN_ID_RE
 from pipeline.settings import ConfigError
 
 __all__ = ["S3_SCHEMES", "is_local", "local_path", "s3_parts"]  # re-exported: where they were first
@@ -47,7 +47,6 @@ STATE_FORMAT = 1
 # its driver, which writes a heartbeat every HEARTBEAT_S while it runs, has been silent this long.
 HEARTBEAT_S = 60.0
 STALE_AFTER_S = 10 * 60.0
-RUN_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]+$")
 
 # Step statuses. `pending` and `running` remain in the file of a run that was killed.
 PENDING, RUNNING, SUCCEEDED, FAILED, SKIPPED = "pending", "running", "succeeded", "failed", "skipped"

@@ -222,6 +222,8 @@ def _merge_plan(contract: Contract, rows: DataFrame, target: DataFrame | None) -
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
         return rows, MergeSpec(keys=(*contract.keys, *contract.partition_by), update=False)
+    # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
+    # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
     newer = f"s.`{seq}` >= t.`{seq}`"
     deleted = f"s.`{contract.soft_delete}`" if contract.soft_delete else None
