@@ -7,7 +7,8 @@ import contextlib
 import sys
 
 from pipeline.app.arguments import settings_from_args
-from pipeline.app.process import configure_process, hold_lake, new_run_id, sigterm_as_exit
+from pipeline.app.process import configure_process, hold_lake, sigterm_as_exit
+from pipeline.run_id import new_run_id
 
 
 def lake_operation(args: argparse.Namespace, operate) -> int:

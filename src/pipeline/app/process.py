@@ -26,12 +26,6 @@ def configure_process(level: str) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
-def new_run_id() -> str:
-    from pipeline.context import new_run_id as make  # imports pyspark's modules, starts no JVM
-
-    return make()
-
-
 def hold_lake(settings: Settings, run_id: str):
     """`with hold_lake(settings, run_id):` the lake's lease (pipeline.lease) for a writer of the
     lake: taken (LeaseHeld, naming the holder, when another holds it), renewed, released at the

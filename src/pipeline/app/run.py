@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.app.arguments import settings_from_args
 from pipeline.app.observers import observers_for, report_path
-from pipeline.app.process import configure_process, hold_lake, new_run_id, sigterm_as_exit, stop_run
+from pipeline.app.process import configure_process, hold_lake, sigterm_as_exit, stop_run
+from pipeline.run_id import new_run_id
 from pipeline.settings import ConfigError, Settings
 
 if TYPE_CHECKING:  # the context module loads Spark; the CLI answers --help and --plan without it
