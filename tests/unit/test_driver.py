@@ -424,6 +424,15 @@ def test_a_window_is_put_on_the_context_and_recorded(tmp_path, dag):
     assert ctx2.window is None  # set even without a window, so jobs can rely on the attribute
 
 
+def test_the_run_options_are_recorded_for_steps_in_other_processes(tmp_path, dag):
+    ctx = fake_ctx(tmp_path)
+    ctx.as_of, ctx.full_refresh = date(2025, 2, 1), True
+    state, *_ = run(ctx, dag, selected=["e"])
+    assert (state.as_of, state.full_refresh, state.force_maintenance) == ("2025-02-01", True, False)
+    plain, *_ = run(fake_ctx(tmp_path, run_id="other"), dag, selected=["e"])
+    assert (plain.as_of, plain.full_refresh, plain.force_maintenance) == (None, False, False)
+
+
 def test_an_interrupt_is_recorded_and_re_raised(tmp_path, dag):
     executor = FakeExecutor({"b": [KeyboardInterrupt()]})
     store = MemoryStateStore()

@@ -108,8 +108,11 @@ def run_steps(
     selected = [s for s in dag.order() if s in chosen]  # dependencies first, whatever the caller gave
     ctx.window = window
     state = _prepare_state(ctx.run_id, dag, selected, state, window, executor)
-    if getattr(ctx, "as_of", None) is not None:  # for the run's jobs in other processes (EMR)
+    # For the run's jobs in other processes (EMR member steps read them from the run state).
+    if getattr(ctx, "as_of", None) is not None:
         state.as_of = ctx.as_of.isoformat()
+    state.full_refresh = bool(getattr(ctx, "full_refresh", False))
+    state.force_maintenance = bool(getattr(ctx, "force_maintenance", False))
     location = store.location(state.run_id)
     state.heartbeat_at = utc_now()
     store.save(state)  # fails before any work when the state location is not writable
