@@ -137,7 +137,7 @@ class KafkaSettings:
     one in the tests: PLAINTEXT, no auth); MSK sets `security_protocol: SASL_SSL` and
     `sasl_mechanism: AWS_MSK_IAM` in config/dev.yaml and prod.yaml (TLS, and IAM auth with the
     EMR role: no stored secret). The same client settings serve Spark's Kafka source and the
-    consumer-lag probe (`pipeline.bronze.kafka.client_options`)."""
+    consumer-lag probe (`pipeline.kafka_client.client_options`)."""
 
     bootstrap_servers: str  # host:port[,host:port...]
     topic: str = "product_events"

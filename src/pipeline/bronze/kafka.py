@@ -2,7 +2,7 @@
 
 Two sources, one path (`sources.kafka_events.mode`). In `kafka` mode a topic is read through
 Spark's Kafka connector (spark-sql-kafka) with the client settings of `sources.kafka_events.kafka`
-(`client_options`: PLAINTEXT for a plain broker such as the tests' real single-node one, SASL_SSL
+(`pipeline.kafka_client`: PLAINTEXT for a plain broker such as the tests' real single-node one, SASL_SSL
 and AWS_MSK_IAM for MSK in config/dev.yaml and prod.yaml), at most `max_offsets_per_trigger`
 records per micro-batch over all partitions. In `replay` mode landing files holding Kafka records
 (topic/partition/offset/timestamp/key/value) are read by the file stream source,
@@ -41,6 +41,7 @@ from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
 from pipeline.driver.retry import short_error
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
+from pipeline.kafka_client import client_options
 from pipeline.lake import Lake, Txn
 from pipeline.settings import KafkaEventsSettings, KafkaSettings
 from pipeline.step_result import StepResult
@@ -78,21 +79,6 @@ def replay_source(spark: SparkSession, location: str, conf: KafkaEventsSettings)
         F.coalesce("value", CORRUPT).alias("value"),
         F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed Kafka replay record")).alias(ERROR),
     )
-
-
-MSK_IAM_OPTIONS = {  # MSK IAM auth: the EMR role signs in, no stored secret
-    "sasl.mechanism": "AWS_MSK_IAM",
-    "sasl.jaas.config": "software.amazon.msk.auth.iam.IAMLoginModule required;",
-    "sasl.client.callback.handler.class": "software.amazon.msk.auth.iam.IAMClientCallbackHandler",
-}
-
-
-def client_options(k: KafkaSettings) -> dict[str, str]:
-    """Kafka client properties for `k` (Spark's source takes them with a `kafka.` prefix)."""
-    options = {"bootstrap.servers": k.bootstrap_servers, "security.protocol": k.security_protocol}
-    if k.sasl_mechanism == "AWS_MSK_IAM":
-        options.update(MSK_IAM_OPTIONS)
-    return options
 
 
 def kafka_source(spark: SparkSession, conf: KafkaEventsSettings) -> DataFrame:

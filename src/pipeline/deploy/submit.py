@@ -21,6 +21,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline.kafka_client import client_options
 from pipeline.settings import ConfigError, Settings
 
 EMR_DELTA_LIB = "/usr/share/aws/delta/lib"  # Delta 4.0.0 on emr-spark-8.0.0
@@ -117,8 +118,6 @@ def classes_named(settings: Settings) -> set[str]:
     """Every JVM class the environment's configuration makes a job load: class names in
     spark.conf values, the JDBC driver, the Kafka client's login module and callback handler,
     and the Kafka source itself when the Kafka step reads a broker."""
-    from pipeline.bronze.kafka import client_options
-
     texts = list(settings.spark.conf.values())
     redshift = settings.sources.redshift_behavior
     if redshift.mode == "jdbc" and redshift.jdbc is not None:
