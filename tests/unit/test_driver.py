@@ -428,9 +428,9 @@ def test_the_run_options_are_recorded_for_steps_in_other_processes(tmp_path, dag
     ctx = fake_ctx(tmp_path)
     ctx.as_of, ctx.full_refresh = date(2025, 2, 1), True
     state, *_ = run(ctx, dag, selected=["e"])
-    assert (state.as_of, state.full_refresh, state.force_maintenance) == ("2025-02-01", True, False)
+    assert (state.as_of, state.full_refresh) == ("2025-02-01", True)
     plain, *_ = run(fake_ctx(tmp_path, run_id="other"), dag, selected=["e"])
-    assert (plain.as_of, plain.full_refresh, plain.force_maintenance) == (None, False, False)
+    assert (plain.as_of, plain.full_refresh) == (None, False)
 
 
 def test_an_interrupt_is_recorded_and_re_raised(tmp_path, dag):

@@ -209,7 +209,7 @@ def test_a_member_job_writes_only_its_step_state_and_takes_the_run_window(
     seen = []
 
     def fake_bronze(ctx, dataset):
-        seen.append((dataset, ctx.window, ctx.as_of, ctx.full_refresh, ctx.force_maintenance))
+        seen.append((dataset, ctx.window, ctx.as_of, ctx.full_refresh))
         return StepResult(rows_in=12, rows_out=11, details={"dataset": dataset})
 
     monkeypatch.setitem(jobs.JOBS, "bronze", fake_bronze)
@@ -237,9 +237,9 @@ def test_a_member_job_writes_only_its_step_state_and_takes_the_run_window(
         12,
         11,
     )
-    ((dataset, window, as_of, full_refresh, forced),) = seen
+    ((dataset, window, as_of, full_refresh),) = seen
     assert dataset == "fx_rates" and str(window.start) == "2025-01-01" and str(as_of) == "2025-02-01"
-    assert (full_refresh, forced) == (True, False)  # the driver's options, from its run state
+    assert full_refresh  # the driver's --full-refresh, from its run state
     # step-level observers only: the step's lineage events, no pipeline-level ones, no report
     lineage = events(lake / "_ops" / "lineage" / f"{RUN_ID}.jsonl")
     assert [e["eventType"] for e in lineage] == ["START", "COMPLETE"]

@@ -239,9 +239,7 @@ def _run_member(args: argparse.Namespace, settings: Settings, dag, only: list[st
         driver_state = run_store.load(args.run_id) if run_store.exists(args.run_id) else None
         window = DateWindow.from_dict(driver_state.window) if driver_state else None
         ctx.as_of = _as_of(getattr(args, "as_of", None) or (driver_state.as_of if driver_state else None))
-        # The driver's --full-refresh and `maintain` reach its steps on EMR through its run state.
-        ctx.full_refresh = bool(driver_state and driver_state.full_refresh)
-        ctx.force_maintenance = bool(driver_state and driver_state.force_maintenance)
+        ctx.full_refresh = bool(driver_state and driver_state.full_refresh)  # the driver's --full-refresh
         ctx.stream_trigger = stream_trigger
         store = StepStateStore(runs, only[0], files_for(runs, settings.lake.storage_options), run_store)
         print(f"step {only[0]} of run {ctx.run_id}: state {store.location(ctx.run_id)}", flush=True)

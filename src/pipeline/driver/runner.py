@@ -112,7 +112,6 @@ def run_steps(
     if getattr(ctx, "as_of", None) is not None:
         state.as_of = ctx.as_of.isoformat()
     state.full_refresh = bool(getattr(ctx, "full_refresh", False))
-    state.force_maintenance = bool(getattr(ctx, "force_maintenance", False))
     location = store.location(state.run_id)
     state.heartbeat_at = utc_now()
     store.save(state)  # fails before any work when the state location is not writable

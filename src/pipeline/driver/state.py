@@ -101,7 +101,6 @@ class RunState:
     resumes: list[str] = field(default_factory=list)  # when `--resume` picked the run up again
     as_of: str | None = None  # gold's --as-of date (ISO), read by the run's remote jobs
     full_refresh: bool = False  # --full-refresh: the run's remote gold jobs rebuild in full too
-    force_maintenance: bool = False  # lakehouse maintain: the run's remote maintain jobs are forced
     format: int = STATE_FORMAT
 
     @property
