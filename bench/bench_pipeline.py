@@ -19,6 +19,7 @@ runs it (`run_steps`, local executor), with an in-memory run-state store.
 4. Incremental cost: --incremental-share of new data appended to the landing zone (new files
    with a later date; newer versions of CRM records, new order/event ids, Kafka offsets that
    continue each partition), the whole DAG again, then once more with nothing new.
+--cold-only stops after 1 (large scales: the cold full run's time and peak memory).
 5. The figures of issue 11's table, each a ratio within this run: no-change rerun and 1 % increment
    over a warm full run (section 3's mean watched run: same process, JVM warm), orders path over plain
    Spark, watched over bare; and the cold full run's seconds and peak memory, which bench_sweep.py
@@ -110,6 +111,11 @@ def main() -> int:
         help="run these steps, the orders path and every step they need (default: the whole DAG)",
     )
     parser.add_argument(
+        "--cold-only",
+        action="store_true",
+        help="section 1 only: the cold full run (time, peak memory, files), for large scales",
+    )
+    parser.add_argument(
         "--incremental-share",
         type=float,
         default=0.01,
@@ -136,6 +142,21 @@ def main() -> int:
     full = run_dag(ctx, dag, "full", selected)
     files = file_figures(ctx)
     print_full_run(full, files)
+    summary = {
+        "scale": args.scale,
+        "seed": args.seed,
+        "engine": ctx.lake.name,
+        "skew": args.skew,
+        "steps": selected,
+        "generate_s": gen_seconds,
+        "landing_records": sum(d["records"] for d in manifest["datasets"].values()),
+        "full": full,
+        "files_after_full": files,
+        "peak_memory_note": f"driver Python + JVM, children younger than {CHILD_AGE_S}s left out",
+    }
+    if args.cold_only:
+        summary["figures"] = {"cold_full_s": full["wall_s"], "cold_full_peak_mb": full["total"]["peak_mb"]}
+        return finish(summary, args, work, load_start)
 
     orders = orders_comparison(ctx, dag, work, full)
     print_orders(orders)
@@ -158,32 +179,24 @@ def main() -> int:
 
     figures = issue_figures(full, orders, watched, bare, incremental, no_change)
     print_figures(ctx.lake.name, args.scale, figures)
+    summary.update(
+        figures=figures,
+        incremental_share=args.incremental_share,
+        orders=orders,
+        watching={"order": WATCH_ORDER, **runs},
+        incremental={"added": added, "prepare_s": prep_s, **incremental},
+        no_change=no_change,
+    )
+    return finish(summary, args, work, load_start)
+
+
+def finish(summary: dict, args, work: Path, load_start: tuple[float, float, float]) -> int:
+    """Print the load, write the results, drop the temporary lake."""
     load_end = os.getloadavg()
     print(f"\nload average (1 min) at start {load_start[0]:.1f}, at end {load_end[0]:.1f}")
-
-    path = write_results(
-        f"pipeline_{ctx.lake.name}_scale{args.scale}{'_skew' if args.skew else ''}.json",
-        {
-            "scale": args.scale,
-            "seed": args.seed,
-            "engine": ctx.lake.name,
-            "skew": args.skew,
-            "steps": selected,
-            "incremental_share": args.incremental_share,
-            "generate_s": gen_seconds,
-            "landing_records": sum(d["records"] for d in manifest["datasets"].values()),
-            "figures": figures,
-            "full": full,
-            "files_after_full": files,
-            "orders": orders,
-            "watching": {"order": WATCH_ORDER, **runs},
-            "incremental": {"added": added, "prepare_s": prep_s, **incremental},
-            "no_change": no_change,
-            "load_average": {"start": load_start, "end": load_end},
-            "peak_memory_note": f"driver Python + JVM, children younger than {CHILD_AGE_S}s left out",
-        },
-    )
-    print(f"\nfigures in {path}")
+    summary["load_average"] = {"start": load_start, "end": load_end}
+    name = f"pipeline_{summary['engine']}_scale{args.scale}{'_skew' if args.skew else ''}.json"
+    print(f"\nfigures in {write_results(name, summary)}")
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -28,13 +28,22 @@ HERE = Path(__file__).parent
 REFUSED = "refused: above lake.delta_rs_max_bytes"
 
 
-def run_one(scale: float, engine: str, seed: int, only: list[str] | None) -> dict:
+def run_one(
+    scale: float, engine: str, seed: int, only: list[str] | None, cold_only: bool, reuse: bool
+) -> dict:
     """bench_pipeline.py in a fresh process, its output passed through; its results, or
-    {"failed": why} (REFUSED when delta-rs refused a write above its byte limit)."""
+    {"failed": why} (REFUSED when delta-rs refused a write above its byte limit). `reuse`: the
+    results an earlier run left, when there are any."""
+    saved = results_file(f"pipeline_{engine}_scale{scale}.json")
+    if reuse and saved.exists():
+        print(f"\n===== scale {scale} on {engine}: results of an earlier run, {saved} =====", flush=True)
+        return json.loads(saved.read_text())
     print(f"\n===== bench_pipeline.py --scale {scale} --engine {engine} =====", flush=True)
     command = [sys.executable, str(HERE / "bench_pipeline.py"), "--scale", str(scale), "--engine", engine, "--seed", str(seed)]  # fmt: skip
     if only:
         command += ["--only", *only]
+    if cold_only:
+        command.append("--cold-only")
     refused = False
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         for line in proc.stdout:  # type: ignore[union-attr]
@@ -116,7 +125,8 @@ def print_figures(results: dict[str, dict[float, dict]]) -> dict:
         cells = []
         for e, s in columns:
             r = results[e][s]
-            cells.append(f"{'-' if 'failed' in r else fmt.format(r['figures'][key]):>11}")
+            value = r.get("figures", {}).get(key)  # a --cold-only scale has the cold run's only
+            cells.append(f"{'-' if value is None else fmt.format(value):>11}")
         print(f"{label:<38} {' '.join(cells)}")
     across = {engine: scale_ratios(by_scale) for engine, by_scale in results.items()}
     for engine, ratio in across.items():
@@ -141,10 +151,26 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="+", metavar="STEP", help="passed to bench_pipeline.py (a smaller DAG)"
     )
+    parser.add_argument(
+        "--cold-only",
+        type=float,
+        nargs="+",
+        default=[],
+        metavar="SCALE",
+        help="scales (also in --scales) run for the cold full run only: time, peak memory, files",
+    )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="take a scale's results from bench/results when an earlier run left them (a sweep in parts)",
+    )
     args = parser.parse_args()
-    scales = sorted(set(args.scales))
+    scales = sorted(set(args.scales) | set(args.cold_only))
     results = {
-        engine: {scale: run_one(scale, engine, args.seed, args.only) for scale in scales}
+        engine: {
+            scale: run_one(scale, engine, args.seed, args.only, scale in args.cold_only, args.reuse)
+            for scale in scales
+        }
         for engine in args.engines
     }
     print_runs(results)
