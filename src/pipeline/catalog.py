@@ -1,6 +1,8 @@
 """The dataset catalogue (`config/datasets.yaml`): where each source lands and how it is read.
 
 Interpreted once here; a new source is a catalogue entry, a reader and (later) a contract.
+`READERS` is the one list of reader names: the `reader` field's literal (so its JSON Schema) is
+built from it, and `pipeline.bronze.readers` finds each file format's function by it.
 """
 
 from __future__ import annotations
@@ -13,14 +15,49 @@ import yaml
 
 from pipeline.settings import ConfigError, parse_typed
 
-READERS = ("csv", "parquet", "fx_json", "kafka")
+# The file formats are read by `read_<name>` in pipeline.bronze.readers; the streams (kafka) by
+# their own bronze job (pipeline.jobs.bronze).
+FILE_READERS = ("csv", "parquet", "fx_json")
+STREAM_READERS = ("kafka",)
+READERS = FILE_READERS + STREAM_READERS
+ReaderName = Literal[READERS]  # built from the tuple: one list of names
+
+
+def _one_char(key: str, value: str, empty_ok: bool = False) -> None:
+    if len(value) != 1 and not (empty_ok and value == ""):
+        allowed = "one character" + (" or '' (none)" if empty_ok else "")
+        raise ConfigError(f"{key}: expected {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CsvOptions:
+    """The CSV dialect of one source (reader csv); the defaults are RFC 4180 with a header."""
+
+    sep: str = ","  # the field delimiter, one character (e.g. ';' or a tab)
+    quote: str = '"'  # the quote character; '' reads quotes as data
+    escape: str = '"'  # escapes a quote inside a quoted field ('"' doubles it: "say ""hi""")
+    # The files' character set, one Spark's CSV reader decodes. UTF-8 is read as bytes and checked
+    # record by record (a record with invalid bytes is flagged); ISO-8859-1 (latin-1) has no invalid
+    # bytes. A windows-1252 export reads as ISO-8859-1 but for its bytes 0x80-0x9F (e.g. the euro sign).
+    encoding: Literal["UTF-8", "ISO-8859-1"] = "UTF-8"
+    header: bool = True  # false: the files have no header line; `columns` names the fields
+    columns: list[str] = field(default_factory=list)  # the field names, in order, when header is false
+
+    def __post_init__(self) -> None:
+        _one_char("sep", self.sep)
+        _one_char("quote", self.quote, empty_ok=True)
+        _one_char("escape", self.escape)
+        if self.header == bool(self.columns):
+            raise ConfigError(
+                "columns: name the fields when header is false, and only then (a header names them)"
+            )
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     source_system: str
     landing: str  # folder under <lake>/landing
-    reader: Literal["csv", "parquet", "fx_json", "kafka"]
+    reader: ReaderName
     description: str
     file_suffix: str = ""
     key: list[str] = field(default_factory=list)
@@ -28,7 +65,20 @@ class DatasetSpec:
     # The source column holding each record's data time; bronze steps report its max as
     # details["newest_data_at"] (freshness). Empty: the dataset reports no data time.
     event_time: str = ""
+    # The CSV dialect (reader csv only): sep, quote, escape, encoding, header, columns.
+    options: CsvOptions | None = None
     name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.options is not None and self.reader != "csv":
+            raise ConfigError(
+                f"options: only the csv reader takes options (this dataset's reader is {self.reader})"
+            )
+
+    @property
+    def csv(self) -> CsvOptions:
+        """The CSV dialect: the entry's options, else the defaults."""
+        return self.options or CsvOptions()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pipeline.bronze.audit import AUDIT_COLUMNS, with_audit_columns
 from pipeline.bronze.ingest import NEWEST, ingest_files, iso_from_micros, newest_event_time
 from pipeline.bronze.kafka import parse_kafka_records
 from pipeline.bronze.readers import LandingFormatError, check_parquet, csv_header, read_csv, read_fx_json
-from pipeline.catalog import Catalog, DatasetSpec
+from pipeline.catalog import Catalog, CsvOptions, DatasetSpec
 from pipeline.storage import list_files
 from tests.helpers import make_ctx
 
@@ -310,3 +310,45 @@ def test_the_ledger_follows_bronze_after_a_crash_and_for_tables_written_before_i
     old_ctx.lake.append(old_table, rows, metadata={"batch_id": "old:crm_x", "empty_files": [empty_uri]})
     assert legacy_ingested(old_ctx.lake, old_table) == {f"file://{old_landing}/a.csv", empty_uri}
     assert ingest.ingest_files(old_ctx, "crm_x").details["new_files"] == 0
+
+
+def dialect_ctx(spark, tmp_path, **options):
+    ctx, landing = csv_ctx(spark, tmp_path)
+    spec = dataclasses.replace(ctx.catalog["crm_x"], options=CsvOptions(**options))
+    ctx.catalog = Catalog({"crm_x": spec})
+    return ctx, landing
+
+
+def test_a_semicolon_separated_latin1_source_lands_with_its_columns_and_values(spark, tmp_path):
+    """A European spreadsheet export: ';' between fields, ',' as the decimal mark, ISO-8859-1."""
+    ctx, landing = dialect_ctx(spark, tmp_path, sep=";", encoding="ISO-8859-1")
+    text = 'id;name;amount;updated_at\n1;Müller, Jörg;12,50;2026-07-01T00:00:00Z\n2;"Ça; va";3,00;2026-07-01T00:00:00Z\n'
+    (landing / "a.csv").write_bytes(text.encode("latin-1"))
+    out = ingest_files(ctx, "crm_x")  # through the header pre-check (bronze.rejected) and the read
+    assert (out.rows_out, out.details["rejected_files"]) == (2, 0)
+    table = ctx.lake.read(ctx.table_path("bronze", "crm_x"))
+    assert [c for c in table.columns if not c.startswith("_")] == ["id", "name", "amount", "updated_at"]
+    rows = sorted((r["id"], r["name"], r["amount"], r["_corrupt_record"]) for r in table.collect())
+    assert rows == [("1", "Müller, Jörg", "12,50", None), ("2", "Ça; va", "3,00", None)]
+
+
+def test_a_csv_dialect_with_its_own_quote_and_escape_and_no_header(spark, tmp_path):
+    ctx, landing = dialect_ctx(
+        spark, tmp_path, sep="|", quote="'", escape="\\", header=False, columns=["id", "note"]
+    )
+    (landing / "a.csv").write_text("1|'it\\'s | fine'\n2|plain\n3|too|many\n")
+    out = ingest_files(ctx, "crm_x")
+    assert out.rows_out == 3
+    table = ctx.lake.read(ctx.table_path("bronze", "crm_x"))
+    rows = sorted((r["id"], r["note"], r["_parse_error"] is not None) for r in table.collect())
+    assert rows == [("1", "it's | fine", False), ("2", "plain", False), ("3", "too", True)]
+
+
+def test_a_header_split_by_the_wrong_delimiter_is_refused_naming_the_file(spark, tmp_path):
+    """The pre-check splits by the dataset's delimiter: a comma file in a ';' dataset is one
+    column named 'id,name', not an identifier."""
+    ctx, landing = dialect_ctx(spark, tmp_path, sep=";")
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    out = ingest_files(ctx, "crm_x")
+    assert out.details["rejected_files"] == 1
+    assert "'id,updated_at'" in out.details["rejected"][0]["reason"]

@@ -16,7 +16,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from pipeline.catalog import DatasetSpec
+from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
 from pipeline.storage import LandingFile, first_line, head_and_tail
 
 CORRUPT = "_corrupt_record"
@@ -46,13 +46,23 @@ BYTES_AS_TEXT = "ISO-8859-1"
 def csv_header(
     spark: SparkSession, f: LandingFile, spec: DatasetSpec, known: frozenset[str] = frozenset()
 ) -> tuple[str, ...] | None:
-    """A CSV landing file's header, or None for a 0-byte file. LandingFormatError (naming the
-    dataset and the file) when it is not a plausible header: a name that is not an identifier,
-    a blank or repeated name, or (given the contract's `known` columns) no known column at all."""
-    line = first_line(spark, f.path) if f.size else None
-    if not line:
+    """A CSV landing file's header (its first line split by the dataset's dialect, or the
+    catalogue's `columns` for files without one), or None for a 0-byte file. LandingFormatError
+    (naming the dataset and the file) when it is not a plausible header: a name that is not an
+    identifier, a blank or repeated name, or (given the contract's `known` columns) no known
+    column at all."""
+    dialect = spec.csv
+    if not f.size:
         return None
-    header = tuple(next(csv.reader([line.lstrip("\ufeff")]), ()))
+    if dialect.header:
+        # Read as UTF-8: names are ASCII identifiers, the same bytes in ISO-8859-1, and any other
+        # byte fails the identifier check below in either encoding.
+        line = first_line(spark, f.path)
+        if not line:
+            return None
+        header = tuple(next(csv.reader([line.lstrip("\ufeff")], **_python_dialect(dialect)), ()))
+    else:
+        line, header = ",".join(dialect.columns), tuple(dialect.columns)
     where = f"{spec.name}: {f.uri}"
     if len(set(header)) != len(header) or not all(header):
         raise LandingFormatError(f"{where}: header has blank or repeated column names: {line[:200]!r}")
@@ -71,11 +81,25 @@ def csv_header(
     return header
 
 
+def _python_dialect(dialect: CsvOptions) -> dict[str, object]:
+    """The dialect as Python's csv module spells it (for the header line)."""
+    doubled = dialect.escape == dialect.quote
+    return {
+        "delimiter": dialect.sep,
+        "quotechar": dialect.quote or None,
+        "quoting": csv.QUOTE_MINIMAL if dialect.quote else csv.QUOTE_NONE,
+        "doublequote": doubled,
+        "escapechar": None if doubled else dialect.escape,
+    }
+
+
 def read_csv(
     spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str
 ) -> DataFrame:
-    """CRM exports. Files are grouped by header, so a file with an extra column (schema drift)
-    is read by its own header instead of shifting every value one column over."""
+    """CRM exports, in the dataset's dialect (`options:` in datasets.yaml). Files are grouped by
+    header, so a file with an extra column (schema drift) is read by its own header instead of
+    shifting every value one column over."""
+    dialect = spec.csv
     by_header: dict[tuple[str, ...], list[str]] = defaultdict(list)
     for f in files:
         header = csv_header(spark, f, spec)
@@ -88,9 +112,11 @@ def read_csv(
         )
         df = (
             spark.read.schema(schema)
-            .option("header", "true")
+            .option("header", str(dialect.header).lower())
             .option("multiLine", "true")  # quoted fields may hold newlines
-            .option("escape", '"')
+            .option("sep", dialect.sep)
+            .option("quote", dialect.quote or "\u0000")  # Spark's spelling of "no quote character"
+            .option("escape", dialect.escape)
             .option("encoding", BYTES_AS_TEXT)
             .option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT)
@@ -100,14 +126,24 @@ def read_csv(
             F.col(CORRUPT).isNotNull(),
             F.lit(f"malformed CSV record: field count differs from the header's {len(header)} columns"),
         )
-        frames.append(as_utf8(df, header, malformed))
+        if dialect.encoding == "UTF-8":
+            frames.append(as_utf8(df, header, malformed, dialect.sep))
+        else:  # ISO-8859-1 as declared: every byte is a character, nothing to flag
+            frames.append(
+                df.select(
+                    *[f"`{c}`" for c in header],
+                    CORRUPT,
+                    malformed.alias(ERROR),
+                    _file_uri().alias(SOURCE_FILE),
+                )
+            )
     return _union(spark, frames)
 
 
-def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column) -> DataFrame:
+def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column, sep: str = ",") -> DataFrame:
     """Columns read as ISO-8859-1 back to UTF-8 text. A record with invalid UTF-8 bytes keeps its
     values (invalid bytes as U+FFFD), its raw bytes in `_corrupt_record` (base64 of the fields
-    joined by ',', or of the whole malformed line) and the reason in `_parse_error`, so silver
+    joined by the delimiter, or of the whole malformed line) and the reason in `_parse_error`, so silver
     quarantines it instead of taking replaced text for data."""
     # encode(.., latin1) gives the bytes as delivered; as a string they may be invalid UTF-8, which
     # encode(.., 'UTF-8') replaces by U+FFFD: a difference marks invalid bytes.
@@ -115,7 +151,7 @@ def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column) -> DataFr
     valid = {c: F.encode(v, "UTF-8") for c, v in raw.items()}
     invalid = [F.when(valid[c] != raw[c].cast("binary"), F.lit(c)) for c in raw]
     bad_columns = F.concat_ws(", ", *invalid)
-    record_bytes = F.coalesce(raw[CORRUPT], F.concat_ws(",", *[raw[c] for c in header])).cast("binary")
+    record_bytes = F.coalesce(raw[CORRUPT], F.concat_ws(sep, *[raw[c] for c in header])).cast("binary")
     bad = bad_columns != ""
     return df.select(
         *[valid[c].cast("string").alias(c) for c in header],
@@ -205,4 +241,6 @@ def _union(spark: SparkSession, frames: list[DataFrame]) -> DataFrame:
     return result
 
 
-READERS: dict[str, Reader] = {"csv": read_csv, "parquet": read_parquet, "fx_json": read_fx_json}
+# One function per file reader the catalogue names (pipeline.catalog.FILE_READERS), read_<name>:
+# a name without its function fails here, at import, not in a run.
+READERS: dict[str, Reader] = {name: globals()[f"read_{name}"] for name in FILE_READERS}
