@@ -74,7 +74,7 @@ def test_region_and_metrics_namespace_match_the_config(env):
 def test_delta_tables_are_the_pipelines_tables(env):
     """The tables that get a _delta_log/.tmp/ expiry rule and the gold tables registered in
     Glue are exactly the ones the pipeline writes (datasets.yaml, contracts, pipeline.yaml)."""
-    tables = hcl.env_scope(env).child("lakehouse").var("delta_tables")
+    tables = hcl.env_scope(env).child("lakehouse").local("delta_tables")
     layers = layer_datasets()
     assert tables == {
         "bronze": layers["bronze"],

@@ -270,7 +270,7 @@ def tmp_prefixes(storage: hcl.Scope) -> list[str]:
     """delta_tmp_prefixes as Terraform computes it: <layer>/<table>/_delta_log/.tmp/."""
     expression = storage.module.locals["delta_tmp_prefixes"]
     assert '"${layer}/${t}/_delta_log/.tmp/"' in expression
-    tables = hcl.env_scope("dev").child("lakehouse").var("delta_tables")
+    tables = hcl.env_scope("dev").child("lakehouse").local("delta_tables")
     return [f"{layer}/{t}/_delta_log/.tmp/" for layer, names in tables.items() for t in names]
 
 

@@ -23,7 +23,7 @@ module "storage" {
   partition                          = local.partition
   cloudtrail_name                    = local.cloudtrail_name
   pii_reader_role_names              = ["${local.name_prefix}-ingest", "${local.name_prefix}-silver", "${local.name_prefix}-break-glass"]
-  delta_tables                       = var.delta_tables
+  delta_tables                       = local.delta_tables
   landing_transition_days            = var.landing_transition_days
   landing_transition_storage_class   = var.landing_transition_storage_class
   noncurrent_version_expiration_days = var.noncurrent_version_expiration_days
@@ -125,7 +125,7 @@ module "governance" {
   lake_bucket_arn             = module.storage.bucket_arns["lake"]
   logs_bucket_name            = module.storage.logs_bucket_name_with_policy
   cloudtrail_name             = local.cloudtrail_name
-  gold_marts                  = var.delta_tables["gold"]
+  gold_marts                  = local.delta_tables["gold"]
   secret_recovery_window_days = var.secret_recovery_window_days
   tags                        = local.tags
 }

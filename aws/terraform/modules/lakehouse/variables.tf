@@ -63,18 +63,6 @@ variable "log_retention_days" {
   default     = 365
 }
 
-variable "delta_tables" {
-  description = "Delta tables of the lake by prefix; gold's are also registered in Glue (tests/terraform checks them against config/)."
-  type        = map(list(string))
-  default = {
-    bronze     = ["crm_accounts", "crm_contacts", "crm_opportunities", "fx_rates", "kafka_events", "redshift_behavior", "snowflake_orders"]
-    silver     = ["accounts", "behavior_events", "contacts", "fx_rates", "opportunities", "orders", "product_events"]
-    quarantine = ["accounts", "behavior_events", "contacts", "fx_rates", "opportunities", "orders", "product_events"]
-    gold       = ["customer_360", "engagement_daily", "fct_orders", "pipeline_summary", "revenue_daily"]
-    _ops       = ["dq_results"]
-  }
-}
-
 variable "emr_release_label" {
   type    = string
   default = "emr-spark-8.0.0"
