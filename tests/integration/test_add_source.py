@@ -1,7 +1,7 @@
 """Adding a source is configuration only (docs/adding-a-source.md): an eighth source, support
-tickets as CSV, gets the guide's contract, catalogue entry and two DAG steps in a copy of
-config/, and runs bronze -> silver through the real driver with no code change. Good rows land in silver,
-bad rows in quarantine with their reasons, and the accounting balances."""
+tickets as CSV (`;`-separated, ISO-8859-1), gets the guide's contract, catalogue entry and two DAG
+steps in a copy of config/, and runs bronze -> silver through the real driver with no code change.
+Good rows land in silver, bad rows in quarantine with their reasons, and the accounting balances."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def guide_blocks() -> tuple[dict, str, dict]:
 
 
 CATALOGUE_ENTRY, CONTRACT, DAG_STEPS = guide_blocks()
+# The guide's source is a European spreadsheet export: the files are written in its dialect.
+DIALECT = CATALOGUE_ENTRY["helpdesk_tickets"]["options"]
 HEADER = "ticket_id,account_id,priority,reopened,opened_at,updated_at\n"
 # (row, the quarantine reasons it must get; None: a valid row)
 DAY1 = [
@@ -41,7 +43,7 @@ DAY1 = [
     ("tck-0002 ,acc-000002,low,1,2026-07-01 10:00:00,2026-07-01 10:00:00", None),
     ("TCK-0003,ACC-000001,medium,0,2026-07-01 11:00:00,2026-07-01 11:00:00", None),
     (",ACC-000003,low,0,2026-07-01 12:00:00,2026-07-01 12:00:00", {"ticket_id:missing"}),
-    ("TCK-0004,ACC-000003,urgent,0,2026-07-01 12:30:00,2026-07-01 12:30:00", {"priority:not_allowed"}),
+    ("TCK-0004,ACC-000003,élevée,0,2026-07-01 12:30:00,2026-07-01 12:30:00", {"priority:not_allowed"}),
 ]
 DAY2 = [
     # a later version of TCK-0001 (the silver row) and a re-delivery of its day-1 version
@@ -76,7 +78,10 @@ def test_an_eighth_source_runs_to_silver_through_configuration_alone(spark, tmp_
     landing = lake / "landing" / "helpdesk" / "tickets"
     landing.mkdir(parents=True)
     for day, rows in (("20260701", DAY1), ("20260702", DAY2)):
-        (landing / f"tickets_{day}.csv").write_text(HEADER + "".join(f"{r}\n" for r, _ in rows))
+        text = HEADER + "".join(f"{r}\n" for r, _ in rows)
+        (landing / f"tickets_{day}.csv").write_bytes(
+            text.replace(",", DIALECT["sep"]).encode(DIALECT["encoding"])
+        )
     ctx = make_ctx(spark, lake, run_id="add-source", config_dir=config_with_tickets)
     dag = load_dag(config_with_tickets / "pipeline.yaml", set(JOBS))
     out = io.StringIO()
@@ -104,4 +109,6 @@ def test_an_eighth_source_runs_to_silver_through_configuration_alone(spark, tmp_
     quarantine = ctx.lake.read(ctx.table_path("quarantine", "tickets")).collect()
     assert sorted(sorted(r["_rules_broken"]) for r in quarantine) == sorted(sorted(b) for b in bad)
     assert all(r["_quarantine_reason"] and r["_source_file"] for r in quarantine)
+    # split by the dialect's delimiter and decoded by its encoding, as delivered
+    assert {r["ticket_id"]: r["priority"] for r in quarantine}["TCK-0004"] == "élevée"
     assert silver_step.rows_in == silver_step.rows_out + len(quarantine) + silver_step.details["duplicates"]

@@ -140,7 +140,7 @@ def read_csv(
     return _union(spark, frames)
 
 
-def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column, sep: str = ",") -> DataFrame:
+def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column, sep: str) -> DataFrame:
     """Columns read as ISO-8859-1 back to UTF-8 text. A record with invalid UTF-8 bytes keeps its
     values (invalid bytes as U+FFFD), its raw bytes in `_corrupt_record` (base64 of the fields
     joined by the delimiter, or of the whole malformed line) and the reason in `_parse_error`, so silver
