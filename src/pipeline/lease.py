@@ -19,6 +19,12 @@ clocks: hosts whose clocks differ by a sizeable part of the ttl see leases expir
 `HeldLease` holds it for a with-block; `MemberLease` is the step of a run whose driver runs
 elsewhere (an EMR job run): it takes none, and watches that its run still holds it. Nothing here
 imports pyspark.
+
+A streaming table has a lease of its own (`scope`, `stream_scope(dataset)`, under
+`_ops/lease/<scope>/`): whatever writes it holds that one, the Kafka step of a batch run as a
+`--trigger continuous` stream. So a stream that runs for days holds its table, not the lake:
+batch runs go on beside it, and their Kafka step, finding the stream's lease held, leaves the
+table to the stream (pipeline.bronze.kafka).
 """
 
 from __future__ import annotations
@@ -78,16 +84,25 @@ class LeaseRecord:
 
 
 class LeaseHeld(ConfigError):
-    """Another run holds the lake's lease; the message names it and how to proceed."""
+    """Another run holds the lease; the message names it and how to proceed."""
 
-    def __init__(self, lake: str, holder: LeaseRecord, wanted_by: str):
+    def __init__(self, lake: str, holder: LeaseRecord, wanted_by: str, scope: str = ""):
         self.holder = holder
+        if scope:
+            what, free = (
+                f"{scope} of lake {lake}",
+                f"it expires {holder.ttl_s:.0f} s after its holder's last heartbeat",
+            )
+        else:
+            what = f"lake {lake}"
+            free = (
+                f"if its process is certainly gone (another host, a machine that died) and you cannot wait "
+                f"{holder.ttl_s:.0f} s for the lease to expire, free it with `lakehouse lease --break --lake {lake}`"
+            )
         super().__init__(
-            f"lake {lake} is in use: {holder.describe()}. One writer per lake: {wanted_by} was not "
+            f"{what} is in use: {holder.describe()}. One writer at a time: {wanted_by} was not "
             "started and touched no table. Wait for that run to end (`lakehouse status "
-            f"{holder.run_id}`, `lakehouse lease`); if its process is certainly gone (another host, a "
-            f"machine that died) and you cannot wait {holder.ttl_s:.0f} s for the lease to expire, "
-            f"free it with `lakehouse lease --break --lake {lake}`"
+            f"{holder.run_id}`, `lakehouse lease`); {free}"
         )
 
 
@@ -99,9 +114,15 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def stream_scope(dataset: str) -> str:
+    """The lease scope of a streaming bronze table: held by whatever writes it."""
+    return f"stream-{dataset}"
+
+
 class LakeLease:
-    """The lease of the lake at `lake_root`. `host`, `pid`, `alive` and `now` are parameters so
-    tests can play other processes and clocks."""
+    """The lease of the lake at `lake_root`, or with `scope` of one part of it (a streaming
+    table). `host`, `pid`, `alive` and `now` are parameters so tests can play other processes
+    and clocks."""
 
     def __init__(
         self,
@@ -113,11 +134,13 @@ class LakeLease:
         pid: int | None = None,
         alive: Callable[[int], bool] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        scope: str = "",
     ):
         if ttl_s <= 0:
             raise ConfigError(f"lake.lease_ttl_s: expected a positive number of seconds, got {ttl_s}")
         self.lake_root = lake_root.rstrip("/")
-        self.folder = f"{self.lake_root}/_ops/lease"
+        self.scope = scope
+        self.folder = f"{self.lake_root}/_ops/lease" + (f"/{scope}" if scope else "")
         self.files = files
         self.ttl_s = ttl_s
         self.host = host or socket.gethostname()
@@ -195,7 +218,7 @@ class LakeLease:
 
         def refuse(current: LeaseRecord) -> None:
             if self.expired_because(current) is None:
-                raise LeaseHeld(self.lake_root, current, f"{command} (run {run_id})")
+                raise LeaseHeld(self.lake_root, current, f"{command} (run {run_id})", self.scope)
 
         self.held = self._take(lambda generation: self._record(generation, run_id, command), refuse)
         self._prune(self.held.generation)
@@ -259,7 +282,7 @@ class LakeLease:
         if current is not None and self.expired_because(current) is None:
             if current.run_id == run_id:
                 return current
-            raise LeaseHeld(self.lake_root, current, wanted_by)
+            raise LeaseHeld(self.lake_root, current, wanted_by, self.scope)
         raise ConfigError(
             f"lake {self.lake_root}: {wanted_by} runs as a member of run {run_id}, but that run holds "
             "no lease on the lake (its driver ended or died). Start the step through its driver "
@@ -276,6 +299,7 @@ class LakeLease:
 
 
 def lease_for(settings: Settings, **kwargs: Any) -> LakeLease:
+    """The lake's lease, or a part's with `scope=` (`stream_scope`)."""
     return LakeLease(
         settings.lake.root,
         files_for(settings.lake.root, settings.lake.storage_options),

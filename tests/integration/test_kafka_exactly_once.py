@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from pipeline.bronze.kafka import ingest_kafka
+from pipeline.files import LocalFiles
+from pipeline.lease import LakeLease, LeaseHeld, stream_scope
 from tests.helpers import REPO, make_ctx
 from tests.integration.conftest import manifest
 
@@ -109,3 +111,31 @@ def test_a_batch_committed_to_delta_but_not_to_the_checkpoint_is_not_written_twi
     assert replay.details["replayed_batches_skipped"] == 1 and replay.rows_out == 0
     assert ctx.lake.version(table) == version
     assert_exactly_once(ctx.lake, table, expected)
+
+
+def test_a_continuous_stream_keeps_its_table_and_a_batch_runs_kafka_step_leaves_it_alone(
+    spark, delta_rs_lake, fresh_lake
+):
+    """A `--trigger continuous` stream holds bronze.kafka_events' own lease, not the lake's: a
+    batch run's Kafka step finds it held, writes nothing and says which stream has the table; a
+    second continuous stream is refused, naming the first. Once the stream is gone the step lands
+    every record once."""
+    ctx = make_ctx(spark, fresh_lake, run_id="batch-run")
+    table = ctx.table_path("bronze", "kafka_events")
+    stream = LakeLease(str(fresh_lake), LocalFiles(), scope=stream_scope("kafka_events"))  # alive: this pid
+    stream.acquire("stream-run", "kafka_streaming_ingest.py --trigger continuous")
+
+    left = ingest_kafka(ctx, "kafka_events", trigger="available-now")
+    assert "a continuous stream writes this table: run stream-run" in left.details["skipped"]
+    assert (left.rows_in, delta_rs_lake.version(table)) == (0, None)
+    with pytest.raises(LeaseHeld, match=r"stream-kafka_events of lake .* is in use: run stream-run"):
+        ingest_kafka(ctx, "kafka_events", trigger="continuous")
+
+    stream.release()
+    landed = ingest_kafka(ctx, "kafka_events", trigger="available-now")
+    assert_exactly_once(delta_rs_lake, table, manifest(fresh_lake)["datasets"]["kafka_events"]["records"])
+    assert landed.rows_in > 0 and "skipped" not in landed.details
+    assert (
+        LakeLease(str(fresh_lake), LocalFiles(), scope=stream_scope("kafka_events")).current().run_id
+        == "batch-run"
+    )

@@ -16,7 +16,7 @@ from pipeline import cli, entry
 from pipeline.app.process import LAKE_HELD
 from pipeline.driver.state import LocalStateStore, RunState, StepOutcome
 from pipeline.files import LocalFiles, files_for
-from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord, MemberLease
+from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord, MemberLease, stream_scope
 from pipeline.settings import ConfigError
 from tests.helpers import REPO
 from tests.s3_endpoint import env
@@ -69,6 +69,25 @@ def test_a_second_taker_is_refused_with_the_holder_named(lake):
         assert part in message
     assert "lakehouse maintain (run run-2) was not started" in message
     assert refused.value.holder == first
+
+
+def test_a_streaming_tables_lease_is_apart_from_the_lakes(lake):
+    """A continuous stream holds its table, not the lake: batch runs go on beside it, while a
+    second writer of the same table is refused, naming the stream."""
+    root, files = lake
+
+    def table_lease(pid: int) -> LakeLease:
+        scope = stream_scope("kafka_events")
+        return LakeLease(root, files(), ttl_s=TTL, host="host-a", pid=pid, alive=lambda p: True, scope=scope)
+
+    held = table_lease(101).acquire("stream-run", "kafka_streaming_ingest.py --trigger continuous")
+    assert process(lake, 202).acquire("batch-run", "lakehouse run").generation == 1  # the lake is free
+    with pytest.raises(LeaseHeld) as refused:
+        table_lease(303).acquire("batch-run", "bronze_kafka_events (available-now)")
+    assert refused.value.holder == held
+    assert f"{stream_scope('kafka_events')} of lake {root.rstrip('/')} is in use" in str(refused.value)
+    assert "--break" not in str(refused.value)  # lakehouse lease --break frees the lake's lease only
+    assert process(lake, 404).current().run_id == "batch-run"  # each scope has its own generations
 
 
 def test_a_released_lease_is_taken_by_the_next_run(lake):

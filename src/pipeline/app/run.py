@@ -6,6 +6,7 @@ executor, run state, observers) and holds the lake's lease while it runs."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -116,8 +117,11 @@ def run_pipeline(
 
     # One writer per lake: taken before anything reads or writes a table (and before Spark
     # starts, so a refusal is quick), renewed while the run lives, released however it ends.
+    # A continuous stream writes its own table only, under that table's lease (bronze.kafka):
+    # holding the lake for days would stop every batch run.
     run_id = resume_id or args.run_id or new_run_id()
-    with sigterm_as_exit(), hold_lake(settings, run_id):
+    lake_lease = contextlib.nullcontext() if stream_trigger == "continuous" else hold_lake(settings, run_id)
+    with sigterm_as_exit(), lake_lease:
 
         def prepare(store) -> tuple[RunState | None, list[str]]:
             previous = _previous_run(store, resume_id or args.run_id, required=bool(resume_id))

@@ -23,6 +23,7 @@ KafkaConsumerLag, one datum per partition) and `kafka_offsets` (the run report's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import operator
@@ -43,6 +44,7 @@ from pipeline.driver.retry import short_error
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.kafka_client import client_options
 from pipeline.lake import Lake, Txn
+from pipeline.lease import HeldLease, LeaseHeld, LeaseRecord, lease_for, stream_scope
 from pipeline.settings import KafkaEventsSettings, KafkaSettings
 from pipeline.step_result import StepResult
 from pipeline.storage import first_line, list_files, read_text
@@ -272,7 +274,45 @@ def consumer_lag(spark: SparkSession, k: KafkaSettings, checkpoint: str) -> dict
 def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "available-now") -> StepResult:
     """Run the stream into bronze: available-now drains what is there and ends; continuous runs
     micro-batches every `trigger_interval` until stopped. In kafka mode the step also reports
-    the consumer lag per partition when the query ends, refused micro-batch included."""
+    the consumer lag per partition when the query ends, refused micro-batch included.
+
+    Whatever writes the table holds its stream lease (pipeline.lease.stream_scope) meanwhile.
+    When another holds it (a continuous stream), an available-now step leaves the table to it
+    and says so; a second continuous stream is refused (LeaseHeld, naming the first)."""
+    lease = lease_for(ctx.settings, scope=stream_scope(dataset))
+    lost: list[Exception] = []
+
+    def stop(exc: Exception) -> None:  # another took the table over: stop writing to it
+        lost.append(exc)
+        for query in ctx.spark.streams.active:
+            query.stop()
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(HeldLease(lease, ctx.run_id, f"bronze_{dataset} ({trigger})", on_lost=stop))
+        except LeaseHeld as exc:
+            if trigger == "continuous":
+                raise
+            return _left_to_stream(ctx, dataset, exc.holder)
+        result = _stream_into_bronze(ctx, dataset, trigger)
+    if lost:
+        raise lost[0]
+    return result
+
+
+def _left_to_stream(ctx: RunContext, dataset: str, holder: LeaseRecord) -> StepResult:
+    table = ctx.table_path("bronze", dataset)
+    log.info("bronze %s: left to the stream that holds it: %s", dataset, holder.describe())
+    return StepResult(
+        details={
+            "skipped": f"a continuous stream writes this table: {holder.describe()}",
+            "table": table,
+            NEWEST_KEY: recorded_newest(ctx.lake, table),
+        }
+    )
+
+
+def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -> StepResult:
     spec = ctx.catalog[dataset]
     conf = ctx.settings.sources.kafka_events
     if conf.mode == "kafka":
