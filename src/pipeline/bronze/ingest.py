@@ -73,12 +73,12 @@ def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
     suffixes = (
         (spec.file_suffix,) if spec.reader == "parquet" else (spec.file_suffix, spec.file_suffix + COMPRESSED)
     )
-    listed = list_files(ctx.spark, ctx.landing_path(dataset), suffixes)
+    done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset))
+    listed = list_files(ctx.spark, ctx.landing_path(dataset), suffixes, known=done)
     window = getattr(ctx, "window", None)
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
-    done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset))
-    return [f for f in listed if file_key(f.uri) not in done]
+    return listed
 
 
 def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:

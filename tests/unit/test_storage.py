@@ -1,0 +1,79 @@
+"""pipeline.storage.list_files: the listing's URI of a landing file is the key Spark's
+`_metadata.file_path` gives the same file (through file_key), whatever its name holds, in a
+folder and in a bucket; so the ledger finds an ingested file and it is ingested once."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import functions as F
+
+from pipeline.storage import file_key, list_files
+
+BUCKET = "lakehouse-storage-test"
+# A space, '%', '#', non-ASCII, characters a URI keeps as they are, and a plain name.
+NAMES = ["a b.csv", "100%.csv", "x#1.csv", "café_ü.csv", "k=v,+@-1.csv", "plain.csv", "date=2026-07-01/z.csv"]
+
+
+def hadoop_uris(spark, root: str) -> dict[str, tuple[str, int]]:
+    """Hadoop's own spelling, file by file: `Path.toUri().toString()` -> (Path.toString(), size)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(root)
+    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    out, it = {}, fs.listFiles(path, True)
+    while it.hasNext():
+        status = it.next()
+        out[status.getPath().toUri().toString()] = (status.getPath().toString(), status.getLen())
+    return out
+
+
+def spark_keys(spark, root: str) -> set[str]:
+    df = spark.read.option("recursiveFileLookup", "true").option("pathGlobFilter", "*.csv").text(root)
+    return {file_key(r[0]) for r in df.select(F.col("_metadata.file_path")).distinct().collect()}
+
+
+def check_listing(spark, root: str) -> None:
+    listed = list_files(spark, root, ".csv")
+    assert len(listed) == len(NAMES)
+    hadoop = hadoop_uris(spark, root)
+    # Byte-identical to Hadoop's spelling (uri, path form, size), and to Spark's key of each file.
+    assert {f.uri: (f.path, f.size) for f in listed} == {
+        u: v for u, v in hadoop.items() if u.endswith(".csv") and "_hidden" not in u
+    }
+    assert {file_key(f.uri) for f in listed} == spark_keys(spark, root)
+    # A known file is left out: what the ledger holds is not listed as new again.
+    known = {file_key(f.uri) for f in listed if "#" in f.path or "%" in f.path}
+    again = list_files(spark, root, ".csv", known)
+    assert sorted(f.path.rsplit("/", 1)[-1] for f in again) == sorted(
+        n.rsplit("/", 1)[-1] for n in NAMES if "#" not in n and "%" not in n
+    )
+
+
+def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_folder(spark, tmp_path):
+    for name in NAMES:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"{name}\n")
+    (tmp_path / "_hidden.csv").write_text("x\n")
+    (tmp_path / "notes.txt").write_text("x\n")
+    check_listing(spark, str(tmp_path))
+
+
+def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_bucket(spark, s3_endpoint):
+    s3_endpoint.create_bucket(BUCKET)
+    client = s3_endpoint.client()
+    for name in [*NAMES, "_hidden.csv", "notes.txt"]:
+        client.put_object(Bucket=BUCKET, Key=f"landing/{name}", Body=f"{name}\n".encode())
+    s3_endpoint.configure_spark(spark, BUCKET)
+    check_listing(spark, f"s3a://{BUCKET}/landing")
+
+
+def test_a_missing_root_lists_nothing(spark, tmp_path):
+    assert list_files(spark, str(tmp_path / "absent"), ".csv") == []
+
+
+@pytest.mark.parametrize("name", ["line\nbreak.csv"])
+def test_a_newline_in_a_name_still_lists_every_file_in_hadoop_spelling(spark, tmp_path, name):
+    (tmp_path / name).write_text("x\n")
+    (tmp_path / "b.csv").write_text("y\n")
+    listed = list_files(spark, str(tmp_path), ".csv")
+    hadoop = hadoop_uris(spark, str(tmp_path))
+    assert {f.uri: (f.path, f.size) for f in listed} == hadoop
