@@ -21,8 +21,9 @@ from pipeline.settings import PROJECT_ROOT
 
 OUT = PROJECT_ROOT / "aws" / "terraform" / "modules" / "lakehouse" / "delta_tables.tf"
 REGENERATE = "python -m pipeline.deploy.terraform_tables --write"
-# The operational Delta tables under <lake>/_ops that get the expiry rule.
-OPS_TABLES = ["dq_results"]
+# The operational Delta tables under <lake>/_ops (DQ results, bronze's ledger of ingested and of
+# rejected files, erasures' audit): Delta tables like the others, so the same expiry rule.
+OPS_TABLES = ["dq_results", "erasures", "ingested_files", "rejected_files"]
 
 
 def delta_tables(config_dir: Path = CONFIG_DIR) -> dict[str, list[str]]:

@@ -6,6 +6,6 @@ locals {
     silver     = ["accounts", "behavior_events", "contacts", "fx_rates", "opportunities", "orders", "product_events"]
     quarantine = ["accounts", "behavior_events", "contacts", "fx_rates", "opportunities", "orders", "product_events"]
     gold       = ["customer_360", "engagement_daily", "fct_orders", "pipeline_summary", "revenue_daily"]
-    _ops       = ["dq_results"]
+    _ops       = ["dq_results", "erasures", "ingested_files", "rejected_files"]
   }
 }
