@@ -18,7 +18,17 @@ from pipeline.app import local_executor
 from pipeline.contracts.model import load_contracts
 from pipeline.dq.config import load_dq_config
 from pipeline.dq.docs import DataDocsObserver
-from pipeline.dq.gate import DqGateFailed, DqResult, TableAfter, docs_path, record, results_path, run_gate
+from pipeline.dq.gate import (
+    RESULTS_SCHEMA,
+    DqGateFailed,
+    DqResult,
+    TableAfter,
+    docs_path,
+    recheck,
+    record,
+    results_path,
+    run_gate,
+)
 from pipeline.dq.suites import gold_checks, silver_checks
 from pipeline.lake import MergeSpec
 from pipeline.settings import ConfigError
@@ -410,3 +420,66 @@ def test_batch_gate_judges_the_batch_and_the_table_figures_it_is_given(spark, tm
         "updated_at:not_null",
         "table:row_count_bounds",
     }
+
+
+def _table_verdict(ctx, dataset: str, layer: str) -> tuple[set, str]:
+    """The last gate's results as dq_results holds them (an independent read of the table)."""
+    rows = ctx.lake.read(results_path(ctx)).where(f"dataset = '{dataset}' AND layer = '{layer}'").collect()
+    last = max(r["evaluated_at"] for r in rows)
+    latest = [r for r in rows if r["evaluated_at"] == last]
+    verdict = {
+        (r["rule"], r["severity"], r["passed"], r["observed"], r["expected"], r["column"]) for r in latest
+    }
+    return verdict, latest[0]["run_id"]
+
+
+def _detail_set(details: list[dict]) -> set:
+    return {
+        (d["rule"], d["severity"], d["passed"], d["observed"], d["expected"], d["column"]) for d in details
+    }
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_recheck_repeats_the_last_verdict_of_the_dataset_and_layer(spark, tmp_path, engine):
+    config = str(_config_dir(tmp_path))
+    ctx = make_ctx(spark, tmp_path / "lake", run_id="run-1", engine=engine, config_dir=config)
+    refused = [
+        DqResult("k:unique", "critical", False, "2 duplicates", "0", "k"),
+        DqResult("r", "warn", True, "0", "0"),
+    ]
+    record(ctx, "gold_m", "m", "gold", refused)
+    record(ctx, "silver_m", "m", "silver", [DqResult("s", "critical", True, "ok", "ok", engine="rule")])
+    record(ctx, "gold_other", "other", "gold", [DqResult("o", "warn", False, "1", "0")])
+    ctx2 = make_ctx(spark, tmp_path / "lake", run_id="run-2", engine=engine, config_dir=config)
+    with pytest.raises(DqGateFailed) as err:  # refused, and refused again on every rerun
+        recheck(ctx2, "gold_m", "m", "gold")
+    verdict, run = _table_verdict(ctx, "m", "gold")
+    assert (_detail_set(err.value.details["dq"]), err.value.details["dq_from_run"]) == (verdict, run)
+    assert [r.rule for r in err.value.failed] == ["k:unique"]
+    details = recheck(ctx2, "silver_m", "m", "silver")
+    assert (_detail_set(details["dq"]), details["dq_from_run"]) == _table_verdict(ctx, "m", "silver")
+    assert recheck(ctx2, "gold_x", "never_gated", "gold") == {}
+
+    record(ctx2, "gold_m", "m", "gold", [DqResult("k:unique", "critical", True, "0 duplicates", "0", "k")])
+    details = recheck(ctx2, "gold_m", "m", "gold")  # the newer verdict passed
+    assert (_detail_set(details["dq"]), details["dq_from_run"]) == _table_verdict(ctx, "m", "gold")
+    assert details["dq_from_run"] == "run-2"
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_recheck_reads_a_verdict_recorded_without_commit_metadata_from_the_table(spark, tmp_path, engine):
+    """dq_results written before verdicts rode in commit metadata: the table answers."""
+    ctx = make_ctx(
+        spark, tmp_path / "lake", run_id="old-run", engine=engine, config_dir=str(_config_dir(tmp_path))
+    )
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [("old-run", "gold_m", "m", "gold", "k:unique", "k", "critical", "2", "0", False, "gx", now)]
+    ctx.lake.append(
+        results_path(ctx),
+        spark.createDataFrame(rows, RESULTS_SCHEMA),
+        metadata={"run_id": "old-run", "step": "gold_m", "dq": "m"},
+    )
+    with pytest.raises(DqGateFailed) as err:
+        recheck(ctx, "gold_m", "m", "gold")
+    assert _detail_set(err.value.details["dq"]) == {("k:unique", "critical", False, "2", "0", "k")}
+    assert err.value.details["dq_from_run"] == "old-run"

@@ -33,6 +33,7 @@ Switch: `enabled:` in config/dq.yaml (a missing file means off) and LAKEHOUSE_DQ
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 ENV_SWITCH = "LAKEHOUSE_DQ"
 CONFIG_FILE = "dq.yaml"
+VERDICT_KEY = "verdict"  # dq_results commit metadata: the recorded results, as DqResult fields
 VERDICTS = "BOOLEAN_ONLY"  # every check's verdict from bundled aggregates (validate_gx)
 DETAILS = "BASIC"  # failed checks only: unexpected counts, percentages, up to 20 examples
 
@@ -656,7 +658,11 @@ def record(ctx: Any, step: str, dataset: str, layer: str, results: list[DqResult
     # From pandas, Spark builds the frame from Arrow batches in the JVM; from a list of tuples,
     # collecting it for the write runs a Python-worker job (measured: 0.28 s -> 0.11 s a record).
     df = ctx.spark.createDataFrame(pd.DataFrame(rows, columns=RESULTS_SCHEMA.fieldNames()), RESULTS_SCHEMA)
-    ctx.lake.append(results_path(ctx), df, metadata={"run_id": ctx.run_id, "step": step, "dq": dataset})
+    # The verdict rides in the commit metadata too, so a recheck reads it from the newest commits
+    # of dq_results instead of scanning the table with Spark jobs.
+    verdict = [dataclasses.asdict(r) for r in results]
+    metadata = {"run_id": ctx.run_id, "step": step, "dq": dataset, "layer": layer, VERDICT_KEY: verdict}
+    ctx.lake.append(results_path(ctx), df, metadata=metadata)
 
 
 def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any]:
@@ -667,12 +673,38 @@ def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any
         return {}
     start = time.monotonic()
     path = results_path(ctx)
-    if not ctx.lake.exists(path):
+    # The newest record of this dataset; one written before verdicts rode in commit metadata
+    # (no "layer", no verdict) sends the recheck to the table itself.
+    newest = ctx.lake.newest_metadata_where(
+        path, lambda m: m.get("dq") == dataset and m.get("layer", layer) == layer
+    )
+    if newest is None:
         return {}
+    if VERDICT_KEY in newest:
+        results, from_run = [DqResult(**r) for r in newest[VERDICT_KEY]], newest["run_id"]
+    else:
+        results, from_run = _last_verdict_from_table(ctx, path, dataset, layer)
+        if not results:
+            return {}
+    details = {
+        "dq": [r.detail() for r in results],
+        "dq_seconds": round(time.monotonic() - start, 3),
+        "dq_from_run": from_run,
+    }
+    failed = [r for r in results if not r.passed and r.severity == "critical"]
+    if failed:
+        exc = DqGateFailed(step_name, dataset, failed, results)
+        exc.details = details
+        raise exc
+    return details
+
+
+def _last_verdict_from_table(ctx: Any, path: str, dataset: str, layer: str) -> tuple[list[DqResult], str]:
+    """The results of the last gate of `dataset` in `layer`, read from dq_results (Spark jobs)."""
     rows = ctx.lake.read(path).where((F.col("dataset") == dataset) & (F.col("layer") == layer))
     last = rows.agg(F.max("evaluated_at")).first()[0]
     if last is None:
-        return {}
+        return [], ""
     latest = rows.where(F.col("evaluated_at") == F.lit(last)).collect()
     results = [
         DqResult(
@@ -686,14 +718,4 @@ def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any
         )
         for r in latest
     ]
-    details = {
-        "dq": [r.detail() for r in results],
-        "dq_seconds": round(time.monotonic() - start, 3),
-        "dq_from_run": latest[0]["run_id"],
-    }
-    failed = [r for r in results if not r.passed and r.severity == "critical"]
-    if failed:
-        exc = DqGateFailed(step_name, dataset, failed, results)
-        exc.details = details
-        raise exc
-    return details
+    return results, latest[0]["run_id"]

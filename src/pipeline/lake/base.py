@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,20 +227,27 @@ class Lake(ABC):
     # Shared behaviour, written once on top of the primitives above.
 
     def latest_metadata(self, path: str, key: str) -> Any:
-        """The newest value of `key` in commit metadata (e.g. a watermark), or None.
+        """The newest value of `key` in commit metadata (e.g. a watermark), or None."""
+        found = self.newest_metadata_where(path, lambda metadata: key in metadata)
+        return None if found is None else found[key]
+
+    def newest_metadata_where(
+        self, path: str, match: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any] | None:
+        """The metadata of the newest commit for which `match` holds, or None.
 
         Reads the newest commits in pages growing METADATA_PAGE-fold: a step writes its positions
-        in every commit, so the value sits in the last few (maintenance adds some without), and
-        finding it costs the same at 10 commits of history as at 10,000. Only a key the table
-        never carried reads the whole history."""
+        in every commit, so the match sits in the last few (maintenance adds some without), and
+        finding it costs the same at 10 commits of history as at 10,000. Only a match the table
+        never had reads the whole history."""
         if not self.exists(path):
             return None
         limit = METADATA_PAGE
         while True:
             found = self._newest_metadata(path, limit)
             for metadata in found:
-                if key in metadata:
-                    return metadata[key]
+                if match(metadata):
+                    return metadata
             if len(found) < limit:
                 return None
             limit *= METADATA_PAGE
