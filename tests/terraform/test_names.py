@@ -81,7 +81,8 @@ def test_delta_tables_are_the_pipelines_tables(env):
         "silver": layers["silver"],
         "quarantine": layers["silver"],  # one quarantine table per silver contract
         "gold": layers["gold"],
-        "_ops": ["dq_results"],
+        # dq.gate's results, bronze's ledgers of ingested and rejected files, erase's audit
+        "_ops": ["dq_results", "erasures", "ingested_files", "rejected_files"],
     }
     glue = hcl.resource_values(hcl.env_scope(env, lenient=True), "aws_glue_catalog_table", "name")
     assert glue == set(layers["gold"])
