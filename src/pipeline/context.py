@@ -41,6 +41,7 @@ class RunContext:
             max_bytes=settings.lake.delta_rs_max_bytes,
         )
         catalog = load_catalog(settings.config_path(settings.datasets_file))
+        settings.check_sources(catalog.datasets)
         return cls(settings, spark, lake, catalog, run_id or new_run_id())
 
     @cached_property

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pipeline.bronze.ingest import ingest_files
 from pipeline.bronze.jdbc import ingest_jdbc
 from pipeline.bronze.kafka import ingest_kafka
+from pipeline.catalog import STREAM_READERS
 from pipeline.context import RunContext
-from pipeline.settings import ConfigError
 from pipeline.step_result import JobOutput, StepResult
 
 JobFn = Callable[[RunContext, str], JobOutput]
@@ -23,12 +23,11 @@ JobFn = Callable[[RunContext, str], JobOutput]
 def bronze(ctx: RunContext, dataset: str) -> StepResult:
     """Land one dataset in bronze, by the reader its catalogue entry and source settings name."""
     spec = ctx.catalog[dataset]
-    if spec.reader == "kafka":
+    if spec.reader in STREAM_READERS:
         return ingest_kafka(ctx, dataset, trigger=ctx.stream_trigger)
-    source = getattr(ctx.settings.sources, dataset, None)
-    if getattr(source, "mode", None) == "jdbc":
-        if source.jdbc is None:
-            raise ConfigError(f"sources.{dataset}.jdbc: required when sources.{dataset}.mode is jdbc")
+    source = ctx.settings.source(dataset, stream=False)
+    if source.mode == "jdbc":
+        assert source.jdbc is not None  # SourceSettings refuses mode jdbc without it
         return ingest_jdbc(ctx, dataset, source.jdbc)
     return ingest_files(ctx, dataset)
 

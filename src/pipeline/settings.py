@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -121,19 +122,13 @@ class JdbcSettings:
     fetch_size: int = 10000
 
 
-@dataclass(frozen=True)
-class RedshiftBehaviorSettings:
-    mode: Literal["files", "jdbc"] = "files"
-    jdbc: JdbcSettings | None = None
-
-
 KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 KAFKA_SERVER = re.compile(r"^[A-Za-z0-9._-]+:[0-9]{1,5}$")
 
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    """Where `sources.kafka_events.mode: kafka` reads. The defaults fit a plain broker (a local
+    """Where a stream dataset with `sources.<dataset>.mode: kafka` reads. The defaults fit a plain broker (a local
     one in the tests: PLAINTEXT, no auth); MSK sets `security_protocol: SASL_SSL` and
     `sasl_mechanism: AWS_MSK_IAM` in config/dev.yaml and prod.yaml (TLS, and IAM auth with the
     EMR role: no stored secret). The same client settings serve Spark's Kafka source and the
@@ -171,13 +166,24 @@ class KafkaSettings:
             )
 
 
+FILE_MODES = ("files", "jdbc")  # a file dataset: its landing folder, or JDBC watermark extraction
+STREAM_MODES = ("replay", "kafka")  # a stream dataset: landing files in the Kafka record shape, or a topic
+
+
 @dataclass(frozen=True)
-class KafkaEventsSettings:
-    mode: Literal["replay", "kafka"] = "replay"
+class SourceSettings:
+    """How one dataset's source is read: `sources.<dataset>` in config/<env>.yaml, a dataset of
+    the catalogue. A file dataset (csv, parquet, fx_json) reads its landing folder (`files`, the
+    default) or a table by JDBC (`jdbc`, with `jdbc:`); a stream dataset (the kafka reader)
+    replays landing files in the Kafka record shape (`replay`, the default) or reads a topic
+    (`kafka`, with `kafka:`). `Settings.source` checks the mode against the dataset's reader."""
+
+    mode: Literal["files", "jdbc", "replay", "kafka"] | None = None  # None: files, or replay for a stream
+    jdbc: JdbcSettings | None = None  # required when mode is jdbc
+    kafka: KafkaSettings | None = None  # required when mode is kafka
     max_files_per_trigger: int = 8  # replay mode: files per micro-batch
     max_offsets_per_trigger: int = 200000  # kafka mode: records per micro-batch, over all partitions
-    trigger_interval: str = "30 seconds"
-    kafka: KafkaSettings | None = None  # required when mode is kafka
+    trigger_interval: str = "30 seconds"  # a continuous stream's micro-batch interval
 
     def __post_init__(self) -> None:
         if self.mode == "kafka" and self.kafka is None:
@@ -185,15 +191,11 @@ class KafkaEventsSettings:
                 "kafka: required when mode is kafka (at least kafka.bootstrap_servers); "
                 "or set mode: replay to read the landing replay files"
             )
+        if self.mode == "jdbc" and self.jdbc is None:
+            raise ConfigError("jdbc: required when mode is jdbc (url, table, user, password)")
         for name in ("max_files_per_trigger", "max_offsets_per_trigger"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
-class SourcesSettings:
-    redshift_behavior: RedshiftBehaviorSettings = field(default_factory=RedshiftBehaviorSettings)
-    kafka_events: KafkaEventsSettings = field(default_factory=KafkaEventsSettings)
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,7 @@ class Settings:
     env: Literal["local", "dev", "prod"] = "local"
     lake: LakeSettings = field(default_factory=LakeSettings)
     spark: SparkSettings = field(default_factory=SparkSettings)
-    sources: SourcesSettings = field(default_factory=SourcesSettings)
+    sources: dict[str, SourceSettings] = field(default_factory=dict)  # by catalogue dataset
     generator: GeneratorSettings = field(default_factory=GeneratorSettings)
     pii: PiiSettings = field(default_factory=PiiSettings)
     lineage: LineageSettings = field(default_factory=LineageSettings)
@@ -350,6 +352,29 @@ class Settings:
 
     def config_path(self, name: str) -> Path:
         return Path(self.config_dir) / name
+
+    def source(self, dataset: str, stream: bool) -> SourceSettings:
+        """`sources.<dataset>` with its mode resolved (the default of a file dataset, or of a
+        `stream` one), or ConfigError naming the key when the mode does not fit the dataset."""
+        conf = self.sources.get(dataset, SourceSettings())
+        modes = STREAM_MODES if stream else FILE_MODES
+        mode = conf.mode or modes[0]
+        if mode not in modes:
+            kind = "a stream (reader kafka)" if stream else "a file dataset"
+            raise ConfigError(
+                f"{Path(self.config_dir) / (self.env + '.yaml')}: sources.{dataset}.mode: {mode!r} does "
+                f"not fit {dataset}, {kind}: expected one of {'|'.join(modes)}"
+            )
+        return dataclasses.replace(conf, mode=mode)
+
+    def check_sources(self, datasets: Iterable[str]) -> None:
+        """Every `sources` entry names a catalogue dataset (a typo would be ignored otherwise)."""
+        unknown = sorted(set(self.sources) - set(datasets))
+        if unknown:
+            raise ConfigError(
+                f"{Path(self.config_dir) / (self.env + '.yaml')}: sources: {', '.join(unknown)} not in "
+                f"the catalogue ({self.datasets_file}); known: {', '.join(sorted(datasets))}"
+            )
 
 
 def default_config_dir() -> Path:

@@ -14,7 +14,7 @@ import pytest
 from botocore.validate import validate_parameters
 
 from pipeline.deploy import submit
-from pipeline.settings import ConfigError, load_settings
+from pipeline.settings import ConfigError, JdbcSettings, SecretRef, SourceSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL_JARS = [REPO / "jvm" / "jars" / "emr", REPO / "jvm" / "jars" / "spark"]
@@ -32,6 +32,18 @@ def _local_copy(jar: submit.Jar) -> Path | None:
 def _validate(service: str, operation: str, params: dict) -> None:
     model = boto3.session.Session(region_name="us-east-1")._session.get_service_model(service)
     validate_parameters(params, model.operation_model(operation).input_shape)  # raises when invalid
+
+
+def test_a_jdbc_driver_of_any_source_is_a_class_the_jobs_load():
+    settings = _settings("dev")
+    extra = SourceSettings(
+        mode="jdbc",
+        jdbc=JdbcSettings(
+            url="jdbc:x://h/db", table="t", user="u", password=SecretRef(env="P"), driver="org.example.Driver"
+        ),
+    )
+    with_extra = dataclasses.replace(settings, sources={**settings.sources, "crm_accounts": extra})
+    assert submit.classes_named(with_extra) - submit.classes_named(settings) == {"org.example.Driver"}
 
 
 @pytest.mark.parametrize("env", ["dev", "prod"])

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.bronze.jdbc import WATERMARK_KEY, extract_window
 from pipeline.jobs import bronze
-from pipeline.settings import ConfigError, JdbcSettings, RedshiftBehaviorSettings, SecretRef
+from pipeline.settings import ConfigError, JdbcSettings, SecretRef, SourceSettings
 from tests.helpers import make_ctx
 from tests.pg import pg_bin, postgres_server
 
@@ -59,9 +59,7 @@ def jdbc_ctx(spark, tmp_path, pg, monkeypatch):
         num_partitions=3,
     )
     ctx = make_ctx(spark, tmp_path / "lake")
-    sources = dataclasses.replace(
-        ctx.settings.sources, redshift_behavior=RedshiftBehaviorSettings(mode="jdbc", jdbc=conf)
-    )
+    sources = {**ctx.settings.sources, "redshift_behavior": SourceSettings(mode="jdbc", jdbc=conf)}
     ctx.settings = dataclasses.replace(ctx.settings, sources=sources)
     return ctx, conf
 

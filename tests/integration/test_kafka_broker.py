@@ -31,7 +31,7 @@ from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
 from pipeline.observability.emitters import MetricsObserver
 from pipeline.report import ReportObserver
-from pipeline.settings import KafkaEventsSettings, KafkaSettings
+from pipeline.settings import KafkaSettings, SourceSettings
 from tests.helpers import REPO, make_ctx
 from tests.integration.conftest import manifest
 from tests.integration.test_kafka_exactly_once import start_stream
@@ -44,12 +44,12 @@ STEP = "bronze_kafka_events"
 
 def kafka_ctx(spark, lake: Path, bootstrap: str, topic: str, max_offsets: int = 200_000):
     ctx = make_ctx(spark, lake)
-    kafka = KafkaEventsSettings(
+    kafka = SourceSettings(
         mode="kafka",
         max_offsets_per_trigger=max_offsets,
         kafka=KafkaSettings(bootstrap_servers=bootstrap, topic=topic),
     )
-    sources = dataclasses.replace(ctx.settings.sources, kafka_events=kafka)
+    sources = {**ctx.settings.sources, "kafka_events": kafka}
     return make_ctx(spark, lake, sources=sources)
 
 

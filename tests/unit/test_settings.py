@@ -78,10 +78,10 @@ def test_kafka_mode_reads_a_plaintext_broker_locally_and_msk_with_iam_in_aws(tmp
     local = load_settings(
         "local", config_dir=write(tmp_path, "local", KAFKA % "bootstrap_servers: 127.0.0.1:9092")
     )
-    k = local.sources.kafka_events.kafka
+    k = local.sources["kafka_events"].kafka
     assert (k.security_protocol, k.sasl_mechanism, k.topic) == ("PLAINTEXT", None, "product_events")
     for env in ("dev", "prod"):
-        msk = load_settings(env, config_dir=REPO / "config").sources.kafka_events
+        msk = load_settings(env, config_dir=REPO / "config").sources["kafka_events"]
         assert msk.mode == "kafka"
         assert (msk.kafka.security_protocol, msk.kafka.sasl_mechanism) == ("SASL_SSL", "AWS_MSK_IAM")
 
@@ -211,3 +211,58 @@ def test_secret_reference_resolves_from_secrets_manager(monkeypatch):
             Name="lakehouse/dev/redshift", SecretString='{"password": "pw"}'
         )
         assert SecretRef(secretsmanager="lakehouse/dev/redshift", json_key="password").resolve() == "pw"
+
+
+SOURCES = """
+sources:
+  crm_accounts:
+    mode: jdbc
+    jdbc: {url: "jdbc:postgresql://db:5432/crm", table: public.accounts, user: etl, password: {env: CRM_PW}}
+  partner_events:
+    mode: kafka
+    kafka: {bootstrap_servers: "broker:9092", topic: partner.events}
+    max_offsets_per_trigger: 5000
+"""
+
+
+def test_any_dataset_takes_a_jdbc_or_kafka_source_by_its_name(tmp_path):
+    """A second JDBC table or topic is configuration: `sources.<dataset>`, whatever the dataset."""
+    settings = load_settings("local", config_dir=write(tmp_path, "local", SOURCES))
+    accounts = settings.source("crm_accounts", stream=False)
+    assert (accounts.mode, accounts.jdbc.table, accounts.jdbc.password.env) == (
+        "jdbc",
+        "public.accounts",
+        "CRM_PW",
+    )
+    partner = settings.source("partner_events", stream=True)
+    assert (partner.mode, partner.kafka.topic, partner.max_offsets_per_trigger) == (
+        "kafka",
+        "partner.events",
+        5000,
+    )
+    # a dataset without an entry reads its landing folder, or replays landing files when a stream
+    assert settings.source("fx_rates", stream=False).mode == "files"
+    assert settings.source("kafka_events", stream=True).mode == "replay"
+
+
+def test_a_source_mode_that_does_not_fit_the_dataset_or_an_unknown_dataset_is_named(tmp_path):
+    settings = load_settings("local", config_dir=write(tmp_path, "local", SOURCES))
+    with pytest.raises(
+        ConfigError,
+        match=r"local.yaml: sources.crm_accounts.mode: 'jdbc' does not fit crm_accounts, a stream",
+    ):
+        settings.source("crm_accounts", stream=True)
+    with pytest.raises(
+        ConfigError,
+        match=r"sources.partner_events.mode: 'kafka' does not fit partner_events, a file dataset: expected one of files\|jdbc",
+    ):
+        settings.source("partner_events", stream=False)
+    with pytest.raises(
+        ConfigError,
+        match=r"local.yaml: sources: partner_events not in the catalogue \(datasets.yaml\); known: crm_accounts",
+    ):
+        settings.check_sources(["crm_accounts", "fx_rates"])
+    with pytest.raises(ConfigError, match=r"sources.crm_accounts: jdbc: required when mode is jdbc"):
+        load_settings(
+            "local", config_dir=write(tmp_path, "local", "sources:\n  crm_accounts: {mode: jdbc}\n")
+        )

@@ -1,7 +1,7 @@
 """Kafka product events -> bronze, with Structured Streaming.
 
-Two sources, one path (`sources.kafka_events.mode`). In `kafka` mode a topic is read through
-Spark's Kafka connector (spark-sql-kafka) with the client settings of `sources.kafka_events.kafka`
+Two sources, one path (`sources.<dataset>.mode`). In `kafka` mode a topic is read through
+Spark's Kafka connector (spark-sql-kafka) with the client settings of `sources.<dataset>.kafka`
 (`pipeline.kafka_client`: PLAINTEXT for a plain broker such as the tests' real single-node one, SASL_SSL
 and AWS_MSK_IAM for MSK in config/dev.yaml and prod.yaml), at most `max_offsets_per_trigger`
 records per micro-batch over all partitions. In `replay` mode landing files holding Kafka records
@@ -45,7 +45,7 @@ from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.kafka_client import client_options
 from pipeline.lake import Lake, Txn
 from pipeline.lease import HeldLease, LeaseHeld, LeaseRecord, lease_for, stream_scope
-from pipeline.settings import KafkaEventsSettings, KafkaSettings
+from pipeline.settings import KafkaSettings, SourceSettings
 from pipeline.step_result import StepResult
 from pipeline.storage import first_line, list_files, read_text
 
@@ -63,7 +63,7 @@ EVENT_SCHEMA = (
 EVENT_FIELDS = ("event_id", "event_type", "account_id", "user_id", "product_id", "event_ts", "properties")
 
 
-def replay_source(spark: SparkSession, location: str, conf: KafkaEventsSettings) -> DataFrame:
+def replay_source(spark: SparkSession, location: str, conf: SourceSettings) -> DataFrame:
     """Replay files -> Kafka record shape. A line that is not a Kafka record keeps its raw text."""
     lines = (
         spark.readStream.schema(REPLAY_SCHEMA)
@@ -83,10 +83,10 @@ def replay_source(spark: SparkSession, location: str, conf: KafkaEventsSettings)
     )
 
 
-def kafka_source(spark: SparkSession, conf: KafkaEventsSettings) -> DataFrame:
+def kafka_source(spark: SparkSession, conf: SourceSettings) -> DataFrame:
     """The topic -> Kafka record shape, with key and value as UTF-8 text."""
     k = conf.kafka
-    assert k is not None  # KafkaEventsSettings refuses mode kafka without it
+    assert k is not None  # SourceSettings refuses mode kafka without it
     reader = (
         spark.readStream.format("kafka")
         .option("subscribe", k.topic)
@@ -314,7 +314,7 @@ def _left_to_stream(ctx: RunContext, dataset: str, holder: LeaseRecord) -> StepR
 
 def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -> StepResult:
     spec = ctx.catalog[dataset]
-    conf = ctx.settings.sources.kafka_events
+    conf = ctx.settings.source(dataset, stream=True)
     if conf.mode == "kafka":
         source = kafka_source(ctx.spark, conf)
     else:

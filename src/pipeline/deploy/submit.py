@@ -119,14 +119,13 @@ def classes_named(settings: Settings) -> set[str]:
     spark.conf values, the JDBC driver, the Kafka client's login module and callback handler,
     and the Kafka source itself when the Kafka step reads a broker."""
     texts = list(settings.spark.conf.values())
-    redshift = settings.sources.redshift_behavior
-    if redshift.mode == "jdbc" and redshift.jdbc is not None:
-        texts.append(redshift.jdbc.driver)
-    events = settings.sources.kafka_events
     names: set[str] = set()
-    if events.mode == "kafka" and events.kafka is not None:
-        names.add(KAFKA_SOURCE)
-        texts.extend(client_options(events.kafka).values())
+    for source in settings.sources.values():
+        if source.mode == "jdbc" and source.jdbc is not None:
+            texts.append(source.jdbc.driver)
+        if source.mode == "kafka" and source.kafka is not None:
+            names.add(KAFKA_SOURCE)
+            texts.extend(client_options(source.kafka).values())
     for text in texts:
         names.update(CLASS_NAME.findall(str(text)))
     return names

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from pipeline.catalog import STREAM_READERS
 from pipeline.contracts.model import Contract, pii_outputs
 
 LANDING, SOURCE = "landing", "source"
@@ -109,11 +110,11 @@ def _ref(location: str, layer: str, table: str, fields: list[tuple[str, str | No
 def bronze_source(ctx: Any, dataset: str) -> DatasetRef:
     """Where a bronze step reads: the landing folder, or the JDBC table / Kafka topic configured."""
     spec = ctx.catalog[dataset]
-    source = getattr(ctx.settings.sources, dataset, None)
-    if spec.reader == "kafka" and getattr(source, "mode", None) == "kafka" and source.kafka is not None:
+    source = ctx.settings.source(dataset, stream=spec.reader in STREAM_READERS)
+    if source.mode == "kafka" and source.kafka is not None:
         namespace, name = kafka_dataset(source.kafka.bootstrap_servers, source.kafka.topic)
         return DatasetRef(namespace, name, SOURCE, dataset)
-    if getattr(source, "mode", None) == "jdbc" and getattr(source, "jdbc", None) is not None:
+    if source.mode == "jdbc" and source.jdbc is not None:
         namespace, name = jdbc_dataset(source.jdbc.url, source.jdbc.table)
         return DatasetRef(namespace, name, SOURCE, dataset)
     return _ref(ctx.landing_path(dataset), LANDING, dataset)
