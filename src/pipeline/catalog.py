@@ -24,8 +24,9 @@ ReaderName = Literal[READERS]  # built from the tuple: one list of names
 
 
 def _one_char(key: str, value: str, empty_ok: bool = False) -> None:
-    if len(value) != 1 and not (empty_ok and value == ""):
-        allowed = "one character" + (" or '' (none)" if empty_ok else "")
+    # ASCII: Spark splits records on bytes, so a multi-byte delimiter would split inside characters.
+    if (len(value) != 1 or not value.isascii()) and not (empty_ok and value == ""):
+        allowed = "one ASCII character" + (" or '' (none)" if empty_ok else "")
         raise ConfigError(f"{key}: expected {allowed}, got {value!r}")
 
 

@@ -44,9 +44,11 @@ from pyspark.sql.types import (
 )
 
 from pipeline.bronze.ledger import EMPTY_FILES_KEY
+from pipeline.catalog import STREAM_READERS
 from pipeline.contracts.model import Column, Contract, pii_outputs
 from pipeline.driver.edge import Check, finish
 from pipeline.lake import LakeError
+from pipeline.lease import hold_streams
 from pipeline.maintenance import load_maintenance
 from pipeline.settings import ConfigError, parse_typed
 from pipeline.silver.pii import keyed_hash, pii_key
@@ -185,11 +187,18 @@ def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> 
     erased_at = datetime.now(UTC)
     gone = erased_at + timedelta(hours=retention)
     after = {}
-    for m in matches:
-        metadata = {"erasure_id": erasure_id, "operation": "erasure"}
-        if m.emptied:
-            metadata[EMPTY_FILES_KEY] = list(m.emptied)  # bronze: never ingest these files again
-        after[m.table] = ctx.lake.delete(m.path, m.predicate, metadata=metadata).version
+    # A stream table is written by its stream too (pipeline.lease.stream_scope): the erasure holds
+    # its lease while it deletes, and is refused before any delete while a stream runs.
+    streams = [
+        name for layer, name in (m.table.split("/", 1) for m in matches)
+        if layer == "bronze" and ctx.catalog[name].reader in STREAM_READERS
+    ]  # fmt: skip
+    with hold_streams(ctx.settings, ctx.run_id, streams, lambda _: f"lakehouse erase ({erasure_id})"):
+        for m in matches:
+            metadata = {"erasure_id": erasure_id, "operation": "erasure"}
+            if m.emptied:
+                metadata[EMPTY_FILES_KEY] = list(m.emptied)  # bronze: never ingest these files again
+            after[m.table] = ctx.lake.delete(m.path, m.predicate, metadata=metadata).version
     gold = _affected_marts(ctx, {m.table.split("/", 1)[1] for m in matches if m.table.startswith("silver/")})
     rows = [
         (erasure_id, subject_hash, erased_at, m.table, m.rows, m.version, after[m.table], gone,

@@ -29,6 +29,7 @@ table to the stream (pipeline.bronze.kafka).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -36,7 +37,7 @@ import re
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -89,20 +90,20 @@ class LeaseHeld(ConfigError):
     def __init__(self, lake: str, holder: LeaseRecord, wanted_by: str, scope: str = ""):
         self.holder = holder
         if scope:
-            what, free = (
+            what, show = (
                 f"{scope} of lake {lake}",
-                f"it expires {holder.ttl_s:.0f} s after its holder's last heartbeat",
+                f"`lakehouse status {holder.run_id}`, {lake}/_ops/lease/{scope}/",
             )
+            free = f"it expires {holder.ttl_s:.0f} s after its holder's last heartbeat"
         else:
-            what = f"lake {lake}"
+            what, show = f"lake {lake}", f"`lakehouse status {holder.run_id}`, `lakehouse lease`"
             free = (
                 f"if its process is certainly gone (another host, a machine that died) and you cannot wait "
                 f"{holder.ttl_s:.0f} s for the lease to expire, free it with `lakehouse lease --break --lake {lake}`"
             )
         super().__init__(
             f"{what} is in use: {holder.describe()}. One writer at a time: {wanted_by} was not "
-            "started and touched no table. Wait for that run to end (`lakehouse status "
-            f"{holder.run_id}`, `lakehouse lease`); {free}"
+            f"started and touched no table. Wait for that run to end ({show}); {free}"
         )
 
 
@@ -179,6 +180,10 @@ class LakeLease:
         if silent > record.ttl_s:
             return f"no heartbeat for {silent:.0f} s (ttl {record.ttl_s:.0f} s)"
         return None
+
+    def is_this_process(self, record: LeaseRecord, run_id: str) -> bool:
+        """`record` is this process's, for `run_id` (a holder further up the stack took it)."""
+        return (record.host, record.pid, record.run_id) == (self.host, self.pid, run_id)
 
     def _record(self, generation: int, run_id: str, command: str, **extra: Any) -> LeaseRecord:
         now = self.now()
@@ -370,3 +375,21 @@ class MemberLease(HeldLease):
 
     def _end(self) -> None:
         pass  # the driver's to release
+
+
+@contextlib.contextmanager
+def hold_streams(
+    settings: Settings,
+    run_id: str,
+    datasets: list[str],
+    command: Callable[[str], str],
+    on_lost: Callable[[Exception], None] | None = None,
+) -> Iterator[None]:
+    """`with hold_streams(...):` the stream leases of `datasets` (their bronze tables), each held
+    as `HeldLease` holds one, as `command(dataset)`; LeaseHeld, naming the holder, before any is
+    written when one is held elsewhere."""
+    with contextlib.ExitStack() as stack:
+        for dataset in datasets:
+            lease = lease_for(settings, scope=stream_scope(dataset))
+            stack.enter_context(HeldLease(lease, run_id, command(dataset), on_lost=on_lost))
+        yield

@@ -29,7 +29,9 @@ from typing import Any
 
 import yaml
 
+from pipeline.catalog import STREAM_READERS
 from pipeline.driver.retry import FATAL_KIND, ClassifiedError
+from pipeline.lease import LeaseHeld, hold_streams
 from pipeline.settings import ConfigError, parse_typed
 from pipeline.step_result import StepResult
 
@@ -196,13 +198,28 @@ def maintain(ctx: Any, layer: str, *, force: bool = False, now: float | None = N
         return StepResult(details={"skipped": f"maintained {(now - last) / 3600:.1f} h ago ({interval})"})
     layers = MAINTENANCE_LAYERS[layer]
     tables = [t for t in lake_tables(ctx) if t.layer in layers and ctx.lake.exists(t.path)]
-    report = {t.key: maintain_table(ctx.lake, t, config, int(now * 1000)) for t in tables}
+    report = {t.key: _maintain_one(ctx, t, config, int(now * 1000)) for t in tables}
     write_text(ctx.spark, state_path, json.dumps({"last_run_epoch": now, "tables": report}, indent=2))
     details = {"tables": report, "retention_hours": config.vacuum_retention_hours}
     refused = [reason for entry in report.values() for reason in entry["vacuum_refused"]]
     if refused:
         raise ClassifiedError("VACUUM refused: " + "; ".join(refused), FATAL_KIND, details)
     return StepResult(rows_in=len(tables), rows_out=len(tables), details=details)
+
+
+def _maintain_one(ctx: Any, table: LakeTable, config: MaintenanceConfig, now_ms: int) -> dict[str, Any]:
+    """maintain_table; a stream's bronze table under its stream lease, and left alone (said in
+    its entry) while a stream writes it: it is maintained at the next run."""
+    spec = ctx.catalog.datasets.get(table.name) if table.layer == "bronze" else None
+    if spec is None or spec.reader not in STREAM_READERS:
+        return maintain_table(ctx.lake, table, config, now_ms)
+    try:
+        with hold_streams(
+            ctx.settings, ctx.run_id, [table.name], lambda _: f"maintain_bronze ({ctx.run_id})"
+        ):
+            return maintain_table(ctx.lake, table, config, now_ms)
+    except LeaseHeld as exc:
+        return {"skipped": f"a stream writes it: {exc.holder.describe()}", "vacuum_refused": []}
 
 
 def _last_run(read_text: Any, spark: Any, path: str) -> float | None:

@@ -172,7 +172,8 @@ def test_new_landing_files_are_picked_up_incrementally(spark, fresh_lake):
     new_rows = bronze(ctx, "crm_accounts").filter(f"_source_file like '%{late.name}'")
     assert added == {"bronze_crm_accounts": new_rows.count()} and new_rows.count() > 0
     assert bronze(ctx, "crm_accounts").count() == before + new_rows.count()
-    assert {r["_batch_id"] for r in new_rows.collect()} == {"second:crm_accounts"}
+    assert {r["_batch_id"] for r in new_rows.collect()} == {ctx.batch_id("crm_accounts")}
+    assert ctx.batch_id("crm_accounts").endswith("-second:crm_accounts")  # a custom run id, time first
     # A late file of old records does not make the table look older than it is.
     late_step = next(s for s in state.steps if s.step == "bronze_crm_accounts")
     assert late_step.details["newest_data_at"] == newest_before is not None

@@ -109,7 +109,7 @@ def test_incremental_extraction_by_watermark_loses_and_repeats_nothing(jdbc_ctx,
     assert len(ids) == len(set(ids)) == 1500 and set(ids) == source_ids(pg)
     row = bronze_rows.filter("event_id = 'evt-7'").first()
     assert row["_source_system"] == "redshift" and PASSWORD not in row["_source_file"]
-    assert str(row["event_date"]) == "2026-07-01" and row["_batch_id"] == "test-run:redshift_behavior"
+    assert str(row["event_date"]) == "2026-07-01" and row["_batch_id"] == ctx.batch_id("redshift_behavior")
 
 
 def test_window_is_read_as_parallel_range_queries(jdbc_ctx, pg, spark):

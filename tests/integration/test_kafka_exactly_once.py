@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.bronze.kafka import ingest_kafka
+from pipeline.bronze.kafka import ingest_kafka, stream_command
+from pipeline.driver.retry import TRANSIENT, ClassifiedError, classify
 from pipeline.files import LocalFiles
 from pipeline.lease import LakeLease, LeaseHeld, stream_scope
 from tests.helpers import REPO, make_ctx
@@ -117,25 +118,29 @@ def test_a_continuous_stream_keeps_its_table_and_a_batch_runs_kafka_step_leaves_
     spark, delta_rs_lake, fresh_lake
 ):
     """A `--trigger continuous` stream holds bronze.kafka_events' own lease, not the lake's: a
-    batch run's Kafka step finds it held, writes nothing and says which stream has the table; a
-    second continuous stream is refused, naming the first. Once the stream is gone the step lands
-    every record once."""
+    batch run's Kafka step finds it held, writes nothing and says which stream has the table.
+    Held by another batch step (or one that died, until its lease expires), the step fails as
+    transient, to be retried. A second continuous stream is refused, naming the first. Once the
+    table is free the step lands every record once."""
     ctx = make_ctx(spark, fresh_lake, run_id="batch-run")
     table = ctx.table_path("bronze", "kafka_events")
-    stream = LakeLease(str(fresh_lake), LocalFiles(), scope=stream_scope("kafka_events"))  # alive: this pid
-    stream.acquire("stream-run", "kafka_streaming_ingest.py --trigger continuous")
+    lease = LakeLease(str(fresh_lake), LocalFiles(), scope=stream_scope("kafka_events"))  # alive: this pid
+    lease.acquire("stream-run", stream_command("kafka_events", "continuous"))
 
     left = ingest_kafka(ctx, "kafka_events", trigger="available-now")
     assert "a continuous stream writes this table: run stream-run" in left.details["skipped"]
     assert (left.rows_in, delta_rs_lake.version(table)) == (0, None)
     with pytest.raises(LeaseHeld, match=r"stream-kafka_events of lake .* is in use: run stream-run"):
         ingest_kafka(ctx, "kafka_events", trigger="continuous")
+    lease.release()
 
-    stream.release()
+    lease.acquire("other-batch", stream_command("kafka_events", "available-now"))
+    with pytest.raises(ClassifiedError, match="bronze kafka_events: .* is in use: run other-batch") as busy:
+        ingest_kafka(ctx, "kafka_events", trigger="available-now")
+    assert classify(busy.value) == TRANSIENT and delta_rs_lake.version(table) is None
+    lease.release()
+
     landed = ingest_kafka(ctx, "kafka_events", trigger="available-now")
     assert_exactly_once(delta_rs_lake, table, manifest(fresh_lake)["datasets"]["kafka_events"]["records"])
     assert landed.rows_in > 0 and "skipped" not in landed.details
-    assert (
-        LakeLease(str(fresh_lake), LocalFiles(), scope=stream_scope("kafka_events")).current().run_id
-        == "batch-run"
-    )
+    assert lease.current().run_id == "batch-run"  # the step held the table's lease while it wrote

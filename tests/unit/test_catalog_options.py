@@ -45,7 +45,11 @@ def test_a_csv_dialect_is_read_from_the_catalogue(tmp_path):
         ),
         (
             "reader: csv\noptions: {sep: ';;'}",
-            "datasets.tickets.options: sep: expected one character, got ';;'",
+            "datasets.tickets.options: sep: expected one ASCII character, got ';;'",
+        ),
+        (
+            "reader: csv\noptions: {sep: '§'}",  # two bytes in UTF-8: Spark would split inside it
+            "datasets.tickets.options: sep: expected one ASCII character, got '§'",
         ),
         (
             "reader: csv\noptions: {encoding: utf-16}",

@@ -6,7 +6,6 @@ executor, run state, observers) and holds the lake's lease while it runs."""
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import socket
 import sys
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from pipeline.app.arguments import settings_from_args
 from pipeline.app.observers import observers_for, report_path
-from pipeline.app.process import configure_process, hold_lake, sigterm_as_exit, stop_run
+from pipeline.app.process import configure_process, hold_lake, hold_streams, sigterm_as_exit, stop_run
 from pipeline.run_id import new_run_id
 from pipeline.settings import ConfigError, Settings
 
@@ -120,8 +119,13 @@ def run_pipeline(
     # A continuous stream writes its own table only, under that table's lease (bronze.kafka):
     # holding the lake for days would stop every batch run.
     run_id = resume_id or args.run_id or new_run_id()
-    lake_lease = contextlib.nullcontext() if stream_trigger == "continuous" else hold_lake(settings, run_id)
-    with sigterm_as_exit(), lake_lease:
+    if stream_trigger == "continuous":
+        lease = hold_streams(
+            settings, run_id, [dag.steps[s].dataset for s in only or [] if dag.steps[s].job == "bronze"]
+        )
+    else:
+        lease = hold_lake(settings, run_id)
+    with sigterm_as_exit(), lease:
 
         def prepare(store) -> tuple[RunState | None, list[str]]:
             previous = _previous_run(store, resume_id or args.run_id, required=bool(resume_id))

@@ -40,7 +40,7 @@ from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
-from pipeline.driver.retry import short_error
+from pipeline.driver.retry import TRANSIENT, ClassifiedError, short_error
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.kafka_client import client_options
 from pipeline.lake import Lake, Txn
@@ -276,10 +276,19 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
     micro-batches every `trigger_interval` until stopped. In kafka mode the step also reports
     the consumer lag per partition when the query ends, refused micro-batch included.
 
-    Whatever writes the table holds its stream lease (pipeline.lease.stream_scope) meanwhile.
-    When another holds it (a continuous stream), an available-now step leaves the table to it
-    and says so; a second continuous stream is refused (LeaseHeld, naming the first)."""
+    Whatever writes the table holds its stream lease (pipeline.lease.stream_scope) meanwhile:
+    this step, unless this process holds it already (a continuous stream takes it before Spark
+    starts, `pipeline.app`). An available-now step finding it held by a continuous stream leaves
+    the table to that stream and says so; held by another batch step (or one that died, until
+    its lease expires), it fails as transient, to be retried."""
     lease = lease_for(ctx.settings, scope=stream_scope(dataset))
+    current = lease.current()
+    if (
+        current is not None
+        and lease.expired_because(current) is None
+        and lease.is_this_process(current, ctx.run_id)
+    ):
+        return _stream_into_bronze(ctx, dataset, trigger)
     lost: list[Exception] = []
 
     def stop(exc: Exception) -> None:  # another took the table over: stop writing to it
@@ -289,15 +298,23 @@ def ingest_kafka(ctx: RunContext, dataset: str, trigger: StreamTrigger = "availa
 
     with contextlib.ExitStack() as stack:
         try:
-            stack.enter_context(HeldLease(lease, ctx.run_id, f"bronze_{dataset} ({trigger})", on_lost=stop))
+            stack.enter_context(HeldLease(lease, ctx.run_id, stream_command(dataset, trigger), on_lost=stop))
         except LeaseHeld as exc:
-            if trigger == "continuous":
-                raise
-            return _left_to_stream(ctx, dataset, exc.holder)
+            if trigger == "available-now" and exc.holder.command == stream_command(dataset, "continuous"):
+                return _left_to_stream(ctx, dataset, exc.holder)
+            if trigger == "available-now":
+                raise ClassifiedError(f"bronze {dataset}: {exc}", TRANSIENT) from exc
+            raise
         result = _stream_into_bronze(ctx, dataset, trigger)
     if lost:
         raise lost[0]
     return result
+
+
+def stream_command(dataset: str, trigger: StreamTrigger) -> str:
+    """What a writer of a stream table is, as its lease records it: a continuous stream is told
+    from a batch step by it."""
+    return f"bronze_{dataset} ({trigger})"
 
 
 def _left_to_stream(ctx: RunContext, dataset: str, holder: LeaseRecord) -> StepResult:
