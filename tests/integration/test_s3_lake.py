@@ -167,11 +167,17 @@ def test_a_rerun_on_s3_adds_nothing(resumed, s3_ctx):
     after = s3.objects(BUCKET, "lake/")
     assert {t: s3_ctx.lake.version(s3_ctx.table_path(*t)) for t in lake_tables(s3_ctx)} == versions
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
-    # The rerun held the lake's lease: one new lease record (keyed by generation), naming it.
-    (lease,) = [k for k in changed if k.startswith("lake/_ops/lease/")]
-    record = json.loads(s3.client().get_object(Bucket=BUCKET, Key=lease)["Body"].read())
-    assert (record["run_id"], record["released_at"] is not None) == ("20261201T010000Z-s3again", True)
-    changed.remove(lease)
+    # The rerun held the lake's lease, and its Kafka step the stream table's: one new lease record
+    # each (keyed by generation), naming it, released.
+    leases = [k for k in changed if k.startswith("lake/_ops/lease/")]
+    assert sorted(k.rsplit("/", 1)[0] for k in leases) == [
+        "lake/_ops/lease",
+        "lake/_ops/lease/stream-kafka_events",
+    ]
+    for lease in leases:
+        record = json.loads(s3.client().get_object(Bucket=BUCKET, Key=lease)["Body"].read())
+        assert (record["run_id"], record["released_at"] is not None) == ("20261201T010000Z-s3again", True)
+        changed.remove(lease)
     # Otherwise only the new run's own records appear under _ops: no table file, no DQ result, no data file.
     assert all(k.startswith("lake/_ops/") and "s3again" in k for k in changed), (changed, output[-3000:])
     assert {k.split("/")[2] for k in changed} == {"runs", "lineage", "metrics", "reports"}
