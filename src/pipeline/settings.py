@@ -362,7 +362,7 @@ class Settings:
         if mode not in modes:
             kind = "a stream (reader kafka)" if stream else "a file dataset"
             raise ConfigError(
-                f"{Path(self.config_dir) / (self.env + '.yaml')}: sources.{dataset}.mode: {mode!r} does "
+                f"{self.config_path(f'{self.env}.yaml')}: sources.{dataset}.mode: {mode!r} does "
                 f"not fit {dataset}, {kind}: expected one of {'|'.join(modes)}"
             )
         return dataclasses.replace(conf, mode=mode)
@@ -372,7 +372,7 @@ class Settings:
         unknown = sorted(set(self.sources) - set(datasets))
         if unknown:
             raise ConfigError(
-                f"{Path(self.config_dir) / (self.env + '.yaml')}: sources: {', '.join(unknown)} not in "
+                f"{self.config_path(f'{self.env}.yaml')}: sources: {', '.join(unknown)} not in "
                 f"the catalogue ({self.datasets_file}); known: {', '.join(sorted(datasets))}"
             )
 

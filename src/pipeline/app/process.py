@@ -35,14 +35,16 @@ def hold_lake(settings: Settings, run_id: str):
     return HeldLease(lease_for(settings), run_id, _command_line(), on_lost=stop_run)
 
 
-def hold_streams(settings: Settings, run_id: str, datasets: list[str]):
-    """`with hold_streams(settings, run_id, datasets):` a continuous stream's leases: its
+def hold_continuous_streams(settings: Settings, run_id: str, datasets: list[str]):
+    """`with hold_continuous_streams(settings, run_id, datasets):` a continuous stream's leases: its
     tables', not the lake's (pipeline.lease.stream_scope), taken before Spark starts (LeaseHeld,
     naming the holder, when another writes a table), renewed, released at the end."""
     from pipeline.bronze.kafka import stream_command
-    from pipeline.lease import hold_streams as hold
+    from pipeline.lease import hold_streams
 
-    return hold(settings, run_id, datasets, lambda dataset: stream_command(dataset, "continuous"), stop_run)
+    return hold_streams(
+        settings, run_id, datasets, lambda dataset: stream_command(dataset, "continuous"), stop_run
+    )
 
 
 def _command_line() -> str:

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING
 
 from pipeline.app.arguments import settings_from_args
 from pipeline.app.observers import observers_for, report_path
-from pipeline.app.process import configure_process, hold_lake, hold_streams, sigterm_as_exit, stop_run
+from pipeline.app.process import (
+    configure_process,
+    hold_continuous_streams,
+    hold_lake,
+    sigterm_as_exit,
+    stop_run,
+)
 from pipeline.run_id import new_run_id
 from pipeline.settings import ConfigError, Settings
 
@@ -120,7 +126,7 @@ def run_pipeline(
     # holding the lake for days would stop every batch run.
     run_id = resume_id or args.run_id or new_run_id()
     if stream_trigger == "continuous":
-        lease = hold_streams(
+        lease = hold_continuous_streams(
             settings, run_id, [dag.steps[s].dataset for s in only or [] if dag.steps[s].job == "bronze"]
         )
     else:
