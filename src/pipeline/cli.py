@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     lease = sub.add_parser(
         "lease",
         help="show who holds the lake's lease (one writer per lake: run, maintain and every step run "
-        "on its own take it; a second one is refused, exit 3); no Spark",
+        "on its own take it; a second one is refused, exit 3) and each stream table's (a continuous "
+        "stream holds only its table's); no Spark",
     )
     add_settings_arguments(lease)
     lease.add_argument(
@@ -126,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="free the lease whoever holds it: only when its holder is certainly gone (another host "
         "died) and waiting lake.lease_ttl_s (120 s) for it to expire is not an option; a holder "
         "still alive stops at its next heartbeat",
+    )
+    lease.add_argument(
+        "--stream",
+        metavar="DATASET",
+        help="the stream table's lease of DATASET (a streamed dataset, e.g. kafka_events) instead of the lake's",
     )
     lease.set_defaults(func=cmd_lease)
 

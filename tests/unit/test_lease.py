@@ -317,7 +317,10 @@ def test_status_and_lease_show_the_holder_and_break_frees_it(cli_lake, capsys):
     lake, args = cli_lake
     LocalStateStore(lake / "_ops" / "runs").save(RunState("run-1", [StepOutcome("bronze_fx_rates")]))
     assert cli.main(["lease", *args]) == 0
-    assert capsys.readouterr().out.strip() == "lease: free (never taken)"
+    assert capsys.readouterr().out.splitlines() == [
+        "lease: free (never taken)",
+        "stream kafka_events lease: free (never taken)",
+    ]
     held = LakeLease(str(lake), LocalFiles(), pid=os.getppid()).acquire("run-1", "lakehouse run")
     cli.main(["status", *args])
     assert f"  lease: held by {held.describe()}" in capsys.readouterr().out.splitlines()
@@ -328,3 +331,30 @@ def test_status_and_lease_show_the_holder_and_break_frees_it(cli_lake, capsys):
     assert "broken: it was held by run run-1" in out and "--resume run-1" in out
     assert cli.main(["lease", *args]) == 0
     assert capsys.readouterr().out.startswith("lease: free (released at ")
+
+
+def test_status_and_lease_show_a_streams_lease_and_break_frees_only_it(cli_lake, capsys):
+    lake, args = cli_lake
+    LocalStateStore(lake / "_ops" / "runs").save(RunState("run-1", [StepOutcome("bronze_fx_rates")]))
+    stream = LakeLease(str(lake), LocalFiles(), pid=os.getppid(), scope=stream_scope("kafka_events"))
+    held = stream.acquire("run-s", "bronze_kafka_events (continuous)")
+    assert cli.main(["lease", *args]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "lease: free (never taken)",
+        f"stream kafka_events lease: held by {held.describe()}",
+    ]
+    cli.main(["status", *args])
+    assert f"  stream kafka_events lease: held by {held.describe()}" in capsys.readouterr().out.splitlines()
+    cli.main(["status", "--json", *args])
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["stream_leases"]["kafka_events"]["holder"]["token"] == held.token
+    assert shown["lease"]["holder"] is None
+    assert cli.main(["lease", "--break", *args]) == 0  # the lake's: the stream's stays held
+    assert "free already; nothing broken" in capsys.readouterr().out
+    assert stream.current() == held
+    assert cli.main(["lease", "--break", "--stream", "kafka_events", *args]) == 0
+    assert "stream kafka_events lease of" in capsys.readouterr().out
+    assert cli.main(["lease", "--stream", "kafka_events", *args]) == 0
+    assert capsys.readouterr().out.startswith("stream kafka_events lease: free (")
+    assert cli.main(["lease", "--stream", "orders", *args]) == 2
+    assert "lease --stream orders: not a streamed dataset of " in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`lakehouse status`: a run's steps from its state file, and who holds the lake's lease; no Spark."""
+"""`lakehouse status`: a run's steps from its state file, and who holds the lake's and the stream
+tables' leases; no Spark."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ import socket
 import sys
 
 from pipeline.app.arguments import settings_from_args
-from pipeline.commands.lease import lease_holder
+from pipeline.commands.lease import lease_lines
 from pipeline.settings import ConfigError
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a run's summary from its state file; no SparkSession (plain files or boto3).
     A run recorded as running whose driver is gone (its process on this host, or its heartbeat
-    elsewhere) is shown as dead. Under it, who holds the lake's lease. Exit status: 0 succeeded or still running, 1 failed,
-    interrupted or dead, 2 no such run."""
+    elsewhere) is shown as dead. Under it, who holds the lake's lease and each stream table's. Exit
+    status: 0 succeeded or still running, 1 failed, interrupted or dead, 2 no such run."""
     import json
     from dataclasses import asdict
     from datetime import UTC, datetime
@@ -50,16 +51,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no runs recorded under {runs}", file=sys.stderr)
         return 2
     dead = presumed_dead(state, host=socket.gethostname(), alive=process_alive, now=datetime.now(UTC))
-    lease, holder = lease_holder(settings)
+    (_, lease, holder), *streams = lease_lines(settings)
     if args.json:
         data = json.loads(state.to_json())
         if dead:
             data["dead"] = dead  # the recorded status stays "running": this is the reader's verdict
         data["lease"] = {"holder": asdict(holder) if holder else None, "text": lease}
+        data["stream_leases"] = {
+            dataset: {"holder": asdict(held) if held else None, "text": text}
+            for dataset, text, held in streams
+        }
         print(json.dumps(data, indent=2))
     else:
         print(describe_run(state, store.location(state.run_id), dead))
-        print(f"  {lease}")
+        for line in [lease, *(text for _, text, _ in streams)]:
+            print(f"  {line}")
         print(summary_table(state, full_errors=True))
         for line in _job_runs(state):
             print(line)
