@@ -66,6 +66,19 @@ def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_bucket(spark, s3_endp
     check_listing(spark, f"s3a://{BUCKET}/landing")
 
 
+def test_a_folder_tree_lists_the_files_hadoops_recursive_listing_finds(spark, tmp_path):
+    """Folders at several depths, one named like a data file, empty ones: exactly the files (no
+    folder) that Hadoop's recursive listing finds, as a local folder is listed level by level."""
+    for name in ["top.csv", "a/b/c/deep.csv", "a/side.csv", "dir.csv/inner.csv"]:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(f"{name}\n")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a" / "b" / "empty.csv").mkdir()
+    listed = list_files(spark, str(tmp_path), ".csv")
+    assert {f.uri: (f.path, f.size) for f in listed} == hadoop_uris(spark, str(tmp_path))
+    assert len(listed) == 4
+
+
 def test_a_missing_root_lists_nothing(spark, tmp_path):
     assert list_files(spark, str(tmp_path / "absent"), ".csv") == []
 
