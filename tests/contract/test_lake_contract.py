@@ -205,6 +205,28 @@ def test_commit_metadata_and_history(spark, lake, table):
     assert lake.latest_metadata(table, "absent") is None
 
 
+def test_snapshot_key_follows_commits_and_tells_a_table_made_anew(spark, lake, table):
+    """(table id, version): the same while nothing commits, the next version after a commit,
+    the same from either engine, and a new id for a table created anew at the same path."""
+    import shutil
+
+    from pipeline.lake import open_lake
+
+    assert lake.snapshot_key(table) is None
+    lake.append(table, rows(spark, BASE[:1]))
+    first = lake.snapshot_key(table)
+    assert first is not None and first[1] == 0 and lake.snapshot_key(table) == first
+    lake.append(table, rows(spark, BASE[1:2]))
+    second = lake.snapshot_key(table)
+    assert second == (first[0], 1)
+    assert {open_lake(e, spark).snapshot_key(table) for e in ("delta-spark", "delta-rs")} == {second}
+    shutil.rmtree(table)
+    lake.append(table, rows(spark, BASE[:1]))
+    lake.append(table, rows(spark, BASE[1:2]))
+    again = lake.snapshot_key(table)
+    assert again is not None and again[1] == 1 and again[0] != first[0]
+
+
 def test_latest_metadata_reads_the_newest_commits_only(spark, lake, delta_rs_lake, table, monkeypatch):
     """A position is found in a bounded read of the log's tail, however long the history; one
     further back (commits without it on top, as maintenance leaves them) in a longer read."""

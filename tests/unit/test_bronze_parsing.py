@@ -312,6 +312,44 @@ def test_the_ledger_follows_bronze_after_a_crash_and_for_tables_written_before_i
     assert ingest.ingest_files(old_ctx, "crm_x").details["new_files"] == 0
 
 
+def test_the_ledger_is_read_again_only_after_a_commit_this_process_did_not_make(spark, tmp_path, monkeypatch):
+    """A step with nothing new reads no ledger rows while the ledger table is as this process
+    left it (its own appends included); another writer's commit to it is seen at the next step."""
+    from pipeline.bronze import ingest
+    from pipeline.bronze.ledger import SCHEMA
+    from pipeline.storage import file_key, list_files
+
+    ctx, landing = csv_ctx(spark, tmp_path)
+    ledger_path = ctx.table_path("_ops", "ingested_files")
+    reads: list[str] = []
+    read = ctx.lake.read
+    monkeypatch.setattr(
+        ctx.lake, "read", lambda path, version=None: reads.append(path) or read(path, version)
+    )
+
+    def new_files(name: str | None = None) -> tuple[int, int]:
+        if name:
+            (landing / name).write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+        reads.clear()
+        return ingest.ingest_files(ctx, "crm_x").details["new_files"], reads.count(ledger_path)
+
+    assert new_files("a.csv") == (1, 0)  # no ledger yet: created by this step
+    assert new_files() == (0, 1)  # a ledger this process has not read
+    assert new_files() == (0, 0)
+    assert new_files("b.csv") == (1, 0)  # the step's own ledger append extends what it holds
+    assert new_files() == (0, 0)
+
+    # Another writer records c.csv (bronze's version covered): this process reads it once.
+    (landing / "c.csv").write_text("id,updated_at\n3,2026-07-03T00:00:00Z\n")
+    (c,) = [f for f in list_files(spark, str(landing), ".csv") if f.path.endswith("/c.csv")]
+    version = ctx.lake.version(ctx.table_path("bronze", "crm_x"))
+    ctx.lake.append(
+        ledger_path, spark.createDataFrame([("crm_x", file_key(c.uri), version, "other")], SCHEMA)
+    )
+    assert new_files() == (0, 1)
+    assert new_files() == (0, 0)
+
+
 def dialect_ctx(spark, tmp_path, **options):
     ctx, landing = csv_ctx(spark, tmp_path)
     spec = dataclasses.replace(ctx.catalog["crm_x"], options=CsvOptions(**options))

@@ -9,15 +9,20 @@ bronze commit; a crash in between leaves bronze commits newer than the ledger's 
 ahead of its table (the table was dropped and rebuilt) is ignored. Tables written before the
 ledger existed (no `landing_files` in their commits) are read the old way once: the distinct
 `_source_file` of the table, plus the `empty_files` of their commits.
+
+A process keeps the ledger's rows it read, keyed by the ledger table's snapshot (`snapshot_key`:
+table id and version): a step checks the key (one log read) instead of running a Spark job, and
+any commit to the ledger, by another step, process or writer, changes the key and the rows are
+read again. Its own append extends the rows it holds when it is the very next commit.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-from pyspark.sql import functions as F
 
 from pipeline.bronze.readers import SOURCE_FILE
 from pipeline.driver.retry import explain
@@ -33,6 +38,28 @@ SCHEMA = "dataset string, file string, bronze_version long, batch_id string"
 
 
 @dataclass(frozen=True)
+class _Rows:
+    """The ledger's rows as read (or extended) at one snapshot key: file keys and the newest
+    bronze version covered, per dataset."""
+
+    key: tuple[str, int]
+    files: dict[str, frozenset[str]]
+    covered: dict[str, int]
+
+    def plus(self, key: tuple[str, int], rows: Iterable[tuple[str, str, int]]) -> _Rows:
+        files = {d: set(f) for d, f in self.files.items()}
+        covered = dict(self.covered)
+        for dataset, file, bronze_version in rows:
+            files.setdefault(dataset, set()).add(file)
+            covered[dataset] = max(covered.get(dataset, -1), bronze_version)
+        return _Rows(key, {d: frozenset(f) for d, f in files.items()}, covered)
+
+
+_HELD: dict[str, _Rows] = {}  # ledger path -> its rows (steps may run in threads: _HELD_LOCK)
+_HELD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
 class Ledger:
     lake: Lake
     path: str  # the ledger table, <lake>/_ops/ingested_files
@@ -43,15 +70,9 @@ class Ledger:
         version = self.lake.version(table)
         if version is None:
             return set()
-        rows = []
-        if self.lake.exists(self.path):
-            rows = (
-                self.lake.read(self.path)
-                .filter(F.col("dataset") == dataset)
-                .select("file", "bronze_version")
-                .collect()
-            )
-        covered = max((r["bronze_version"] for r in rows), default=-1)
+        rows = self._rows()
+        done = set(rows.files.get(dataset, ())) if rows else set()
+        covered = rows.covered.get(dataset, -1) if rows else -1
         if covered > version:
             log.warning(
                 "%s: the ledger is ahead of %s (v%s > v%s); rebuilt from the table",
@@ -60,13 +81,28 @@ class Ledger:
                 covered,
                 version,
             )
-            rows, covered = [], -1
-        done = {r["file"] for r in rows}
+            done, covered = set(), -1
         if covered < version:
             found = self._from_bronze(table, covered, version)
             self.record(dataset, sorted(found - done), version, "ledger catch-up")
             done |= found
         return done
+
+    def _rows(self) -> _Rows | None:
+        """Every dataset's rows at the ledger's current snapshot (None: no ledger yet), read
+        with a Spark job only when the snapshot is not the one held."""
+        key = self.lake.snapshot_key(self.path)
+        if key is None:
+            return None
+        with _HELD_LOCK:
+            held = _HELD.get(self.path)
+        if held is not None and held.key == key:
+            return held
+        read = self.lake.read(self.path, key[1]).select("dataset", "file", "bronze_version").collect()
+        held = _Rows(key, {}, {}).plus(key, ((r[0], r[1], r[2]) for r in read))
+        with _HELD_LOCK:
+            _HELD[self.path] = held
+        return held
 
     def record(self, dataset: str, files: list[str], bronze_version: int, batch_id: str) -> None:
         """Add `files` (file keys) as held by bronze at `bronze_version`. Idempotent per
@@ -75,7 +111,7 @@ class Ledger:
             return
         df = self.lake.spark.createDataFrame([(dataset, f, bronze_version, batch_id) for f in files], SCHEMA)
         try:
-            self.lake.append(
+            result = self.lake.append(
                 self.path,
                 df,
                 metadata={"dataset": dataset},
@@ -85,6 +121,15 @@ class Ledger:
             if not lost_commit_race(exc):
                 raise
             log.info("%s: another writer recorded bronze v%d in the ledger first", dataset, bronze_version)
+            return
+        if result.skipped or result.version is None:
+            return
+        with _HELD_LOCK:
+            held = _HELD.get(self.path)
+            # The version after the one held is this append alone: the rows held plus these.
+            if held is not None and result.version == held.key[1] + 1:
+                key = (held.key[0], result.version)
+                _HELD[self.path] = held.plus(key, ((dataset, f, bronze_version) for f in files))
 
     def _from_bronze(self, table: str, after: int, until: int) -> set[str]:
         """Landing files of bronze's file commits in (after, until], from their metadata; a

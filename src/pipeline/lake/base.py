@@ -118,6 +118,12 @@ class Lake(ABC):
         """The current version, or None when no table exists at `path`."""
 
     @abstractmethod
+    def snapshot_key(self, path: str) -> tuple[str, int] | None:
+        """(table id, version) of the table's current snapshot, or None when no table is at
+        `path`: one log read, no Spark job. Equal keys mean equal contents (a table created anew
+        at the path has a new id), so what was read at a key can be kept while it holds."""
+
+    @abstractmethod
     def read(self, path: str, version: int | None = None) -> DataFrame:
         """The table (at `version`, default current) as a Spark DataFrame."""
 

@@ -84,6 +84,13 @@ class DeltaRsLake(Lake):
     def version(self, path: str) -> int | None:
         return self._table(path).version() if self.exists(path) else None
 
+    def snapshot_key(self, path: str) -> tuple[str, int] | None:
+        try:
+            table = DeltaTable(path, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+        return table.metadata().id, table.version()
+
     def _table(self, path: str, version: int | None = None) -> DeltaTable:
         try:
             return DeltaTable(path, version=version, storage_options=self.storage_options)

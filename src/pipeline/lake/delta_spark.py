@@ -62,6 +62,11 @@ class DeltaSparkLake(Lake):
             return None
         return int(self._snapshot(path).version())
 
+    def snapshot_key(self, path: str) -> tuple[str, int] | None:
+        snapshot = self._snapshot(path)  # version -1 where no table is
+        version = int(snapshot.version())
+        return None if version < 0 else (str(snapshot.metadata().id()), version)
+
     def _snapshot(self, path: str):
         """The table's current snapshot through DeltaLog (internal: the public API has no cheap
         version and no reader for SetTransaction actions; history(1) runs a Spark job per call).
