@@ -8,6 +8,7 @@ import string
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from py4j.java_gateway import JavaClass
 from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -28,9 +29,13 @@ def file_key(uri: str) -> str:
     return uri
 
 
+def _java(spark: SparkSession, name: str) -> JavaClass:
+    """A JVM class by its full name: `jvm.a.b.C` costs a py4j round trip per name segment."""
+    return JavaClass(name, spark.sparkContext._gateway._gateway_client)  # type: ignore[union-attr]
+
+
 def _fs(spark: SparkSession, location: str):
-    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
-    path = jvm.org.apache.hadoop.fs.Path(location)
+    path = _java(spark, "org.apache.hadoop.fs.Path")(location)
     return path, path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
 
 
@@ -57,15 +62,10 @@ def list_files(
     ledger key: for an ASCII path spelled here by java.net.URI's rule (the scheme and authority
     as Hadoop spells them for the first file), checked against Hadoop's own for that file (a
     mismatch: every file is asked of Hadoop); a path with other characters is asked of Hadoop."""
-    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
-    gateway = spark.sparkContext._gateway  # type: ignore[union-attr]
     path, fs = _fs(spark, root)
     if not fs.exists(path):
         return []
-    if fs.getScheme() == "file":
-        statuses, paths, names = _local_files(jvm, gateway, fs, path)
-    else:
-        statuses, paths, names = _listed_files(jvm, gateway, fs, path)
+    statuses, paths, names = (_local_files if fs.getScheme() == "file" else _listed_files)(spark, fs, path)
     if not names:
         return []
     first = paths[0].toUri()
@@ -99,51 +99,53 @@ def list_files(
     return sorted(found)
 
 
-def _listed_files(jvm, gateway, fs, path) -> tuple:
+def _listed_files(spark: SparkSession, fs, path) -> tuple:
     """(FileStatus[], Path[], Path.toString() of each) of every file below `path`: Hadoop's
     recursive listFiles, one flat listing on an object store."""
+    gateway = spark.sparkContext._gateway  # type: ignore[union-attr]
     # py4j passes only Object[] to generic array parameters: copy through Object[] both ways.
-    statuses = jvm.org.apache.hadoop.util.functional.RemoteIterators.toArray(
-        fs.listFiles(path, True), gateway.new_array(jvm.java.lang.Object, 0)
+    statuses = _java(spark, "org.apache.hadoop.util.functional.RemoteIterators").toArray(
+        fs.listFiles(path, True), gateway.new_array(_java(spark, "java.lang.Object"), 0)
     )
-    if not len(statuses):
+    count = len(statuses)
+    if not count:
         return statuses, statuses, []
-    typed = jvm.java.util.Arrays.copyOf(
-        statuses, len(statuses), gateway.new_array(jvm.org.apache.hadoop.fs.FileStatus, 0).getClass()
+    typed = _java(spark, "java.util.Arrays").copyOf(
+        statuses, count, gateway.new_array(_java(spark, "org.apache.hadoop.fs.FileStatus"), 0).getClass()
     )
-    paths = jvm.org.apache.hadoop.fs.FileUtil.stat2Paths(typed)
-    return typed, paths, _names(jvm, gateway, paths)
+    paths = _java(spark, "org.apache.hadoop.fs.FileUtil").stat2Paths(typed)
+    return typed, paths, _names(spark, paths)
 
 
-def _local_files(jvm, gateway, fs, path) -> tuple:
+def _local_files(spark: SparkSession, fs, path) -> tuple:
     """What _listed_files gives, for a local folder: listFiles reads each file's permissions
     through a forked process there (~15 ms a file), listStatus does not. Listing every entry
     again descends a level: a file lists as itself, a folder as its entries; once the listing
     comes back unchanged, only files are left."""
+    file_util = _java(spark, "org.apache.hadoop.fs.FileUtil")
     statuses = fs.listStatus(path)
-    paths = jvm.org.apache.hadoop.fs.FileUtil.stat2Paths(statuses)
-    names = _names(jvm, gateway, paths)
+    paths = file_util.stat2Paths(statuses)
+    names = _names(spark, paths)
     while names:
         below = fs.listStatus(paths)
-        below_paths = jvm.org.apache.hadoop.fs.FileUtil.stat2Paths(below)
-        below_names = _names(jvm, gateway, below_paths)
+        below_paths = file_util.stat2Paths(below)
+        below_names = _names(spark, below_paths)
         if below_names == names:
             break
         statuses, paths, names = below, below_paths, below_names
     return statuses, paths, names
 
 
-def _names(jvm, gateway, paths) -> list[str]:
+def _names(spark: SparkSession, paths) -> list[str]:
     """Path.toString() of each of a Path[], in one crossing (a name holding a newline: one
     crossing a path)."""
     count = len(paths)
     if not count:
         return []
-    untyped = gateway.new_array(jvm.java.lang.Object, count)
-    jvm.java.lang.System.arraycopy(paths, 0, untyped, 0, count)
-    names = jvm.org.apache.hadoop.util.StringUtils.join("\n", jvm.java.util.Arrays.asList(untyped)).split(
-        "\n"
-    )
+    # py4j passes a Path[] to no Object[] parameter: copied into an Object[] first.
+    untyped = spark.sparkContext._gateway.new_array(_java(spark, "java.lang.Object"), count)  # type: ignore[union-attr]
+    _java(spark, "java.lang.System").arraycopy(paths, 0, untyped, 0, count)
+    names = _java(spark, "org.apache.commons.lang3.StringUtils").join(untyped, "\n").split("\n")
     if len(names) != count:
         names = [p.toString() for p in paths]
     return names
