@@ -34,42 +34,85 @@ ENGINES = ("delta-spark", "delta-rs")
 class PeakMemory:
     """Peak resident memory of this process and its children (the JVM), sampled every 50 ms.
 
-    `min_child_age_s`: leave out child processes younger than this. The JVM forks for shell
-    commands (Hadoop's local file system runs chmod, bash, ...); until the fork execs, its RSS
-    shows the JVM's whole resident set again (shared copy-on-write pages), so a sample taken
-    then counts the JVM twice. Forks live well under a second; the JVM and Python workers live
-    for the run, so the default leaves out children younger than a second.
+    `peak` is the largest sum; `at_peak` splits that sample by process (PROCESS_KINDS: this
+    driver Python, the Spark JVM, Python workers, anything else) and `peaks` holds each kind's
+    own largest sample, so a report says which process grows with the data.
+
+    Left out: the JVM's forks. It forks for shell commands (Hadoop's local file system runs
+    chmod, ls, ...); until the fork execs, its RSS shows the JVM's whole resident set again
+    (shared copy-on-write pages), so counting it counts the JVM twice. Under load a fork can
+    wait over a second to exec (seen: 5.6 GB "processes" named after the forking thread, or
+    jspawnhelper), so they are told by their parent, not their age: a child of the JVM that is
+    not Python. `min_child_age_s` also leaves out children younger than this.
     """
 
     def __init__(self, min_child_age_s: float = 1.0):
         self.peak = 0
+        self.at_peak: dict[str, int] = dict.fromkeys(PROCESS_KINDS, 0)
+        self.peaks: dict[str, int] = dict.fromkeys(PROCESS_KINDS, 0)
         self.min_child_age_s = min_child_age_s
         self._stop = threading.Event()
 
-    def _rss(self) -> int:
+    def _rss(self) -> dict[str, int]:
         me = psutil.Process()
-        total = me.memory_info().rss
+        parts = dict.fromkeys(PROCESS_KINDS, 0)
+        parts["driver"] = me.memory_info().rss
         now = time.time()
-        for child in me.children(recursive=True):
+        jvms: set[int] = set()
+        for child in me.children(recursive=True):  # parents before their children
             with contextlib.suppress(psutil.NoSuchProcess):  # a Python worker may just have exited
-                if self.min_child_age_s and now - child.create_time() < self.min_child_age_s:
+                kind = _process_kind(child, me.pid, jvms)
+                if kind == "jvm":
+                    jvms.add(child.pid)
+                if kind is None or (
+                    self.min_child_age_s and now - child.create_time() < self.min_child_age_s
+                ):
                     continue
-                total += child.memory_info().rss
-        return total
+                parts[kind] += child.memory_info().rss
+        return parts
+
+    def _take(self) -> None:
+        parts = self._rss()
+        for kind, rss in parts.items():
+            self.peaks[kind] = max(self.peaks[kind], rss)
+        if sum(parts.values()) > self.peak:
+            self.peak, self.at_peak = sum(parts.values()), parts
 
     def __enter__(self):
-        self.peak = self._rss()
+        self._take()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
 
     def _sample(self):
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, self._rss())
+            self._take()
 
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
+
+    def breakdown_mb(self) -> dict[str, dict[str, float]]:
+        """{"at_peak": MB per kind in the peak sample, "peaks": each kind's own peak MB}."""
+        return {
+            "at_peak": {k: round(v / 2**20, 1) for k, v in self.at_peak.items()},
+            "peaks": {k: round(v / 2**20, 1) for k, v in self.peaks.items()},
+        }
+
+
+# The processes a run's memory is split into: this Python (the Spark driver's Python side), the
+# JVM it launched (driver and local executors), PySpark's Python workers, and anything else.
+PROCESS_KINDS = ("driver", "jvm", "python_workers", "other")
+
+
+def _process_kind(process: psutil.Process, me: int, jvms: set[int]) -> str | None:
+    """The kind of one of this process's descendants; None for a fork of the JVM (not counted)."""
+    python = process.name().startswith("python")
+    if process.ppid() in jvms and not python:
+        return None
+    if process.ppid() == me and process.name() == "java":
+        return "jvm"
+    return "python_workers" if python else "other"
 
 
 def bench_parser(doc: str | None) -> argparse.ArgumentParser:

@@ -181,7 +181,10 @@ class SourceSettings:
     mode: Literal["files", "jdbc", "replay", "kafka"] | None = None  # None: files, or replay for a stream
     jdbc: JdbcSettings | None = None  # required when mode is jdbc
     kafka: KafkaSettings | None = None  # required when mode is kafka
-    max_files_per_trigger: int = 8  # replay mode: files per micro-batch
+    max_files_per_trigger: int = 8  # replay mode: files per micro-batch, unless max_bytes_per_trigger is set
+    # replay mode: bytes of landing files per micro-batch (at least one file), instead of a file
+    # count, so a batch's size, and memory, stays the same however large the files grow
+    max_bytes_per_trigger: int | None = None
     max_offsets_per_trigger: int = 200000  # kafka mode: records per micro-batch, over all partitions
     trigger_interval: str = "30 seconds"  # a continuous stream's micro-batch interval
 
@@ -193,8 +196,8 @@ class SourceSettings:
             )
         if self.mode == "jdbc" and self.jdbc is None:
             raise ConfigError("jdbc: required when mode is jdbc (url, table, user, password)")
-        for name in ("max_files_per_trigger", "max_offsets_per_trigger"):
-            if getattr(self, name) < 1:
+        for name in ("max_files_per_trigger", "max_bytes_per_trigger", "max_offsets_per_trigger"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name}: expected a positive number, got {getattr(self, name)}")
 
 

@@ -40,7 +40,14 @@ LOCAL_DEFAULTS = {
     "spark.sql.adaptive.enabled": "true",
     # Spark's default of 128 MB split size makes tiny tasks on landing-sized files anyway.
     "spark.sql.files.maxPartitionBytes": "64m",
-    "spark.driver.extraJavaOptions": "-Dderby.system.home=/tmp/derby -Duser.timezone=UTC -XX:+UseG1GC",
+    # Memory bound of the local JVM: the heap (driver_memory), direct buffers (Java's default is
+    # the heap's size again; Spark's local use of them stays in the tens of MB) and ~0.5 GB of
+    # metaspace, code and GC structures. G1 returns unused heap after a minute without a GC
+    # (a continuous stream between triggers, a long-lived session).
+    "spark.driver.extraJavaOptions": (
+        "-Dderby.system.home=/tmp/derby -Duser.timezone=UTC -XX:+UseG1GC "
+        "-XX:MaxDirectMemorySize=1g -XX:G1PeriodicGCInterval=60000"
+    ),
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
     # Delta's VACUUM lists a table's files in this many tasks (Spark's default, 10,000, costs
     # about 40 s per VACUUM on 2 local cores, for a table of three files).

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +35,7 @@ def kafka_config(
     shutil.copytree(REPO / "config", config)  # contracts and dq.yaml too: the gate reads them
     local = yaml.safe_load((REPO / "config" / "local.yaml").read_text())
     local["sources"]["kafka_events"]["max_files_per_trigger"] = files_per_trigger
+    local["sources"]["kafka_events"].pop("max_bytes_per_trigger", None)  # it would win over the count
     if trigger_interval:
         local["sources"]["kafka_events"]["trigger_interval"] = trigger_interval
     local["spark"].update({"master": "local[2]", "driver_memory": "1g"})
@@ -112,6 +116,39 @@ def test_a_batch_committed_to_delta_but_not_to_the_checkpoint_is_not_written_twi
     assert replay.details["replayed_batches_skipped"] == 1 and replay.rows_out == 0
     assert ctx.lake.version(table) == version
     assert_exactly_once(ctx.lake, table, expected)
+
+
+def test_a_byte_budget_bounds_each_micro_batch_by_the_replay_bytes_it_reads(spark, fresh_lake):
+    """max_bytes_per_trigger: a micro-batch reads whole replay files, at most the budget's bytes of
+    them (or one file above it), so its size does not grow with the files; every record once."""
+    folder = fresh_lake / "landing" / "kafka" / "product_events"
+    sizes = {p.name: p.stat().st_size for p in folder.iterdir()}
+    budget = sum(sizes.values()) // 4
+    local = make_ctx(spark, fresh_lake).settings.sources
+    source = dataclasses.replace(local["kafka_events"], max_bytes_per_trigger=budget)
+    ctx = make_ctx(spark, fresh_lake, sources={**local, "kafka_events": source})
+    table = ctx.table_path("bronze", "kafka_events")
+    expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
+
+    result = ingest_kafka(ctx, "kafka_events")
+    assert_exactly_once(ctx.lake, table, expected)
+
+    # Each record's replay file: the file of its partition with the largest first offset not
+    # above the record's (the generator names a file after its partition and first offset).
+    firsts: dict[int, list[tuple[int, str]]] = {}
+    for name in sizes:
+        partition, first = re.fullmatch(r"product_events-p(\d+)-(\d+)\.jsonl", name).groups()
+        firsts.setdefault(int(partition), []).append((int(first), name))
+    files_of: dict[str, set[str]] = {}
+    rows = ctx.lake.read(table).where("partition IS NOT NULL").select("_batch_id", "partition", "offset")
+    for row in rows.distinct().collect():
+        starts = sorted(firsts[row["partition"]])
+        file = starts[bisect.bisect_right(starts, (row["offset"], "\uffff")) - 1][1]
+        files_of.setdefault(row["_batch_id"], set()).add(file)
+    assert result.details["micro_batches"] == len(files_of) >= 4
+    assert sum(len(files) for files in files_of.values()) == len(sizes)  # each file in one batch
+    for files in files_of.values():
+        assert len(files) == 1 or sum(sizes[f] for f in files) <= budget
 
 
 def test_a_continuous_stream_keeps_its_table_and_a_batch_runs_kafka_step_leaves_it_alone(

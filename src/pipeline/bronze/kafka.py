@@ -6,8 +6,14 @@ Spark's Kafka connector (spark-sql-kafka) with the client settings of `sources.<
 and AWS_MSK_IAM for MSK in config/dev.yaml and prod.yaml), at most `max_offsets_per_trigger`
 records per micro-batch over all partitions. In `replay` mode landing files holding Kafka records
 (topic/partition/offset/timestamp/key/value) are read by the file stream source,
-`max_files_per_trigger` files per micro-batch. Both become the same record shape; from there on
-parsing (one pure function), the DQ gate and the sink are one code path.
+`max_bytes_per_trigger` bytes of files per micro-batch (else `max_files_per_trigger` files). Both
+become the same record shape; from there on parsing (one pure function), the DQ gate and the sink
+are one code path.
+
+Memory: a micro-batch is held (persisted) while it is judged and written, so its size bounds the
+step's memory. A byte budget keeps it the same at every scale (a file count does not: landing
+files grow with the data); more data makes more micro-batches, each a fixed cost, so time stays
+linear.
 
 Exactly-once: each micro-batch is appended with a Delta Txn of (query id, batch id). A batch
 replayed after a crash (committed to Delta, not yet to the checkpoint) is skipped by the lake.
@@ -65,9 +71,15 @@ EVENT_FIELDS = ("event_id", "event_type", "account_id", "user_id", "product_id",
 
 def replay_source(spark: SparkSession, location: str, conf: SourceSettings) -> DataFrame:
     """Replay files -> Kafka record shape. A line that is not a Kafka record keeps its raw text."""
+    # Spark's file source takes one of the two limits, never both.
+    limit = (
+        ("maxBytesPerTrigger", conf.max_bytes_per_trigger)
+        if conf.max_bytes_per_trigger
+        else ("maxFilesPerTrigger", conf.max_files_per_trigger)
+    )
     lines = (
         spark.readStream.schema(REPLAY_SCHEMA)
-        .option("maxFilesPerTrigger", conf.max_files_per_trigger)
+        .option(*limit)
         .option("mode", "PERMISSIVE")
         .option("columnNameOfCorruptRecord", CORRUPT)
         .json(location)
