@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import date
 
 import pytest
 from chispa import assert_df_equality
@@ -400,3 +401,19 @@ def test_one_engine_continues_a_table_the_other_wrote(spark, table, first, secon
             (2, "b"),
             (3, "c"),
         ]
+
+
+def test_column_max_is_the_max_of_a_partition_or_data_column_at_a_version(spark, lake, table):
+    schema = "id int, event_date date"
+    first = [(1, date(2024, 1, 1)), (2, None), (3, date(2024, 1, 3))]
+    lake.append(table, rows(spark, first, schema), partition_by=["event_date"])
+    lake.append(table, rows(spark, [(4, date(2024, 1, 9))], schema))
+    lake.delete(table, "id = 4")  # its file leaves the snapshot: its partition value no longer counts
+    assert [lake.column_max(table, "event_date", v) for v in (0, 1, None)] == [
+        date(2024, 1, 3),
+        date(2024, 1, 9),
+        date(2024, 1, 3),
+    ]
+    assert lake.column_max(table, "id") == 3  # a data column: aggregated
+    lake.delete(table, "event_date IS NOT NULL")
+    assert lake.read(table).count() == 1 and lake.column_max(table, "event_date") is None  # only a null left

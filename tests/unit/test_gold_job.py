@@ -233,6 +233,67 @@ def test_full_refresh_rebuilds_and_a_critical_gate_failure_leaves_the_mart_as_it
     ctx.lake.append(ctx.table_path("silver", "orders"), spark.createDataFrame([bad], schema))
     ctx.full_refresh = False
     with pytest.raises(DqGateFailed, match="gold_fct_orders"):
-        build(ctx, "fct_orders")  # incremental: one order recomputed, checked, not written
+        build(ctx, "fct_orders")  # recomputed (a third of the orders: in full), checked, not written
     assert ctx.lake.version(path) == 1
     assert sorted(ctx.lake.read(path).collect()) == before
+
+
+def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges(spark, tmp_path):
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    build(ctx, "fct_orders")
+    schema, [row, _] = SILVER["orders"]
+    orders = ctx.table_path("silver", "orders")
+
+    def new_order(number: int) -> None:
+        ctx.lake.append(orders, spark.createDataFrame([(f"ORD-000000{number}", *row[1:])], schema))
+
+    new_order(3)  # one order of three: above the default share, 0.25
+    rebuilt = build(ctx, "fct_orders")
+    assert (rebuilt.details["write"], rebuilt.details["full_rebuild"]) == (
+        "full",
+        "1 of 3 rows affected, above incremental.rebuild_above_share 0.25 of config/marts.yaml",
+    )
+    new_order(4)  # one of four, within 0.5 (not in the fingerprint: no rebuild for changing it)
+    lenient = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 0.5}\n")
+        ),
+    )
+    merged = build(lenient, "fct_orders")
+    assert (merged.details["write"], merged.details["keys_recomputed"]) == ("incremental", 1)
+    got = ctx.lake.read(ctx.table_path("gold", "fct_orders")).collect()
+    assert sorted(r["order_id"] for r in got) == [f"ORD-000000{n}" for n in (1, 2, 3, 4)]
+    (tmp_path / "config" / "marts.yaml").write_text("incremental: {rebuild_above_share: 1.5}\n")
+    with pytest.raises(
+        ConfigError, match=r"marts\.yaml: incremental: .*expected a share in \[0, 1\], got 1.5"
+    ):
+        build(lenient, "fct_orders")
+
+
+def test_a_rerun_takes_as_of_recorded_for_the_same_event_versions(spark, tmp_path, monkeypatch):
+    ctx = silver_lake(spark, tmp_path)
+    build(ctx, "fct_orders")
+    path = ctx.table_path("gold", "customer_360")
+    build(ctx, "customer_360")
+    # Each event table's latest event_date at the version read, from the lake's log.
+    assert ctx.lake.history(path, limit=1)[0].metadata["latest_event_date"] == {
+        "silver/behavior_events": [0, "2024-01-08"],
+        "silver/product_events": [0, "2024-01-09"],
+    }
+
+    def no_lookup(*args):
+        raise AssertionError(f"column_max{args}: the recorded date should have been used")
+
+    monkeypatch.setattr(ctx.lake, "column_max", no_lookup)
+    assert build(ctx, "customer_360").details["skipped"] == "inputs unchanged"
+    # A new event version is looked up (that table only), and moves as_of.
+    monkeypatch.undo()
+    schema, [row] = SILVER["behavior_events"]
+    later = (*row[:6], ts(2024, 1, 20, 9), d(2024, 1, 20), *row[8:])
+    ctx.lake.append(ctx.table_path("silver", "behavior_events"), spark.createDataFrame([later], schema))
+    assert build(ctx, "customer_360").details["as_of"] == "2024-01-20"
+    assert ctx.lake.history(path, limit=1)[0].metadata["latest_event_date"]["silver/behavior_events"] == [
+        1,
+        "2024-01-20",
+    ]

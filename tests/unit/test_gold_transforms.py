@@ -399,7 +399,7 @@ def test_fx_changes_reach_the_carried_days_and_the_clamped_dates(spark):
     assert sorted(r["order_id"] for r in after.exceptAll(before).collect()) == ["O1", "O3"]
 
 
-def test_account_version_changes_select_the_orders_of_the_changed_ranges(spark):
+def test_account_changes_select_the_orders_whose_attributes_in_force_changed(spark):
     old = account_rows(spark)
     # A late version of ACC-000001 (Mid-Market/FR from 2024-01-05) splits its first range.
     new = old.where("NOT (account_id = 'ACC-000001' AND segment = 'SMB')").unionByName(
@@ -431,11 +431,16 @@ def test_account_version_changes_select_the_orders_of_the_changed_ranges(spark):
         ],
         ORDERS,
     )
-    changed = I.account_version_changes(old, new, "unknown")
-    affected = I.affected_orders(orders, orders.limit(0), versions_changed=changed)
-    # O1 and O2 fall in the old first range, which changed; O3 (a later range), O4 (before the
-    # first version, still unknown) and O5 (another account) keep their versions.
-    assert sorted(r["order_id"] for r in affected.collect()) == ["O1", "O2"]
+    changed = I.account_changes(orders, old, new, "unknown")
+    affected = I.affected_orders(orders, orders.where("order_id = 'O5'"), accounts_changed=changed)
+    # O2 now falls in the new Mid-Market/FR range; O1 (the first range's unchanged part), O3 (a
+    # later range) and O4 (before the first version, still unknown) keep their attributes; O5
+    # changed in silver.
+    assert sorted(r["order_id"] for r in affected.collect()) == ["O2", "O5"]
+    # The selection is exact: fct_orders differs between the two account versions on O2 only.
     fx = T.fx_calendar(fx_rows(spark, [(d(2024, 1, 1), "EUR", "2")]))
     after, before = T.fct_orders(orders, new, fx), T.fct_orders(orders, old, fx)
     assert [r["order_id"] for r in after.exceptAll(before).collect()] == ["O2"]
+    # So is the `earliest` policy's: O4 takes the first version either way.
+    earliest = I.account_changes(orders, old, new, "earliest")
+    assert [r["order_id"] for r in earliest.collect()] == ["O2"]

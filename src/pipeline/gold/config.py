@@ -1,8 +1,11 @@
-"""config/marts.yaml: per-mart options of the gold business rules, validated on load.
+"""config/marts.yaml: per-mart options of the gold business rules, and how gold updates
+incrementally (`incremental`), validated on load.
 
-A mart's options are part of its build fingerprint (`marts.build_gold`), so changing one rebuilds
-the mart on the next run. A missing file, mart or key means the default, which is always the
-brief's rule. Every problem is a ConfigError naming the file and the dotted key.
+A mart's options (the section named after it) are part of its build fingerprint
+(`marts.build_gold`), so changing one rebuilds the mart on the next run; `incremental` changes how
+a mart is written, never what it holds, so it is in no fingerprint. A missing file, section or key
+means the default, which is always the brief's rule. Every problem is a ConfigError naming the
+file and the dotted key.
 """
 
 from __future__ import annotations
@@ -28,8 +31,23 @@ class FctOrdersOptions:
 
 
 @dataclass(frozen=True)
+class IncrementalOptions:
+    # Above this share (0 to 1) of a mart's rows affected by the changed inputs, it is rebuilt in full
+    # (one overwrite) instead of merged: a MERGE of most keys rewrites most files and costs more.
+    rebuild_above_share: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rebuild_above_share <= 1:
+            raise ConfigError(
+                f"rebuild_above_share: expected a share in [0, 1], got {self.rebuild_above_share}"
+            )
+
+
+@dataclass(frozen=True)
 class MartsConfig:
     fct_orders: FctOrdersOptions = field(default_factory=FctOrdersOptions)
+    # How gold updates incrementally: not a business rule, so not in any mart's fingerprint.
+    incremental: IncrementalOptions = field(default_factory=IncrementalOptions)
 
 
 _CACHE: dict[tuple[str, float], MartsConfig] = {}

@@ -3,7 +3,7 @@ edge (`marts.build_gold`) to recompute and replace only those keys.
 
 Each function compares an input before and after (the versions recorded in the mart's last commit
 and the current ones) through the very lookup the mart uses, so a key is selected exactly when
-its computed row can differ: an order whose FX lookup or account version in force changed, a
+its computed row can differ: an order whose FX lookup or account attributes in force changed, a
 date holding a changed order, an event date with new events.
 """
 
@@ -35,35 +35,44 @@ def fx_changes(old_rates: DataFrame, new_rates: DataFrame, start: date, end: dat
     return symmetric_difference(old, new).select("fx_date", "currency").distinct()
 
 
-def account_version_changes(
-    old_accounts: DataFrame, new_accounts: DataFrame, before_first_version: str
+def account_changes(
+    orders: DataFrame, old_accounts: DataFrame, new_accounts: DataFrame, before_first_version: str
 ) -> DataFrame:
-    """The validity ranges (`transforms.account_versions` rows) added or removed between two
-    versions of silver accounts: an order's account attributes changed iff the range in force at
-    its order_ts is one of them (before or after)."""
-    return symmetric_difference(
-        T.account_versions(old_accounts, before_first_version),
-        T.account_versions(new_accounts, before_first_version),
-    ).distinct()
+    """order_id of every order whose account attributes in force at its order_ts (segment,
+    country, whether a version is known) differ between two versions of silver accounts.
+
+    Only the orders of accounts with an added or removed validity range
+    (`transforms.account_versions` rows) are looked up, in both versions, and compared: a new
+    version valid from today splits the open range, yet leaves every older order as it was."""
+    old = T.account_versions(old_accounts, before_first_version)
+    new = T.account_versions(new_accounts, before_first_version)
+    accounts = F.broadcast(symmetric_difference(old, new).select("_acc_id").distinct())
+    mine = orders.join(accounts, F.col("account_id") == F.col("_acc_id"), "left_semi")
+
+    def in_force(versions: DataFrame) -> DataFrame:
+        versions = F.broadcast(versions.join(accounts, "_acc_id", "left_semi"))
+        return mine.join(versions, T.in_force(), "left").select(
+            "order_id", "segment", "country", F.col("_acc_id").isNotNull().alias("known")
+        )
+
+    return symmetric_difference(in_force(old), in_force(new)).select("order_id").distinct()
 
 
 def affected_orders(
     orders: DataFrame,
     changed_orders: DataFrame,
     fx_changed: tuple[DataFrame, date] | None = None,
-    versions_changed: DataFrame | None = None,
+    accounts_changed: DataFrame | None = None,
 ) -> DataFrame:
     """order_id of every order whose fct_orders row can differ: changed in silver, priced with a
     changed FX rate (`fx_changes` and the calendars' end: the order_date clamped to it, as
-    `transforms._fx_lookup`), or placed while a changed account version range was in force.
+    `transforms._fx_lookup`), or with other account attributes in force (`account_changes`).
     Distinct ids. None: that input did not change (no scan of the orders for it)."""
     ids = changed_orders.select("order_id")
     if fx_changed is not None:
         ids = ids.unionByName(_priced_with(orders, *fx_changed))
-    if versions_changed is not None:
-        ids = ids.unionByName(
-            orders.join(F.broadcast(versions_changed), T.in_force(), "left_semi").select("order_id")
-        )
+    if accounts_changed is not None:
+        ids = ids.unionByName(accounts_changed)
     return ids.distinct()
 
 

@@ -8,7 +8,9 @@ failure raises before anything is committed, so the table stays exactly as it wa
 
 Incremental: a mart with an `update` rule recomputes only the keys its changed inputs affect
 (`pipeline.gold.incremental` selects them) and replaces those: fct_orders merges the affected
-orders, revenue_daily and engagement_daily overwrite the affected dates. It rebuilds in full on
+orders (or rebuilds in full when they are more than `incremental.rebuild_above_share` of
+config/marts.yaml: a merge of most keys rewrites about every file), revenue_daily and
+engagement_daily overwrite the affected dates. It rebuilds in full on
 `--full-refresh` (ctx.full_refresh), when the table does not exist, when its definition, options
 or as_of changed, when an input's recorded version is gone (VACUUM since, or the table is
 younger) or an input gold mart was rebuilt in full since (its change feed does not show the rows
@@ -18,7 +20,9 @@ rows) always rebuild in full.
 Idempotent reruns: every gold commit carries, under the metadata key `gold`, a fingerprint of
 what it was built from: the mart's definition version, its options in config/marts.yaml
 (`gold.config`), the version of every input table it read (inputs are read at exactly those
-versions) and, for marts that depend on it, the as-of date.
+versions) and, for marts that depend on it, the as-of date (by default the latest event date,
+from the event tables' logs; each table's is also recorded per version, under
+`latest_event_date`, so a rerun over the same versions looks nothing up).
 When the table's latest fingerprint equals the one a run would write, the run skips the write,
 so a rerun over unchanged inputs makes no new Delta version. Bump a mart's `definition` when its
 business rule changes so the next run rebuilds it.
@@ -121,11 +125,12 @@ def _fct_orders(i: Inputs) -> DataFrame:
 
 
 def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
-    """A merge of the orders whose silver row, FX rate (as of the order date) or account version
-    in force (at the order time) changed."""
+    """A merge of the orders whose silver row, FX rate (as of the order date) or account
+    attributes in force (at the order time) changed; a full rebuild when they are more than
+    `incremental.rebuild_above_share` of the orders (config/marts.yaml)."""
     options = i.options or FctOrdersOptions()
     lake = since.ctx.lake
-    fx = versions = None
+    fx = accounts = None
     if since.changed("silver/fx_rates"):
         before = since.before("silver/fx_rates")
         rates = before.unionByName(i["fx_rates"]).where(F.col("currency") != "USD")
@@ -133,10 +138,10 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
         if end is not None:
             fx = (I.fx_changes(before, i["fx_rates"], start, end), end)
     if since.changed("silver/accounts"):
-        versions = I.account_version_changes(
-            since.before("silver/accounts"), i["accounts"], options.before_first_version
+        accounts = I.account_changes(
+            i["orders"], since.before("silver/accounts"), i["accounts"], options.before_first_version
         )
-    ids = I.affected_orders(i["orders"], since.changes("silver/orders"), fx, versions).cache()
+    ids = I.affected_orders(i["orders"], since.changes("silver/orders"), fx, accounts).cache()
     keys = ids.count()
     if not keys:
         ids.unpersist()
@@ -280,21 +285,39 @@ MARTS: dict[str, Mart] = {
 }
 
 
-def latest_event_date(behavior: DataFrame, product: DataFrame) -> date | None:
-    """The default as-of date: the latest event_date in either event source (one aggregate)."""
-    both = behavior.select("event_date").unionByName(product.select("event_date"))
-    return both.agg(F.max("event_date")).first()[0]
+EVENT_TABLES = ("silver/behavior_events", "silver/product_events")  # as_of defaults to their latest date
+EVENT_DATES_KEY = "latest_event_date"  # commit metadata: {table: [version, its latest event_date]}
 
 
-def _resolve_as_of(ctx: RunContext, tables: dict[str, DataFrame]) -> date:
+def latest_event_dates(
+    ctx: RunContext, versions: dict[str, int | None], recorded: dict[str, Any]
+) -> dict[str, list]:
+    """Each event table's latest event_date at the version read: the one recorded for that very
+    version in the mart's last commit (a version's rows never change), else from the lake
+    (`column_max`: the log's partition values, no data read)."""
+    found = {}
+    for key in EVENT_TABLES:
+        version = versions[key]
+        then = recorded.get(key)
+        if then and then[0] == version:
+            found[key] = then
+            continue
+        layer, name = key.split("/", 1)
+        newest = ctx.lake.column_max(ctx.table_path(layer, name), "event_date", version)
+        found[key] = [version, newest.isoformat() if newest else None]
+    return found
+
+
+def _resolve_as_of(ctx: RunContext, event_dates: dict[str, list]) -> date:
     as_of = getattr(ctx, "as_of", None)
     if as_of is not None:
         return as_of if isinstance(as_of, date) else date.fromisoformat(str(as_of))
-    found = latest_event_date(tables["behavior_events"], tables["product_events"])
+    found = max((newest for _, newest in event_dates.values() if newest), default=None)
     if found is None:
-        found = datetime.now(UTC).date()
-        log.warning("gold: no events in silver to take as_of from; using today (UTC) %s", found)
-    return found
+        today = datetime.now(UTC).date()
+        log.warning("gold: no events in silver to take as_of from; using today (UTC) %s", today)
+        return today
+    return date.fromisoformat(found)
 
 
 def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
@@ -302,20 +325,19 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
     spec = MARTS.get(mart)
     if spec is None:
         raise KeyError(f"unknown gold mart {mart!r}; known: {', '.join(sorted(MARTS))}")
-    options = getattr(load_marts_config(ctx.settings.config_dir), spec.name, None)
+    marts_config = load_marts_config(ctx.settings.config_dir)
+    options = getattr(marts_config, spec.name, None)
+    rebuild_above = marts_config.incremental.rebuild_above_share
     out_path = ctx.table_path("gold", spec.name)
 
     sources = [("silver", name) for name in spec.silver] + [("gold", name) for name in spec.gold]
-    versions: dict[str, int | None] = {}
-    tables: dict[str, DataFrame] = {}
-    for layer, name in sources:
-        path = ctx.table_path(layer, name)
-        version = ctx.lake.version(path)
-        versions[f"{layer}/{name}"] = version
-        # Read at the recorded version, so the fingerprint names exactly what was used.
-        tables[name] = ctx.lake.read(path, version=version)
-
-    as_of = _resolve_as_of(ctx, tables) if spec.uses_as_of else None
+    versions = {f"{layer}/{name}": ctx.lake.version(ctx.table_path(layer, name)) for layer, name in sources}
+    last = ctx.lake.newest_metadata_where(out_path, lambda metadata: FINGERPRINT_KEY in metadata) or {}
+    previous = last.get(FINGERPRINT_KEY)
+    event_dates = (
+        latest_event_dates(ctx, versions, last.get(EVENT_DATES_KEY) or {}) if spec.uses_as_of else {}
+    )
+    as_of = _resolve_as_of(ctx, event_dates) if spec.uses_as_of else None
     fingerprint: dict[str, Any] = {
         "mart": spec.name,
         "definition": spec.definition,
@@ -323,11 +345,16 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
         "inputs": versions,
         "as_of": as_of.isoformat() if as_of else None,
     }
-    previous = ctx.lake.latest_metadata(out_path, FINGERPRINT_KEY)
     if previous == fingerprint and not getattr(ctx, "full_refresh", False):
         log.info("gold %s: inputs unchanged (%s), skipping", spec.name, versions)
         return _unchanged(ctx, spec, out_path, versions, fingerprint, "inputs unchanged")
 
+    # Read at the recorded versions (after the skip: a rerun reads nothing), so the fingerprint
+    # names exactly what was used.
+    tables = {
+        name: ctx.lake.read(ctx.table_path(layer, name), version=versions[f"{layer}/{name}"])
+        for layer, name in sources
+    }
     rows_in = sum(tables[name].count() for name in spec.main)
     newest_at = stalest_input(ctx.lake, [ctx.table_path(layer, n) for layer, n in sources if n in spec.main])
     cached: list[DataFrame] = []
@@ -356,6 +383,14 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
                 log.info("gold %s: inputs changed, no row affected", spec.name)
                 release()
                 return _unchanged(ctx, spec, out_path, versions, fingerprint, "no row affected")
+            elif spec.check_rows_match_main and found.keys > rebuild_above * rows_in:
+                # One row per main-input row: the keys are this share of the mart. Decided before
+                # the merge, which would rewrite about every file (the ids are released with the rest).
+                cached += found.cached
+                reason = (
+                    f"{found.keys} of {rows_in} rows affected, above incremental.rebuild_above_share "
+                    f"{rebuild_above} of config/marts.yaml"
+                )
             else:
                 update = found
                 cached += [update.rows.cache(), *update.cached]
@@ -389,6 +424,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
             "run_id": ctx.run_id,
             "rows": rows_out,
             NEWEST_KEY: newest_at,
+            **({EVENT_DATES_KEY: event_dates} if event_dates else {}),
         }
         if update is None:
             written = ctx.lake.overwrite(out_path, result, metadata=metadata)

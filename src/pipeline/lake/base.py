@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 # Commit metadata travels in the standard commitInfo.userMetadata field as JSON, so tables
 # written by either engine carry positions (watermarks, consumed versions) the other can read.
@@ -262,6 +263,12 @@ class Lake(ABC):
         """Commit metadata of the newest `limit` commits, newest first (fewer when the log holds
         fewer): the engine's bounded history read, unless it has a cheaper one."""
         return [commit.metadata for commit in self.history(path, limit)]
+
+    def column_max(self, path: str, column: str, version: int | None = None) -> Any:
+        """The largest non-null value of `column` in the table (at `version`, default current),
+        None when it has none: max() over the table. An engine answers a partition column from
+        the partition values of the log's data files, without reading data; this aggregates."""
+        return self.read(path, version).agg(F.max(column)).first()[0]
 
     def already_committed(self, path: str, txn: Txn | None) -> bool:
         if txn is None or not self.exists(path):

@@ -234,6 +234,14 @@ class DeltaRsLake(Lake):
         sizes = pa.table(self._table(path).get_add_actions(flatten=True)).column("size_bytes")
         return FileStats(len(sizes), int(pa.compute.sum(sizes).as_py() or 0))
 
+    def column_max(self, path: str, column: str, version: int | None = None) -> Any:
+        table = self._table(path, version)
+        if column not in table.metadata().partition_columns:
+            return super().column_max(path, column, version)
+        # A partition column's values are typed in the add actions (a null one is null).
+        files = pa.table(table.get_add_actions(flatten=True))
+        return pa.compute.max(files.column(f"partition.{column}")).as_py()
+
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
         deleted = self._table(path).vacuum(
             retention_hours=retention_hours, dry_run=False, enforce_retention_duration=enforce_retention

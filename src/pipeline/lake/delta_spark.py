@@ -9,9 +9,11 @@ delta-rs engine, so both read each other's positions.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from pipeline.lake.base import (
     TABLE_DEFAULTS,
@@ -240,6 +242,21 @@ class DeltaSparkLake(Lake):
         self._table(path)
         snapshot = self._snapshot(path)
         return FileStats(int(snapshot.numOfFiles()), int(snapshot.sizeInBytes()))
+
+    def column_max(self, path: str, column: str, version: int | None = None) -> Any:
+        self._table(path)
+        snapshot = self._snapshot(path)
+        if version is not None and version != snapshot.version():
+            jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
+            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
+            empty = jvm.scala.Option.empty()
+            snapshot = log.getSnapshotAt(version, empty, empty)  # internal, like _snapshot
+        if not snapshot.metadata().partitionColumns().contains(column):
+            return super().column_max(path, column, version)
+        # The log's file list (the snapshot's cached state): partition values as strings, typed here.
+        kind = self.read(path, version).schema[column].dataType
+        files = DataFrame(snapshot.allFiles().toDF(), self.spark)
+        return files.agg(F.max(F.col("partitionValues")[column].cast(kind))).first()[0]
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
         self._table(path)
