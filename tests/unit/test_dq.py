@@ -28,6 +28,7 @@ from pipeline.dq.gate import (
     record,
     results_path,
     run_gate,
+    volume_result,
 )
 from pipeline.dq.suites import gold_checks, silver_checks
 from pipeline.lake import MergeSpec
@@ -483,3 +484,59 @@ def test_recheck_reads_a_verdict_recorded_without_commit_metadata_from_the_table
         recheck(ctx, "gold_m", "m", "gold")
     assert _detail_set(err.value.details["dq"]) == {("k:unique", "critical", False, "2", "0", "k")}
     assert err.value.details["dq_from_run"] == "old-run"
+
+
+def _row_count(rows: int) -> list[DqResult]:
+    return [DqResult("table:row_count", "warn", True, str(rows), "", "", "rule")]
+
+
+def _table_previous_rows(ctx, dataset: str, layer: str) -> tuple[str, str]:
+    """The newest row count another run recorded for the table, read from dq_results itself."""
+    rows = (
+        ctx.lake.read(results_path(ctx))
+        .where(f"dataset = '{dataset}' AND layer = '{layer}' AND rule = 'table:row_count'")
+        .where(F.col("run_id") != ctx.run_id)
+        .collect()
+    )
+    newest = max(rows, key=lambda r: r["evaluated_at"])
+    return newest["observed"], newest["run_id"]
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_volume_change_compares_with_the_row_count_another_run_recorded_last(spark, tmp_path, engine):
+    config_dir = str(_config_dir(tmp_path))
+    config = load_dq_config(Path(config_dir) / "dq.yaml")  # volume_change: warn above 0.5
+
+    def run(run_id):
+        return make_ctx(spark, tmp_path / "lake", run_id=run_id, engine=engine, config_dir=config_dir)
+
+    # A record written before verdicts rode in commit metadata: the table answers.
+    old = run("run-1")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [("run-1", "gold_m", "m", "gold", "table:row_count", "", "warn", "4", "", True, "rule", now)]
+    old.lake.append(
+        results_path(old),
+        spark.createDataFrame(rows, RESULTS_SCHEMA),
+        metadata={"run_id": "run-1", "step": "gold_m", "dq": "m"},
+    )
+    second = run("run-2")
+    change = volume_result(second, config, "m", "gold", 8)
+    assert (change.passed, change.severity) == (False, "warn")
+    assert change.observed == "1.0000 (4 -> 8 rows, previous run run-1)"
+    assert _table_previous_rows(second, "m", "gold") == ("4", "run-1")
+
+    record(second, "gold_m", "m", "gold", _row_count(8))
+    record(second, "silver_m", "m", "silver", _row_count(50))  # another layer
+    record(second, "gold_other", "other", "gold", _row_count(100))  # another table
+    # The run's own record is not "the previous run": run-2 still compares with run-1.
+    assert (
+        volume_result(second, config, "m", "gold", 8).observed == "1.0000 (4 -> 8 rows, previous run run-1)"
+    )
+    third = run("run-3")
+    change = volume_result(third, config, "m", "gold", 6)
+    assert (change.passed, change.observed) == (True, "0.2500 (8 -> 6 rows, previous run run-2)")
+    assert _table_previous_rows(third, "m", "gold") == ("8", "run-2")
+    assert volume_result(third, config, "m", "silver", 50).observed.endswith(
+        "(50 -> 50 rows, previous run run-2)"
+    )
+    assert volume_result(third, config, "never_gated", "gold", 5) is None

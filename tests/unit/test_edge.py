@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
 from pipeline.driver.dag import Step
@@ -102,3 +104,47 @@ def test_the_local_executor_runs_its_registry_through_its_check():
     result = executor.run(Step(name="silver_accounts", job="silver", dataset="accounts"), ctx=None)
     assert result.details["dq"] == ["judged"] and log == ["publish", "release"]
     assert check.calls[0][1:4] == ("silver_accounts", "accounts", "silver")
+
+
+def _cached(frame) -> bool:
+    """Whether Spark holds `frame`'s own plan in its cache (the JVM cache manager's answer)."""
+    return frame.storageLevel.useMemory
+
+
+class CacheWatch(RecordingCheck):
+    """Records, when judging, whether the judged frame is cached."""
+
+    def judge(self, ctx, step, staged):
+        self.calls.append(("judged cached", _cached(staged.audit)))
+        return {}
+
+
+def _staged_frame(frame, log: list, release=lambda: None) -> Staged:
+    def publish():
+        log.append(("published cached", _cached(frame)))
+        return StepResult()
+
+    return Staged("orders", "silver", frame, publish, release=release)
+
+
+def test_a_frame_the_job_left_uncached_is_cached_through_the_publish_then_released(spark):
+    frame = spark.range(50).selectExpr("id", "id % 7 AS k").groupBy("k").count()
+    check, log = CacheWatch(), []
+    finish(None, "silver_orders", _staged_frame(frame, log), check)
+    assert (check.calls, log) == ([("judged cached", True)], [("published cached", True)])
+    assert not _cached(frame)
+
+
+def test_a_frame_the_job_cached_or_a_filter_of_it_gets_no_second_cache(spark):
+    source = spark.range(50).selectExpr("id", "id % 7 AS k").cache()
+    for audit in (source, source.where("k > 2").select("id")):
+        check, log = CacheWatch(), []
+        finish(
+            None,
+            "silver_orders",
+            _staged_frame(audit, log, release=partial(log.append, "job released")),
+            check,
+        )
+        assert check.calls == [("judged cached", audit is source)]  # a filter reads the job's cache
+        assert log[-1] == "job released" and _cached(source)  # the job's cache is the job's to free
+    source.unpersist()

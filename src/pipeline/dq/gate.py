@@ -5,8 +5,9 @@ the mart it is about to write), so rows failing a critical check never become vi
 
 `run_gate(ctx, step, dataset, layer, df, row_level_counts, table)`:
 
-1. The gated DataFrame (a silver batch, a gold mart) is cached once; one aggregate gives its row
-   count (and, for freshness, the newest `sequence_by`) and materialises the cache.
+1. The gated DataFrame (a silver batch, a gold mart) comes cached (the driver's edge keeps it
+   cached through the publish, `driver.edge.finish`); one aggregate gives its row count, for
+   freshness the newest `sequence_by` and gold's `counts` conditions.
 2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
    cached DataFrame, for verdicts only (GX bundles their metrics into few Spark jobs); the
    checks that failed run again for details (`validate_gx`). On a silver batch they are exact
@@ -20,7 +21,8 @@ the mart it is about to write), so rows failing a critical check never become vi
    the DataFrame is the whole table.
 5. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
-   count in dq_results, and gold `counts` (rows matching a condition, one aggregate).
+   count (the verdict in dq_results' commit metadata, no Spark job), and gold `counts` (rows
+   matching a condition, counted in step 1's aggregate).
 6. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
    validation results to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built
    once at the end of the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
@@ -46,11 +48,11 @@ from typing import Any
 
 import pandas as pd
 from pyspark.errors import AnalysisException
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
-from pipeline.dq.config import DqConfig, GoldRules, SilverRules, Thresholds, load_dq_config
+from pipeline.dq.config import Count, DqConfig, GoldRules, SilverRules, Thresholds, load_dq_config
 from pipeline.dq.suites import (
     ROW_COUNT_BOUNDS,
     Check,
@@ -206,7 +208,7 @@ def run_gate(
     table: TableAfter | None = None,
 ) -> list[DqResult]:
     """Validate `df` (what the step is about to publish), record every result, raise on critical
-    failures.
+    failures. `df` is read by several Spark jobs: the caller caches it (driver.edge.finish).
 
     `row_level_counts` (silver): {"rows": n, "quarantined": q, "rules": {rule: count}} from the
     silver step's single pass over the batch. `table` (silver): `df` is a batch to merge, and
@@ -221,14 +223,7 @@ def run_gate(
     if unknown:
         raise ConfigError(f"{ctx.settings.config_path(CONFIG_FILE)}: silver: no contract for {unknown}")
 
-    was_cached = df.is_cached  # the step's own cache is reused, and left for the step to release
-    if not was_cached:
-        df = df.cache()
-    try:
-        results = _evaluate(ctx, config, dataset, layer, df, row_level_counts, table)
-    finally:
-        if not was_cached:
-            df.unpersist()
+    results = _evaluate(ctx, config, dataset, layer, df, row_level_counts, table)
     record(ctx, step_name, dataset, layer, results)
     save_validations(ctx, step_name, f"{layer}.{dataset}")
     failed = [r for r in results if not r.passed and r.severity == "critical"]
@@ -261,8 +256,9 @@ def _evaluate(
 ) -> list[DqResult]:
     contract = ctx.contracts.get(dataset) if layer == "silver" else None
     seq = contract.sequence_by if contract is not None and contract.sequence_by in df.columns else None
-    aggs = [F.count(F.lit(1)).alias("rows")] + ([F.max(F.col(f"`{seq}`")).alias("newest")] if seq else [])
-    stats = df.agg(*aggs).first()  # also materialises the cache the validation reads
+    gold = config.gold_rules(dataset) if contract is None else None
+    where = f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}"
+    stats = _figures(df, seq, gold.counts if gold is not None else {}, where)
     rows = int(stats["rows"])
 
     results: list[DqResult] = []
@@ -270,7 +266,7 @@ def _evaluate(
         checks = silver_checks(contract, config, df.columns, ctx.references(contract))
         rules: SilverRules | None = config.silver_rules(dataset)
     else:
-        gold = config.gold_rules(dataset)
+        assert gold is not None
         checks = gold_checks(gold, config, df.columns)
         rules = None
         missing = gold_missing_columns(gold, df.columns)
@@ -290,8 +286,8 @@ def _evaluate(
         table_rows = table.rows
     results += validate_gx(f"{layer}.{dataset}", checks, df, rows)
     results.append(DqResult("table:row_count", "warn", True, str(table_rows), "", "", "rule"))
-    if contract is None:
-        results += count_results(gold, df, rows, f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}")
+    if gold is not None:
+        results += count_results(gold, stats, rows)
     if counts:
         results += row_level_results(config, rules, counts)
     if rules is not None:
@@ -524,20 +520,24 @@ def reference_results(ctx: Any, rules: SilverRules, df: DataFrame) -> list[DqRes
     return out
 
 
-def count_results(rules: GoldRules, df: DataFrame, rows: int, where: str) -> list[DqResult]:
-    """The gold `counts` rules: rows matching each condition, all counted in one aggregate."""
-    if not rules.counts:
-        return []
-    names = list(rules.counts)
+def _figures(df: DataFrame, seq: str | None, counts: dict[str, Count], where: str) -> Row:
+    """Every row-level figure of the gated frame in one aggregate (one Spark job): its row count,
+    the newest `seq` (freshness) and the rows matching each gold `counts` condition (`_c<i>`)."""
+    aggs = [F.count(F.lit(1)).alias("rows")] + ([F.max(F.col(f"`{seq}`")).alias("newest")] if seq else [])
     try:
-        counts = df.agg(
-            *[F.count_if(F.expr(rules.counts[n].where)).alias(f"_c{i}") for i, n in enumerate(names)]
-        ).first()
+        conditions = [F.count_if(F.expr(c.where)).alias(f"_c{i}") for i, c in enumerate(counts.values())]
+        return df.agg(*aggs, *conditions).first()
     except AnalysisException as exc:
+        if not counts:
+            raise
         raise ConfigError(f"{where}.counts: a condition does not apply to the table: {exc}") from exc
+
+
+def count_results(rules: GoldRules, figures: Row, rows: int) -> list[DqResult]:
+    """The gold `counts` rules: rows matching each condition, as `_figures` counted them."""
     out = []
-    for i, name in enumerate(names):
-        rule, n = rules.counts[name], int(counts[f"_c{i}"])
+    for i, (name, rule) in enumerate(rules.counts.items()):
+        n = int(figures[f"_c{i}"])
         out.append(
             DqResult(
                 f"count:{name}",
@@ -596,9 +596,42 @@ def freshness_result(ctx: Any, rules: SilverRules, column: str | None, newest: d
 def volume_result(ctx: Any, config: DqConfig, dataset: str, layer: str, rows: int) -> DqResult | None:
     """Row-count change against the latest row count an earlier run recorded for the table."""
     t = config.defaults.volume_change
-    path = results_path(ctx)
-    if (t.warn is None and t.critical is None) or not ctx.lake.exists(path):
+    if t.warn is None and t.critical is None:
         return None
+    previous = _previous_rows(ctx, dataset, layer)
+    if previous is None:
+        return None
+    try:
+        before, run = int(previous[0]), previous[1]
+    except (TypeError, ValueError):
+        return None
+    change = abs(rows - before) / before if before else (0.0 if rows == 0 else float("inf"))
+    breach = _breach(change, t)
+    return DqResult(
+        "table:volume_change",
+        breach or ("critical" if t.critical is not None else "warn"),
+        breach is None,
+        f"{change:.4f} ({before} -> {rows} rows, previous run {run})",
+        _expected(t),
+        "",
+        "rule",
+    )
+
+
+def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None:
+    """(observed table:row_count, run id) of the newest gate another run recorded for the table:
+    from the verdict in dq_results' commit metadata (no Spark job), or from the table for a
+    record written before verdicts rode in commit metadata."""
+    path = results_path(ctx)
+    newest = ctx.lake.newest_metadata_where(
+        path,
+        lambda m: m.get("dq") == dataset and m.get("layer", layer) == layer and m.get("run_id") != ctx.run_id,
+    )
+    if newest is None:
+        return None
+    if VERDICT_KEY in newest:
+        observed = [r["observed"] for r in newest[VERDICT_KEY] if r["rule"] == "table:row_count"]
+        return (observed[0], newest["run_id"]) if observed else None
     previous = (
         ctx.lake.read(path)
         .where(
@@ -611,23 +644,7 @@ def volume_result(ctx: Any, config: DqConfig, dataset: str, layer: str, rows: in
         .select("observed", "run_id")
         .first()
     )
-    if previous is None:
-        return None
-    try:
-        before = int(previous["observed"])
-    except (TypeError, ValueError):
-        return None
-    change = abs(rows - before) / before if before else (0.0 if rows == 0 else float("inf"))
-    breach = _breach(change, t)
-    return DqResult(
-        "table:volume_change",
-        breach or ("critical" if t.critical is not None else "warn"),
-        breach is None,
-        f"{change:.4f} ({before} -> {rows} rows, previous run {previous['run_id']})",
-        _expected(t),
-        "",
-        "rule",
-    )
+    return None if previous is None else (previous["observed"], previous["run_id"])
 
 
 # ---------------------------------------------------------------- recording
