@@ -81,7 +81,9 @@ class WriteResult:
 class MergeSpec:
     """Upsert by key: delete matched rows when `delete_when` holds (checked first), update the
     other matches (when `update` is set, and only where `update_when` holds), insert the
-    unmatched (when `insert` is set, and only where `insert_when` holds)."""
+    unmatched (when `insert` is set, and only where `insert_when` holds). `target_only`: a
+    predicate over the target alone that every target row matching a source row satisfies (the
+    source's key range, say), so the engine reads only the target files that can match."""
 
     keys: tuple[str, ...]
     update: bool = True
@@ -89,9 +91,11 @@ class MergeSpec:
     delete_when: str | None = None
     insert: bool = True
     insert_when: str | None = None
+    target_only: str | None = None
 
     def join_predicate(self) -> str:
-        return " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.keys)
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in self.keys)
+        return f"{on} AND ({self.target_only})" if self.target_only else on
 
     def rows_for_new_table(self, source: DataFrame) -> DataFrame:
         """What a merge into a table that does not exist yet inserts: every source row is

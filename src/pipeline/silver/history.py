@@ -6,7 +6,9 @@ time, then the source file and record position, so two runs over the same data p
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame, Window
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from pipeline.contracts.model import Contract
@@ -43,6 +45,36 @@ def with_earlier_versions(batch: DataFrame, earlier: DataFrame, contract: Contra
     touched = batch.select(*contract.keys).distinct()
     before = earlier.join(touched, list(contract.keys), "left_semi")
     return distinct_versions(batch.unionByName(before), contract)
+
+
+def late(sequence: Column, newest_consumed: datetime | None) -> Column:
+    """True for a version that is not after every version silver consumed before (the table's
+    recorded newest sequence value, an upper bound of them; None: unknown, so every version is
+    late). Only a late version can change or reorder what silver holds for its key."""
+    if newest_consumed is None:
+        return F.lit(True)
+    return ~F.coalesce(sequence > F.lit(newest_consumed), F.lit(False))
+
+
+def scd2_incoming(
+    batch: DataFrame, earlier: DataFrame, contract: Contract, newest_consumed: datetime | None
+) -> DataFrame:
+    """An SCD2 batch's versions to merge: for a key with a `late` version, with every earlier
+    version of it (`with_earlier_versions`: its chain is rebuilt from all its deliveries); for a
+    key whose versions all come after everything consumed, its own versions alone
+    (`distinct_versions`). Why that is enough: silver holds each key's chain folded from the
+    deliveries so far, and a version newer than all of them only extends the chain, comparing
+    itself with the newest stored version (`scd2_versions`), whose attributes are those of the
+    newest delivery. A late version may sit between two equal versions whose later one silver
+    folded away, so it needs the deliveries back."""
+    late_keys = (
+        batch.where(late(F.col(contract.sequence_by), newest_consumed)).select(*contract.keys).distinct()
+    )
+    keys = list(contract.keys)
+    in_order = distinct_versions(batch.join(late_keys, keys, "left_anti"), contract)
+    return in_order.unionByName(
+        with_earlier_versions(batch.join(late_keys, keys, "left_semi"), earlier, contract)
+    )
 
 
 def scd2_versions(existing: DataFrame, incoming: DataFrame, contract: Contract) -> DataFrame:

@@ -21,9 +21,11 @@ Accounting, reported and checked: bronze rows in = silver rows out + quarantined
 from __future__ import annotations
 
 import logging
+import re
+from datetime import date, datetime
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
@@ -31,6 +33,7 @@ from pipeline.contracts.model import Contract
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import LakeError, MergeSpec, Txn
 from pipeline.silver.conform import (
+    RULES,
     VALUE,
     check_evolution,
     conform,
@@ -39,7 +42,7 @@ from pipeline.silver.conform import (
     rule_counts,
     valid_values,
 )
-from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes, with_earlier_versions
+from pipeline.silver.history import distinct_versions, late, latest_per_key, scd2_changes, scd2_incoming
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import Staged, StepResult, TableAfter
 
@@ -84,15 +87,15 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             df.unpersist()
 
     try:
-        newest = (
-            f"`{VALUE}{contract.sequence_by}`"
-            if contract.sequence_by in contract.columns
-            else "_ingestion_ts"
-        )
-        # DQ: per-rule quarantine counts ride on this one aggregate, no extra scan.
+        history = contract.history == "scd2" and consumed is not None
+        consumed_newest = _consumed_newest(ctx, silver_path) if history else None
+        # DQ: per-rule quarantine counts ride on this one aggregate, no extra scan; so does the
+        # count of late SCD2 versions (the only ones that need bronze's earlier deliveries).
         totals = conformed.agg(
             *rule_count_aggregates(contract),
-            F.max(newest).alias("newest"),  # freshness: the newest data time this batch carries
+            F.max(newest_column(contract)).alias("newest"),  # freshness: the batch's newest data time
+            *([_late_count(contract, consumed_newest)] if history else []),
+            *_range_aggregates(contract),
         ).first()
         counts = rule_counts(totals, contract)
         rows_in, n_quarantined = counts["rows"], counts["quarantined"]
@@ -106,9 +109,9 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
         target = ctx.lake.read(silver_path) if ctx.lake.exists(silver_path) else None
         merged = silver_rows
-        if contract.history == "scd2" and consumed is not None:
-            merged = scd2_input(ctx, contract, valid, int(consumed))
-        source, spec = _merge_plan(contract, merged, target)
+        if history and totals["late"]:
+            merged = scd2_input(ctx, contract, valid, int(consumed), consumed_newest)
+        source, spec = _merge_plan(contract, merged, target, _target_range(contract, totals))
         if source is not silver_rows:
             source = source.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(source)
@@ -189,21 +192,96 @@ def table_after(
     return TableAfter(before + effect["inserted"] - effect["deleted"], newest)
 
 
-def scd2_input(ctx: RunContext, contract: Contract, batch: DataFrame, consumed: int) -> DataFrame:
-    """What an SCD2 merge recomputes, in silver's layout: the batch's valid rows with every valid
-    version bronze held at `consumed` for the keys the batch touches (history.with_earlier_versions).
-    The earlier rows are conformed again under today's contract, so a version replayed from
-    quarantine or erased from bronze counts as it does now. SCD2 tables are dimensions: the
-    bronze read this costs is small."""
+def newest_column(contract: Contract) -> str:
+    """The conformed column whose maximum is a batch's newest data time (freshness): the
+    sequence, or the delivery time when silver does not keep the sequence."""
+    if contract.sequence_by in contract.columns:
+        return f"`{VALUE}{contract.sequence_by}`"
+    return "_ingestion_ts"
+
+
+def _late_count(contract: Contract, consumed_newest: datetime | None):
+    """Aggregate over a conformed SCD2 batch: its valid versions that are history.late."""
+    sequence = F.col(f"`{VALUE}{contract.sequence_by}`")
+    return F.count_if((F.size(RULES) == 0) & late(sequence, consumed_newest)).alias("late")
+
+
+def _consumed_newest(ctx: RunContext, silver_path: str) -> datetime | None:
+    """The newest sequence value of every version silver consumed: the table's recorded newest
+    data time (freshness), the maximum over every batch it took, quarantined rows included, so
+    an upper bound of the versions it holds or folded away (history.late)."""
+    recorded = recorded_newest(ctx.lake, silver_path)
+    return datetime.fromisoformat(recorded) if recorded else None
+
+
+def scd2_input(
+    ctx: RunContext, contract: Contract, batch: DataFrame, consumed: int, consumed_newest: datetime | None
+) -> DataFrame:
+    """What an SCD2 merge recomputes, in silver's layout: the batch's valid rows and, for the
+    keys with a late version (history.scd2_incoming; every key when `consumed_newest` is None),
+    every valid version bronze held at `consumed`. The earlier rows are conformed again under
+    today's contract, so a version replayed from quarantine or erased from bronze counts as it
+    does now. SCD2 tables are dimensions: the bronze read this costs is small."""
     bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), consumed)
     earlier = valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
-    versions = with_earlier_versions(batch, earlier, contract)
+    versions = scd2_incoming(batch, earlier, contract, consumed_newest)
     return protect(versions, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
 
 
-def _merge_plan(contract: Contract, rows: DataFrame, target: DataFrame | None) -> tuple[DataFrame, MergeSpec]:
+def _matched_on(contract: Contract) -> tuple[str, ...]:
+    """The contract columns a merge into silver matches on (_merge_plan's keys but valid_from)."""
+    return (*contract.keys, *contract.partition_by) if contract.history == "events" else tuple(contract.keys)
+
+
+# A value written into a predicate as it is: both engines' SQL parsers read these the same way
+# (no quote, no backslash, which Spark's parser unescapes and DataFusion's does not).
+_PLAIN = re.compile(r"[\w .:@+/-]*", re.ASCII)
+
+
+def _range_aggregates(contract: Contract) -> list:
+    """Aggregates over a conformed batch: the lowest and highest valid value of each column the
+    merge matches on (for _target_range), riding on the step's one aggregate."""
+    valid = F.size(RULES) == 0
+    out = []
+    for i, name in enumerate(_matched_on(contract)):
+        value = F.when(valid, F.col(f"`{VALUE}{name}`"))
+        out += [F.min(value).alias(f"_lo_{i}"), F.max(value).alias(f"_hi_{i}")]
+    return out
+
+
+def _target_range(contract: Contract, totals: Row) -> str | None:
+    """A predicate over silver alone that every row the batch's merge matches satisfies: each
+    matched-on column between the batch's lowest and highest value (_range_aggregates). The
+    engines skip the files (and partitions) outside it, by their min/max statistics, in the
+    merge and in merge_effect. Only plain literals: a column whose values are not plain strings,
+    dates or integers (or that PII protection rewrites) is left out."""
+    ranges = []
+    for i, name in enumerate(_matched_on(contract)):
+        lo, hi = totals[f"_lo_{i}"], totals[f"_hi_{i}"]
+        literals = [_literal(lo), _literal(hi)]
+        if contract.columns[name].pii in ("none", "name") and None not in literals:
+            ranges.append(f"t.`{name}` BETWEEN {literals[0]} AND {literals[1]}")
+    return " AND ".join(ranges) or None
+
+
+def _literal(value) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return f"'{value}'"
+    return None
+
+
+def _merge_plan(
+    contract: Contract, rows: DataFrame, target: DataFrame | None, target_range: str | None = None
+) -> tuple[DataFrame, MergeSpec]:
     """What to merge into silver and how: the batch's rows by key, or for SCD2 the recomputed
-    version chains of the batch's keys (history.scd2_changes) by (key, valid_from)."""
+    version chains of the batch's keys (history.scd2_changes) by (key, valid_from). `target_range`:
+    the batch's key range (_target_range), to read only the part of silver that can match."""
     if contract.history == "scd2":
         if target is not None:
             existing = target.join(rows.select(*contract.keys).distinct(), list(contract.keys), "left_semi")
@@ -216,22 +294,26 @@ def _merge_plan(contract: Contract, rows: DataFrame, target: DataFrame | None) -
                 }
             )
         spec = MergeSpec(
-            keys=(*contract.keys, "valid_from"), delete_when=SUPERSEDED, insert_when=f"NOT ({SUPERSEDED})"
+            keys=(*contract.keys, "valid_from"),
+            delete_when=SUPERSEDED,
+            insert_when=f"NOT ({SUPERSEDED})",
+            target_only=target_range,
         )
         return scd2_changes(existing, rows, contract), spec
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
-        return rows, MergeSpec(keys=(*contract.keys, *contract.partition_by), update=False)
+        return rows, MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
     newer = f"s.`{seq}` >= t.`{seq}`"
     deleted = f"s.`{contract.soft_delete}`" if contract.soft_delete else None
     spec = MergeSpec(
-        keys=tuple(contract.keys),
+        keys=_matched_on(contract),
         update_when=newer,
         delete_when=f"{deleted} AND {newer}" if deleted else None,
         insert_when=f"NOT {deleted}" if deleted else None,
+        target_only=target_range,
     )
     return rows, spec
 

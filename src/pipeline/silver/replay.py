@@ -26,12 +26,12 @@ from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.driver.edge import Check, finish
-from pipeline.freshness import recorded_newest
+from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key
-from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, audited, scd2_input, table_after
+from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, audited, newest_column, scd2_input, table_after
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import Staged, StepResult
 
@@ -96,6 +96,7 @@ def replay_quarantine(ctx: RunContext, name: str, *, check: Check, dry_run: bool
             F.count_if(~passes & (F.array_join(RULES, "; ") != F.col(_OLD_REASON))).alias("changed"),
             # Order-free digest of the replayed rows (decimal: a long sum could overflow under ANSI).
             F.sum(F.when(passes, identity.cast("decimal(38,0)"))).alias("digest"),
+            F.max(F.when(passes, F.col(newest_column(contract)))).alias("newest"),
         ).first()
         rows, replayed = int(totals["rows"]), int(totals["replayed"])
         digest = str(totals["digest"] or 0)
@@ -137,6 +138,9 @@ def replay_quarantine(ctx: RunContext, name: str, *, check: Check, dry_run: bool
                         DIGEST: digest,
                         "rows_in": replayed,
                         "duplicates": replayed - written,
+                        # Freshness, and the bound of the versions silver consumed that its
+                        # next step compares a batch with (job.scd2_input).
+                        NEWEST_KEY: table_newest(ctx.lake, silver_path, totals["newest"]),
                     },
                 )
         finally:
@@ -165,7 +169,7 @@ def _with_history(ctx: RunContext, contract, replayed: DataFrame) -> DataFrame:
         return protect(distinct_versions(replayed, contract), contract, pii_key(ctx.settings)).drop(
             "_ingestion_ts"
         )
-    return scd2_input(ctx, contract, replayed, int(consumed))
+    return scd2_input(ctx, contract, replayed, int(consumed), None)  # replayed rows: late, all
 
 
 def _checked_merge(
