@@ -7,7 +7,8 @@ the mart it is about to write), so rows failing a critical check never become vi
 
 1. The gated DataFrame (a silver batch, a gold mart) comes cached (the driver's edge keeps it
    cached through the publish, `driver.edge.finish`); one aggregate gives its row count, for
-   freshness the newest `sequence_by` and gold's `counts` conditions.
+   freshness the newest `sequence_by` and gold's `counts` conditions. Up to ONE_PARTITION_ROWS
+   rows, the checks below read it as one partition (no shuffle, fewer Spark jobs).
 2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
    cached DataFrame, for verdicts only (GX bundles their metrics into few Spark jobs); the
    checks that failed run again for details (`validate_gx`). On a silver batch they are exact
@@ -71,6 +72,7 @@ CONFIG_FILE = "dq.yaml"
 VERDICT_KEY = "verdict"  # dq_results commit metadata: the recorded results, as DqResult fields
 VERDICTS = "BOOLEAN_ONLY"  # every check's verdict from bundled aggregates (validate_gx)
 DETAILS = "BASIC"  # failed checks only: unexpected counts, percentages, up to 20 examples
+ONE_PARTITION_ROWS = 1_000_000  # a gated frame up to this size is validated in one partition
 
 RESULTS_SCHEMA = StructType(
     [
@@ -260,6 +262,10 @@ def _evaluate(
     where = f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}"
     stats = _figures(df, seq, gold.counts if gold is not None else {}, where)
     rows = int(stats["rows"])
+    if rows <= ONE_PARTITION_ROWS:
+        # One task reads the cached partitions: GX's aggregates and its uniqueness window need no
+        # shuffle (measured: 9 Spark jobs -> 4 per validation, faster up to 535k rows on 2 cores).
+        df = df.coalesce(1)
 
     results: list[DqResult] = []
     if contract is not None:
