@@ -57,6 +57,7 @@ class _Rows:
 
 _HELD: dict[str, _Rows] = {}  # ledger path -> its rows (steps may run in threads: _HELD_LOCK)
 _HELD_LOCK = threading.Lock()
+_APPEND_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -110,26 +111,31 @@ class Ledger:
         if not files:
             return
         df = self.lake.spark.createDataFrame([(dataset, f, bronze_version, batch_id) for f in files], SCHEMA)
-        try:
-            result = self.lake.append(
-                self.path,
-                df,
-                metadata={"dataset": dataset},
-                txn=Txn(f"ingested_files:{dataset}", bronze_version),
-            )
-        except Exception as exc:
-            if not lost_commit_race(exc):
-                raise
-            log.info("%s: another writer recorded bronze v%d in the ledger first", dataset, bronze_version)
-            return
-        if result.skipped or result.version is None:
-            return
-        with _HELD_LOCK:
-            held = _HELD.get(self.path)
-            # The version after the one held is this append alone: the rows held plus these.
-            if held is not None and result.version == held.key[1] + 1:
-                key = (held.key[0], result.version)
-                _HELD[self.path] = held.plus(key, ((dataset, f, bronze_version) for f in files))
+        # One append of this process at a time: the version read after it is then this append's
+        # (or later, when another process wrote too), never a parallel step's.
+        with _APPEND_LOCK:
+            try:
+                result = self.lake.append(
+                    self.path,
+                    df,
+                    metadata={"dataset": dataset},
+                    txn=Txn(f"ingested_files:{dataset}", bronze_version),
+                )
+            except Exception as exc:
+                if not lost_commit_race(exc):
+                    raise
+                log.info(
+                    "%s: another writer recorded bronze v%d in the ledger first", dataset, bronze_version
+                )
+                return
+            if result.skipped or result.version is None:
+                return
+            with _HELD_LOCK:
+                held = _HELD.get(self.path)
+                # The version after the one held is this append alone: the rows held plus these.
+                if held is not None and result.version == held.key[1] + 1:
+                    key = (held.key[0], result.version)
+                    _HELD[self.path] = held.plus(key, ((dataset, f, bronze_version) for f in files))
 
     def _from_bronze(self, table: str, after: int, until: int) -> set[str]:
         """Landing files of bronze's file commits in (after, until], from their metadata; a
@@ -148,7 +154,9 @@ class Ledger:
 # ConcurrentTransactionException; a schema change in the winning commit: MetadataChangedException,
 # checked before the Txn), delta-rs's commit conflict ("Concurrent transaction failed").
 _LOST_RACE = re.compile(
-    r"Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|concurrent transaction",
+    # delta-spark's exceptions; delta-rs's CommitFailedError messages
+    r"Concurrent\w*Exception|MetadataChangedException|ProtocolChangedException|concurrent transaction"
+    r"|(metadata|protocol) changed since last commit",
     re.IGNORECASE,
 )
 

@@ -627,17 +627,18 @@ def volume_result(ctx: Any, config: DqConfig, dataset: str, layer: str, rows: in
 def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None:
     """(observed table:row_count, run id) of the newest gate another run recorded for the table:
     from the verdict in dq_results' commit metadata (no Spark job), or from the table for a
-    record written before verdicts rode in commit metadata."""
+    record written before verdicts rode in commit metadata, or whose commit left the log
+    (`delta.logRetentionDuration`: a table not gated for a month keeps its volume rule)."""
     path = results_path(ctx)
     newest = ctx.lake.newest_metadata_where(
         path,
         lambda m: m.get("dq") == dataset and m.get("layer", layer) == layer and m.get("run_id") != ctx.run_id,
     )
-    if newest is None:
-        return None
-    if VERDICT_KEY in newest:
+    if newest is not None and VERDICT_KEY in newest:
         observed = [r["observed"] for r in newest[VERDICT_KEY] if r["rule"] == "table:row_count"]
         return (observed[0], newest["run_id"]) if observed else None
+    if not ctx.lake.exists(path):
+        return None
     previous = (
         ctx.lake.read(path)
         .where(

@@ -33,8 +33,9 @@ def finish(ctx: Any, step: str, output: JobOutput, check: Check) -> StepResult:
         output.result.details.update(check.stands(ctx, step, output.dataset, output.layer))
         return output.result
     if isinstance(output, Staged):
-        kept = _keep(output.audit)
+        kept = False
         try:
+            kept = _keep(output.audit)
             verdict = check.judge(ctx, step, output)
             result = output.publish()
         finally:
