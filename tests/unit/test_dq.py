@@ -473,17 +473,23 @@ def test_recheck_reads_a_verdict_recorded_without_commit_metadata_from_the_table
     ctx = make_ctx(
         spark, tmp_path / "lake", run_id="old-run", engine=engine, config_dir=str(_config_dir(tmp_path))
     )
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [("old-run", "gold_m", "m", "gold", "k:unique", "k", "critical", "2", "0", False, "gx", now)]
-    ctx.lake.append(
-        results_path(ctx),
-        spark.createDataFrame(rows, RESULTS_SCHEMA),
-        metadata={"run_id": "old-run", "step": "gold_m", "dq": "m"},
-    )
+    _record_without_verdict(ctx, ("k:unique", "k", "critical", "2", "0", False, "gx"))
     with pytest.raises(DqGateFailed) as err:
         recheck(ctx, "gold_m", "m", "gold")
     assert _detail_set(err.value.details["dq"]) == {("k:unique", "critical", False, "2", "0", "k")}
     assert err.value.details["dq_from_run"] == "old-run"
+
+
+def _record_without_verdict(ctx, result: tuple) -> None:
+    """One gold_m result of run `ctx.run_id` in dq_results, as written before verdicts rode in
+    commit metadata. `result`: rule, column, severity, observed, expected, passed, engine."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    row = (ctx.run_id, "gold_m", "m", "gold", *result, now)
+    ctx.lake.append(
+        results_path(ctx),
+        ctx.spark.createDataFrame([row], RESULTS_SCHEMA),
+        metadata={"run_id": ctx.run_id, "step": "gold_m", "dq": "m"},
+    )
 
 
 def _row_count(rows: int) -> list[DqResult]:
@@ -511,14 +517,7 @@ def test_volume_change_compares_with_the_row_count_another_run_recorded_last(spa
         return make_ctx(spark, tmp_path / "lake", run_id=run_id, engine=engine, config_dir=config_dir)
 
     # A record written before verdicts rode in commit metadata: the table answers.
-    old = run("run-1")
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [("run-1", "gold_m", "m", "gold", "table:row_count", "", "warn", "4", "", True, "rule", now)]
-    old.lake.append(
-        results_path(old),
-        spark.createDataFrame(rows, RESULTS_SCHEMA),
-        metadata={"run_id": "run-1", "step": "gold_m", "dq": "m"},
-    )
+    _record_without_verdict(run("run-1"), ("table:row_count", "", "warn", "4", "", True, "rule"))
     second = run("run-2")
     change = volume_result(second, config, "m", "gold", 8)
     assert (change.passed, change.severity) == (False, "warn")
