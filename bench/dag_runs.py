@@ -112,6 +112,8 @@ def run_dag(
                 "peak_mb": figures["peak_mb"],
                 "attempts": outcome.attempts,
                 "skipped": outcome.details.get("skipped"),
+                # a gold step's path: full or incremental, why in full, how many keys recomputed
+                **{k: outcome.details.get(k) for k in ("write", "full_rebuild", "keys_recomputed")},
                 "dq_s": float(outcome.details.get("dq_seconds") or 0.0),
                 "observers_s": sum(v for (_, key), v in observer_s.items() if key == outcome.step),
             }

@@ -236,7 +236,7 @@ def print_incremental(full: dict, incr: dict, same: dict, added: dict, share: fl
     print("   new records: " + ", ".join(f"{n} {a['rows']:,}" for n, a in added.items()))
     header = (
         f"{'step':<26} {'warm s':>8} | {'incr s':>8} {'rows in':>8} {'incr/full':>9} | "
-        f"{'no-change s':>11} {'/full':>6}"
+        f"{'no-change s':>11} {'/full':>6}  increment's write (gold)"
     )
     rule = "-" * len(header)
     print(header)
@@ -247,6 +247,7 @@ def print_incremental(full: dict, incr: dict, same: dict, added: dict, share: fl
         return (
             f"{name:<26} {f['seconds']:>8.2f} | {i['seconds']:>8.2f} {i['rows_in']:>8,} "
             f"{i['seconds'] / f['seconds']:>8.2f}x | {n['seconds']:>11.2f} {n['seconds'] / f['seconds']:>5.2f}x"
+            f"{_write_path(i)}"
         )
 
     for s in full["steps"]:
@@ -255,3 +256,13 @@ def print_incremental(full: dict, incr: dict, same: dict, added: dict, share: fl
     for layer in full["layers"]:
         print(line(f"{layer} total", full["layers"][layer], incr["layers"][layer], same["layers"][layer]))
     print(line("total", full["total"], incr["total"], same["total"]))
+
+
+def _write_path(step: dict) -> str:
+    """A gold step's write on the increment: incremental and how many keys (orders, dates) it
+    recomputed, or full and why; empty for other steps."""
+    if step.get("write") == "incremental":
+        return f"  incremental, {step.get('keys_recomputed')} keys"
+    if step.get("write") == "full":
+        return f"  full: {step.get('full_rebuild')}"
+    return f"  skipped: {step['skipped']}" if step.get("skipped") and step["layer"] == "gold" else ""
