@@ -28,9 +28,11 @@ from pipeline.dq.gate import (
     record,
     results_path,
     run_gate,
+    validations_path,
     volume_result,
 )
 from pipeline.dq.suites import gold_checks, silver_checks
+from pipeline.files import s3_parts
 from pipeline.lake import MergeSpec
 from pipeline.settings import ConfigError
 from pipeline.silver.job import merge_effect
@@ -169,6 +171,23 @@ def test_gate_critical_duplicate_key_raises_after_recording(spark, tmp_path):
     assert any("order_id" in page and "gold.fct_orders" in page for page in pages)
 
 
+def test_a_run_without_a_gate_leaves_the_data_docs_as_they_are(spark, tmp_path):
+    """A rerun with nothing new runs no gate: the site is not rebuilt (it costs about a second),
+    even in a process whose GX context holds an earlier run's validations."""
+    ctx = _ctx(spark, tmp_path, GOLD_DUP % "warn")
+    run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark))
+    observer = DataDocsObserver()
+    observer.run_finished(ctx, None)
+    index = Path(docs_path(ctx)) / "index.html"
+    assert observer.last_index and index.exists()
+    index.unlink()
+    idle = make_ctx(spark, tmp_path / "lake", run_id="dq-rerun", config_dir=ctx.settings.config_dir)
+    observer.run_finished(idle, None)
+    assert observer.last_index is None and not index.exists()
+    observer.run_finished(ctx, None)  # the gated run's docs are built again on request
+    assert index.exists()
+
+
 def test_data_docs_go_to_the_lake_on_s3(spark, tmp_path, monkeypatch):
     """AWS is a config switch: with the lake root on S3 the site is written to
     s3://<bucket>/<lake>/_ops/data_docs/, as it is to the folder locally, pages GX dropped removed."""
@@ -184,6 +203,10 @@ def test_data_docs_go_to_the_lake_on_s3(spark, tmp_path, monkeypatch):
         stale = "prod/lake/_ops/data_docs/validations/an-earlier-site-page.html"
         s3.put_object(Bucket="lake-bucket", Key=stale, Body=b"old")
         on_s3 = make_ctx(spark, "s3://lake-bucket/prod/lake", config_dir=ctx.settings.config_dir)
+        # The S3 run's gate results, as the EMR job that gated the step keeps them beside the lake.
+        kept = Path(validations_path(ctx)) / "gold_fct_orders.json"
+        _, key = s3_parts(f"{validations_path(on_s3)}/gold_fct_orders.json")
+        s3.put_object(Bucket="lake-bucket", Key=key, Body=kept.read_bytes())
         observer = DataDocsObserver()
         observer.run_finished(on_s3, None)
         listed = s3.list_objects_v2(Bucket="lake-bucket", Prefix="prod/lake/_ops/data_docs/")

@@ -70,9 +70,10 @@ def build_docs(ctx: Any, config: DqConfig, client: Any = None) -> str | None:
     target = docs_path(ctx)
     if not is_local(target) and urlparse(target).scheme in S3_SCHEMES:
         client = client or s3_client(ctx.settings.lake.storage_options)
-    added = _load_results(ctx, client)
-    if _Gx.context is None and not added:
-        return None  # no gate ran in this run
+    if not _load_results(ctx, client):
+        # No gate ran in this run (a rerun with nothing new): the site stands as the last run
+        # left it. A long-lived process keeps its GX context between runs, so ask the run's folder.
+        return None
     if is_local(target):
         return _build_site(str(local_path(target)))
     if urlparse(target).scheme not in S3_SCHEMES:
@@ -153,7 +154,8 @@ def _result_files(folder: str, client: Any) -> dict[str, str]:
 
 def _load_results(ctx: Any, client: Any) -> int:
     """Put the run's validation results that other processes kept into the rendering context;
-    how many. Unreadable files are skipped with a warning: docs are a report."""
+    how many result files the run has (this process's included). Unreadable files are skipped
+    with a warning: docs are a report."""
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
@@ -161,19 +163,19 @@ def _load_results(ctx: Any, client: Any) -> int:
     )
 
     folder = validations_path(ctx)
+    mine = sum(1 for location in _Gx.saved if location.startswith(folder + "/"))
     if not is_local(folder) and urlparse(folder).scheme not in S3_SCHEMES:
-        return 0
+        return mine
     try:
         files = _result_files(folder, client)
     except Exception:  # noqa: BLE001
         log.warning("dq: cannot list validation results under %s", folder, exc_info=True)
-        return 0
+        return mine
     todo = {k: v for k, v in files.items() if k not in _Gx.saved and k not in _Docs.loaded}
     if not todo:
-        return 0
+        return max(len(files), mine)
     context, _ = _context()
     store = context.validation_results_store
-    added = 0
     for location, text in todo.items():
         try:
             payload = json.loads(text)
@@ -185,11 +187,10 @@ def _load_results(ctx: Any, client: Any) -> int:
                     batch_identifier=payload["step"],
                 )
                 store.set(key, store.deserialize(json.dumps(result)))
-            added += 1
             _Docs.loaded.add(location)
         except Exception:  # noqa: BLE001
             log.warning("dq: skipping unreadable validation results %s", location, exc_info=True)
-    return added
+    return max(len(files), mine)
 
 
 def _build_site(base: str) -> str | None:
