@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
@@ -67,6 +67,26 @@ runs = st.lists(st.lists(delivery, min_size=1, max_size=5), min_size=1, max_size
 # Three runs: late and in-order keys meet in one batch, and a late version follows a run whose
 # keys took the in-order path.
 three_runs = st.lists(st.lists(delivery, min_size=1, max_size=5), min_size=3, max_size=3)
+
+# The known edge cases, tried on every build besides the generated examples.
+A, B = KEYS
+X = {"segment": "SMB", "country": "US", "annual_revenue": None}
+Y = {"segment": "Enterprise", "country": "DE", "annual_revenue": Decimal("10.00")}
+# A late version between two equal ones (silver folded the later one away), a timestamp
+# delivered again with other values (the later delivery wins), a deletion.
+LATE_BETWEEN_EQUAL = [
+    [(A, 0, X, False), (A, 2, X, False), (B, 1, X, False)],
+    [(A, 1, Y, False), (B, 1, Y, False), (B, 3, X, True)],
+]
+# Out of order, the same timestamp twice, a repeated value, a deletion then a comeback.
+SHUFFLED = [(A, 3, X, False), (A, 1, Y, False), (A, 1, X, False), (A, 2, X, True), (A, 4, Y, False), (B, 0, X, False)]  # fmt: skip
+# Drifting by three hours a run: a late version equal to its stored successor absorbs it, in
+# the same batch as an in-order key; then a late change beside an in-order deletion.
+DRIFTING = [
+    [(A, 5, Y, False), (B, 0, X, False)],
+    [(A, 0, Y, False), (B, 4, Y, False)],
+    [(A, 0, X, False), (B, 5, X, True)],
+]
 
 
 def row(key: str, hour: int, attrs: dict, deleted: bool) -> dict:
@@ -187,6 +207,7 @@ def as_of_lookups(spark, chains: dict[str, list[dict]], order_half_hours: list[i
 
 
 @given(runs, st.lists(st.integers(min_value=-2, max_value=12), min_size=1, max_size=6))
+@example(LATE_BETWEEN_EQUAL, [-2, 0, 1, 2, 3, 12])  # before, on and between versions, after
 def test_scd2_runs_keep_one_current_row_contiguous_versions_and_the_as_of_lookup_finds_the_one_in_force(
     spark, runs_, order_half_hours
 ):
@@ -209,6 +230,7 @@ def test_scd2_runs_keep_one_current_row_contiguous_versions_and_the_as_of_lookup
 
 
 @given(st.lists(delivery, min_size=1, max_size=10))
+@example(SHUFFLED)
 def test_one_run_over_shuffled_deliveries_gives_the_brute_force_history(spark, deliveries):
     """Out of order, repeated values, the same timestamp twice (the later delivery wins)."""
     assert history(spark, [deliveries]) == expected_versions([deliveries])
@@ -221,6 +243,7 @@ def test_a_late_version_between_two_equal_ones_keeps_the_later_one(spark):
 
 
 @given(three_runs)
+@example(DRIFTING)
 def test_runs_over_drifting_deliveries_give_the_one_run_history(spark, runs_):
     """Each run's hours move on by three: most versions come after everything consumed (no
     earlier deliveries needed), some are late, often both in one batch."""
