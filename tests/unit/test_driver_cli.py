@@ -139,7 +139,12 @@ def test_status_of_a_named_run_and_as_json(lake, config_dir, capsys):
     assert cli.main(args) == 0
     assert "run 20250101T000000Z-aaaaaa: succeeded" in capsys.readouterr().out
     assert cli.main([*args, "--json"]) == 0
-    assert RunState.from_json(capsys.readouterr().out).run_id == "20250101T000000Z-aaaaaa"
+    out = capsys.readouterr().out
+    assert RunState.from_json(out).run_id == "20250101T000000Z-aaaaaa"
+    # This config folder has no catalogue, which names the stream tables: no leases, and why.
+    shown = json.loads(out)
+    assert shown["stream_leases"] is None
+    assert "datasets.yaml" in shown["stream_leases_not_shown"]
 
 
 def test_status_of_an_unknown_run_says_where_it_looked(lake, config_dir, capsys):

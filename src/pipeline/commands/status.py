@@ -51,24 +51,31 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"no runs recorded under {runs}", file=sys.stderr)
         return 2
     dead = presumed_dead(state, host=socket.gethostname(), alive=process_alive, now=datetime.now(UTC))
+    unshown = None  # why the stream leases are not shown
     try:
         (_, lease, holder), *streams = lease_lines(settings)
     except ConfigError as exc:  # the catalogue names the streams; the run's status stands without it
         lease, holder = lease_holder(settings)
-        streams = [("", f"stream leases: not shown ({exc})", None)]
+        streams, unshown = [], f"stream leases: not shown ({exc})"
     if args.json:
         data = json.loads(state.to_json())
         if dead:
             data["dead"] = dead  # the recorded status stays "running": this is the reader's verdict
         data["lease"] = {"holder": asdict(holder) if holder else None, "text": lease}
-        data["stream_leases"] = {
-            dataset: {"holder": asdict(held) if held else None, "text": text}
-            for dataset, text, held in streams
-        }
+        data["stream_leases"] = (
+            None
+            if unshown
+            else {
+                dataset: {"holder": asdict(held) if held else None, "text": text}
+                for dataset, text, held in streams
+            }
+        )
+        if unshown:
+            data["stream_leases_not_shown"] = unshown
         print(json.dumps(data, indent=2))
     else:
         print(describe_run(state, store.location(state.run_id), dead))
-        for line in [lease, *(text for _, text, _ in streams)]:
+        for line in [lease, *(text for _, text, _ in streams), *([unshown] if unshown else [])]:
             print(f"  {line}")
         print(summary_table(state, full_errors=True))
         for line in _job_runs(state):
