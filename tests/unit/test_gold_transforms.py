@@ -362,12 +362,11 @@ def test_fx_changes_reach_the_carried_days_and_the_clamped_dates(spark):
     new = fx_rows(
         spark, [(d(2024, 1, 5), "EUR", "2.5"), (d(2024, 1, 8), "EUR", "3"), (d(2024, 1, 9), "EUR", "4")]
     )
-    changed = I.fx_changes(old, new, d(2024, 1, 5), d(2024, 1, 9))
+    # The change feed: the rows inserted or updated (Monday's, unchanged, is not in it).
+    changed = I.fx_changes(new.exceptAll(old))
     assert {(r["fx_date"], r["currency"]) for r in changed.collect()} == {
         (d(2024, 1, 5), "EUR"),
-        (d(2024, 1, 6), "EUR"),
-        (d(2024, 1, 7), "EUR"),
-        (d(2024, 1, 9), "EUR"),  # Tuesday: Monday's rate carried before, its own now
+        (d(2024, 1, 9), "EUR"),
     }
     orders = spark.createDataFrame(
         [
@@ -390,7 +389,7 @@ def test_fx_changes_reach_the_carried_days_and_the_clamped_dates(spark):
     )
     # O1 on the weekend, O3 after the last rate (looked up on the calendar's end), O2 changed in
     # silver; O4 (USD) and O5 (no GBP rate changed) keep their rows.
-    affected = I.affected_orders(orders, orders.where("order_id = 'O2'"), (changed, d(2024, 1, 9)))
+    affected = I.affected_orders(orders, orders.where("order_id = 'O2'"), (changed, T.fx_calendar(new)))
     assert sorted(r["order_id"] for r in affected.collect()) == ["O1", "O2", "O3"]
     # The selection is exact: fct_orders differs between the two FX versions on O1 and O3 only.
     accounts = account_rows(spark)
@@ -431,7 +430,11 @@ def test_account_changes_select_the_orders_whose_attributes_in_force_changed(spa
         ],
         ORDERS,
     )
-    changed = I.account_changes(orders, old, new, "unknown")
+    # The change feed as silver's SCD2 merge writes it: every version of a touched account (the
+    # recomputed chain), here also ACC-000002's, rewritten unchanged.
+    feed = new.where("account_id IN ('ACC-000001', 'ACC-000002')")
+    changed = I.account_changes(orders, old, new, "unknown", feed)
+    assert [r["order_id"] for r in changed.collect()] == ["O2"]  # not O5: ACC-000002 is as it was
     affected = I.affected_orders(orders, orders.where("order_id = 'O5'"), accounts_changed=changed)
     # O2 now falls in the new Mid-Market/FR range; O1 (the first range's unchanged part), O3 (a
     # later range) and O4 (before the first version, still unknown) keep their attributes; O5
@@ -442,5 +445,5 @@ def test_account_changes_select_the_orders_whose_attributes_in_force_changed(spa
     after, before = T.fct_orders(orders, new, fx), T.fct_orders(orders, old, fx)
     assert [r["order_id"] for r in after.exceptAll(before).collect()] == ["O2"]
     # So is the `earliest` policy's: O4 takes the first version either way.
-    earliest = I.account_changes(orders, old, new, "earliest")
+    earliest = I.account_changes(orders, old, new, "earliest", feed)
     assert [r["order_id"] for r in earliest.collect()] == ["O2"]

@@ -33,7 +33,7 @@ class FctOrdersOptions:
 @dataclass(frozen=True)
 class IncrementalOptions:
     # Above this share (0 to 1) of a mart's rows affected by the changed inputs, it is rebuilt in full
-    # (one overwrite) instead of merged: a MERGE of most keys rewrites most files and costs more.
+    # instead of recomputing those rows and keeping the others (which then costs more).
     rebuild_above_share: float = 0.25
 
     def __post_init__(self) -> None:

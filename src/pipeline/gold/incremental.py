@@ -1,15 +1,14 @@
 """Which keys of a gold mart its changed inputs affect: pure DataFrame functions, used by the I/O
 edge (`marts.build_gold`) to recompute and replace only those keys.
 
-Each function compares an input before and after (the versions recorded in the mart's last commit
-and the current ones) through the very lookup the mart uses, so a key is selected exactly when
-its computed row can differ: an order whose FX lookup or account attributes in force changed, a
-date holding a changed order, an event date with new events.
+Each function starts from an input's change feed between the versions recorded in the mart's last
+commit and the current ones, and looks the changed rows up through the very lookup the mart uses
+(broadcast, one pass over the orders), so a key is selected when its computed row can differ: an
+order that looks up a changed FX rate or whose account attributes in force changed, a date
+holding a changed order, an event date with new events.
 """
 
 from __future__ import annotations
-
-from datetime import date
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -17,57 +16,54 @@ from pyspark.sql import functions as F
 from pipeline.gold import transforms as T
 
 
-def symmetric_difference(old: DataFrame, new: DataFrame) -> DataFrame:
-    """Rows in exactly one of the two (as multisets; nulls compare equal)."""
-    return old.exceptAll(new).unionByName(new.exceptAll(old))
-
-
-def fx_changes(old_rates: DataFrame, new_rates: DataFrame, start: date, end: date) -> DataFrame:
-    """(fx_date, currency) whose as-of rate (or rate date) differs between two fx_rates versions.
-
-    Both calendars span the same days [start, end]: from the first rate of either version to the
-    last of either. A calendar extended past its last rate carries that rate forward, which is
-    what the lookup's clamp to the calendar's end gives, so a date after `end` looks up `end`.
-    """
-    cols = ["fx_date", "currency", "rate_to_usd", "rate_date"]
-    old = T.fx_calendar(old_rates, start, end).select(cols)
-    new = T.fx_calendar(new_rates, start, end).select(cols)
-    return symmetric_difference(old, new).select("fx_date", "currency").distinct()
+def fx_changes(changed_rates: DataFrame) -> DataFrame:
+    """(fx_date, currency) of the FX rates inserted or updated between two fx_rates versions (the
+    change feed's rows; USD is 1 whatever silver holds)."""
+    return changed_rates.where(F.col("currency") != "USD").select(
+        F.col("rate_date").alias("fx_date"), "currency"
+    )
 
 
 def account_changes(
-    orders: DataFrame, old_accounts: DataFrame, new_accounts: DataFrame, before_first_version: str
+    orders: DataFrame,
+    old_accounts: DataFrame,
+    new_accounts: DataFrame,
+    before_first_version: str,
+    changed_accounts: DataFrame,
 ) -> DataFrame:
     """order_id of every order whose account attributes in force at its order_ts (segment,
     country, whether a version is known) differ between two versions of silver accounts.
 
-    Only the orders of accounts with an added or removed validity range
-    (`transforms.account_versions` rows) are looked up, in both versions, and compared: a new
-    version valid from today splits the open range, yet leaves every older order as it was."""
-    old = T.account_versions(old_accounts, before_first_version)
-    new = T.account_versions(new_accounts, before_first_version)
-    accounts = F.broadcast(symmetric_difference(old, new).select("_acc_id").distinct())
-    mine = orders.join(accounts, F.col("account_id") == F.col("_acc_id"), "left_semi")
-
-    def in_force(versions: DataFrame) -> DataFrame:
-        versions = F.broadcast(versions.join(accounts, "_acc_id", "left_semi"))
-        return mine.join(versions, T.in_force(), "left").select(
-            "order_id", "segment", "country", F.col("_acc_id").isNotNull().alias("known")
+    `changed_accounts` (account_id): the accounts whose versions may differ (the change feed's).
+    Only their orders are looked up, in both versions, in one pass (both lookups broadcast, no
+    shuffle of the orders) and compared: a new version valid from today splits the open range,
+    yet leaves every older order as it was."""
+    keys = F.broadcast(changed_accounts.select("account_id"))
+    looked_up = orders.select("order_id", "account_id", "order_ts").join(keys, "account_id", "left_semi")
+    attributes = ("segment", "country", "_acc_id")
+    for tag, accounts in (("_old", old_accounts), ("_new", new_accounts)):
+        versions = T.account_versions(accounts.join(keys, "account_id", "left_semi"), before_first_version)
+        looked_up = looked_up.join(F.broadcast(versions), T.in_force(), "left").select(
+            *looked_up.columns, *[F.col(c).alias(f"{tag}{c}") for c in attributes]
         )
-
-    return symmetric_difference(in_force(old), in_force(new)).select("order_id").distinct()
+    same = [F.col(f"_old{c}").eqNullSafe(F.col(f"_new{c}")) for c in attributes]
+    return looked_up.where(~(same[0] & same[1] & same[2])).select("order_id")
 
 
 def affected_orders(
     orders: DataFrame,
     changed_orders: DataFrame,
-    fx_changed: tuple[DataFrame, date] | None = None,
+    fx_changed: tuple[DataFrame, DataFrame] | None = None,
     accounts_changed: DataFrame | None = None,
 ) -> DataFrame:
-    """order_id of every order whose fct_orders row can differ: changed in silver, priced with a
-    changed FX rate (`fx_changes` and the calendars' end: the order_date clamped to it, as
-    `transforms._fx_lookup`), or with other account attributes in force (`account_changes`).
-    Distinct ids. None: that input did not change (no scan of the orders for it)."""
+    """order_id of every order whose fct_orders row can differ: changed in silver, priced (on the
+    new calendar, `transforms.fx_lookup`) with a changed FX rate, or with other account
+    attributes in force (`account_changes`). Distinct ids. None: that input did not change (no
+    scan of the orders for it). `fx_changed`: (`fx_changes`, the new fx_calendar).
+
+    FX rates are never deleted (silver keeps the latest per rate_date and currency), so an order
+    whose rate (or rate date) differs between the versions finds, now, a rate inserted or updated
+    since: a rate it found before and still finds is the same one."""
     ids = changed_orders.select("order_id")
     if fx_changed is not None:
         ids = ids.unionByName(_priced_with(orders, *fx_changed))
@@ -76,14 +72,10 @@ def affected_orders(
     return ids.distinct()
 
 
-def _priced_with(orders: DataFrame, fx_changed: DataFrame, fx_end: date) -> DataFrame:
-    lookup = F.least(F.col("order_date"), F.lit(fx_end))
-    fx_keys = fx_changed.select("fx_date", F.col("currency").alias("fx_currency"))
-    return orders.join(
-        F.broadcast(fx_keys),
-        (lookup == F.col("fx_date")) & (F.col("currency") == F.col("fx_currency")),
-        "left_semi",
-    ).select("order_id")
+def _priced_with(orders: DataFrame, fx_changed: DataFrame, fx_cal: DataFrame) -> DataFrame:
+    changed = F.broadcast(fx_changed.select(F.col("fx_date").alias("fx_rate_date"), "currency"))
+    priced = T.fx_lookup(orders.select("order_id", "order_date", "currency"), fx_cal, "order_date")
+    return priced.join(changed, ["fx_rate_date", "currency"], "left_semi").select("order_id")
 
 
 def changed_dates(column: str, *frames: DataFrame) -> DataFrame:

@@ -7,15 +7,18 @@ not yet committed); the driver's check (the DQ gate, `driver.edge`) judges it an
 failure raises before anything is committed, so the table stays exactly as it was.
 
 Incremental: a mart with an `update` rule recomputes only the keys its changed inputs affect
-(`pipeline.gold.incremental` selects them) and replaces those: fct_orders merges the affected
-orders (or rebuilds in full when they are more than `incremental.rebuild_above_share` of
-config/marts.yaml: a merge of most keys rewrites about every file), revenue_daily and
-engagement_daily overwrite the affected dates. It rebuilds in full on
+(`pipeline.gold.incremental` selects them from the inputs' change feeds), keeps its other rows,
+and overwrites the table with the result (the keys are spread over every file: a MERGE would
+rewrite them all, after a join with the table): fct_orders the affected orders (or it rebuilds
+in full when they are more than `incremental.rebuild_above_share` of config/marts.yaml) and
+records their order dates in the commit, revenue_daily those dates, engagement_daily the dates of
+the new events. It rebuilds in full on
 `--full-refresh` (ctx.full_refresh), when the table does not exist, when its definition, options
 or as_of changed, when an input's recorded version is gone (VACUUM since, or the table is
-younger) or an input gold mart was rebuilt in full since (its change feed does not show the rows
-it dropped). customer_360 (its 30-day windows move with as_of) and pipeline_summary (a few dozen
-rows) always rebuild in full.
+younger), an input gold mart was rebuilt in full since (which rows it changed is not recorded)
+or a commit of fct_orders since records no changed order dates (revenue_daily). customer_360
+(its 30-day windows move with as_of) and pipeline_summary (a few dozen rows) always rebuild in
+full.
 
 Idempotent reruns: every gold commit carries, under the metadata key `gold`, a fingerprint of
 what it was built from: the mart's definition version, its options in config/marts.yaml
@@ -44,13 +47,17 @@ from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
 from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 from pipeline.gold.config import FctOrdersOptions, load_marts_config
-from pipeline.lake import MergeSpec, WriteResult
+from pipeline.lake import Commit
 from pipeline.step_result import Staged, StepResult, Unchanged
 
 log = logging.getLogger(__name__)
 
 FINGERPRINT_KEY = "gold"
 WRITE_KEY = "gold_write"  # commit metadata: "full" or "incremental"
+# commit metadata of an incremental fct_orders write: the order dates of the rows it recomputed
+# (before and after), which revenue_daily recomputes
+CHANGED_DATES_KEY = "changed_order_dates"
+UNCHANGING = frozenset({"OPTIMIZE"})  # commits that change no row
 VACUUMS = frozenset({"VACUUM START", "VACUUM END"})
 
 
@@ -69,12 +76,14 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Since:
-    """The mart's inputs at the versions its last build read (`then`) and now, and the mart."""
+    """The mart's inputs at the versions its last build read (`then`) and now, the mart, and
+    each changed input's commits since (newest first)."""
 
     ctx: RunContext
     then: dict[str, int]
     now: dict[str, int]
     out_path: str
+    commits: dict[str, list[Commit]]
 
     def changed(self, key: str) -> bool:
         return self.then[key] != self.now[key]
@@ -86,6 +95,18 @@ class Since:
         """Rows inserted or updated since (read_changes)."""
         return self.ctx.lake.read_changes(self._path(key), self.then[key], self.now[key])
 
+    def recorded(self, key: str, name: str) -> list | None:
+        """The lists the input's commits since recorded under metadata `name`, joined; None when
+        a commit that changed rows recorded none."""
+        found: list = []
+        for commit in self.commits.get(key, []):
+            if commit.operation in UNCHANGING:
+                continue
+            if name not in commit.metadata:
+                return None
+            found += commit.metadata[name]
+        return found
+
     def _path(self, key: str) -> str:
         layer, name = key.split("/", 1)
         return self.ctx.table_path(layer, name)
@@ -93,14 +114,16 @@ class Since:
 
 @dataclass(frozen=True)
 class Update:
-    """An incremental write: the recomputed rows, the whole mart as it will be after the write
-    (what the gate checks), the commit of the rows, and how many keys were recomputed."""
+    """An incremental build: the whole mart as it will be after the write, the unaffected rows
+    kept and the affected keys recomputed (what the gate checks and the publish overwrites the
+    table with: the affected keys are spread over every file, so a MERGE would rewrite them all,
+    after a join with the table and with its change feed's rows besides), how many keys were
+    recomputed, and what the commit records besides (computed at the publish)."""
 
-    rows: DataFrame
     result: DataFrame
-    commit: Callable[[dict[str, Any]], WriteResult]
     keys: int
     cached: tuple[DataFrame, ...] = ()  # released after the write
+    metadata: Callable[[], dict[str, Any]] = dict
 
 
 @dataclass(frozen=True)
@@ -125,21 +148,24 @@ def _fct_orders(i: Inputs) -> DataFrame:
 
 
 def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
-    """A merge of the orders whose silver row, FX rate (as of the order date) or account
-    attributes in force (at the order time) changed; a full rebuild when they are more than
-    `incremental.rebuild_above_share` of the orders (config/marts.yaml)."""
+    """The orders whose silver row, FX rate (as of the order date) or account attributes in force
+    (at the order time) changed, recomputed; a full rebuild when they are more than
+    `incremental.rebuild_above_share` of the orders (config/marts.yaml). The commit records their
+    order dates, before and after, for revenue_daily."""
     options = i.options or FctOrdersOptions()
     lake = since.ctx.lake
     fx = accounts = None
     if since.changed("silver/fx_rates"):
-        before = since.before("silver/fx_rates")
-        rates = before.unionByName(i["fx_rates"]).where(F.col("currency") != "USD")
-        start, end = rates.agg(F.min("rate_date"), F.max("rate_date")).first()
-        if end is not None:
-            fx = (I.fx_changes(before, i["fx_rates"], start, end), end)
+        fx = (I.fx_changes(since.changes("silver/fx_rates")), i["fx_calendar"])
     if since.changed("silver/accounts"):
+        # Only accounts in the change feed (inserted or updated versions) can differ: silver's
+        # SCD2 merge deletes a superseded version only beside the version that replaces it.
         accounts = I.account_changes(
-            i["orders"], since.before("silver/accounts"), i["accounts"], options.before_first_version
+            i["orders"],
+            since.before("silver/accounts"),
+            i["accounts"],
+            options.before_first_version,
+            since.changes("silver/accounts"),
         )
     ids = I.affected_orders(i["orders"], since.changes("silver/orders"), fx, accounts).cache()
     keys = ids.count()
@@ -149,38 +175,36 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
     rows = _fct_orders(
         Inputs({**i.tables, "orders": i["orders"].join(ids, "order_id", "left_semi")}, i.as_of, options)
     )
-    current = lake.read(since.out_path)
-    return Update(
-        rows,
-        current.join(ids, "order_id", "left_anti").unionByName(rows),
-        lambda metadata: lake.merge(since.out_path, rows, MergeSpec(keys=("order_id",)), metadata=metadata),
-        keys,
-        (ids,),
-    )
+    current = lake.read(since.out_path, version=lake.version(since.out_path))
+    result = current.join(ids, "order_id", "left_anti").unionByName(rows)
+
+    def changed_dates() -> dict[str, Any]:
+        # The result is cached by then: the recomputed rows are read from it, not computed again.
+        dates = I.changed_dates(
+            "order_date", *(f.join(ids, "order_id", "left_semi") for f in (current, result))
+        )
+        found = [d.isoformat() if d is not None else None for (d,) in dates.collect()]
+        return {CHANGED_DATES_KEY: sorted(found, key=lambda d: d or "")}
+
+    return Update(result, keys, (ids,), changed_dates)
 
 
 def _replace_dates(
-    since: Since, column: str, dates: DataFrame, build: Callable[[Column], DataFrame]
+    since: Since, column: str, dates: list[date | None], build: Callable[[Column], DataFrame]
 ) -> Update | str | None:
-    """Recompute a per-date mart on `dates` only (`build` gets the filter on `column`) and
-    overwrite those dates of the table."""
-    collected = [r[0] for r in dates.collect()]
-    found = sorted(d for d in collected if d is not None)
-    if len(found) < len(collected):
+    """Recompute a per-date mart on `dates` only (`build` gets the filter on `column`); its other
+    dates are kept as they are."""
+    if None in dates:
         return f"a changed row has no {column}"
+    found = sorted(set(dates))
     if not found:
         return None
     on_dates = F.col(column).isin(found)
     rows = build(on_dates)
     lake = since.ctx.lake
-    literals = ", ".join(f"DATE '{d.isoformat()}'" for d in found)
-    predicate = f"{column} IN ({literals})"
-    return Update(
-        rows,
-        lake.read(since.out_path).where(~F.coalesce(on_dates, F.lit(False))).unionByName(rows),
-        lambda metadata: lake.overwrite(since.out_path, rows, predicate=predicate, metadata=metadata),
-        len(found),
-    )
+    kept = lake.read(since.out_path, version=lake.version(since.out_path))
+    kept = kept.where(~F.coalesce(on_dates, F.lit(False)))
+    return Update(kept.unionByName(rows), len(found))
 
 
 def _revenue_daily(i: Inputs) -> DataFrame:
@@ -188,11 +212,12 @@ def _revenue_daily(i: Inputs) -> DataFrame:
 
 
 def _update_revenue_daily(i: Inputs, since: Since) -> Update | str | None:
-    """An overwrite of the order dates of the fct_orders rows that changed (before and after)."""
-    # An updated order may move to another date: the dates before and after both change.
-    changed = since.changes("gold/fct_orders")
-    before = since.before("gold/fct_orders").join(changed.select("order_id"), "order_id", "left_semi")
-    dates = I.changed_dates("order_date", changed, before)
+    """The order dates fct_orders' incremental writes since recomputed (before and after: an
+    updated order may move to another date), as their commits record them, recomputed."""
+    recorded = since.recorded("gold/fct_orders", CHANGED_DATES_KEY)
+    if recorded is None:
+        return f"a commit of gold/fct_orders since records no {CHANGED_DATES_KEY}"
+    dates = [date.fromisoformat(d) if d is not None else None for d in recorded]
     return _replace_dates(since, "order_date", dates, lambda on: T.revenue_daily(i["fct_orders"].where(on)))
 
 
@@ -219,7 +244,7 @@ def _engagement_daily(i: Inputs) -> DataFrame:
 
 
 def _update_engagement_daily(i: Inputs, since: Since) -> Update | str | None:
-    """An overwrite of the event dates of the new web and product events."""
+    """The event dates of the new web and product events, recomputed."""
     # Events are insert-only in silver (contract history: events): the new rows are the change.
     dates = I.changed_dates(
         "event_date", since.changes("silver/behavior_events"), since.changes("silver/product_events")
@@ -227,7 +252,7 @@ def _update_engagement_daily(i: Inputs, since: Since) -> Update | str | None:
     return _replace_dates(
         since,
         "event_date",
-        dates,
+        [d for (d,) in dates.collect()],
         lambda on: T.engagement_daily(i["behavior_events"].where(on), i["product_events"].where(on)),
     )
 
@@ -360,7 +385,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
     cached: list[DataFrame] = []
     if "fx_rates" in tables:
         # Tiny (days x currencies) and used twice per lookup (the join and its end-date clamp):
-        # computed once. Broadcast at the join (transforms._fx_lookup).
+        # computed once. Broadcast at the join (transforms.fx_lookup).
         tables["fx_calendar"] = T.fx_calendar(tables["fx_rates"]).cache()
         cached.append(tables["fx_calendar"])
     inputs = Inputs(tables, as_of, options)
@@ -370,11 +395,12 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
             frame.unpersist()
 
     try:
-        reason = _full_rebuild_reason(ctx, spec, previous, fingerprint)
+        commits: dict[str, list[Commit]] = {}  # the changed inputs' commits since, read once
+        reason = _full_rebuild_reason(ctx, spec, previous, fingerprint, commits)
         update = None
         if reason is None:
             assert spec.update is not None and previous is not None
-            found = spec.update(inputs, Since(ctx, previous["inputs"], versions, out_path))
+            found = spec.update(inputs, Since(ctx, previous["inputs"], versions, out_path, commits))
             if isinstance(found, str):
                 reason = found
             elif found is None:
@@ -385,7 +411,8 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
                 return _unchanged(ctx, spec, out_path, versions, fingerprint, "no row affected")
             elif spec.check_rows_match_main and found.keys > rebuild_above * rows_in:
                 # One row per main-input row: the keys are this share of the mart. Decided before
-                # the merge, which would rewrite about every file (the ids are released with the rest).
+                # the result is computed: recomputing most keys and reading the mart besides costs
+                # more than the rebuild (the ids are released with the rest).
                 cached += found.cached
                 reason = (
                     f"{found.keys} of {rows_in} rows affected, above incremental.rebuild_above_share "
@@ -393,7 +420,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
                 )
             else:
                 update = found
-                cached += [update.rows.cache(), *update.cached]
+                cached += update.cached
         if update is not None:
             result = update.result.cache()
             cached.append(result)
@@ -419,6 +446,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
 
     def publish() -> StepResult:
         metadata = {
+            **(update.metadata() if update is not None else {}),
             FINGERPRINT_KEY: fingerprint,
             WRITE_KEY: "full" if update is None else "incremental",
             "run_id": ctx.run_id,
@@ -426,10 +454,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
             NEWEST_KEY: newest_at,
             **({EVENT_DATES_KEY: event_dates} if event_dates else {}),
         }
-        if update is None:
-            written = ctx.lake.overwrite(out_path, result, metadata=metadata)
-        else:
-            written = update.commit(metadata)
+        written = ctx.lake.overwrite(out_path, result, metadata=metadata)
         log.info(
             "gold %s: %d rows in, %d rows out, version %s", spec.name, rows_in, rows_out, written.version
         )
@@ -472,9 +497,14 @@ def _unchanged(
 
 
 def _full_rebuild_reason(
-    ctx: RunContext, spec: Mart, previous: dict[str, Any] | None, fingerprint: dict[str, Any]
+    ctx: RunContext,
+    spec: Mart,
+    previous: dict[str, Any] | None,
+    fingerprint: dict[str, Any],
+    commits: dict[str, list[Commit]],
 ) -> str | None:
-    """Why the mart cannot be updated incrementally from its last build, or None when it can."""
+    """Why the mart cannot be updated incrementally from its last build, or None when it can;
+    `commits` gets the commits since of each changed input it looked through."""
     if getattr(ctx, "full_refresh", False):
         return "--full-refresh"
     if spec.update is None:
@@ -491,7 +521,8 @@ def _full_rebuild_reason(
         if then == now:
             continue
         layer, name = key.split("/", 1)
-        for commit in ctx.lake.history(ctx.table_path(layer, name), now - then):
+        commits[key] = ctx.lake.history(ctx.table_path(layer, name), now - then)
+        for commit in commits[key]:
             if commit.operation in VACUUMS:
                 return f"{key} vacuumed since version {then}"
             if commit.metadata.get(WRITE_KEY) == "full":

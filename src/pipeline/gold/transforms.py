@@ -60,7 +60,7 @@ def fx_calendar(
 
     Defaults: start = the first rate date, end = the last rate date. Rates before `start_date`
     still seed the forward fill. A lookup beyond the end must be clamped to the end (see
-    `_fx_lookup`): with the default end the last day holds each currency's latest rate, which is
+    `fx_lookup`): with the default end the last day holds each currency's latest rate, which is
     exactly the as-of answer for any later day.
 
     Why a calendar and not a range join (rate_date <= day, latest wins): the range join needs a
@@ -118,7 +118,7 @@ def fx_calendar(
     return filled.unionByName(usd)
 
 
-def _fx_lookup(df: DataFrame, fx_cal: DataFrame, on_date: str) -> DataFrame:
+def fx_lookup(df: DataFrame, fx_cal: DataFrame, on_date: str) -> DataFrame:
     """Add `rate_to_usd` and `fx_rate_date` for (on_date, currency) from the calendar.
 
     The lookup date is clamped to the calendar's last day, so a date beyond the calendar (an
@@ -216,7 +216,7 @@ def fct_orders(
       `account_known` false. Deleted accounts are known: their versions stay in silver.
     """
     versions = account_versions(accounts, before_first_version)
-    priced = _fx_lookup(orders, fx_cal, "order_date")
+    priced = fx_lookup(orders, fx_cal, "order_date")
     return priced.join(versions, in_force(), "left").select(
         "order_id",
         "account_id",
@@ -276,7 +276,7 @@ def opportunities_usd(opportunities: DataFrame, accounts: DataFrame, fx_cal: Dat
     current = accounts.where(F.col("is_current")).select(
         F.col("account_id").alias("_acc_id"), F.col("segment")
     )
-    priced = _fx_lookup(opportunities, fx_cal, "close_date")
+    priced = fx_lookup(opportunities, fx_cal, "close_date")
     amount_usd = _usd(F.col("amount"), F.col("rate_to_usd"))
     return priced.join(current, F.col("account_id") == F.col("_acc_id"), "left").select(
         "opportunity_id",
