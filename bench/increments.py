@@ -259,8 +259,8 @@ def print_incremental(full: dict, incr: dict, same: dict, added: dict, share: fl
 
 
 def _write_path(step: dict) -> str:
-    """A gold step's write on the increment: incremental and how many keys (orders, dates) it
-    recomputed, or full and why; empty for other steps."""
+    """A gold step's path on the increment: incremental and how many keys (orders, dates) it
+    recomputed, full and why, or skipped and why; empty for other steps."""
     if step.get("write") == "incremental":
         return f"  incremental, {step.get('keys_recomputed')} keys"
     if step.get("write") == "full":

@@ -14,6 +14,7 @@ from pipeline.app import step_check
 from pipeline.dq.gate import DqGateFailed
 from pipeline.driver.edge import finish
 from pipeline.gold import MARTS, build_gold
+from pipeline.gold import transforms as T
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
 
@@ -253,6 +254,7 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
         "full",
         "1 of 3 rows affected, above incremental.rebuild_above_share 0.25 of config/marts.yaml",
     )
+    build(ctx, "revenue_daily")  # in full, after fct_orders' full rebuild
     new_order(4)  # one of four, within 0.5 (not in the fingerprint: no rebuild for changing it)
     lenient = dataclasses.replace(
         ctx,
@@ -264,6 +266,13 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
     assert (merged.details["write"], merged.details["keys_recomputed"]) == ("incremental", 1)
     got = ctx.lake.read(ctx.table_path("gold", "fct_orders")).collect()
     assert sorted(r["order_id"] for r in got) == [f"ORD-000000{n}" for n in (1, 2, 3, 4)]
+    # The commit records the recomputed order's date; revenue_daily recomputes that date only.
+    fct = ctx.table_path("gold", "fct_orders")
+    assert ctx.lake.history(fct, 1)[0].metadata["changed_order_dates"] == [row[3].isoformat()]
+    revenue = build(lenient, "revenue_daily")
+    assert (revenue.details["write"], revenue.details["keys_recomputed"]) == ("incremental", 1)
+    expected = T.revenue_daily(ctx.lake.read(fct)).collect()
+    assert sorted(ctx.lake.read(ctx.table_path("gold", "revenue_daily")).collect()) == sorted(expected)
     (tmp_path / "config" / "marts.yaml").write_text("incremental: {rebuild_above_share: 1.5}\n")
     with pytest.raises(
         ConfigError, match=r"marts\.yaml: incremental: .*expected a share in \[0, 1\], got 1.5"
