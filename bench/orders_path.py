@@ -127,7 +127,7 @@ def fx_range_join(orders: DataFrame, fx_rates: DataFrame) -> DataFrame:
 
 def fx_asof_comparison(ctx: RunContext) -> dict:
     """The FX as-of alone on silver orders: range join + window vs the pipeline's calendar
-    (`fx_calendar`, cached, then the broadcast equi-join `_fx_lookup`, as gold runs them). Each is
+    (`fx_calendar`, cached, then the broadcast equi-join `fx_lookup`, as gold runs them). Each is
     computed in full (noop sink), FX_REPEATS times alternately; best and all times reported."""
     orders = ctx.lake.read(ctx.table_path("silver", "orders")).select(
         "order_id", "order_date", "currency", "amount"
@@ -145,7 +145,7 @@ def fx_asof_comparison(ctx: RunContext) -> dict:
         rows = cal.count()
         built = time.perf_counter()
         try:
-            T._fx_lookup(orders, cal, "order_date").write.format("noop").mode("overwrite").save()
+            T.fx_lookup(orders, cal, "order_date").write.format("noop").mode("overwrite").save()
         finally:
             cal.unpersist()
         return {"build_s": built - started, "lookup_s": time.perf_counter() - built, "rows": rows}
@@ -162,7 +162,7 @@ def fx_asof_comparison(ctx: RunContext) -> dict:
     cal = T.fx_calendar(fx).cache()
     by_range = fx_range_join(orders, fx).select("order_id", F.col("rate_to_usd").alias("_r"))
     differ = (
-        T._fx_lookup(orders, cal, "order_date")
+        T.fx_lookup(orders, cal, "order_date")
         .select("order_id", F.col("rate_to_usd").alias("_c"))
         .join(by_range, "order_id", "full")
         .where(~F.col("_r").eqNullSafe(F.col("_c")))
