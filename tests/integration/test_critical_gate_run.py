@@ -79,7 +79,7 @@ def _snapshot(ctx, path):
 
 def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the_fix(spark, tmp_path):
     lake = tmp_path / "lake"
-    generate(lake / "landing", scale=0.01, seed=3)
+    generate(lake / "landing", scale=0.01, seed=3, days=30)  # a month: orders to quarantine, few files
     ctx = make_ctx(spark, lake, run_id="setup")
     dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
     inputs = ["bronze_crm_accounts", "silver_accounts", "bronze_fx_rates", "silver_fx_rates"]
