@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 CONSUMED = "consumed_version"
 KEEP = ("_ingestion_ts", "_source_file", "_batch_id")
 SUPERSEDED = "s.is_current IS NULL"  # the marker of history.scd2_changes
+# A batch up to this many rows is transformed as one partition (on the 1 % increment, 33-5,378
+# rows: 2-4 fewer Spark jobs per step); a full run's batch keeps Spark's parallelism.
+ONE_PARTITION_ROWS = 100_000
 
 
 def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
@@ -99,6 +102,10 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         ).first()
         counts = rule_counts(totals, contract)
         rows_in, n_quarantined = counts["rows"], counts["quarantined"]
+        if rows_in <= ONE_PARTITION_ROWS:
+            # A small batch read from its cache as one partition: the dedup window, the counts
+            # and the merge source's joins need no shuffle, and each write gets one file.
+            conformed = conformed.coalesce(1)
         valid = valid_values(conformed, contract, KEEP)
         deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
         silver_rows = protect(deduped, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
