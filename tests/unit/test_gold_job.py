@@ -15,6 +15,7 @@ from pipeline.dq.gate import DqGateFailed
 from pipeline.driver.edge import finish
 from pipeline.gold import MARTS, build_gold
 from pipeline.gold import transforms as T
+from pipeline.lake import LakeError
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
 
@@ -278,6 +279,32 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
         ConfigError, match=r"marts\.yaml: incremental: .*expected a share in \[0, 1\], got 1.5"
     ):
         build(lenient, "fct_orders")
+
+
+def test_an_incremental_build_is_not_published_over_a_commit_made_after_it_was_staged(spark, tmp_path):
+    """The publish overwrites the mart with the rows of the version the build kept: a commit that
+    lands in between (another writer) would be undone, so the publish refuses, naming both."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    build(ctx, "fct_orders")
+    schema, [row, _] = SILVER["orders"]
+    ctx.lake.append(
+        ctx.table_path("silver", "orders"), spark.createDataFrame([("ORD-0000003", *row[1:])], schema)
+    )
+    always = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
+        ),
+    )
+    staged = build_gold(always, "fct_orders")
+    fct = ctx.table_path("gold", "fct_orders")
+    ctx.lake.append(fct, ctx.lake.read(fct).where("order_id = 'ORD-0000002'"))  # another writer
+    try:
+        with pytest.raises(LakeError, match=r"moved from version 0 to 1 while this incremental build"):
+            staged.publish()
+    finally:
+        staged.release()
+    assert ctx.lake.version(fct) == 1  # nothing written over the other writer's commit
 
 
 def test_a_rerun_takes_as_of_recorded_for_the_same_event_versions(spark, tmp_path, monkeypatch):

@@ -16,11 +16,17 @@ from pyspark.sql import functions as F
 from pipeline.gold import transforms as T
 
 
-def fx_changes(changed_rates: DataFrame) -> DataFrame:
+def fx_changes(changed_rates: DataFrame, old_rates: DataFrame) -> DataFrame:
     """(fx_date, currency) of the FX rates inserted or updated between two fx_rates versions (the
-    change feed's rows; USD is 1 whatever silver holds)."""
-    return changed_rates.where(F.col("currency") != "USD").select(
-        F.col("rate_date").alias("fx_date"), "currency"
+    change feed's rows; USD is 1 whatever silver holds). A rate re-delivered with the value it had
+    (silver rewrites a re-delivery) changes no lookup and is left out: a vendor resending a window
+    of rates must not recompute every order priced with them."""
+    cols = ["rate_date", "currency", "rate_to_usd"]
+    return (
+        changed_rates.where(F.col("currency") != "USD")
+        .select(*cols)
+        .join(F.broadcast(old_rates.select(*cols)), cols, "left_anti")
+        .select(F.col("rate_date").alias("fx_date"), "currency")
     )
 
 

@@ -47,7 +47,7 @@ from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
 from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 from pipeline.gold.config import FctOrdersOptions, load_marts_config
-from pipeline.lake import Commit
+from pipeline.lake import Commit, LakeError
 from pipeline.step_result import Staged, StepResult, Unchanged
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ class Since:
     now: dict[str, int]
     out_path: str
     commits: dict[str, list[Commit]]
+    out_version: int  # the mart's version the update keeps rows of; publish refuses a newer one
 
     def changed(self, key: str) -> bool:
         return self.then[key] != self.now[key]
@@ -156,7 +157,10 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
     lake = since.ctx.lake
     fx = accounts = None
     if since.changed("silver/fx_rates"):
-        fx = (I.fx_changes(since.changes("silver/fx_rates")), i["fx_calendar"])
+        fx = (
+            I.fx_changes(since.changes("silver/fx_rates"), since.before("silver/fx_rates")),
+            i["fx_calendar"],
+        )
     if since.changed("silver/accounts"):
         # Only accounts in the change feed (inserted or updated versions) can differ: silver's
         # SCD2 merge deletes a superseded version only beside the version that replaces it.
@@ -175,7 +179,7 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
     rows = _fct_orders(
         Inputs({**i.tables, "orders": i["orders"].join(ids, "order_id", "left_semi")}, i.as_of, options)
     )
-    current = lake.read(since.out_path, version=lake.version(since.out_path))
+    current = lake.read(since.out_path, version=since.out_version)
     result = current.join(ids, "order_id", "left_anti").unionByName(rows)
 
     def changed_dates() -> dict[str, Any]:
@@ -202,7 +206,7 @@ def _replace_dates(
     on_dates = F.col(column).isin(found)
     rows = build(on_dates)
     lake = since.ctx.lake
-    kept = lake.read(since.out_path, version=lake.version(since.out_path))
+    kept = lake.read(since.out_path, version=since.out_version)
     kept = kept.where(~F.coalesce(on_dates, F.lit(False)))
     return Update(kept.unionByName(rows), len(found))
 
@@ -400,7 +404,10 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
         update = None
         if reason is None:
             assert spec.update is not None and previous is not None
-            found = spec.update(inputs, Since(ctx, previous["inputs"], versions, out_path, commits))
+            out_version = ctx.lake.version(out_path)
+            found = spec.update(
+                inputs, Since(ctx, previous["inputs"], versions, out_path, commits, out_version)
+            )
             if isinstance(found, str):
                 reason = found
             elif found is None:
@@ -454,6 +461,12 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
             NEWEST_KEY: newest_at,
             **({EVENT_DATES_KEY: event_dates} if event_dates else {}),
         }
+        if update is not None and (moved := ctx.lake.version(out_path)) != out_version:
+            # The overwrite keeps the rows of out_version: a commit since would be undone.
+            raise LakeError(
+                f"gold {spec.name}: {out_path} moved from version {out_version} to {moved} while this "
+                "incremental build was staged (another writer?); nothing written; run the step again"
+            )
         written = ctx.lake.overwrite(out_path, result, metadata=metadata)
         log.info(
             "gold %s: %d rows in, %d rows out, version %s", spec.name, rows_in, rows_out, written.version
@@ -521,7 +534,13 @@ def _full_rebuild_reason(
         if then == now:
             continue
         layer, name = key.split("/", 1)
-        commits[key] = ctx.lake.history(ctx.table_path(layer, name), now - then)
+        path = ctx.table_path(layer, name)
+        # Exactly the commits then+1..now: newer ones may have landed since `now` was read, and
+        # log cleanup may have dropped old ones (their recorded changes would be missed).
+        found = [c for c in ctx.lake.history(path, ctx.lake.version(path) - then) if then < c.version <= now]
+        if sorted(c.version for c in found) != list(range(then + 1, now + 1)):
+            return f"{key}: the log no longer holds every commit since version {then}"
+        commits[key] = found
         for commit in commits[key]:
             if commit.operation in VACUUMS:
                 return f"{key} vacuumed since version {then}"
