@@ -209,11 +209,11 @@ def test_a_gold_mart_is_as_fresh_as_its_stalest_main_input(silver_lake):
 def test_partitioned_batches_give_the_tables_one_partition_batches_give(
     spark, fresh_lake, silver_lake, monkeypatch
 ):
-    """Every batch of the suite's data is below ONE_PARTITION_ROWS, so the shared run took silver's
+    """Every batch of the suite's data is below SMALL_BATCH_ROWS, so the shared run took silver's
     one-partition path; a full run at scale takes the partitioned one. Both give the same silver
     and quarantine tables."""
     reference, _, _ = silver_lake
-    monkeypatch.setattr(silver_job, "ONE_PARTITION_ROWS", 0)
+    monkeypatch.setattr(silver_job, "SMALL_BATCH_ROWS", 0)
     ctx = make_ctx(spark, fresh_lake, run_id="first")
     run(ctx)
     for name in sorted(SILVER_SOURCE):

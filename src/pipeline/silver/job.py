@@ -52,8 +52,9 @@ CONSUMED = "consumed_version"
 KEEP = ("_ingestion_ts", "_source_file", "_batch_id")
 SUPERSEDED = "s.is_current IS NULL"  # the marker of history.scd2_changes
 # A batch up to this many rows is transformed as one partition (on the 1 % increment, 33-5,378
-# rows: 2-4 fewer Spark jobs per step); a full run's batch keeps Spark's parallelism.
-ONE_PARTITION_ROWS = 100_000
+# rows: 2-4 fewer Spark jobs per step); a full run's batch keeps Spark's parallelism. The DQ gate's
+# own bound (dq.gate.ONE_PARTITION_ROWS) is larger: it only aggregates over a cached frame.
+SMALL_BATCH_ROWS = 100_000
 
 
 def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
@@ -102,7 +103,7 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         ).first()
         counts = rule_counts(totals, contract)
         rows_in, n_quarantined = counts["rows"], counts["quarantined"]
-        if rows_in <= ONE_PARTITION_ROWS:
+        if rows_in <= SMALL_BATCH_ROWS:
             # A small batch read from its cache as one partition: the dedup window, the counts
             # and the merge source's joins need no shuffle, and each write gets one file.
             conformed = conformed.coalesce(1)
