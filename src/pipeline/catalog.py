@@ -13,7 +13,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 
 # The file formats are read by `read_<name>` in pipeline.bronze.readers; the streams (kafka) by
 # their own bronze job (pipeline.jobs.bronze).
@@ -96,7 +96,7 @@ class Catalog:
 
 def load_catalog(path: Path) -> Catalog:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the dataset catalogue: {exc}") from exc
     entries = raw.get("datasets") if isinstance(raw, dict) else None

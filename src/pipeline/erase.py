@@ -50,7 +50,7 @@ from pipeline.driver.edge import Check, finish
 from pipeline.lake import LakeError
 from pipeline.lease import hold_streams
 from pipeline.maintenance import load_maintenance
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 from pipeline.silver.pii import keyed_hash, pii_key
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class ErasureConfig:
 def load_erasure(config_dir: Path, contracts: dict[str, Contract]) -> ErasureConfig:
     path = Path(config_dir) / ERASURE_FILE
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc}); erase needs the columns naming a person") from exc
     except yaml.YAMLError as exc:

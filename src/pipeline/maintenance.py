@@ -32,7 +32,7 @@ import yaml
 from pipeline.catalog import STREAM_READERS
 from pipeline.driver.retry import FATAL_KIND, ClassifiedError
 from pipeline.lease import LeaseHeld, hold_streams
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 from pipeline.step_result import StepResult
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def load_maintenance(config_dir: Path) -> MaintenanceConfig:
     if not path.exists():
         return MaintenanceConfig()
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     return parse_typed(MaintenanceConfig, raw, str(path), "")

@@ -31,6 +31,16 @@ class ConfigError(ValueError):
     """A configuration problem, reported before any step runs."""
 
 
+# libyaml's parser under safe_load's constructor: the same data, parsed ~10x faster than PyYAML's
+# pure-Python one (configuration is read on every run); the pure one where PyYAML lacks libyaml.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def load_yaml(text: str) -> Any:
+    """What `yaml.safe_load(text)` returns; errors are yaml.YAMLError. Every config reader's loader."""
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """Where a secret lives; resolved only at the moment of use, never logged."""
@@ -400,7 +410,7 @@ def load_settings(
     if not path.exists():
         raise ConfigError(f"{path}: configuration file not found (set LAKEHOUSE_CONFIG_DIR or --config-dir)")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):

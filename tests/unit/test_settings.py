@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from pipeline.settings import ConfigError, SecretRef, load_settings
+from pipeline.settings import ConfigError, SecretRef, load_settings, load_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -266,3 +267,37 @@ def test_a_source_mode_that_does_not_fit_the_dataset_or_an_unknown_dataset_is_na
         load_settings(
             "local", config_dir=write(tmp_path, "local", "sources:\n  crm_accounts: {mode: jdbc}\n")
         )
+
+
+YAML_QUIRKS = """\
+on: yes
+off_value: no
+day: 2026-07-01
+moment: 2026-07-01T12:00:00Z
+octal: 0o17
+old_octal: 017
+float: 1e3
+sexagesimal: 1:30
+nulls: [~, null, Null]
+anchor: &a {k: [1, 2]}
+alias: *a
+text: |
+  two
+  lines
+"""
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((REPO / "config").rglob("*.yaml")) + ["quirks"],
+    ids=lambda p: str(p.relative_to(REPO)) if isinstance(p, Path) else p,
+)
+def test_every_config_file_reads_as_yaml_safe_load_reads_it(path):
+    """The C loader every reader uses gives PyYAML's safe_load data, YAML 1.1 quirks included."""
+    text = YAML_QUIRKS if path == "quirks" else path.read_text()
+    assert load_yaml(text) == yaml.safe_load(text)
+
+
+def test_invalid_yaml_is_a_yaml_error_naming_the_line():
+    with pytest.raises(yaml.YAMLError, match="line 2"):
+        load_yaml("a: 1\n b: [\n")

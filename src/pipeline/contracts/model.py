@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 
 SIMPLE_TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp", "map<string,string>"}
 DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
@@ -86,7 +86,7 @@ class Contract:
 def load_contract(path: Path, reference_dir: Path) -> Contract:
     where = str(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ContractError(f"{where}: cannot read contract: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict):
@@ -151,7 +151,7 @@ def pii_outputs(col: Column) -> list[str]:
 def reference_values(reference_dir: Path, name: str, key: str = "") -> tuple[str, ...]:
     path = Path(reference_dir) / f"{name}.yaml"
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path.read_text()) or {}
     except OSError as exc:
         raise ContractError(f"{key}.reference: no reference list {path}") from exc
     values = data.get(name)

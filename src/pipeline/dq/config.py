@@ -11,7 +11,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 
 Severity = Literal["warn", "critical"]
 SEVERITIES = ("warn", "critical")
@@ -122,7 +122,7 @@ def load_dq_config(path: Path) -> DqConfig:
         return _CACHE[key]
     where = str(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{where}: cannot read: {exc}") from exc
     if not isinstance(raw, dict):

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.driver.retry import RetryPolicy
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 
 TOP_LEVEL_KEYS = ("steps", "retry")
 
@@ -95,7 +95,7 @@ class Dag:
 
 def load_dag(path: Path, known_jobs: set[str]) -> Dag:
     try:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        raw = load_yaml(Path(path).read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline DAG: {exc}") from exc
     if not isinstance(raw, dict):

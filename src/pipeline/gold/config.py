@@ -16,7 +16,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline.settings import ConfigError, parse_typed
+from pipeline.settings import ConfigError, load_yaml, parse_typed
 
 MARTS_FILE = "marts.yaml"
 
@@ -61,7 +61,7 @@ def load_marts_config(config_dir: Path) -> MartsConfig:
     key = (str(path), path.stat().st_mtime)
     if key not in _CACHE:
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = load_yaml(path.read_text()) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read: {exc}") from exc
         _CACHE[key] = parse_typed(MartsConfig, raw, str(path), "")

@@ -30,7 +30,7 @@ from pipeline.observability.metrics import (
     MetricSpec,
     load_metric_catalogue,
 )
-from pipeline.settings import PROJECT_ROOT, ConfigError, load_settings
+from pipeline.settings import PROJECT_ROOT, ConfigError, load_settings, load_yaml
 
 GENERATED_DIR = PROJECT_ROOT / "aws" / "terraform" / "generated"
 CONFIG_DIR = PROJECT_ROOT / "config"
@@ -46,8 +46,8 @@ def layer_datasets(config_dir: Path = CONFIG_DIR) -> dict[str, list[str]]:
     datasets_file = config_dir / "datasets.yaml"
     pipeline_file = config_dir / "pipeline.yaml"
     try:
-        bronze = sorted((yaml.safe_load(datasets_file.read_text()) or {}).get("datasets") or {})
-        steps = (yaml.safe_load(pipeline_file.read_text()) or {}).get("steps") or {}
+        bronze = sorted((load_yaml(datasets_file.read_text()) or {}).get("datasets") or {})
+        steps = (load_yaml(pipeline_file.read_text()) or {}).get("steps") or {}
     except (OSError, yaml.YAMLError, AttributeError) as exc:
         raise ConfigError(f"{config_dir}: cannot read datasets.yaml / pipeline.yaml: {exc}") from exc
     silver = sorted(p.stem for p in (config_dir / "contracts").glob("*.yaml"))

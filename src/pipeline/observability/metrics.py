@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import yaml
 
-from pipeline.settings import PROJECT_ROOT, ConfigError, parse_typed
+from pipeline.settings import PROJECT_ROOT, ConfigError, load_yaml, parse_typed
 
 DEFAULT_CATALOGUE = PROJECT_ROOT / "config" / "metrics.yaml"
 STEP_DIMENSIONS = ("Environment", "Layer", "Dataset")
@@ -134,7 +134,7 @@ def load_metric_catalogue(path: Path | str = DEFAULT_CATALOGUE) -> MetricCatalog
     """Read and validate the catalogue; every problem names the file and the dotted key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = load_yaml(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the metric catalogue: {exc}") from exc
     entries = raw.get("metrics") if isinstance(raw, dict) else None

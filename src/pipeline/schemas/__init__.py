@@ -34,7 +34,7 @@ from pipeline.schemas.models import (
     PipelineFile,
     SettingsFile,
 )
-from pipeline.settings import ENVIRONMENTS, PROJECT_ROOT
+from pipeline.settings import ENVIRONMENTS, PROJECT_ROOT, load_yaml
 
 SCHEMA_DIR = PROJECT_ROOT / "schemas"
 VSCODE_SETTINGS = PROJECT_ROOT / ".vscode" / "settings.json"
@@ -135,7 +135,7 @@ def validate_file(path: Path, config_dir: Path, schema_dir: Path = SCHEMA_DIR) -
         return []
     schema = json.loads((Path(schema_dir) / f"{name}.schema.json").read_text())
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_yaml(Path(path).read_text())
     except yaml.YAMLError as exc:
         return [f"{path}: not valid YAML: {exc}"]
     validator = jsonschema.Draft202012Validator(schema)
