@@ -15,7 +15,7 @@ from pipeline.dq.gate import DqGateFailed
 from pipeline.driver.edge import finish
 from pipeline.gold import MARTS, build_gold
 from pipeline.gold import transforms as T
-from pipeline.lake import LakeError
+from pipeline.lake import LakeError, MergeSpec
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
 
@@ -333,3 +333,37 @@ def test_a_rerun_takes_as_of_recorded_for_the_same_event_versions(spark, tmp_pat
         1,
         "2024-01-20",
     ]
+
+
+def test_a_vacuum_rebuilds_a_mart_only_when_its_rule_reads_what_the_vacuum_removed(spark, tmp_path):
+    """fct_orders reads its inputs' change feeds and old versions: a VACUUM of silver orders since
+    its last build rebuilds it in full. revenue_daily reads fct_orders' changed dates from the
+    commits' metadata (which a VACUUM leaves) and fct_orders as it is now: it stays incremental
+    and equals revenue_daily over the whole mart."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    always = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
+        ),
+    )
+    build(always, "fct_orders")
+    build(always, "revenue_daily")
+    schema, [row, _] = SILVER["orders"]
+    orders, fct = ctx.table_path("silver", "orders"), ctx.table_path("gold", "fct_orders")
+    moved = (*row[:2], ts(2024, 1, 9), d(2024, 1, 9), *row[4:])  # ORD-0000001 moves to another date
+    ctx.lake.merge(orders, spark.createDataFrame([moved], schema), MergeSpec(keys=("order_id",)))
+    assert build(always, "fct_orders").details["write"] == "incremental"
+
+    assert ctx.lake.vacuum(fct, 0, enforce_retention=False)  # the previous version's files
+    assert {c.operation for c in ctx.lake.history(fct, 2)} == {"VACUUM START", "VACUUM END"}
+    revenue = build(always, "revenue_daily")
+    # Both dates of the moved order: the one it left and the one it joined.
+    assert (revenue.details["write"], revenue.details["keys_recomputed"]) == ("incremental", 2)
+    expected = T.revenue_daily(ctx.lake.read(fct)).collect()
+    assert sorted(ctx.lake.read(ctx.table_path("gold", "revenue_daily")).collect()) == sorted(expected)
+
+    ctx.lake.append(orders, spark.createDataFrame([("ORD-0000003", *row[1:])], schema))
+    assert ctx.lake.vacuum(orders, 0, enforce_retention=False)
+    rebuilt = build(always, "fct_orders")
+    assert rebuilt.details["full_rebuild"] == "silver/orders vacuumed since version 1"

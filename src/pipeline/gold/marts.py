@@ -14,11 +14,14 @@ in full when they are more than `incremental.rebuild_above_share` of config/mart
 records their order dates in the commit, revenue_daily those dates, engagement_daily the dates of
 the new events. It rebuilds in full on
 `--full-refresh` (ctx.full_refresh), when the table does not exist, when its definition, options
-or as_of changed, when an input's recorded version is gone (VACUUM since, or the table is
-younger), an input gold mart was rebuilt in full since (which rows it changed is not recorded)
-or a commit of fct_orders since records no changed order dates (revenue_daily). customer_360
-(its 30-day windows move with as_of) and pipeline_summary (a few dozen rows) always rebuild in
-full.
+or as_of changed, when an input's recorded version is gone (the table is younger, or a VACUUM
+since removed the old version and change feed the rule reads; revenue_daily reads fct_orders'
+changed dates from its commits only, so a VACUUM of fct_orders keeps it incremental), when the
+log no longer holds every commit since (log cleanup: the changes they recorded are lost), an
+input gold mart was rebuilt in full since (which rows it changed is not recorded) or a commit of
+fct_orders since records no changed order dates (revenue_daily). customer_360 (its 30-day
+windows move with as_of, which a new day of events moves: every row may change) and
+pipeline_summary (a few dozen rows) always rebuild in full.
 
 Idempotent reruns: every gold commit carries, under the metadata key `gold`, a fingerprint of
 what it was built from: the mart's definition version, its options in config/marts.yaml
@@ -57,8 +60,8 @@ WRITE_KEY = "gold_write"  # commit metadata: "full" or "incremental"
 # commit metadata of an incremental fct_orders write: the order dates of the rows it recomputed
 # (before and after), which revenue_daily recomputes
 CHANGED_DATES_KEY = "changed_order_dates"
-UNCHANGING = frozenset({"OPTIMIZE"})  # commits that change no row
 VACUUMS = frozenset({"VACUUM START", "VACUUM END"})
+UNCHANGING = frozenset({"OPTIMIZE"}) | VACUUMS  # commits that change no row
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,9 @@ class Mart:
     check_rows_match_main: bool = False  # one output row per main-input row
     # The incremental rule: an Update, None when no key is affected, or why to rebuild in full.
     update: Callable[[Inputs, Since], Update | str | None] | None = None
+    # Inputs the rule reads at the current version only, learning what changed from the commits'
+    # metadata (never an old version nor the change feed): a VACUUM since removes nothing it reads.
+    metadata_only: tuple[str, ...] = ()
 
 
 def _fct_orders(i: Inputs) -> DataFrame:
@@ -281,6 +287,7 @@ MARTS: dict[str, Mart] = {
             main=("fct_orders",),
             definition=2,  # 2: null country/segment shown as `unknown`
             update=_update_revenue_daily,
+            metadata_only=("gold/fct_orders",),
         ),
         Mart(
             "pipeline_summary",
@@ -542,7 +549,8 @@ def _full_rebuild_reason(
             return f"{key}: the log no longer holds every commit since version {then}"
         commits[key] = found
         for commit in commits[key]:
-            if commit.operation in VACUUMS:
+            if commit.operation in VACUUMS and key not in spec.metadata_only:
+                # The old version and the change feed the rule reads may be gone with the files.
                 return f"{key} vacuumed since version {then}"
             if commit.metadata.get(WRITE_KEY) == "full":
                 return f"{key} rebuilt in full since version {then}"
