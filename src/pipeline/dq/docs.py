@@ -156,12 +156,6 @@ def _load_results(ctx: Any, client: Any) -> int:
     """Put the run's validation results that other processes kept into the rendering context;
     how many result files the run has (this process's included). Unreadable files are skipped
     with a warning: docs are a report."""
-    from great_expectations.core.run_identifier import RunIdentifier
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-        ValidationResultIdentifier,
-    )
-
     folder = validations_path(ctx)
     mine = sum(1 for location in _Gx.saved if location.startswith(folder + "/"))
     if not is_local(folder) and urlparse(folder).scheme not in S3_SCHEMES:
@@ -174,6 +168,13 @@ def _load_results(ctx: Any, client: Any) -> int:
     todo = {k: v for k, v in files.items() if k not in _Gx.saved and k not in _Docs.loaded}
     if not todo:
         return max(len(files), mine)
+    # GX only now: importing it costs seconds, and a run with nothing new has no result to load.
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
     context, _ = _context()
     store = context.validation_results_store
     for location, text in todo.items():
