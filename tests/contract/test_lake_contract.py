@@ -251,6 +251,23 @@ def test_latest_metadata_reads_the_newest_commits_only(spark, lake, delta_rs_lak
     assert limits == [METADATA_PAGE, METADATA_PAGE**2]  # never written: the whole history, in two reads
 
 
+def test_a_table_dropped_and_made_anew_is_read_anew(spark, lake, table):
+    """What an engine keeps of a table between calls (that it is one, its newest commits'
+    metadata) follows the table: dropped, it is absent; made anew, its own commits are read."""
+    import shutil
+
+    lake.append(table, rows(spark, BASE[:1]), metadata={"n": 1})
+    lake.append(table, rows(spark, BASE[1:2]), metadata={"n": 2})
+    assert lake.exists(table) and lake.latest_metadata(table, "n") == 2
+    shutil.rmtree(table)
+    assert not lake.exists(table) and lake.version(table) is None
+    assert lake.latest_metadata(table, "n") is None
+    lake.append(table, rows(spark, BASE[:1]), metadata={"n": 3})
+    lake.append(table, rows(spark, BASE[1:2]), metadata={"m": 4})
+    assert lake.exists(table) and lake.version(table) == 1
+    assert lake.latest_metadata(table, "n") == 3  # the new table's version 0, not the old one's 1
+
+
 def test_delta_rs_refuses_a_write_above_its_byte_limit_naming_the_table(spark, table, tmp_path):
     small = open_lake("delta-rs", spark, max_bytes=2_000)
     small.append(table, rows(spark, BASE), metadata={"n": 1})

@@ -8,14 +8,20 @@ delta-rs engine, so both read each other's positions.
 
 from __future__ import annotations
 
+import json
+import os
 from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
+from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
+from py4j.java_gateway import JavaClass
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.lake.base import (
+    METADATA_PAGE,
     TABLE_DEFAULTS,
     Commit,
     FileStats,
@@ -38,6 +44,21 @@ RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
 
 
+def _is_local(location: str) -> bool:
+    """A plain local path (no scheme): read with Python's file functions, no py4j round trip."""
+    return not urlparse(location).scheme
+
+
+def commit_metadata(commit_file: str) -> dict:
+    """The commitInfo.userMetadata of a commit file's text (JSON lines, one action each)."""
+    for line in commit_file.splitlines():
+        if '"commitInfo"' in line:  # the test on the text spares parsing the add actions
+            info = json.loads(line).get("commitInfo")
+            if info is not None:
+                return decode_metadata(info.get("userMetadata"))
+    return {}
+
+
 def delta_spark_available(spark: SparkSession) -> str | None:
     """None when delta-spark can run in this session, else the reason it cannot."""
     try:
@@ -56,13 +77,69 @@ def delta_spark_available(spark: SparkSession) -> str | None:
 class DeltaSparkLake(Lake):
     name = "delta-spark"
 
+    def __init__(self, spark: SparkSession):
+        super().__init__(spark)
+        # What a process need not ask twice: the paths found to be tables, and the metadata of
+        # each table's newest commits (a commit never changes), per path: (table id, {version: ...}).
+        self._tables: set[str] = set()
+        self._commits: dict[str, tuple[str, dict[int, dict]]] = {}
+
     def exists(self, path: str) -> bool:
-        return DeltaTable.isDeltaTable(self.spark, path)
+        # isDeltaTable costs a listing and ~10 py4j calls; once a path is a table it stays one
+        # while its _delta_log folder is there (a dropped table's is gone: asked again).
+        if path in self._tables and self._log_folder_exists(path):
+            return True
+        found = bool(DeltaTable.isDeltaTable(self.spark, path))
+        if found:
+            self._tables.add(path)
+        return found
 
     def version(self, path: str) -> int | None:
-        if not self.exists(path):
+        version = int(self._snapshot(path).version())  # -1 where no table is
+        return None if version < 0 else version
+
+    def _java(self, name: str) -> JavaClass:
+        """A JVM class by its full name: `jvm.a.b.C` costs a py4j round trip per name segment."""
+        return JavaClass(name, self.spark.sparkContext._gateway._gateway_client)  # type: ignore[union-attr]
+
+    @cached_property
+    def _delta_log(self) -> JavaClass:
+        return self._java("org.apache.spark.sql.delta.DeltaLog")
+
+    @cached_property
+    def _no_option(self) -> Any:
+        return self._java("scala.Option").empty()
+
+    def _hadoop_file(self, location: str) -> tuple[Any, Any]:
+        """(Hadoop Path, its FileSystem) of a location that is not a local path."""
+        path = self._java("org.apache.hadoop.fs.Path")(location)
+        return path, path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+
+    def _log_folder_exists(self, path: str) -> bool:
+        folder = f"{path.rstrip('/')}/_delta_log"
+        if _is_local(folder):
+            return os.path.isdir(folder)
+        hadoop, fs = self._hadoop_file(folder)
+        return bool(fs.exists(hadoop))
+
+    def _commit_file(self, path: str, version: int) -> str | None:
+        """The text of the table's commit file for `version`, None when there is none."""
+        name = f"{path.rstrip('/')}/_delta_log/{version:020d}.json"
+        if _is_local(name):
+            try:
+                with open(name, encoding="utf-8") as fh:
+                    return fh.read()
+            except FileNotFoundError:
+                return None
+        hadoop, fs = self._hadoop_file(name)
+        if not fs.exists(hadoop):
             return None
-        return int(self._snapshot(path).version())
+        stream = fs.open(hadoop)
+        try:
+            data = self._java("org.apache.commons.io.IOUtils").toByteArray(stream)
+        finally:
+            stream.close()
+        return bytes(data).decode("utf-8")
 
     def snapshot_key(self, path: str) -> tuple[str, int] | None:
         snapshot = self._snapshot(path)  # version -1 where no table is
@@ -74,10 +151,9 @@ class DeltaSparkLake(Lake):
         version and no reader for SetTransaction actions; history(1) runs a Spark job per call).
         tests/contract runs both uses on every build: a Delta upgrade that changes this API
         fails them loudly instead of double-writing."""
-        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
         try:
-            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-            return log.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty())
+            log = self._delta_log.forTable(self.spark._jsparkSession, path)
+            return log.update(False, self._no_option, self._no_option)
         except Exception as exc:
             raise LakeError(
                 f"{path}: reading the Delta snapshot through DeltaLog failed ({exc}); this internal "
@@ -195,30 +271,29 @@ class DeltaSparkLake(Lake):
         ]
 
     def _newest_metadata(self, path: str, limit: int) -> list[dict]:
-        """The newest commit files straight through DeltaLog.getChanges (internal, like
-        _snapshot): history(limit) runs a Spark job per call, measured 3x slower."""
-        version = int(self._snapshot(path).version())  # the caller checked that the table exists
-        jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
-        try:
-            log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path)
-            changes = log.getChanges(max(0, version - limit + 1), False)  # gaps (log cleanup) skipped
-            found = []
-            while changes.hasNext():
-                actions = changes.next()._2().iterator()
-                metadata: dict = {}
-                while actions.hasNext():
-                    action = actions.next()
-                    if action.getClass().getSimpleName() == "CommitInfo":
-                        user = action.userMetadata()
-                        metadata = decode_metadata(user.get() if user.isDefined() else None)
-                        break  # one per commit, usually first: its data files need no round trips
-                found.append(metadata)
-        except Exception as exc:
-            raise LakeError(
-                f"{path}: reading the newest commits through DeltaLog.getChanges failed ({exc}); this "
-                "internal API changed with the Delta version: adapt DeltaSparkLake._newest_metadata"
-            ) from exc
-        return found[::-1]
+        """The newest commits' metadata from their commit files, read as text (DeltaLog.getChanges
+        cost a py4j round trip per action, 20-50 ms a call) and kept: a step's next read of the
+        same table finds them held and reads only newer commits."""
+        snapshot = self._snapshot(path)  # the caller checked that the table exists
+        table_id, version = str(snapshot.metadata().id()), int(snapshot.version())
+        held_id, held = self._commits.get(path, ("", {}))
+        held = dict(held) if held_id == table_id else {}  # a table made anew at the path: new id
+        found = []
+        for v in range(version, max(version - limit, -1), -1):
+            if v not in held:
+                text = self._commit_file(path, v)
+                if text is None and v == version:
+                    raise LakeError(
+                        f"{path}: commit file of version {v} not found in _delta_log (a table with a "
+                        "commit coordinator?); DeltaSparkLake._newest_metadata reads commit files"
+                    )
+                if text is None:
+                    break  # removed by log cleanup, and every older one with it
+                held[v] = commit_metadata(text)
+            found.append(held[v])
+        # Only the newest commits are asked for again (newest_metadata_where's first pages).
+        self._commits[path] = (table_id, {v: m for v, m in held.items() if v > version - METADATA_PAGE**2})
+        return found
 
     def transaction_version(self, path: str, app_id: str) -> int | None:
         txns = self._snapshot(path).transactions()
