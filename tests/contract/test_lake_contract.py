@@ -268,6 +268,19 @@ def test_a_table_dropped_and_made_anew_is_read_anew(spark, lake, table):
     assert lake.latest_metadata(table, "n") == 3  # the new table's version 0, not the old one's 1
 
 
+def test_transaction_version_is_the_apps_latest_however_far_back(spark, lake, delta_rs_lake, table):
+    """An app's Txn in the newest commits, one further back than those (under later commits of
+    another app), and one never committed."""
+    delta_rs_lake.append(table, rows(spark, BASE[:1]), txn=Txn("early", 3))
+    for v in range(METADATA_PAGE + 1):  # delta-rs writes the history fast; `lake` reads it
+        delta_rs_lake.append(table, rows(spark, BASE[1:2]), txn=Txn("late", v))
+    assert lake.transaction_version(table, "late") == METADATA_PAGE
+    assert lake.transaction_version(table, "early") == 3
+    assert lake.transaction_version(table, "never") is None
+    assert lake.already_committed(table, Txn("early", 3))
+    assert not lake.already_committed(table, Txn("early", 4))
+
+
 def test_delta_rs_refuses_a_write_above_its_byte_limit_naming_the_table(spark, table, tmp_path):
     small = open_lake("delta-rs", spark, max_bytes=2_000)
     small.append(table, rows(spark, BASE), metadata={"n": 1})

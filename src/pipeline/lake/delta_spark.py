@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlparse
@@ -42,6 +43,7 @@ TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
+TXN_RETENTION_PROPERTY = "delta.setTransactionRetentionDuration"
 
 
 def _is_local(location: str) -> bool:
@@ -49,14 +51,28 @@ def _is_local(location: str) -> bool:
     return not urlparse(location).scheme
 
 
-def commit_metadata(commit_file: str) -> dict:
-    """The commitInfo.userMetadata of a commit file's text (JSON lines, one action each)."""
-    for line in commit_file.splitlines():
-        if '"commitInfo"' in line:  # the test on the text spares parsing the add actions
-            info = json.loads(line).get("commitInfo")
-            if info is not None:
-                return decode_metadata(info.get("userMetadata"))
-    return {}
+@dataclass(frozen=True)
+class CommitFile:
+    """What a commit file says that positions and idempotent writes read: its commitInfo's
+    userMetadata, and the Txn versions it sets per app id."""
+
+    metadata: dict[str, Any]
+    txns: dict[str, int]
+
+    @classmethod
+    def parse(cls, text: str) -> CommitFile:
+        """A commit file's text: JSON lines, one action each."""
+        metadata: dict[str, Any] = {}
+        txns: dict[str, int] = {}
+        for line in text.splitlines():
+            # The test on the text spares parsing the add actions (most of a commit's lines).
+            if '"commitInfo"' in line or '"txn"' in line:
+                action = json.loads(line)
+                if "commitInfo" in action:
+                    metadata = decode_metadata(action["commitInfo"].get("userMetadata"))
+                elif "txn" in action:
+                    txns[action["txn"]["appId"]] = int(action["txn"]["version"])
+        return cls(metadata, txns)
 
 
 def delta_spark_available(spark: SparkSession) -> str | None:
@@ -82,7 +98,7 @@ class DeltaSparkLake(Lake):
         # What a process need not ask twice: the paths found to be tables, and the metadata of
         # each table's newest commits (a commit never changes), per path: (table id, {version: ...}).
         self._tables: set[str] = set()
-        self._commits: dict[str, tuple[str, dict[int, dict]]] = {}
+        self._commits: dict[str, tuple[str, dict[int, CommitFile]]] = {}
 
     def exists(self, path: str) -> bool:
         # isDeltaTable costs a listing and ~10 py4j calls; once a path is a table it stays one
@@ -271,10 +287,14 @@ class DeltaSparkLake(Lake):
         ]
 
     def _newest_metadata(self, path: str, limit: int) -> list[dict]:
-        """The newest commits' metadata from their commit files, read as text (DeltaLog.getChanges
-        cost a py4j round trip per action, 20-50 ms a call) and kept: a step's next read of the
-        same table finds them held and reads only newer commits."""
-        snapshot = self._snapshot(path)  # the caller checked that the table exists
+        # the caller checked that the table exists
+        return [commit.metadata for commit in self._newest_commits(path, self._snapshot(path), limit)]
+
+    def _newest_commits(self, path: str, snapshot: Any, limit: int) -> list[CommitFile]:
+        """The snapshot's newest `limit` commits (fewer when the log holds fewer), newest first,
+        from their commit files read as text (DeltaLog.getChanges cost a py4j round trip per
+        action, 20-50 ms a call) and kept: a commit never changes, so a step's next read of the
+        table finds them held and reads only newer commits."""
         table_id, version = str(snapshot.metadata().id()), int(snapshot.version())
         held_id, held = self._commits.get(path, ("", {}))
         held = dict(held) if held_id == table_id else {}  # a table made anew at the path: new id
@@ -285,18 +305,27 @@ class DeltaSparkLake(Lake):
                 if text is None and v == version:
                     raise LakeError(
                         f"{path}: commit file of version {v} not found in _delta_log (a table with a "
-                        "commit coordinator?); DeltaSparkLake._newest_metadata reads commit files"
+                        "commit coordinator?); DeltaSparkLake reads the newest commits from their files"
                     )
                 if text is None:
                     break  # removed by log cleanup, and every older one with it
-                held[v] = commit_metadata(text)
+                held[v] = CommitFile.parse(text)
             found.append(held[v])
         # Only the newest commits are asked for again (newest_metadata_where's first pages).
-        self._commits[path] = (table_id, {v: m for v, m in held.items() if v > version - METADATA_PAGE**2})
+        self._commits[path] = (table_id, {v: c for v, c in held.items() if v > version - METADATA_PAGE**2})
         return found
 
     def transaction_version(self, path: str, app_id: str) -> int | None:
-        txns = self._snapshot(path).transactions()
+        # A writer's Txn is in one of the newest commits (its last file batch, ledger rows or
+        # micro-batch): read from their files. snapshot.transactions reconstructs the whole
+        # table state (3 Spark jobs on each new snapshot): only for an app id further back, or
+        # where Txns expire (their retention is a table property; the state drops expired ones).
+        snapshot = self._snapshot(path)
+        if not snapshot.metadata().configuration().contains(TXN_RETENTION_PROPERTY):
+            for commit in self._newest_commits(path, snapshot, METADATA_PAGE):
+                if app_id in commit.txns:
+                    return commit.txns[app_id]
+        txns = snapshot.transactions()
         return int(txns.apply(app_id)) if txns.contains(app_id) else None
 
     def optimize(
