@@ -382,6 +382,38 @@ def test_dml_leaves_the_session_conf_as_it_found_it(spark, delta_spark_lake, tab
     assert spark.conf.get(key, None) is None
 
 
+def test_merge_from_a_source_persisted_on_disk(spark, lake, table):
+    """A source the caller persisted (silver's batches) merges as any other; delta-spark reads it
+    from the cache for both of MERGE's passes instead of copying it first (Delta's 'materialize
+    source' job), and leaves the session's setting as it was."""
+    from pyspark import StorageLevel
+
+    key = "spark.databricks.delta.merge.materializeSource"
+    lake.append(table, rows(spark, BASE))
+    source = rows(spark, [(2, "B", 25.0, "d1"), (3, "gone", 0.0, "d2"), (4, "new", 40.0, "d3")])
+    source = source.persist(StorageLevel.MEMORY_AND_DISK)
+    spec = MergeSpec(keys=("id",), delete_when="s.name = 'gone'")
+    group = f"merge-persisted-{lake.name}"
+    spark.sparkContext.setJobGroup(group, group)
+    try:
+        lake.merge(table, source, spec)
+    finally:
+        for prop in ("spark.jobGroup.id", "spark.job.description"):
+            spark.sparkContext.setLocalProperty(prop, None)  # type: ignore[arg-type]
+        source.unpersist()
+    assert sorted((r["id"], r["name"]) for r in lake.read(table).collect()) == [
+        (1, "a"),
+        (2, "B"),
+        (4, "new"),
+    ]
+    store = spark.sparkContext._jsc.sc().statusStore()
+    described = [
+        store.job(j).description() for j in spark.sparkContext.statusTracker().getJobIdsForGroup(group)
+    ]
+    assert not [d.get() for d in described if d.isDefined() and "materialize source" in d.get()]
+    assert spark.conf.get(key, None) is None
+
+
 def test_the_session_has_delta_and_auto_picks_delta_spark(spark):
     assert open_lake("auto", spark).name == "delta-spark"
 

@@ -44,6 +44,18 @@ USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
 TXN_RETENTION_PROPERTY = "delta.setTransactionRetentionDuration"
+MATERIALIZE_SOURCE_CONF = "spark.databricks.delta.merge.materializeSource"
+
+
+def _kept_on_disk(df: DataFrame) -> bool:
+    """Whether `df` is persisted at a level that spills to disk: MERGE then reads it twice (the
+    scan for matches, the write) from the same cached blocks, so Delta's copy of the source
+    (merge.materializeSource `auto` copies any source that is not a plain Delta scan, to keep a
+    source that could change between the two passes from giving wrong results) would only write
+    it once more. A block is recomputed only if its executor is lost, which loses Delta's copy as
+    well (Delta then restarts the MERGE), and the scan for matches depends only on the source's
+    keys, which a recomputation of a silver batch (versioned reads, one row per key) gives again."""
+    return df.is_cached and df.storageLevel.useDisk
 
 
 def _is_local(location: str) -> bool:
@@ -222,7 +234,10 @@ class DeltaSparkLake(Lake):
             merger = merger.whenMatchedUpdateAll(condition=spec.update_when)
         if spec.insert:
             merger = merger.whenNotMatchedInsertAll(condition=spec.insert_when)
-        with self._session_conf(metadata, txn, {"spark.databricks.delta.schema.autoMerge.enabled": "true"}):
+        conf = {"spark.databricks.delta.schema.autoMerge.enabled": "true"}
+        if _kept_on_disk(df):
+            conf[MATERIALIZE_SOURCE_CONF] = "none"
+        with self._session_conf(metadata, txn, conf):
             try:
                 merger.execute()
             except Exception as exc:
