@@ -1,4 +1,6 @@
-"""Write, audit, publish through the real CLI on generated data: a landing batch whose orders break
+"""Write, audit, publish through the CLI (`lakehouse run`, in this process, on the suite's Spark
+session: a new JVM would add its start-up and cold steps, and exit statuses of a real process are
+test_concurrent_runs.py's) on generated data: a landing batch whose orders break
 their contract fails the silver gate BEFORE anything is written. Silver, quarantine, the consumed
 bronze version and gold are exactly as they were; the run records the failure in dq_results,
 emits a FAIL lineage event and an alert, and exits non-zero. After the fix (the contract's
@@ -9,10 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -21,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
+from pipeline import cli
 from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
@@ -29,24 +29,19 @@ from pipeline.jobs import JOBS
 from pipeline.silver.job import CONSUMED
 from tests.helpers import REPO, make_ctx
 
-# Three pipeline runs, one of them in a new CLI process (a JVM): more than the default limit.
+# Three pipeline runs, one of them through the CLI: more than the default limit under load.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 RUN_ID = "20261123T000000Z-critical"
 STEPS = ["silver_orders", "gold_fct_orders"]
 NEW_ORDERS = 20
 
 
-def _cli(lake, run_id: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(REPO / "src"),
-        "LAKEHOUSE_CONFIG_DIR": str(REPO / "config"),
-        "LAKEHOUSE_LOG_LEVEL": "WARNING",
-    }
-    command = ["run", "--lake", str(lake), "--run-id", run_id, "--only", ",".join(STEPS)]
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline", *command], env=env, capture_output=True, text=True, timeout=900
-    )
+def _cli(lake, run_id: str, capsys) -> tuple[int, str]:
+    """`lakehouse run` of STEPS: its exit status and what it wrote to stderr (JSON log lines)."""
+    capsys.readouterr()  # only this run's output
+    command = ["run", "--lake", str(lake), "--config-dir", str(REPO / "config"), "--run-id", run_id]
+    status = cli.main([*command, "--log-level", "WARNING", "--only", ",".join(STEPS)])
+    return status, capsys.readouterr().err
 
 
 def _deliver_orders_in_an_unknown_currency(landing) -> None:
@@ -77,7 +72,7 @@ def _snapshot(ctx, path):
     return ctx.lake.version(path), sorted((tuple(r) for r in ctx.lake.read(path).collect()), key=repr)
 
 
-def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the_fix(spark, tmp_path):
+def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the_fix(spark, tmp_path, capsys):
     lake = tmp_path / "lake"
     generate(lake / "landing", scale=0.01, seed=3, days=30)  # a month: orders to quarantine, few files
     ctx = make_ctx(spark, lake, run_id="setup")
@@ -97,8 +92,8 @@ def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the
     assert not run_steps(ctx, dag, ["bronze_snowflake_orders"], out, executor=local_executor()).failed, (
         out.getvalue()
     )
-    proc = _cli(lake, RUN_ID)
-    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    status, stderr = _cli(lake, RUN_ID, capsys)
+    assert status == 1, stderr[-3000:]
 
     state = json.loads((lake / "_ops" / "runs" / f"{RUN_ID}.json").read_text())
     status = {s["step"]: s["status"] for s in state["steps"]}
@@ -120,10 +115,8 @@ def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the
     fail = [e for e in events if e["eventType"] == "FAIL" and e["job"]["name"] == "pipeline.silver_orders"]
     assert fail and "quarantine_ratio" in json.dumps(fail[0]["run"]["facets"]["errorMessage"])
     assert not any(e["job"]["name"].startswith("pipeline.gold_") for e in events)  # skipped: never started
-    alerts = [
-        json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{") and "ALERT" in line
-    ]
-    assert any("silver_orders" in a["message"] for a in alerts), proc.stderr[-3000:]
+    alerts = [json.loads(line) for line in stderr.splitlines() if line.startswith("{") and "ALERT" in line]
+    assert any("silver_orders" in a["message"] for a in alerts), stderr[-3000:]
     assert (lake / "_ops" / "reports" / f"{RUN_ID}.html").exists()
 
     # The fix: the currency is real and the reference list lacked it. The same bronze rows are
