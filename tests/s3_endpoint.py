@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tests.helpers import tail_of_logs
 REPO = Path(__file__).resolve().parents[1]
 S3PROXY_JARS = REPO / "jvm" / "jars" / "s3proxy"
 START_TIMEOUT_S = 60
+UPLOAD_THREADS = 8
 REGION = "us-east-1"
 # Test credentials, known to the local endpoints only. Clients get them as the standard AWS
 # environment variables (env()), the chain every client of the lake reads on EMR too.
@@ -131,6 +133,7 @@ class S3Proxy(_Process):
 
     def __init__(self, home: Path):
         super().__init__(home, "s3proxy")
+        self._client: Any = None
 
     def start(self) -> S3Proxy:
         java = shutil.which("java")
@@ -175,10 +178,14 @@ class S3Proxy(_Process):
         return self
 
     def client(self):
+        """One boto3 client for the session (thread-safe): a test polling a run's state would
+        otherwise build a client per look, CPU taken from the run it watches."""
+        if self._client is not None:
+            return self._client
         import boto3
         from botocore.config import Config
 
-        return boto3.client(
+        self._client = boto3.client(
             "s3",
             endpoint_url=self.endpoint,
             aws_access_key_id=ACCESS_KEY,
@@ -186,6 +193,7 @@ class S3Proxy(_Process):
             region_name=REGION,
             config=Config(s3={"addressing_style": "path"}),
         )
+        return self._client
 
     def storage_options(self) -> dict[str, str]:
         """The settings' `lake.storage_options` for a lake on this endpoint."""
@@ -195,12 +203,17 @@ class S3Proxy(_Process):
         self.client().create_bucket(Bucket=bucket)
 
     def upload_tree(self, folder: Path, bucket: str, prefix: str) -> int:
-        """Put every file below `folder` under `prefix/`; the number of files."""
-        client, count = self.client(), 0
-        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        """Put every file below `folder` under `prefix/`; the number of files. Several puts at
+        once (one client: boto3's clients are thread-safe): a landing zone is hundreds of files."""
+        client = self.client()
+        paths = sorted(p for p in Path(folder).rglob("*") if p.is_file())
+
+        def put(path: Path) -> None:
             client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
-            count += 1
-        return count
+
+        with ThreadPoolExecutor(UPLOAD_THREADS) as pool:
+            list(pool.map(put, paths))  # list(): raises the first failed put
+        return len(paths)
 
     def objects(self, bucket: str, prefix: str = "") -> dict[str, tuple[int, str]]:
         """key -> (size, ETag) of every object under `prefix`."""
