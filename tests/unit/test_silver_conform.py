@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -283,3 +284,38 @@ def test_scd2_increments_end_as_one_run_over_the_same_rows_late_and_corrected_ve
         ("b", "SMB", 1),
         ("b", "Ent", 6),
     ]
+
+
+def test_scd2_changes_of_a_small_batch_in_one_partition_are_the_same_and_need_no_shuffle(spark):
+    """A small batch (silver's SMALL_BATCH_ROWS) and its keys' stored versions, one partition
+    each: the same changes as the partitioned path, computed without a shuffle."""
+    hist_schema = SCHEMA + ", valid_from timestamp, valid_to timestamp, is_current boolean"
+    stored = spark.createDataFrame(
+        [
+            ("a", "SMB", "1", d(1), False, d(1), d(5), False),
+            ("a", "Mid", "1", d(5), False, d(5), d(9), False),
+            ("a", "Ent", "1", d(9), False, d(9), None, True),
+            ("b", "SMB", "1", d(1), False, d(1), None, True),
+        ],
+        hist_schema,
+    ).coalesce(1)
+    incoming = spark.createDataFrame(
+        [("a", "Ent", "1", d(7), False), ("b", "Ent", "2", d(6), False), ("c", "SMB", "1", d(2), False)],
+        SCHEMA,
+    ).coalesce(1)
+    partitioned = scd2_changes(stored, incoming, SCD2)
+    together = scd2_changes(stored, incoming, SCD2, one_partition=True)
+    assert_df_equality(together, partitioned, ignore_row_order=True)
+    # the superseded day-9 version is marked, the late day-7 one takes its place
+    assert sorted((r["id"], r["valid_from"].day, r["is_current"]) for r in together.collect()) == [
+        ("a", 1, False),
+        ("a", 5, False),
+        ("a", 7, True),
+        ("a", 9, None),
+        ("b", 1, False),
+        ("b", 6, True),
+        ("c", 2, True),
+    ]
+    shuffle = re.compile(r"(?<!Broadcast)Exchange ")
+    assert not shuffle.search(together._jdf.queryExecution().executedPlan().toString())
+    assert shuffle.search(partitioned._jdf.queryExecution().executedPlan().toString())

@@ -77,21 +77,26 @@ def scd2_incoming(
     )
 
 
-def scd2_versions(existing: DataFrame, incoming: DataFrame, contract: Contract) -> DataFrame:
+def scd2_versions(
+    existing: DataFrame, incoming: DataFrame, contract: Contract, one_partition: bool = False
+) -> DataFrame:
     """The full version chain of every key present in `incoming`, merged with what silver already
     holds for those keys. A version is kept only when a tracked attribute (or the deletion flag)
     changes; valid_to is the next version's valid_from; is_current marks the open, undeleted one.
 
     `existing`: silver rows (with valid_from/valid_to/is_current) for the incoming keys.
     `incoming`: new rows in silver's column layout, without the history columns.
+    `one_partition`: both are small and one partition each; the chain stays one partition, so
+    its windows need no shuffle (a union of two partitions would need one).
     """
     # One row per (key, valid_from): a re-delivered version replaces the stored one, as in a
     # one-go run the later ingested delivery wins (history.TIEBREAK).
     new = incoming.withColumn("valid_from", F.col(contract.sequence_by)).withColumn("__stored", F.lit(False))
     old = existing.drop("valid_to", "is_current").withColumn("__stored", F.lit(True))
     delivery = Window.partitionBy(*contract.keys, "valid_from").orderBy(F.col("__stored").asc())
+    both = old.unionByName(new, allowMissingColumns=True)
     chain = (
-        old.unionByName(new, allowMissingColumns=True)
+        (both.coalesce(1) if one_partition else both)
         .withColumn("__rank", F.row_number().over(delivery))
         .filter("__rank = 1")
     )
@@ -111,14 +116,20 @@ def scd2_versions(existing: DataFrame, incoming: DataFrame, contract: Contract) 
     )
 
 
-def scd2_changes(existing: DataFrame, incoming: DataFrame, contract: Contract) -> DataFrame:
+def scd2_changes(
+    existing: DataFrame, incoming: DataFrame, contract: Contract, one_partition: bool = False
+) -> DataFrame:
     """What to merge into an SCD2 table on (keys, valid_from): the recomputed chains
     (`scd2_versions`) and, marked superseded by is_current NULL (which no kept version has), the
     stored versions they no longer hold: a late version that repeats its successor's attributes
-    absorbs it, so an incremental run ends where a one-go run over the same rows does."""
-    versions = scd2_versions(existing, incoming, contract)
+    absorbs it, so an incremental run ends where a one-go run over the same rows does.
+    `one_partition`: as for scd2_versions (the join with `existing` needs no shuffle either)."""
+    versions = scd2_versions(existing, incoming, contract, one_partition)
     identity = [*contract.keys, "valid_from"]
-    superseded = existing.join(versions.select(*identity), identity, "left_anti").withColumn(
+    kept = versions.select(*identity)
+    # A small chain is broadcast: a sort-merge join would shuffle both sides to use every core.
+    kept = F.broadcast(kept) if one_partition else kept
+    superseded = existing.join(kept, identity, "left_anti").withColumn(
         "is_current", F.lit(None).cast("boolean")
     )
     return versions.unionByName(superseded)

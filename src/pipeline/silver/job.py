@@ -119,7 +119,9 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         merged = silver_rows
         if history and totals["late"]:
             merged = scd2_input(ctx, contract, valid, int(consumed), consumed_newest)
-        source, spec = _merge_plan(contract, merged, target, _target_range(contract, totals))
+        source, spec = _merge_plan(
+            contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS
+        )
         if source is not silver_rows:
             source = source.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(source)
@@ -285,14 +287,22 @@ def _literal(value) -> str | None:
 
 
 def _merge_plan(
-    contract: Contract, rows: DataFrame, target: DataFrame | None, target_range: str | None = None
+    contract: Contract,
+    rows: DataFrame,
+    target: DataFrame | None,
+    target_range: str | None = None,
+    small: bool = False,
 ) -> tuple[DataFrame, MergeSpec]:
     """What to merge into silver and how: the batch's rows by key, or for SCD2 the recomputed
     version chains of the batch's keys (history.scd2_changes) by (key, valid_from). `target_range`:
-    the batch's key range (_target_range), to read only the part of silver that can match."""
+    the batch's key range (_target_range), to read only the part of silver that can match.
+    `small`: `rows` is a small batch in one partition; so are the stored versions of its keys,
+    and the chains are recomputed without a shuffle."""
     if contract.history == "scd2":
         if target is not None:
-            existing = target.join(rows.select(*contract.keys).distinct(), list(contract.keys), "left_semi")
+            keys = rows.select(*contract.keys).distinct()
+            existing = target.join(F.broadcast(keys) if small else keys, list(contract.keys), "left_semi")
+            existing = existing.coalesce(1) if small else existing
         else:
             existing = rows.limit(0).withColumns(
                 {
@@ -307,7 +317,7 @@ def _merge_plan(
             insert_when=f"NOT ({SUPERSEDED})",
             target_only=target_range,
         )
-        return scd2_changes(existing, rows, contract), spec
+        return scd2_changes(existing, rows, contract, small), spec
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
         return rows, MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
