@@ -106,10 +106,11 @@ def test_a_captured_spark_error_is_named_once_with_its_path_and_hint(spark, tmp_
         spark.read.parquet(str(missing))
     assert type(raised.value).__module__ == "pyspark.errors.exceptions.captured"
     report = explain(raised.value, job="bronze", dataset="snowflake_customers")
+    # a long message is shortened in its middle: the step, the error class and the path's end stay
     assert report.message.startswith(
-        f"bronze snowflake_customers: org.apache.spark.sql.AnalysisException: [PATH_NOT_FOUND] Path does not "
-        f"exist: file:{missing}."
+        "bronze snowflake_customers: org.apache.spark.sql.AnalysisException: [PATH_NOT_FOUND] Path does not"
     )
+    assert "unload/customers" in report.message
     assert report.message.endswith(
         "; hint: a file is missing: check the path, or what removed it while the step ran, then rerun"
     )
