@@ -1,4 +1,4 @@
-"""Shared fixtures: one SparkSession for the whole suite (start-up costs ~9 s), built with the jars
+"""Shared fixtures: one SparkSession per test worker (start-up costs ~9 s), built with the jars
 `make setup` fetched (Delta, the Kafka connector, S3A), as local runs and EMR have them."""
 
 from __future__ import annotations
