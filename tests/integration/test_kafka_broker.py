@@ -25,7 +25,7 @@ import yaml
 from pyspark.sql import functions as F
 
 from pipeline.app import local_executor
-from pipeline.bronze.kafka import ingest_kafka
+from pipeline.bronze.kafka import caught_up, ingest_kafka
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
@@ -264,7 +264,12 @@ def test_consumer_lag_per_partition_reaches_metrics_and_report_when_the_gate_sto
     assert first.rows_out == 300 and first.details["kafka_consumer_lag"] == {"0": 0, "1": 0, "2": 0}
     assert lag_datums(lake, "caught-up") == {"0": 0, "1": 0, "2": 0}
 
+    # Caught up, known from the checkpoint and the broker without starting a query; until the
+    # broker holds records past the committed offsets.
+    source, checkpoint = ctx.settings.source("kafka_events", stream=True), ctx.checkpoint_path(STEP)
+    assert caught_up(spark, source, checkpoint, ctx.landing_path("kafka_events"))
     produce(spark, bootstrap, topic, poison(partition=1))
+    assert not caught_up(spark, source, checkpoint, ctx.landing_path("kafka_events"))
     ctx, refused, out = run("refused")
     assert refused.status == "failed" and refused.attempts == 1, out  # fatal: not retried
     assert "was not written" in refused.error and "batch:quarantine_ratio" in refused.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.bronze.kafka import ingest_kafka, stream_command
+from pipeline.bronze.kafka import caught_up, ingest_kafka, stream_command
 from pipeline.driver.retry import TRANSIENT, ClassifiedError, classify
 from pipeline.files import LocalFiles
 from pipeline.lease import LakeLease, LeaseHeld, stream_scope
@@ -121,6 +122,47 @@ def test_a_batch_committed_to_delta_but_not_to_the_checkpoint_is_not_written_twi
     assert replay.details["replayed_batches_skipped"] == 1 and replay.rows_out == 0
     assert ctx.lake.version(table) == version
     assert_exactly_once(ctx.lake, table, expected)
+
+
+def test_a_drained_replay_stream_knows_it_is_caught_up_until_a_new_landing_file(spark, fresh_lake):
+    """An idle run does not start a query to find nothing (1-3 s): the checkpoint's file source
+    log says which files the query took, compacted log files included; a new file ends it."""
+    folder = fresh_lake / "landing" / "kafka" / "product_events"
+    files = sorted(folder.iterdir())
+    local = make_ctx(spark, fresh_lake).settings.sources
+    source = dataclasses.replace(
+        local["kafka_events"], max_files_per_trigger=max(1, len(files) // 5), max_bytes_per_trigger=None
+    )
+    ctx = make_ctx(spark, fresh_lake, sources={**local, "kafka_events": source})
+    table = ctx.table_path("bronze", "kafka_events")
+    checkpoint = ctx.checkpoint_path("bronze_kafka_events")
+    expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
+    interval = "spark.sql.streaming.fileSource.log.compactInterval"
+    spark.conf.set(interval, "2")  # a compacted source log after two micro-batches, not ten
+    try:
+        assert not caught_up(spark, source, checkpoint, str(folder))  # no checkpoint yet
+        first = ingest_kafka(ctx, "kafka_events")
+    finally:
+        spark.conf.unset(interval)
+    assert first.rows_out == expected and first.details["micro_batches"] >= 5
+    assert list(Path(checkpoint, "sources", "0").glob("*.compact"))
+    assert caught_up(spark, source, checkpoint, str(folder))
+    version = ctx.lake.version(table)
+    idle = ingest_kafka(ctx, "kafka_events")
+    assert (idle.rows_out, idle.details["micro_batches"], ctx.lake.version(table)) == (0, 0, version)
+
+    # A new replay file: one record after the newest offset of partition 0.
+    newest = max(
+        (json.loads(line) for f in files for line in f.read_text().splitlines()),
+        key=lambda r: (r["partition"] == 0, r["offset"]),
+    )
+    late = {**newest, "offset": newest["offset"] + 1}
+    (folder / f"product_events-p0-{late['offset']:012d}.jsonl").write_text(json.dumps(late) + "\n")
+    assert not caught_up(spark, source, checkpoint, str(folder))
+    again = ingest_kafka(ctx, "kafka_events")
+    assert again.rows_out == 1
+    assert_exactly_once(ctx.lake, table, expected + 1)
+    assert caught_up(spark, source, checkpoint, str(folder))
 
 
 def test_a_byte_budget_bounds_each_micro_batch_by_the_replay_bytes_it_reads(spark, fresh_lake):

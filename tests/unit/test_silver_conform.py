@@ -13,7 +13,7 @@ from chispa import assert_df_equality
 
 from pipeline.contracts.model import Column, Contract, ContractError, load_contract, load_contracts
 from pipeline.silver.conform import RULES, check_evolution, conform, quarantined, rule_names, valid_values
-from pipeline.silver.history import latest_per_key, scd2_changes
+from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
 from pipeline.silver.pii import mask_phone, protect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,6 +194,21 @@ def test_latest_per_key_breaks_ties_deterministically(spark):
         ("a", "new-f2"),
         ("b", "only"),
     ]
+
+
+def test_one_file_delivering_a_key_twice_at_one_sequence_value_gives_the_same_row_in_any_order(spark):
+    """Sequence, ingestion time and file all tie: the row's values decide, so every run picks the
+    same row however the rows reach the window (a map column, which Spark cannot hash, aside)."""
+    c = contract(id=Column(type="string"), v=Column(type="string"), updated_at=Column(type="timestamp"))
+    t = datetime(2026, 1, 1)
+    rows = [("a", f"delivery-{i}", t, t, "f1", {"k": str(i)}) for i in range(6)]
+    schema = "id string, v string, updated_at timestamp, _ingestion_ts timestamp, _source_file string, m map<string,string>"
+    picks = set()
+    for order in (rows, rows[::-1], rows[2:] + rows[:2]):
+        df = spark.createDataFrame(order, schema).coalesce(1)
+        picks.add(tuple((r["id"], r["v"]) for r in latest_per_key(df, c).collect()))
+        picks.add(tuple((r["id"], r["v"]) for r in distinct_versions(df, c).collect()))
+    assert len(picks) == 1 and len(next(iter(picks))) == 1
 
 
 SCD2 = Contract(

@@ -1,7 +1,9 @@
 """Deduplication and history as pure transforms.
 
 Ties are broken deterministically: by the contract's sequence column, then the bronze ingestion
-time, then the source file and record position, so two runs over the same data pick the same row.
+time, then the source file, then the row's values (one file delivering a key twice at one sequence
+value: a hash of each delivery), so two runs over the same data pick the same row, whatever order
+the rows reach the window in.
 """
 
 from __future__ import annotations
@@ -10,27 +12,39 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import ArrayType, DataType, MapType, StructType
 
 from pipeline.contracts.model import Contract
 
 TIEBREAK = ("_ingestion_ts", "_source_file")
 
 
-def _order(contract: Contract):
-    return [F.col(contract.sequence_by).desc_nulls_last(), *[F.col(c).desc_nulls_last() for c in TIEBREAK]]
+def _holds_map(t: DataType) -> bool:
+    if isinstance(t, MapType):
+        return True
+    if isinstance(t, ArrayType):
+        return _holds_map(t.elementType)
+    return isinstance(t, StructType) and any(_holds_map(f.dataType) for f in t.fields)
+
+
+def _tiebreak(df: DataFrame) -> list[Column]:
+    """TIEBREAK, then a hash of the row's values (Spark hashes no map: columns holding one are
+    left out of it)."""
+    hashed = [F.col(f"`{f.name}`") for f in df.schema.fields if not _holds_map(f.dataType)]
+    return [*[F.col(c).desc_nulls_last() for c in TIEBREAK], F.xxhash64(*hashed).desc()]
 
 
 def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
     """One row per key: the latest by the sequence column (current-state tables, events)."""
-    w = Window.partitionBy(*contract.keys).orderBy(*_order(contract))
+    w = Window.partitionBy(*contract.keys).orderBy(
+        F.col(contract.sequence_by).desc_nulls_last(), *_tiebreak(df)
+    )
     return df.withColumn("__rank", F.row_number().over(w)).filter("__rank = 1").drop("__rank")
 
 
 def distinct_versions(df: DataFrame, contract: Contract) -> DataFrame:
     """One row per (key, sequence value): re-deliveries of the same version collapse (SCD2 input)."""
-    w = Window.partitionBy(*contract.keys, contract.sequence_by).orderBy(
-        *[F.col(c).desc_nulls_last() for c in TIEBREAK]
-    )
+    w = Window.partitionBy(*contract.keys, contract.sequence_by).orderBy(*_tiebreak(df))
     return df.withColumn("__rank", F.row_number().over(w)).filter("__rank = 1").drop("__rank")
 
 
