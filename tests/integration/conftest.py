@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
 import shutil
@@ -12,6 +13,7 @@ from pipeline.app import local_executor
 from pipeline.app.observers import observers_for
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
+from pipeline.driver.state import LocalStateStore
 from pipeline.generate import generate
 from pipeline.jobs import JOBS
 from tests.helpers import REPO, make_ctx
@@ -34,20 +36,36 @@ def generated_landing(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def pipeline_run(spark, tmp_path_factory, generated_landing):
+def pipeline_run(spark, tmp_path_factory, generated_landing, worker_id):
     """The whole DAG run once on the generated landing zone, shared by the integration tests
-    that only read its tables and what its observers wrote (ctx, lake folder, outcome per step)."""
-    lake = tmp_path_factory.mktemp("pipeline") / "lake"
-    shutil.copytree(generated_landing, lake / "landing")
-    ctx = make_ctx(spark, lake, run_id="first")
-    dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
-    out = io.StringIO()
-    # Watched as `lakehouse run` watches it: lineage, metrics, alerts, Data Docs, report.
-    state = run_steps(
-        ctx, dag, dag.order(), out, observers=observers_for(ctx.settings, dag), executor=local_executor()
-    )
-    assert not state.failed, out.getvalue()
-    return ctx, lake, {s.step: s for s in state.steps}
+    that only read its tables and what its observers wrote (ctx, lake folder, outcome per step,
+    as the run state recorded them). Once per session, not per test worker: the first worker to
+    need it runs it in the workers' common tmp folder while the others wait, then each reads it."""
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # pytest-xdist: each worker's basetemp is a folder of the common one
+        shared = shared.parent
+    lake, done = shared / "pipeline_run" / "lake", shared / "pipeline_run" / "done"
+    with open(shared / "pipeline_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(lake, ignore_errors=True)  # what a worker that failed mid-run left
+            shutil.copytree(generated_landing, lake / "landing")
+            ctx = make_ctx(spark, lake, run_id="first")
+            dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
+            out = io.StringIO()
+            # Watched as `lakehouse run` watches it: lineage, metrics, alerts, Data Docs, report.
+            state = run_steps(
+                ctx,
+                dag,
+                dag.order(),
+                out,
+                observers=observers_for(ctx.settings, dag),
+                executor=local_executor(),
+            )
+            assert not state.failed, out.getvalue()
+            done.touch()
+    state = LocalStateStore(lake / "_ops" / "runs").load("first")
+    return make_ctx(spark, lake, run_id="first"), lake, {s.step: s for s in state.steps}
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,18 @@
 """The whole pipeline with the lake in a bucket: `s3a://<bucket>/lake` on delta-spark, against the
-session's local S3 endpoint (s3proxy; tests/s3_endpoint.py), run as `lakehouse run` processes
-configured as a deployment would be (lake.root, lake.storage_options; credentials from the AWS
-environment variables).
+session's local S3 endpoint (s3proxy; tests/s3_endpoint.py), configured as a deployment would be
+(lake.root, lake.storage_options; credentials from the AWS environment variables).
 
-One run is killed mid-silver (SIGKILL to its process group, JVM included) and resumed; then every
-table must equal the suite's uninterrupted run of the same landing data (`pipeline_run`, a local
-lake), everything the run leaves must be in the bucket (every table, and under _ops the run
-state, lineage, metrics, DQ results, Data Docs and the report), and a rerun must add nothing."""
+One run, a `lakehouse run` process of its own, is killed mid-silver (SIGKILL to its process group,
+JVM included) and resumed (`lakehouse run --resume`, in the test's process: a new process would
+add only its JVM's start to the suite's time); then every table must equal the suite's
+uninterrupted run of the same landing data (`pipeline_run`, a local lake), everything the run
+leaves must be in the bucket (every table, and under _ops the run state, lineage, metrics, DQ
+results, Data Docs and the report), and a rerun must add nothing."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +24,7 @@ import time
 import pytest
 import yaml
 
+from pipeline import cli
 from tests.helpers import REPO, make_ctx
 from tests.integration.conftest import manifest
 from tests.lake_compare import DAG, assert_same_tables, lake_tables
@@ -65,15 +69,19 @@ def lakehouse(config, *args: str) -> subprocess.Popen:
     )
 
 
-def finish(proc: subprocess.Popen, timeout: int = 600) -> str:
-    try:
-        output = proc.communicate(timeout=timeout)[0].decode()
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        output = proc.communicate()[0].decode()
-        pytest.fail(f"lakehouse run did not end within {timeout} s:\n{output[-4000:]}")
-    assert proc.returncode == 0, output[-4000:]
-    return output
+def finish_here(spark, s3, config, *args: str) -> str:
+    """`lakehouse <args>` in this process (`cli.main`), its environment as `lakehouse` gives a
+    process of its own; its output. The suite's SparkSession reaches the bucket as the config
+    would make a new one reach it (per-bucket S3A settings, `S3Proxy.configure_spark`)."""
+    s3.configure_spark(spark, BUCKET)
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        for key, value in {**env(), "LAKEHOUSE_CONFIG_DIR": str(config)}.items():
+            mp.setenv(key, value)
+        mp.delenv("LAKEHOUSE_LAKE_ROOT", raising=False)
+        status = cli.main([*args, "--log-level", "WARNING"])
+    assert status == 0, out.getvalue()[-4000:]
+    return out.getvalue()
 
 
 def state(s3, run_id: str) -> dict:
@@ -89,7 +97,7 @@ def state_if_any(s3, run_id: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def resumed(s3_lake):
+def resumed(spark, s3_lake):
     """A run killed once bronze is done and silver under way, then resumed (`--resume`)."""
     s3, config = s3_lake
     proc = lakehouse(config, "run", "--run-id", RUN_ID)
@@ -107,7 +115,7 @@ def resumed(s3_lake):
     killed = state(s3, RUN_ID)
     unfinished = [s["step"] for s in killed["steps"] if s["status"] != "succeeded"]
     assert "gold_fct_orders" in unfinished and "bronze_crm_accounts" not in unfinished
-    output = finish(lakehouse(config, "run", "--resume", RUN_ID))
+    output = finish_here(spark, s3, config, "run", "--resume", RUN_ID)
     return s3, config, killed, output
 
 
@@ -159,11 +167,11 @@ def test_a_killed_run_on_s3_resumes_and_leaves_everything_in_the_bucket(resumed,
             assert s3_ctx.lake.read(s3_ctx.table_path(layer, name)).count() > 0, name
 
 
-def test_a_rerun_on_s3_adds_nothing(resumed, s3_ctx):
+def test_a_rerun_on_s3_adds_nothing(spark, resumed, s3_ctx):
     s3, config, _, _ = resumed
     before = s3.objects(BUCKET, "lake/")
     versions = {t: s3_ctx.lake.version(s3_ctx.table_path(*t)) for t in lake_tables(s3_ctx)}
-    output = finish(lakehouse(config, "run", "--run-id", "20261201T010000Z-s3again"))
+    output = finish_here(spark, s3, config, "run", "--run-id", "20261201T010000Z-s3again")
     after = s3.objects(BUCKET, "lake/")
     assert {t: s3_ctx.lake.version(s3_ctx.table_path(*t)) for t in lake_tables(s3_ctx)} == versions
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
