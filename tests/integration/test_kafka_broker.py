@@ -34,7 +34,7 @@ from pipeline.report import ReportObserver
 from pipeline.settings import KafkaSettings, SourceSettings
 from tests.helpers import REPO, make_ctx
 from tests.integration.conftest import manifest
-from tests.integration.test_kafka_exactly_once import start_stream
+from tests.integration.test_kafka_exactly_once import restart_here, start_stream
 from tests.kafka_broker import Record, create_topic, produce, read_topic
 
 pytestmark = pytest.mark.slow
@@ -183,9 +183,7 @@ def test_killed_mid_stream_then_restarted_every_record_once(
     partial = len(bronze_records(delta_rs_lake, table))
     assert 0 < partial < len(topic_records)
 
-    restarted = start_stream(lake, restart_config, "--run-id", "restarted")
-    output = restarted.communicate(timeout=300)[0].decode()
-    assert restarted.returncode == 0, output[-3000:]
+    restart_here(lake, restart_config, "--run-id", "restarted")
     assert_bronze_is_the_topic(delta_rs_lake, table, topic_records)
 
     # The restarted run, as the DAG step: lag 0 per partition in its state, metrics and report.
