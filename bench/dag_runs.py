@@ -33,8 +33,9 @@ class MeasuringExecutor:
 
     name = LocalExecutor.name
 
-    def __init__(self, label: str, total: int):
-        self.inner = local_executor()
+    def __init__(self, label: str, total: int, parallel_steps: int = 1):
+        self.inner = local_executor(parallel_steps)
+        self.max_parallel = parallel_steps
         self.label, self.total = label, total
         self.figures: dict[str, dict[str, float]] = {}
 
@@ -85,7 +86,7 @@ def run_dag(
     `observe`: with the observers `lakehouse run` uses (lineage, metrics, alerts, Data Docs,
     report), each timed; the DQ gates are inside the steps (switched by LAKEHOUSE_DQ)."""
     selected = selected or dag.order()
-    executor = MeasuringExecutor(label, len(selected))
+    executor = MeasuringExecutor(label, len(selected), ctx.settings.spark.parallel_steps)
     observer_s: defaultdict = defaultdict(float)
     observers = [TimedObserver(o, observer_s) for o in observers_for(ctx.settings, dag)] if observe else []
     log = io.StringIO()  # the runner's progress and summary; shown when a step fails

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import cached_property
@@ -48,6 +49,15 @@ class RunContext:
     def contracts(self) -> dict[str, Contract]:
         s = self.settings
         return load_contracts(s.config_path(s.contracts_dir), s.config_path(s.reference_dir))
+
+    def for_step(self) -> RunContext:
+        """A copy for one step run beside others: a clone of the run's SparkSession (its SQL conf
+        at this moment, then its own: the lake's DML sets commit metadata and Txn in the session
+        conf for one operation; the SparkContext and the cache are shared) and the lake on it."""
+        step = copy.copy(self)  # the contracts already parsed come along
+        step.spark = SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())
+        step.lake = self.lake.on_session(step.spark)
+        return step
 
     def references(self, contract: Contract) -> dict[str, tuple[str, ...]]:
         ref_dir = self.settings.config_path(self.settings.reference_dir)

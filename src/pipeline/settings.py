@@ -118,6 +118,13 @@ class SparkSettings:
     driver_memory: str = "4g"
     jars: list[str] = field(default_factory=list)
     conf: dict[str, str] = field(default_factory=dict)
+    # Independent DAG steps run at once in a local run (`lakehouse run`, the spark-submit
+    # pipeline entry), each in a session of its own on the one SparkContext.
+    parallel_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if self.parallel_steps < 1:
+            raise ConfigError(f"spark.parallel_steps: expected a positive number, got {self.parallel_steps}")
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
 import pytest
 from chispa import assert_df_equality
 
+from pipeline.context import RunContext
 from pipeline.lake import LakeError, MergeSpec, Txn, open_lake
 from pipeline.lake.base import METADATA_PAGE
 from pipeline.settings import ConfigError
@@ -380,6 +383,34 @@ def test_dml_leaves_the_session_conf_as_it_found_it(spark, delta_spark_lake, tab
         spark.conf.unset(key)
     delta_spark_lake.delete(table, "id = 2", metadata={"why": "again"})
     assert spark.conf.get(key, None) is None
+
+
+def test_steps_side_by_side_commit_with_their_own_metadata(spark, lake, tmp_path):
+    """Steps run at once (spark.parallel_steps) each work in a clone of the run's session
+    (`RunContext.for_step`): the commit metadata one step's DML puts in its session conf never
+    lands on another step's commit, nor is it lost when the other restores its conf. Both steps
+    commit in lockstep (a barrier before each), so a shared session would mix them up."""
+    run = RunContext(None, spark, lake, None, "r1")  # settings and catalogue: unused here
+    tables = {name: str(tmp_path / name) for name in ("left", "right")}
+    for path in tables.values():
+        lake.append(path, rows(spark, BASE))
+    barrier = threading.Barrier(len(tables), timeout=120)
+
+    def step(name: str) -> None:
+        ctx = run.for_step()
+        assert ctx.spark is not spark and ctx.lake.spark is ctx.spark
+        for i in range(6):
+            barrier.wait()
+            source = rows(ctx.spark, [(1, f"{name}{i}", float(i), "d1")])
+            ctx.lake.merge(tables[name], source, MergeSpec(keys=("id",)), metadata={"step": name, "i": i})
+
+    with ThreadPoolExecutor(len(tables)) as pool:
+        list(pool.map(step, tables))
+    for name, path in tables.items():
+        assert [(c.metadata.get("step"), c.metadata.get("i")) for c in lake.history(path, 6)] == [
+            (name, i) for i in range(5, -1, -1)
+        ]
+    assert spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None) is None
 
 
 def test_merge_from_a_source_persisted_on_disk(spark, lake, table):

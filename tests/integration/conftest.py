@@ -54,13 +54,15 @@ def pipeline_run(spark, tmp_path_factory, generated_landing, worker_id):
             dag = load_dag(REPO / "config" / "pipeline.yaml", set(JOBS))
             out = io.StringIO()
             # Watched as `lakehouse run` watches it: lineage, metrics, alerts, Data Docs, report.
+            # Two steps at once (spark.parallel_steps 2, each in a session of its own): every
+            # test reading this run checks tables written side by side.
             state = run_steps(
                 ctx,
                 dag,
                 dag.order(),
                 out,
                 observers=observers_for(ctx.settings, dag),
-                executor=local_executor(),
+                executor=local_executor(parallel_steps=2),
             )
             assert not state.failed, out.getvalue()
             done.touch()

@@ -19,6 +19,7 @@ from pipeline.driver.runner import plan_text, resume_selection, run_steps
 from pipeline.driver.state import MemoryStateStore, RunState, StepOutcome
 from pipeline.driver.window import DateWindow, parse_window
 from pipeline.lake import LakeError
+from pipeline.observability.logging import LogContextObserver, current_log_context
 from pipeline.settings import ConfigError, LakeSettings
 from pipeline.step_result import StepResult
 
@@ -449,6 +450,39 @@ def test_an_interrupt_is_recorded_and_re_raised(tmp_path, dag):
     ]
     assert saved.step("b").error_kind == "interrupted"
     assert resume_selection(saved, dag) == ["b", "c", "d", "e"]
+
+
+def test_parallel_steps_each_log_and_end_in_their_own_context(tmp_path, dag):
+    """With steps in worker threads (max_parallel 2), what a step logs carries its own step
+    name, though another step started after it; its end is told in that context too, and the
+    runner's thread is left with no step."""
+    seen: dict[str, str | None] = {}
+    ended: dict[str, str | None] = {}
+    together = threading.Barrier(2, timeout=10)
+
+    class Concurrent(FakeExecutor):
+        max_parallel = 2
+
+        def run(self, step, ctx):
+            if step.name in ("a", "e"):  # both roots run at once: each waits for the other
+                together.wait()
+            seen[step.name] = current_log_context()["step"]
+            return super().run(step, ctx)
+
+    class Ends:
+        def step_started(self, ctx, step, outcome):
+            pass
+
+        def step_finished(self, ctx, step, outcome):
+            ended[step.name] = current_log_context()["step"]
+
+        def run_finished(self, ctx, state):
+            pass
+
+    state, *_ = run(fake_ctx(tmp_path), dag, executor=Concurrent(), observers=[Ends(), LogContextObserver()])
+    assert state.status == "succeeded"
+    assert seen == {name: name for name in dag.order()} and ended == seen
+    assert current_log_context()["step"] is None
 
 
 def test_a_failing_state_store_warns_but_does_not_stop_the_run(tmp_path, dag):

@@ -23,9 +23,10 @@ def step_check() -> Check:
     return DQ_CHECK
 
 
-def local_executor() -> LocalExecutor:
-    """Steps in this process, the DAG's job kinds, each publish judged by the DQ gate."""
+def local_executor(parallel_steps: int = 1) -> LocalExecutor:
+    """Steps in this process, the DAG's job kinds, each publish judged by the DQ gate;
+    `parallel_steps` independent ones at once (`spark.parallel_steps` for a whole run)."""
     from pipeline.driver.executors import LocalExecutor
     from pipeline.jobs import JOBS
 
-    return LocalExecutor(JOBS, step_check())
+    return LocalExecutor(JOBS, step_check(), parallel_steps)

@@ -161,7 +161,7 @@ def run_pipeline(
             from pipeline.context import RunContext
 
             ctx = RunContext.create(settings, run_id)
-            executor = local_executor()
+            executor = local_executor(settings.spark.parallel_steps)
             store = default_store(ctx)
             engine = ctx.lake.name
             if not is_local(runs):

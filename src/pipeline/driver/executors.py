@@ -1,11 +1,13 @@
 """Where a step runs. The runner hands each step to an `Executor` and gets a `StepResult` back
 (or an exception, which it classifies and maybe retries; see `driver/retry.py`).
 
-- `LocalExecutor`: in this process, in the run's one SparkSession: the job of the step's kind
+- `LocalExecutor`: in this process, on the run's one SparkContext: the job of the step's kind
   from the registry it is handed, through the edge (`driver.edge.finish`: the check it is
-  handed judges a staged publish before it is written). One step at a time (`max_parallel` 1):
-  the steps share that session. This is what `lakehouse
-  run` and the spark-submit entry points (aws/jobs) use.
+  handed judges a staged publish before it is written). `max_parallel` steps at once
+  (`spark.parallel_steps`): with one, every step uses the run's SparkSession; with more, each
+  step a clone of it (`RunContext.for_step`: its own SQL conf, which the lake's DML changes for
+  one commit), so steps on small data overlap their job scheduling, commits and file listings.
+  This is what `lakehouse run` and the spark-submit entry points (aws/jobs) use.
 - `EmrServerlessExecutor`, `EmrStepsExecutor` (`driver/emr.py`): one EMR job run per step,
   `aws.emr.max_parallel_steps` at once; `executor_for(settings, name)` builds either.
 
@@ -54,12 +56,15 @@ class LocalExecutor:
     one the product runs: `local_executor()`)."""
 
     name = "local"
-    max_parallel = 1
 
-    def __init__(self, jobs: Mapping[str, Callable[[Any, str], JobOutput]], check: Check):
-        self.jobs, self.check = jobs, check
+    def __init__(
+        self, jobs: Mapping[str, Callable[[Any, str], JobOutput]], check: Check, max_parallel: int = 1
+    ):
+        self.jobs, self.check, self.max_parallel = jobs, check, max_parallel
 
     def run(self, step: Step, ctx: Any) -> StepResult:
+        if self.max_parallel > 1:
+            ctx = ctx.for_step()
         return finish(ctx, step.name, self.jobs[step.job](ctx, step.dataset), self.check)
 
 

@@ -8,6 +8,7 @@ parameter (executor, state store, sleep, random source), so tests run without Sp
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import random
@@ -137,6 +138,7 @@ def run_steps(
 
     pending = list(selected)
     running: dict[Future, str] = {}
+    contexts: dict[str, contextvars.Context] = {}
     pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="step") if limit > 1 else None
     stop_heartbeat = threading.Event()
     threading.Thread(
@@ -166,18 +168,24 @@ def run_steps(
                 if len(running) >= limit:
                     continue  # no free slot: it may still be a skip further down the list
                 pending.remove(name)
-                notify(observers, "step_started", out, ctx, step, outcome)
                 if pool is None:
+                    notify(observers, "step_started", out, ctx, step, outcome)
                     attempt_one(name)
                     notify(observers, "step_finished", out, ctx, step, outcome)
                     break  # rescan from the top: what this step ended may unblock earlier ones
-                running[pool.submit(attempt_one, name)] = name
+                # The step's own context variables (the log context the observers set at its
+                # start): its thread runs in them, and its end is told in them, here.
+                contexts[name] = contextvars.copy_context()
+                contexts[name].run(notify, observers, "step_started", out, ctx, step, outcome)
+                running[pool.submit(contexts[name].run, attempt_one, name)] = name
             if running:
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in sorted(finished, key=lambda f: position[running[f]]):
                     name = running.pop(future)
                     future.result()  # a step interrupted in its thread interrupts the run
-                    notify(observers, "step_finished", out, ctx, dag.steps[name], state.step(name))
+                    contexts.pop(name).run(
+                        notify, observers, "step_finished", out, ctx, dag.steps[name], state.step(name)
+                    )
     except BaseException as exc:  # Ctrl-C, SIGTERM as SystemExit: record how far the run got
         _stop_running(executor, running, out)
         code = f"({exc.code})" if isinstance(exc, SystemExit) else ""

@@ -11,6 +11,7 @@ merge conditions may use the aliases `t` (target) and `s` (source).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -114,6 +115,12 @@ class Lake(ABC):
 
     def __init__(self, spark: SparkSession):
         self.spark = spark
+
+    def on_session(self, spark: SparkSession) -> Lake:
+        """This lake working through `spark` (a step's own session, `RunContext.for_step`)."""
+        lake = copy.copy(self)
+        lake.spark = spark
+        return lake
 
     @abstractmethod
     def exists(self, path: str) -> bool: ...
