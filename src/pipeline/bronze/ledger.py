@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pipeline.bronze.readers import SOURCE_FILE
 from pipeline.driver.retry import explain
 from pipeline.lake import Lake, Txn
+from pipeline.spark import driver_rows
 from pipeline.storage import file_key
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,7 @@ class Ledger:
         (dataset, bronze version): a second writer's copy of the same rows is skipped."""
         if not files:
             return
-        df = self.lake.spark.createDataFrame([(dataset, f, bronze_version, batch_id) for f in files], SCHEMA)
+        df = driver_rows(self.lake.spark, [(dataset, f, bronze_version, batch_id) for f in files], SCHEMA)
         # One append of this process at a time: the version read after it is then this append's
         # (or later, when another process wrote too), never a parallel step's.
         with _APPEND_LOCK:

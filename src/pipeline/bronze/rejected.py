@@ -22,6 +22,7 @@ from pipeline.bronze.readers import READERS, LandingFormatError, check_parquet, 
 from pipeline.catalog import DatasetSpec
 from pipeline.driver.retry import explain, is_transient
 from pipeline.lake import Lake
+from pipeline.spark import driver_rows
 from pipeline.storage import LandingFile, file_key, sha256
 
 log = logging.getLogger(__name__)
@@ -131,5 +132,5 @@ class RejectedFiles:
         for r in rejections:
             log.warning("%s: rejected %s: %s", dataset, r.file.uri, r.reason)
         self.lake.append(
-            self.path, self.lake.spark.createDataFrame(rows, SCHEMA), metadata={"batch_id": batch_id}
+            self.path, driver_rows(self.lake.spark, rows, SCHEMA), metadata={"batch_id": batch_id}
         )
