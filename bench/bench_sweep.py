@@ -25,14 +25,15 @@ from common import ENGINES, results_file, write_results
 from dag_runs import LAYERS
 
 HERE = Path(__file__).parent
-REFUSED = "refused: above lake.delta_rs_max_bytes"
+REFUSED = "refused: above lake.delta_rs_max_bytes or the driver's memory"
 
 
 def run_one(
     scale: float, engine: str, seed: int, only: list[str] | None, cold_only: bool, reuse: bool
 ) -> dict:
     """bench_pipeline.py in a fresh process, its output passed through; its results, or
-    {"failed": why} (REFUSED when delta-rs refused a write above its byte limit). `reuse`: the
+    {"failed": why} (REFUSED when delta-rs refused a write above its byte limit or one that did
+    not fit the driver's memory: its LakeError names lake.delta_rs_max_bytes). `reuse`: the
     results an earlier run left, when there are any."""
     saved = results_file(f"pipeline_{engine}_scale{scale}.json")
     if reuse and saved.exists():

@@ -297,6 +297,38 @@ def test_delta_rs_refuses_a_write_above_its_byte_limit_naming_the_table(spark, t
     assert small.version(table) == 0 and small.read(table).count() == 3  # nothing written
 
 
+def test_delta_rs_names_the_table_and_the_fix_when_a_write_does_not_fit_the_driver(
+    spark, delta_rs_lake, table, monkeypatch
+):
+    """A write whose collection runs the driver out of memory before delta-rs can measure it (a
+    scale-10 silver table on a 3g driver: Spark reports the task result lost, the heap's
+    OutOfMemoryError only in its log) fails as a LakeError naming the table and what to do, and
+    writes nothing; Spark's other failures pass through as they are."""
+    delta_rs_lake.append(table, rows(spark, BASE))
+    big = rows(spark, BASE[:1])
+
+    def lost(self):
+        raise RuntimeError(
+            "An error occurred while calling o24413.getResult.: org.apache.spark.SparkException: Job "
+            "aborted due to stage failure: Task 1 in stage 287.0 failed 1 times, most recent failure: "
+            "Lost task 1.0 in stage 287.0 (TID 677) (localhost executor driver): TaskResultLost (result "
+            "lost from block manager)"
+        )
+
+    monkeypatch.setattr(type(big), "toArrow", lost)
+    for write in (lambda: delta_rs_lake.append(table, big), lambda: delta_rs_lake.overwrite(table, big)):
+        with pytest.raises(
+            LakeError,
+            match=rf"{table}: (append|overwrite) through the driver did not fit in the driver's memory .*"
+            r"lake.delta_rs_max_bytes .*delta-spark.*spark.driver_memory",
+        ):
+            write()
+    assert delta_rs_lake.version(table) == 0
+    monkeypatch.setattr(type(big), "toArrow", lambda self: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        delta_rs_lake.append(table, big)
+
+
 def test_delta_rs_refuses_a_change_feed_above_its_byte_limit(spark, delta_rs_lake, table):
     delta_rs_lake.append(table, rows(spark, BASE[:1]))
     delta_rs_lake.append(

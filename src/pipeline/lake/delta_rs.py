@@ -5,7 +5,9 @@ with `toArrow()` (measured: 2M rows in ~4 s), reads hand Spark the snapshot's ac
 so Spark scans it in parallel, as it would any Parquet dataset. The change feed is assembled on
 the driver too. So this is the engine for small data: a write or a change feed above `max_bytes`
 (settings' `lake.delta_rs_max_bytes`) fails with a LakeError naming the table and the size, rather
-than exhausting the driver's memory; delta-spark has no such limit (it writes from the executors).
+than exhausting the driver's memory; so does a write whose collection runs out of the driver's
+memory before it can be measured (a driver too small for the limit). delta-spark has no such
+limit (it writes from the executors).
 
 On S3 (s3://, s3a://) delta-rs reaches the store itself, with the settings' `lake.storage_options`
 (endpoint, region, HTTP, addressing style) and credentials from the AWS default chain. Its commits
@@ -19,6 +21,7 @@ engine refuses those options rather than let a table be written by both unsafely
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 import deltalake
@@ -51,6 +54,11 @@ from pipeline.settings import ConfigError, LakeSettings
 DYNAMODB_LOG_STORE_OPTIONS = frozenset(
     {"AWS_S3_LOCKING_PROVIDER", "DELTA_DYNAMO_TABLE_NAME", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_REGION_DYNAMODB"}
 )
+
+
+# How Spark fails a collect that does not fit the driver: its heap ran out while the task results
+# came in (the result blocks then count as lost), or they passed spark.driver.maxResultSize.
+_DRIVER_FULL = re.compile(r"OutOfMemoryError|Java heap space|TaskResultLost|maxResultSize")
 
 
 class DeltaRsLake(Lake):
@@ -185,7 +193,18 @@ class DeltaRsLake(Lake):
     def _to_arrow(self, path: str, what: str, df: DataFrame) -> pa.Table:
         """Collect to Arrow, within max_bytes; every column nullable, as Spark's own Delta writer
         would declare it, so a literal column in one batch cannot pin the table schema to NOT NULL."""
-        table = df.toArrow()
+        try:
+            table = df.toArrow()
+        except Exception as exc:
+            if not _DRIVER_FULL.search(str(exc)):
+                raise
+            raise LakeError(
+                f"{path}: {what} through the driver did not fit in the driver's memory while Spark "
+                f"collected it, before lake.delta_rs_max_bytes ({self.max_bytes / 2**20:,.1f} MiB) could "
+                "measure it: delta-rs is the engine for small data. Run this on delta-spark "
+                "(lake.engine: delta-spark, `make setup` fetches its jars), or give the driver more "
+                "memory (spark.driver_memory) and lower lake.delta_rs_max_bytes below what it holds"
+            ) from exc
         self._check_size(path, what, table.nbytes)
         return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
 
