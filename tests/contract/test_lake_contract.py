@@ -431,7 +431,7 @@ def test_steps_side_by_side_commit_with_their_own_metadata(spark, lake, tmp_path
     def step(name: str) -> None:
         ctx = run.for_step()
         assert ctx.spark is not spark and ctx.lake.spark is ctx.spark
-        for i in range(6):
+        for i in range(3):
             barrier.wait()
             source = rows(ctx.spark, [(1, f"{name}{i}", float(i), "d1")])
             ctx.lake.merge(tables[name], source, MergeSpec(keys=("id",)), metadata={"step": name, "i": i})
@@ -439,8 +439,8 @@ def test_steps_side_by_side_commit_with_their_own_metadata(spark, lake, tmp_path
     with ThreadPoolExecutor(len(tables)) as pool:
         list(pool.map(step, tables))
     for name, path in tables.items():
-        assert [(c.metadata.get("step"), c.metadata.get("i")) for c in lake.history(path, 6)] == [
-            (name, i) for i in range(5, -1, -1)
+        assert [(c.metadata.get("step"), c.metadata.get("i")) for c in lake.history(path, 3)] == [
+            (name, i) for i in range(2, -1, -1)
         ]
     assert spark.conf.get("spark.databricks.delta.commitInfo.userMetadata", None) is None
 
