@@ -55,6 +55,8 @@ class RunContext:
         at this moment, then its own: the lake's DML sets commit metadata and Txn in the session
         conf for one operation; the SparkContext and the cache are shared) and the lake on it."""
         step = copy.copy(self)  # the contracts already parsed come along
+        # cloneSession (Spark-internal, 3.x and 4.x alike) keeps the conf set at run time;
+        # newSession would start from the SparkContext's.
         step.spark = SparkSession(self.spark.sparkContext, self.spark._jsparkSession.cloneSession())
         step.lake = self.lake.on_session(step.spark)
         return step

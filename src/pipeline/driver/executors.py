@@ -6,8 +6,9 @@
   handed judges a staged publish before it is written). `max_parallel` steps at once
   (`spark.parallel_steps`): with one, every step uses the run's SparkSession; with more, each
   step a clone of it (`RunContext.for_step`: its own SQL conf, which the lake's DML changes for
-  one commit), so steps on small data overlap their job scheduling, commits and file listings.
-  This is what `lakehouse run` and the spark-submit entry points (aws/jobs) use.
+  one commit). That pays where the driver waits on jobs run elsewhere (a cluster's executors),
+  not on 2 local cores (docs/performance.md). This is what `lakehouse run` and the spark-submit
+  entry points (aws/jobs) use.
 - `EmrServerlessExecutor`, `EmrStepsExecutor` (`driver/emr.py`): one EMR job run per step,
   `aws.emr.max_parallel_steps` at once; `executor_for(settings, name)` builds either.
 
