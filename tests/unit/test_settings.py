@@ -50,6 +50,7 @@ def test_lakehouse_env_selects_the_file(tmp_path, monkeypatch):
         ("lake: {root: x, egnine: delta-rs}\n", r"local.yaml: lake: unknown key\(s\) egnine"),
         ("lake: {engine: delta}\n", r"lake.engine: expected one of auto\|delta-spark\|delta-rs, got 'delta'"),
         ("spark: {shuffle_partitions: many}\n", r"spark.shuffle_partitions: expected int, got 'many'"),
+        ("spark: {parallel_steps: 0}\n", r"spark.parallel_steps: expected a positive number, got 0"),
         (
             "sources: {redshift_behavior: {jdbc: {url: u, table: t, user: x}}}\n",
             r"sources.redshift_behavior.jdbc.password: required value missing",
