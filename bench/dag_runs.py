@@ -35,7 +35,7 @@ class MeasuringExecutor:
 
     def __init__(self, label: str, total: int, parallel_steps: int = 1):
         self.inner = local_executor(parallel_steps)
-        self.max_parallel = parallel_steps
+        self.max_parallel = self.inner.max_parallel  # the runner asks the executor it is handed
         self.label, self.total = label, total
         self.figures: dict[str, dict[str, float]] = {}
 
