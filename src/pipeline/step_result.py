@@ -32,6 +32,9 @@ class TableAfter:
 
     rows: int  # rows after the publish: rows before + rows the merge inserts - rows it deletes
     newest: datetime | str | None = None  # newest data time after the publish (freshness)
+    # The table as the publish will leave it, unevaluated: a check computes from it only the
+    # figures neither the batch nor `rows` answer (gold `counts` conditions). None: not offered.
+    frame: Any = field(default=None, compare=False)
 
 
 def _nothing() -> None:

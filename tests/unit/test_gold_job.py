@@ -15,6 +15,7 @@ from pipeline.dq.gate import DqGateFailed
 from pipeline.driver.edge import finish
 from pipeline.gold import MARTS, build_gold
 from pipeline.gold import transforms as T
+from pipeline.gold.marts import _after_merge
 from pipeline.lake import LakeError, MergeSpec
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
@@ -279,6 +280,61 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
         ConfigError, match=r"marts\.yaml: incremental: .*expected a share in \[0, 1\], got 1.5"
     ):
         build(lenient, "fct_orders")
+
+
+def test_an_incremental_fct_orders_merges_its_rows_and_the_gate_counts_on_the_table_after(spark, tmp_path):
+    """fct_orders' increment is merged by order_id: the check judges the recomputed rows, with
+    the row count and the `counts` conditions (config/dq.yaml: account_version_missing, warn)
+    of the table as the merge leaves it, which the batch alone cannot tell."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    ctx = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
+        ),
+    )
+    build(ctx, "fct_orders")
+    schema, [row, _] = SILVER["orders"]
+    orders, fct = ctx.table_path("silver", "orders"), ctx.table_path("gold", "fct_orders")
+
+    def add(order_id: str, placed: datetime):
+        ctx.lake.append(
+            orders, spark.createDataFrame([(order_id, row[1], placed, placed.date(), *row[4:])], schema)
+        )
+        return build(ctx, "fct_orders").details
+
+    # Placed before the account's first version (2024-01-01): known account, no segment in force.
+    early = add("ORD-0000003", ts(2023, 12, 1))
+    # A regular order: its one row matches no condition, the table still holds one that does.
+    regular = add("ORD-0000004", ts(2024, 1, 8))
+    for details, rows in ((early, 3), (regular, 4)):
+        assert (details["write"], details["keys_recomputed"], details["rows_merged"]) == ("incremental", 1, 1)
+        dq = {r["rule"]: r for r in details["dq"]}
+        assert (dq["batch:row_count"]["observed"], dq["table:row_count"]["observed"]) == ("1", str(rows))
+        counted = dq["count:account_version_missing"]
+        assert (counted["passed"], counted["observed"]) == (False, f"1 of {rows} rows")
+    assert ctx.lake.history(fct, 1)[0].operation == "MERGE"
+    full = T.fct_orders(
+        ctx.lake.read(orders),
+        ctx.lake.read(ctx.table_path("silver", "accounts")),
+        T.fx_calendar(ctx.lake.read(ctx.table_path("silver", "fx_rates"))),
+    )
+    assert sorted(ctx.lake.read(fct).collect()) == sorted(full.select(*ctx.lake.read(fct).columns).collect())
+
+
+def test_a_merged_increment_with_a_key_twice_is_not_merged(spark):
+    """A key twice among the recomputed rows: no merge (the build rebuilds in full, which names
+    the overlapping versions in silver); keys once: the table after replaces and inserts."""
+    schema = "order_id string, n int"
+    current = spark.createDataFrame([("A", 1), ("B", 2)], schema)
+    twice = spark.createDataFrame([("B", 3), ("B", 4), ("C", 5)], schema)
+    assert _after_merge(current, twice, ("order_id",)) == (
+        None,
+        "1 repeated or null keys among the recomputed rows",
+    )
+    after, why = _after_merge(current, spark.createDataFrame([("B", 3), ("C", 5)], schema), ("order_id",))
+    assert why is None and (after.rows, after.merged) == (3, 2)
+    assert sorted(after.frame.collect()) == [("A", 1), ("B", 3), ("C", 5)]
 
 
 def test_an_incremental_build_is_not_published_over_a_commit_made_after_it_was_staged(spark, tmp_path):

@@ -18,12 +18,14 @@ the mart it is about to write), so rows failing a critical check never become vi
    computed in its single pass over the batch (no scan here).
 4. Table-level figures of a batch (`TableAfter`: row count and newest data time as the publish
    will leave the table, derived by the step from the batch and what the table holds): row-count
-   bounds, volume change and freshness are judged on them, not on the batch. Without them (gold)
-   the DataFrame is the whole table.
+   bounds, volume change and freshness are judged on them, not on the batch. Without them (a
+   gold overwrite) the DataFrame is the whole table; a gold batch merged by key (fct_orders'
+   increment) comes with them too.
 5. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
    count (the verdict in dq_results' commit metadata, no Spark job), and gold `counts` (rows
-   matching a condition, counted in step 1's aggregate).
+   matching a condition, counted in step 1's aggregate; for a gold batch, in one aggregate over
+   the table as the publish will leave it, `TableAfter.frame`).
 6. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
    validation results to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built
    once at the end of the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
@@ -260,7 +262,14 @@ def _evaluate(
     seq = contract.sequence_by if contract is not None and contract.sequence_by in df.columns else None
     gold = config.gold_rules(dataset) if contract is None else None
     where = f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}"
-    stats = _figures(df, seq, gold.counts if gold is not None else {}, where)
+    counts_on = df
+    if gold is not None and gold.counts and table is not None:
+        # A gold batch merged by key: a condition counts rows of the whole table after the
+        # publish, which the batch alone cannot tell (rows it replaces may have matched).
+        if table.frame is None:
+            raise TypeError(f"dq gate gold.{dataset}: a batch's table figures carry no frame for `counts`")
+        counts_on = table.frame
+    stats = _figures(df, seq, gold.counts if gold is not None and counts_on is df else {}, where)
     rows = int(stats["rows"])
     if rows <= ONE_PARTITION_ROWS:
         # One task reads the cached partitions: GX's aggregates and its uniqueness window need no
@@ -293,7 +302,10 @@ def _evaluate(
     results += validate_gx(f"{layer}.{dataset}", checks, df, rows)
     results.append(DqResult("table:row_count", "warn", True, str(table_rows), "", "", "rule"))
     if gold is not None:
-        results += count_results(gold, stats, rows)
+        if counts_on is df:
+            results += count_results(gold, stats, rows)
+        else:
+            results += count_results(gold, _figures(counts_on, None, gold.counts, where), table_rows)
     if counts:
         results += row_level_results(config, rules, counts)
     if rules is not None:

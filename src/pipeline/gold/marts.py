@@ -7,12 +7,14 @@ not yet committed); the driver's check (the DQ gate, `driver.edge`) judges it an
 failure raises before anything is committed, so the table stays exactly as it was.
 
 Incremental: a mart with an `update` rule recomputes only the keys its changed inputs affect
-(`pipeline.gold.incremental` selects them from the inputs' change feeds), keeps its other rows,
-and overwrites the table with the result (the keys are spread over every file: a MERGE would
-rewrite them all, after a join with the table): fct_orders the affected orders (or it rebuilds
-in full when they are more than `incremental.rebuild_above_share` of config/marts.yaml) and
-records their order dates in the commit, revenue_daily those dates, engagement_daily the dates of
-the new events. It rebuilds in full on
+(`pipeline.gold.incremental` selects them from the inputs' change feeds) and keeps its other
+rows. fct_orders recomputes the affected orders (or rebuilds in full when they are more than
+`incremental.rebuild_above_share` of config/marts.yaml), the check judges those rows with the
+table's figures after the publish (row count; `counts` conditions over the table as it will be),
+and the publish MERGEs them by order_id, recording their order dates in the commit;
+revenue_daily recomputes those dates and engagement_daily the dates of the new events, and
+overwrites the table with the result (a few thousand rows: written whole for less than a merge
+costs). It rebuilds in full on
 `--full-refresh` (ctx.full_refresh), when the table does not exist, when its definition, options
 or as_of changed, when an input's recorded version is gone (the table is younger, or a VACUUM
 since removed the old version and change feed the rule reads; revenue_daily reads fct_orders'
@@ -50,8 +52,8 @@ from pipeline.freshness import NEWEST_KEY, recorded_newest, stalest_input
 from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 from pipeline.gold.config import FctOrdersOptions, load_marts_config
-from pipeline.lake import Commit, LakeError
-from pipeline.step_result import Staged, StepResult, Unchanged
+from pipeline.lake import Commit, LakeError, MergeSpec
+from pipeline.step_result import Staged, StepResult, TableAfter, Unchanged
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +120,20 @@ class Since:
 
 @dataclass(frozen=True)
 class Update:
-    """An incremental build: the whole mart as it will be after the write, the unaffected rows
-    kept and the affected keys recomputed (what the gate checks and the publish overwrites the
-    table with: the affected keys are spread over every file, so a MERGE would rewrite them all,
-    after a join with the table and with its change feed's rows besides), how many keys were
-    recomputed, and what the commit records besides (computed at the publish)."""
+    """An incremental build, in one of two shapes. `merge_on` empty: `result` is the whole mart
+    as the write will leave it (the unaffected rows kept, the affected keys recomputed), which
+    the gate checks and the publish overwrites the table with (per-date marts: a few thousand
+    rows, cheaper written whole than merged). `merge_on` set: `result` is only the recomputed
+    rows, one per key, which the gate checks with the table's figures after the publish and the
+    publish MERGEs by those keys (fct_orders: one row per order, so a whole-mart overwrite would
+    cost as much as a rebuild). `keys`: how many keys were recomputed; `metadata`: what the commit
+    records besides (computed at the publish)."""
 
     result: DataFrame
     keys: int
     cached: tuple[DataFrame, ...] = ()  # released after the write
     metadata: Callable[[], dict[str, Any]] = dict
+    merge_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,17 +192,14 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
         Inputs({**i.tables, "orders": i["orders"].join(ids, "order_id", "left_semi")}, i.as_of, options)
     )
     current = lake.read(since.out_path, version=since.out_version)
-    result = current.join(ids, "order_id", "left_anti").unionByName(rows)
 
     def changed_dates() -> dict[str, Any]:
-        # The result is cached by then: the recomputed rows are read from it, not computed again.
-        dates = I.changed_dates(
-            "order_date", *(f.join(ids, "order_id", "left_semi") for f in (current, result))
-        )
+        # The rows are cached by then (build_gold): read from the cache, not computed again.
+        dates = I.changed_dates("order_date", current.join(ids, "order_id", "left_semi"), rows)
         found = [d.isoformat() if d is not None else None for (d,) in dates.collect()]
         return {CHANGED_DATES_KEY: sorted(found, key=lambda d: d or "")}
 
-    return Update(result, keys, (ids,), changed_dates)
+    return Update(rows, keys, (ids,), changed_dates, merge_on=("order_id",))
 
 
 def _replace_dates(
@@ -409,6 +412,8 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
         commits: dict[str, list[Commit]] = {}  # the changed inputs' commits since, read once
         reason = _full_rebuild_reason(ctx, spec, previous, fingerprint, commits)
         update = None
+        out_version: int | None = None
+        after: TableAfter | None = None  # a merged update: the table as its publish leaves it
         if reason is None:
             assert spec.update is not None and previous is not None
             out_version = ctx.lake.version(out_path)
@@ -438,12 +443,20 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
         if update is not None:
             result = update.result.cache()
             cached.append(result)
-            rows_out = result.count()
-            if spec.check_rows_match_main and rows_out != rows_in:
+            if update.merge_on:
+                after, why = _after_merge(
+                    ctx.lake.read(out_path, version=out_version), result, update.merge_on
+                )
+                rows_out = after.rows if after is not None else 0
+                reason = why
+            else:
+                rows_out = result.count()
+            if reason is None and spec.check_rows_match_main and rows_out != rows_in:
                 # More rows than silver has: silver dropped some (a delete the change feed of
                 # inserts and updates does not show). A full rebuild takes silver as it is.
                 reason = f"{rows_out} rows after the update from {rows_in} input rows"
-                update = None
+            if reason is not None:
+                update = after = None
         if update is None:
             log.info("gold %s: full rebuild (%s)", spec.name, reason)
             result = spec.build(inputs).cache()
@@ -469,12 +482,16 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
             **({EVENT_DATES_KEY: event_dates} if event_dates else {}),
         }
         if update is not None and (moved := ctx.lake.version(out_path)) != out_version:
-            # The overwrite keeps the rows of out_version: a commit since would be undone.
+            # The update keeps the rows of out_version (and the gate judged the table after it on
+            # them): a commit since would be undone by an overwrite, unjudged by a merge.
             raise LakeError(
                 f"gold {spec.name}: {out_path} moved from version {out_version} to {moved} while this "
                 "incremental build was staged (another writer?); nothing written; run the step again"
             )
-        written = ctx.lake.overwrite(out_path, result, metadata=metadata)
+        if update is not None and update.merge_on:
+            written = ctx.lake.merge(out_path, result, MergeSpec(keys=update.merge_on), metadata=metadata)
+        else:
+            written = ctx.lake.overwrite(out_path, result, metadata=metadata)
         log.info(
             "gold %s: %d rows in, %d rows out, version %s", spec.name, rows_in, rows_out, written.version
         )
@@ -487,14 +504,44 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
                 "write": metadata[WRITE_KEY],
                 # why in full, or how many keys (orders, dates) were recomputed
                 **({"full_rebuild": reason} if update is None else {"keys_recomputed": update.keys}),
+                **({"rows_merged": after.merged} if after is not None else {}),
                 "inputs": versions,
                 "as_of": fingerprint["as_of"],
                 NEWEST_KEY: newest_at,  # as fresh as the stalest main input (pipeline.freshness)
             },
         )
 
-    # Write, audit, publish: the driver's check judges the mart as the write will leave it.
-    return Staged(spec.name, "gold", result, publish, release=release)
+    # Write, audit, publish: the driver's check judges the mart as the write will leave it, or
+    # the rows a merge adds with the table's figures after it.
+    table = after.figures if after is not None else None
+    return Staged(spec.name, "gold", result, publish, table=table, release=release)
+
+
+@dataclass(frozen=True)
+class _AfterMerge:
+    """A mart once a batch is merged into it by key: its rows, the batch's, and the table's
+    figures for the check (the table itself unevaluated: read only for what the batch cannot
+    tell, gold `counts` conditions)."""
+
+    rows: int
+    merged: int
+    frame: DataFrame
+
+    def figures(self) -> TableAfter:
+        return TableAfter(self.rows, None, self.frame)
+
+
+def _after_merge(
+    current: DataFrame, batch: DataFrame, keys: tuple[str, ...]
+) -> tuple[_AfterMerge | None, str | None]:
+    """`current` once `batch` (cached) is merged into it by `keys` (a matched row replaced, an
+    unmatched one inserted), or why not to merge: a key twice in the batch (MERGE refuses it, or
+    would insert it twice)."""
+    counted = batch.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(*keys).alias("keys")).first()
+    if counted["rows"] != counted["keys"]:
+        return None, f"{counted['rows'] - counted['keys']} repeated or null keys among the recomputed rows"
+    frame = current.join(batch.select(*keys), list(keys), "left_anti").unionByName(batch)
+    return _AfterMerge(frame.count(), counted["rows"], frame), None
 
 
 def _unchanged(
