@@ -25,7 +25,8 @@ import yaml
 from pyspark.sql import functions as F
 
 from pipeline.app import local_executor
-from pipeline.bronze.kafka import caught_up, ingest_kafka
+from pipeline.bronze import kafka
+from pipeline.bronze.kafka import broker_offsets, caught_up, ingest_kafka
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
@@ -261,6 +262,13 @@ def test_consumer_lag_per_partition_reaches_metrics_and_report_when_the_gate_sto
     assert first.status == "succeeded", out
     assert first.rows_out == 300 and first.details["kafka_consumer_lag"] == {"0": 0, "1": 0, "2": 0}
     assert lag_datums(lake, "caught-up") == {"0": 0, "1": 0, "2": 0}
+    # Nothing new: no query runs, and the offsets that told so are the lag's (one broker call).
+    with pytest.MonkeyPatch.context() as mp:
+        asked = []
+        mp.setattr(kafka, "broker_offsets", lambda *a, **kw: asked.append(1) or broker_offsets(*a, **kw))
+        _, idle, out = run("idle")
+    assert idle.status == "succeeded" and idle.rows_out == 0, out
+    assert idle.details["kafka_consumer_lag"] == {"0": 0, "1": 0, "2": 0} and len(asked) == 1
 
     # Caught up, known from the checkpoint and the broker without starting a query; until the
     # broker holds records past the committed offsets.

@@ -256,12 +256,20 @@ def replayed_files(spark: SparkSession, checkpoint: str) -> set[str]:
     return seen
 
 
-def caught_up(spark: SparkSession, conf: SourceSettings, checkpoint: str, location: str) -> bool:
+def caught_up(
+    spark: SparkSession,
+    conf: SourceSettings,
+    checkpoint: str,
+    location: str,
+    asked: dict[str, Any] | None = None,
+) -> bool:
     """Whether an available-now query would find nothing to read: its newest planned micro-batch
     is committed and the source holds nothing past it (kafka: no partition's latest offset beyond
     the committed one; replay: no landing file the query has not taken). Asking costs a listing
     and a few small reads, half of what starting the query to find out costs. Any doubt (no checkpoint
-    yet, a batch planned but not committed, the broker not answering) says no: the query runs."""
+    yet, a batch planned but not committed, the broker not answering) says no: the query runs.
+    Kafka: what it learnt goes into `asked` ("committed", "offsets"), for the lag of a step that
+    then has nothing to run (`consumer_lag`), so the broker is asked once."""
     try:
         committed = _batch_ids(spark, f"{checkpoint}/commits")
         if not committed or _batch_ids(spark, f"{checkpoint}/offsets")[-1:] != committed[-1:]:
@@ -270,6 +278,8 @@ def caught_up(spark: SparkSession, conf: SourceSettings, checkpoint: str, locati
             assert conf.kafka is not None  # SourceSettings refuses mode kafka without it
             position = committed_offsets(spark, checkpoint, conf.kafka.topic) or {}
             latest = broker_offsets(spark, conf.kafka)
+            if asked is not None:
+                asked.update(committed=position, offsets=latest)
             return all(position.get(p, earliest) >= end for p, (earliest, end) in latest.items())
         landing = list_files(spark, location)
         seen = replayed_files(spark, checkpoint) if landing else set()
@@ -305,17 +315,23 @@ def broker_offsets(spark: SparkSession, k: KafkaSettings, timeout_s: int = 30) -
         consumer.close()
 
 
-def consumer_lag(spark: SparkSession, k: KafkaSettings, checkpoint: str) -> dict[str, Any]:
+def consumer_lag(
+    spark: SparkSession, k: KafkaSettings, checkpoint: str, asked: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Step details: per partition, the broker's latest offset against the committed one.
 
     `kafka_consumer_lag` {partition: records behind} feeds the metric KafkaConsumerLag;
     `kafka_offsets` {topic, partitions: {partition: {latest, committed, lag}}} the run report.
     A partition the query has not committed yet counts from the broker's earliest offset. The
     lag is measured, not needed: when the broker cannot be asked, the step reports none (and
-    says why in the log) rather than failing."""
+    says why in the log) rather than failing. `asked`: both as `caught_up` just learnt them
+    (no query ran since), else they are read and asked for now."""
     try:
-        committed = committed_offsets(spark, checkpoint, k.topic) or {}
-        offsets = broker_offsets(spark, k)
+        if asked:
+            committed, offsets = asked["committed"], asked["offsets"]
+        else:
+            committed = committed_offsets(spark, checkpoint, k.topic) or {}
+            offsets = broker_offsets(spark, k)
     except Exception as exc:  # noqa: BLE001 - monitoring must not fail a step that ingested
         log.warning("kafka_events: consumer lag of topic %s not measured: %s", k.topic, short_error(exc))
         return {}
@@ -399,12 +415,19 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
     gate = MicroBatchGate.for_stream(ctx, f"bronze_{dataset}", dataset)
     sink = BronzeBatchWriter(ctx.lake, table, checkpoint, spec.source_system, spec.partition_by, gate)
 
-    def lag() -> dict[str, Any]:
-        return consumer_lag(ctx.spark, conf.kafka, checkpoint) if conf.kafka and conf.mode == "kafka" else {}
+    asked: dict[str, Any] = {}  # kafka: offsets caught_up learnt, the lag's while no query runs
 
-    if trigger == "available-now" and caught_up(ctx.spark, conf, checkpoint, ctx.landing_path(dataset)):
+    def lag() -> dict[str, Any]:
+        if conf.kafka and conf.mode == "kafka":
+            return consumer_lag(ctx.spark, conf.kafka, checkpoint, asked)
+        return {}
+
+    if trigger == "available-now" and caught_up(
+        ctx.spark, conf, checkpoint, ctx.landing_path(dataset), asked
+    ):
         log.info("bronze %s: nothing new since the micro-batch the checkpoint committed last", dataset)
     else:
+        asked.clear()  # the query moves the committed offsets, and the broker's may move
         if conf.mode == "kafka":
             source = kafka_source(ctx.spark, conf)
         else:
