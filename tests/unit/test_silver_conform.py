@@ -119,6 +119,35 @@ def test_derived_columns_do_not_echo_their_inputs_failure(spark):
     assert broken(spark, c, rows, "id string, units string") == [[], ["units:unparseable"]]
 
 
+def test_a_derived_value_that_would_throw_on_a_refused_input_quarantines_the_row(spark):
+    """ANSI mode: `1 / units` throws on a rate of 0, which the rules refuse (min_exclusive 0).
+    The row is quarantined under that rule, the step does not fail (it would on every run, the
+    row staying in bronze); and the committed FX contract's rate of 0 (or one rounding to 0 at
+    ten decimals) is quarantined the same way."""
+    assert spark.conf.get("spark.sql.ansi.enabled") == "true"
+    c = contract(
+        id=Column(type="string"),
+        units=Column(type="decimal(24,10)", nullable=False, min_exclusive=0),
+        inverse=Column(type="decimal(24,12)", nullable=False, expr="cast(1 / units as decimal(24,12))"),
+    )
+    rows = [("a", "2"), ("b", "0"), ("c", "1e-13"), ("d", "-1")]
+    assert broken(spark, c, rows, "id string, units string") == [
+        [],
+        ["units:not_above_min"],
+        ["units:not_above_min"],
+        ["units:not_above_min"],
+    ]
+    fx = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")["fx_rates"]
+    bronze = spark.createDataFrame(
+        [("2026-10-01", "USD", "GBP", "0.0"), ("2026-10-01", "USD", "EUR", "0.5")],
+        "rate_date string, base string, currency string, rate string",
+    )
+    refs = {"currencies": ("USD", "GBP", "EUR")}
+    got = {r["currency"]: (r[RULES], r["__v_rate_to_usd"]) for r in conform(bronze, fx, refs).collect()}
+    assert got["GBP"] == (["units_per_usd:not_above_min"], None)
+    assert got["EUR"][0] == [] and str(got["EUR"][1]) == "2.000000000000"
+
+
 def test_evolution_policy(spark):
     c = contract(id=Column(type="string"), amount=Column(type="decimal(18,2)"))
     new = check_evolution(

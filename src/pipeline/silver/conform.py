@@ -96,17 +96,22 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         raw_name = f"`__raw_{col.name}`"
         typed_cols[col.name] = _representable(F.expr(f"try_cast({raw_name} AS {col.type})"), col.type)
     staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
-    for col in contract.derived_columns:
-        expr = _qualify(col.expr, contract)
-        typed = _representable(F.expr(f"try_cast(({expr}) AS {col.type})"), col.type)
-        staged = staged.withColumn(f"{VALUE}{col.name}", typed)
     read_rules = [
         r for c in contract.read_columns for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references)
     ]
-    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references)]
     malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
+    read_broken = _broken(read_rules)
+    # A derived value is computed from inputs that passed their rules only: under ANSI mode an
+    # expression throws on a value its rules refuse (a rate of 0 dividing 1), which would fail
+    # the step on every run while the row sits in bronze; such a row is quarantined instead.
+    inputs_fine = ~malformed & (F.size(read_broken) == 0)
+    for col in contract.derived_columns:
+        expr = _qualify(col.expr, contract)
+        typed = _representable(F.expr(f"try_cast(({expr}) AS {col.type})"), col.type)
+        staged = staged.withColumn(f"{VALUE}{col.name}", F.when(inputs_fine, typed))
+    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references)]
     # A derived value is only reported broken when its inputs were fine (no echo of the cause).
-    read_broken, derived_broken = _broken(read_rules), _broken(derived_rules)
+    derived_broken = _broken(derived_rules)
     result = staged.withColumn(
         RULES,
         F.when(malformed, F.array(F.lit("record:malformed")))
