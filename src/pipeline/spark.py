@@ -22,9 +22,11 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from pipeline.settings import PROJECT_ROOT, ConfigError, Settings
@@ -164,6 +166,13 @@ def jvm_class_exists(spark: SparkSession, class_name: str) -> None:
         spark.sparkContext._jvm.org.apache.spark.util.Utils.classForName(class_name, False, False)  # type: ignore[union-attr]
     except Exception as exc:  # py4j wraps ClassNotFoundException
         raise LookupError(class_name) from exc
+
+
+def date_value(day: date) -> Column:
+    """A Python date as a Spark date literal, through its ISO form. pyspark converts a date with
+    strftime("%Y-%m-%d"), which writes year 1 as "1-01-01" (no zero padding below year 1000),
+    refused by java.sql.Date.valueOf: an order dated year 1 would fail every run reading it."""
+    return F.lit(day.isoformat()).cast("date")
 
 
 def driver_rows(spark: SparkSession, rows: list[tuple], schema: str | StructType) -> DataFrame:

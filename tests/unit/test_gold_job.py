@@ -322,6 +322,32 @@ def test_an_incremental_fct_orders_merges_its_rows_and_the_gate_counts_on_the_ta
     assert sorted(ctx.lake.read(fct).collect()) == sorted(full.select(*ctx.lake.read(fct).columns).collect())
 
 
+def test_an_order_dated_year_1_is_recomputed_on_its_date_like_any_other(spark, tmp_path):
+    """Silver keeps dates of years 1-9999. revenue_daily recomputes the changed dates by value:
+    year 1 once failed every run (pyspark writes date(1, 1, 1) as "1-01-01", which Java refuses)."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    ctx = dataclasses.replace(
+        ctx,
+        settings=dataclasses.replace(
+            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
+        ),
+    )
+    build(ctx, "fct_orders")
+    build(ctx, "revenue_daily")
+    schema, [row, _] = SILVER["orders"]
+    ancient = ts(1, 1, 1, 12)
+    ctx.lake.append(
+        ctx.table_path("silver", "orders"),
+        spark.createDataFrame([("ORD-0000003", row[1], ancient, ancient.date(), *row[4:])], schema),
+    )
+    assert build(ctx, "fct_orders").details["write"] == "incremental"
+    revenue = build(ctx, "revenue_daily")
+    assert (revenue.details["write"], revenue.details["keys_recomputed"]) == ("incremental", 1)
+    expected = T.revenue_daily(ctx.lake.read(ctx.table_path("gold", "fct_orders"))).collect()
+    got = ctx.lake.read(ctx.table_path("gold", "revenue_daily")).collect()
+    assert sorted(got) == sorted(expected) and d(1, 1, 1) in {r["order_date"] for r in got}
+
+
 def test_a_merged_increment_with_a_key_twice_is_not_merged(spark):
     """A key twice among the recomputed rows: no merge (the build rebuilds in full, which names
     the overlapping versions in silver); keys once: the table after replaces and inserts."""

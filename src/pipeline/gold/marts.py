@@ -53,6 +53,7 @@ from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
 from pipeline.gold.config import FctOrdersOptions, load_marts_config
 from pipeline.lake import Commit, LakeError, MergeSpec
+from pipeline.spark import date_value
 from pipeline.step_result import Staged, StepResult, TableAfter, Unchanged
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ def _replace_dates(
     found = sorted(set(dates))
     if not found:
         return None
-    on_dates = F.col(column).isin(found)
+    on_dates = F.col(column).isin([date_value(d) for d in found])
     rows = build(on_dates)
     lake = since.ctx.lake
     kept = lake.read(since.out_path, version=since.out_version)

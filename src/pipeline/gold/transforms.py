@@ -19,6 +19,8 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pipeline.spark import date_value
+
 REVENUE_STATUSES = ("placed", "shipped")
 BEFORE_FIRST_VERSION = ("unknown", "earliest")  # fct_orders' policies for orders before an account
 UNKNOWN = "unknown"  # revenue_daily's country/segment where fct_orders has none
@@ -343,7 +345,7 @@ def customer_360(
       day (event_date <= as_of; event_date is to_date(event_ts) in UTC); null when none.
     - Zero, not null, for counts and sums when the account has nothing.
     """
-    as_of_col = F.lit(as_of)
+    as_of_col = date_value(as_of)
     window_start = F.date_sub(as_of_col, ACTIVITY_WINDOW_DAYS)  # exclusive
     current = accounts.where(F.col("is_current")).select(
         "account_id", "account_name", "segment", "country", "industry"
