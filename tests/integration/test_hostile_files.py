@@ -12,6 +12,8 @@ import json
 import shutil
 import threading
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -185,3 +187,47 @@ def test_two_writers_racing_on_one_table_add_each_file_once(spark, tmp_path, sma
         if "landing_files" in c.metadata
     ]
     assert len(commits) == 2  # one file commit per round, from one writer
+
+
+@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+def test_a_file_whose_column_changed_type_is_rejected_naming_the_column(
+    spark, small_landing, tmp_path, engine
+):
+    """An export whose types changed (an amount as text, a timestamp as epoch seconds) cannot
+    join bronze: delta-spark would fail every run on it, delta-rs would cast it (epoch seconds
+    read as microseconds: orders placed in 1970). The file is rejected naming the column and
+    both types; a good file beside it lands; and bronze holds no value of the bad files."""
+    lake = tmp_path / "lake"
+    shutil.copytree(small_landing, lake / "landing")
+    ctx = make_ctx(spark, lake, engine=engine)
+    orders = lake / "landing" / "snowflake" / "orders"
+    assert ingest_files(ctx, "snowflake_orders").rows_out > 0
+    good = pq.read_table(sorted(orders.glob("*/*.parquet"))[0])
+    day = orders / "date=2026-12-01"
+    day.mkdir()
+
+    def renumbered(table, prefix):
+        ids = pa.array([f"ORD-{prefix}{i:05d}" for i in range(table.num_rows)])
+        return table.set_column(table.schema.get_field_index("order_id"), "order_id", ids)
+
+    amounts = pa.array(["abc"] * good.num_rows)
+    text = renumbered(good, "8").set_column(good.schema.get_field_index("amount"), "amount", amounts)
+    pq.write_table(text, day / "amount_as_text.parquet")
+    first = ingest_files(ctx, "snowflake_orders")  # alone in its batch: read, then refused
+    assert (first.rows_out, first.details["rejected_files"]) == (0, 1)
+    (reason,) = [r["reason"] for r in first.details["rejected"]]
+    assert "`amount` is string here, decimal(18,2) in bronze" in reason and "re-deliver" in reason
+
+    seconds = pc.cast(pc.divide(pc.cast(good["order_ts"], pa.int64()), 1_000_000), pa.int64())
+    epoch = renumbered(good, "9").set_column(good.schema.get_field_index("order_ts"), "order_ts", seconds)
+    pq.write_table(epoch, day / "order_ts_as_epoch_seconds.parquet")
+    pq.write_table(renumbered(good, "7"), day / "good.parquet")
+    second = ingest_files(ctx, "snowflake_orders")  # with a good file: the batch read fails first
+    assert (second.rows_out, second.details["rejected_files"]) == (good.num_rows, 1)
+    (rejected,) = second.details["rejected"]
+    assert rejected["path"].endswith("order_ts_as_epoch_seconds.parquet")
+    assert "`order_ts` is bigint here, timestamp in bronze" in rejected["reason"]
+    bronze = ctx.lake.read(ctx.table_path("bronze", "snowflake_orders"))
+    assert bronze.where("order_id LIKE 'ORD-8%' OR order_id LIKE 'ORD-9%'").count() == 0
+    assert bronze.where("order_id LIKE 'ORD-7%'").count() == good.num_rows
+    assert bronze.where("year(order_ts) < 2000").count() == 0

@@ -26,7 +26,7 @@ from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampT
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.ledger import BATCH_KEY, EMPTY_FILES_KEY, FILES_KEY, Ledger, lost_commit_race
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
-from pipeline.bronze.rejected import RejectedFiles, precheck, probe
+from pipeline.bronze.rejected import RejectedFiles, Rejection, precheck, probe, retyped, type_conflicts
 from pipeline.context import RunContext
 from pipeline.driver.retry import explain, is_transient
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
@@ -152,7 +152,8 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     table = ctx.table_path("bronze", dataset)
     root = ctx.landing_path(dataset)
     # Read before listing: a writer that lists after another's commit finds its files in bronze.
-    done = ctx.lake.transaction_version(table, TXN_APP) if ctx.lake.exists(table) else None
+    exists = ctx.lake.exists(table)
+    done = ctx.lake.transaction_version(table, TXN_APP) if exists else None
     txn = Txn(TXN_APP, (done or 0) + 1)
     listed = new_landing_files(ctx, dataset)
     skipped = rejected_files(ctx).unchanged(dataset, listed)
@@ -167,6 +168,11 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
         return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
     batch_id = ctx.batch_id(dataset)
     files, rejections = precheck(ctx.spark, spec, files, contract_columns(ctx, dataset))
+    held = ctx.lake.schema(table) if exists else None  # bronze's column types
+
+    def retyped_files() -> list[Rejection]:
+        return retyped(ctx.spark, spec, files, root, held, table) if held is not None else []
+
     batch = stats = None
     try:
         if files:
@@ -174,12 +180,27 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     except Exception as exc:
         if is_transient(exc):
             raise
-        bad = probe(ctx.spark, spec, files, root)
+        # A file that fails on its own, else one whose types differ from the table's (files
+        # of one batch disagreeing on a column's type fail the read together).
+        bad = probe(ctx.spark, spec, files, root) or retyped_files()
         if not bad:
             raise  # no file fails on its own: not a bad file (e.g. conflicting types across files)
         log.warning(
             "%s: batch read failed (%s); %d file(s) fail on their own", dataset, explain(exc).cause, len(bad)
         )
+        rejections += bad
+        files = [f for f in files if f not in {r.file for r in bad}]
+        if files:
+            batch, stats = _read(ctx, dataset, files, batch_id)
+    if (
+        batch is not None
+        and held is not None
+        and type_conflicts(held, batch.schema)
+        and (bad := retyped_files())
+    ):
+        log.warning("%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad))
+        batch.unpersist()
+        batch = stats = None
         rejections += bad
         files = [f for f in files if f not in {r.file for r in bad}]
         if files:

@@ -2,7 +2,9 @@
 
 A file is rejected by a cheap check before the batch read (Parquet magic numbers and footer
 length, a plausible CSV header), or, when the batch read still fails, by reading each file on
-its own (only then) and setting aside those that fail with a non-transient error. Each rejection
+its own (only then) and setting aside those that fail with a non-transient error, or, when the
+batch (or, on a failed read, a file of it) holds a column with another type than the bronze
+table's, by comparing each file's schema with the table's. Each rejection
 goes to the Delta table `<lake>/_ops/rejected_files` with the dataset, path, size, SHA-256 of the
 bytes, the root cause, the run and batch, and the time. A later run skips a rejected file while
 its checksum is unchanged, and retries it once it changed (same path, new bytes).
@@ -17,6 +19,7 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 from pipeline.bronze.readers import READERS, LandingFormatError, check_parquet, csv_header
 from pipeline.catalog import DatasetSpec
@@ -83,6 +86,46 @@ def probe(
             if is_transient(exc):
                 raise
             bad.append(Rejection(f, reason_of(exc)))
+    return bad
+
+
+def type_conflicts(table: StructType, batch: StructType) -> dict[str, tuple[str, str]]:
+    """{column: (type in the batch, type in the table)} of the columns both hold with another
+    type (names as Spark matches them, case-insensitively)."""
+    held = {f.name.lower(): f.dataType for f in table.fields}
+    return {
+        f.name: (f.dataType.simpleString(), held[f.name.lower()].simpleString())
+        for f in batch.fields
+        if f.name.lower() in held and f.dataType != held[f.name.lower()]
+    }
+
+
+def retyped(
+    spark: SparkSession,
+    spec: DatasetSpec,
+    files: list[LandingFile],
+    landing_root: str,
+    table: StructType,
+    table_path: str,
+) -> list[Rejection]:
+    """The files holding a column with another type than bronze's (a changed export: an amount
+    as text, a timestamp as epoch seconds). Bronze keeps one type per column: delta-spark would
+    fail the commit, delta-rs would cast the values (epoch seconds read as microseconds), and
+    either way every run would meet the file again. Each file's schema alone (its footer)."""
+    bad = []
+    for f in files:
+        conflicts = type_conflicts(table, READERS[spec.reader](spark, [f], spec, landing_root).schema)
+        if conflicts:
+            shown = ", ".join(
+                f"`{c}` is {got} here, {want} in bronze" for c, (got, want) in conflicts.items()
+            )
+            bad.append(
+                Rejection(
+                    f,
+                    f"column type changed: {shown} ({table_path}); re-deliver the file with bronze's types "
+                    "(an export whose types changed), it is retried once its bytes change",
+                )
+            )
     return bad
 
 

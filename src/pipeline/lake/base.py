@@ -20,6 +20,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StructType
 
 # Commit metadata travels in the standard commitInfo.userMetadata field as JSON, so tables
 # written by either engine carry positions (watermarks, consumed versions) the other can read.
@@ -138,6 +139,10 @@ class Lake(ABC):
     @abstractmethod
     def read(self, path: str, version: int | None = None) -> DataFrame:
         """The table (at `version`, default current) as a Spark DataFrame."""
+
+    def schema(self, path: str) -> StructType:
+        """The table's current schema, as `read` would give it, without planning a scan."""
+        return self.read(path).schema
 
     def append(
         self,

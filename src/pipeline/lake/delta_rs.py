@@ -31,6 +31,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
+from pyspark.sql.types import StructType
 
 from pipeline.lake.base import (
     TABLE_DEFAULTS,
@@ -119,6 +120,10 @@ class DeltaRsLake(Lake):
             .parquet(*[_spark_uri(f) for f in files])
         )
         return df.select(*[f"`{name}`" for name in arrow_schema.names])
+
+    def schema(self, path: str) -> StructType:
+        # From the log's metadata: `read` would list every data file for a DataFrame.
+        return from_arrow_schema(pa.schema(self._table(path).schema().to_arrow()))
 
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
         data = self._to_arrow(path, mode, df)
