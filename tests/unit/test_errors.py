@@ -100,6 +100,25 @@ def test_the_real_spark_error_names_the_innermost_java_class_and_stays_fatal(spa
     assert classify(raised.value) == "fatal"  # rerunning reads the same broken bytes
 
 
+def test_a_task_failure_reported_as_text_is_explained_by_its_innermost_cause(spark, tmp_path):
+    """A Parquet footer of garbage (magic numbers and length intact) fails while Spark merges the
+    schemas, in a task: the job's error carries the task's causes as text only, behind "Exception
+    thrown in awaitResult". The explanation is the innermost of them, with a hint (bronze's
+    rejection names the file: no message here does)."""
+    path = tmp_path / "orders" / "garbled_footer.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"order_id": ["ORD-1", "ORD-2"], "amount": [1.5, 2.5]}), path)
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    data[-8 - footer : -8] = b"\xab" * footer
+    path.write_bytes(bytes(data))
+    with pytest.raises(Exception) as raised:
+        spark.read.option("mergeSchema", "true").parquet(str(path)).count()
+    report = explain(raised.value, 500)
+    assert "awaitResult" not in report.cause and "can not read FileMetaData" in " ".join(report.chain)
+    assert report.cause.startswith(report.chain[-1]) and report.hint == CORRUPT_HINT, report
+
+
 def test_a_captured_spark_error_is_named_once_with_its_path_and_hint(spark, tmp_path):
     missing = tmp_path / "unload" / "customers"
     with pytest.raises(Exception) as raised:

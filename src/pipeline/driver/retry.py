@@ -214,7 +214,8 @@ _PATH_RE = re.compile(r"\b(?:file|s3[an]?|hdfs|abfss?|wasbs?|gs|viewfs):/+[^\s,;
 HINTS: tuple[tuple[str, str], ...] = (
     (
         r"not a Parquet file|CANNOT_READ_FILE_FOOTER|Could not read footer|magic number|corrupt|"
-        r"truncated|EOFException|Unexpected end of (?:file|stream|input)",
+        r"truncated|EOFException|Unexpected end of (?:file|stream|input)|"
+        r"can not read (?:FileMetaData|class org\.apache\.parquet)",
         "corrupt or truncated file: fix or remove the file, then rerun",
     ),
     (
@@ -333,6 +334,8 @@ _JAVA_LINE_RE = re.compile(
     re.MULTILINE,
 )
 
+_CAUSED_BY_RE = re.compile(_JAVA_LINE_RE.pattern.replace("(?::|Caused by:)", "Caused by:"), re.MULTILINE)
+
 
 def _java_chain(throwable: object, limit: int = 16) -> list[tuple[str, str]]:
     """(class, message) of a Java Throwable (a py4j JavaObject) and its getCause()s; empty when
@@ -342,6 +345,9 @@ def _java_chain(throwable: object, limit: int = 16) -> list[tuple[str, str]]:
         while throwable is not None and len(found) < limit:
             message = str(throwable.getMessage() or "")
             found.append(_python_raised(message) or (str(throwable.getClass().getName()), _head(message)))
+            # A task's failure reaches the driver as text in the job's ("most recent failure:
+            # ... Caused by: ..."), with no cause object behind it: its causes from that text.
+            found += [(m.group(1), m.group(2) or "") for m in _CAUSED_BY_RE.finditer(message)]
             throwable = throwable.getCause()
     except Exception:  # noqa: BLE001 - the JVM may be gone; keep what was read
         pass
