@@ -83,6 +83,23 @@ def test_fx_file_explodes_to_one_row_per_currency_and_keeps_bad_files_raw(spark,
     ]
 
 
+def test_a_currency_given_twice_in_one_fx_file_is_flagged_not_resolved_by_chance(spark, tmp_path):
+    """{"EUR": 0.85, "EUR": 0.95}: which rate the vendor meant is unknown, so both rows go to
+    silver as malformed (quarantined with the document); the file's other currencies land."""
+    (tmp_path / "rates_1.json").write_text(
+        '{"base": "USD", "date": "2026-07-01", "rates": {"EUR": 0.85, "CHF": 0.8, "EUR": 0.95}}'
+    )
+    df = read(spark, read_fx_json, FX_SPEC, tmp_path)
+    got = sorted(
+        (r["currency"], r["rate"], r["_corrupt_record"] is not None, r["_parse_error"]) for r in df.collect()
+    )
+    assert got == [
+        ("CHF", "0.8", False, None),
+        ("EUR", "0.85", True, "rates: currency EUR given twice"),
+        ("EUR", "0.95", True, "rates: currency EUR given twice"),
+    ]
+
+
 def kafka_records(spark, values):
     data = [("product_events", 0, i, "2026-07-01 10:00:00", "k", v, None) for i, v in enumerate(values)]
     schema = (

@@ -215,19 +215,38 @@ def read_fx_json(
         F.col("value").alias("_raw"), _file_uri().alias(SOURCE_FILE)
     )
     doc = F.from_json("_raw", FX_FILE_SCHEMA)
-    parsed = raw.withColumn("_doc", doc)
+    # The rates object's keys as written, repeats included (the parsed map keeps a repeated
+    # currency twice, and which value silver kept would be chance).
+    keys = F.json_object_keys(F.get_json_object("_raw", "$.rates"))
+    parsed = raw.withColumns({"_doc": doc, "_keys": keys})
     unreadable = F.col("_doc.base").isNull() & F.col("_doc.date").isNull() & F.col("_doc.rates").isNull()
     no_rates = F.coalesce(F.size("_doc.rates"), F.lit(-1)) <= 0
-    return parsed.select(
+    rows = parsed.select(
         F.col("_doc.base").alias("base"),
         F.col("_doc.date").alias("rate_date"),
         F.col("_doc.timestamp").alias("vendor_timestamp"),
         F.explode_outer("_doc.rates").alias("currency", "rate"),
         SOURCE_FILE,
-        F.when(unreadable | no_rates, F.col("_raw")).alias(CORRUPT),
+        "_raw",
+        "_keys",
         F.when(unreadable, F.lit("malformed JSON document"))
         .when(no_rates, F.lit("JSON document has no rates"))
         .alias(ERROR),
+    )
+    repeated = F.size(F.filter("_keys", lambda k: k == F.col("currency"))) > 1
+    error = F.coalesce(
+        F.col(ERROR),
+        F.when(repeated, F.concat(F.lit("rates: currency "), F.col("currency"), F.lit(" given twice"))),
+    )
+    return rows.select(
+        "base",
+        "rate_date",
+        "vendor_timestamp",
+        "currency",
+        "rate",
+        SOURCE_FILE,
+        F.when(error.isNotNull(), F.col("_raw")).alias(CORRUPT),
+        error.alias(ERROR),
     )
 
 
