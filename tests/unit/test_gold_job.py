@@ -155,6 +155,13 @@ def test_every_mart_builds_in_dependency_order(spark, tmp_path):
     assert build(ctx, "revenue_daily").details["skipped"] == "inputs unchanged"
 
 
+def with_marts_yaml(ctx, tmp_path, marts_yaml: str):
+    """`ctx` reading config/ as the repo has it but for config/marts.yaml."""
+    return dataclasses.replace(
+        ctx, settings=dataclasses.replace(ctx.settings, config_dir=_config_dir(tmp_path, marts_yaml))
+    )
+
+
 def _config_dir(tmp_path, marts_yaml: str):
     target = tmp_path / "config"
     shutil.copytree(REPO / "config", target)
@@ -185,12 +192,7 @@ def test_before_first_version_option_is_in_the_fingerprint_and_rebuilds(spark, t
     }
     assert revenue == {("unknown", "unknown"), ("US", "SMB")}
 
-    earliest = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "fct_orders: {before_first_version: earliest}\n")
-        ),
-    )
+    earliest = with_marts_yaml(ctx, tmp_path, "fct_orders: {before_first_version: earliest}\n")
     rebuilt = build(earliest, "fct_orders")
     assert "skipped" not in rebuilt.details and ctx.lake.version(path) == 1
     assert attributes() == {"ORD-0000001": ("SMB", "US", True), "ORD-0000002": ("SMB", "US", True)}
@@ -202,12 +204,7 @@ def test_before_first_version_option_is_in_the_fingerprint_and_rebuilds(spark, t
 
 def test_marts_config_errors_name_the_file_and_key(spark, tmp_path):
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    bad = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "fct_orders: {before_first_version: latest}\n")
-        ),
-    )
+    bad = with_marts_yaml(ctx, tmp_path, "fct_orders: {before_first_version: latest}\n")
     with pytest.raises(
         ConfigError, match=r"marts\.yaml: fct_orders\.before_first_version: expected one of unknown\|earliest"
     ):
@@ -258,12 +255,7 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
     )
     build(ctx, "revenue_daily")  # in full, after fct_orders' full rebuild
     new_order(4)  # one of four, within 0.5 (not in the fingerprint: no rebuild for changing it)
-    lenient = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 0.5}\n")
-        ),
-    )
+    lenient = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 0.5}\n")
     merged = build(lenient, "fct_orders")
     assert (merged.details["write"], merged.details["keys_recomputed"]) == ("incremental", 1)
     got = ctx.lake.read(ctx.table_path("gold", "fct_orders")).collect()
@@ -287,12 +279,7 @@ def test_an_incremental_fct_orders_merges_its_rows_and_the_gate_counts_on_the_ta
     the row count and the `counts` conditions (config/dq.yaml: account_version_missing, warn)
     of the table as the merge leaves it, which the batch alone cannot tell."""
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    ctx = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
-        ),
-    )
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
     build(ctx, "fct_orders")
     schema, [row, _] = SILVER["orders"]
     orders, fct = ctx.table_path("silver", "orders"), ctx.table_path("gold", "fct_orders")
@@ -326,12 +313,7 @@ def test_an_order_dated_year_1_is_recomputed_on_its_date_like_any_other(spark, t
     """Silver keeps dates of years 1-9999. revenue_daily recomputes the changed dates by value:
     year 1 once failed every run (pyspark writes date(1, 1, 1) as "1-01-01", which Java refuses)."""
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    ctx = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
-        ),
-    )
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
     build(ctx, "fct_orders")
     build(ctx, "revenue_daily")
     schema, [row, _] = SILVER["orders"]
@@ -372,12 +354,7 @@ def test_an_incremental_build_is_not_published_over_a_commit_made_after_it_was_s
     ctx.lake.append(
         ctx.table_path("silver", "orders"), spark.createDataFrame([("ORD-0000003", *row[1:])], schema)
     )
-    always = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
-        ),
-    )
+    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
     staged = build_gold(always, "fct_orders")
     fct = ctx.table_path("gold", "fct_orders")
     ctx.lake.append(fct, ctx.lake.read(fct).where("order_id = 'ORD-0000002'"))  # another writer
@@ -423,12 +400,7 @@ def test_a_vacuum_rebuilds_a_mart_only_when_its_rule_reads_what_the_vacuum_remov
     commits' metadata (which a VACUUM leaves) and fct_orders as it is now: it stays incremental
     and equals revenue_daily over the whole mart."""
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    always = dataclasses.replace(
-        ctx,
-        settings=dataclasses.replace(
-            ctx.settings, config_dir=_config_dir(tmp_path, "incremental: {rebuild_above_share: 1}\n")
-        ),
-    )
+    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
     build(always, "fct_orders")
     build(always, "revenue_daily")
     schema, [row, _] = SILVER["orders"]
