@@ -37,7 +37,7 @@ def _date_lit(value: date | str | None) -> Column | None:
         return None
     if isinstance(value, str):
         return F.to_date(F.lit(value))
-    return F.lit(value)
+    return date_value(value)
 
 
 def _usd(amount: Column, rate: Column) -> Column:
