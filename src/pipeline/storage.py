@@ -4,8 +4,10 @@ folders and s3:// (EMRFS on EMR) alike."""
 from __future__ import annotations
 
 import logging
+import os
+import re
 import string
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from py4j.java_gateway import JavaClass
@@ -19,6 +21,15 @@ class LandingFile:
     uri: str  # URI form, as Spark reports it in _metadata.file_path; the ledger key
     path: str  # Hadoop path form, what readers are given
     size: int
+    modified_ms: int  # modification time, epoch milliseconds (S3: the object's Last-Modified)
+
+    @property
+    def stamp(self) -> Stamp:
+        """What tells one delivery of a path from another (a file rewritten in place)."""
+        return (self.size, self.modified_ms)
+
+
+Stamp = tuple[int, int]  # (size, modified_ms) of one delivery of a landing file
 
 
 def file_key(uri: str) -> str:
@@ -52,10 +63,13 @@ def list_files(
     spark: SparkSession,
     root: str,
     suffix: str | tuple[str, ...] = "",
-    known: Collection[str] = frozenset(),
+    known: Collection[str] | Mapping[str, Stamp | None] = frozenset(),
 ) -> list[LandingFile]:
     """Every file below `root` ending in `suffix` (or one of them), sorted; hidden files (`_`,
-    `.`) skipped, and so are files whose `file_key` is in `known` (e.g. already ingested).
+    `.`) skipped, and so are files whose `file_key` is in `known` (e.g. already ingested). Given
+    as a mapping, `known` holds each file's stamp (size, modification time) as it was ingested:
+    a file whose stamp differs is listed (a new delivery under the same path); a stamp of None
+    matches any (the ingest did not keep it).
 
     The listing crosses from the JVM as one string of Hadoop paths (a round trip per file cost
     ~6 py4j calls: seconds per idle run). Each file's URI is Hadoop's `toUri()` spelling, the
@@ -65,7 +79,8 @@ def list_files(
     path, fs = _fs(spark, root)
     if not fs.exists(path):
         return []
-    statuses, paths, names = (_local_files if fs.getScheme() == "file" else _listed_files)(spark, fs, path)
+    local = fs.getScheme() == "file"
+    statuses, paths, names = (_local_files if local else _listed_files)(spark, fs, path)
     if not names:
         return []
     first = paths[0].toUri()
@@ -88,15 +103,53 @@ def list_files(
             first.toString(),
         )
         spelled_here = False
+    wanted = [
+        i for i, name in enumerate(names)
+        if not (base := name.rsplit("/", 1)[-1]).startswith(("_", ".")) and base.endswith(suffix)
+    ]  # fmt: skip
+    stamps = _stamps(spark, local, statuses, names, wanted)
+    stamped = isinstance(known, Mapping)
     found = []
-    for i, name in enumerate(names):
-        base = name.rsplit("/", 1)[-1]
-        if base.startswith(("_", ".")) or not base.endswith(suffix):
+    for i in wanted:
+        spelled = uri(i, names[i])
+        key = file_key(spelled)
+        if key in known and (not stamped or known[key] in (None, stamps[i])):  # type: ignore[index]
             continue
-        key = uri(i, name)
-        if file_key(key) not in known:
-            found.append(LandingFile(key, name, statuses[i].getLen()))
+        found.append(LandingFile(spelled, names[i], *stamps[i]))
     return sorted(found)
+
+
+# FileStatus.toString()'s length and modification time (Hadoop 3: "...; length=N; replication=R;
+# blocksize=B; modification_time=M; ..."), for an object store's statuses in one crossing.
+_STATUS_STAMP = re.compile(r"; isDirectory=false; length=(\d+); .*?; modification_time=(\d+);")
+
+
+def _stamps(
+    spark: SparkSession, local: bool, statuses, names: list[str], wanted: list[int]
+) -> dict[int, Stamp]:
+    """(size, modified_ms) of the files at `wanted` indexes. A local file is asked of the OS
+    (Hadoop's local status would be a py4j round trip per value); an object store's statuses
+    cross as one string (their toString reads no permissions, unlike a local status's); any
+    other shape is asked of Hadoop file by file."""
+    if not wanted:
+        return {}
+    if local:
+        try:
+            return {i: _os_stamp(names[i]) for i in wanted}
+        except OSError as exc:
+            log.warning("local listing: %s; asking Hadoop file by file", exc)
+    else:
+        texts = _strings(spark, statuses)
+        parsed = [_STATUS_STAMP.search(t) for t in texts] if len(texts) == len(names) else []
+        if parsed and all(parsed[i] for i in wanted):
+            return {i: (int(parsed[i].group(1)), int(parsed[i].group(2))) for i in wanted}  # type: ignore[union-attr]
+    return {i: (statuses[i].getLen(), statuses[i].getModificationTime()) for i in wanted}
+
+
+def _os_stamp(name: str) -> Stamp:
+    """A local file's stamp by its Path.toString() ("file:/a/b"), as Hadoop gives it (ms)."""
+    stat = os.stat(name[len("file:") :] if name.startswith("file:/") else name)
+    return stat.st_size, stat.st_mtime_ns // 1_000_000
 
 
 def _listed_files(spark: SparkSession, fs, path) -> tuple:
@@ -139,16 +192,22 @@ def _local_files(spark: SparkSession, fs, path) -> tuple:
 def _names(spark: SparkSession, paths) -> list[str]:
     """Path.toString() of each of a Path[], in one crossing (a name holding a newline: one
     crossing a path)."""
-    count = len(paths)
-    if not count:
-        return []
-    # py4j passes a Path[] to no Object[] parameter: copied into an Object[] first.
-    untyped = spark.sparkContext._gateway.new_array(_java(spark, "java.lang.Object"), count)  # type: ignore[union-attr]
-    _java(spark, "java.lang.System").arraycopy(paths, 0, untyped, 0, count)
-    names = _java(spark, "org.apache.commons.lang3.StringUtils").join(untyped, "\n").split("\n")
-    if len(names) != count:
+    names = _strings(spark, paths)
+    if len(names) != len(paths):
         names = [p.toString() for p in paths]
     return names
+
+
+def _strings(spark: SparkSession, objects) -> list[str]:
+    """toString() of each of a Java array's objects, in one crossing, split on newlines (more
+    strings than objects when one holds a newline: the caller checks the count)."""
+    count = len(objects)
+    if not count:
+        return []
+    # py4j passes a typed array to no Object[] parameter: copied into an Object[] first.
+    untyped = spark.sparkContext._gateway.new_array(_java(spark, "java.lang.Object"), count)  # type: ignore[union-attr]
+    _java(spark, "java.lang.System").arraycopy(objects, 0, untyped, 0, count)
+    return _java(spark, "org.apache.commons.lang3.StringUtils").join(untyped, "\n").split("\n")
 
 
 def first_line(spark: SparkSession, location: str) -> str | None:

@@ -47,11 +47,11 @@ def small_landing(tmp_path_factory):
     return root
 
 
-def run(ctx, run_id):
+def run(ctx, run_id, steps=STEPS):
     ctx.run_id = run_id
     out = io.StringIO()
     state = run_steps(
-        ctx, DAG, STEPS, out, observers=observers_for(ctx.settings, DAG), executor=local_executor()
+        ctx, DAG, steps, out, observers=observers_for(ctx.settings, DAG), executor=local_executor()
     )
     assert not state.failed, out.getvalue()
     return {s.step.removeprefix("bronze_"): s for s in state.steps}
@@ -231,3 +231,35 @@ def test_a_file_whose_column_changed_type_is_rejected_naming_the_column(
     assert bronze.where("order_id LIKE 'ORD-8%' OR order_id LIKE 'ORD-9%'").count() == 0
     assert bronze.where("order_id LIKE 'ORD-7%'").count() == good.num_rows
     assert bronze.where("year(order_ts) < 2000").count() == 0
+
+
+@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+def test_a_corrected_file_redelivered_under_its_name_reaches_silver(spark, small_landing, tmp_path, engine):
+    """A vendor re-sends an unload under the same name with one amount corrected (and nothing
+    else changed, its updated_at included): bronze ingests it again as a new delivery, named in
+    the step's details, and silver takes the corrected amount (the later delivery wins a tie)."""
+    lake = tmp_path / "lake"
+    shutil.copytree(small_landing, lake / "landing")
+    ctx = make_ctx(spark, lake, engine=engine)
+    steps = ["bronze_snowflake_orders", "silver_orders"]
+    run(ctx, "first", steps)
+    target = sorted((lake / "landing" / "snowflake" / "orders").glob("*/*.parquet"))[0]
+    silver = ctx.table_path("silver", "orders")
+    (row,) = ctx.lake.read(silver).where(f"_source_file LIKE '%/{target.name}'").limit(1).collect()
+    table = pq.read_table(target)
+    at = table["order_id"].to_pylist().index(row["order_id"])
+    amounts = table["amount"].to_pylist()
+    corrected = amounts[at] + 1000
+    amounts[at] = corrected
+    amount = table.schema.get_field_index("amount")
+    pq.write_table(
+        table.set_column(amount, "amount", pa.array(amounts, table.schema.field(amount).type)), target
+    )
+
+    second = run(ctx, "second", steps)
+    bronze = second["snowflake_orders"].details
+    assert [p.rsplit("/", 1)[-1] for p in bronze["redelivered"]] == [target.name]
+    assert second["snowflake_orders"].rows_in == table.num_rows
+    (now,) = ctx.lake.read(silver).where(f"order_id = '{row['order_id']}'").collect()
+    assert now["amount"] == corrected and now["amount"] != row["amount"]
+    assert run(ctx, "third", steps)["snowflake_orders"].details["new_files"] == 0

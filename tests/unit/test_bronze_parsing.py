@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import shutil
 from datetime import date, datetime
 from pathlib import Path
 
@@ -325,7 +326,7 @@ def test_the_ledger_follows_bronze_after_a_crash_and_for_tables_written_before_i
     )
     empty_uri = f"file://{old_landing}/empty.csv"
     old_ctx.lake.append(old_table, rows, metadata={"batch_id": "old:crm_x", "empty_files": [empty_uri]})
-    assert legacy_ingested(old_ctx.lake, old_table) == {f"file://{old_landing}/a.csv", empty_uri}
+    assert legacy_ingested(old_ctx.lake, old_table) == {f"file://{old_landing}/a.csv": None, empty_uri: None}
     assert ingest.ingest_files(old_ctx, "crm_x").details["new_files"] == 0
 
 
@@ -361,10 +362,67 @@ def test_the_ledger_is_read_again_only_after_a_commit_this_process_did_not_make(
     (c,) = [f for f in list_files(spark, str(landing), ".csv") if f.path.endswith("/c.csv")]
     version = ctx.lake.version(ctx.table_path("bronze", "crm_x"))
     ctx.lake.append(
-        ledger_path, spark.createDataFrame([("crm_x", file_key(c.uri), version, "other")], SCHEMA)
+        ledger_path, spark.createDataFrame([("crm_x", file_key(c.uri), version, "other", *c.stamp)], SCHEMA)
     )
     assert new_files() == (0, 1)
     assert new_files() == (0, 0)
+
+
+def test_a_file_rewritten_under_its_path_is_ingested_again_as_a_new_delivery(spark, tmp_path):
+    """A corrected export sent under the old name (another size, or the same size and a later
+    modification time) lands as a new delivery beside the first, named in the step's details;
+    an unchanged file never does, after the ledger is lost (rebuilt from bronze's commits) too."""
+    import os
+
+    from pipeline.bronze.ledger import SCHEMA
+
+    ctx, landing = csv_ctx(spark, tmp_path)
+    table, ledger_path = ctx.table_path("bronze", "crm_x"), ctx.table_path("_ops", "ingested_files")
+    a, b = landing / "a.csv", landing / "b.csv"
+    a.write_text("id,updated_at,name\n1,2026-07-01T00:00:00Z,wrong\n")
+    b.write_text("id,updated_at,name\n2,2026-07-01T00:00:00Z,b\n")
+    assert ingest_files(ctx, "crm_x").rows_out == 2
+
+    def names() -> list[tuple[str, str]]:
+        return sorted((r["id"], r["name"]) for r in ctx.lake.read(table).collect())
+
+    a.write_text("id,updated_at,name\n1,2026-07-01T00:00:00Z,right\n")  # another size
+    again = ingest_files(ctx, "crm_x")
+    assert (again.rows_out, again.details["new_files"]) == (1, 1)
+    assert [p.rsplit("/", 1)[-1] for p in again.details["redelivered"]] == ["a.csv"]
+    assert names() == [("1", "right"), ("1", "wrong"), ("2", "b")]
+    assert ingest_files(ctx, "crm_x").details["new_files"] == 0
+
+    # The same size, new bytes: told apart by the modification time.
+    a.write_text("id,updated_at,name\n1,2026-07-01T00:00:00Z,rigHt\n")
+    stat = a.stat()
+    os.utime(a, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    assert ingest_files(ctx, "crm_x").rows_out == 1
+    assert ("1", "rigHt") in names()
+
+    # The ledger lost: rebuilt from bronze's commit metadata, stamps included.
+    ctx.lake.overwrite(ledger_path, spark.createDataFrame([], SCHEMA))
+    assert ingest_files(ctx, "crm_x").details["new_files"] == 0
+    b.write_text("id,updated_at,name\n2,2026-07-01T00:00:00Z,bb\n")
+    assert ingest_files(ctx, "crm_x").details["redelivered"][0].endswith("/b.csv")
+
+
+def test_a_ledger_written_before_stamps_knows_its_files_by_path(spark, tmp_path):
+    ctx, landing = csv_ctx(spark, tmp_path)
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    assert ingest_files(ctx, "crm_x").rows_out == 1
+    ledger_path = ctx.table_path("_ops", "ingested_files")
+    old = ctx.lake.read(ledger_path).drop("size", "modified_ms").collect()
+    shutil.rmtree(tmp_path / "lake" / "_ops" / "ingested_files")
+    ctx.lake.append(
+        ledger_path,
+        spark.createDataFrame(old, "dataset string, file string, bronze_version long, batch_id string"),
+    )
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-02T00:00:00Z,x\n")
+    (landing / "b.csv").write_text("id,updated_at\n2,2026-07-01T00:00:00Z\n")
+    result = ingest_files(ctx, "crm_x")  # a.csv is known (no stamp to compare), b.csv is new
+    assert (result.rows_out, result.details["new_files"]) == (1, 1)
+    assert "redelivered" not in result.details
 
 
 def dialect_ctx(spark, tmp_path, **options):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from pyspark.sql import functions as F
 
+from pipeline import storage
 from pipeline.storage import file_key, list_files
 
 BUCKET = "lakehouse-storage-test"
@@ -14,15 +15,20 @@ BUCKET = "lakehouse-storage-test"
 NAMES = ["a b.csv", "100%.csv", "x#1.csv", "café_ü.csv", "k=v,+@-1.csv", "plain.csv", "date=2026-07-01/z.csv"]
 
 
-def hadoop_uris(spark, root: str) -> dict[str, tuple[str, int]]:
-    """Hadoop's own spelling, file by file: `Path.toUri().toString()` -> (Path.toString(), size)."""
+def hadoop_uris(spark, root: str) -> dict[str, tuple[str, int, int]]:
+    """Hadoop's own spelling and status, file by file: `Path.toUri().toString()` ->
+    (Path.toString(), size, modification time)."""
     jvm = spark.sparkContext._jvm
     path = jvm.org.apache.hadoop.fs.Path(root)
     fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
     out, it = {}, fs.listFiles(path, True)
     while it.hasNext():
         status = it.next()
-        out[status.getPath().toUri().toString()] = (status.getPath().toString(), status.getLen())
+        out[status.getPath().toUri().toString()] = (
+            status.getPath().toString(),
+            status.getLen(),
+            status.getModificationTime(),
+        )
     return out
 
 
@@ -35,8 +41,9 @@ def check_listing(spark, root: str) -> None:
     listed = list_files(spark, root, ".csv")
     assert len(listed) == len(NAMES)
     hadoop = hadoop_uris(spark, root)
-    # Byte-identical to Hadoop's spelling (uri, path form, size), and to Spark's key of each file.
-    assert {f.uri: (f.path, f.size) for f in listed} == {
+    # Byte-identical to Hadoop's spelling (uri, path form), its size and modification time, and
+    # to Spark's key of each file.
+    assert {f.uri: (f.path, *f.stamp) for f in listed} == {
         u: v for u, v in hadoop.items() if u.endswith(".csv") and "_hidden" not in u
     }
     assert {file_key(f.uri) for f in listed} == spark_keys(spark, root)
@@ -46,6 +53,12 @@ def check_listing(spark, root: str) -> None:
     assert sorted(f.path.rsplit("/", 1)[-1] for f in again) == sorted(
         n.rsplit("/", 1)[-1] for n in NAMES if "#" not in n and "%" not in n
     )
+    # Known with stamps: a file whose stamp differs from the one known is listed (rewritten),
+    # one known without a stamp is not.
+    stale = {file_key(f.uri): (f.size + ("#" in f.path), f.modified_ms) for f in listed}
+    (rewritten,) = list_files(spark, root, ".csv", stale)
+    assert rewritten.path.endswith("x#1.csv")
+    assert list_files(spark, root, ".csv", dict.fromkeys(stale)) == []
 
 
 def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_folder(spark, tmp_path):
@@ -64,6 +77,13 @@ def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_bucket(spark, s3_endp
         client.put_object(Bucket=BUCKET, Key=f"landing/{name}", Body=f"{name}\n".encode())
     s3_endpoint.configure_spark(spark, BUCKET)
     check_listing(spark, f"s3a://{BUCKET}/landing")
+    # An object store's sizes and times cross in one string, parsed from FileStatus.toString()
+    # (else: two py4j round trips a file, every run, for every file ever landed).
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"s3a://{BUCKET}/landing")
+    status = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).listFiles(path, True).next()
+    found = storage._STATUS_STAMP.search(status.toString())
+    assert found and (int(found[1]), int(found[2])) == (status.getLen(), status.getModificationTime())
 
 
 def test_a_folder_tree_lists_the_files_hadoops_recursive_listing_finds(spark, tmp_path):
@@ -75,7 +95,7 @@ def test_a_folder_tree_lists_the_files_hadoops_recursive_listing_finds(spark, tm
     (tmp_path / "empty").mkdir()
     (tmp_path / "a" / "b" / "empty.csv").mkdir()
     listed = list_files(spark, str(tmp_path), ".csv")
-    assert {f.uri: (f.path, f.size) for f in listed} == hadoop_uris(spark, str(tmp_path))
+    assert {f.uri: (f.path, *f.stamp) for f in listed} == hadoop_uris(spark, str(tmp_path))
     assert len(listed) == 4
 
 
@@ -89,4 +109,4 @@ def test_a_newline_in_a_name_still_lists_every_file_in_hadoop_spelling(spark, tm
     (tmp_path / "b.csv").write_text("y\n")
     listed = list_files(spark, str(tmp_path), ".csv")
     hadoop = hadoop_uris(spark, str(tmp_path))
-    assert {f.uri: (f.path, f.size) for f in listed} == hadoop
+    assert {f.uri: (f.path, *f.stamp) for f in listed} == hadoop

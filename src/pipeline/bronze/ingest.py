@@ -24,7 +24,15 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
 
 from pipeline.bronze.audit import with_audit_columns
-from pipeline.bronze.ledger import BATCH_KEY, EMPTY_FILES_KEY, FILES_KEY, Ledger, lost_commit_race
+from pipeline.bronze.ledger import (
+    BATCH_KEY,
+    EMPTY_FILES_KEY,
+    FILES_KEY,
+    STAMPS_KEY,
+    Known,
+    Ledger,
+    lost_commit_race,
+)
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
 from pipeline.bronze.rejected import RejectedFiles, Rejection, precheck, probe, retyped, type_conflicts
 from pipeline.context import RunContext
@@ -66,9 +74,11 @@ def landing_date(uri: str) -> date | None:
         return None
 
 
-def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
-    """Landing files not yet in bronze; with a backfill window (`ctx.window`), only those whose
-    landing date it contains (files without a date in their path are not windowed)."""
+def new_landing_files(ctx: RunContext, dataset: str) -> tuple[list[LandingFile], Known]:
+    """Landing deliveries not yet in bronze: files bronze does not hold, and files rewritten
+    since it ingested them (another size or modification time); with a backfill window
+    (`ctx.window`), only those whose landing date it contains (files without a date in their
+    path are not windowed). With them, what bronze holds (file key -> stamp)."""
     spec = ctx.catalog[dataset]
     suffixes = (
         (spec.file_suffix,) if spec.reader == "parquet" else (spec.file_suffix, spec.file_suffix + COMPRESSED)
@@ -78,7 +88,7 @@ def new_landing_files(ctx: RunContext, dataset: str) -> list[LandingFile]:
     window = getattr(ctx, "window", None)
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
-    return listed
+    return listed, done
 
 
 def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:
@@ -155,10 +165,20 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     exists = ctx.lake.exists(table)
     done = ctx.lake.transaction_version(table, TXN_APP) if exists else None
     txn = Txn(TXN_APP, (done or 0) + 1)
-    listed = new_landing_files(ctx, dataset)
+    listed, done = new_landing_files(ctx, dataset)
     skipped = rejected_files(ctx).unchanged(dataset, listed)
     files = [f for f in listed if f not in skipped]
     details: dict = {"table": table, "new_files": len(files), "rejected_files": 0, "rejected": []}
+    if redelivered := [f for f in files if file_key(f.uri) in done]:
+        # A correction sent under the old name: its rows land beside the first delivery's.
+        log.warning(
+            "%s: %d landing file(s) rewritten since bronze ingested them, ingested again as new "
+            "deliveries: %s",
+            dataset,
+            len(redelivered),
+            ", ".join(f.uri for f in redelivered[:5]) + (" ..." if len(redelivered) > 5 else ""),
+        )
+        details["redelivered"] = [f.uri for f in redelivered]
     if skipped:
         log.info("%s: %d landing files skipped, rejected before and unchanged", dataset, len(skipped))
         details["rejected_unchanged"] = len(skipped)
@@ -295,6 +315,7 @@ def _commit(
             "files": len(files),
             "rows": rows,
             FILES_KEY: [f.uri for f in files],
+            STAMPS_KEY: [list(f.stamp) for f in files],
             EMPTY_FILES_KEY: empty,
             NEWEST_KEY: newest_at,
         },
@@ -312,7 +333,7 @@ def _commit(
             details={**details, "already_committed": True, NEWEST_KEY: recorded_newest(ctx.lake, table)}
         )
     assert result.version is not None
-    ledger(ctx).record(dataset, sorted(file_key(f.uri) for f in files), result.version, batch_id)
+    ledger(ctx).record(dataset, {file_key(f.uri): f.stamp for f in files}, result.version, batch_id)
     if stats.has_event_time and stats.newest is None and rows:
         log.warning("%s: no parseable %s value in this batch; no newest_data_at", dataset, spec.event_time)
     log.info(

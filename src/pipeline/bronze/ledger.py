@@ -1,9 +1,15 @@
 """Which landing files each bronze table holds: a small Delta table `<lake>/_ops/ingested_files`
-(dataset, file, bronze_version, batch_id), so finding new files costs a read of the ledger plus
-the bronze commits it has not seen, not a scan of the bronze table and its whole history.
+(dataset, file, bronze_version, batch_id, size, modified_ms), so finding new files costs a read
+of the ledger plus the bronze commits it has not seen, not a scan of the bronze table and its
+whole history.
 
-Bronze is the truth: each bronze file commit lists its files in its commit metadata
-(`landing_files`), and the ledger is a cache of those lists. The ledger is written after the
+A delivery is a path and its stamp (size and modification time): a file rewritten under a path
+bronze holds is a new delivery, listed and ingested again (its rows beside the first
+delivery's, with a newer `_ingestion_ts`); the newest stamp of a path is the one compared.
+Files ingested before stamps were kept have none (null) and are known by path alone.
+
+Bronze is the truth: each bronze file commit lists its files and their stamps in its commit
+metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists. The ledger is written after the
 bronze commit; a crash in between leaves bronze commits newer than the ledger's newest
 `bronze_version`, which the next read takes from bronze's log and adds to the ledger. A ledger
 ahead of its table (the table was dropped and rebuilt) is ignored. Tables written before the
@@ -21,39 +27,50 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from pipeline.bronze.readers import SOURCE_FILE
 from pipeline.driver.retry import explain
 from pipeline.lake import Lake, Txn
 from pipeline.spark import driver_rows
-from pipeline.storage import file_key
+from pipeline.storage import Stamp, file_key
 
 log = logging.getLogger(__name__)
 
 FILES_KEY = "landing_files"  # bronze commit metadata: every landing file of the batch
+STAMPS_KEY = "landing_file_stamps"  # bronze commit metadata: [size, modified_ms] of each, in order
 EMPTY_FILES_KEY = "empty_files"  # bronze commit metadata: the batch's files without records
 BATCH_KEY = "batch_id"  # bronze commit metadata of a file batch (not OPTIMIZE, VACUUM, ...)
-SCHEMA = "dataset string, file string, bronze_version long, batch_id string"
+SCHEMA = "dataset string, file string, bronze_version long, batch_id string, size long, modified_ms long"
+Known = dict[str, Stamp | None]  # file key -> the stamp of its newest delivery (None: not kept)
 
 
 @dataclass(frozen=True)
 class _Rows:
-    """The ledger's rows as read (or extended) at one snapshot key: file keys and the newest
-    bronze version covered, per dataset."""
+    """The ledger's rows as read (or extended) at one snapshot key, per dataset: each file key's
+    newest delivery (bronze version, stamp) and the newest bronze version covered."""
 
     key: tuple[str, int]
-    files: dict[str, frozenset[str]]
+    files: dict[str, dict[str, tuple[int, Stamp | None]]]
     covered: dict[str, int]
 
-    def plus(self, key: tuple[str, int], rows: Iterable[tuple[str, str, int]]) -> _Rows:
-        files = {d: set(f) for d, f in self.files.items()}
+    def plus(self, key: tuple[str, int], rows: Iterable[tuple[str, str, int, Stamp | None]]) -> _Rows:
+        files = {d: dict(f) for d, f in self.files.items()}
         covered = dict(self.covered)
-        for dataset, file, bronze_version in rows:
-            files.setdefault(dataset, set()).add(file)
+        for dataset, file, bronze_version, stamp in rows:
+            held = files.setdefault(dataset, {})
+            if file not in held or held[file][0] <= bronze_version:
+                held[file] = (bronze_version, stamp)
             covered[dataset] = max(covered.get(dataset, -1), bronze_version)
-        return _Rows(key, {d: frozenset(f) for d, f in files.items()}, covered)
+        return _Rows(key, files, covered)
+
+    def known(self, dataset: str) -> Known:
+        return {file: stamp for file, (_, stamp) in self.files.get(dataset, {}).items()}
+
+
+def _stamp(size: int | None, modified_ms: int | None) -> Stamp | None:
+    return None if size is None or modified_ms is None else (int(size), int(modified_ms))
 
 
 _HELD: dict[str, _Rows] = {}  # ledger path -> its rows (steps may run in threads: _HELD_LOCK)
@@ -66,14 +83,14 @@ class Ledger:
     lake: Lake
     path: str  # the ledger table, <lake>/_ops/ingested_files
 
-    def ingested(self, dataset: str, table: str) -> set[str]:
-        """File keys (storage.file_key) of the landing files in bronze `table`, brought up to date
-        with bronze's commits first."""
+    def ingested(self, dataset: str, table: str) -> Known:
+        """The landing files in bronze `table` (storage.file_key) with the stamp of each one's
+        newest delivery, brought up to date with bronze's commits first."""
         version = self.lake.version(table)
         if version is None:
-            return set()
+            return {}
         rows = self._rows()
-        done = set(rows.files.get(dataset, ())) if rows else set()
+        done = rows.known(dataset) if rows else {}
         covered = rows.covered.get(dataset, -1) if rows else -1
         if covered > version:
             log.warning(
@@ -83,11 +100,16 @@ class Ledger:
                 covered,
                 version,
             )
-            done, covered = set(), -1
+            done, covered = {}, -1
         if covered < version:
             found = self._from_bronze(table, covered, version)
-            self.record(dataset, sorted(found - done), version, "ledger catch-up")
-            done |= found
+            self.record(
+                dataset,
+                {f: s for f, s in found.items() if f not in done or done[f] != s},
+                version,
+                "ledger catch-up",
+            )
+            done.update(found)
         return done
 
     def _rows(self) -> _Rows | None:
@@ -100,18 +122,28 @@ class Ledger:
             held = _HELD.get(self.path)
         if held is not None and held.key == key:
             return held
-        read = self.lake.read(self.path, key[1]).select("dataset", "file", "bronze_version").collect()
-        held = _Rows(key, {}, {}).plus(key, ((r[0], r[1], r[2]) for r in read))
+        table = self.lake.read(self.path, key[1])
+        # A ledger written before stamps were kept has no size / modified_ms: known by path.
+        stamps = [c if c in table.columns else None for c in ("size", "modified_ms")]
+        read = table.select("dataset", "file", "bronze_version", *(c for c in stamps if c)).collect()
+        held = _Rows(key, {}, {}).plus(
+            key, ((r[0], r[1], r[2], _stamp(r[3], r[4]) if all(stamps) else None) for r in read)
+        )
         with _HELD_LOCK:
             _HELD[self.path] = held
         return held
 
-    def record(self, dataset: str, files: list[str], bronze_version: int, batch_id: str) -> None:
-        """Add `files` (file keys) as held by bronze at `bronze_version`. Idempotent per
+    def record(
+        self, dataset: str, files: Mapping[str, Stamp | None], bronze_version: int, batch_id: str
+    ) -> None:
+        """Add `files` (file key -> stamp) as held by bronze at `bronze_version`. Idempotent per
         (dataset, bronze version): a second writer's copy of the same rows is skipped."""
         if not files:
             return
-        df = driver_rows(self.lake.spark, [(dataset, f, bronze_version, batch_id) for f in files], SCHEMA)
+        rows = [
+            (dataset, f, bronze_version, batch_id, *(s or (None, None))) for f, s in sorted(files.items())
+        ]
+        df = driver_rows(self.lake.spark, rows, SCHEMA)
         # One append of this process at a time: the version read after it is then this append's
         # (or later, when another process wrote too), never a parallel step's.
         with _APPEND_LOCK:
@@ -136,18 +168,24 @@ class Ledger:
                 # The version after the one held is this append alone: the rows held plus these.
                 if held is not None and result.version == held.key[1] + 1:
                     key = (held.key[0], result.version)
-                    _HELD[self.path] = held.plus(key, ((dataset, f, bronze_version) for f in files))
+                    _HELD[self.path] = held.plus(
+                        key, ((dataset, f, bronze_version, s) for f, s in files.items())
+                    )
 
-    def _from_bronze(self, table: str, after: int, until: int) -> set[str]:
-        """Landing files of bronze's file commits in (after, until], from their metadata; a
-        file commit without the list (written before the ledger existed) means a full read."""
-        found: set[str] = set()
-        for commit in self.lake.history(table, limit=until - after):
+    def _from_bronze(self, table: str, after: int, until: int) -> Known:
+        """Landing files of bronze's file commits in (after, until] and their newest stamps,
+        from the commits' metadata; a file commit without the list (written before the ledger
+        existed) means a full read."""
+        found: Known = {}
+        for commit in self.lake.history(table, limit=until - after):  # newest first
             if not after < commit.version <= until or BATCH_KEY not in commit.metadata:
                 continue
             if FILES_KEY not in commit.metadata:
-                return legacy_ingested(self.lake, table)
-            found.update(file_key(uri) for uri in commit.metadata[FILES_KEY])
+                return {**legacy_ingested(self.lake, table), **found}
+            uris = commit.metadata[FILES_KEY]
+            stamps = commit.metadata.get(STAMPS_KEY) or [None] * len(uris)
+            for uri, stamp in zip(uris, stamps, strict=True):
+                found.setdefault(file_key(uri), _stamp(*stamp) if stamp else None)
         return found
 
 
@@ -167,11 +205,11 @@ def lost_commit_race(exc: BaseException) -> bool:
     return bool(_LOST_RACE.search(" ".join(explain(exc, 2000).chain)))
 
 
-def legacy_ingested(lake: Lake, table: str) -> set[str]:
-    """Landing files of a bronze table whose commits do not list them: the table's distinct
-    `_source_file`, plus the files without records listed in commit metadata."""
+def legacy_ingested(lake: Lake, table: str) -> Known:
+    """Landing files of a bronze table whose commits do not list them (no stamps): the table's
+    distinct `_source_file`, plus the files without records listed in commit metadata."""
     rows = lake.read(table).select(SOURCE_FILE).distinct().collect()
-    done = {file_key(r[0]) for r in rows}
+    done: Known = {file_key(r[0]): None for r in rows}
     for commit in lake.history(table):
-        done.update(file_key(uri) for uri in commit.metadata.get(EMPTY_FILES_KEY, []))
+        done.update((file_key(uri), None) for uri in commit.metadata.get(EMPTY_FILES_KEY, []))
     return done
