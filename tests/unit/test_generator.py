@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -155,8 +156,34 @@ def test_different_seed_differs(landing: Path, manifest: dict, tmp_path: Path) -
 def test_regenerating_replaces_previous_output(landing: Path, tmp_path: Path) -> None:
     root = tmp_path / "landing"
     generate(root, scale=SCALE, seed=42, days=30)
+    (root / "notes.txt").write_text("not the generator's")
     generate(root, scale=SCALE, seed=42)
-    assert all_bytes(root) == all_bytes(landing)
+    assert all_bytes(root) == {**all_bytes(landing), "notes.txt": all_bytes(root)["notes.txt"]}
+    assert not [p for p in tmp_path.iterdir() if p.name != "landing"]  # no staging folder left
+
+
+def test_regenerating_the_same_landing_zone_touches_no_file(tmp_path: Path) -> None:
+    """Bronze takes a file whose modification time changed as a new delivery: generating the same
+    data again (`make demo` twice) must leave every file as it was; a changed option rewrites
+    only the files whose bytes differ."""
+    root = tmp_path / "landing"
+    generate(root, scale=0.002, seed=1, days=10)
+
+    def stamps() -> dict[str, int]:
+        return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in root.rglob("*") if p.is_file()}
+
+    before = stamps()
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # an old time a rewrite would change
+    generate(root, scale=0.002, seed=1, days=10)
+    assert set(stamps()) == set(before) and set(stamps().values()) == {1_000_000_000}
+    old_bytes = all_bytes(root)
+    generate(root, scale=0.002, seed=1, days=10, defect_rate=0.2)
+    new_bytes, after = all_bytes(root), stamps()
+    rewritten = {k for k, v in after.items() if v != 1_000_000_000}
+    assert rewritten == {k for k in new_bytes if old_bytes.get(k) != new_bytes[k]}
+    assert set(new_bytes) - rewritten  # days without defects: the same bytes, left alone
 
 
 # The default sample at SCALE, seed 42, by content (Parquet files by schema and rows, so a

@@ -12,8 +12,11 @@ clean data unchanged. No wall clock, no Python hash(), files written in sorted o
 
 from __future__ import annotations
 
+import filecmp
 import json
+import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -90,8 +93,11 @@ def generate(
     and aggregates under skew; off, the sample is exactly what it always was. Only the orders
     change; the manifest then says `"skew": true`.
 
-    Existing output of the seven datasets under `landing_root` is replaced; anything else there is
-    left alone.
+    Existing output of the seven datasets under `landing_root` becomes exactly what this call
+    generates: a file whose bytes are unchanged is left as it is, modification time included
+    (bronze takes a rewritten file as a new delivery, so generating the same landing zone again
+    re-delivers nothing), a changed one is replaced, one no longer generated is removed. Anything
+    else there is left alone.
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
@@ -102,11 +108,44 @@ def generate(
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
 
-    root = Path(landing_root)
-    for path in datasets.ALL_PATHS:
-        shutil.rmtree(root / path, ignore_errors=True)
-    (root / MANIFEST_NAME).unlink(missing_ok=True)
+    root = Path(landing_root).absolute()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the landing zone (hidden, one file system: moves are renames), then synced in.
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-generating-", dir=root.parent))
+    try:
+        manifest = _write(staging, scale, seed, defect_rate, days, end_date, skew)
+        for path in datasets.ALL_PATHS:
+            _sync(staging / path, root / path)
+        _sync_file(staging / MANIFEST_NAME, root / MANIFEST_NAME)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return manifest
 
+
+def _sync(staged: Path, target: Path) -> None:
+    """Make folder `target` hold exactly `staged`'s files, leaving alone those already equal."""
+    keep = {p.relative_to(staged) for p in staged.rglob("*") if p.is_file()} if staged.exists() else set()
+    if target.exists():
+        for old in sorted(target.rglob("*"), reverse=True):  # files before their folders
+            if old.is_file() and old.relative_to(target) not in keep:
+                old.unlink()
+            elif old.is_dir() and not any(old.iterdir()):
+                old.rmdir()
+    for relative in sorted(keep):
+        _sync_file(staged / relative, target / relative)
+
+
+def _sync_file(staged: Path, target: Path) -> None:
+    if target.is_file() and filecmp.cmp(staged, target, shallow=False):
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+
+
+def _write(
+    root: Path, scale: float, seed: int, defect_rate: float, days: int, end_date: date, skew: bool
+) -> dict:
+    """Generate the landing zone under `root` (empty), manifest included; return the manifest."""
     period = Period(end_date, days)
     volumes = Volumes.at(scale)
     accounts = entities.build_accounts(_rng(seed, "crm_accounts"), volumes.accounts, period)
@@ -174,6 +213,5 @@ def generate(
     }
     if skew:  # only then, so the default manifest stays byte for byte what it was
         manifest["skew"] = True
-    root.mkdir(parents=True, exist_ok=True)
     (root / MANIFEST_NAME).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
     return manifest
