@@ -100,6 +100,8 @@ def test_a_critical_batch_is_refused_before_publish_and_published_once_after_the
     assert status == {"silver_orders": "failed", "gold_fct_orders": "skipped"}
     step = next(s for s in state["steps"] if s["step"] == "silver_orders")
     assert "batch:quarantine_ratio" in step["error"]
+    # The message says why: the contract rule every row broke, with its count.
+    assert f"rules currency:not_in_currencies ({NEW_ORDERS} rows)" in step["error"]
     ratio = next(r for r in step["details"]["dq"] if r["rule"] == "batch:quarantine_ratio")
     assert not ratio["passed"] and ratio["observed"] == f"1.0000 ({NEW_ORDERS}/{NEW_ORDERS})"
 

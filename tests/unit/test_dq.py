@@ -27,6 +27,7 @@ from pipeline.dq.gate import (
     recheck,
     record,
     results_path,
+    row_level_results,
     run_gate,
     validations_path,
     volume_result,
@@ -94,6 +95,21 @@ def test_gold_checks_from_config():
     )
     assert checks["order_id:unique"].severity == "critical"
     assert checks["amount_usd:range"].kwargs["min_value"] == 0
+
+
+def test_a_failed_quarantine_ratio_names_the_rules_the_rows_broke_most_first():
+    """A CSV export that lost a column: every row quarantined under `<column>:missing`. The
+    failure names that rule and its count, not only the ratio."""
+    config = load_dq_config(REPO / "config" / "dq.yaml")
+    counts = {"rows": 40, "quarantined": 40, "rules": {"name:missing": 3, "segment:missing": 40, "x:y": 0}}
+    results = row_level_results(config, None, counts)
+    failed = [r for r in results if not r.passed and r.severity == "critical"]
+    assert [r.rule for r in failed] == ["batch:quarantine_ratio"]
+    message = str(DqGateFailed("silver_accounts", "accounts", failed, results))
+    assert "rules segment:missing (40 rows), name:missing (3 rows) (every rule's share" in message
+    assert "x:y" not in message
+    passing = [r for r in results if r.rule != "batch:quarantine_ratio"]
+    assert "broke the contract's rules" not in str(DqGateFailed("s", "d", passing[:1], results))
 
 
 @pytest.mark.parametrize(

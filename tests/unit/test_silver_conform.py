@@ -109,6 +109,34 @@ def test_a_corrupt_bronze_record_is_quarantined_as_malformed_with_its_raw_text(s
     ]
 
 
+def test_text_holding_a_control_character_is_quarantined_tabs_and_line_breaks_are_text(spark):
+    """A NUL (ends a C string in many a reader), an escape sequence, DEL, a C1 control from a
+    mis-decoded export: quarantined under `<column>:control_character`; tab, LF and CR are text
+    (a quoted CSV field may hold a line break), and so is any other Unicode."""
+    c = contract(id=Column(type="string", nullable=False), name=Column(type="string"))
+    rows = [
+        ("a", "nul\x00inside"),
+        ("b", "\x1b[31mred"),
+        ("c", "del\x7f"),
+        ("d", "c1\x85"),
+        ("e", "tab\tline\nbreak\r\n"),
+        ("f", "café ✓ 中文"),
+        ("g", None),
+        ("h\x00", "key too"),
+    ]
+    assert broken(spark, c, rows, "id string, name string") == [
+        ["name:control_character"],
+        ["name:control_character"],
+        ["name:control_character"],
+        ["name:control_character"],
+        [],
+        [],
+        [],
+        ["id:control_character"],
+    ]
+    assert {"id:control_character", "name:control_character"} <= set(rule_names(c))
+
+
 def test_derived_columns_do_not_echo_their_inputs_failure(spark):
     c = contract(
         id=Column(type="string"),

@@ -272,6 +272,8 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
     if kind == "unparseable":
         source = f"bronze `{col.source_column}`"
         return f"{source} has a value that does not parse as `{col.type}`"
+    if kind == "control_character":
+        return f"{value} holds a control character other than tab, line feed or carriage return (a NUL, an escape, DEL, C1)"
     if kind == "not_allowed":
         return f"{value} is not one of: " + ", ".join(f"`{v}`" for v in col.allowed)
     if kind == f"not_in_{col.reference}" and col.reference:

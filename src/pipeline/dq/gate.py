@@ -94,6 +94,10 @@ RESULTS_SCHEMA = StructType(
 )
 
 
+BATCH_QUARANTINE_RATIO = "batch:quarantine_ratio"
+QUARANTINE_RULE = "quarantine:"  # + a contract rule (`segment:missing`): that rule's share of the batch
+
+
 class DqGateFailed(ValueError):
     """A critical DQ rule failed (fatal: a ValueError, never retried). Raised after recording."""
 
@@ -106,7 +110,27 @@ class DqGateFailed(ValueError):
         more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
         super().__init__(
             f"DQ gate failed for {dataset} in {step}: {len(failed)} critical rule(s): {shown}{more}"
+            + _quarantined_under(failed, results)
         )
+
+
+def _quarantined_under(failed: list[DqResult], results: list[DqResult]) -> str:
+    """When a quarantine ratio failed: the contract rules most rows broke, so the message says
+    why (a CSV export that lost a column: every row under `<column>:missing`)."""
+    if not any(r.rule == BATCH_QUARANTINE_RATIO for r in failed):
+        return ""
+    by_rule = sorted(
+        (r for r in results if r.rule.startswith(QUARANTINE_RULE) and r.count),
+        key=lambda r: (-(r.count or 0), r.rule),
+    )
+    if not by_rule:
+        return ""
+    shown = ", ".join(f"{r.rule.removeprefix(QUARANTINE_RULE)} ({r.count} rows)" for r in by_rule[:3])
+    more = f" and {len(by_rule) - 3} more rules" if len(by_rule) > 3 else ""
+    return (
+        f". The batch's rows broke the contract's rules {shown}{more} (every rule's share: the "
+        "step's dq details, _ops/dq_results)"
+    )
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,7 @@ class DqResult:
     expected: str
     column: str = ""
     engine: str = "gx"  # gx | row-level | rule
+    count: int | None = None  # the rows a row-level ratio counted (not recorded: in `observed`)
 
     def detail(self) -> dict[str, Any]:
         """The shape StepResult.details["dq"] holds (consumed by lineage, metrics, alerts)."""
@@ -472,7 +497,7 @@ def _ratio_result(rule: str, column: str, count: int, rows: int, t: Thresholds, 
     breach = _breach(ratio, t)
     severity = breach or ("critical" if t.critical is not None else "warn")
     return DqResult(
-        rule, severity, breach is None, f"{ratio:.4f} ({count}/{rows})", _expected(t), column, engine
+        rule, severity, breach is None, f"{ratio:.4f} ({count}/{rows})", _expected(t), column, engine, count
     )
 
 
@@ -484,14 +509,19 @@ def row_level_results(config: DqConfig, rules: SilverRules | None, counts: dict[
     thresholds = (rules.quarantine_ratio if rules else None) or config.defaults.quarantine_ratio
     out = [
         _ratio_result(
-            "batch:quarantine_ratio", "", int(counts.get("quarantined") or 0), rows, thresholds, "row-level"
+            BATCH_QUARANTINE_RATIO, "", int(counts.get("quarantined") or 0), rows, thresholds, "row-level"
         )
     ]
     for rule, count in sorted((counts.get("rules") or {}).items()):
         column = rule.split(":", 1)[0]
         out.append(
             _ratio_result(
-                f"quarantine:{rule}", column, int(count or 0), rows, config.defaults.rule_ratio, "row-level"
+                f"{QUARANTINE_RULE}{rule}",
+                column,
+                int(count or 0),
+                rows,
+                config.defaults.rule_ratio,
+                "row-level",
             )
         )
     return out

@@ -142,6 +142,11 @@ def _qualify(expr: str, contract: Contract) -> str:
     return expr
 
 
+# A control character other than tab, line feed and carriage return (C0, DEL and C1: a NUL ends
+# a C string in many a reader, the others are mis-decoded bytes or binary): never text.
+CONTROL_CHARACTER = r"[\p{Cc}&&[^\t\n\r]]"
+
+
 def _column_rules(
     col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]]
 ) -> list[SparkColumn]:
@@ -154,6 +159,8 @@ def _column_rules(
         checks.append(("missing", v.isNull() & (raw.isNull() if raw is not None else F.lit(True))))
     if raw is not None and col.type != "string":  # text always "parses" as text
         checks.append(("unparseable", raw.isNotNull() & v.isNull()))
+    if raw is not None and col.type == "string":
+        checks.append(("control_character", present & v.rlike(CONTROL_CHARACTER)))
     if col.allowed:
         checks.append(("not_allowed", present & ~v.isin(col.allowed)))
     if col.reference:
@@ -175,6 +182,7 @@ def rule_names(contract: Contract) -> list[str]:
     for col in contract.columns.values():
         names += [f"{col.name}:missing"] if not col.nullable else []
         names += [f"{col.name}:unparseable"] if not col.expr and col.type != "string" else []
+        names += [f"{col.name}:control_character"] if not col.expr and col.type == "string" else []
         names += [f"{col.name}:not_allowed"] if col.allowed else []
         names += [f"{col.name}:not_in_{col.reference}"] if col.reference else []
         names += [f"{col.name}:pattern"] if col.pattern else []
