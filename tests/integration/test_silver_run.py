@@ -237,14 +237,15 @@ def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):
     run(ctx, steps)
     folder = fresh_lake / "landing" / "crm" / "contacts"
     source = max((p for p in folder.glob("*.csv") if p.stat().st_size > 200), key=lambda p: p.name)
-    text = source.read_text().replace("2026-", "2027-")  # the same contacts, updated a year later
-    (folder / "contacts_20270101.csv").write_text(text)
+    # The same contacts, updated two months later (and still before they reach bronze).
+    text = source.read_text().replace("2026-09-", "2026-11-").replace("2026-08-", "2026-10-")
+    (folder / "contacts_20261201.csv").write_text(text)
     ctx.run_id = "second"
     outcomes = run(ctx, steps)
     new_bronze = outcomes["bronze_crm_contacts"].rows_out
     assert new_bronze > 0 and outcomes["silver_contacts"].rows_in == new_bronze
     silver = ctx.lake.read(ctx.table_path("silver", "contacts"))
-    assert silver.filter("year(updated_at) = 2027").count() > 0
+    assert silver.filter("updated_at >= '2026-10-01'").count() > 0
 
 
 def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(

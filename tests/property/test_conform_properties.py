@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Context, Decimal
 from pathlib import Path
@@ -191,6 +192,9 @@ def expected_rules(col: Column, text: str | None, references: dict) -> list[str]
     broken = {
         "missing": not col.nullable and raw is None,
         "unparseable": col.type != "string" and raw is not None and v is None,
+        "control_character": col.type == "string" and v is not None and any(
+            unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in v
+        ),
         "not_allowed": v is not None and bool(col.allowed) and v not in col.allowed,
         f"not_in_{col.reference}": v is not None and bool(col.reference) and v not in references[col.reference],
         "pattern": v is not None and bool(col.pattern) and not re.search(col.pattern, v),
@@ -272,6 +276,9 @@ raw_values = st.one_of(
             "eur",
             "ORD-0000001",
             "placed",
+            "nul\x00",
+            "tab\there",
+            "\x1b[0m",
         ]
     ),  # fmt: skip
     st.text(alphabet="aZ09 -.@", max_size=6),

@@ -171,9 +171,12 @@ def test_malformed_event_times_are_ignored_not_fatal(spark, tmp_path):
         "5,,e\n"
         "6,2026-07-09T08:00:00Z,too,many\n"  # a corrupt record's values do not count
     )
-    (landing / "b.csv").write_text("id,updated_at,name\n7,31/02/2026,g\n8,2026-07-02T23:59:59.5Z,h\n")
+    (landing / "b.csv").write_text(
+        "id,updated_at,name\n7,31/02/2026,g\n8,2026-07-02T23:59:59.5Z,h\n"
+        "9,9999-12-31T00:00:00Z,placeholder\n"  # later than its arrival: would pass freshness for good
+    )
     result = ingest_files(ctx, "crm_x")
-    assert result.rows_out == 8 and result.details["corrupt_records"] == 1
+    assert result.rows_out == 9 and result.details["corrupt_records"] == 1
     newest = datetime.fromisoformat(result.details["newest_data_at"])
     assert newest == datetime.fromisoformat("2026-07-02T23:59:59.500+00:00")
 

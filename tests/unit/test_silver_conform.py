@@ -198,6 +198,40 @@ def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
     bad.write_text(bad.read_text().replace("varchar", "string").replace("keys: [id]", "keys: [nope]"))
     with pytest.raises(ContractError, match=r"keys: unknown column\(s\) \['nope'\]"):
         load_contract(bad, REPO / "config" / "reference")
+    fine = bad.read_text().replace("keys: [nope]", "keys: [id]")
+    for column, message in [
+        ("{type: string, not_after_arrival: 1 day}", "on a string column"),
+        ("{type: timestamp, not_after_arrival: tomorrow}", "'tomorrow' on a timestamp column"),
+    ]:
+        bad.write_text(fine.replace("id: {type: string}", f"id: {{type: string}}\n  t: {column}"))
+        with pytest.raises(ContractError, match=rf"columns.t.not_after_arrival: .*{message}"):
+            load_contract(bad, REPO / "config" / "reference")
+
+
+def test_a_time_later_than_the_rows_arrival_is_quarantined(spark):
+    """A source clock gone wrong, a 9999-12-31 placeholder: as a sequence value it would win every
+    later correction of its key for good. A value more than the tolerance after the row reached
+    bronze (`_ingestion_ts`) breaks `<column>:after_arrival`; a date is judged by its day."""
+    c = contract(
+        id=Column(type="string"),
+        updated_at=Column(type="timestamp", not_after_arrival="1 day"),
+        day=Column(type="date", not_after_arrival="1 day"),
+    )
+    arrival = datetime(2026, 7, 1, 12, 0)
+    rows = [
+        ("a", "2026-07-01T11:00:00", "2026-07-01", arrival),
+        ("b", "2026-07-02T12:00:00", "2026-07-02", arrival),  # exactly the tolerance: fine
+        ("c", "2026-07-02T12:00:01", "2026-07-03", arrival),
+        ("d", "9999-12-31T00:00:00", "9999-12-31", arrival),
+        ("e", "2001-01-01T00:00:00", "0001-01-01", arrival),
+    ]
+    assert broken(spark, c, rows, "id string, updated_at string, day string, _ingestion_ts timestamp") == [
+        [],
+        [],
+        ["day:after_arrival", "updated_at:after_arrival"],
+        ["day:after_arrival", "updated_at:after_arrival"],
+        [],
+    ]
 
 
 def test_email_becomes_keyed_hash_and_domain_and_phone_is_masked(spark):

@@ -123,8 +123,12 @@ def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | N
         return None
     if CORRUPT in batch.columns:
         ts = F.when(F.col(CORRUPT).isNull(), ts)
-    # Years past 9999 parse ("99999-01-01") but have no ISO 8601 / Python form: ignored too.
-    return F.max(F.when(F.year(ts).between(1, 9999), F.unix_micros(ts))).alias(NEWEST)
+    # Years past 9999 parse ("99999-01-01") but have no ISO 8601 / Python form: ignored too; so
+    # is a time later than the batch's arrival plus a day (a source clock gone wrong, a 9999-12-31
+    # placeholder), which would pass freshness for good (silver quarantines it: after_arrival).
+    arrival = F.col("_ingestion_ts") if "_ingestion_ts" in batch.columns else F.current_timestamp()
+    plausible = F.year(ts).between(1, 9999) & (ts <= arrival + F.expr("INTERVAL 1 day"))
+    return F.max(F.when(plausible, F.unix_micros(ts))).alias(NEWEST)
 
 
 def iso_from_micros(micros: int | None) -> str | None:

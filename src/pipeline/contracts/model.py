@@ -20,6 +20,7 @@ from pipeline.settings import ConfigError, load_yaml, parse_typed
 SIMPLE_TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp", "map<string,string>"}
 DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 NORMALIZERS = {"trim", "lower", "upper", "country_code"}
+INTERVAL = re.compile(r"^\d{1,6} (second|minute|hour|day)s?$")  # a Spark interval literal's body
 PII_CLASSES = {"none", "name", "email", "phone"}
 
 
@@ -40,6 +41,10 @@ class Column:
     min: float | None = None
     max: float | None = None
     min_exclusive: float | None = None
+    # A date or timestamp at most this much ("1 day") later than the record's arrival in bronze
+    # (`_ingestion_ts`): a source clock gone wrong or a year-9999 placeholder would otherwise win
+    # every "latest" for good (sequence columns) or pin a table's newest data time.
+    not_after_arrival: str = ""
     reference: str = ""  # config/reference/<name>.yaml: the allowed values
     pii: Literal["none", "name", "email", "phone"] = "none"
     name: str = ""
@@ -116,6 +121,13 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
                 raise ContractError(f"{key}.pattern: not a valid regular expression: {exc}") from exc
         if col.reference:
             reference_values(reference_dir, col.reference, key)
+        if col.not_after_arrival and (
+            col.type not in ("date", "timestamp") or not INTERVAL.match(col.not_after_arrival)
+        ):
+            raise ContractError(
+                f"{key}.not_after_arrival: {col.not_after_arrival!r} on a {col.type} column; expected an "
+                "interval such as '1 day' or '6 hours' (seconds, minutes, hours, days) on a date or timestamp"
+            )
         if col.expr and col.source:
             raise ContractError(f"{key}: a column is either read (source) or computed (expr), not both")
     names = set(c.columns)

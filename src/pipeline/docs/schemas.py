@@ -274,6 +274,8 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
         return f"{source} has a value that does not parse as `{col.type}`"
     if kind == "control_character":
         return f"{value} holds a control character other than tab, line feed or carriage return (a NUL, an escape, DEL, C1)"
+    if kind == "after_arrival":
+        return f"{value} is more than {col.not_after_arrival} later than the row's arrival in bronze (`_ingestion_ts`)"
     if kind == "not_allowed":
         return f"{value} is not one of: " + ", ".join(f"`{v}`" for v in col.allowed)
     if kind == f"not_in_{col.reference}" and col.reference:

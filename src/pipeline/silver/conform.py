@@ -20,6 +20,7 @@ from pipeline.contracts.model import Column, Contract, ContractError
 
 RULES = "_rules_broken"
 VALUE = "__v_"  # prefix of the typed value columns during conformance
+ARRIVAL = "_ingestion_ts"  # bronze's audit column: when the row arrived
 CORRUPT, ERROR = "_corrupt_record", "_parse_error"
 
 # Country names and codes seen in CRM exports, beyond the ISO-2 codes themselves.
@@ -96,8 +97,12 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         raw_name = f"`__raw_{col.name}`"
         typed_cols[col.name] = _representable(F.expr(f"try_cast({raw_name} AS {col.type})"), col.type)
     staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
+    # When the row reached bronze (a frame without it: now, as bronze would stamp it).
+    arrival = F.col(ARRIVAL) if ARRIVAL in types else F.current_timestamp()
     read_rules = [
-        r for c in contract.read_columns for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references)
+        r
+        for c in contract.read_columns
+        for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references, arrival)
     ]
     malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
     read_broken = _broken(read_rules)
@@ -109,7 +114,7 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         expr = _qualify(col.expr, contract)
         typed = _representable(F.expr(f"try_cast(({expr}) AS {col.type})"), col.type)
         staged = staged.withColumn(f"{VALUE}{col.name}", F.when(inputs_fine, typed))
-    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references)]
+    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references, arrival)]
     # A derived value is only reported broken when its inputs were fine (no echo of the cause).
     derived_broken = _broken(derived_rules)
     result = staged.withColumn(
@@ -148,7 +153,7 @@ CONTROL_CHARACTER = r"[\p{Cc}&&[^\t\n\r]]"
 
 
 def _column_rules(
-    col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]]
+    col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]], arrival: SparkColumn
 ) -> list[SparkColumn]:
     v = F.col(f"`{VALUE}{col.name}`")
     present = v.isNotNull()
@@ -173,6 +178,11 @@ def _column_rules(
         checks.append(("above_max", present & ((v > F.lit(col.max)) | nan)))
     if col.min_exclusive is not None:
         checks.append(("not_above_min", present & ((v <= F.lit(col.min_exclusive)) | nan)))
+    if col.not_after_arrival:
+        latest = arrival + F.expr(f"INTERVAL {col.not_after_arrival}")
+        checks.append(
+            ("after_arrival", present & (v > (F.to_date(latest) if col.type == "date" else latest)))
+        )
     return [F.when(cond, F.lit(f"{col.name}:{name}")) for name, cond in checks]
 
 
@@ -189,6 +199,7 @@ def rule_names(contract: Contract) -> list[str]:
         names += [f"{col.name}:below_min"] if col.min is not None else []
         names += [f"{col.name}:above_max"] if col.max is not None else []
         names += [f"{col.name}:not_above_min"] if col.min_exclusive is not None else []
+        names += [f"{col.name}:after_arrival"] if col.not_after_arrival else []
     return names
 
 
