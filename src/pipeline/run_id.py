@@ -4,16 +4,21 @@ A generated run id is `YYYYMMDDTHHMMSSZ-xxxxxx` (its UTC start, then a random su
 ids sort by time. Batch ids (`<run id>:<dataset>`, stamped on every bronze row as `_batch_id`)
 must too: silver orders a key's re-deliveries by `_batch_id` when the contract's sequence is the
 delivery time itself (`_ingestion_ts`, which silver does not keep), so a later delivery wins.
-A custom `--run-id` carries no time; its batch ids get one in front."""
+A custom `--run-id` carries no time; its batch ids get one in front. So does an id in the
+generated form whose time is not the run's start (a custom id written that way, a run resumed
+later: another run may have written in between)."""
 
 from __future__ import annotations
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 RUN_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]+$")
+# From a generated id to the run's context: the driver starts Spark in between (minutes on a busy
+# cluster). An id older than that, or from the future, is not this start's.
+START_GAP = timedelta(minutes=15)
 
 
 def new_run_id() -> str:
@@ -21,8 +26,10 @@ def new_run_id() -> str:
 
 
 def batch_id(run_id: str, dataset: str, started: datetime) -> str:
-    """`<run id>:<dataset>` for a generated run id; `<started>-<run id>:<dataset>` for a custom
-    one, so that either sorts after every batch of an earlier run, whatever the id says."""
-    if RUN_ID_RE.match(run_id):
-        return f"{run_id}:{dataset}"
+    """`<run id>:<dataset>` for a run id generated at this start; `<started>-<run id>:<dataset>`
+    for any other, so that either sorts after every batch of an earlier run, whatever the id says."""
+    if (generated := RUN_ID_RE.match(run_id)) is not None:
+        at = datetime.strptime(generated[1], TIME_FORMAT).replace(tzinfo=UTC)
+        if timedelta(0) <= started - at <= START_GAP:
+            return f"{run_id}:{dataset}"
     return f"{started.astimezone(UTC).strftime(TIME_FORMAT)}-{run_id}:{dataset}"

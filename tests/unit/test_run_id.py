@@ -15,7 +15,20 @@ T0 = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 def test_a_generated_run_id_is_its_own_time_prefix():
     run_id = new_run_id()
     assert RUN_ID_RE.match(run_id)
-    assert batch_id(run_id, "fx_rates", T0) == f"{run_id}:fx_rates"  # the layout of existing lakes
+    started = datetime.now(UTC)  # the context is made after Spark starts
+    assert batch_id(run_id, "fx_rates", started) == f"{run_id}:fx_rates"  # the layout of existing lakes
+
+
+def test_an_id_in_the_generated_form_but_not_of_this_start_gets_the_start_in_front():
+    """A custom id written in the generated form with an old time, or a run resumed the next day
+    (a run in between wrote later batches): its batches must still sort after theirs."""
+    old = "20200101T000000Z-abc123"
+    assert batch_id(old, "fx_rates", T0) == f"20261203T090000Z-{old}:fx_rates"
+    resumed = "20261202T090000Z-0a1b2c"
+    in_between = batch_id("20261203T080000Z-ffffff", "fx_rates", T0 - timedelta(minutes=59))
+    assert batch_id(resumed, "fx_rates", T0) > in_between
+    future = "29991231T000000Z-abcdef"
+    assert batch_id(future, "fx_rates", T0).startswith("20261203T090000Z-")
 
 
 def test_later_deliveries_sort_later_under_any_mix_of_run_ids():
