@@ -47,7 +47,8 @@ def s3_lake(s3_endpoint, generated_landing, tmp_path_factory):
     shutil.copytree(REPO / "config", config)
     local = yaml.safe_load((config / "local.yaml").read_text())
     local["lake"] = {"root": ROOT, "engine": "delta-spark", "storage_options": s3_endpoint.storage_options()}
-    local["spark"].update(master="local[2]", shuffle_partitions=2, driver_memory="2g")
+    # Two steps at once, as the suite's shared run: a step on S3 waits on requests most of its time.
+    local["spark"].update(master="local[2]", shuffle_partitions=2, driver_memory="2g", parallel_steps=2)
     (config / "local.yaml").write_text(yaml.safe_dump(local, sort_keys=False))
     return s3_endpoint, config
 
