@@ -9,9 +9,10 @@ delivery's, with a newer `_ingestion_ts`); the newest stamp of a path is the one
 Files ingested before stamps were kept have none (null) and are known by path alone.
 
 Bronze is the truth: each bronze file commit lists its files and their stamps in its commit
-metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists. The ledger is written after the
-bronze commit; a crash in between leaves bronze commits newer than the ledger's newest
-`bronze_version`, which the next read takes from bronze's log and adds to the ledger. A ledger
+metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists.
+The ledger is written after the bronze commit; a crash in between leaves bronze commits newer
+than the ledger's newest `bronze_version`, which the next read takes from bronze's log and adds
+to the ledger. A ledger
 ahead of its table (the table was dropped and rebuilt) is ignored. Tables written before the
 ledger existed (no `landing_files` in their commits) are read the old way once: the distinct
 `_source_file` of the table, plus the `empty_files` of their commits.
@@ -124,10 +125,11 @@ class Ledger:
             return held
         table = self.lake.read(self.path, key[1])
         # A ledger written before stamps were kept has no size / modified_ms: known by path.
-        stamps = [c if c in table.columns else None for c in ("size", "modified_ms")]
-        read = table.select("dataset", "file", "bronze_version", *(c for c in stamps if c)).collect()
+        stamped = {"size", "modified_ms"} <= set(table.columns)
+        columns = ["dataset", "file", "bronze_version", *(["size", "modified_ms"] if stamped else [])]
+        read = table.select(*columns).collect()
         held = _Rows(key, {}, {}).plus(
-            key, ((r[0], r[1], r[2], _stamp(r[3], r[4]) if all(stamps) else None) for r in read)
+            key, ((r[0], r[1], r[2], _stamp(r[3], r[4]) if stamped else None) for r in read)
         )
         with _HELD_LOCK:
             _HELD[self.path] = held
