@@ -232,6 +232,34 @@ def test_a_file_whose_column_changed_type_is_rejected_naming_the_column(
     assert bronze.where("order_id LIKE 'ORD-7%'").count() == good.num_rows
     assert bronze.where("year(order_ts) < 2000").count() == 0
 
+    # An unreadable file (nanosecond timestamps, pandas' default) arriving with one that differs
+    # from bronze and a good one whose columns are named in upper case: the first two are set
+    # aside one after the other, the third lands under bronze's spelling (delta-rs refuses a
+    # second spelling of a column; it failed every run on it).
+    day = orders / "date=2026-12-02"
+    day.mkdir()
+    nanos = renumbered(good, "6")
+    for column in ("order_ts", "updated_at"):
+        at = nanos.schema.get_field_index(column)
+        nanos = nanos.set_column(at, column, pc.cast(nanos[column], pa.timestamp("ns", tz="UTC")))
+    pq.write_table(nanos, day / "nanos.parquet", coerce_timestamps=None, allow_truncated_timestamps=False)
+    floats = pa.array([1.5] * good.num_rows)
+    pq.write_table(
+        renumbered(good, "5").set_column(good.schema.get_field_index("amount"), "amount", floats),
+        day / "float_amount.parquet",
+    )
+    upper = renumbered(good, "4")
+    pq.write_table(upper.rename_columns([c.upper() for c in upper.column_names]), day / "upper_case.parquet")
+    third = ingest_files(ctx, "snowflake_orders")
+    reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in third.details["rejected"]}
+    assert sorted(reasons) == ["float_amount.parquet", "nanos.parquet"]
+    assert "nanosecond timestamps" in reasons["nanos.parquet"]
+    assert "`amount` is double here, decimal(18,2) in bronze" in reasons["float_amount.parquet"]
+    assert third.rows_out == good.num_rows
+    bronze = ctx.lake.read(ctx.table_path("bronze", "snowflake_orders"))
+    assert bronze.where("order_id LIKE 'ORD-4%' AND amount IS NOT NULL").count() == good.num_rows
+    assert "order_id" in bronze.columns and "ORDER_ID" not in bronze.columns
+
 
 @pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
 def test_a_corrected_file_redelivered_under_its_name_reaches_silver(spark, small_landing, tmp_path, engine):

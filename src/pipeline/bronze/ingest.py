@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, StringType, TimestampNTZType, TimestampType
+from pyspark.sql.types import DateType, StringType, StructType, TimestampNTZType, TimestampType
 
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.ledger import (
@@ -193,43 +193,10 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     batch_id = ctx.batch_id(dataset)
     files, rejections = precheck(ctx.spark, spec, files, contract_columns(ctx, dataset))
     held = ctx.lake.schema(table) if exists else None  # bronze's column types
-
-    def retyped_files() -> list[Rejection]:
-        return retyped(ctx.spark, spec, files, root, held, table) if held is not None else []
-
-    batch = stats = None
     try:
-        if files:
-            batch, stats = _read(ctx, dataset, files, batch_id)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        # A file that fails on its own, else one whose types differ from the table's (files
-        # of one batch disagreeing on a column's type fail the read together).
-        bad = probe(ctx.spark, spec, files, root) or retyped_files()
-        if not bad:
-            raise  # no file fails on its own: not a bad file (e.g. conflicting types across files)
-        log.warning(
-            "%s: batch read failed (%s); %d file(s) fail on their own", dataset, explain(exc).cause, len(bad)
-        )
-        rejections += bad
-        files = [f for f in files if f not in {r.file for r in bad}]
-        if files:
-            batch, stats = _read(ctx, dataset, files, batch_id)
-    if (
-        batch is not None
-        and held is not None
-        and type_conflicts(held, batch.schema)
-        and (bad := retyped_files())
-    ):
-        log.warning("%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad))
-        batch.unpersist()
-        batch = stats = None
-        rejections += bad
-        files = [f for f in files if f not in {r.file for r in bad}]
-        if files:
-            batch, stats = _read(ctx, dataset, files, batch_id)
-    rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id)
+        batch, stats, files = _read_setting_aside(ctx, dataset, files, held, batch_id, rejections)
+    finally:  # what was found bad is recorded even when the step then fails on something else
+        rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id)
     details.update(
         rejected_files=len(rejections),
         rejected=[{"path": r.file.uri, "reason": r.reason} for r in rejections],
@@ -240,6 +207,46 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
         return _commit(ctx, dataset, files, batch, stats, txn, details)
     finally:
         batch.unpersist()
+
+
+def _read_setting_aside(
+    ctx: RunContext,
+    dataset: str,
+    files: list[LandingFile],
+    held: StructType | None,
+    batch_id: str,
+    rejections: list[Rejection],
+) -> tuple[DataFrame | None, BatchStats | None, list[LandingFile]]:
+    """(batch, stats, the files in it): the files read as one batch, less those set aside (added
+    to `rejections`): a file that fails on its own, else ones whose column types differ from
+    bronze's (`held`; files of one batch disagreeing on a column's type fail the read together),
+    again until the batch reads and matches bronze. (None, None, []) when no file is left."""
+    spec = ctx.catalog[dataset]
+    root, table = ctx.landing_path(dataset), ctx.table_path("bronze", dataset)
+
+    def retyped_files() -> list[Rejection]:
+        return retyped(ctx.spark, spec, files, root, held, table) if held is not None else []
+
+    while files:
+        try:
+            batch, stats = _read(ctx, dataset, files, batch_id, held)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            bad = probe(ctx.spark, spec, files, root) or retyped_files()
+            if not bad:
+                raise  # no file fails on its own nor differs from bronze: not a bad file
+            log.warning(
+                "%s: batch read failed (%s); %d file(s) set aside", dataset, explain(exc).cause, len(bad)
+            )
+        else:
+            if held is None or not type_conflicts(held, batch.schema) or not (bad := retyped_files()):
+                return batch, stats, files
+            log.warning("%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad))
+            batch.unpersist()
+        rejections += bad
+        files = [f for f in files if f not in {r.file for r in bad}]
+    return None, None, []
 
 
 @dataclass(frozen=True)
@@ -264,12 +271,18 @@ def create_empty(ctx: RunContext, table: str, batch: DataFrame, partition_by: li
 
 
 def _read(
-    ctx: RunContext, dataset: str, files: list[LandingFile], batch_id: str
+    ctx: RunContext, dataset: str, files: list[LandingFile], batch_id: str, held: StructType | None
 ) -> tuple[DataFrame, BatchStats]:
     """The batch with its audit columns, cached, and its statistics: computing them reads every
-    file in full, so an unreadable file fails here, before anything is written."""
+    file in full, so an unreadable file fails here, before anything is written. A column bronze
+    holds under another case (`ORDER_ID`, `order_id`) takes bronze's spelling: Spark matches
+    names ignoring case, delta-rs refuses a second spelling of a column."""
     spec = ctx.catalog[dataset]
     raw = READERS[spec.reader](ctx.spark, files, spec, ctx.landing_path(dataset))
+    if held is not None:
+        spelling = {f.name.lower(): f.name for f in held.fields}
+        renamed = {c: spelling[c.lower()] for c in raw.columns if spelling.get(c.lower(), c) != c}
+        raw = raw.withColumnsRenamed(renamed) if renamed else raw
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One aggregation over the cached batch gives per-file and corrupt counts for the report

@@ -213,6 +213,12 @@ _PATH_RE = re.compile(r"\b(?:file|s3[an]?|hdfs|abfss?|wasbs?|gs|viewfs):/+[^\s,;
 # (pattern over the root-cause chain, what to do about it): the first match gives the hint.
 HINTS: tuple[tuple[str, str], ...] = (
     (
+        r"TIMESTAMP\(NANOS",
+        "nanosecond timestamps (pandas' default), which Spark does not read: re-deliver the file "
+        "written with microseconds (pyarrow: coerce_timestamps='us'; pandas: to_parquet(..., "
+        "coerce_timestamps='us'))",
+    ),
+    (
         r"not a Parquet file|CANNOT_READ_FILE_FOOTER|Could not read footer|magic number|corrupt|"
         r"truncated|EOFException|Unexpected end of (?:file|stream|input)|"
         r"can not read (?:FileMetaData|class org\.apache\.parquet)",
