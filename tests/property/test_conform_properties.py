@@ -192,7 +192,7 @@ def expected_rules(col: Column, text: str | None, references: dict) -> list[str]
     broken = {
         "missing": not col.nullable and raw is None,
         "unparseable": col.type != "string" and raw is not None and v is None,
-        "control_character": col.type == "string" and v is not None and any(
+        "control_character": col.type == "string" and not col.allowed and not col.reference and v is not None and any(
             unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in v
         ),
         "not_allowed": v is not None and bool(col.allowed) and v not in col.allowed,

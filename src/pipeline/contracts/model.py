@@ -20,7 +20,18 @@ from pipeline.settings import ConfigError, load_yaml, parse_typed
 SIMPLE_TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp", "map<string,string>"}
 DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 NORMALIZERS = {"trim", "lower", "upper", "country_code"}
-INTERVAL = re.compile(r"^\d{1,6} (second|minute|hour|day)s?$")  # a Spark interval literal's body
+INTERVAL = re.compile(r"^(\d{1,6}) (second|minute|hour|day)s?$")  # "1 day", "6 hours"
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def interval_seconds(text: str) -> int:
+    """The seconds of a contract interval ("1 day": 86400); ValueError when it is not one."""
+    found = INTERVAL.match(text)
+    if found is None:
+        raise ValueError(f"not an interval: {text!r}")
+    return int(found[1]) * _UNIT_SECONDS[found[2]]
+
+
 PII_CLASSES = {"none", "name", "email", "phone"}
 
 
