@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import time
@@ -20,6 +21,7 @@ from pipeline.dq.config import load_dq_config
 from pipeline.dq.docs import DataDocsObserver
 from pipeline.dq.gate import (
     RESULTS_SCHEMA,
+    VERDICT_KEY,
     DqGateFailed,
     DqResult,
     TableAfter,
@@ -504,6 +506,14 @@ def test_recheck_repeats_the_last_verdict_of_the_dataset_and_layer(spark, tmp_pa
     details = recheck(ctx2, "gold_m", "m", "gold")  # the newer verdict passed
     assert (_detail_set(details["dq"]), details["dq_from_run"]) == _table_verdict(ctx, "m", "gold")
     assert details["dq_from_run"] == "run-2"
+
+    # A verdict a later version wrote, with a field this one does not know, is still repeated.
+    later = {**dataclasses.asdict(refused[0]), "added_later": 1}
+    meta = {"run_id": "run-3", "step": "gold_m", "dq": "m", "layer": "gold", VERDICT_KEY: [later]}
+    ctx.lake.append(results_path(ctx), ctx.lake.read(results_path(ctx)).limit(1), metadata=meta)
+    with pytest.raises(DqGateFailed) as err:
+        recheck(ctx2, "gold_m", "m", "gold")
+    assert [r.rule for r in err.value.failed] == ["k:unique"] and err.value.details["dq_from_run"] == "run-3"
 
 
 @pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])

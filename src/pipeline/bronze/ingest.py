@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 NEWEST = "newest_us"  # the aggregate of newest_event_time: epoch microseconds, UTC
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DAY_MICROS = 86_400_000_000  # how far past its arrival a batch's data time may be (clock skew)
 TXN_APP = "bronze-landing-files"  # Txn app id of bronze file commits (one sequence per table)
 # Landing files may come gzip-compressed (Spark decompresses by extension), except Parquet.
 COMPRESSED = ".gz"
@@ -127,8 +128,9 @@ def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | N
     # is a time later than the batch's arrival plus a day (a source clock gone wrong, a 9999-12-31
     # placeholder), which would pass freshness for good (silver quarantines it: after_arrival).
     arrival = F.col("_ingestion_ts") if "_ingestion_ts" in batch.columns else F.current_timestamp()
-    plausible = F.year(ts).between(1, 9999) & (ts <= arrival + F.expr("INTERVAL 1 day"))
-    return F.max(F.when(plausible, F.unix_micros(ts))).alias(NEWEST)
+    micros = F.unix_micros(ts)  # compared in microseconds: an interval added is zone arithmetic a row
+    plausible = F.year(ts).between(1, 9999) & (micros <= F.unix_micros(arrival) + F.lit(_DAY_MICROS))
+    return F.max(F.when(plausible, micros)).alias(NEWEST)
 
 
 def iso_from_micros(micros: int | None) -> str | None:

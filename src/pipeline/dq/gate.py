@@ -745,7 +745,10 @@ def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any
     if newest is None:
         return {}
     if VERDICT_KEY in newest:
-        results, from_run = [DqResult(**r) for r in newest[VERDICT_KEY]], newest["run_id"]
+        # Fields a later version added are left out (a lake is read by older and newer code).
+        known = {f.name for f in dataclasses.fields(DqResult)}
+        results = [DqResult(**{k: v for k, v in r.items() if k in known}) for r in newest[VERDICT_KEY]]
+        from_run = newest["run_id"]
     else:
         results, from_run = _last_verdict_from_table(ctx, path, dataset, layer)
         if not results:
