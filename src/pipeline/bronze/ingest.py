@@ -23,7 +23,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructType, TimestampNTZType, TimestampType
 
-from pipeline.bronze.audit import with_audit_columns
+from pipeline.bronze.audit import arrival_micros, with_audit_columns
 from pipeline.bronze.ledger import (
     BATCH_KEY,
     EMPTY_FILES_KEY,
@@ -127,9 +127,8 @@ def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | N
     # Years past 9999 parse ("99999-01-01") but have no ISO 8601 / Python form: ignored too; so
     # is a time later than the batch's arrival plus a day (a source clock gone wrong, a 9999-12-31
     # placeholder), which would pass freshness for good (silver quarantines it: after_arrival).
-    arrival = F.col("_ingestion_ts") if "_ingestion_ts" in batch.columns else F.current_timestamp()
-    micros = F.unix_micros(ts)  # compared in microseconds: an interval added is zone arithmetic a row
-    plausible = F.year(ts).between(1, 9999) & (micros <= F.unix_micros(arrival) + F.lit(_DAY_MICROS))
+    micros = F.unix_micros(ts)
+    plausible = F.year(ts).between(1, 9999) & (micros <= arrival_micros(batch) + F.lit(_DAY_MICROS))
     return F.max(F.when(plausible, micros)).alias(NEWEST)
 
 

@@ -16,11 +16,11 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
+from pipeline.bronze.audit import arrival_micros
 from pipeline.contracts.model import Column, Contract, ContractError, interval_seconds
 
 RULES = "_rules_broken"
 VALUE = "__v_"  # prefix of the typed value columns during conformance
-ARRIVAL = "_ingestion_ts"  # bronze's audit column: when the row arrived
 CORRUPT, ERROR = "_corrupt_record", "_parse_error"
 
 # Country names and codes seen in CRM exports, beyond the ISO-2 codes themselves.
@@ -97,8 +97,7 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         raw_name = f"`__raw_{col.name}`"
         typed_cols[col.name] = _representable(F.expr(f"try_cast({raw_name} AS {col.type})"), col.type)
     staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
-    # When the row reached bronze (a frame without it: now, as bronze would stamp it).
-    arrival = F.col(ARRIVAL) if ARRIVAL in types else F.current_timestamp()
+    arrival = arrival_micros(bronze)
     read_rules = [
         r
         for c in contract.read_columns
@@ -188,8 +187,7 @@ def _column_rules(
     if col.min_exclusive is not None:
         checks.append(("not_above_min", present & ((v <= F.lit(col.min_exclusive)) | nan)))
     if col.not_after_arrival:
-        # In epoch microseconds: adding an interval to a timestamp is zone arithmetic a row.
-        latest = F.unix_micros(arrival) + F.lit(interval_seconds(col.not_after_arrival) * 1_000_000)
+        latest = arrival + F.lit(interval_seconds(col.not_after_arrival) * 1_000_000)  # epoch micros
         later = v > F.to_date(F.timestamp_micros(latest)) if col.type == "date" else F.unix_micros(v) > latest
         checks.append(("after_arrival", present & later))
     return [F.when(cond, F.lit(f"{col.name}:{name}")) for name, cond in checks]
