@@ -13,6 +13,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
 from pipeline.lake import Lake
 
 NEWEST_KEY = "newest_data_at"
@@ -46,3 +49,11 @@ def stalest_input(lake: Lake, tables: list[str]) -> str | None:
     if not recorded or any(t is None for t in recorded):
         return None
     return min(recorded).isoformat()
+
+
+def arrival_micros(df: DataFrame) -> Column:
+    """When each row of `df` reached bronze (`_ingestion_ts`) in epoch microseconds: the bound on a
+    plausible data time (bronze's newest time, silver's `after_arrival` rule). For a frame without
+    the column (not stamped yet): now, as bronze would stamp it. In microseconds because
+    adding an interval to a timestamp is time-zone arithmetic on every row."""
+    return F.unix_micros(F.col("_ingestion_ts") if "_ingestion_ts" in df.columns else F.current_timestamp())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
@@ -22,10 +22,3 @@ def with_audit_columns(df: DataFrame, source_system: str, batch_id: str) -> Data
         F.col(CORRUPT).cast("string").alias(CORRUPT),
         F.col(ERROR).cast("string").alias(ERROR),
     )
-
-
-def arrival_micros(df: DataFrame) -> Column:
-    """When each row of `df` reached bronze (`_ingestion_ts`) in epoch microseconds; for a frame
-    without the column (not stamped yet): now, as bronze would stamp it. In microseconds because
-    adding an interval to a timestamp is time-zone arithmetic on every row."""
-    return F.unix_micros(F.col("_ingestion_ts") if "_ingestion_ts" in df.columns else F.current_timestamp())

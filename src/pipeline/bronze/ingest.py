@@ -23,7 +23,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, StringType, StructType, TimestampNTZType, TimestampType
 
-from pipeline.bronze.audit import arrival_micros, with_audit_columns
+from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.ledger import (
     BATCH_KEY,
     EMPTY_FILES_KEY,
@@ -37,7 +37,7 @@ from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
 from pipeline.bronze.rejected import RejectedFiles, Rejection, precheck, probe, retyped, type_conflicts
 from pipeline.context import RunContext
 from pipeline.driver.retry import explain, is_transient
-from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
+from pipeline.freshness import NEWEST_KEY, arrival_micros, recorded_newest, table_newest
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
 from pipeline.storage import LandingFile, file_key, list_files

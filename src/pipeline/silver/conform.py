@@ -16,8 +16,8 @@ from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
-from pipeline.bronze.audit import arrival_micros
 from pipeline.contracts.model import Column, Contract, ContractError, interval_seconds
+from pipeline.freshness import arrival_micros
 
 RULES = "_rules_broken"
 VALUE = "__v_"  # prefix of the typed value columns during conformance
