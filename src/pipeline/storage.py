@@ -210,20 +210,47 @@ def _strings(spark: SparkSession, objects) -> list[str]:
     return _java(spark, "org.apache.commons.lang3.StringUtils").join(untyped, "\n").split("\n")
 
 
+def _decompressed(spark: SparkSession, location: str):
+    """A file's input stream, decompressed as Spark would read it (by its name: `.gz`)."""
+    path, fs = _fs(spark, location)
+    stream = fs.open(path)
+    codec = _java(spark, "org.apache.hadoop.io.compress.CompressionCodecFactory")(
+        spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    ).getCodec(path)
+    if codec is None:
+        return stream
+    try:
+        return codec.createInputStream(stream)
+    except Exception:
+        stream.close()
+        raise
+
+
+def _read_line(spark: SparkSession, stream) -> str | None:
+    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
+    return jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8")).readLine()
+
+
 def first_line(spark: SparkSession, location: str) -> str | None:
     """The first line of a text file (a CSV header), decompressed as Spark would read it
     (`.gz`), or None for an empty file. Invalid UTF-8 reads as U+FFFD."""
-    jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
-    path, fs = _fs(spark, location)
-    stream = fs.open(path)
-    codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(
-        spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
-    ).getCodec(path)
-    if codec is not None:
-        stream = codec.createInputStream(stream)
+    stream = _decompressed(spark, location)
     try:
-        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(stream, "UTF-8"))
-        return reader.readLine()
+        return _read_line(spark, stream)
+    finally:
+        stream.close()
+
+
+def head_and_first_line(spark: SparkSession, location: str, n: int) -> tuple[bytes, str | None]:
+    """The first `n` bytes (fewer in a shorter file) and the first line (as `first_line` reads
+    it) of a text file, decompressed as Spark would read it, from one stream: the bytes tell a
+    file that is not text at all (gzip under a .csv name, UTF-16) by its signature."""
+    stream = _java(spark, "java.io.BufferedInputStream")(_decompressed(spark, location))
+    try:
+        stream.mark(n)
+        head = bytes(stream.readNBytes(n))
+        stream.reset()
+        return head, _read_line(spark, stream)
     finally:
         stream.close()
 

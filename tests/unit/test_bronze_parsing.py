@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import hashlib
+import io
 import json
 import logging
+import re
 import shutil
+import zipfile
 from datetime import date, datetime
 from pathlib import Path
 
@@ -238,6 +242,106 @@ def test_a_csv_header_must_name_a_contract_column_when_there_is_a_contract(spark
     assert csv_header(spark, f, CSV_SPEC, frozenset({"bar", "id"})) == ("foo", "bar")
     with pytest.raises(LandingFormatError, match="none of its 2 columns is a contract column"):
         csv_header(spark, f, CSV_SPEC, frozenset({"id", "name"}))
+    (tmp_path / "a.csv").write_text("ID,Name\n1,2\n")  # the contract's columns in another case
+    (f,) = list_files(spark, str(tmp_path), ".csv")
+    assert csv_header(spark, f, CSV_SPEC, frozenset({"id", "name"})) == ("ID", "Name")
+
+
+def test_an_upper_case_csv_header_lands_under_the_contracts_names(spark, tmp_path):
+    """crm_accounts' contract reads `account_id`, `account_name`, ...: an export spelling them in
+    upper case (or mixed) lands under those names, each value in its own column, read with the
+    files spelled as the contract does."""
+    ctx = make_ctx(spark, tmp_path / "lake")
+    landing = tmp_path / "lake" / "landing" / "crm" / "accounts"
+    landing.mkdir(parents=True)
+    (landing / "accounts_20260701.csv").write_text(
+        "ACCOUNT_ID,ACCOUNT_NAME,SEGMENT,UPDATED_AT\nACC-000001,Acme,SMB,2026-07-01T00:00:00Z\n"
+    )
+    (landing / "accounts_20260702.csv").write_text(
+        "account_id,account_name,segment,updated_at\nACC-000002,Globex,Enterprise,2026-07-02T00:00:00Z\n"
+    )
+    (landing / "accounts_20260703.csv").write_text(
+        "Segment,Account_Id,Account_Name,Updated_At\nMid-Market,ACC-000003,Initech,2026-07-03T00:00:00Z\n"
+    )
+    out = ingest_files(ctx, "crm_accounts")
+    assert (out.rows_out, out.details["rejected_files"]) == (3, 0)
+    assert out.details["newest_data_at"] == "2026-07-03T00:00:00+00:00"
+    table = ctx.lake.read(ctx.table_path("bronze", "crm_accounts"))
+    assert sorted(c for c in table.columns if not c.startswith("_")) == [
+        "account_id",
+        "account_name",
+        "segment",
+        "updated_at",
+    ]
+    rows = sorted(
+        (r["account_id"], r["account_name"], r["segment"], r["_corrupt_record"]) for r in table.collect()
+    )
+    assert rows == [
+        ("ACC-000001", "Acme", "SMB", None),
+        ("ACC-000002", "Globex", "Enterprise", None),
+        ("ACC-000003", "Initech", "Mid-Market", None),
+    ]
+
+
+def test_a_csv_header_naming_one_column_in_two_cases_is_refused_naming_both(spark, tmp_path):
+    (tmp_path / "twins.csv").write_text("id,name,ID\n1,a,2\n")
+    with pytest.raises(LandingFormatError, match=r"crm_x: .*twins.csv: .*'id' and 'ID'.*; rename one"):
+        read(spark, read_csv, CSV_SPEC, tmp_path)
+    (f,) = list_files(spark, str(tmp_path), ".csv")
+    with pytest.raises(LandingFormatError, match="'id' and 'ID'"):
+        csv_header(spark, f, CSV_SPEC, frozenset({"id", "name"}))
+
+
+def zipped(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("a.csv", text)
+    return buffer.getvalue()
+
+
+def parquet_bytes(text: bytes) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buffer = io.BytesIO()
+    pq.write_table(pa.table({"id": ["1"], "name": ["a"]}), buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("pack", "reason"),
+    [
+        (
+            gzip.compress,
+            "gzip-compressed data under a .csv name; name it .csv.gz, or deliver it uncompressed",
+        ),
+        (zipped, "a zip archive under a .csv name; unzip it and deliver the CSV file itself"),
+        (parquet_bytes, "a Parquet file under a .csv name; deliver a CSV export"),
+    ],
+)
+def test_a_compressed_or_binary_file_named_csv_is_refused_saying_what_it_is(spark, tmp_path, pack, reason):
+    text = b"id,name\n1,a\n"
+    (tmp_path / "a.csv").write_bytes(pack(text))
+    with pytest.raises(LandingFormatError, match=rf"^crm_x: \S*a\.csv: not a CSV file: {re.escape(reason)}"):
+        read(spark, read_csv, CSV_SPEC, tmp_path)
+
+
+def test_a_gzip_file_named_csv_gz_and_a_utf8_bom_header_still_land(spark, tmp_path):
+    (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"id,name\n1,a\n"))
+    (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbfid,name\n2,b\n")
+    files = list_files(spark, str(tmp_path), (".csv", ".csv.gz"))
+    rows = read_csv(spark, files, CSV_SPEC, str(tmp_path)).collect()
+    assert sorted((r["id"], r["name"], r["_parse_error"]) for r in rows) == [
+        ("1", "a", None),
+        ("2", "b", None),
+    ]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])  # with a BOM, without
+def test_a_utf16_csv_is_refused_naming_the_encoding_and_the_fix(spark, tmp_path, encoding):
+    (tmp_path / "a.csv").write_bytes("id,name\n1,a\n".encode(encoding))
+    with pytest.raises(LandingFormatError, match=r"^crm_x: \S*a\.csv: .*UTF-16 .*; re-export it as UTF-8$"):
+        read(spark, read_csv, CSV_SPEC, tmp_path)
 
 
 def test_invalid_utf8_records_keep_their_raw_bytes_and_a_reason(spark, tmp_path):
@@ -275,7 +379,7 @@ def test_a_bad_file_is_rejected_once_its_neighbours_land_and_a_changed_file_is_r
     first = ingest_files(ctx, "crm_x")
     assert first.rows_out == 2 and first.details["rejected_files"] == 1
     ((path, reason),) = [(r["path"], r["reason"]) for r in first.details["rejected"]]
-    assert path.endswith("/b.csv") and "not a CSV header" in reason
+    assert path.endswith("/b.csv") and "gzip-compressed data under a .csv name" in reason
     rejected = ctx.lake.read(ctx.table_path("_ops", "rejected_files")).collect()
     assert [(r["dataset"], r["size"], r["sha256"], r["run_id"]) for r in rejected] == [
         ("crm_x", len(garbage), hashlib.sha256(garbage).hexdigest(), ctx.run_id)

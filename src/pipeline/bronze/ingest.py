@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -276,14 +277,17 @@ def _read(
 ) -> tuple[DataFrame, BatchStats]:
     """The batch with its audit columns, cached, and its statistics: computing them reads every
     file in full, so an unreadable file fails here, before anything is written. A column bronze
-    holds under another case (`ORDER_ID`, `order_id`) takes bronze's spelling: Spark matches
-    names ignoring case, delta-rs refuses a second spelling of a column."""
+    holds under another case (`ORDER_ID`, `order_id`) takes bronze's spelling, one it does not
+    hold yet the contract's: Spark matches names ignoring case, delta-rs refuses a second
+    spelling of a column, and silver reads the contract's names."""
     spec = ctx.catalog[dataset]
     raw = READERS[spec.reader](ctx.spark, files, spec, ctx.landing_path(dataset))
-    if held is not None:
-        spelling = {f.name.lower(): f.name for f in held.fields}
-        renamed = {c: spelling[c.lower()] for c in raw.columns if spelling.get(c.lower(), c) != c}
-        raw = raw.withColumnsRenamed(renamed) if renamed else raw
+    contract = contract_columns(ctx, dataset)
+    folds = Counter(c.lower() for c in contract)
+    spelling = {c.lower(): c for c in contract if folds[c.lower()] == 1}  # unambiguous ones
+    spelling.update({f.name.lower(): f.name for f in held.fields} if held is not None else {})
+    renamed = {c: spelling[c.lower()] for c in raw.columns if spelling.get(c.lower(), c) != c}
+    raw = raw.withColumnsRenamed(renamed) if renamed else raw
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One aggregation over the cached batch gives per-file and corrupt counts for the report

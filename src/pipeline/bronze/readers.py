@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
-from pipeline.storage import LandingFile, first_line, head_and_tail
+from pipeline.storage import LandingFile, head_and_first_line, head_and_tail
 
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
@@ -43,42 +43,94 @@ HEADER_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 BYTES_AS_TEXT = "ISO-8859-1"
 
 
+# Files that are not CSV text at all, by their first bytes (as Spark reads them: a `.gz` file
+# decompressed): (signature, what the file is, the fix; `{suffix}` is the dataset's file suffix).
+# Named only for a file whose first line is no plausible header, so no CSV is refused by them.
+NOT_TEXT = (
+    (b"\x1f\x8b", "gzip-compressed data", "name it {suffix}.gz, or deliver it uncompressed"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and deliver the CSV file itself"),
+    (PARQUET_MAGIC, "a Parquet file", "deliver a CSV export (Parquet lands through a parquet dataset)"),
+)
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+SNIFF_BYTES = 16  # read with the header line: the signatures above, 8 UTF-16 code units
+
+
 def csv_header(
     spark: SparkSession, f: LandingFile, spec: DatasetSpec, known: frozenset[str] = frozenset()
 ) -> tuple[str, ...] | None:
     """A CSV landing file's header (its first line split by the dataset's dialect, or the
     catalogue's `columns` for files without one), or None for a 0-byte file. LandingFormatError
     (naming the dataset and the file) when it is not a plausible header: a name that is not an
-    identifier, a blank or repeated name, or (given the contract's `known` columns) no known
-    column at all."""
+    identifier, a blank or repeated name, two names differing only by case, or (given the
+    contract's `known` columns) no known column at all, in any case. A file that is not text
+    (gzip or zip bytes, Parquet, UTF-16) is named as such, with the fix."""
     dialect = spec.csv
     if not f.size:
         return None
+    head = b""
     if dialect.header:
         # Read as UTF-8: names are ASCII identifiers, the same bytes in ISO-8859-1, and any other
         # byte fails the identifier check below in either encoding.
-        line = first_line(spark, f.path)
+        head, line = head_and_first_line(spark, f.path, SNIFF_BYTES)
         if not line:
             return None
         header = tuple(next(csv.reader([line.lstrip("\ufeff")], **_python_dialect(dialect)), ()))
     else:
         line, header = ",".join(dialect.columns), tuple(dialect.columns)
-    where = f"{spec.name}: {f.uri}"
+    why = _implausible(header, line, known)
+    if why:
+        raise LandingFormatError(f"{spec.name}: {f.uri}: {_not_text(head, f.uri, spec) or why}")
+    return header
+
+
+def _implausible(header: tuple[str, ...], line: str, known: frozenset[str]) -> str | None:
+    """Why `header` (split from `line`) is no CSV header, or None."""
     if len(set(header)) != len(header) or not all(header):
-        raise LandingFormatError(f"{where}: header has blank or repeated column names: {line[:200]!r}")
+        return f"header has blank or repeated column names: {line[:200]!r}"
     odd = [c for c in header if not HEADER_NAME.fullmatch(c)]
     if odd:
-        raise LandingFormatError(
-            f"{where}: not a CSV header: {len(odd)} column name(s) are not identifiers "
+        return (
+            f"not a CSV header: {len(odd)} column name(s) are not identifiers "
             f"([A-Za-z_][A-Za-z0-9_]*, at most 128 characters), e.g. {odd[0][:60]!r}; "
             "replace the file with a proper export"
         )
-    if known and not known.intersection(header):
-        raise LandingFormatError(
-            f"{where}: not a CSV header: none of its {len(header)} columns is a contract column "
+    spellings: dict[str, list[str]] = defaultdict(list)
+    for c in header:
+        spellings[c.lower()].append(c)
+    twins = next((names for names in spellings.values() if len(names) > 1), None)
+    if twins:
+        return (
+            f"header has column names differing only by case: {' and '.join(map(repr, twins))} "
+            "(bronze's column names ignore case, so they would be one column); "
+            "rename one of them and export the file again"
+        )
+    if known and not {k.lower() for k in known}.intersection(spellings):
+        return (
+            f"not a CSV header: none of its {len(header)} columns is a contract column "
             f"(e.g. {sorted(known)[0]}); replace the file with a proper export"
         )
-    return header
+    return None
+
+
+def _not_text(head: bytes, uri: str, spec: DatasetSpec) -> str | None:
+    """What a file whose first bytes are `head` is, if not CSV text, and the fix; else None."""
+    suffix = spec.file_suffix or ".csv"
+    for signature, what, fix in NOT_TEXT:
+        if head.startswith(signature):
+            if uri.endswith(".gz"):  # already decompressed once by its name
+                return f"not a CSV file: {what} inside a .gz file; compress the CSV text once, as gzip"
+            return f"not a CSV file: {what} under a {suffix} name; {fix.format(suffix=suffix)}"
+    pairs = head[: len(head) // 2 * 2]
+    ascii_utf16 = len(pairs) >= 4 and any(
+        all(pairs[i::2]) and not any(pairs[1 - i :: 2]) for i in (0, 1)
+    )  # ASCII text in UTF-16 without a byte-order mark: a NUL in every other byte
+    if head[:2] in UTF16_BOMS or ascii_utf16:
+        encoding = spec.csv.encoding
+        return (
+            f"not a CSV file bronze can read: UTF-16 text (the dataset's encoding is {encoding}); "
+            f"re-export it as {encoding}"
+        )
+    return None
 
 
 def _python_dialect(dialect: CsvOptions) -> dict[str, object]:
@@ -98,15 +150,21 @@ def read_csv(
 ) -> DataFrame:
     """CRM exports, in the dataset's dialect (`options:` in datasets.yaml). Files are grouped by
     header, so a file with an extra column (schema drift) is read by its own header instead of
-    shifting every value one column over."""
+    shifting every value one column over. Headers differing only by case (`ACCOUNT_ID,NAME`,
+    `account_id,name`) are one group, read under the first file's spelling (bronze's column
+    names ignore case; bronze's ingest renames them to its own or the contract's spelling)."""
     dialect = spec.csv
     by_header: dict[tuple[str, ...], list[str]] = defaultdict(list)
+    spelling: dict[tuple[str, ...], tuple[str, ...]] = {}
     for f in files:
         header = csv_header(spark, f, spec)
         if header is not None:  # a 0-byte export holds no records
-            by_header[header].append(f.path)
+            folded = tuple(c.lower() for c in header)
+            spelling.setdefault(folded, header)
+            by_header[folded].append(f.path)
     frames = []
-    for header, paths in sorted(by_header.items()):
+    for folded, paths in sorted(by_header.items()):
+        header = spelling[folded]  # the schema names the fields by position; the header line is skipped
         schema = StructType(
             [StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())]
         )
