@@ -6,7 +6,6 @@ fetched, and delta-rs. Neither half skips; a missing jar folder fails the delta-
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from chispa import assert_df_equality
 
 from pipeline.context import RunContext
 from pipeline.lake import LakeError, MergeSpec, Txn, open_lake
-from pipeline.lake.base import CHECKPOINT_INTERVAL, METADATA_PAGE
+from pipeline.lake.base import METADATA_PAGE
 from pipeline.settings import ConfigError
 from tests.conftest import REPO
 
@@ -388,24 +387,6 @@ def test_checkpoint_writes_one_for_the_current_version_readable_by_both_engines(
     assert '"version":2' in (log / "_last_checkpoint").read_text().replace(" ", "")
     for engine in ("delta-spark", "delta-rs"):
         assert open_lake(engine, spark).read(table).count() == 3
-
-
-def test_tables_carry_the_change_feed_and_checkpoint_interval_and_skip_delta_sparks_every_tenth(
-    spark, lake, table, tmp_path
-):
-    """Both engines create tables with the same properties; a small append never pays for a
-    checkpoint before the interval (delta-spark's own default would write one at version 10)."""
-    for i in range(11):  # versions 0..10
-        lake.append(table, rows(spark, [(i, "a", 1.0, "d1")]))
-    log = tmp_path / "t" / "_delta_log"
-    first = [json.loads(line) for line in (log / "00000000000000000000.json").read_text().splitlines()]
-    configuration = next(a["metaData"]["configuration"] for a in first if "metaData" in a)
-    assert configuration == {
-        "delta.enableChangeDataFeed": "true",
-        "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
-    }
-    assert not list(log.glob("*.checkpoint*.parquet"))
-    assert lake.read(table).count() == 11
 
 
 def test_vacuum_removes_unreferenced_files_and_keeps_the_current_snapshot(spark, lake, table, tmp_path):

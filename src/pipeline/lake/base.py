@@ -27,16 +27,8 @@ from pyspark.sql.types import StructType
 USER_METADATA = "userMetadata"
 
 # Properties of every table either engine creates: a change data feed, so downstream steps read
-# a table incrementally (read_changes) whichever engine wrote it; a checkpoint every 100 commits
-# (delta-rs's default; delta-spark's is 10). A delta-spark commit that writes a checkpoint costs
-# 1-3 s more than the 0.4 s of a small append (it rebuilds the table's state in several Spark
-# jobs): at 10, a run paid several (dq_results alone takes a commit per gate). The maintenance
-# step checkpoints every table daily, so readers still replay a bounded log.
-CHECKPOINT_INTERVAL = 100
-TABLE_DEFAULTS = {
-    "delta.enableChangeDataFeed": "true",
-    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
-}
+# a table incrementally (read_changes) whichever engine wrote it.
+TABLE_DEFAULTS = {"delta.enableChangeDataFeed": "true"}
 
 # What optimize() reports, the same keys and integer values from both engines.
 OPTIMIZE_SUMMARY = ("numFilesAdded", "numFilesRemoved", "partitionsOptimized", "totalConsideredFiles")
