@@ -3,8 +3,10 @@ maintain_bronze, maintain_silver and maintain_gold, and `lakehouse maintain`.
 
 One step per layer, so each runs in its layer's role (least privilege: only the ingest and
 silver roles read the raw-PII prefixes): `bronze` maintains the bronze tables, `silver` the
-silver and quarantine tables, `gold` the gold tables and `_ops/dq_results`. For every such
-table that exists: OPTIMIZE towards the target file size (Z-ORDER BY the configured columns), a
+silver and quarantine tables, `gold` the gold tables; of the `_ops` tables (each grows a commit
+per file batch, gate or erasure), `bronze` keeps the two bronze writes (`ingested_files`,
+`rejected_files`) and `gold` the others (`dq_results`, `erasures`). For every such table that
+exists: OPTIMIZE towards the target file size (Z-ORDER BY the configured columns), a
 checkpoint, VACUUM with the configured retention. The step reports files and mean file size per
 table before and after.
 
@@ -95,7 +97,14 @@ class LakeTable:
         return f"{self.layer}/{self.name}"
 
 
-MAINTENANCE_LAYERS = {"bronze": ("bronze",), "silver": ("silver", "quarantine"), "gold": ("gold", "_ops")}
+# The tables each maintenance step keeps: layers, and _ops tables by key (bronze keeps the ones
+# bronze writes).
+MAINTENANCE_LAYERS = {
+    "bronze": ("bronze", "_ops/ingested_files", "_ops/rejected_files"),
+    "silver": ("silver", "quarantine"),
+    "gold": ("gold", "_ops/dq_results", "_ops/erasures"),
+}
+OPS_TABLES = ("ingested_files", "rejected_files", "dq_results", "erasures")
 
 
 def lake_tables(ctx: Any) -> list[LakeTable]:
@@ -119,7 +128,7 @@ def lake_tables(ctx: Any) -> list[LakeTable]:
     tables += [LakeTable("quarantine", name, ctx.table_path("quarantine", name)) for name in contracts]
     tables += [LakeTable("silver", name, ctx.table_path("silver", name)) for name in contracts]
     tables += [LakeTable("gold", name, ctx.table_path("gold", name)) for name in MARTS]
-    tables.append(LakeTable("_ops", "dq_results", ctx.table_path("_ops", "dq_results")))
+    tables += [LakeTable("_ops", name, ctx.table_path("_ops", name)) for name in OPS_TABLES]
     return tables
 
 
@@ -197,7 +206,9 @@ def maintain(ctx: Any, layer: str, *, force: bool = False, now: float | None = N
         interval = f"min_interval_hours {config.min_interval_hours:g}"
         return StepResult(details={"skipped": f"maintained {(now - last) / 3600:.1f} h ago ({interval})"})
     layers = MAINTENANCE_LAYERS[layer]
-    tables = [t for t in lake_tables(ctx) if t.layer in layers and ctx.lake.exists(t.path)]
+    tables = [
+        t for t in lake_tables(ctx) if (t.layer in layers or t.key in layers) and ctx.lake.exists(t.path)
+    ]
     report = {t.key: _maintain_one(ctx, t, config, int(now * 1000)) for t in tables}
     write_text(ctx.spark, state_path, json.dumps({"last_run_epoch": now, "tables": report}, indent=2))
     details = {"tables": report, "retention_hours": config.vacuum_retention_hours}

@@ -115,7 +115,7 @@ def test_every_table_the_pipeline_writes_is_known_to_maintenance(spark, tmp_path
     contracts = {p.stem for p in (REPO / "config" / "contracts").glob("*.yaml")}
     expected |= {f"{layer}/{c}" for c in contracts for layer in ("silver", "quarantine")}
     assert len(expected) == 7 + 5 + 2 * len(contracts) and expected <= keys
-    assert "_ops/dq_results" in keys
+    assert {"_ops/dq_results", "_ops/ingested_files", "_ops/rejected_files", "_ops/erasures"} <= keys
 
 
 def test_configuration_is_checked_and_the_projects_own_file_loads():
