@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import string
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from py4j.java_gateway import JavaClass
@@ -63,13 +63,13 @@ def list_files(
     spark: SparkSession,
     root: str,
     suffix: str | tuple[str, ...] = "",
-    known: Collection[str] | Mapping[str, Stamp | None] = frozenset(),
+    known: Mapping[str, Stamp | None] | None = None,
 ) -> list[LandingFile]:
     """Every file below `root` ending in `suffix` (or one of them), sorted; hidden files (`_`,
-    `.`) skipped, and so are files whose `file_key` is in `known` (e.g. already ingested). Given
-    as a mapping, `known` holds each file's stamp (size, modification time) as it was ingested:
-    a file whose stamp differs is listed (a new delivery under the same path); a stamp of None
-    matches any (the ingest did not keep it).
+    `.`) skipped, and so are the files `known` (e.g. already ingested) holds by `file_key` with
+    their stamp (size, modification time) as it was ingested: a file whose stamp differs is
+    listed (a new delivery under the same path); a stamp of None matches any (the ingest did
+    not keep it).
 
     The listing crosses from the JVM as one string of Hadoop paths (a round trip per file cost
     ~6 py4j calls: seconds per idle run). Each file's URI is Hadoop's `toUri()` spelling, the
@@ -108,12 +108,12 @@ def list_files(
         if not (base := name.rsplit("/", 1)[-1]).startswith(("_", ".")) and base.endswith(suffix)
     ]  # fmt: skip
     stamps = _stamps(spark, local, statuses, names, wanted)
-    stamped = isinstance(known, Mapping)
+    known = known or {}
     found = []
     for i in wanted:
         spelled = uri(i, names[i])
         key = file_key(spelled)
-        if key in known and (not stamped or known[key] in (None, stamps[i])):  # type: ignore[index]
+        if key in known and known[key] in (None, stamps[i]):
             continue
         found.append(LandingFile(spelled, names[i], *stamps[i]))
     return sorted(found)
