@@ -151,8 +151,17 @@ class KafkaBroker:
         self.home.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # `--cluster-id=<id>`: a URL-safe base64 id starts with "-" one time in 64, which the
+        # tool's argument parser would take for an option (seen: "expected one argument").
         fmt = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), heap="256m"),
+            self._java(
+                "kafka.tools.StorageTool",
+                "format",
+                f"--cluster-id={cluster_id}",
+                "-c",
+                str(config),
+                heap="256m",
+            ),
             capture_output=True,
             text=True,
             timeout=120,
