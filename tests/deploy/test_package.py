@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.deploy import package as pkg
+from tests.conftest import REPO
 
 PYTHON = f"python{sys.version_info.major}.{sys.version_info.minor}"
 EPOCH = 1_700_000_000  # the release's build time (SOURCE_DATE_EPOCH)
@@ -22,8 +23,12 @@ EPOCH = 1_700_000_000  # the release's build time (SOURCE_DATE_EPOCH)
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> Path:
+    """Built with the checkout's src on PYTHONPATH, as a developer's shell often has it (pip in
+    the build venv then saw the project as installed and left the library out)."""
     out = tmp_path_factory.mktemp("dist")
-    pkg.package(out, epoch=EPOCH)
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("PYTHONPATH", str(REPO / "src"))
+        pkg.package(out, epoch=EPOCH)
     return out
 
 

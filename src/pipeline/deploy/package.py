@@ -119,13 +119,16 @@ def build_environment(out: Path, wheel: Path, requirements: list[str]) -> Path:
     work = out / "env-build"
     shutil.rmtree(work, ignore_errors=True)
     venv = work / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)])
+    # The new venv sees only itself: with the checkout's src on PYTHONPATH, pip found the
+    # project's own metadata there, called the wheel installed and left it out of the archive.
+    alone = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE")}
+    _run([sys.executable, "-m", "venv", str(venv)], alone)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "--no-deps"]
     (out / "requirements-emr.txt").write_text("\n".join(requirements) + "\n")
-    _run([*pip, "-r", str(out / "requirements-emr.txt"), str(wheel)])
+    _run([*pip, "-r", str(out / "requirements-emr.txt"), str(wheel)], alone)
     check_glibc(next((venv / "lib").glob("python3.*/site-packages")))
     for name in ("setuptools", "pip"):  # the venv's own tools, not the job's (pip last: it does the removing)
-        _run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", name], check=False)
+        _run([str(venv / "bin" / "python"), "-m", "pip", "uninstall", "-q", "-y", name], alone, check=False)
     packed = work / "env.tar"
     _run([
         str(Path(sys.executable).parent / "venv-pack"), "-p", str(venv), "-o", str(packed),
