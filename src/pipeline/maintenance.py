@@ -104,7 +104,13 @@ MAINTENANCE_LAYERS = {
     "silver": ("silver", "quarantine"),
     "gold": ("gold", "_ops/dq_results", "_ops/erasures"),
 }
-OPS_TABLES = ("ingested_files", "rejected_files", "dq_results", "erasures")
+# The Delta tables under <lake>/_ops, every one kept by a maintenance step.
+OPS_TABLES = tuple(
+    key.removeprefix("_ops/")
+    for keys in MAINTENANCE_LAYERS.values()
+    for key in keys
+    if key.startswith("_ops/")
+)
 
 
 def lake_tables(ctx: Any) -> list[LakeTable]:

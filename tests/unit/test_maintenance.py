@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.deploy import terraform_tables
 from pipeline.driver.retry import FATAL_KIND, ClassifiedError
-from pipeline.maintenance import MaintenanceConfig, lake_tables, load_maintenance, maintain
+from pipeline.maintenance import OPS_TABLES, MaintenanceConfig, lake_tables, load_maintenance, maintain
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
 
@@ -116,6 +117,8 @@ def test_every_table_the_pipeline_writes_is_known_to_maintenance(spark, tmp_path
     expected |= {f"{layer}/{c}" for c in contracts for layer in ("silver", "quarantine")}
     assert len(expected) == 7 + 5 + 2 * len(contracts) and expected <= keys
     assert {"_ops/dq_results", "_ops/ingested_files", "_ops/rejected_files", "_ops/erasures"} <= keys
+    # the _ops tables Terraform gives an expiry rule are the ones maintenance keeps
+    assert sorted(OPS_TABLES) == sorted(terraform_tables.OPS_TABLES)
 
 
 def test_configuration_is_checked_and_the_projects_own_file_loads():
