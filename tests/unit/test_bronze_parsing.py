@@ -82,10 +82,68 @@ def test_fx_file_explodes_to_one_row_per_currency_and_keeps_bad_files_raw(spark,
         (r["currency"] or "", r["rate"], r["_corrupt_record"], r["_parse_error"]) for r in df.collect()
     )
     assert got == [
-        ("", None, '{"base": "USD", "date": "2026-07-0', "malformed JSON document"),
+        (
+            "",
+            None,
+            '{"base": "USD", "date": "2026-07-0',
+            "malformed JSON document: Unterminated string starting at: line 1 column 25 (char 24)",
+        ),
         ("EUR", "0.9", None, None),
         ("GBP", "N/A", None, None),
     ]
+
+
+def test_fx_rates_land_as_the_vendor_wrote_them(spark, tmp_path):
+    """Bronze keeps the document's text: digits beyond a double's, an exponent out of a double's
+    range and both spellings of NaN reach silver as written (Spark's JSON reader rounds
+    1.08500000000000000001 to 1.085, turns 1e400 into "Infinity" and swaps NaN and "NaN")."""
+    (tmp_path / "rates_1.json").write_text(
+        '\ufeff{"base": "USD", "date": "2026-07-01", "rates": {"EUR": 1.08500000000000000001, '
+        '"JPY": 1e400, "CHF": NaN, "GBP": "NaN", "SEK": 0.1e1, "NOK": null}}'
+    )
+    df = read(spark, read_fx_json, FX_SPEC, tmp_path)
+    got = sorted(
+        (r["base"], r["rate_date"], r["currency"], r["rate"], r["_parse_error"]) for r in df.collect()
+    )
+    assert got == [
+        ("USD", "2026-07-01", "CHF", "NaN", None),
+        ("USD", "2026-07-01", "EUR", "1.08500000000000000001", None),
+        ("USD", "2026-07-01", "GBP", "NaN", None),
+        ("USD", "2026-07-01", "JPY", "1e400", None),
+        ("USD", "2026-07-01", "NOK", None, None),
+        ("USD", "2026-07-01", "SEK", "0.1e1", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        (
+            '{"base": "USD", "rates": {"EUR": 1}}\n{"base": "USD", "rates": {"GBP": 2}}',
+            "malformed JSON document: Extra data: line 2",
+        ),
+        ('[{"base": "USD", "rates": {"EUR": 1}}]', "JSON document is an array, expected one object"),
+        (
+            '{"base": "USD", "date": "2026-07-01", "date": "2026-07-02", "rates": {"EUR": 1}}',
+            "JSON document gives date more than once",
+        ),
+        ('{"base": "USD", "rates": [{"EUR": 1}]}', "JSON document: rates is an array, expected an object"),
+        (
+            '{"base": "USD", "rates": {"EUR": {"bid": 1}}}',
+            "rates: currency EUR is an object, expected a number",
+        ),
+        ("\n  \n", "empty JSON file"),  # a 0-byte file holds no records; this one says why
+    ],
+)
+def test_an_fx_document_that_cannot_be_taken_as_one_set_of_rates_keeps_its_text_and_says_why(
+    spark, tmp_path, document, reason
+):
+    """Two documents in one file, an array, a repeated date, rates in another shape: none lands
+    half-read (Spark's reader took the first of two documents and dropped the second)."""
+    (tmp_path / "rates_1.json").write_text(document)
+    rows = read(spark, read_fx_json, FX_SPEC, tmp_path).collect()
+    assert rows and all(r["_parse_error"].startswith(reason) for r in rows), rows
+    assert all(r["_corrupt_record"] == document for r in rows)
 
 
 def test_a_currency_given_twice_in_one_fx_file_is_flagged_not_resolved_by_chance(spark, tmp_path):

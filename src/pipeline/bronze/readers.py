@@ -8,8 +8,9 @@ as delivered — typing is silver's job — so nothing is lost between landing a
 from __future__ import annotations
 
 import csv
+import json
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -259,7 +260,80 @@ def read_parquet(
     )
 
 
-FX_FILE_SCHEMA = "base string, date string, timestamp string, rates map<string,string>"
+# One vendor document as the UDF below returns it: values are the literal text the vendor wrote.
+FX_DOCUMENT = (
+    "base string, rate_date string, vendor_timestamp string, "
+    "rates array<struct<currency: string, rate: string, error: string>>, error string"
+)
+FX_FIELDS = ("base", "date", "timestamp")  # the document's keys for the first three
+
+
+class _JsonObject(list):
+    """A JSON object as its (key, value) pairs in document order: repeated keys stay visible."""
+
+
+def _literal(value: object) -> str | None:
+    """A scalar as the vendor wrote it (numbers keep their digits); None for JSON null."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _kind(value: object) -> str:
+    return "an object" if isinstance(value, _JsonObject) else "an array" if isinstance(value, list) else ""
+
+
+def parse_fx_document(raw: str | None) -> tuple:
+    """One vendor FX file -> (base, date, timestamp, [(currency, rate, error)], error), every value
+    the literal text of the document: Python's parser keeps a number's digits (1e400, a rate with
+    more digits than a double holds) and a repeated key, where Spark's JSON reader rounds through
+    a double and keeps one of two currencies. A document that cannot be read gives its reason."""
+    text = (raw or "").lstrip("\ufeff")
+    if not text.strip():
+        return None, None, None, [], "empty JSON file"
+    try:
+        doc = json.loads(
+            text, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=_JsonObject
+        )
+    except ValueError as exc:  # json.JSONDecodeError: the message gives line and column
+        return None, None, None, [], f"malformed JSON document: {exc}"
+    if not isinstance(doc, _JsonObject):
+        return None, None, None, [], f"JSON document is {_kind(doc) or 'a scalar'}, expected one object"
+    fields: dict[str, list[object]] = defaultdict(list)
+    for key, value in doc:
+        fields[key].append(value)
+    last = {key: values[-1] for key, values in fields.items()}
+    header = [None if _kind(last.get(key)) else _literal(last.get(key)) for key in FX_FIELDS]
+    rates = last.get("rates")
+    repeated = [key for key in (*FX_FIELDS, "rates") if len(fields[key]) > 1]
+    nested = [f"{key} is {_kind(last[key])}" for key in FX_FIELDS if _kind(last.get(key))]
+    error = (
+        f"JSON document gives {' and '.join(repeated)} more than once"
+        if repeated
+        else f"JSON document: {'; '.join(nested)}, expected a string"
+        if nested
+        else f"JSON document: rates is {_kind(rates)}, expected an object of currency: rate"
+        if isinstance(rates, list) and not isinstance(rates, _JsonObject)
+        else "JSON document has no rates"
+        if not rates or not isinstance(rates, _JsonObject)
+        else None
+    )
+    if not isinstance(rates, _JsonObject):
+        return (*header, [], error)
+    seen = Counter(currency for currency, _ in rates)
+    out = []
+    for currency, value in rates:
+        why = (
+            f"rates: currency {currency} given twice"
+            if seen[currency] > 1
+            else f"rates: currency {currency} is {_kind(value)}, expected a number"
+            if _kind(value)
+            else None
+        )
+        out.append((currency, None if _kind(value) else _literal(value), why))
+    return (*header, out, error)
 
 
 def read_fx_json(
@@ -272,36 +346,23 @@ def read_fx_json(
     raw = spark.read.text([f.path for f in files], wholetext=True).select(
         F.col("value").alias("_raw"), _file_uri().alias(SOURCE_FILE)
     )
-    doc = F.from_json("_raw", FX_FILE_SCHEMA)
-    # The rates object's keys as written, repeats included (the parsed map keeps a repeated
-    # currency twice, and which value silver kept would be chance).
-    keys = F.json_object_keys(F.get_json_object("_raw", "$.rates"))
-    parsed = raw.withColumns({"_doc": doc, "_keys": keys})
-    unreadable = F.col("_doc.base").isNull() & F.col("_doc.date").isNull() & F.col("_doc.rates").isNull()
-    no_rates = F.coalesce(F.size("_doc.rates"), F.lit(-1)) <= 0
+    parsed = raw.withColumn("_doc", F.udf(parse_fx_document, FX_DOCUMENT)("_raw"))
     rows = parsed.select(
-        F.col("_doc.base").alias("base"),
-        F.col("_doc.date").alias("rate_date"),
-        F.col("_doc.timestamp").alias("vendor_timestamp"),
-        F.explode_outer("_doc.rates").alias("currency", "rate"),
+        "_doc.base",
+        "_doc.rate_date",
+        "_doc.vendor_timestamp",
+        F.explode_outer("_doc.rates").alias("_rate"),
         SOURCE_FILE,
         "_raw",
-        "_keys",
-        F.when(unreadable, F.lit("malformed JSON document"))
-        .when(no_rates, F.lit("JSON document has no rates"))
-        .alias(ERROR),
+        F.col("_doc.error").alias("_doc_error"),
     )
-    repeated = F.size(F.filter("_keys", lambda k: k == F.col("currency"))) > 1
-    error = F.coalesce(
-        F.col(ERROR),
-        F.when(repeated, F.concat(F.lit("rates: currency "), F.col("currency"), F.lit(" given twice"))),
-    )
+    error = F.coalesce("_doc_error", "_rate.error")
     return rows.select(
         "base",
         "rate_date",
         "vendor_timestamp",
-        "currency",
-        "rate",
+        F.col("_rate.currency").alias("currency"),
+        F.col("_rate.rate").alias("rate"),
         SOURCE_FILE,
         F.when(error.isNotNull(), F.col("_raw")).alias(CORRUPT),
         error.alias(ERROR),
