@@ -255,6 +255,15 @@ def head_and_first_line(spark: SparkSession, location: str, n: int) -> tuple[byt
         stream.close()
 
 
+def first_bytes(spark: SparkSession, location: str, n: int) -> bytes:
+    """The first `n` bytes (fewer in a shorter file), decompressed as Spark would read it."""
+    stream = _decompressed(spark, location)
+    try:
+        return bytes(stream.readNBytes(n))
+    finally:
+        stream.close()
+
+
 def head_and_tail(spark: SparkSession, location: str, size: int, n: int) -> tuple[bytes, bytes]:
     """The first and the last `n` bytes of a file of `size` bytes (two small reads, e.g. to
     check Parquet's magic numbers without reading the file)."""

@@ -384,6 +384,25 @@ def test_a_compressed_or_binary_file_named_csv_is_refused_saying_what_it_is(spar
         read(spark, read_csv, CSV_SPEC, tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (gzip.compress(b"1|a\n2|b\n"), "gzip-compressed data under a .csv name"),
+        ("1|a\n2|b\n".encode("utf-16-le"), "UTF-16 text"),
+    ],
+)
+def test_a_headerless_csv_source_refuses_a_file_that_is_not_text(spark, tmp_path, data, reason):
+    """No header to judge, so the first bytes alone: gzip or UTF-16 would otherwise land as
+    rows of garbage, each quarantined as malformed without saying why."""
+    ctx, landing = dialect_ctx(spark, tmp_path, sep="|", header=False, columns=["id", "note"])
+    (landing / "bad.csv").write_bytes(data)
+    (landing / "good.csv").write_text("1|a\n2|b\n")
+    out = ingest_files(ctx, "crm_x")
+    assert (out.rows_out, out.details["rejected_files"]) == (2, 1)
+    (rejection,) = out.details["rejected"]
+    assert rejection["path"].endswith("/bad.csv") and reason in rejection["reason"], rejection
+
+
 def test_a_gzip_file_named_csv_gz_and_a_utf8_bom_header_still_land(spark, tmp_path):
     (tmp_path / "a.csv.gz").write_bytes(gzip.compress(b"id,name\n1,a\n"))
     (tmp_path / "b.csv").write_bytes(b"\xef\xbb\xbfid,name\n2,b\n")

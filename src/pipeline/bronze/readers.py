@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
-from pipeline.storage import LandingFile, head_and_first_line, head_and_tail
+from pipeline.storage import LandingFile, first_bytes, head_and_first_line, head_and_tail
 
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
@@ -77,6 +77,11 @@ def csv_header(
             return None
         header = tuple(next(csv.reader([line.lstrip("\ufeff")], **_python_dialect(dialect)), ()))
     else:
+        # No header to judge: the first bytes alone tell a file that is not CSV text.
+        head = first_bytes(spark, f.path, SNIFF_BYTES)
+        not_text = _not_text(head, f.uri, spec)
+        if not_text:
+            raise LandingFormatError(f"{spec.name}: {f.uri}: {not_text}")
         line, header = ",".join(dialect.columns), tuple(dialect.columns)
     why = _implausible(header, line, known)
     if why:
