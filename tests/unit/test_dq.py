@@ -588,3 +588,34 @@ def test_volume_change_compares_with_the_row_count_another_run_recorded_last(spa
         "(50 -> 50 rows, previous run run-2)"
     )
     assert volume_result(third, config, "never_gated", "gold", 5) is None
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_volume_change_finds_a_record_whose_commit_left_the_log_and_a_first_run_reads_no_table(
+    spark, tmp_path, engine, monkeypatch
+):
+    """No verdict in the log: the table answers only if commits left the log (cleaned up after
+    a checkpoint); a log that still holds its first commit saw every record, so a lake's first
+    run does not scan dq_results at each gate."""
+    config_dir = str(_config_dir(tmp_path))
+    config = load_dq_config(Path(config_dir) / "dq.yaml")
+
+    def run(run_id):
+        return make_ctx(spark, tmp_path / "lake", run_id=run_id, engine=engine, config_dir=config_dir)
+
+    first = run("run-1")
+    record(first, "gold_m", "m", "gold", _row_count(4))
+    record(first, "gold_other", "other", "gold", _row_count(10))
+    with monkeypatch.context() as patched:  # the first run: no other run's record, no table read
+        patched.setattr(type(first.lake), "read", lambda *a, **k: pytest.fail("dq_results was scanned"))
+        assert volume_result(first, config, "m", "gold", 4) is None
+    path = results_path(first)
+    for _ in range(3):
+        record(run("run-2"), "gold_other", "other", "gold", _row_count(10))
+    first.lake.checkpoint(path)
+    log = Path(path) / "_delta_log"
+    for version in (0, 1):  # log cleanup: the oldest commits go, the checkpoint covers them
+        (log / f"{version:020d}.json").unlink()
+    assert not first.lake.log_from_first_commit(path)
+    change = volume_result(run("run-3"), config, "m", "gold", 8)
+    assert change.observed == "1.0000 (4 -> 8 rows, previous run run-1)"

@@ -670,7 +670,9 @@ def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None
     """(observed table:row_count, run id) of the newest gate another run recorded for the table:
     from the verdict in dq_results' commit metadata (no Spark job), or from the table for a
     record written before verdicts rode in commit metadata, or whose commit left the log
-    (`delta.logRetentionDuration`: a table not gated for a month keeps its volume rule)."""
+    (`delta.logRetentionDuration`: a table not gated for a month keeps its volume rule). No
+    match in a log that still holds its first commit means no such record: a lake's first run
+    does not scan dq_results at every gate (1.2 s a gate at scale 0.1)."""
     path = results_path(ctx)
     newest = ctx.lake.newest_metadata_where(
         path,
@@ -679,7 +681,7 @@ def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None
     if newest is not None and VERDICT_KEY in newest:
         observed = [r["observed"] for r in newest[VERDICT_KEY] if r["rule"] == "table:row_count"]
         return (observed[0], newest["run_id"]) if observed else None
-    if not ctx.lake.exists(path):
+    if newest is None and (not ctx.lake.exists(path) or ctx.lake.log_from_first_commit(path)):
         return None
     previous = (
         ctx.lake.read(path)

@@ -275,6 +275,12 @@ class Lake(ABC):
                 return None
             limit *= METADATA_PAGE
 
+    def log_from_first_commit(self, path: str) -> bool:
+        """Whether the table's log still holds its first commit (version 0): then a search of its
+        commit metadata that found nothing saw every commit the table had (log cleanup removes
+        the oldest commits first, and only once a checkpoint covers them)."""
+        return self.exists(path) and any(commit.version == 0 for commit in self.history(path))
+
     def _newest_metadata(self, path: str, limit: int) -> list[dict[str, Any]]:
         """Commit metadata of the newest `limit` commits, newest first (fewer when the log holds
         fewer): the engine's bounded history read, unless it has a cheaper one."""

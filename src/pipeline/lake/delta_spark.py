@@ -150,6 +150,14 @@ class DeltaSparkLake(Lake):
         hadoop, fs = self._hadoop_file(folder)
         return bool(fs.exists(hadoop))
 
+    def log_from_first_commit(self, path: str) -> bool:
+        # One existence check (S3: a HEAD), not the history (DESCRIBE HISTORY reads every commit).
+        name = f"{path.rstrip('/')}/_delta_log/{0:020d}.json"
+        if _is_local(name):
+            return os.path.isfile(name)
+        hadoop, fs = self._hadoop_file(name)
+        return bool(fs.exists(hadoop))
+
     def _commit_file(self, path: str, version: int) -> str | None:
         """The text of the table's commit file for `version`, None when there is none."""
         name = f"{path.rstrip('/')}/_delta_log/{version:020d}.json"
