@@ -235,3 +235,66 @@ def test_a_continuous_stream_keeps_its_table_and_a_batch_runs_kafka_step_leaves_
     assert_exactly_once(delta_rs_lake, table, manifest(fresh_lake)["datasets"]["kafka_events"]["records"])
     assert landed.rows_in > 0 and "skipped" not in landed.details
     assert lease.current().run_id == "batch-run"  # the step held the table's lease while it wrote
+
+
+def test_hostile_replay_lines_keep_their_value_and_file_and_a_rewritten_file_is_named(
+    spark, tmp_path, monkeypatch
+):
+    """A replay file's record with Kafka's epoch-millisecond timestamp lands with it; one with a
+    timestamp that is neither keeps the record raw with the reason; a line that is no record
+    names its replay file; other files in the folder are not records. A replay file rewritten
+    after it was read is not read again (the file source remembers paths): the step names it."""
+    monkeypatch.setenv("LAKEHOUSE_DQ", "off")  # a batch of hostile lines; bronze is the question
+    ctx = make_ctx(spark, tmp_path / "lake")
+    folder = Path(ctx.landing_path("kafka_events"))
+    folder.mkdir(parents=True)
+    value = json.dumps({"event_id": "e", "event_type": "item_viewed", "event_ts": "2026-10-01T07:25:58Z"})
+
+    def record(offset: int, timestamp) -> str:
+        return json.dumps(
+            {
+                "topic": "product_events",
+                "partition": 9,
+                "offset": offset,
+                "timestamp": timestamp,
+                "key": "k",
+                "value": value,
+            }
+        )
+
+    replay = folder / "product_events-p9-000000000001.jsonl"
+    lines = [
+        record(1, "2026-10-01T07:25:59.122Z"),
+        record(2, 1790352000000),
+        record(3, "yesterday"),
+        "this is not json",
+    ]
+    replay.write_text("\r\n".join(lines) + "\r\n")
+    (folder / "README.txt").write_text("replay files for product_events\n")
+    table = ctx.table_path("bronze", "kafka_events")
+
+    first = ingest_kafka(ctx, "kafka_events")
+    rows = {r["offset"]: r for r in ctx.lake.read(table).collect()}
+    assert first.rows_out == len(rows) == 4  # the README is no record
+    assert str(rows[2]["kafka_timestamp"]) == "2026-09-25 16:00:00"
+    assert rows[2]["_corrupt_record"] is None
+    assert rows[3]["kafka_timestamp"] is None
+    assert json.loads(rows[3]["_corrupt_record"])["timestamp"] == "yesterday"
+    assert rows[3]["_parse_error"] == "Kafka record timestamp is neither ISO 8601 nor epoch milliseconds"
+    assert rows[None]["_corrupt_record"] == "this is not json"
+    assert rows[None]["_source_file"] == f"file:{replay}"
+    assert rows[1]["_source_file"] == "kafka://product_events/9/1"
+    assert "redelivered_not_read" not in first.details
+    # Drained: the README, never read, does not make each idle run start a query.
+    conf = ctx.settings.source("kafka_events", stream=True)
+    checkpoint = ctx.checkpoint_path("bronze_kafka_events")
+    assert caught_up(spark, conf, checkpoint, str(folder), suffixes=(".jsonl", ".jsonl.gz"))
+
+    # A correction sent under the old name.
+    replay.write_text(record(3, "2026-10-01T07:26:00Z") + "\n")
+    os.utime(replay, ns=(time.time_ns(), time.time_ns() + 5_000_000_000))  # a newer mtime however fast
+    again = ingest_kafka(ctx, "kafka_events")
+    assert (again.rows_out, again.details["micro_batches"]) == (0, 0)
+    [unread] = again.details["redelivered_not_read"]
+    assert unread["path"].endswith(f"/{replay.name}")
+    assert "deliver the correction as a new file" in unread["reason"]

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from pipeline.bronze.audit import AUDIT_COLUMNS, with_audit_columns
 from pipeline.bronze.ingest import NEWEST, ingest_files, iso_from_micros, newest_event_time
-from pipeline.bronze.kafka import parse_kafka_records
+from pipeline.bronze.kafka import parse_kafka_records, replay_timestamp
 from pipeline.bronze.readers import LandingFormatError, check_parquet, csv_header, read_csv, read_fx_json
 from pipeline.catalog import Catalog, CsvOptions, DatasetSpec
 from pipeline.storage import list_files
@@ -163,10 +164,17 @@ def test_a_currency_given_twice_in_one_fx_file_is_flagged_not_resolved_by_chance
     ]
 
 
-def kafka_records(spark, values):
-    data = [("product_events", 0, i, "2026-07-01 10:00:00", "k", v, None) for i, v in enumerate(values)]
+def kafka_records(spark, values, replay=None):
+    """Records in the sources' shape; `replay`: (partition, _corrupt_record, _parse_error,
+    _source_file) of each as a replay file gives it, else the broker's (no file, nothing corrupt)."""
+    replay = replay or [(0, None, None, None)] * len(values)
+    data = [
+        ("product_events", p, i, "2026-07-01 10:00:00", "k", v, *rest)
+        for i, (v, (p, *rest)) in enumerate(zip(values, replay, strict=True))
+    ]
     schema = (
-        "topic string, partition int, offset long, ts string, key string, value string, _parse_error string"
+        "topic string, partition int, offset long, ts string, key string, value string, "
+        "_corrupt_record string, _parse_error string, _source_file string"
     )
     return (
         spark.createDataFrame(data, schema).selectExpr("*", "cast(ts as timestamp) as timestamp").drop("ts")
@@ -196,6 +204,43 @@ def test_kafka_values_parse_to_event_columns_or_stay_raw_as_corrupt(spark):
     assert [r["_corrupt_record"] for r in parsed[1:3]] == ['{"event_id": "e2", "event_t', "[1, 2]"]
     assert all(r["_parse_error"] == "Kafka value is not a JSON event object" for r in parsed[1:])
     assert all(r["value"] == r["_corrupt_record"] for r in parsed[1:])
+
+
+def test_a_replay_line_without_kafka_coordinates_names_its_replay_file(spark):
+    """A line of a replay file that is not a Kafka record (no partition, say) keeps its raw text
+    and says which replay file it came from; a record with its coordinates keeps kafka://."""
+    event = json.dumps({"event_id": "e1", "event_type": "item_viewed"})
+    file = "file:/landing/kafka/product_events/p9.jsonl"
+    raw = '{"topic": "product_events", "partition": "9", "offset": 1}'
+    records = kafka_records(
+        spark,
+        [event, raw],
+        replay=[(0, None, None, file), (None, raw, "malformed Kafka replay record", file)],
+    )
+    parsed = parse_kafka_records(records).orderBy("offset").collect()
+    assert [r["_source_file"] for r in parsed] == ["kafka://product_events/0/0", file]
+    assert (parsed[1]["_corrupt_record"], parsed[1]["_parse_error"]) == (raw, "malformed Kafka replay record")
+
+
+def test_a_replay_timestamp_is_epoch_milliseconds_or_iso_8601_text(spark):
+    texts = [
+        "1790352000000",  # Kafka's own form
+        "2026-10-01T07:25:59.122Z",
+        "-1000",
+        "1500.5",  # not whole milliseconds
+        "99999999999999999",  # past year 9999: null, not an ANSI overflow
+        "9" * 30,
+        "yesterday",
+        None,
+    ]
+    df = spark.createDataFrame([(t,) for t in texts], "t string")
+    got = [r[0] for r in df.select(replay_timestamp(F.col("t"))).collect()]
+    assert got[:3] == [  # collected in the session's time zone, UTC
+        datetime(2026, 9, 25, 16, 0),
+        datetime(2026, 10, 1, 7, 25, 59, 122000),
+        datetime(1969, 12, 31, 23, 59, 59),
+    ]
+    assert got[3:] == [None] * 5
 
 
 def test_audit_columns_are_added_in_a_fixed_order(spark):

@@ -36,6 +36,7 @@ from pipeline.bronze.ledger import (
 )
 from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
 from pipeline.bronze.rejected import RejectedFiles, Rejection, precheck, probe, retyped, type_conflicts
+from pipeline.catalog import DatasetSpec
 from pipeline.context import RunContext
 from pipeline.driver.retry import explain, is_transient
 from pipeline.freshness import NEWEST_KEY, arrival_micros, recorded_newest, table_newest
@@ -76,17 +77,22 @@ def landing_date(uri: str) -> date | None:
         return None
 
 
+def landing_suffixes(spec: DatasetSpec) -> tuple[str, ...]:
+    """The names of a dataset's landing files end in its `file_suffix`, or (text formats) that
+    plus `.gz`; other files in its folder are not deliveries."""
+    return (
+        (spec.file_suffix,) if spec.reader == "parquet" else (spec.file_suffix, spec.file_suffix + COMPRESSED)
+    )
+
+
 def new_landing_files(ctx: RunContext, dataset: str) -> tuple[list[LandingFile], Known]:
     """Landing deliveries not yet in bronze: files bronze does not hold, and files rewritten
     since it ingested them (another size or modification time); with a backfill window
     (`ctx.window`), only those whose landing date it contains (files without a date in their
     path are not windowed). With them, what bronze holds (file key -> stamp)."""
     spec = ctx.catalog[dataset]
-    suffixes = (
-        (spec.file_suffix,) if spec.reader == "parquet" else (spec.file_suffix, spec.file_suffix + COMPRESSED)
-    )
     done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset))
-    listed = list_files(ctx.spark, ctx.landing_path(dataset), suffixes, known=done)
+    listed = list_files(ctx.spark, ctx.landing_path(dataset), landing_suffixes(spec), known=done)
     window = getattr(ctx, "window", None)
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]

@@ -10,6 +10,15 @@ records per micro-batch over all partitions. In `replay` mode landing files hold
 become the same record shape; from there on parsing (one pure function), the DQ gate and the sink
 are one code path.
 
+Replay files: only names ending in the dataset's `file_suffix` (or that plus `.gz`) are read,
+other files in the folder are left alone (logged). A record's timestamp is epoch milliseconds
+(Kafka's own form) or ISO 8601 text; anything else lands with the record in `_corrupt_record`.
+A line that is not a Kafka record lands as it is, its `_source_file` its replay file (a record's
+is `kafka://topic/partition/offset`). Replay files are append-only: the file source remembers a
+path, so a file rewritten after it was read is not read again; the step names it in its details
+(`redelivered_not_read`) and warns, at every run while it is there. The correction goes in a new
+file.
+
 Memory: a micro-batch is held (persisted) while it is judged and written, so its size bounds the
 step's memory. A byte budget keeps it the same at every scale (a file count does not: landing
 files grow with the data); more data makes more micro-batches, each a fixed cost, so time stays
@@ -45,10 +54,11 @@ from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.errors import StreamingQueryException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.bronze.audit import with_audit_columns
+from pipeline.bronze.ingest import landing_suffixes
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
@@ -59,7 +69,7 @@ from pipeline.lake import Lake, Txn
 from pipeline.lease import HeldLease, LeaseHeld, LeaseRecord, lease_for, stream_scope
 from pipeline.settings import KafkaSettings, SourceSettings
 from pipeline.step_result import StepResult
-from pipeline.storage import file_key, first_line, list_files, read_text
+from pipeline.storage import LandingFile, file_key, first_line, list_files, read_text
 
 log = logging.getLogger(__name__)
 
@@ -75,29 +85,59 @@ EVENT_SCHEMA = (
 EVENT_FIELDS = ("event_id", "event_type", "account_id", "user_id", "product_id", "event_ts", "properties")
 
 
-def replay_source(spark: SparkSession, location: str, conf: SourceSettings) -> DataFrame:
-    """Replay files -> Kafka record shape. A line that is not a Kafka record keeps its raw text."""
+# Spark's timestamp range (years 1 to 9999) in epoch milliseconds: past it timestamp_millis
+# overflows, which ANSI mode raises.
+_MILLIS_RANGE = (-62_135_596_800_000, 253_402_300_799_999)
+BAD_TIMESTAMP = "Kafka record timestamp is neither ISO 8601 nor epoch milliseconds"
+
+
+def replay_timestamp(text: Column) -> Column:
+    """A replay record's timestamp as written: epoch milliseconds (Kafka's own form, an integer)
+    or ISO 8601 text; null for anything else."""
+    millis = F.when(text.rlike(r"^-?[0-9]{1,18}$"), text.cast("long"))  # 18 digits: never overflows
+    return F.when(
+        text.rlike(r"^-?[0-9]+$"),
+        F.when(millis.between(*_MILLIS_RANGE), F.timestamp_millis(millis)),
+    ).otherwise(F.try_to_timestamp(text))
+
+
+def replay_glob(suffixes: tuple[str, ...]) -> str:
+    """The file source's `pathGlobFilter` for names ending in one of `suffixes`."""
+    return "*{" + ",".join(suffixes) + "}" if len(suffixes) > 1 else f"*{suffixes[0]}"
+
+
+def replay_source(
+    spark: SparkSession, location: str, conf: SourceSettings, suffixes: tuple[str, ...]
+) -> DataFrame:
+    """Replay files (names ending in one of `suffixes`) -> Kafka record shape. A line that is
+    not a Kafka record keeps its raw text and its replay file; so does a record whose timestamp
+    is neither epoch milliseconds nor ISO 8601 (its fields as read, as JSON)."""
     # Spark's file source takes one of the two limits, never both.
     limit = (
         ("maxBytesPerTrigger", conf.max_bytes_per_trigger)
         if conf.max_bytes_per_trigger
         else ("maxFilesPerTrigger", conf.max_files_per_trigger)
     )
-    lines = (
-        spark.readStream.schema(REPLAY_SCHEMA)
-        .option(*limit)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .json(location)
-    )
+    reader = spark.readStream.schema(REPLAY_SCHEMA).option(*limit)
+    if any(suffixes):
+        reader = reader.option("pathGlobFilter", replay_glob(suffixes))
+    lines = reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT).json(location)
+    # A number's text (JSON's reader keeps it as written in a string column) or a string.
+    timestamp = replay_timestamp(F.col("timestamp"))
+    bad_timestamp = F.col("timestamp").isNotNull() & timestamp.isNull()
+    fields = [c for c in lines.columns if c != CORRUPT]
     return lines.select(
         "topic",
         "partition",
         "offset",
-        F.try_to_timestamp("timestamp").alias("timestamp"),
+        timestamp.alias("timestamp"),
         "key",
         F.coalesce("value", CORRUPT).alias("value"),
-        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed Kafka replay record")).alias(ERROR),
+        F.coalesce(F.col(CORRUPT), F.when(bad_timestamp, F.to_json(F.struct(*fields)))).alias(CORRUPT),
+        F.when(F.col(CORRUPT).isNotNull(), F.lit("malformed Kafka replay record"))
+        .when(bad_timestamp, F.lit(BAD_TIMESTAMP))
+        .alias(ERROR),
+        F.col("_metadata.file_path").alias(SOURCE_FILE),
     )
 
 
@@ -121,18 +161,26 @@ def kafka_source(spark: SparkSession, conf: SourceSettings) -> DataFrame:
         "timestamp",
         F.col("key").cast("string").alias("key"),
         F.col("value").cast("string").alias("value"),
+        F.lit(None).cast("string").alias(CORRUPT),
         F.lit(None).cast("string").alias(ERROR),
+        F.lit(None).cast("string").alias(SOURCE_FILE),
     )
 
 
 def parse_kafka_records(records: DataFrame) -> DataFrame:
     """Kafka record shape -> bronze columns: Kafka coordinates, the raw value, the event fields
-    parsed as text, and the raw value again as `_corrupt_record` when it is not an event."""
+    parsed as text, and the raw value again as `_corrupt_record` when it is not an event.
+
+    The record shape: topic, partition, offset, timestamp, key, value (text), and what a replay
+    file tells beyond Kafka (null from the broker): `_corrupt_record`, the raw record when it
+    could not be read, `_parse_error`, why, and `_source_file`, its replay file. `_source_file`
+    is `kafka://topic/partition/offset`, or the replay file when the record has no coordinates."""
     event = F.from_json("value", EVENT_SCHEMA)
     with_event = records.withColumn("_event", event)
     any_field = reduce(operator.or_, [F.col(f"_event.{f}").isNotNull() for f in EVENT_FIELDS])
     not_an_event = F.col("_event").isNull() | ~any_field
     is_corrupt = F.col(ERROR).isNotNull() | F.col("value").isNull() | not_an_event
+    coordinates = F.col("topic").isNotNull() & F.col("partition").isNotNull() & F.col("offset").isNotNull()
     return with_event.select(
         "topic",
         "partition",
@@ -142,8 +190,12 @@ def parse_kafka_records(records: DataFrame) -> DataFrame:
         "key",
         "value",
         *[F.col(f"_event.{f}").alias(f) for f in EVENT_FIELDS],
-        F.format_string("kafka://%s/%d/%d", "topic", "partition", "offset").alias(SOURCE_FILE),
-        F.when(is_corrupt, F.col("value")).alias(CORRUPT),
+        F.when(coordinates, F.format_string("kafka://%s/%d/%d", "topic", "partition", "offset"))
+        .otherwise(
+            F.coalesce(SOURCE_FILE, F.format_string("kafka://%s/%s/%s", "topic", "partition", "offset"))
+        )
+        .alias(SOURCE_FILE),
+        F.when(is_corrupt, F.coalesce(CORRUPT, "value")).alias(CORRUPT),
         F.when(F.col(ERROR).isNotNull(), F.col(ERROR))
         .when(is_corrupt, F.lit("Kafka value is not a JSON event object"))
         .alias(ERROR),
@@ -240,20 +292,45 @@ def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> dict[
     return {int(p): int(o) for p, o in position.items()}
 
 
-def replayed_files(spark: SparkSession, checkpoint: str) -> set[str]:
-    """Every file the replay query has taken into a micro-batch (`file_key`s), from its file
-    source log: the newest `<n>.compact` (all entries up to batch n) and the batches after it."""
+def replayed_files(spark: SparkSession, checkpoint: str) -> dict[str, int]:
+    """Every file the replay query has taken into a micro-batch (`file_key`) with its modification
+    time then (epoch ms), from its file source log: the newest `<n>.compact` (all entries up to
+    batch n) and the batches after it."""
     entries = [f.uri.rsplit("/", 1)[-1] for f in list_files(spark, f"{checkpoint}/sources/0")]
     compacted = [int(e.removesuffix(".compact")) for e in entries if e.endswith(".compact")]
     since = max(compacted, default=-1)
     logs = [f"{since}.compact"] if compacted else []
     logs += sorted((e for e in entries if e.isdigit() and int(e) > since), key=int)
-    seen = set()
+    seen = {}
     for name in logs:
         for line in read_text(spark, f"{checkpoint}/sources/0/{name}").splitlines()[1:]:  # after "v1"
             if line.strip():
-                seen.add(file_key(json.loads(line)["path"]))
+                entry = json.loads(line)
+                seen[file_key(entry["path"])] = int(entry["timestamp"])
     return seen
+
+
+def replay_files(spark: SparkSession, location: str, suffixes: tuple[str, ...]) -> list[LandingFile]:
+    """The replay files under `location`: names ending in one of `suffixes`, what the query
+    reads; other files there are left alone (logged)."""
+    listed = list_files(spark, location)
+    files = [f for f in listed if f.path.endswith(suffixes)]
+    if len(files) < len(listed):
+        others = [f.path.rsplit("/", 1)[-1] for f in listed if f not in files]
+        log.info(
+            "%s: %d file(s) not read as replay files (names not ending in %s): %s",
+            location,
+            len(others),
+            " or ".join(suffixes),
+            ", ".join(others[:5]) + (" ..." if len(others) > 5 else ""),
+        )
+    return files
+
+
+def rewritten_replay_files(landing: list[LandingFile], replayed: dict[str, int]) -> list[LandingFile]:
+    """Replay files the query took whose modification time has changed since: the file source
+    remembers a path, so it never reads them again."""
+    return [f for f in landing if replayed.get(file_key(f.uri), f.modified_ms) != f.modified_ms]
 
 
 def caught_up(
@@ -262,6 +339,7 @@ def caught_up(
     checkpoint: str,
     location: str,
     asked: dict[str, Any] | None = None,
+    suffixes: tuple[str, ...] = ("",),
 ) -> bool:
     """Whether an available-now query would find nothing to read: its newest planned micro-batch
     is committed and the source holds nothing past it (kafka: no partition's latest offset beyond
@@ -269,7 +347,9 @@ def caught_up(
     and a few small reads, half of what starting the query to find out costs. Any doubt (no checkpoint
     yet, a batch planned but not committed, the broker not answering) says no: the query runs.
     Kafka: what it learnt goes into `asked` ("committed", "offsets"), for the lag of a step that
-    then has nothing to run (`consumer_lag`), so the broker is asked once."""
+    then has nothing to run (`consumer_lag`), so the broker is asked once. Replay: the files
+    (those ending in one of `suffixes`) and what the query took ("landing", "replayed"), for
+    `rewritten_replay_files`."""
     try:
         committed = _batch_ids(spark, f"{checkpoint}/commits")
         if not committed or _batch_ids(spark, f"{checkpoint}/offsets")[-1:] != committed[-1:]:
@@ -281,8 +361,10 @@ def caught_up(
             if asked is not None:
                 asked.update(committed=position, offsets=latest)
             return all(position.get(p, earliest) >= end for p, (earliest, end) in latest.items())
-        landing = list_files(spark, location)
-        seen = replayed_files(spark, checkpoint) if landing else set()
+        landing = replay_files(spark, location, suffixes)
+        seen = replayed_files(spark, checkpoint) if landing else {}
+        if asked is not None:
+            asked.update(landing=landing, replayed=seen)
         return all(file_key(f.uri) in seen for f in landing)
     except Exception as exc:  # noqa: BLE001 - the query itself says what is wrong
         log.info("%s: whether the stream has anything new not known (%s); the query runs", checkpoint, exc)
@@ -422,16 +504,18 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
             return consumer_lag(ctx.spark, conf.kafka, checkpoint, asked)
         return {}
 
-    if trigger == "available-now" and caught_up(
-        ctx.spark, conf, checkpoint, ctx.landing_path(dataset), asked
-    ):
+    location = ctx.landing_path(dataset)
+    suffixes = landing_suffixes(spec) if spec.file_suffix else ("",)
+    idle = trigger == "available-now" and caught_up(ctx.spark, conf, checkpoint, location, asked, suffixes)
+    unread = {} if conf.mode == "kafka" else _unread_rewrites(ctx, dataset, checkpoint, suffixes, asked)
+    if idle:
         log.info("bronze %s: nothing new since the micro-batch the checkpoint committed last", dataset)
     else:
         asked.clear()  # the query moves the committed offsets, and the broker's may move
         if conf.mode == "kafka":
             source = kafka_source(ctx.spark, conf)
         else:
-            source = replay_source(ctx.spark, ctx.landing_path(dataset), conf)
+            source = replay_source(ctx.spark, location, conf, suffixes)
         writer = (
             source.writeStream.queryName(f"bronze_{dataset}")
             .foreachBatch(sink)
@@ -454,8 +538,46 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
             NEWEST_KEY: sink.newest or recorded_newest(ctx.lake, table),
             **(gate.details() if gate else {}),
             **lag(),
+            **unread,
         },
     )
+
+
+# The file source log keeps a file's modification time, not its size.
+REWRITTEN_REASON = (
+    "rewritten since the stream read it (its modification time changed), not read again: "
+    "replay files are append-only; deliver the correction as a new file"
+)
+
+
+def _unread_rewrites(
+    ctx: RunContext, dataset: str, checkpoint: str, suffixes: tuple[str, ...], asked: dict[str, Any]
+) -> dict[str, Any]:
+    """Step details naming the replay files rewritten since the query read them (a correction
+    sent under the old name), which the file source will not read again (`redelivered_not_read`),
+    and a warning, at every run while the file is there. File sources ingest such a file again
+    (`redelivered`); the stream's file source remembers paths, and its Delta Txns key on
+    micro-batches, not files."""
+    try:
+        if "landing" in asked:  # caught_up listed them just now
+            landing, replayed = asked["landing"], asked["replayed"]
+        else:
+            landing = replay_files(ctx.spark, ctx.landing_path(dataset), suffixes)
+            replayed = replayed_files(ctx.spark, checkpoint) if landing else {}
+    except Exception as exc:  # noqa: BLE001 - a report on the landing folder must not fail the ingest
+        log.warning("bronze %s: rewritten replay files not looked for: %s", dataset, short_error(exc))
+        return {}
+    rewritten = rewritten_replay_files(landing, replayed)
+    if not rewritten:
+        return {}
+    log.warning(
+        "bronze %s: %d replay file(s) %s: %s",
+        dataset,
+        len(rewritten),
+        REWRITTEN_REASON,
+        ", ".join(f.uri for f in rewritten[:5]) + (" ..." if len(rewritten) > 5 else ""),
+    )
+    return {"redelivered_not_read": [{"path": f.uri, "reason": REWRITTEN_REASON} for f in rewritten]}
 
 
 def _run_query(dataset: str, writer: Any, sink: BronzeBatchWriter, lag: Callable[[], dict[str, Any]]) -> None:

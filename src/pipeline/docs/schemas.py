@@ -34,7 +34,7 @@ LAKE = "<lake>"
 AUDIT_TEXT = {
     "_ingestion_ts": "when the row was written to bronze",
     "_source_system": "the catalogue's `source_system` of the dataset",
-    "_source_file": "the landing file the record came from (Kafka: topic/partition/offset)",
+    "_source_file": "the landing file the record came from (Kafka: topic/partition/offset; a replay line without them: its replay file)",
     "_batch_id": "the ingestion batch (one batch is one Delta commit)",
     "_corrupt_record": "raw text of a record that could not be parsed, else null",
     "_parse_error": "why the record could not be parsed, else null",
