@@ -59,17 +59,45 @@ def _uri_path(path: str) -> str:
     return "".join(c if c in _URI_PATH_AS_IS else f"%{ord(c):02X}" for c in path)
 
 
+@dataclass(frozen=True)
+class Listing:
+    files: list[LandingFile]  # the new files, sorted
+    ignored: list[str]  # URIs of the files matching no suffix (hidden ones aside), sorted
+
+
 def list_files(
     spark: SparkSession,
     root: str,
     suffix: str | tuple[str, ...] = "",
     known: Mapping[str, Stamp | None] | None = None,
 ) -> list[LandingFile]:
-    """Every file below `root` ending in `suffix` (or one of them), sorted; hidden files (`_`,
-    `.`) skipped, and so are the files `known` (e.g. already ingested) holds by `file_key` with
-    their stamp (size, modification time) as it was ingested: a file whose stamp differs is
-    listed (a new delivery under the same path); a stamp of None matches any (the ingest did
-    not keep it).
+    """`list_landing(...).files`: the new files below `root`."""
+    return list_landing(spark, root, suffix, known).files
+
+
+def hidden(relative: str) -> bool:
+    """Whether a file at `relative` (below the listed root) is one Spark's own listing skips: a
+    folder or file name starting with `.`, or with `_` unless it holds `=` (a partition folder,
+    `_c=1`): a writer's `_temporary/` attempts, `.hidden/` folders, `_SUCCESS`; and a file still
+    being copied (`x._COPYING_`)."""
+    parts = relative.split("/")
+    return parts[-1].endswith("._COPYING_") or any(
+        p.startswith(".") or (p.startswith("_") and "=" not in p) for p in parts
+    )
+
+
+def list_landing(
+    spark: SparkSession,
+    root: str,
+    suffix: str | tuple[str, ...] = "",
+    known: Mapping[str, Stamp | None] | None = None,
+) -> Listing:
+    """Every file below `root` ending in `suffix` (or one of them, in any case: `.CSV` is a
+    `.csv`), sorted; hidden files skipped (`hidden`, by their path below `root`), and so are the
+    files `known` (e.g. already ingested) holds by `file_key` with their stamp (size,
+    modification time) as it was ingested: a file whose stamp differs is listed (a new delivery
+    under the same path); a stamp of None matches any (the ingest did not keep it). With them,
+    the files that match no suffix (`ignored`), so a misnamed delivery can be reported.
 
     The listing crosses from the JVM as one string of Hadoop paths (a round trip per file cost
     ~6 py4j calls: seconds per idle run). Each file's URI is Hadoop's `toUri()` spelling, the
@@ -78,11 +106,11 @@ def list_files(
     mismatch: every file is asked of Hadoop); a path with other characters is asked of Hadoop."""
     path, fs = _fs(spark, root)
     if not fs.exists(path):
-        return []
+        return Listing([], [])
     local = fs.getScheme() == "file"
     statuses, paths, names = (_local_files if local else _listed_files)(spark, fs, path)
     if not names:
-        return []
+        return Listing([], [])
     first = paths[0].toUri()
     # The path part of Path.toString() is the decoded URI path; what precedes it, in each form.
     text_prefix = names[0][: len(names[0]) - len(first.getPath())]
@@ -103,10 +131,16 @@ def list_files(
             first.toString(),
         )
         spelled_here = False
-    wanted = [
-        i for i, name in enumerate(names)
-        if not (base := name.rsplit("/", 1)[-1]).startswith(("_", ".")) and base.endswith(suffix)
-    ]  # fmt: skip
+    # Hidden is judged below the root (whose own folders may start with `_`), in the listing's
+    # spelling; a name outside that spelling is judged by its own name alone.
+    below = fs.makeQualified(path).toString().rstrip("/") + "/"
+
+    def relative(name: str) -> str:
+        return name[len(below) :] if name.startswith(below) else name.rsplit("/", 1)[-1]
+
+    suffixes = tuple(s.lower() for s in ((suffix,) if isinstance(suffix, str) else suffix))
+    shown = [i for i, name in enumerate(names) if not hidden(relative(name))]
+    wanted = [i for i in shown if names[i].lower().endswith(suffixes)]
     stamps = _stamps(spark, local, statuses, names, wanted)
     known = known or {}
     found = []
@@ -116,7 +150,20 @@ def list_files(
         if key in known and known[key] in (None, stamps[i]):
             continue
         found.append(LandingFile(spelled, names[i], *stamps[i]))
-    return sorted(found)
+    ignored = sorted(uri(i, names[i]) for i in sorted(set(shown) - set(wanted)))
+    return Listing(sorted(found), ignored)
+
+
+# Characters Hadoop's glob gives a meaning to, and its escape character (all legal in a file
+# name and an S3 key): Spark expands any path holding one as a pattern.
+_GLOB = re.compile(r"([\\\[\]{}*?])")
+
+
+def spark_path(path: str) -> str:
+    """A file's Hadoop path as Spark's readers are given it: each glob character escaped, so
+    the path names the file itself (`a[1].csv` as a pattern matches `a1.csv` and not itself;
+    `{a,b}` names two other files). Spark reports the file's own path in `_metadata.file_path`."""
+    return _GLOB.sub(r"\\\1", path)
 
 
 # FileStatus.toString()'s length and modification time (Hadoop 3: "...; length=N; replication=R;
@@ -284,6 +331,10 @@ def sha256(spark: SparkSession, location: str) -> str:
     jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
     digest = jvm.java.security.MessageDigest.getInstance("SHA-256")
     path, fs = _fs(spark, location)
+    if fs.getScheme() == "file":
+        # The bytes as they are: the local checksum layer would open `.<name>.crc` beside the
+        # file, a path Hadoop cannot even form for a name holding ':' (rejected for it).
+        fs = fs.getRawFileSystem()
     stream = jvm.java.security.DigestInputStream(fs.open(path), digest)
     try:
         jvm.org.apache.commons.io.IOUtils.consume(stream)

@@ -24,7 +24,7 @@ from pipeline.bronze.ingest import NEWEST, ingest_files, iso_from_micros, newest
 from pipeline.bronze.kafka import parse_kafka_records, replay_timestamp
 from pipeline.bronze.readers import LandingFormatError, check_parquet, csv_header, read_csv, read_fx_json
 from pipeline.catalog import Catalog, CsvOptions, DatasetSpec
-from pipeline.storage import list_files
+from pipeline.storage import file_key, list_files
 from tests.helpers import make_ctx
 
 CSV_SPEC = DatasetSpec(
@@ -694,3 +694,47 @@ def test_a_header_split_by_the_wrong_delimiter_is_refused_naming_the_file(spark,
     out = ingest_files(ctx, "crm_x")
     assert out.details["rejected_files"] == 1
     assert "'id,updated_at'" in out.details["rejected"][0]["reason"]
+
+
+def test_hostile_file_names_land_or_are_rejected_each_with_its_own_reason(spark, tmp_path, caplog):
+    """A ':' in a name (an ISO time) is rejected naming it and the fix, recorded with its
+    checksum, and its neighbours land; glob characters land under their own file's URI; a
+    writer's `_temporary/` attempt and a `.hidden/` folder are skipped; `.CSV` lands; a file
+    matching no suffix is named in the details and the log, not rejected."""
+    ctx, landing = csv_ctx(spark, tmp_path)
+    names = {
+        "a.csv": "1",
+        "b_2026-10-01T10:00:00.csv": "2",
+        "c[1].csv": "3",
+        "d_{a,b}.csv": "4",
+        "e*.csv": "5",
+        "F.CSV": "6",
+        "date=2026-10-01/g.csv": "7",
+        "_temporary/0/_temporary/attempt_1/t.csv": "8",
+        ".hidden/h.csv": "9",
+        "notes.txt": "10",
+    }
+    for name, i in names.items():
+        (landing / name).parent.mkdir(parents=True, exist_ok=True)
+        (landing / name).write_text(f"id,updated_at\n{i},2026-07-01T00:00:00Z\n")
+    uris = {f.path.rsplit("/", 1)[-1]: f.uri for f in list_files(spark, str(landing), ".csv")}
+    with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
+        first = ingest_files(ctx, "crm_x")
+    assert (first.rows_out, first.details["rejected_files"]) == (6, 1)
+    ((path, reason),) = [(r["path"], r["reason"]) for r in first.details["rejected"]]
+    colon = landing / "b_2026-10-01T10:00:00.csv"
+    assert path == uris[colon.name] and "holds ':'" in reason and "rename it" in reason
+    (row,) = ctx.lake.read(ctx.table_path("_ops", "rejected_files")).collect()
+    assert row["sha256"] == hashlib.sha256(colon.read_bytes()).hexdigest() and row["reason"] == reason
+    table = ctx.lake.read(ctx.table_path("bronze", "crm_x"))
+    landed = {r["id"]: r["_source_file"] for r in table.collect()}
+    expected = {"1": "a.csv", "3": "c[1].csv", "4": "d_{a,b}.csv", "5": "e*.csv", "6": "F.CSV", "7": "g.csv"}
+    assert {i: file_key(uri) for i, uri in landed.items()} == {
+        i: file_key(uris[name]) for i, name in expected.items()
+    }
+    assert first.details["ignored_files"] == 1 and first.details["ignored"][0].endswith("/notes.txt")
+    assert "crm_x: 1 landing file(s) match none of the dataset's suffixes" in caplog.text
+    assert "notes.txt" in caplog.text
+
+    again = ingest_files(ctx, "crm_x")  # the rejected file is left alone, nothing lands twice
+    assert (again.rows_out, again.details["new_files"], again.details["rejected_unchanged"]) == (0, 0, 1)

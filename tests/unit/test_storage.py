@@ -8,11 +8,25 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipeline import storage
-from pipeline.storage import file_key, list_files
+from pipeline.storage import file_key, list_files, list_landing, spark_path
 
 BUCKET = "lakehouse-storage-test"
-# A space, '%', '#', non-ASCII, characters a URI keeps as they are, and a plain name.
-NAMES = ["a b.csv", "100%.csv", "x#1.csv", "café_ü.csv", "k=v,+@-1.csv", "plain.csv", "date=2026-07-01/z.csv"]
+# A space, '%', '#', non-ASCII, characters a URI keeps as they are, glob characters, and a plain
+# name.
+NAMES = [
+    "a b.csv",
+    "100%.csv",
+    "x#1.csv",
+    "café_ü.csv",
+    "k=v,+@-1.csv",
+    "plain.csv",
+    "date=2026-07-01/z.csv",
+    "g[1].csv",
+    "g_{a,b}.csv",
+    "g*.csv",
+    "g?.csv",
+    "g\\x.csv",
+]
 
 
 def hadoop_uris(spark, root: str) -> dict[str, tuple[str, int, int]]:
@@ -47,6 +61,12 @@ def check_listing(spark, root: str) -> None:
         u: v for u, v in hadoop.items() if u.endswith(".csv") and "_hidden" not in u
     }
     assert {file_key(f.uri) for f in listed} == spark_keys(spark, root)
+    # Spark given the files' paths reads each file itself (glob characters escaped, not taken for
+    # a pattern), and reports it under the listing's key.
+    read = spark.read.text([spark_path(f.path) for f in listed]).select(F.col("_metadata.file_path"), "value")
+    assert {(file_key(r[0]), r[1]) for r in read.collect()} == {
+        (file_key(f.uri), f.path.split(root.rstrip("/") + "/", 1)[-1]) for f in listed
+    }
     # A known file is left out: what the ledger holds is not listed as new again.
     known = {file_key(f.uri): f.stamp for f in listed if "#" in f.path or "%" in f.path}
     again = list_files(spark, root, ".csv", known)
@@ -110,3 +130,54 @@ def test_a_newline_in_a_name_still_lists_every_file_in_hadoop_spelling(spark, tm
     listed = list_files(spark, str(tmp_path), ".csv")
     hadoop = hadoop_uris(spark, str(tmp_path))
     assert {f.uri: (f.path, *f.stamp) for f in listed} == hadoop
+
+
+# Below the listed root: True, listed; False, matching no suffix (reported); None, hidden.
+TREE = {
+    "a.csv": True,
+    "B.CSV": True,
+    "c.Csv.GZ": True,
+    "date=2026-10-01/d.csv": True,
+    "event_date=__HIVE_DEFAULT_PARTITION__/e.csv": True,
+    "_c=1/f.csv": True,
+    "_temporary/0/_temporary/attempt_1/t.csv": None,
+    ".hidden/h.csv": None,
+    "sub/.x/y.csv": None,
+    "_x.csv": None,
+    "g.csv._COPYING_": None,
+    "README.txt": False,
+    "x.csv.tmp": False,
+    "sub/notes.md": False,
+}
+
+
+def check_tree(spark, root: str) -> None:
+    listing = list_landing(spark, root, (".csv", ".csv.gz"))
+    assert sorted(f.uri.split("/landing/", 1)[1] for f in listing.files) == sorted(
+        n for n, shown in TREE.items() if shown
+    )
+    assert sorted(u.split("/landing/", 1)[1] for u in listing.ignored) == sorted(
+        n for n, shown in TREE.items() if shown is False
+    )
+    assert list_files(spark, root, (".csv", ".csv.gz")) == listing.files
+
+
+def test_hidden_folders_are_skipped_and_a_suffix_matches_in_any_case_in_a_folder(spark, tmp_path):
+    """A writer's `_temporary/` attempt and a `.hidden/` folder are skipped as `_x.csv` is, below
+    the listed root (whose own folders may start with `_`); partition folders are read; `.CSV` is
+    a `.csv`; what matches no suffix is named, not dropped without a word."""
+    root = tmp_path / "_lake" / "landing"
+    for name in TREE:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+    check_tree(spark, str(root))
+
+
+def test_hidden_folders_are_skipped_and_a_suffix_matches_in_any_case_in_a_bucket(spark, s3_endpoint):
+    bucket = f"{BUCKET}-tree"
+    s3_endpoint.create_bucket(bucket)
+    client = s3_endpoint.client()
+    for name in TREE:
+        client.put_object(Bucket=bucket, Key=f"_tree/landing/{name}", Body=b"x\n")
+    s3_endpoint.configure_spark(spark, bucket)
+    check_tree(spark, f"s3a://{bucket}/_tree/landing")

@@ -42,7 +42,7 @@ from pipeline.driver.retry import explain, is_transient
 from pipeline.freshness import NEWEST_KEY, arrival_micros, recorded_newest, table_newest
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
-from pipeline.storage import LandingFile, file_key, list_files
+from pipeline.storage import LandingFile, file_key, list_landing
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ _DAY_MICROS = 86_400_000_000  # how far past its arrival a batch's data time may
 TXN_APP = "bronze-landing-files"  # Txn app id of bronze file commits (one sequence per table)
 # Landing files may come gzip-compressed (Spark decompresses by extension), except Parquet.
 COMPRESSED = ".gz"
+IGNORED_SHOWN = 20  # files matching no suffix named in the step's details (all are counted)
 
 
 def ledger(ctx: RunContext) -> Ledger:
@@ -78,25 +79,27 @@ def landing_date(uri: str) -> date | None:
 
 
 def landing_suffixes(spec: DatasetSpec) -> tuple[str, ...]:
-    """The names of a dataset's landing files end in its `file_suffix`, or (text formats) that
-    plus `.gz`; other files in its folder are not deliveries."""
-    return (
-        (spec.file_suffix,) if spec.reader == "parquet" else (spec.file_suffix, spec.file_suffix + COMPRESSED)
-    )
+    """The file suffixes of a dataset's landing files: its `file_suffix`, and (text formats)
+    that plus `.gz`; other files in its folder are not deliveries."""
+    if spec.reader == "parquet":
+        return (spec.file_suffix,)
+    return (spec.file_suffix, spec.file_suffix + COMPRESSED)
 
 
-def new_landing_files(ctx: RunContext, dataset: str) -> tuple[list[LandingFile], Known]:
+def new_landing_files(ctx: RunContext, dataset: str) -> tuple[list[LandingFile], Known, list[str]]:
     """Landing deliveries not yet in bronze: files bronze does not hold, and files rewritten
     since it ingested them (another size or modification time); with a backfill window
     (`ctx.window`), only those whose landing date it contains (files without a date in their
-    path are not windowed). With them, what bronze holds (file key -> stamp)."""
-    spec = ctx.catalog[dataset]
+    path are not windowed). With them, what bronze holds (file key -> stamp), and the URIs of
+    the files in the dataset's folder that match none of its suffixes (not hidden ones)."""
     done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset))
-    listed = list_files(ctx.spark, ctx.landing_path(dataset), landing_suffixes(spec), known=done)
-    window = getattr(ctx, "window", None)
+    listing = list_landing(
+        ctx.spark, ctx.landing_path(dataset), landing_suffixes(ctx.catalog[dataset]), known=done
+    )
+    listed, window = listing.files, getattr(ctx, "window", None)
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
-    return listed, done
+    return listed, done, listing.ignored
 
 
 def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:
@@ -177,10 +180,23 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     exists = ctx.lake.exists(table)
     done = ctx.lake.transaction_version(table, TXN_APP) if exists else None
     txn = Txn(TXN_APP, (done or 0) + 1)
-    listed, done = new_landing_files(ctx, dataset)
+    listed, done, ignored = new_landing_files(ctx, dataset)
     skipped = rejected_files(ctx).unchanged(dataset, listed)
     files = [f for f in listed if f not in skipped]
     details: dict = {"table": table, "new_files": len(files), "rejected_files": 0, "rejected": []}
+    if ignored:
+        # Not a rejection (a README beside the exports is no failed delivery), but a misnamed
+        # one (`.txt`, `.csv.tmp`) must not vanish without a word: named every run it is there.
+        log.warning(
+            "%s: %d landing file(s) match none of the dataset's suffixes (%s) and are not read: %s; "
+            "rename a delivery to one of them, or move what is no delivery out of %s",
+            dataset,
+            len(ignored),
+            ", ".join(landing_suffixes(spec)),
+            ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else ""),
+            root,
+        )
+        details.update(ignored_files=len(ignored), ignored=ignored[:IGNORED_SHOWN])
     if redelivered := [f for f in files if file_key(f.uri) in done]:
         # A correction sent under the old name: its rows land beside the first delivery's.
         log.warning(

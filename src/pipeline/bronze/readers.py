@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
-from pipeline.storage import LandingFile, first_bytes, head_and_first_line, head_and_tail
+from pipeline.storage import LandingFile, first_bytes, head_and_first_line, head_and_tail, spark_path
 
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
@@ -123,7 +123,7 @@ def _not_text(head: bytes, uri: str, spec: DatasetSpec) -> str | None:
     suffix = spec.file_suffix or ".csv"
     for signature, what, fix in NOT_TEXT:
         if head.startswith(signature):
-            if uri.endswith(".gz"):  # already decompressed once by its name
+            if uri.lower().endswith(".gz"):  # already decompressed once by its name (in any case)
                 return f"not a CSV file: {what} inside a .gz file; compress the CSV text once, as gzip"
             return f"not a CSV file: {what} under a {suffix} name; {fix.format(suffix=suffix)}"
     pairs = head[: len(head) // 2 * 2]
@@ -167,7 +167,7 @@ def read_csv(
         if header is not None:  # a 0-byte export holds no records
             folded = tuple(c.lower() for c in header)
             spelling.setdefault(folded, header)
-            by_header[folded].append(f.path)
+            by_header[folded].append(spark_path(f.path))
     frames = []
     for folded, paths in sorted(by_header.items()):
         header = spelling[folded]  # the schema names the fields by position; the header line is skipped
@@ -256,7 +256,7 @@ def read_parquet(
     df = (
         spark.read.option("mergeSchema", "true")
         .option("basePath", landing_root)  # keeps partition folders (event_date=...) as columns
-        .parquet(*[f.path for f in files])
+        .parquet(*[spark_path(f.path) for f in files])
     )
     return (
         df.withColumn(SOURCE_FILE, _file_uri())
@@ -348,7 +348,7 @@ def read_fx_json(
     stay strings so a vendor's "N/A" reaches silver's quarantine instead of vanishing here."""
     if not files:
         return _union(spark, [])
-    raw = spark.read.text([f.path for f in files], wholetext=True).select(
+    raw = spark.read.text([spark_path(f.path) for f in files], wholetext=True).select(
         F.col("value").alias("_raw"), _file_uri().alias(SOURCE_FILE)
     )
     parsed = raw.withColumn("_doc", F.udf(parse_fx_document, FX_DOCUMENT)("_raw"))

@@ -1,11 +1,11 @@
 """Landing files bronze cannot read: found, named and set aside, so their neighbours land.
 
-A file is rejected by a cheap check before the batch read (Parquet magic numbers and footer
-length, a plausible CSV header), or, when the batch read still fails, by reading each file on
-its own (only then) and setting aside those that fail with a non-transient error, or, when the
-batch (or, on a failed read, a file of it) holds a column with another type than the bronze
-table's, by comparing each file's schema with the table's. Each rejection
-goes to the Delta table `<lake>/_ops/rejected_files` with the dataset, path, size, SHA-256 of the
+A file is rejected by a cheap check before the batch read (a name Hadoop cannot hold, Parquet
+magic numbers and footer length, a plausible CSV header), or, when the batch read still fails,
+by reading each file on its own (only then) and setting aside those that fail with a
+non-transient error, or, when the batch (or, on a failed read, a file of it) holds a column with
+another type than the bronze table's, by comparing each file's schema with the table's. Each
+rejection goes to the Delta table `<lake>/_ops/rejected_files` with the dataset, path, size, SHA-256 of the
 bytes, the root cause, the run and batch, and the time. A later run skips a rejected file while
 its checksum is unchanged, and retries it once it changed (same path, new bytes).
 """
@@ -13,6 +13,7 @@ its checksum is unchanged, and retries it once it changed (same path, new bytes)
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,15 +54,38 @@ def reason_of(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LandingFormatError) else explain(exc, 500).cause
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")  # scheme and authority of a path
+
+
+def unnamable(spec: DatasetSpec, f: LandingFile) -> str | None:
+    """Why Hadoop cannot name the file, or None: a ':' in a folder or file name (an ISO time,
+    `T10:00:00`) is taken for a URI scheme wherever Hadoop joins a name to its folder (Spark's
+    read, the `.crc` beside a local file), so the file cannot be read at all."""
+    names = _SCHEME.sub("", f.path).split("/")
+    odd = next((n for n in names if ":" in n), None)
+    if odd is None:
+        return None
+    return (
+        f"{spec.name}: {f.uri}: the name {odd!r} holds ':', which a Hadoop path cannot hold "
+        "(Spark cannot read the file); rename it without ':' (e.g. 10-00-00 for a time of day)"
+    )
+
+
 def precheck(
     spark: SparkSession, spec: DatasetSpec, files: list[LandingFile], known: frozenset[str]
 ) -> tuple[list[LandingFile], list[Rejection]]:
-    """(readable-looking files, rejections) by the reader's cheap per-file check."""
+    """(readable-looking files, rejections) by the file's name (`unnamable`) and the reader's
+    cheap per-file check."""
     check = CHECKS.get(spec.reader)
-    if check is None:
-        return files, []
     good, rejected = [], []
     for f in files:
+        why = unnamable(spec, f)
+        if why:
+            rejected.append(Rejection(f, why))
+            continue
+        if check is None:
+            good.append(f)
+            continue
         try:
             check(spark, f, spec, known)
         except Exception as exc:
