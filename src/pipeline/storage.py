@@ -40,6 +40,15 @@ def file_key(uri: str) -> str:
     return uri
 
 
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")  # a URI's scheme and authority
+
+
+def path_part(location: str) -> str:
+    """A location's path without scheme and authority: `file:/a/b`, `file:///a/b`,
+    `s3a://bucket/a/b` and `/a/b` are all `/a/b`."""
+    return "/" + _SCHEME.sub("", location).lstrip("/")
+
+
 def _java(spark: SparkSession, name: str) -> JavaClass:
     """A JVM class by its full name: `jvm.a.b.C` costs a py4j round trip per name segment."""
     return JavaClass(name, spark.sparkContext._gateway._gateway_client)  # type: ignore[union-attr]

@@ -738,3 +738,156 @@ def test_hostile_file_names_land_or_are_rejected_each_with_its_own_reason(spark,
 
     again = ingest_files(ctx, "crm_x")  # the rejected file is left alone, nothing lands twice
     assert (again.rows_out, again.details["new_files"], again.details["rejected_unchanged"]) == (0, 0, 1)
+
+
+# -- Parquet unloads ---------------------------------------------------------------------------
+
+ORDER_TS = datetime(2026, 7, 1, 9, 0)
+
+
+def order_table(order_id: str, amount_type=None, amount=None):
+    """One order as Snowflake unloads it (the generator's schema), `amount` typed as given."""
+    import decimal
+
+    import pyarrow as pa
+
+    amount_type = amount_type or pa.decimal128(18, 2)
+    ts = pa.timestamp("us", "UTC")
+    schema = pa.schema(
+        [
+            ("order_id", pa.string()),
+            ("account_id", pa.string()),
+            ("order_ts", ts),
+            ("status", pa.string()),
+            ("currency", pa.string()),
+            ("amount", amount_type),
+            ("updated_at", ts),
+        ]
+    )
+    row = dict(
+        order_id=order_id,
+        account_id="ACC-000001",
+        order_ts=ORDER_TS,
+        status="placed",
+        currency="USD",
+        amount=decimal.Decimal("10.00") if amount is None else amount,
+        updated_at=ORDER_TS,
+    )
+    return pa.Table.from_pylist([row], schema)
+
+
+def parquet_ctx(spark, tmp_path, dataset="snowflake_orders"):
+    """A context on a fresh lake with the repo's catalogue and contracts, and `dataset`'s landing."""
+    ctx = make_ctx(spark, tmp_path / "lake")
+    landing = Path(ctx.landing_path(dataset))
+    landing.mkdir(parents=True)
+    return ctx, landing
+
+
+def put_parquet(landing: Path, relative: str, table) -> None:
+    import pyarrow.parquet as pq
+
+    (landing / relative).parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, landing / relative)
+
+
+def bronze_rows(ctx, dataset, *columns):
+    return sorted(
+        tuple(r) for r in ctx.lake.read(ctx.table_path("bronze", dataset)).select(*columns).collect()
+    )
+
+
+@pytest.mark.parametrize("first_load", [True, False])
+def test_a_parquet_file_outside_the_partition_folders_lands_with_a_null_partition(
+    spark, tmp_path, first_load
+):
+    ctx, landing = parquet_ctx(spark, tmp_path)
+    if not first_load:
+        put_parquet(landing, "date=2026-07-01/data_0.parquet", order_table("ORD-0000001"))
+        assert ingest_files(ctx, "snowflake_orders").rows_out == 1
+    put_parquet(landing, "date=2026-07-02/data_0.parquet", order_table("ORD-0000002"))
+    put_parquet(landing, "date=2026-07-02/retry/data_0.parquet", order_table("ORD-0000003"))
+    put_parquet(landing, "loose_orders.parquet", order_table("ORD-0000004"))
+    result = ingest_files(ctx, "snowflake_orders")
+    assert (result.rows_out, result.details["empty_files"], result.details["rejected_files"]) == (3, 0, 0)
+    rows = bronze_rows(ctx, "snowflake_orders", "order_id", "date")
+    assert rows[-3:] == [
+        ("ORD-0000002", date(2026, 7, 2)),
+        ("ORD-0000003", date(2026, 7, 2)),
+        ("ORD-0000004", None),
+    ]
+
+
+def test_a_behaviour_unload_file_outside_its_event_date_folders_lands_in_the_null_partition(spark, tmp_path):
+    import pyarrow as pa
+
+    ctx, landing = parquet_ctx(spark, tmp_path, "redshift_behavior")
+    ts = pa.timestamp("us", "UTC")
+
+    def event(i):
+        row = dict(event_id=f"e{i}", user_id="u", event_type="click", event_ts=ORDER_TS, loaded_at=ORDER_TS)
+        schema = pa.schema(
+            [("event_id", pa.string()), ("user_id", pa.string()), ("event_type", pa.string())]
+            + [("event_ts", ts), ("loaded_at", ts)]
+        )
+        return pa.Table.from_pylist([row], schema)
+
+    put_parquet(landing, "event_date=2026-07-01/0000_part_00.parquet", event(1))
+    put_parquet(landing, "0000_part_00.parquet", event(2))
+    result = ingest_files(ctx, "redshift_behavior")
+    assert (result.rows_out, result.details["empty_files"]) == (2, 0)
+    assert bronze_rows(ctx, "redshift_behavior", "event_id", "event_date") == [
+        ("e1", date(2026, 7, 1)),
+        ("e2", None),
+    ]
+
+
+def test_a_file_the_batch_read_returns_no_rows_of_is_rejected_not_recorded_as_empty(
+    spark, tmp_path, monkeypatch
+):
+    from pipeline.bronze import ingest
+
+    ctx, landing = parquet_ctx(spark, tmp_path)
+    put_parquet(landing, "date=2026-07-01/a.parquet", order_table("ORD-0000001"))
+    put_parquet(landing, "date=2026-07-01/b.parquet", order_table("ORD-0000002"))
+    reader = ingest.READERS["parquet"]
+
+    def losing(spark, files, spec, root):  # a reader that leaves b.parquet's rows out
+        df = reader(spark, files, spec, root)
+        return df.filter(~F.col("_source_file").endswith("/b.parquet")) if len(files) > 1 else df
+
+    monkeypatch.setitem(ingest.READERS, "parquet", losing)
+    result = ingest_files(ctx, "snowflake_orders")
+    assert (result.rows_out, result.details["empty_files"], result.details["rejected_files"]) == (1, 0, 1)
+    ((path, reason),) = [(r["path"], r["reason"]) for r in result.details["rejected"]]
+    assert path.endswith("/b.parquet") and "holds 1 row(s) but the batch read" in reason
+    done = ingest.ledger(ctx).ingested("snowflake_orders", ctx.table_path("bronze", "snowflake_orders"))
+    assert [k.rsplit("/", 1)[-1] for k in done] == ["a.parquet"]
+
+
+def test_a_first_parquet_load_sets_aside_files_typed_against_the_contract_or_most_files(spark, tmp_path):
+    import pyarrow as pa
+
+    ctx, landing = parquet_ctx(spark, tmp_path)
+    day = "date=2026-07-01"
+    put_parquet(landing, f"{day}/good.parquet", order_table("ORD-0000001"))
+    put_parquet(landing, f"{day}/float.parquet", order_table("ORD-0000002", pa.float64(), 10.0))
+    put_parquet(landing, f"{day}/wide.parquet", order_table("ORD-0000003", pa.decimal128(38, 2)))
+    # a column no contract types: most files hold it as text
+    for name, values in (("c1", pa.array(["web"])), ("c2", pa.array(["app"])), ("c3", pa.array([7]))):
+        table = order_table(f"ORD-000001{name[1:]}").append_column("channel", values)
+        put_parquet(landing, f"{day}/channel_{name}.parquet", table)
+    result = ingest_files(ctx, "snowflake_orders")
+    reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in result.details["rejected"]}
+    assert sorted(reasons) == ["channel_c3.parquet", "float.parquet", "wide.parquet"]
+    assert "`amount` is double here, decimal(18,2) in the contract orders" in reasons["float.parquet"]
+    assert "`amount` is decimal(38,2) here, decimal(18,2) in the contract orders" in reasons["wide.parquet"]
+    assert (
+        "`channel` is bigint here, string in most files of this first load" in reasons["channel_c3.parquet"]
+    )
+    assert result.rows_out == 3
+    schema = ctx.lake.read(ctx.table_path("bronze", "snowflake_orders")).schema
+    assert (schema["amount"].dataType.simpleString(), schema["channel"].dataType.simpleString()) == (
+        "decimal(18,2)",
+        "string",
+    )

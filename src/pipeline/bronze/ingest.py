@@ -34,8 +34,18 @@ from pipeline.bronze.ledger import (
     Ledger,
     lost_commit_race,
 )
-from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE
-from pipeline.bronze.rejected import RejectedFiles, Rejection, precheck, probe, retyped, type_conflicts
+from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE, TYPED_READERS
+from pipeline.bronze.rejected import (
+    RejectedFiles,
+    Rejection,
+    first_load_reference,
+    precheck,
+    probe,
+    retyped,
+    struct_of,
+    type_conflicts,
+    unread,
+)
 from pipeline.catalog import DatasetSpec
 from pipeline.context import RunContext
 from pipeline.driver.retry import explain, is_transient
@@ -149,15 +159,25 @@ def iso_from_micros(micros: int | None) -> str | None:
     return (_EPOCH + timedelta(microseconds=micros)).isoformat()
 
 
+def contract_types(ctx: RunContext, dataset: str) -> dict[str, str]:
+    """{bronze column: SQL type} the dataset's contracts read (empty when it has no contract;
+    the first contract's type where two read one column)."""
+    types: dict[str, str] = {}
+    for contract in ctx.contracts.values():
+        if contract.source == dataset:
+            for c in contract.read_columns:
+                types.setdefault(c.source_column, c.type)
+    return types
+
+
 def contract_columns(ctx: RunContext, dataset: str) -> frozenset[str]:
     """The bronze columns the dataset's contracts read (empty when it has no contract): a CSV
     header must name at least one of them."""
-    return frozenset(
-        c.source or c.name
-        for contract in ctx.contracts.values()
-        if contract.source == dataset
-        for c in contract.read_columns
-    )
+    return frozenset(contract_types(ctx, dataset))
+
+
+def contract_names(ctx: RunContext, dataset: str) -> str:
+    return ", ".join(sorted(c.name for c in ctx.contracts.values() if c.source == dataset))
 
 
 def ingest_files(ctx: RunContext, dataset: str) -> StepResult:
@@ -244,12 +264,27 @@ def _read_setting_aside(
     """(batch, stats, the files in it): the files read as one batch, less those set aside (added
     to `rejections`): a file that fails on its own, else ones whose column types differ from
     bronze's (`held`; files of one batch disagreeing on a column's type fail the read together),
-    again until the batch reads and matches bronze. (None, None, []) when no file is left."""
+    again until the batch reads and matches bronze, and files the batch read returned no row of
+    while they hold rows. (None, None, []) when no file is left.
+
+    A first load (no bronze table) of a reader that keeps the source's types (Parquet) is held
+    to the contract's types and, for the columns it does not type, to most files' types: the
+    table it creates is what later loads are held to, and silver fails on a typed column of
+    another type than the contract's."""
     spec = ctx.catalog[dataset]
     root, table = ctx.landing_path(dataset), ctx.table_path("bronze", dataset)
+    first_load = held is None and spec.reader in TYPED_READERS
+    typed = contract_types(ctx, dataset) if first_load else {}
+    # What a batch that read is checked against: bronze's types, else the contract's.
+    reference = held if held is not None else struct_of(ctx.spark, typed)
 
     def retyped_files() -> list[Rejection]:
-        return retyped(ctx.spark, spec, files, root, held, table) if held is not None else []
+        if held is not None:
+            return retyped(ctx.spark, spec, files, root, held, table)
+        if not first_load:
+            return []
+        types, where = first_load_reference(ctx.spark, spec, files, root, typed, contract_names(ctx, dataset))
+        return retyped(ctx.spark, spec, files, root, types, f"first load of {table}", where)
 
     while files:
         try:
@@ -264,9 +299,12 @@ def _read_setting_aside(
                 "%s: batch read failed (%s); %d file(s) set aside", dataset, explain(exc).cause, len(bad)
             )
         else:
-            if held is None or not type_conflicts(held, batch.schema) or not (bad := retyped_files()):
+            if type_conflicts(reference, batch.schema) and (bad := retyped_files()):
+                log.warning("%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad))
+            elif bad := unread(ctx.spark, spec, files, root, stats.rows_per_file):
+                log.error("%s: %d file(s) with rows the batch read left out", dataset, len(bad))
+            else:
                 return batch, stats, files
-            log.warning("%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad))
             batch.unpersist()
         rejections += bad
         files = [f for f in files if f not in {r.file for r in bad}]

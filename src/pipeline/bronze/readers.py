@@ -18,12 +18,21 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
-from pipeline.storage import LandingFile, first_bytes, head_and_first_line, head_and_tail, spark_path
+from pipeline.storage import (
+    LandingFile,
+    first_bytes,
+    head_and_first_line,
+    head_and_tail,
+    path_part,
+    spark_path,
+)
 
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
 SOURCE_FILE = "_source_file"
 PARQUET_MAGIC = b"PAR1"
+# Readers whose columns keep the source's types (the others' are text or fixed by the reader).
+TYPED_READERS = frozenset({"parquet"})
 
 Reader = Callable[[SparkSession, list[LandingFile], DatasetSpec, str], DataFrame]
 
@@ -249,20 +258,44 @@ def check_parquet(spark: SparkSession, f: LandingFile, spec: DatasetSpec) -> Non
 def read_parquet(
     spark: SparkSession, files: list[LandingFile], spec: DatasetSpec, landing_root: str
 ) -> DataFrame:
-    """Snowflake / Redshift unloads. mergeSchema takes added columns; a changed type fails the
-    read with Spark's message, which names the column."""
-    if not files:
-        return _union(spark, [])
-    df = (
+    """Snowflake / Redshift unloads. mergeSchema takes added columns; a file with a column of
+    another type than bronze's (on a first load, the contract's) is rejected naming it.
+    Partition folders (`date=...`, `event_date=...`) become columns; files are read in groups
+    of one folder layout, so a file outside the partition folders (at the dataset root) lands
+    with null partition columns: read with the others, Spark's partition discovery would
+    silently skip it."""
+    groups: dict[tuple[str, ...], list[LandingFile]] = defaultdict(list)
+    for f in files:
+        groups[partition_columns(f.path, landing_root)].append(f)
+    frames = [
         spark.read.option("mergeSchema", "true")
         .option("basePath", landing_root)  # keeps partition folders (event_date=...) as columns
-        .parquet(*[spark_path(f.path) for f in files])
-    )
-    return (
-        df.withColumn(SOURCE_FILE, _file_uri())
+        .parquet(*[spark_path(f.path) for f in group])
+        .withColumn(SOURCE_FILE, _file_uri())  # _metadata is the file scan's: before the union
         .withColumn(CORRUPT, F.lit(None).cast("string"))
         .withColumn(ERROR, F.lit(None).cast("string"))
-    )
+        for _, group in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))  # main layout first
+    ]
+    return _union(spark, frames)
+
+
+def partition_columns(path: str, landing_root: str) -> tuple[str, ...]:
+    """The partition columns Spark's discovery finds in a file's folders below `landing_root`,
+    by its rule: `name=value` folders upwards from the file, up to the first other folder above
+    one of them (`date=2026-07-01/retry/x.parquet`: date). Spark's discovery keeps one layout:
+    a file whose folders name none, read beside files whose folders do, is left out, unread."""
+    root = path_part(landing_root).rstrip("/") + "/"
+    path = path_part(path)
+    if not path.startswith(root):
+        return ()
+    columns: list[str] = []
+    for folder in reversed(path[len(root) :].split("/")[:-1]):
+        name, sep, _ = folder.partition("=")
+        if sep and name:
+            columns.append(name)
+        elif columns:
+            break
+    return tuple(reversed(columns))
 
 
 # One vendor document as the UDF below returns it: values are the literal text the vendor wrote.

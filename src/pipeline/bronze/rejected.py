@@ -13,21 +13,21 @@ its checksum is unchanged, and retries it once it changed (same path, new bytes)
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructType
+from pyspark.sql.types import DataType, StructField, StructType
 
 from pipeline.bronze.readers import READERS, LandingFormatError, check_parquet, csv_header
 from pipeline.catalog import DatasetSpec
 from pipeline.driver.retry import explain, is_transient
 from pipeline.lake import Lake
 from pipeline.spark import driver_rows
-from pipeline.storage import LandingFile, file_key, sha256
+from pipeline.storage import LandingFile, file_key, path_part, sha256
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,11 @@ def reason_of(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, LandingFormatError) else explain(exc, 500).cause
 
 
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:(//[^/]*)?")  # scheme and authority of a path
-
-
 def unnamable(spec: DatasetSpec, f: LandingFile) -> str | None:
     """Why Hadoop cannot name the file, or None: a ':' in a folder or file name (an ISO time,
     `T10:00:00`) is taken for a URI scheme wherever Hadoop joins a name to its folder (Spark's
     read, the `.crc` beside a local file), so the file cannot be read at all."""
-    names = _SCHEME.sub("", f.path).split("/")
+    names = path_part(f.path).split("/")
     odd = next((n for n in names if ":" in n), None)
     if odd is None:
         return None
@@ -131,23 +128,92 @@ def retyped(
     landing_root: str,
     table: StructType,
     table_path: str,
+    where: Mapping[str, str] | None = None,
 ) -> list[Rejection]:
     """The files holding a column with another type than bronze's (a changed export: an amount
     as text, a timestamp as epoch seconds). Bronze keeps one type per column: delta-spark would
     fail the commit, delta-rs would cast the values (epoch seconds read as microseconds), and
-    either way every run would meet the file again. Each file's schema alone (its footer)."""
+    either way every run would meet the file again. Each file's schema alone (its footer).
+    Before bronze has a table, `table` is the reference the first load is held to, and `where`
+    says where each column's type comes from (lower-case name -> "the contract orders", ...)."""
+    where = where or {}
     bad = []
     for f in files:
         conflicts = type_conflicts(table, READERS[spec.reader](spark, [f], spec, landing_root).schema)
         if conflicts:
             shown = ", ".join(
-                f"`{c}` is {got} here, {want} in bronze" for c, (got, want) in conflicts.items()
+                f"`{c}` is {got} here, {want} in {where.get(c.lower(), 'bronze')}"
+                for c, (got, want) in conflicts.items()
             )
             bad.append(
                 Rejection(
                     f,
-                    f"column type changed: {shown} ({table_path}); re-deliver the file with bronze's types "
+                    f"column type changed: {shown} ({table_path}); re-deliver the file with those types "
                     "(an export whose types changed), it is retried once its bytes change",
+                )
+            )
+    return bad
+
+
+def struct_of(spark: SparkSession, types: Mapping[str, str]) -> StructType:
+    """{column: SQL type} as a schema (empty for none)."""
+    if not types:
+        return StructType()
+    return driver_rows(spark, [], ", ".join(f"`{c}` {t}" for c, t in types.items())).schema
+
+
+def first_load_reference(
+    spark: SparkSession,
+    spec: DatasetSpec,
+    files: list[LandingFile],
+    landing_root: str,
+    contract: Mapping[str, str],
+    contract_name: str,
+) -> tuple[StructType, dict[str, str]]:
+    """(reference schema, where each column's type comes from) for a first load, which has no
+    bronze types to be held to: the contract's type of each column it types (`contract`: source
+    column -> SQL type; silver fails on a typed column of another type), else the type most
+    files hold (the first file's, in path order, on a tie). Each file's schema alone."""
+    seen: dict[str, Counter[DataType]] = defaultdict(Counter)
+    names: dict[str, str] = {}
+    for f in files:
+        for field in READERS[spec.reader](spark, [f], spec, landing_root).schema.fields:
+            seen[field.name.lower()][field.dataType] += 1
+            names.setdefault(field.name.lower(), field.name)
+    typed = {c.lower(): c for c in contract}
+    held = struct_of(spark, contract)
+    fields = [f for f in held.fields if f.name.lower() in seen]
+    fields += [
+        StructField(names[c], counts.most_common(1)[0][0]) for c, counts in seen.items() if c not in typed
+    ]
+    where = {c: f"the contract {contract_name}" for c in typed}
+    where.update({c: "most files of this first load" for c in seen if c not in typed})
+    return StructType(fields), where
+
+
+def unread(
+    spark: SparkSession,
+    spec: DatasetSpec,
+    files: list[LandingFile],
+    landing_root: str,
+    rows_per_file: Mapping[str, int],
+) -> list[Rejection]:
+    """The files the batch read returned no row of (by `rows_per_file`, file key -> rows) that
+    hold rows when read alone: recorded as empty, their rows would never land. Only the files
+    that look empty are read again (a zero-row unload is rare)."""
+    bad = []
+    for f in files:
+        if not f.size or file_key(f.uri) in rows_per_file:  # 0 bytes: no rows to lose
+            continue
+        rows = READERS[spec.reader](spark, [f], spec, landing_root).count()
+        if rows:
+            bad.append(
+                Rejection(
+                    f,
+                    f"{spec.name}: {f.uri}: holds {rows} row(s) but the batch read with the dataset's "
+                    "other files returned none of them (a folder layout the reader does not take?); "
+                    "not recorded as ingested, so its rows are not lost: deliver it beside the other "
+                    "files, it is retried once its bytes change",
                 )
             )
     return bad
