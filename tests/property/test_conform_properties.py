@@ -23,7 +23,15 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 
 from pipeline.contracts.model import Column, Contract, load_contract, reference_values
-from pipeline.silver.conform import COUNTRY_ALIASES, RULES, VALUE, conform, quarantined, valid_values
+from pipeline.silver.conform import (
+    COUNTRY_ALIASES,
+    RULES,
+    VALUE,
+    WHITESPACE,
+    conform,
+    quarantined,
+    valid_values,
+)
 from pipeline.silver.history import latest_per_key
 
 REPO = Path(__file__).resolve().parents[2]
@@ -112,8 +120,10 @@ INT_RANGE = {"int": 2**31, "bigint": 2**63}
 NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 DOUBLE_WORDS = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
 BOOLEANS = {**dict.fromkeys(["t", "true", "y", "yes", "1"], True), **dict.fromkeys(["f", "false", "n", "no", "0"], False)}  # fmt: skip
-# A year of 4 to 7 digits, then optionally -month, -day and a time part that is not looked at.
-DATE = re.compile(r"[+-]?([0-9]{4,7})(?:-([0-9]{1,2})(?:-([0-9]{1,2})(?:[T ].*)?)?)?")
+# A full date (a year alone or a time alone does not name a day), then a time part that is not
+# looked at.
+DATE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:[T ].*)?")
+EARLIEST = date(1900, 1, 1)  # the contracts' default `not_before`
 TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})(?:T([0-9]{2}):([0-9]{2}):([0-9]{2})Z?)?")
 MAX_DIGITS = 38  # Spark's largest decimal precision: a number needing more digits is no decimal
 
@@ -154,7 +164,7 @@ def parse(text: str, type_: str):
             date(year, month, day)
         except ValueError:  # month 13, February 30th
             return None
-        return s
+        return date(year, month, day)
     precision, scale = map(int, re.fullmatch(r"decimal\((\d+),(\d+)\)", type_).groups())
     if not NUMBER.fullmatch(s):
         return None
@@ -173,13 +183,13 @@ def normalized(text: str | None, col: Column) -> str | None:
         if value is None:
             break
         if step == "trim":
-            value = value.strip(" ")
+            value = value.strip(WHITESPACE)
         elif step == "lower":
             value = value.lower()
         elif step == "upper":
             value = value.upper()
         elif step == "country_code":
-            value = COUNTRY_ALIASES.get(value.strip(" ").upper(), value.strip(" ").upper())
+            value = COUNTRY_ALIASES.get(value.strip(WHITESPACE).upper(), value.strip(WHITESPACE).upper())
     return None if value == "" else value
 
 
@@ -197,10 +207,11 @@ def expected_rules(col: Column, text: str | None, references: dict) -> list[str]
         ),
         "not_allowed": v is not None and bool(col.allowed) and v not in col.allowed,
         f"not_in_{col.reference}": v is not None and bool(col.reference) and v not in references[col.reference],
-        "pattern": v is not None and bool(col.pattern) and not re.search(col.pattern, v),
+        "pattern": v is not None and bool(col.pattern) and not re.fullmatch(col.pattern, v),  # the whole value
         "below_min": v is not None and col.min is not None and not number >= bound(col.min, v),
         "above_max": v is not None and col.max is not None and not number <= bound(col.max, v),
         "not_above_min": v is not None and col.min_exclusive is not None and not number > bound(col.min_exclusive, v),
+        "too_early": isinstance(v, date) and (v.date() if isinstance(v, datetime) else v) < EARLIEST,
     }  # fmt: skip
     return sorted(f"{col.name}:{rule}" for rule, is_broken in broken.items() if is_broken)
 
@@ -299,9 +310,10 @@ def contracts_and_values(draw):
 @given(contracts_and_values())
 def test_compiled_rules_equal_a_direct_evaluation_of_the_contract(spark, contract_rows):
     contract, rows = contract_rows
+    # A delivery a row: rows sharing the key (c0) are versions of it, not a conflict (one window).
     bronze = spark.createDataFrame(
-        [(i, *r) for i, r in enumerate(rows)],
-        ", ".join(["_row int", *(f"{c} string" for c in contract.columns)]),
+        [(i, T0 + timedelta(seconds=i), *r) for i, r in enumerate(rows)],
+        ", ".join(["_row int", "_ingestion_ts timestamp", *(f"{c} string" for c in contract.columns)]),
     )
     got = dict(conform(bronze, contract, REFERENCES).select("_row", F.array_sort(RULES)).collect())
     for i, values in enumerate(rows):

@@ -67,7 +67,11 @@ def test_silver_suite_from_contract():
     checks = _by_rule(silver_checks(orders, config, columns, {"currencies": ("USD", "EUR")}))
     assert checks["order_id:not_null"].expectation == "ExpectColumnValuesToNotBeNull"
     assert checks["order_id:unique"].expectation == "ExpectColumnValuesToBeUnique"
-    assert checks["order_id:pattern"].kwargs == {"column": "order_id", "regex": "^ORD-[0-9]{7}$"}
+    # The whole value, as the contract rule: "ORD-0000001\n" does not pass `$`.
+    assert checks["order_id:pattern"].kwargs == {
+        "column": "order_id",
+        "regex": r"^(?:^ORD-[0-9]{7}$)(?![\s\S])",
+    }
     assert checks["status:allowed"].expectation == "ExpectColumnValuesToBeInSet"
     assert checks["currency:in_currencies"].kwargs["value_set"] == ["USD", "EUR"]
     assert checks["amount:range"].kwargs["min_value"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +13,8 @@ import pytest
 from chispa import assert_df_equality
 
 from pipeline.contracts.model import Column, Contract, ContractError, load_contract, load_contracts
+from pipeline.dq.config import DqConfig
+from pipeline.dq.suites import silver_checks
 from pipeline.silver.conform import RULES, check_evolution, conform, quarantined, rule_names, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
 from pipeline.silver.pii import mask_phone, protect
@@ -35,8 +38,9 @@ def contract(**columns: Column) -> Contract:
 
 
 def broken(spark, c: Contract, rows, schema) -> list[list[str]]:
-    df = spark.createDataFrame(rows, schema)
-    return [sorted(r[RULES]) for r in conform(df, c, REFS).collect()]
+    """Each row's broken rules, in the order of `rows` (the conflict rule's window reorders)."""
+    df = spark.createDataFrame([(i, *r) for i, r in enumerate(rows)], f"_row int, {schema}")
+    return [sorted(r[RULES]) for r in conform(df, c, REFS).orderBy("_row").select(RULES).collect()]
 
 
 def test_every_committed_contract_loads_and_compiles(spark):
@@ -200,11 +204,18 @@ def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
         load_contract(bad, REPO / "config" / "reference")
     fine = bad.read_text().replace("keys: [nope]", "keys: [id]")
     for column, message in [
-        ("{type: string, not_after_arrival: 1 day}", "on a string column"),
-        ("{type: timestamp, not_after_arrival: tomorrow}", "'tomorrow' on a timestamp column"),
+        ("{type: string, not_after_arrival: 1 day}", "not_after_arrival: .*on a string column"),
+        (
+            "{type: timestamp, not_after_arrival: tomorrow}",
+            "not_after_arrival: 'tomorrow' on a timestamp column",
+        ),
+        ("{type: string, not_before: '1900-01-01'}", "not_before: .*on a string column"),
+        ("{type: date, not_before: '1900'}", "not_before: '1900' on a date column"),
+        ("{type: date, not_before: '1900-02-30'}", "not_before: '1900-02-30' on a date column"),
+        ("{type: string, pattern: 'x(?i)y'}", "pattern: not a valid regular expression"),
     ]:
         bad.write_text(fine.replace("id: {type: string}", f"id: {{type: string}}\n  t: {column}"))
-        with pytest.raises(ContractError, match=rf"columns.t.not_after_arrival: .*{message}"):
+        with pytest.raises(ContractError, match=rf"columns.t.{message}"):
             load_contract(bad, REPO / "config" / "reference")
 
 
@@ -223,7 +234,7 @@ def test_a_time_later_than_the_rows_arrival_is_quarantined(spark):
         ("b", "2026-07-02T12:00:00", "2026-07-02", arrival),  # exactly the tolerance: fine
         ("c", "2026-07-02T12:00:01", "2026-07-03", arrival),
         ("d", "9999-12-31T00:00:00", "9999-12-31", arrival),
-        ("e", "2001-01-01T00:00:00", "0001-01-01", arrival),
+        ("e", "2001-01-01T00:00:00", "1900-01-01", arrival),
     ]
     assert broken(spark, c, rows, "id string, updated_at string, day string, _ingestion_ts timestamp") == [
         [],
@@ -232,6 +243,118 @@ def test_a_time_later_than_the_rows_arrival_is_quarantined(spark):
         ["day:after_arrival", "updated_at:after_arrival"],
         [],
     ]
+
+
+def test_a_date_or_timestamp_needs_a_full_date_and_is_not_before_the_lower_bound(spark):
+    """Spark's cast reads "2026" as January 1st and "T10:00" as today at 10:00 (a value that
+    depends on when the job ran): without a full date (yyyy-mm-dd) a value is unparseable. A
+    placeholder like 0001-01-01 (which no nanosecond reader of the table can hold) is before the
+    lower bound, 1900-01-01 unless the contract says `not_before`: `<column>:too_early`."""
+    c = contract(
+        id=Column(type="string"),
+        updated_at=Column(type="timestamp"),
+        day=Column(type="date", not_before="2000-01-01"),
+    )
+    rows = [
+        ("a", " 2026-09-22T10:00:00Z ", "2026-9-2"),
+        ("b", "2026", "2026"),
+        ("c", "T10:00", "2026-09"),
+        ("d", "10:00:00", "+2026-09-22"),
+        ("e", "0001-01-01T00:00:00Z", "1999-12-31"),
+        ("f", "1899-12-31T23:59:59Z", "2000-01-01"),
+        ("g", "1900-01-01T00:00:00Z", None),
+    ]
+    assert broken(spark, c, rows, "id string, updated_at string, day string") == [
+        [],
+        ["day:unparseable", "updated_at:unparseable"],
+        ["day:unparseable", "updated_at:unparseable"],
+        ["day:unparseable", "updated_at:unparseable"],
+        ["day:too_early", "updated_at:too_early"],
+        ["updated_at:too_early"],
+        [],
+    ]
+    assert {"updated_at:too_early", "day:too_early"} <= set(rule_names(c))
+    assert "id:too_early" not in rule_names(c)
+
+
+def test_trim_removes_any_whitespace_and_a_pattern_matches_the_whole_value(spark):
+    """A quoted CSV field may end in a line break ("ACC-000002\\r\\n"): `trim` removes Unicode
+    whitespace, not only spaces, and a pattern's `$` does not pass a value ending in a line break
+    (Java's `$` also matches before a final line terminator), so no second key or country appears."""
+    c = contract(
+        id=Column(type="string", nullable=False, normalize=["trim", "upper"], pattern="^ACC-[0-9]{6}$"),
+        country=Column(type="string", normalize=["country_code"], pattern="^[A-Z]{2}$"),
+        code=Column(type="string", pattern="^[A-Z]{2}$"),
+    )
+    rows = [
+        ("ACC-000002\r\n", "DE\n", "DE"),
+        ("\u00a0\tacc-000003\u2028", "\u3000germany\r", "FR"),
+        ("ACC-000004", "US", "DE\n"),
+        ("ACC-000005", "US", "DE\r\n"),
+        ("ACC-0\n00006", "US", "FR"),
+    ]
+    assert broken(spark, c, rows, "id string, country string, code string") == [
+        [],
+        [],
+        ["code:pattern"],
+        ["code:pattern"],
+        ["id:pattern"],
+    ]
+    conformed = conform(spark.createDataFrame(rows, "id string, country string, code string"), c, REFS)
+    out = valid_values(conformed, c, ())
+    assert sorted((r["id"], r["country"]) for r in out.collect()) == [
+        ("ACC-000002", "DE"),
+        ("ACC-000003", "DE"),
+    ]
+    # The DQ gate checks the same regex (GX: Spark's rlike, or Python's re in a pandas check).
+    (check,) = [
+        x for x in silver_checks(c, DqConfig(), ["id", "country", "code"]) if x.rule == "code:pattern"
+    ]
+    assert check.kwargs["regex"] == c.columns["code"].whole_pattern
+    assert re.search(check.kwargs["regex"], "DE") and not re.search(check.kwargs["regex"], "DE\n")
+
+
+CONFLICT_SCHEMA = "id string, v string, updated_at timestamp, _ingestion_ts timestamp, _source_file string"
+
+
+@pytest.mark.parametrize("history", ["current", "scd2"])
+def test_a_key_given_two_versions_at_one_sequence_value_in_one_file_is_quarantined(spark, history):
+    """Which version the source meant is unknown: every row of the conflict is quarantined, naming
+    the key and the sequence column, and none is dropped as a duplicate. Exact duplicates still
+    collapse; another file or a later delivery at the same sequence value (a corrected export) replaces
+    the earlier."""
+    c = replace(
+        contract(id=Column(type="string"), v=Column(type="string"), updated_at=Column(type="timestamp")),
+        history=history,
+        tracked=["v"],
+    )
+    t, first, later = datetime(2026, 9, 30, 12), datetime(2026, 10, 1), datetime(2026, 10, 2)
+    rows = [
+        ("a", "Enterprise", t, first, "f1"),
+        ("a", "SMB", t, first, "f1"),
+        ("b", "same", t, first, "f1"),
+        ("b", "same", t, first, "f2"),
+        ("c", "old", t, first, "f1"),
+        ("c", "corrected", t, later, "f2"),
+        ("e", "in f1", t, first, "f1"),
+        ("e", "in f2", t, first, "f2"),
+        ("d", "x", t, first, "f1"),
+        ("d", "y", datetime(2026, 9, 30, 13), first, "f1"),
+    ]
+    conformed = conform(spark.createDataFrame(rows, CONFLICT_SCHEMA), c, REFS)
+    rule = "id+updated_at:conflict"
+    assert rule in rule_names(c)
+    q = quarantined(conformed, "batch-1").collect()
+    assert sorted((r["id"], r["v"], r["_quarantine_reason"]) for r in q) == [
+        ("a", "Enterprise", rule),
+        ("a", "SMB", rule),
+    ]
+    dedup = distinct_versions if history == "scd2" else latest_per_key
+    kept = dedup(valid_values(conformed, c, ("_ingestion_ts", "_source_file")), c)
+    expected = [("b", "same"), ("c", "corrected"), ("d", "y"), ("e", "in f2")]
+    if history == "scd2":
+        expected.append(("d", "x"))
+    assert sorted((r["id"], r["v"]) for r in kept.collect()) == sorted(expected)
 
 
 def test_email_becomes_keyed_hash_and_domain_and_phone_is_masked(spark):

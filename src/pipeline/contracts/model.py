@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Literal
@@ -22,6 +23,11 @@ DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 NORMALIZERS = {"trim", "lower", "upper", "country_code"}
 INTERVAL = re.compile(r"^(\d{1,6}) (second|minute|hour|day)s?$")  # "1 day", "6 hours"
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The earliest date or timestamp a column takes unless its contract says `not_before`: earlier
+# ones are placeholders (0001-01-01) or typos, and a year before 1678 does not fit the
+# nanosecond timestamps of pyarrow and pandas readers of the table.
+DEFAULT_NOT_BEFORE = "1900-01-01"
 
 
 def interval_seconds(text: str) -> int:
@@ -56,6 +62,8 @@ class Column:
     # (`_ingestion_ts`): a source clock gone wrong or a year-9999 placeholder would otherwise win
     # every "latest" for good (sequence columns) or pin a table's newest data time.
     not_after_arrival: str = ""
+    # A date or timestamp not before this date ("1900-01-01"; empty: DEFAULT_NOT_BEFORE).
+    not_before: str = ""
     reference: str = ""  # config/reference/<name>.yaml: the allowed values
     pii: Literal["none", "name", "email", "phone"] = "none"
     name: str = ""
@@ -63,6 +71,18 @@ class Column:
     @property
     def source_column(self) -> str:
         return self.source or self.name
+
+    @property
+    def earliest(self) -> str:
+        """The lower bound of a date or timestamp column (`not_before`), "" for other types."""
+        return (self.not_before or DEFAULT_NOT_BEFORE) if self.type in ("date", "timestamp") else ""
+
+    @property
+    def whole_pattern(self) -> str:
+        """`pattern` matched against the whole value. Java's and Python's `$` also match before a
+        final line break, so "ACC-000002\\n" would pass `^ACC-[0-9]{6}$`; a lookahead for no
+        further character ends the value for both engines (Spark's rlike and GX)."""
+        return rf"^(?:{self.pattern})(?![\s\S])" if self.pattern else ""
 
 
 @dataclass(frozen=True)
@@ -127,7 +147,7 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
             raise ContractError(f"{key}.normalize: unknown {sorted(unknown)}; known: {sorted(NORMALIZERS)}")
         if col.pattern:
             try:
-                re.compile(col.pattern)
+                re.compile(col.whole_pattern)  # as it runs: a global flag must lead the pattern
             except re.error as exc:
                 raise ContractError(f"{key}.pattern: not a valid regular expression: {exc}") from exc
         if col.reference:
@@ -138,6 +158,11 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
             raise ContractError(
                 f"{key}.not_after_arrival: {col.not_after_arrival!r} on a {col.type} column; expected an "
                 "interval such as '1 day' or '6 hours' (seconds, minutes, hours, days) on a date or timestamp"
+            )
+        if col.not_before and (col.type not in ("date", "timestamp") or not _is_date(col.not_before)):
+            raise ContractError(
+                f"{key}.not_before: {col.not_before!r} on a {col.type} column; expected a date such as "
+                f"'{DEFAULT_NOT_BEFORE}' (yyyy-mm-dd) on a date or timestamp"
             )
         if col.expr and col.source:
             raise ContractError(f"{key}: a column is either read (source) or computed (expr), not both")
@@ -154,6 +179,13 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
         raise ContractError(f"{where}: tracked: scd2 history needs the tracked attributes")
     if c.soft_delete and c.columns.get(c.soft_delete, Column("x")).type != "boolean":
         raise ContractError(f"{where}: soft_delete: {c.soft_delete!r} must be a boolean column")
+
+
+def _is_date(text: str) -> bool:
+    try:
+        return bool(ISO_DATE.match(text)) and bool(date.fromisoformat(text))
+    except ValueError:
+        return False
 
 
 def _is_pii_output(c: Contract, name: str) -> bool:

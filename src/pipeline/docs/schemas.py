@@ -261,6 +261,12 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
     column, _, kind = rule.partition(":")
     if column == "record":
         return "the bronze record could not be parsed (`_corrupt_record` is set); nothing else is checked"
+    if kind == "conflict":
+        return (
+            f"the row passes every other rule, but another row of the same file (and ingestion) has the same "
+            f"{_codes([*contract.keys, contract.sequence_by])} and other values: which version the "
+            "source meant is unknown, so all of them are quarantined (exact duplicates collapse)"
+        )
     col = contract.columns[column]
     value = "the computed value" if col.expr else "the typed value"
     if col.normalize and not col.expr:
@@ -271,7 +277,12 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
         return "the column is not nullable and the value is null or empty"
     if kind == "unparseable":
         source = f"bronze `{col.source_column}`"
-        return f"{source} has a value that does not parse as `{col.type}`"
+        full = (
+            " (a date or timestamp needs a full date, yyyy-mm-dd)"
+            if col.type in ("date", "timestamp")
+            else ""
+        )
+        return f"{source} has a value that does not parse as `{col.type}`{full}"
     if kind == "control_character":
         return f"{value} holds a control character other than tab, line feed or carriage return (a NUL, an escape, DEL, C1)"
     if kind == "after_arrival":
@@ -284,7 +295,12 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
             f"{value} is not in the reference list `config/reference/{col.reference}.yaml` ({count} values)"
         )
     if kind == "pattern":
-        return f"{value} does not match the regular expression `{col.pattern}`"
+        return (
+            f"{value} does not match the regular expression `{col.pattern}` as a whole "
+            "(a trailing line break does not pass `$`)"
+        )
+    if kind == "too_early":
+        return f"{value} is before {col.earliest} (`not_before`)"
     if kind == "below_min":
         return f"{value} is below the minimum {_num(col.min)}"
     if kind == "above_max":

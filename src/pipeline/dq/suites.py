@@ -8,7 +8,7 @@ Silver checks run on the batch a silver step is about to publish, before the com
 count bounds on the table as the publish will leave it, see dq.gate.TableAfter): keys not null
 and unique (compound for several keys; SCD2 tables: keys + valid_from, since one key has many
 versions), `nullable: false` columns not null, `allowed` and `reference` values in set, `min`/`max`/`min_exclusive` ranges,
-`pattern` regexes. PII columns are protected in silver (hashed, masked or kept as names): their
+`pattern` regexes (matched against the whole value, as the contract rule). PII columns are protected in silver (hashed, masked or kept as names): their
 patterns describe the raw value and are not checked; a contract column absent from the table
 (an email replaced by its hash) gets no check.
 """
@@ -146,7 +146,7 @@ def silver_checks(
             if values:
                 checks.append(_in_set(col.name, values, severity, f"in_{col.reference}"))
         if col.pattern and col.pii == "none":
-            checks.append(_pattern(col.name, col.pattern, severity))
+            checks.append(_pattern(col.name, col.whole_pattern, severity))  # as the contract rule
         if col.min is not None or col.max is not None:
             checks.append(_between(col.name, col.min, col.max, severity))
         if col.min_exclusive is not None:

@@ -2,22 +2,25 @@
 
 Every rule of a contract compiles to one Spark column expression, and all of them are gathered
 into one array column (`_rules_broken`) in a single projection: one pass over the data, not one
-scan per rule. Values are parsed with try_cast, so a bad value becomes a quarantine reason
+scan per rule. One rule compares rows: a key given two different versions at one sequence value
+in one file (`conflict_rule`, one window). Values are parsed with try_cast, so a bad value becomes a quarantine reason
 instead of an ANSI-mode exception mid-job.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Any
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import DataFrame, Row
+from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
 from pipeline.contracts.model import Column, Contract, ContractError, interval_seconds
 from pipeline.freshness import arrival_micros
+from pipeline.silver.history import values_hash
 
 RULES = "_rules_broken"
 VALUE = "__v_"  # prefix of the typed value columns during conformance
@@ -64,19 +67,29 @@ def check_evolution(schema: StructType, contract: Contract) -> list[str]:
     return new
 
 
+# Unicode's White_Space: what `trim` removes from both ends. Spark's trim removes spaces only,
+# so a key exported as "ACC-000002\r\n" kept its line break and became a second key. One
+# btrim with a character set: no regular expression a value.
+WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _trimmed(value: SparkColumn) -> SparkColumn:
+    return F.btrim(value, F.lit(WHITESPACE))
+
+
 def _normalized(col: Column, raw: SparkColumn, is_text: bool) -> SparkColumn:
     if not is_text:
         return raw
     value = raw
     for step in col.normalize:
         if step == "trim":
-            value = F.trim(value)
+            value = _trimmed(value)
         elif step == "lower":
             value = F.lower(value)
         elif step == "upper":
             value = F.upper(value)
         elif step == "country_code":
-            upper = F.upper(F.trim(value))
+            upper = F.upper(_trimmed(value))
             aliases = F.create_map(*[F.lit(x) for kv in COUNTRY_ALIASES.items() for x in kv])
             value = F.coalesce(aliases[upper], upper)
     return F.when(value != "", value)  # an empty string is a missing value
@@ -86,16 +99,20 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
     """Bronze columns unchanged (quarantine keeps raw values), plus one typed `__v_<col>` per
     contract column and `_rules_broken`, the names of the rules the row breaks."""
     types = {f.name: f.dataType for f in bronze.schema.fields}
-    raw_cols, typed_cols = {}, {}
+    raw_cols, typed_cols, text = {}, {}, set()
     for col in contract.read_columns:
         source = col.source_column
         is_text = isinstance(types.get(source), StringType)
         raw = F.col(f"`{source}`") if source in types else F.lit(None).cast("string")
         raw_cols[col.name] = _normalized(col, raw, is_text)
+        text |= {col.name} if is_text else set()
     staged = bronze.withColumns({f"__raw_{n}": c for n, c in raw_cols.items()})
     for col in contract.read_columns:
         raw_name = f"`__raw_{col.name}`"
-        typed_cols[col.name] = _representable(F.expr(f"try_cast({raw_name} AS {col.type})"), col.type)
+        typed = F.expr(f"try_cast({raw_name} AS {col.type})")
+        if col.type in ("date", "timestamp") and col.name in text:
+            typed = F.when(F.col(raw_name).rlike(FULL_DATE), typed)
+        typed_cols[col.name] = _representable(typed, col.type)
     staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
     arrival = arrival_micros(bronze)
     read_rules = [
@@ -122,7 +139,37 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         .when(F.size(read_broken) > 0, read_broken)
         .otherwise(derived_broken),
     )
-    return result.drop(*[f"__raw_{n}" for n in raw_cols])
+    return _conflicts_broken(result.drop(*[f"__raw_{n}" for n in raw_cols]), contract)
+
+
+def conflict_rule(contract: Contract) -> str:
+    """The rule a key given two different versions at one sequence value in one file breaks."""
+    return f"{'+'.join(contract.keys)}+{contract.sequence_by}:conflict"
+
+
+def _conflicts_broken(conformed: DataFrame, contract: Contract) -> DataFrame:
+    """Rows that pass every rule but share key, sequence value and delivery (the file,
+    `_source_file`, as one ingestion took it, `_ingestion_ts`) with a row of other values break
+    `conflict_rule`, all of them: which version the source meant is unknown (as for a currency
+    given twice in an FX document), and dedup would keep one at random and drop the other. Exact
+    duplicates pass and collapse in dedup; another file or a later delivery of a key at the same
+    sequence value (a corrected export) still replaces an earlier one (history.TIEBREAK)."""
+    names = [*contract.keys, contract.sequence_by, "_ingestion_ts", "_source_file"]
+    group = [f"{VALUE}{n}" if n in contract.columns else n for n in dict.fromkeys(names)]
+    group = [F.col(f"`{n}`") for n in group if n in conformed.columns]  # a test frame may lack one
+    fine = F.size(RULES) == 0
+    values = F.when(fine, values_hash(conformed, [f"{VALUE}{n}" for n in contract.columns]))
+    within = Window.partitionBy(*group)
+    conflict = fine & (F.min(values).over(within) != F.max(values).over(within))
+    return conformed.withColumn(
+        RULES, F.when(conflict, F.array(F.lit(conflict_rule(contract)))).otherwise(F.col(RULES))
+    )
+
+
+# Text that names a day, as a date or timestamp must: Spark's cast also reads "2026" (January 1st)
+# and "T10:00" (today at 10:00, so the value depends on when the job ran). Leading whitespace:
+# the cast ignores it.
+FULL_DATE = r"^\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 
 
 def _representable(value: SparkColumn, type_name: str) -> SparkColumn:
@@ -179,7 +226,7 @@ def _column_rules(
     if col.reference:
         checks.append((f"not_in_{col.reference}", present & ~v.isin(list(references[col.reference]))))
     if col.pattern:
-        checks.append(("pattern", present & ~v.rlike(col.pattern)))
+        checks.append(("pattern", present & ~v.rlike(col.whole_pattern)))
     if col.min is not None:
         checks.append(("below_min", present & ((v < F.lit(col.min)) | nan)))
     if col.max is not None:
@@ -190,6 +237,8 @@ def _column_rules(
         latest = arrival + F.lit(interval_seconds(col.not_after_arrival) * 1_000_000)  # epoch micros
         later = v > F.to_date(F.timestamp_micros(latest)) if col.type == "date" else F.unix_micros(v) > latest
         checks.append(("after_arrival", present & later))
+    if col.earliest:
+        checks.append(("too_early", present & (v < F.lit(date.fromisoformat(col.earliest)))))
     return [F.when(cond, F.lit(f"{col.name}:{name}")) for name, cond in checks]
 
 
@@ -207,7 +256,8 @@ def rule_names(contract: Contract) -> list[str]:
         names += [f"{col.name}:above_max"] if col.max is not None else []
         names += [f"{col.name}:not_above_min"] if col.min_exclusive is not None else []
         names += [f"{col.name}:after_arrival"] if col.not_after_arrival else []
-    return names
+        names += [f"{col.name}:too_early"] if col.earliest else []
+    return [*names, conflict_rule(contract)]
 
 
 def rule_count_aggregates(contract: Contract) -> list[SparkColumn]:

@@ -1,9 +1,10 @@
 """Deduplication and history as pure transforms.
 
 Ties are broken deterministically: by the contract's sequence column, then the bronze ingestion
-time, then the source file, then the row's values (one file delivering a key twice at one sequence
-value: a hash of each delivery), so two runs over the same data pick the same row, whatever order
-the rows reach the window in.
+time, then the source file, then the row's values (a hash), so two runs over the same data pick the
+same row, whatever order the rows reach the window in. One file giving a key two different
+versions at one sequence value never gets here: conformance quarantines both
+(`conform.conflict_rule`); what is left to collapse are exact duplicates and earlier deliveries.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def _holds_map(t: DataType) -> bool:
     if isinstance(t, ArrayType):
         return _holds_map(t.elementType)
     return isinstance(t, StructType) and any(_holds_map(f.dataType) for f in t.fields)
+
+
+def values_hash(df: DataFrame, names: list[str]) -> Column:
+    """A hash of the named columns' values; a map (which Spark does not hash) by its JSON."""
+    types = {f.name: f.dataType for f in df.schema.fields}
+    return F.xxhash64(
+        *[F.to_json(F.col(f"`{n}`")) if _holds_map(types[n]) else F.col(f"`{n}`") for n in names]
+    )
 
 
 def _tiebreak(df: DataFrame) -> list[Column]:
