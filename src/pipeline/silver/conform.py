@@ -154,12 +154,20 @@ def _conflicts_broken(conformed: DataFrame, contract: Contract) -> DataFrame:
     given twice in an FX document), and dedup would keep one at random and drop the other. Exact
     duplicates pass and collapse in dedup; another file or a later delivery of a key at the same
     sequence value (a corrected export) still replaces an earlier one (history.TIEBREAK)."""
-    names = [*contract.keys, contract.sequence_by, "_ingestion_ts", "_source_file"]
-    group = [f"{VALUE}{n}" if n in contract.columns else n for n in dict.fromkeys(names)]
-    group = [F.col(f"`{n}`") for n in group if n in conformed.columns]  # a test frame may lack one
+
+    def typed(names: list[str]) -> list[SparkColumn]:
+        found = [f"{VALUE}{n}" if n in contract.columns else n for n in dict.fromkeys(names)]
+        return [F.col(f"`{n}`") for n in found if n in conformed.columns]  # a test frame may lack one
+
     fine = F.size(RULES) == 0
     values = F.when(fine, values_hash(conformed, [f"{VALUE}{n}" for n in contract.columns]))
-    within = Window.partitionBy(*group)
+    # Partitioned by the keys alone (as the dedup window after it), the rows sharing sequence
+    # value and delivery being the peers of a range frame: conform + dedup of orders at scale 1
+    # took +0.0-0.5 s over no conflict rule, a window partitioned by all four columns +0.3-0.7 s.
+    within = Window.partitionBy(*typed(list(contract.keys)))
+    order = typed([contract.sequence_by, "_ingestion_ts", "_source_file"])
+    if order:
+        within = within.orderBy(*order).rangeBetween(Window.currentRow, Window.currentRow)
     conflict = fine & (F.min(values).over(within) != F.max(values).over(within))
     return conformed.withColumn(
         RULES, F.when(conflict, F.array(F.lit(conflict_rule(contract)))).otherwise(F.col(RULES))
