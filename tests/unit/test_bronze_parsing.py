@@ -435,6 +435,7 @@ def test_a_compressed_or_binary_file_named_csv_is_refused_saying_what_it_is(spar
         (gzip.compress(b"1|a\n2|b\n"), "gzip-compressed data under a .csv name"),
         ("1|a\n2|b\n".encode("utf-16-le"), "UTF-16 text"),
     ],
+    ids=["gzip", "utf-16"],  # gzip's bytes hold a time: each test process would name it apart
 )
 def test_a_headerless_csv_source_refuses_a_file_that_is_not_text(spark, tmp_path, data, reason):
     """No header to judge, so the first bytes alone: gzip or UTF-16 would otherwise land as

@@ -143,20 +143,18 @@ class DeltaSparkLake(Lake):
         path = self._java("org.apache.hadoop.fs.Path")(location)
         return path, path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
 
-    def _log_folder_exists(self, path: str) -> bool:
-        folder = f"{path.rstrip('/')}/_delta_log"
-        if _is_local(folder):
-            return os.path.isdir(folder)
-        hadoop, fs = self._hadoop_file(folder)
+    def _exists(self, location: str) -> bool:
+        if _is_local(location):
+            return os.path.exists(location)
+        hadoop, fs = self._hadoop_file(location)
         return bool(fs.exists(hadoop))
+
+    def _log_folder_exists(self, path: str) -> bool:
+        return self._exists(f"{path.rstrip('/')}/_delta_log")
 
     def log_from_first_commit(self, path: str) -> bool:
         # One existence check (S3: a HEAD), not the history (DESCRIBE HISTORY reads every commit).
-        name = f"{path.rstrip('/')}/_delta_log/{0:020d}.json"
-        if _is_local(name):
-            return os.path.isfile(name)
-        hadoop, fs = self._hadoop_file(name)
-        return bool(fs.exists(hadoop))
+        return self._exists(f"{path.rstrip('/')}/_delta_log/{0:020d}.json")
 
     def _commit_file(self, path: str, version: int) -> str | None:
         """The text of the table's commit file for `version`, None when there is none."""
