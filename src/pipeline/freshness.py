@@ -51,6 +51,12 @@ def stalest_input(lake: Lake, tables: list[str]) -> str | None:
     return min(recorded).isoformat()
 
 
+# Text that names a day, as a date or timestamp must: Spark's cast also reads "2026" (January 1st)
+# and "T10:00" (today at 10:00, so the value depends on when the job ran). Leading whitespace:
+# the cast ignores it. Silver's parse of a date or timestamp and bronze's newest time use it.
+FULL_DATE = r"^\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
+
+
 def arrival_micros(df: DataFrame) -> Column:
     """When each row of `df` reached bronze (`_ingestion_ts`) in epoch microseconds: the bound on a
     plausible data time (bronze's newest time, silver's `after_arrival` rule). For a frame without

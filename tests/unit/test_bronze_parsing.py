@@ -281,9 +281,10 @@ def test_malformed_event_times_are_ignored_not_fatal(spark, tmp_path):
     (landing / "b.csv").write_text(
         "id,updated_at,name\n7,31/02/2026,g\n8,2026-07-02T23:59:59.5Z,h\n"
         "9,9999-12-31T00:00:00Z,placeholder\n"  # later than its arrival: would pass freshness for good
+        "10,T10:00,no date\n"  # Spark reads it as today at 10:00: no data time at all
     )
     result = ingest_files(ctx, "crm_x")
-    assert result.rows_out == 9 and result.details["corrupt_records"] == 1
+    assert result.rows_out == 10 and result.details["corrupt_records"] == 1
     newest = datetime.fromisoformat(result.details["newest_data_at"])
     assert newest == datetime.fromisoformat("2026-07-02T23:59:59.500+00:00")
 

@@ -49,7 +49,7 @@ from pipeline.bronze.rejected import (
 from pipeline.catalog import DatasetSpec
 from pipeline.context import RunContext
 from pipeline.driver.retry import explain, is_transient
-from pipeline.freshness import NEWEST_KEY, arrival_micros, recorded_newest, table_newest
+from pipeline.freshness import FULL_DATE, NEWEST_KEY, arrival_micros, recorded_newest, table_newest
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
 from pipeline.storage import LandingFile, file_key, list_landing
@@ -116,8 +116,9 @@ def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | N
     """An aggregate: the newest data time of the batch's `column` (the catalogue's `event_time`)
     in epoch microseconds, or None (logged) when the batch cannot say.
 
-    Strings (CSV, JSON) are parsed with `try_to_timestamp` (ANSI mode: never a throwing cast), so
-    an unparseable value is ignored; date and timestamp columns are used as they are. Records
+    Strings (CSV, JSON) holding a full date are parsed with `try_to_timestamp` (ANSI mode: never a
+    throwing cast), so an unparseable value is ignored, and so is one without a date (Spark reads
+    "T10:00" as today at 10:00); date and timestamp columns are used as they are. Records
     that could not be parsed (`_corrupt_record`) do not count: their values may be shifted."""
     if not column:
         return None
@@ -131,7 +132,7 @@ def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | N
     value = F.col(f"`{column}`")
     dtype = batch.schema[column].dataType
     if isinstance(dtype, StringType):
-        ts = F.try_to_timestamp(value)
+        ts = F.when(value.rlike(FULL_DATE), F.try_to_timestamp(value))  # "T10:00" is no time
     elif isinstance(dtype, DateType | TimestampType | TimestampNTZType):
         ts = value.cast(TimestampType())  # dates and NTZ values read in the session time zone (UTC)
     else:

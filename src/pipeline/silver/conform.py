@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructType
 
 from pipeline.contracts.model import Column, Contract, ContractError, interval_seconds
-from pipeline.freshness import arrival_micros
+from pipeline.freshness import FULL_DATE, arrival_micros
 from pipeline.silver.history import values_hash
 
 RULES = "_rules_broken"
@@ -172,12 +172,6 @@ def _conflicts_broken(conformed: DataFrame, contract: Contract) -> DataFrame:
     return conformed.withColumn(
         RULES, F.when(conflict, F.array(F.lit(conflict_rule(contract)))).otherwise(F.col(RULES))
     )
-
-
-# Text that names a day, as a date or timestamp must: Spark's cast also reads "2026" (January 1st)
-# and "T10:00" (today at 10:00, so the value depends on when the job ran). Leading whitespace:
-# the cast ignores it.
-FULL_DATE = r"^\s*[0-9]{4}-[0-9]{1,2}-[0-9]{1,2}"
 
 
 def _representable(value: SparkColumn, type_name: str) -> SparkColumn:
