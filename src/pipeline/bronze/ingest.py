@@ -38,6 +38,7 @@ from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE, TYPED_READERS
 from pipeline.bronze.rejected import (
     RejectedFiles,
     Rejection,
+    file_schemas,
     first_load_reference,
     precheck,
     probe,
@@ -284,8 +285,9 @@ def _read_setting_aside(
             return retyped(ctx.spark, spec, files, root, held, table)
         if not first_load:
             return []
-        types, where = first_load_reference(ctx.spark, spec, files, root, typed, contract_names(ctx, dataset))
-        return retyped(ctx.spark, spec, files, root, types, f"first load of {table}", where)
+        schemas = file_schemas(ctx.spark, spec, files, root)  # read once, judged twice
+        types, where = first_load_reference(ctx.spark, schemas, typed, contract_names(ctx, dataset))
+        return retyped(ctx.spark, spec, files, root, types, f"first load of {table}", where, schemas)
 
     while files:
         try:

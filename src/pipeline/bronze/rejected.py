@@ -129,17 +129,20 @@ def retyped(
     table: StructType,
     table_path: str,
     where: Mapping[str, str] | None = None,
+    schemas: Mapping[LandingFile, StructType] | None = None,
 ) -> list[Rejection]:
     """The files holding a column with another type than bronze's (a changed export: an amount
     as text, a timestamp as epoch seconds). Bronze keeps one type per column: delta-spark would
     fail the commit, delta-rs would cast the values (epoch seconds read as microseconds), and
     either way every run would meet the file again. Each file's schema alone (its footer).
     Before bronze has a table, `table` is the reference the first load is held to, and `where`
-    says where each column's type comes from (lower-case name -> "the contract orders", ...)."""
+    says where each column's type comes from (lower-case name -> "the contract orders", ...);
+    `schemas`: the files' schemas when the caller read them already (`file_schemas`)."""
     where = where or {}
+    schemas = schemas or file_schemas(spark, spec, files, landing_root)
     bad = []
     for f in files:
-        conflicts = type_conflicts(table, READERS[spec.reader](spark, [f], spec, landing_root).schema)
+        conflicts = type_conflicts(table, schemas[f])
         if conflicts:
             shown = ", ".join(
                 f"`{c}` is {got} here, {want} in {where.get(c.lower(), 'bronze')}"
@@ -162,22 +165,27 @@ def struct_of(spark: SparkSession, types: Mapping[str, str]) -> StructType:
     return driver_rows(spark, [], ", ".join(f"`{c}` {t}" for c, t in types.items())).schema
 
 
+def file_schemas(
+    spark: SparkSession, spec: DatasetSpec, files: list[LandingFile], landing_root: str
+) -> dict[LandingFile, StructType]:
+    """Each file's schema, the file read alone (a Parquet footer)."""
+    return {f: READERS[spec.reader](spark, [f], spec, landing_root).schema for f in files}
+
+
 def first_load_reference(
     spark: SparkSession,
-    spec: DatasetSpec,
-    files: list[LandingFile],
-    landing_root: str,
+    schemas: Mapping[LandingFile, StructType],
     contract: Mapping[str, str],
     contract_name: str,
 ) -> tuple[StructType, dict[str, str]]:
     """(reference schema, where each column's type comes from) for a first load, which has no
     bronze types to be held to: the contract's type of each column it types (`contract`: source
     column -> SQL type; silver fails on a typed column of another type), else the type most
-    files hold (the first file's, in path order, on a tie). Each file's schema alone."""
+    files hold (the first file's, in path order, on a tie); `schemas`: each file's (`file_schemas`)."""
     seen: dict[str, Counter[DataType]] = defaultdict(Counter)
     names: dict[str, str] = {}
-    for f in files:
-        for field in READERS[spec.reader](spark, [f], spec, landing_root).schema.fields:
+    for schema in schemas.values():
+        for field in schema.fields:
             seen[field.name.lower()][field.dataType] += 1
             names.setdefault(field.name.lower(), field.name)
     typed = {c.lower(): c for c in contract}
