@@ -242,6 +242,9 @@ class DeltaSparkLake(Lake):
             merger = merger.whenNotMatchedInsertAll(condition=spec.insert_when)
         conf = {"spark.databricks.delta.schema.autoMerge.enabled": "true"}
         if _kept_on_disk(df):
+            # Computed into its cache first: MERGE's two passes over a cache still empty would each
+            # run the source's plan (an SCD2 chain: ~20 broadcast jobs each), not read the blocks.
+            df.count()
             conf[MATERIALIZE_SOURCE_CONF] = "none"
         with self._session_conf(metadata, txn, conf):
             try:

@@ -118,7 +118,11 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         target = ctx.lake.read(silver_path) if ctx.lake.exists(silver_path) else None
         merged = silver_rows
         if history and totals["late"]:
+            # Cached: the chains' plan reads it three times (versions, the keys they keep, the
+            # superseded ones), each a tree of broadcast joins over bronze's history otherwise.
             merged = scd2_input(ctx, contract, valid, int(consumed), consumed_newest)
+            merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(merged)
         source, spec = _merge_plan(
             contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS
         )
