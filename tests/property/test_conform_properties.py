@@ -197,11 +197,14 @@ def expected_rules(col: Column, text: str | None, references: dict) -> list[str]
     """The contract's rules for one value, evaluated directly: what the value must satisfy."""
     raw = normalized(text, col)
     v = None if raw is None else parse(raw, col.type)
+    # A decimal rounded by the cast: digits beyond the scale (not trailing zeros) changed it.
+    rounded = isinstance(v, Decimal) and v != Decimal(raw.strip("".join(map(chr, range(33)))))
     # Bounds compare exactly: a double as a double, an integer or decimal as a decimal.
     number = Decimal(v) if col.type in NUMERIC and isinstance(v, int | Decimal) else v
     broken = {
         "missing": not col.nullable and raw is None,
         "unparseable": col.type != "string" and raw is not None and v is None,
+        "scale": rounded,
         "control_character": col.type == "string" and not col.allowed and not col.reference and v is not None and any(
             unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in v
         ),

@@ -7,6 +7,7 @@ import hmac
 import re
 from dataclasses import replace
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -166,7 +167,7 @@ def test_a_derived_value_that_would_throw_on_a_refused_input_quarantines_the_row
     assert broken(spark, c, rows, "id string, units string") == [
         [],
         ["units:not_above_min"],
-        ["units:not_above_min"],
+        ["units:not_above_min", "units:scale"],  # rounds to 0 at ten decimals
         ["units:not_above_min"],
     ]
     fx = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")["fx_rates"]
@@ -178,6 +179,35 @@ def test_a_derived_value_that_would_throw_on_a_refused_input_quarantines_the_row
     got = {r["currency"]: (r[RULES], r["__v_rate_to_usd"]) for r in conform(bronze, fx, refs).collect()}
     assert got["GBP"] == (["units_per_usd:not_above_min"], None)
     assert got["EUR"][0] == [] and str(got["EUR"][1]) == "2.000000000000"
+
+
+def test_a_decimal_with_digits_beyond_its_scale_is_quarantined_not_rounded(spark):
+    """try_cast rounds 100.005 to decimal(18,2)'s 100.01: a changed amount. Digits beyond the
+    scale break `<column>:scale`, as text (an exponent shifts them) or as a wider typed decimal
+    (a Parquet decimal(38,6)); trailing zeros are no extra digits and pass."""
+    c = contract(id=Column(type="string"), amount=Column(type="decimal(18,2)", nullable=False))
+    rows = [("100.005",), ("100.0500",), ("1.005e2",), ("1e-3",), ("100.0000000000000000000000001",), ("7",)]
+    assert broken(spark, c, [(str(i), *r) for i, r in enumerate(rows)], "id string, amount string") == [
+        ["amount:scale"],
+        [],
+        [],
+        ["amount:scale"],
+        ["amount:scale"],
+        [],
+    ]
+    typed = [("a", Decimal("100.005000")), ("b", Decimal("100.050000")), ("c", None)]
+    assert broken(spark, c, typed, "id string, amount decimal(38,6)") == [
+        ["amount:scale"],
+        [],
+        ["amount:missing"],
+    ]
+    assert "amount:scale" in rule_names(c) and "id:scale" not in rule_names(c)
+    clean = spark.createDataFrame([("b", "100.0500")], "id string, amount string")
+    assert_df_equality(
+        valid_values(conform(clean, c, REFS), c, ()),
+        spark.createDataFrame([("b", Decimal("100.05"))], "id string, amount decimal(18,2)"),
+        ignore_nullable=True,
+    )
 
 
 def test_evolution_policy(spark):

@@ -283,6 +283,11 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
             else ""
         )
         return f"{source} has a value that does not parse as `{col.type}`{full}"
+    if kind == "scale":
+        return (
+            f"bronze `{col.source_column}` has a value with non-zero digits beyond the scale of `{col.type}`, "
+            "which the cast would round (trailing zeros are no extra digits)"
+        )
     if kind == "control_character":
         return f"{value} holds a control character other than tab, line feed or carriage return (a NUL, an escape, DEL, C1)"
     if kind == "after_arrival":

@@ -16,9 +16,9 @@ from typing import Any
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Row, Window
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructType
+from pyspark.sql.types import DataType, FractionalType, StringType, StructType
 
-from pipeline.contracts.model import Column, Contract, ContractError, interval_seconds
+from pipeline.contracts.model import DECIMAL, Column, Contract, ContractError, interval_seconds
 from pipeline.freshness import FULL_DATE, arrival_micros
 from pipeline.silver.history import values_hash
 
@@ -118,7 +118,7 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
     read_rules = [
         r
         for c in contract.read_columns
-        for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references, arrival)
+        for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references, arrival, types.get(c.source_column))
     ]
     malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
     read_broken = _broken(read_rules)
@@ -209,8 +209,33 @@ def _free_text(col: Column) -> bool:
     return col.type == "string" and not col.allowed and not col.reference
 
 
+def _beyond_scale(col: Column, raw: SparkColumn, raw_type: DataType | None) -> SparkColumn | None:
+    """A decimal column's value with non-zero digits beyond the column's scale, which the cast
+    rounds (100.005 as decimal(18,2) is 100.01): a changed amount must not pass silently. Text
+    counts its digits (trailing zeros are no precision: 100.0500 fits; an exponent shifts them:
+    1.005e1 has two), exactly for any length; a typed number (a wider decimal, a double) is
+    compared with its cast. None when the column is not a decimal."""
+    found = DECIMAL.match(col.type)
+    if found is None:
+        return None
+    v = F.col(f"`{VALUE}{col.name}`")
+    if isinstance(raw_type, StringType):
+        # Only a value that parsed is looked at, so its first '.' and 'e' are the number's.
+        fraction = F.regexp_replace(F.regexp_extract(raw, r"\.([0-9]+)", 1), "0+$", "")
+        exponent = F.regexp_extract(raw, "[eE]([+-]?[0-9]+)", 1).try_cast("int")
+        digits = F.length(fraction) - F.coalesce(exponent, F.lit(0))
+        return v.isNotNull() & (digits > int(found[2]))
+    if isinstance(raw_type, FractionalType):
+        return v.isNotNull() & (raw != v)
+    return None
+
+
 def _column_rules(
-    col: Column, raw: SparkColumn | None, references: dict[str, tuple[str, ...]], arrival: SparkColumn
+    col: Column,
+    raw: SparkColumn | None,
+    references: dict[str, tuple[str, ...]],
+    arrival: SparkColumn,
+    raw_type: DataType | None = None,
 ) -> list[SparkColumn]:
     v = F.col(f"`{VALUE}{col.name}`")
     present = v.isNotNull()
@@ -221,6 +246,9 @@ def _column_rules(
         checks.append(("missing", v.isNull() & (raw.isNull() if raw is not None else F.lit(True))))
     if raw is not None and col.type != "string":  # text always "parses" as text
         checks.append(("unparseable", raw.isNotNull() & v.isNull()))
+    scale = _beyond_scale(col, raw, raw_type) if raw is not None else None
+    if scale is not None:
+        checks.append(("scale", scale))
     if raw is not None and _free_text(col):
         checks.append(("control_character", present & v.rlike(CONTROL_CHARACTER)))
     if col.allowed:
@@ -250,6 +278,7 @@ def rule_names(contract: Contract) -> list[str]:
     for col in contract.columns.values():
         names += [f"{col.name}:missing"] if not col.nullable else []
         names += [f"{col.name}:unparseable"] if not col.expr and col.type != "string" else []
+        names += [f"{col.name}:scale"] if not col.expr and DECIMAL.match(col.type) else []
         names += [f"{col.name}:control_character"] if not col.expr and _free_text(col) else []
         names += [f"{col.name}:not_allowed"] if col.allowed else []
         names += [f"{col.name}:not_in_{col.reference}"] if col.reference else []
