@@ -53,6 +53,23 @@ def test_csv_keeps_quoted_commas_newlines_and_flags_wrong_field_counts(spark, tm
     ]
 
 
+def test_a_line_of_spaces_and_tabs_is_blank_and_a_record_with_an_empty_first_field_is_kept(spark, tmp_path):
+    """Spark skips an empty line; one of spaces and tabs only (LF or CRLF) is skipped as well,
+    not quarantined as a malformed record. A record whose first field is empty or a space is data."""
+    (tmp_path / "a.csv").write_bytes(b"id,name\n1,a\n   \n\t\n \t \n,b\n ,c\n2,too,many\n")
+    (tmp_path / "b.csv").write_bytes(b"id,name\r\n3,d\r\n  \r\n,e\r\n")
+    df = read(spark, read_csv, CSV_SPEC, tmp_path)
+    got = sorted((r["id"] or "", r["name"] or "", r["_corrupt_record"] or "") for r in df.collect())
+    assert got == [
+        ("", "b", ""),
+        ("", "e", ""),
+        (" ", "c", ""),
+        ("1", "a", ""),
+        ("2", "too", "2,too,many"),
+        ("3", "d", ""),
+    ]
+
+
 def test_csv_reads_a_drifted_file_by_its_own_header(spark, tmp_path):
     (tmp_path / "a.csv").write_text("id,name\n1,a\n")
     (tmp_path / "b.csv").write_text("id,name,region\n2,b,EMEA\n")

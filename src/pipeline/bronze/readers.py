@@ -195,6 +195,10 @@ def read_csv(
             .option("columnNameOfCorruptRecord", CORRUPT)
             .csv(paths)
         )
+        if len(header) > 1:
+            # A line of spaces and tabs only is blank, as the empty lines Spark skips: a lone
+            # field, it is no record of a file with more columns (it was quarantined as malformed).
+            df = df.filter(F.col(CORRUPT).isNull() | ~F.col(CORRUPT).rlike(_blank_line(dialect.sep)))
         malformed = F.when(
             F.col(CORRUPT).isNotNull(),
             F.lit(f"malformed CSV record: field count differs from the header's {len(header)} columns"),
@@ -211,6 +215,13 @@ def read_csv(
                 )
             )
     return _union(spark, frames)
+
+
+def _blank_line(sep: str) -> str:
+    """A record's text holding spaces and tabs only (not the delimiter: tabs are empty fields in
+    a tab-separated file); a CRLF line keeps its carriage return."""
+    blanks = "".join(c for c in " \t" if c != sep)
+    return rf"^[{blanks}]+\r?$"
 
 
 def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column, sep: str) -> DataFrame:
