@@ -63,3 +63,19 @@ def arrival_micros(df: DataFrame) -> Column:
     the column (not stamped yet): now, as bronze would stamp it. In microseconds because
     adding an interval to a timestamp is time-zone arithmetic on every row."""
     return F.unix_micros(F.col("_ingestion_ts") if "_ingestion_ts" in df.columns else F.current_timestamp())
+
+
+# A delivery date in a landing path (date=2026-07-01/, rates_2026-07-01.json, accounts_20260701.csv),
+# as bronze's backfill window (`bronze.ingest.landing_date`) and silver's file-date rule read it.
+DELIVERY_DATE = r"(?<![0-9])([0-9]{4})-?([0-9]{2})-?([0-9]{2})(?![0-9])"
+
+
+def file_name_date(df: DataFrame) -> Column:
+    """The delivery date the name of each row's landing file (`_source_file`; its folders do not
+    count) carries, the last one as `landing_date` reads a path; null when the name holds none or
+    no real day (2026-13-01), or the frame has no landing file."""
+    if "_source_file" not in df.columns:
+        return F.lit(None).cast("date")
+    name = F.substring_index(F.col("_source_file"), "/", -1)
+    found = F.try_element_at(F.regexp_extract_all(name, F.lit(DELIVERY_DATE), 0), F.lit(-1))
+    return F.regexp_replace(found, DELIVERY_DATE, "$1-$2-$3").try_cast("date")

@@ -210,6 +210,35 @@ def test_a_decimal_with_digits_beyond_its_scale_is_quarantined_not_rounded(spark
     )
 
 
+def test_an_fx_rate_dated_another_day_than_its_file_name_is_quarantined(spark):
+    """A vendor file named for one day whose document says another is no fixing of the day it
+    was delivered as: `rate_date:file_date_mismatch` (the committed FX contract's
+    `matches_file_date`). A name without a date, or a date only in a folder, is not checked."""
+    fx = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")["fx_rates"]
+    files = [
+        ("file:/l/fx/rates_2026-07-01.json", "2026-07-01"),
+        ("file:/l/fx/rates_2026-07-01.json", "2026-07-02"),
+        ("file:/l/fx/rates_20260703.json", "2026-07-04"),
+        ("file:/l/fx/rates.json", "2026-07-05"),
+        ("file:/l/fx/date=2026-07-06/rates.json", "2026-07-07"),
+        ("file:/l/fx/rates_2026-13-01.json", "2026-07-08"),  # no real day in the name
+    ]
+    bronze = spark.createDataFrame(
+        [(i, f, d, "USD", "EUR", "0.5") for i, (f, d) in enumerate(files)],
+        "_row int, _source_file string, rate_date string, base string, currency string, rate string",
+    )
+    got = conform(bronze, fx, {"currencies": ("USD", "EUR")}).orderBy("_row").select(RULES).collect()
+    assert [r[RULES] for r in got] == [
+        [],
+        ["rate_date:file_date_mismatch"],
+        ["rate_date:file_date_mismatch"],
+        [],
+        [],
+        [],
+    ]
+    assert "rate_date:file_date_mismatch" in rule_names(fx)
+
+
 def test_evolution_policy(spark):
     c = contract(id=Column(type="string"), amount=Column(type="decimal(18,2)"))
     new = check_evolution(
@@ -243,6 +272,7 @@ def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
         ("{type: date, not_before: '1900'}", "not_before: '1900' on a date column"),
         ("{type: date, not_before: '1900-02-30'}", "not_before: '1900-02-30' on a date column"),
         ("{type: string, pattern: 'x(?i)y'}", "pattern: not a valid regular expression"),
+        ("{type: timestamp, matches_file_date: true}", "matches_file_date: on a timestamp column"),
     ]:
         bad.write_text(fine.replace("id: {type: string}", f"id: {{type: string}}\n  t: {column}"))
         with pytest.raises(ContractError, match=rf"columns.t.{message}"):

@@ -50,7 +50,14 @@ from pipeline.bronze.rejected import (
 from pipeline.catalog import DatasetSpec
 from pipeline.context import RunContext
 from pipeline.driver.retry import explain, is_transient
-from pipeline.freshness import FULL_DATE, NEWEST_KEY, arrival_micros, recorded_newest, table_newest
+from pipeline.freshness import (
+    DELIVERY_DATE,
+    FULL_DATE,
+    NEWEST_KEY,
+    arrival_micros,
+    recorded_newest,
+    table_newest,
+)
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
 from pipeline.storage import LandingFile, file_key, list_landing
@@ -74,7 +81,7 @@ def rejected_files(ctx: RunContext) -> RejectedFiles:
     return RejectedFiles(ctx.lake, ctx.table_path("_ops", "rejected_files"))
 
 
-_LANDING_DATE = re.compile(r"(?<!\d)(\d{4})-?(\d{2})-?(\d{2})(?!\d)")
+_LANDING_DATE = re.compile(DELIVERY_DATE)
 
 
 def landing_date(uri: str) -> date | None:

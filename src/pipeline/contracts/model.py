@@ -64,6 +64,10 @@ class Column:
     not_after_arrival: str = ""
     # A date or timestamp not before this date ("1900-01-01"; empty: DEFAULT_NOT_BEFORE).
     not_before: str = ""
+    # A date equal to the date in its landing file's name (`rates_2026-07-01.json`): a vendor
+    # document whose own date says another day is no fixing of the day it was delivered as.
+    # A file name without a date is not checked.
+    matches_file_date: bool = False
     reference: str = ""  # config/reference/<name>.yaml: the allowed values
     pii: Literal["none", "name", "email", "phone"] = "none"
     name: str = ""
@@ -163,6 +167,10 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
             raise ContractError(
                 f"{key}.not_before: {col.not_before!r} on a {col.type} column; expected a date such as "
                 f"'{DEFAULT_NOT_BEFORE}' (yyyy-mm-dd) on a date or timestamp"
+            )
+        if col.matches_file_date and col.type != "date":
+            raise ContractError(
+                f"{key}.matches_file_date: on a {col.type} column; only a date column can match"
             )
         if col.expr and col.source:
             raise ContractError(f"{key}: a column is either read (source) or computed (expr), not both")

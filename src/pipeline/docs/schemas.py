@@ -304,6 +304,8 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
             f"{value} does not match the regular expression `{col.pattern}` as a whole "
             "(a trailing line break does not pass `$`)"
         )
+    if kind == "file_date_mismatch":
+        return f"{value} is not the date in its landing file's name (`matches_file_date`; a name without a date is not checked)"
     if kind == "too_early":
         return f"{value} is before {col.earliest} (`not_before`)"
     if kind == "below_min":

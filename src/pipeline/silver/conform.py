@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Any
+from typing import Any, NamedTuple
 
 from pyspark.sql import Column as SparkColumn
 from pyspark.sql import DataFrame, Row, Window
@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, FractionalType, StringType, StructType
 
 from pipeline.contracts.model import DECIMAL, Column, Contract, ContractError, interval_seconds
-from pipeline.freshness import FULL_DATE, arrival_micros
+from pipeline.freshness import FULL_DATE, arrival_micros, file_name_date
 from pipeline.silver.history import values_hash
 
 RULES = "_rules_broken"
@@ -114,11 +114,11 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
             typed = F.when(F.col(raw_name).rlike(FULL_DATE), typed)
         typed_cols[col.name] = _representable(typed, col.type)
     staged = staged.withColumns({f"{VALUE}{n}": c for n, c in typed_cols.items()})
-    arrival = arrival_micros(bronze)
+    row = RowFacts(arrival_micros(bronze), file_name_date(bronze))
     read_rules = [
         r
         for c in contract.read_columns
-        for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references, arrival, types.get(c.source_column))
+        for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references, row, types.get(c.source_column))
     ]
     malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
     read_broken = _broken(read_rules)
@@ -130,7 +130,7 @@ def conform(bronze: DataFrame, contract: Contract, references: dict[str, tuple[s
         expr = _qualify(col.expr, contract)
         typed = _representable(F.expr(f"try_cast(({expr}) AS {col.type})"), col.type)
         staged = staged.withColumn(f"{VALUE}{col.name}", F.when(inputs_fine, typed))
-    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references, arrival)]
+    derived_rules = [r for c in contract.derived_columns for r in _column_rules(c, None, references, row)]
     # A derived value is only reported broken when its inputs were fine (no echo of the cause).
     derived_broken = _broken(derived_rules)
     result = staged.withColumn(
@@ -230,11 +230,19 @@ def _beyond_scale(col: Column, raw: SparkColumn, raw_type: DataType | None) -> S
     return None
 
 
+class RowFacts(NamedTuple):
+    """What rules compare a value with besides the contract: when the row reached bronze (epoch
+    micros) and the date in its landing file's name (null when none)."""
+
+    arrival: SparkColumn
+    file_date: SparkColumn
+
+
 def _column_rules(
     col: Column,
     raw: SparkColumn | None,
     references: dict[str, tuple[str, ...]],
-    arrival: SparkColumn,
+    row: RowFacts,
     raw_type: DataType | None = None,
 ) -> list[SparkColumn]:
     v = F.col(f"`{VALUE}{col.name}`")
@@ -264,11 +272,13 @@ def _column_rules(
     if col.min_exclusive is not None:
         checks.append(("not_above_min", present & ((v <= F.lit(col.min_exclusive)) | nan)))
     if col.not_after_arrival:
-        latest = arrival + F.lit(interval_seconds(col.not_after_arrival) * 1_000_000)  # epoch micros
+        latest = row.arrival + F.lit(interval_seconds(col.not_after_arrival) * 1_000_000)  # epoch micros
         later = v > F.to_date(F.timestamp_micros(latest)) if col.type == "date" else F.unix_micros(v) > latest
         checks.append(("after_arrival", present & later))
     if col.earliest:
         checks.append(("too_early", present & (v < F.lit(date.fromisoformat(col.earliest)))))
+    if col.matches_file_date:
+        checks.append(("file_date_mismatch", present & (v != row.file_date)))
     return [F.when(cond, F.lit(f"{col.name}:{name}")) for name, cond in checks]
 
 
@@ -288,6 +298,7 @@ def rule_names(contract: Contract) -> list[str]:
         names += [f"{col.name}:not_above_min"] if col.min_exclusive is not None else []
         names += [f"{col.name}:after_arrival"] if col.not_after_arrival else []
         names += [f"{col.name}:too_early"] if col.earliest else []
+        names += [f"{col.name}:file_date_mismatch"] if col.matches_file_date else []
     return [*names, conflict_rule(contract)]
 
 
