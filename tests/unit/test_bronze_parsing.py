@@ -59,6 +59,7 @@ def test_a_line_of_spaces_and_tabs_is_blank_and_a_record_with_an_empty_first_fie
     (tmp_path / "a.csv").write_bytes(b"id,name\n1,a\n   \n\t\n \t \n,b\n ,c\n2,too,many\n")
     (tmp_path / "b.csv").write_bytes(b"id,name\r\n3,d\r\n  \r\n,e\r\n")
     df = read(spark, read_csv, CSV_SPEC, tmp_path)
+    assert df.count() == 6  # as bronze counts a file's rows (a query of no data column)
     got = sorted((r["id"] or "", r["name"] or "", r["_corrupt_record"] or "") for r in df.collect())
     assert got == [
         ("", "b", ""),

@@ -198,7 +198,10 @@ def read_csv(
         if len(header) > 1:
             # A line of spaces and tabs only is blank, as the empty lines Spark skips: a lone
             # field, it is no record of a file with more columns (it was quarantined as malformed).
-            df = df.filter(F.col(CORRUPT).isNull() | ~F.col(CORRUPT).rlike(_blank_line(dialect.sep)))
+            # The first field is read too: Spark refuses a query of the corrupt column alone (a count).
+            blank = _blank_line(dialect.sep)
+            first = F.col(f"`{header[0]}`")
+            df = df.filter(F.col(CORRUPT).isNull() | ~(F.col(CORRUPT).rlike(blank) & first.rlike(blank)))
         malformed = F.when(
             F.col(CORRUPT).isNotNull(),
             F.lit(f"malformed CSV record: field count differs from the header's {len(header)} columns"),
