@@ -865,18 +865,18 @@ def test_a_behaviour_unload_file_outside_its_event_date_folders_lands_in_the_nul
 def test_a_file_the_batch_read_returns_no_rows_of_is_rejected_not_recorded_as_empty(
     spark, tmp_path, monkeypatch
 ):
-    from pipeline.bronze import ingest
+    from pipeline.bronze import ingest, readers
 
     ctx, landing = parquet_ctx(spark, tmp_path)
     put_parquet(landing, "date=2026-07-01/a.parquet", order_table("ORD-0000001"))
     put_parquet(landing, "date=2026-07-01/b.parquet", order_table("ORD-0000002"))
-    reader = ingest.READERS["parquet"]
+    reader = readers.READERS["parquet"]
 
     def losing(spark, files, spec, root):  # a reader that leaves b.parquet's rows out
         df = reader(spark, files, spec, root)
         return df.filter(~F.col("_source_file").endswith("/b.parquet")) if len(files) > 1 else df
 
-    monkeypatch.setitem(ingest.READERS, "parquet", losing)
+    monkeypatch.setitem(readers.READERS, "parquet", losing)
     result = ingest_files(ctx, "snowflake_orders")
     assert (result.rows_out, result.details["empty_files"], result.details["rejected_files"]) == (1, 0, 1)
     ((path, reason),) = [(r["path"], r["reason"]) for r in result.details["rejected"]]
@@ -892,22 +892,65 @@ def test_a_first_parquet_load_sets_aside_files_typed_against_the_contract_or_mos
     day = "date=2026-07-01"
     put_parquet(landing, f"{day}/good.parquet", order_table("ORD-0000001"))
     put_parquet(landing, f"{day}/float.parquet", order_table("ORD-0000002", pa.float64(), 10.0))
-    put_parquet(landing, f"{day}/wide.parquet", order_table("ORD-0000003", pa.decimal128(38, 2)))
+    put_parquet(landing, f"{day}/wide.parquet", order_table("ORD-0000003", pa.decimal128(38, 2)))  # fits
     # a column no contract types: most files hold it as text
     for name, values in (("c1", pa.array(["web"])), ("c2", pa.array(["app"])), ("c3", pa.array([7]))):
         table = order_table(f"ORD-000001{name[1:]}").append_column("channel", values)
         put_parquet(landing, f"{day}/channel_{name}.parquet", table)
     result = ingest_files(ctx, "snowflake_orders")
     reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in result.details["rejected"]}
-    assert sorted(reasons) == ["channel_c3.parquet", "float.parquet", "wide.parquet"]
+    assert sorted(reasons) == ["channel_c3.parquet", "float.parquet"]
     assert "`amount` is double here, decimal(18,2) in the contract orders" in reasons["float.parquet"]
-    assert "`amount` is decimal(38,2) here, decimal(18,2) in the contract orders" in reasons["wide.parquet"]
     assert (
         "`channel` is bigint here, string in most files of this first load" in reasons["channel_c3.parquet"]
     )
-    assert result.rows_out == 3
+    assert result.rows_out == 4
     schema = ctx.lake.read(ctx.table_path("bronze", "snowflake_orders")).schema
     assert (schema["amount"].dataType.simpleString(), schema["channel"].dataType.simpleString()) == (
         "decimal(18,2)",
         "string",
     )
+
+
+@pytest.mark.parametrize("first_load", [True, False])
+def test_a_wider_decimal_lands_as_bronzes_type_where_it_fits_and_an_all_null_column_fits_any_type(
+    spark, tmp_path, first_load
+):
+    """Snowflake unloads NUMBER as decimal(38,s): bronze stores it as its decimal(18,2) (on a first
+    load, the contract's), value by value; a value that does not fit lands as a malformed record
+    naming column and value, its values as JSON (silver quarantines it), never as a null amount. A
+    column of nulls only (pyarrow's null type, which Spark reads as int, or text) fits any type."""
+    import decimal
+
+    import pyarrow as pa
+
+    ctx, landing = parquet_ctx(spark, tmp_path)
+    day = landing / "date=2026-07-01"
+    if not first_load:
+        put_parquet(day, "first.parquet", order_table("ORD-0000009"))
+        assert ingest_files(ctx, "snowflake_orders").rows_out == 1
+    wide, huge = pa.decimal128(38, 2), decimal.Decimal("12345678901234567890.25")
+    put_parquet(day, "fits.parquet", order_table("ORD-0000001", wide, decimal.Decimal("12.50")))
+    put_parquet(day, "huge.parquet", order_table("ORD-0000002", wide, huge))
+    for order_id, nulls in (("ORD-0000003", pa.nulls(1)), ("ORD-0000004", pa.nulls(1, pa.string()))):
+        put_parquet(day, f"{order_id}.parquet", order_table(order_id).set_column(5, "amount", nulls))
+    put_parquet(day, "text.parquet", order_table("ORD-0000005").set_column(5, "amount", pa.array(["7"])))
+    result = ingest_files(ctx, "snowflake_orders")
+    reasons = {r["path"].rsplit("/", 1)[-1]: r["reason"] for r in result.details["rejected"]}
+    assert list(reasons) == ["text.parquet"]
+    assert "`amount` is string here, decimal(18,2) in " in reasons["text.parquet"]
+    assert result.rows_out == 4
+    bronze = ctx.lake.read(ctx.table_path("bronze", "snowflake_orders"))
+    assert bronze.schema["amount"].dataType.simpleString() == "decimal(18,2)"
+    rows = {r["order_id"]: r for r in bronze.collect()}
+    assert [
+        (rows[o]["amount"], rows[o]["_parse_error"]) for o in ("ORD-0000001", "ORD-0000003", "ORD-0000004")
+    ] == [
+        (decimal.Decimal("12.50"), None),
+        (None, None),
+        (None, None),
+    ]
+    overflow = rows["ORD-0000002"]
+    assert overflow["amount"] is None
+    assert f'"amount":{huge}' in overflow["_corrupt_record"]
+    assert overflow["_parse_error"].startswith(f"`amount` value {huge} does not fit decimal(18,2)")

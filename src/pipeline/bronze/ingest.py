@@ -22,7 +22,7 @@ from datetime import UTC, date, datetime, timedelta
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, StringType, StructType, TimestampNTZType, TimestampType
+from pyspark.sql.types import DataType, DateType, StringType, StructType, TimestampNTZType, TimestampType
 
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.ledger import (
@@ -34,7 +34,7 @@ from pipeline.bronze.ledger import (
     Ledger,
     lost_commit_race,
 )
-from pipeline.bronze.readers import CORRUPT, READERS, SOURCE_FILE, TYPED_READERS
+from pipeline.bronze.readers import CORRUPT, SOURCE_FILE, TYPED_READERS, fitted, read_batch
 from pipeline.bronze.rejected import (
     RejectedFiles,
     Rejection,
@@ -276,6 +276,9 @@ def _read_setting_aside(
     again until the batch reads and matches bronze, and files the batch read returned no row of
     while they hold rows. (None, None, []) when no file is left.
 
+    A file whose column of another type holds no value is read again with it typed as bronze's
+    (`voids`), not set aside.
+
     A first load (no bronze table) of a reader that keeps the source's types (Parquet) is held
     to the contract's types and, for the columns it does not type, to most files' types: the
     table it creates is what later loads are held to, and silver fails on a typed column of
@@ -287,30 +290,46 @@ def _read_setting_aside(
     # What a batch that read is checked against: bronze's types, else the contract's.
     reference = held if held is not None else struct_of(ctx.spark, typed)
 
+    # A file's columns of another type holding no value (file -> column -> bronze's type): they
+    # fit any type, so the file is read again with them typed as bronze's instead of set aside.
+    voids: dict[LandingFile, dict[str, DataType]] = {}
+
     def retyped_files() -> list[Rejection]:
         if held is not None:
-            return retyped(ctx.spark, spec, files, root, held, table)
-        if not first_load:
+            bad, found = retyped(ctx.spark, spec, files, root, held, table)
+        elif first_load:
+            schemas = file_schemas(ctx.spark, spec, files, root)  # read once, judged twice
+            types, where = first_load_reference(ctx.spark, schemas, typed, contract_names(ctx, dataset))
+            bad, found = retyped(
+                ctx.spark, spec, files, root, types, f"first load of {table}", where, schemas
+            )
+        else:
             return []
-        schemas = file_schemas(ctx.spark, spec, files, root)  # read once, judged twice
-        types, where = first_load_reference(ctx.spark, schemas, typed, contract_names(ctx, dataset))
-        return retyped(ctx.spark, spec, files, root, types, f"first load of {table}", where, schemas)
+        voids.update(found)
+        return bad
 
     while files:
+        known_voids = len(voids)
         try:
-            batch, stats = _read(ctx, dataset, files, batch_id, held)
+            batch, stats = _read(ctx, dataset, files, batch_id, held, reference, voids)
         except Exception as exc:
             if is_transient(exc):
                 raise
             bad = probe(ctx.spark, spec, files, root) or retyped_files()
-            if not bad:
+            if not bad and len(voids) == known_voids:
                 raise  # no file fails on its own nor differs from bronze: not a bad file
-            log.warning(
-                "%s: batch read failed (%s); %d file(s) set aside", dataset, explain(exc).cause, len(bad)
-            )
+            if bad:
+                log.warning(
+                    "%s: batch read failed (%s); %d file(s) set aside", dataset, explain(exc).cause, len(bad)
+                )
         else:
-            if type_conflicts(reference, batch.schema) and (bad := retyped_files()):
-                log.warning("%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad))
+            if type_conflicts(reference, batch.schema) and (
+                (bad := retyped_files()) or len(voids) > known_voids
+            ):
+                if bad:
+                    log.warning(
+                        "%s: %d file(s) hold a column with another type than bronze's", dataset, len(bad)
+                    )
             elif bad := unread(ctx.spark, spec, files, root, stats.rows_per_file):
                 log.error("%s: %d file(s) with rows the batch read left out", dataset, len(bad))
             else:
@@ -343,21 +362,29 @@ def create_empty(ctx: RunContext, table: str, batch: DataFrame, partition_by: li
 
 
 def _read(
-    ctx: RunContext, dataset: str, files: list[LandingFile], batch_id: str, held: StructType | None
+    ctx: RunContext,
+    dataset: str,
+    files: list[LandingFile],
+    batch_id: str,
+    held: StructType | None,
+    reference: StructType,
+    voids: dict[LandingFile, dict[str, DataType]],
 ) -> tuple[DataFrame, BatchStats]:
     """The batch with its audit columns, cached, and its statistics: computing them reads every
     file in full, so an unreadable file fails here, before anything is written. A column bronze
     holds under another case (`ORDER_ID`, `order_id`) takes bronze's spelling, one it does not
     hold yet the contract's: Spark matches names ignoring case, delta-rs refuses a second
-    spelling of a column, and silver reads the contract's names."""
+    spelling of a column, and silver reads the contract's names. A decimal of another precision
+    than `reference`'s (bronze's types, or on a first load the contract's) is stored as that
+    type where its value fits (`readers.fitted`); `voids`: see `readers.read_batch`."""
     spec = ctx.catalog[dataset]
-    raw = READERS[spec.reader](ctx.spark, files, spec, ctx.landing_path(dataset))
+    raw = read_batch(ctx.spark, spec, files, ctx.landing_path(dataset), voids)
     contract = contract_columns(ctx, dataset)
     folds = Counter(c.lower() for c in contract)
     spelling = {c.lower(): c for c in contract if folds[c.lower()] == 1}  # unambiguous ones
     spelling.update({f.name.lower(): f.name for f in held.fields} if held is not None else {})
     renamed = {c: spelling[c.lower()] for c in raw.columns if spelling.get(c.lower(), c) != c}
-    raw = raw.withColumnsRenamed(renamed) if renamed else raw
+    raw = fitted(raw.withColumnsRenamed(renamed) if renamed else raw, reference)
     batch = with_audit_columns(raw, spec.source_system, batch_id).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         # One aggregation over the cached batch gives per-file and corrupt counts for the report

@@ -11,11 +11,12 @@ import csv
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType, StructField, StructType
+from pyspark.sql.types import DataType, DecimalType, StringType, StructField, StructType
 
 from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
 from pipeline.storage import (
@@ -418,6 +419,80 @@ def read_fx_json(
         SOURCE_FILE,
         F.when(error.isNotNull(), F.col("_raw")).alias(CORRUPT),
         error.alias(ERROR),
+    )
+
+
+def read_batch(
+    spark: SparkSession,
+    spec: DatasetSpec,
+    files: list[LandingFile],
+    landing_root: str,
+    voids: Mapping[LandingFile, Mapping[str, DataType]],
+) -> DataFrame:
+    """The files read as one batch by the dataset's reader, except those in `voids` (file ->
+    columns holding no value in it -> bronze's type): each is read alone, those columns as nulls
+    of bronze's type. A Parquet column of nulls only is typed by its writer (Spark reads
+    pyarrow's null type as int), which no merge with the batch's type takes, yet it fits any."""
+    reader = READERS[spec.reader]
+    rest = [f for f in files if f not in voids]
+    frames = [reader(spark, rest, spec, landing_root)] if rest else []
+    frames += [
+        reader(spark, [f], spec, landing_root).withColumns(
+            {c: F.lit(None).cast(t) for c, t in voids[f].items()}
+        )
+        for f in files
+        if f in voids
+    ]
+    return _union(spark, frames)
+
+
+def castable(got: DataType, want: DataType) -> bool:
+    """Whether bronze takes a column typed `got` as its type `want` value by value: a decimal of
+    another precision at the same scale (Snowflake unloads NUMBER as decimal(38,s) whatever the
+    values; a column declared decimal(18,2) holds the same numbers)."""
+    return isinstance(got, DecimalType) and isinstance(want, DecimalType) and got.scale == want.scale
+
+
+def fitted(df: DataFrame, reference: StructType) -> DataFrame:
+    """`df` with each column of a `castable` type other than `reference`'s (names matched
+    ignoring case) cast to it. A record holding a value that does not fit (1e17 in
+    decimal(18,2)) keeps all its values as JSON in `_corrupt_record`, and `_parse_error` names
+    the column, the value and the type: silver quarantines it instead of taking a null amount."""
+    want = {f.name.lower(): f.dataType for f in reference.fields}
+    retype = {
+        f.name: want[f.name.lower()]
+        for f in df.schema.fields
+        if f.dataType != want.get(f.name.lower(), f.dataType) and castable(f.dataType, want[f.name.lower()])
+    }
+    if not retype:
+        return df
+    lost = {c: F.col(f"`{c}`").isNotNull() & F.col(f"`{c}`").try_cast(t).isNull() for c, t in retype.items()}
+    any_lost = reduce(lambda a, b: a | b, lost.values())
+    values = F.to_json(
+        F.struct(*[F.col(f"`{c}`") for c in df.columns if c not in (CORRUPT, ERROR, SOURCE_FILE)])
+    )
+    why = F.concat_ws(
+        "; ",
+        *[
+            F.when(
+                lost[c],
+                F.concat(
+                    F.lit(f"`{c}` value "),
+                    F.col(f"`{c}`").cast("string"),
+                    F.lit(
+                        f" does not fit {t.simpleString()}, bronze's type (the record's values: _corrupt_record)"
+                    ),
+                ),
+            )
+            for c, t in retype.items()
+        ],
+    )
+    return df.withColumns(
+        {
+            **{c: F.col(f"`{c}`").try_cast(t) for c, t in retype.items()},
+            CORRUPT: F.when(any_lost, values).otherwise(F.col(CORRUPT)),
+            ERROR: F.when(any_lost, why).otherwise(F.col(ERROR)),
+        }
     )
 
 

@@ -22,7 +22,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, StructField, StructType
 
-from pipeline.bronze.readers import READERS, LandingFormatError, check_parquet, csv_header
+from pipeline.bronze.readers import READERS, LandingFormatError, castable, check_parquet, csv_header
 from pipeline.catalog import DatasetSpec
 from pipeline.driver.retry import explain, is_transient
 from pipeline.lake import Lake
@@ -110,15 +110,28 @@ def probe(
     return bad
 
 
-def type_conflicts(table: StructType, batch: StructType) -> dict[str, tuple[str, str]]:
+def type_conflicts(table: StructType, batch: StructType) -> dict[str, tuple[DataType, DataType]]:
     """{column: (type in the batch, type in the table)} of the columns both hold with another
-    type (names as Spark matches them, case-insensitively)."""
+    type that bronze does not take value by value (`castable`; names as Spark matches them,
+    case-insensitively)."""
     held = {f.name.lower(): f.dataType for f in table.fields}
     return {
-        f.name: (f.dataType.simpleString(), held[f.name.lower()].simpleString())
+        f.name: (f.dataType, held[f.name.lower()])
         for f in batch.fields
-        if f.name.lower() in held and f.dataType != held[f.name.lower()]
+        if f.name.lower() in held
+        and f.dataType != held[f.name.lower()]
+        and not castable(f.dataType, held[f.name.lower()])
     }
+
+
+def void_columns(
+    spark: SparkSession, spec: DatasetSpec, f: LandingFile, landing_root: str, columns: list[str]
+) -> set[str]:
+    """The `columns` holding no value in file `f` (one aggregate over the file alone)."""
+    counts = READERS[spec.reader](spark, [f], spec, landing_root).agg(
+        *[F.count(F.col(f"`{c}`")) for c in columns]
+    )
+    return {c for c, n in zip(columns, counts.first() or (), strict=True) if n == 0}
 
 
 def retyped(
@@ -130,22 +143,28 @@ def retyped(
     table_path: str,
     where: Mapping[str, str] | None = None,
     schemas: Mapping[LandingFile, StructType] | None = None,
-) -> list[Rejection]:
-    """The files holding a column with another type than bronze's (a changed export: an amount
-    as text, a timestamp as epoch seconds). Bronze keeps one type per column: delta-spark would
-    fail the commit, delta-rs would cast the values (epoch seconds read as microseconds), and
-    either way every run would meet the file again. Each file's schema alone (its footer).
+) -> tuple[list[Rejection], dict[LandingFile, dict[str, DataType]]]:
+    """(rejections, voids): the files holding a column with another type than bronze's (a
+    changed export: an amount as text, a timestamp as epoch seconds), and the files whose
+    column of another type holds no value (file -> column -> bronze's type), which fit any type
+    and are read as such (`readers.read_batch`). Bronze keeps one type per column: delta-spark
+    would fail the commit, delta-rs would cast the values (epoch seconds read as microseconds),
+    and either way every run would meet the file again. Each file's schema alone (its footer).
     Before bronze has a table, `table` is the reference the first load is held to, and `where`
     says where each column's type comes from (lower-case name -> "the contract orders", ...);
     `schemas`: the files' schemas when the caller read them already (`file_schemas`)."""
     where = where or {}
     schemas = schemas or file_schemas(spark, spec, files, landing_root)
-    bad = []
+    bad, voids = [], {}
     for f in files:
         conflicts = type_conflicts(table, schemas[f])
         if conflicts:
+            void = void_columns(spark, spec, f, landing_root, list(conflicts))
+            voids.update({f: {c: conflicts[c][1] for c in void}} if void else {})
+            conflicts = {c: types for c, types in conflicts.items() if c not in void}
+        if conflicts:
             shown = ", ".join(
-                f"`{c}` is {got} here, {want} in {where.get(c.lower(), 'bronze')}"
+                f"`{c}` is {got.simpleString()} here, {want.simpleString()} in {where.get(c.lower(), 'bronze')}"
                 for c, (got, want) in conflicts.items()
             )
             bad.append(
@@ -155,7 +174,7 @@ def retyped(
                     "(an export whose types changed), it is retried once its bytes change",
                 )
             )
-    return bad
+    return bad, voids
 
 
 def struct_of(spark: SparkSession, types: Mapping[str, str]) -> StructType:
