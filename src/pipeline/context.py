@@ -72,8 +72,11 @@ class RunContext:
     def table_path(self, layer: str, name: str) -> str:
         return self.settings.lake.path(layer, name)
 
+    def landing_root(self) -> str:
+        return self.settings.lake.path("landing")
+
     def landing_path(self, dataset: str) -> str:
-        return self.settings.lake.path("landing", self.catalog[dataset].landing)
+        return f"{self.landing_root()}/{self.catalog[dataset].landing}"
 
     def checkpoint_path(self, name: str) -> str:
         return self.settings.lake.path("_checkpoints", name)

@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from py4j.java_gateway import JavaClass
@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, order=True)
 class LandingFile:
-    uri: str  # URI form, as Spark reports it in _metadata.file_path; the ledger key
+    uri: str  # URI form, as Spark reports it in _metadata.file_path; the ledger key's source
     path: str  # Hadoop path form, what readers are given
     size: int
     modified_ms: int  # modification time, epoch milliseconds (S3: the object's Last-Modified)
@@ -47,6 +47,45 @@ def path_part(location: str) -> str:
     """A location's path without scheme and authority: `file:/a/b`, `file:///a/b`,
     `s3a://bucket/a/b` and `/a/b` are all `/a/b`."""
     return "/" + _SCHEME.sub("", location).lstrip("/")
+
+
+@dataclass(frozen=True)
+class LandingKeys:
+    """How bronze names one dataset's landing files in what it remembers (the ledger, its commit
+    metadata, rejected files): by the file's URI below the lake's landing root (`crm/accounts/
+    date=2026-07-01/a.csv`, in the URI's spelling, as `file_key`), so a lake moved or copied to
+    another place (a renamed folder, another bucket or mount) knows the same files. Below the
+    landing root, not the dataset's folder: a key keeps the folder, so a dataset pointed at
+    another folder never takes that folder's files for ones it holds (a wrong "known" loses a
+    delivery, a wrong "new" only ingests it again).
+
+    Keys written as absolute URIs (before keys were relative) are read as relative ones: under
+    this landing root, the part below it; under another root (the lake moved), the part from
+    the dataset's folder on, found as `/<landing>/<folder>/` (the first such place in the path);
+    anything else (no such place: the dataset's folder changed) stays as it is, a key no listed
+    file has."""
+
+    root: str  # the landing root's URI (`location_uri` of <lake>/landing)
+    folder: str  # the dataset's folder below it (the catalogue's `landing`), e.g. crm/accounts
+
+    def __call__(self, uri: str) -> str:
+        key = file_key(uri)
+        if not _SCHEME.match(key) and not key.startswith("/"):
+            return key  # relative already
+        if key.startswith(self.root + "/"):
+            return key[len(self.root) + 1 :]
+        folder = _uri_path(self.folder.strip("/"))
+        anchor = f"/{self.root.rsplit('/', 1)[-1]}/{folder}/"
+        path = path_part(key)
+        at = path.find(anchor)
+        return key if at < 0 else f"{folder}/{path[at + len(anchor) :]}"
+
+
+def location_uri(spark: SparkSession, location: str) -> str:
+    """A folder's URI as Hadoop qualifies it, in `file_key`'s spelling, without a trailing `/`:
+    `./lake` is `file:///<working folder>/lake`, `s3a://bucket/lake` stays as it is."""
+    path, fs = _fs(spark, location)
+    return file_key(fs.makeQualified(path).toUri().toString()).rstrip("/")
 
 
 def _java(spark: SparkSession, name: str) -> JavaClass:
@@ -79,9 +118,10 @@ def list_files(
     root: str,
     suffix: str | tuple[str, ...] = "",
     known: Mapping[str, Stamp | None] | None = None,
+    key: Callable[[str], str] = file_key,
 ) -> list[LandingFile]:
     """`list_landing(...).files`: the new files below `root`."""
-    return list_landing(spark, root, suffix, known).files
+    return list_landing(spark, root, suffix, known, key).files
 
 
 def hidden(relative: str) -> bool:
@@ -100,17 +140,19 @@ def list_landing(
     root: str,
     suffix: str | tuple[str, ...] = "",
     known: Mapping[str, Stamp | None] | None = None,
+    key: Callable[[str], str] = file_key,
 ) -> Listing:
     """Every file below `root` ending in `suffix` (or one of them, in any case: `.CSV` is a
     `.csv`), sorted; hidden files skipped (`hidden`, by their path below `root`), and so are the
-    files `known` (e.g. already ingested) holds by `file_key` with their stamp (size,
+    files `known` (e.g. already ingested) holds by `key` of their URI (`file_key`; bronze:
+    `LandingKeys`) with their stamp (size,
     modification time) as it was ingested: a file whose stamp differs is listed (a new delivery
     under the same path); a stamp of None matches any (the ingest did not keep it). With them,
     the files that match no suffix (`ignored`), so a misnamed delivery can be reported.
 
     The listing crosses from the JVM as one string of Hadoop paths (a round trip per file cost
-    ~6 py4j calls: seconds per idle run). Each file's URI is Hadoop's `toUri()` spelling, the
-    ledger key: for an ASCII path spelled here by java.net.URI's rule (the scheme and authority
+    ~6 py4j calls: seconds per idle run). Each file's URI is Hadoop's `toUri()` spelling (the
+    ledger's key is its part below the landing root, `LandingKeys`): for an ASCII path spelled here by java.net.URI's rule (the scheme and authority
     as Hadoop spells them for the first file), checked against Hadoop's own for that file (a
     mismatch: every file is asked of Hadoop); a path with other characters is asked of Hadoop."""
     path, fs = _fs(spark, root)
@@ -155,8 +197,8 @@ def list_landing(
     found = []
     for i in wanted:
         spelled = uri(i, names[i])
-        key = file_key(spelled)
-        if key in known and known[key] in (None, stamps[i]):
+        held = key(spelled)
+        if held in known and known[held] in (None, stamps[i]):
             continue
         found.append(LandingFile(spelled, names[i], *stamps[i]))
     ignored = sorted(uri(i, names[i]) for i in sorted(set(shown) - set(wanted)))

@@ -575,7 +575,8 @@ def test_the_ledger_follows_bronze_after_a_crash_and_for_tables_written_before_i
     )
     empty_uri = f"file://{old_landing}/empty.csv"
     old_ctx.lake.append(old_table, rows, metadata={"batch_id": "old:crm_x", "empty_files": [empty_uri]})
-    assert legacy_ingested(old_ctx.lake, old_table) == {f"file://{old_landing}/a.csv": None, empty_uri: None}
+    keys = ingest.landing_keys(old_ctx, "crm_x")
+    assert legacy_ingested(old_ctx.lake, old_table, keys) == {"crm/x/a.csv": None, "crm/x/empty.csv": None}
     assert ingest.ingest_files(old_ctx, "crm_x").details["new_files"] == 0
 
 
@@ -881,7 +882,11 @@ def test_a_file_the_batch_read_returns_no_rows_of_is_rejected_not_recorded_as_em
     assert (result.rows_out, result.details["empty_files"], result.details["rejected_files"]) == (1, 0, 1)
     ((path, reason),) = [(r["path"], r["reason"]) for r in result.details["rejected"]]
     assert path.endswith("/b.parquet") and "holds 1 row(s) but the batch read" in reason
-    done = ingest.ledger(ctx).ingested("snowflake_orders", ctx.table_path("bronze", "snowflake_orders"))
+    done = ingest.ledger(ctx).ingested(
+        "snowflake_orders",
+        ctx.table_path("bronze", "snowflake_orders"),
+        ingest.landing_keys(ctx, "snowflake_orders"),
+    )
     assert [k.rsplit("/", 1)[-1] for k in done] == ["a.parquet"]
 
 

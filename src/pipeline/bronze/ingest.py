@@ -60,7 +60,7 @@ from pipeline.freshness import (
 )
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
-from pipeline.storage import LandingFile, file_key, list_landing
+from pipeline.storage import LandingFile, LandingKeys, file_key, list_landing, location_uri
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,11 @@ def ledger(ctx: RunContext) -> Ledger:
 
 def rejected_files(ctx: RunContext) -> RejectedFiles:
     return RejectedFiles(ctx.lake, ctx.table_path("_ops", "rejected_files"))
+
+
+def landing_keys(ctx: RunContext, dataset: str) -> LandingKeys:
+    """How the ledger, bronze's commits and rejected files name the dataset's landing files."""
+    return LandingKeys(location_uri(ctx.spark, ctx.landing_root()), ctx.catalog[dataset].landing)
 
 
 _LANDING_DATE = re.compile(DELIVERY_DATE)
@@ -104,15 +109,17 @@ def landing_suffixes(spec: DatasetSpec) -> tuple[str, ...]:
     return (spec.file_suffix, spec.file_suffix + COMPRESSED)
 
 
-def new_landing_files(ctx: RunContext, dataset: str) -> tuple[list[LandingFile], Known, list[str]]:
+def new_landing_files(
+    ctx: RunContext, dataset: str, keys: LandingKeys
+) -> tuple[list[LandingFile], Known, list[str]]:
     """Landing deliveries not yet in bronze: files bronze does not hold, and files rewritten
     since it ingested them (another size or modification time); with a backfill window
     (`ctx.window`), only those whose landing date it contains (files without a date in their
-    path are not windowed). With them, what bronze holds (file key -> stamp), and the URIs of
-    the files in the dataset's folder that match none of its suffixes (not hidden ones)."""
-    done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset))
+    path are not windowed). With them, what bronze holds (key by `keys` -> stamp), and the URIs
+    of the files in the dataset's folder that match none of its suffixes (not hidden ones)."""
+    done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset), keys)
     listing = list_landing(
-        ctx.spark, ctx.landing_path(dataset), landing_suffixes(ctx.catalog[dataset]), known=done
+        ctx.spark, ctx.landing_path(dataset), landing_suffixes(ctx.catalog[dataset]), done, keys
     )
     listed, window = listing.files, getattr(ctx, "window", None)
     if window is not None:
@@ -209,8 +216,9 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     exists = ctx.lake.exists(table)
     done = ctx.lake.transaction_version(table, TXN_APP) if exists else None
     txn = Txn(TXN_APP, (done or 0) + 1)
-    listed, done, ignored = new_landing_files(ctx, dataset)
-    skipped = rejected_files(ctx).unchanged(dataset, listed)
+    keys = landing_keys(ctx, dataset)
+    listed, done, ignored = new_landing_files(ctx, dataset, keys)
+    skipped = rejected_files(ctx).unchanged(dataset, listed, keys)
     files = [f for f in listed if f not in skipped]
     details: dict = {"table": table, "new_files": len(files), "rejected_files": 0, "rejected": []}
     if ignored:
@@ -226,7 +234,7 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
             root,
         )
         details.update(ignored_files=len(ignored), ignored=ignored[:IGNORED_SHOWN])
-    if redelivered := [f for f in files if file_key(f.uri) in done]:
+    if redelivered := [f for f in files if keys(f.uri) in done]:
         # A correction sent under the old name: its rows land beside the first delivery's.
         log.warning(
             "%s: %d landing file(s) rewritten since bronze ingested them, ingested again as new "
@@ -249,7 +257,7 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     try:
         batch, stats, files = _read_setting_aside(ctx, dataset, files, held, batch_id, rejections)
     finally:  # what was found bad is recorded even when the step then fails on something else
-        rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id)
+        rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id, keys)
     details.update(
         rejected_files=len(rejections),
         rejected=[{"path": r.file.uri, "reason": r.reason} for r in rejections],
@@ -257,7 +265,7 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     if batch is None or stats is None:
         return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
     try:
-        return _commit(ctx, dataset, files, batch, stats, txn, details)
+        return _commit(ctx, dataset, files, keys, batch, stats, txn, details)
     finally:
         batch.unpersist()
 
@@ -412,6 +420,7 @@ def _commit(
     ctx: RunContext,
     dataset: str,
     files: list[LandingFile],
+    keys: LandingKeys,
     batch: DataFrame,
     stats: BatchStats,
     txn: Txn,
@@ -421,7 +430,7 @@ def _commit(
     table = ctx.table_path("bronze", dataset)
     batch_id = ctx.batch_id(dataset)
     rows = sum(stats.rows_per_file.values())
-    empty = sorted(f.uri for f in files if file_key(f.uri) not in stats.rows_per_file)
+    empty = sorted(keys(f.uri) for f in files if file_key(f.uri) not in stats.rows_per_file)
     newest_at = table_newest(ctx.lake, table, iso_from_micros(stats.newest))
     if not ctx.lake.exists(table):
         create_empty(ctx, table, batch, spec.partition_by)
@@ -433,7 +442,7 @@ def _commit(
             BATCH_KEY: batch_id,
             "files": len(files),
             "rows": rows,
-            FILES_KEY: [f.uri for f in files],
+            FILES_KEY: [keys(f.uri) for f in files],
             STAMPS_KEY: [list(f.stamp) for f in files],
             EMPTY_FILES_KEY: empty,
             NEWEST_KEY: newest_at,
@@ -452,7 +461,7 @@ def _commit(
             details={**details, "already_committed": True, NEWEST_KEY: recorded_newest(ctx.lake, table)}
         )
     assert result.version is not None
-    ledger(ctx).record(dataset, {file_key(f.uri): f.stamp for f in files}, result.version, batch_id)
+    ledger(ctx).record(dataset, {keys(f.uri): f.stamp for f in files}, result.version, batch_id)
     if stats.has_event_time and stats.newest is None and rows:
         log.warning("%s: no parseable %s value in this batch; no newest_data_at", dataset, spec.event_time)
     log.info(

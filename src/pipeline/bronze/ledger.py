@@ -8,6 +8,17 @@ bronze holds is a new delivery, listed and ingested again (its rows beside the f
 delivery's, with a newer `_ingestion_ts`); the newest stamp of a path is the one compared.
 Files ingested before stamps were kept have none (null) and are known by path alone.
 
+A file is known by its key: its URI below the lake's landing root (`storage.LandingKeys`,
+`crm/accounts/date=2026-07-01/a.csv`), in the ledger, in bronze's commit metadata and in
+`_ops/rejected_files`, so a lake moved or copied elsewhere (a renamed folder, a bucket copied for
+disaster recovery, `--lake` naming the same data under another mount) finds nothing new. Lakes
+written before keys were relative hold absolute URIs (ledger rows, commit metadata, rejected
+files, `_source_file` of tables from before the ledger); they are read as keys when read, with no
+rewrite: a URI under the current landing root by its part below it, one under another root (the
+lake moved) by its part from `/landing/<dataset folder>/` on (`LandingKeys`). One ledger may so
+hold a file under both spellings (an old row, a newer delivery's): the newest delivery's stamp is
+the one compared. `_source_file` in bronze's rows stays the absolute URI the file was read from.
+
 Bronze is the truth: each bronze file commit lists its files and their stamps in its commit
 metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists.
 The ledger is written after the bronze commit; a crash in between leaves bronze commits newer
@@ -35,7 +46,7 @@ from pipeline.bronze.readers import SOURCE_FILE
 from pipeline.driver.retry import explain
 from pipeline.lake import Lake, Txn
 from pipeline.spark import driver_rows
-from pipeline.storage import Stamp, file_key
+from pipeline.storage import LandingKeys, Stamp
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +55,14 @@ STAMPS_KEY = "landing_file_stamps"  # bronze commit metadata: [size, modified_ms
 EMPTY_FILES_KEY = "empty_files"  # bronze commit metadata: the batch's files without records
 BATCH_KEY = "batch_id"  # bronze commit metadata of a file batch (not OPTIMIZE, VACUUM, ...)
 SCHEMA = "dataset string, file string, bronze_version long, batch_id string, size long, modified_ms long"
-Known = dict[str, Stamp | None]  # file key -> the stamp of its newest delivery (None: not kept)
+Known = dict[str, Stamp | None]  # LandingKeys key -> its newest delivery's stamp (None: not kept)
 
 
 @dataclass(frozen=True)
 class _Rows:
-    """The ledger's rows as read (or extended) at one snapshot key, per dataset: each file key's
-    newest delivery (bronze version, stamp) and the newest bronze version covered."""
+    """The ledger's rows as read (or extended) at one snapshot key, per dataset: each file's
+    newest delivery (bronze version, stamp) under the key as stored (relative, or an older
+    absolute URI) and the newest bronze version covered."""
 
     key: tuple[str, int]
     files: dict[str, dict[str, tuple[int, Stamp | None]]]
@@ -66,8 +78,15 @@ class _Rows:
             covered[dataset] = max(covered.get(dataset, -1), bronze_version)
         return _Rows(key, files, covered)
 
-    def known(self, dataset: str) -> Known:
-        return {file: stamp for file, (_, stamp) in self.files.get(dataset, {}).items()}
+    def known(self, dataset: str, keys: LandingKeys) -> Known:
+        """Each file by its key (`keys`) with its newest delivery's stamp: an absolute key and a
+        relative one may name the same file."""
+        newest: dict[str, tuple[int, Stamp | None]] = {}
+        for file, (bronze_version, stamp) in self.files.get(dataset, {}).items():
+            key = keys(file)
+            if key not in newest or newest[key][0] <= bronze_version:
+                newest[key] = (bronze_version, stamp)
+        return {key: stamp for key, (_, stamp) in newest.items()}
 
 
 def _stamp(size: int | None, modified_ms: int | None) -> Stamp | None:
@@ -84,14 +103,14 @@ class Ledger:
     lake: Lake
     path: str  # the ledger table, <lake>/_ops/ingested_files
 
-    def ingested(self, dataset: str, table: str) -> Known:
-        """The landing files in bronze `table` (storage.file_key) with the stamp of each one's
-        newest delivery, brought up to date with bronze's commits first."""
+    def ingested(self, dataset: str, table: str, keys: LandingKeys) -> Known:
+        """The landing files in bronze `table` (by `keys`, the dataset's) with the stamp of each
+        one's newest delivery, brought up to date with bronze's commits first."""
         version = self.lake.version(table)
         if version is None:
             return {}
         rows = self._rows()
-        done = rows.known(dataset) if rows else {}
+        done = rows.known(dataset, keys) if rows else {}
         covered = rows.covered.get(dataset, -1) if rows else -1
         if covered > version:
             log.warning(
@@ -103,7 +122,7 @@ class Ledger:
             )
             done, covered = {}, -1
         if covered < version:
-            found = self._from_bronze(table, covered, version)
+            found = self._from_bronze(table, covered, version, keys)
             self.record(
                 dataset,
                 {f: s for f, s in found.items() if f not in done or done[f] != s},
@@ -138,7 +157,7 @@ class Ledger:
     def record(
         self, dataset: str, files: Mapping[str, Stamp | None], bronze_version: int, batch_id: str
     ) -> None:
-        """Add `files` (file key -> stamp) as held by bronze at `bronze_version`. Idempotent per
+        """Add `files` (LandingKeys key -> stamp) as held by bronze at `bronze_version`. Idempotent per
         (dataset, bronze version): a second writer's copy of the same rows is skipped."""
         if not files:
             return
@@ -174,7 +193,7 @@ class Ledger:
                         key, ((dataset, f, bronze_version, s) for f, s in files.items())
                     )
 
-    def _from_bronze(self, table: str, after: int, until: int) -> Known:
+    def _from_bronze(self, table: str, after: int, until: int, keys: LandingKeys) -> Known:
         """Landing files of bronze's file commits in (after, until] and their newest stamps,
         from the commits' metadata; a file commit without the list (written before the ledger
         existed) means a full read."""
@@ -183,11 +202,11 @@ class Ledger:
             if not after < commit.version <= until or BATCH_KEY not in commit.metadata:
                 continue
             if FILES_KEY not in commit.metadata:
-                return {**legacy_ingested(self.lake, table), **found}
-            uris = commit.metadata[FILES_KEY]
-            stamps = commit.metadata.get(STAMPS_KEY) or [None] * len(uris)
-            for uri, stamp in zip(uris, stamps, strict=True):
-                found.setdefault(file_key(uri), _stamp(*stamp) if stamp else None)
+                return {**legacy_ingested(self.lake, table, keys), **found}
+            files = commit.metadata[FILES_KEY]  # keys, or absolute URIs in older commits
+            stamps = commit.metadata.get(STAMPS_KEY) or [None] * len(files)
+            for file, stamp in zip(files, stamps, strict=True):
+                found.setdefault(keys(file), _stamp(*stamp) if stamp else None)
         return found
 
 
@@ -207,11 +226,11 @@ def lost_commit_race(exc: BaseException) -> bool:
     return bool(_LOST_RACE.search(" ".join(explain(exc, 2000).chain)))
 
 
-def legacy_ingested(lake: Lake, table: str) -> Known:
+def legacy_ingested(lake: Lake, table: str, keys: LandingKeys) -> Known:
     """Landing files of a bronze table whose commits do not list them (no stamps): the table's
     distinct `_source_file`, plus the files without records listed in commit metadata."""
     rows = lake.read(table).select(SOURCE_FILE).distinct().collect()
-    done: Known = {file_key(r[0]): None for r in rows}
+    done: Known = {keys(r[0]): None for r in rows}
     for commit in lake.history(table):
-        done.update((file_key(uri), None) for uri in commit.metadata.get(EMPTY_FILES_KEY, []))
+        done.update((keys(file), None) for file in commit.metadata.get(EMPTY_FILES_KEY, []))
     return done

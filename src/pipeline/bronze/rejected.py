@@ -7,7 +7,10 @@ non-transient error, or, when the batch (or, on a failed read, a file of it) hol
 another type than the bronze table's, by comparing each file's schema with the table's. Each
 rejection goes to the Delta table `<lake>/_ops/rejected_files` with the dataset, path, size, SHA-256 of the
 bytes, the root cause, the run and batch, and the time. A later run skips a rejected file while
-its checksum is unchanged, and retries it once it changed (same path, new bytes).
+its checksum is unchanged, and retries it once it changed (same path, new bytes). The path is the
+file's key below the landing root (`storage.LandingKeys`, as the ledger's), so a lake moved
+elsewhere does not judge its rejected files again; rows written with absolute URIs are read by
+the same rule.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from pipeline.catalog import DatasetSpec
 from pipeline.driver.retry import explain, is_transient
 from pipeline.lake import Lake
 from pipeline.spark import driver_rows
-from pipeline.storage import LandingFile, file_key, path_part, sha256
+from pipeline.storage import LandingFile, LandingKeys, file_key, path_part, sha256
 
 log = logging.getLogger(__name__)
 
@@ -251,35 +254,36 @@ class RejectedFiles:
     lake: Lake
     path: str  # <lake>/_ops/rejected_files
 
-    def unchanged(self, dataset: str, files: list[LandingFile]) -> list[LandingFile]:
-        """The files among `files` rejected before with the same bytes (checksums are computed
-        only for files with a rejection on record)."""
+    def unchanged(self, dataset: str, files: list[LandingFile], keys: LandingKeys) -> list[LandingFile]:
+        """The files among `files` (by `keys`, the dataset's) rejected before with the same bytes
+        (checksums are computed only for files with a rejection on record)."""
         if not files or not self.lake.exists(self.path):
             return []
-        keys = {file_key(f.uri): f for f in files}
+        listed = {keys(f.uri): f for f in files}
+        # All of the dataset's rows: an absolute path written before keys were relative is known
+        # by its key only once read (rejections are few: a file's own, a row per delivery).
         rows = (
-            self.lake.read(self.path)
-            .filter((F.col("dataset") == dataset) & F.col("path").isin(list(keys)))
-            .select("path", "sha256")
-            .collect()
+            self.lake.read(self.path).filter(F.col("dataset") == dataset).select("path", "sha256").collect()
         )
         sums: dict[str, set[str]] = {}
         for r in rows:
-            sums.setdefault(r["path"], set()).add(r["sha256"])
+            sums.setdefault(keys(r["path"]), set()).add(r["sha256"])
         return [
             f
-            for key, f in sorted(keys.items())
+            for key, f in sorted(listed.items())
             if key in sums and sha256(self.lake.spark, f.path) in sums[key]
         ]
 
-    def record(self, dataset: str, rejections: list[Rejection], run_id: str, batch_id: str) -> None:
+    def record(
+        self, dataset: str, rejections: list[Rejection], run_id: str, batch_id: str, keys: LandingKeys
+    ) -> None:
         if not rejections:
             return
         now = datetime.now(UTC)
         rows = [
             (
                 dataset,
-                file_key(r.file.uri),
+                keys(r.file.uri),
                 r.file.size,
                 sha256(self.lake.spark, r.file.path),
                 r.reason,
