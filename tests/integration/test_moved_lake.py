@@ -1,0 +1,163 @@
+"""A lake moved or copied to another place (a renamed folder, a bucket copied for disaster
+recovery, `--lake` naming the same data under another mount) knows the landing files it holds:
+bronze remembers them by their path below the landing root (storage.LandingKeys), and reads the
+absolute URIs older lakes hold by the same rule."""
+
+from __future__ import annotations
+
+import io
+import shutil
+
+import pytest
+
+from pipeline.app import local_executor
+from pipeline.bronze import ingest
+from pipeline.catalog import STREAM_READERS, Catalog, DatasetSpec
+from pipeline.driver.runner import run_steps
+from pipeline.storage import file_key
+from tests.helpers import make_ctx
+from tests.integration.test_bronze_run import BRONZE_STEPS, DAG, bronze
+
+pytestmark = pytest.mark.slow
+
+ENGINES = ["delta-rs", "delta-spark"]
+SPEC = DatasetSpec(
+    source_system="crm", landing="crm/x", reader="csv", description="t", file_suffix=".csv", name="crm_x"
+)
+GARBAGE = b"\x1f\x8b\x08\x00\xde\xad\xbe\xef,\x00\xff\n\x00\x01"  # gzip bytes under a .csv name
+
+
+def run_file_bronze(ctx):
+    """The bronze steps of the file datasets (a stream's replay files are remembered by its
+    Spark checkpoint, not by the ledger)."""
+    steps = [s for s in BRONZE_STEPS if DAG.steps[s].dataset in file_datasets(ctx)]
+    out = io.StringIO()
+    state = run_steps(ctx, DAG, steps, out, executor=local_executor())
+    assert not state.failed, out.getvalue()
+    return state
+
+
+def file_datasets(ctx):
+    return [n for n, spec in ctx.catalog.datasets.items() if spec.reader not in STREAM_READERS]
+
+
+def small_ctx(spark, lake, engine, run_id):
+    ctx = make_ctx(spark, lake, run_id=run_id, engine=engine)
+    ctx.catalog = Catalog({"crm_x": SPEC})
+    return ctx
+
+
+def deliver(lake, name, data: str | bytes):
+    path = lake / "landing" / "crm" / "x" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+def ops(ctx, name):
+    return ctx.lake.read(ctx.table_path("_ops", name)).collect()
+
+
+def quiet(result) -> tuple[int, int, int]:
+    """(rows added, new files, files rejected again) of an ingest step."""
+    return result.rows_out, result.details["new_files"], result.details["rejected_files"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_moved_lake_ingests_no_landing_file_again_and_a_new_one_once(spark, fresh_lake, tmp_path, engine):
+    ctx = make_ctx(spark, fresh_lake, run_id="first", engine=engine)
+    run_file_bronze(ctx)
+    tables = file_datasets(ctx)
+    counts = {n: bronze(ctx, n).count() for n in tables}
+    versions = {n: ctx.lake.version(ctx.table_path("bronze", n)) for n in tables}
+
+    moved = fresh_lake.rename(tmp_path / "moved")
+    ctx = make_ctx(spark, moved, run_id="second", engine=engine)
+    state = run_file_bronze(ctx)
+    assert {s.step: s.rows_out for s in state.steps if s.rows_out} == {}
+    assert {n: bronze(ctx, n).count() for n in tables} == counts
+    assert {n: ctx.lake.version(ctx.table_path("bronze", n)) for n in tables} == versions
+
+    accounts = sorted((moved / "landing" / "crm" / "accounts").glob("*.csv"))
+    late = next(p for p in accounts if p.stat().st_size > 0).with_name("accounts_29991231.csv")
+    shutil.copy(next(p for p in accounts if p.stat().st_size > 0), late)
+    ctx.run_id = "third"
+    state = run_file_bronze(ctx)
+    new_rows = bronze(ctx, "crm_accounts").filter(f"_source_file like '%/{late.name}'").count()
+    assert new_rows > 0
+    assert {s.step: s.rows_out for s in state.steps if s.rows_out} == {"bronze_crm_accounts": new_rows}
+    assert bronze(ctx, "crm_accounts").count() == counts["crm_accounts"] + new_rows
+    keys = {r["file"] for r in ops(ctx, "ingested_files") if r["dataset"] == "crm_accounts"}
+    assert f"crm/accounts/{late.name}" in keys and not any("://" in k for k in keys)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_rejected_files_are_not_judged_again_after_a_move(spark, tmp_path, engine):
+    lake = tmp_path / "lake"
+    deliver(lake, "a.csv", "id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    deliver(lake, "bad.csv", GARBAGE)
+    first = ingest.ingest_files(small_ctx(spark, lake, engine, "first"), "crm_x")
+    assert quiet(first) == (1, 2, 1)
+
+    moved = lake.rename(tmp_path / "moved")
+    ctx = small_ctx(spark, moved, engine, "second")
+    again = ingest.ingest_files(ctx, "crm_x")
+    assert quiet(again) == (0, 0, 0) and again.details["rejected_unchanged"] == 1
+    assert [r["path"] for r in ops(ctx, "rejected_files")] == ["crm/x/bad.csv"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_lake_with_absolute_keys_finds_nothing_new_in_place_and_after_a_move(
+    spark, tmp_path, monkeypatch, engine
+):
+    """The code before relative keys wrote absolute URIs in the ledger, bronze's commit
+    metadata and rejected_files: such a lake keeps its files, in place, moved, and with its
+    ledger lost (rebuilt from the commits' absolute lists)."""
+    lake = tmp_path / "lake"
+    deliver(lake, "a.csv", "id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    deliver(lake, "empty.csv", "id,updated_at\n")
+    deliver(lake, "bad.csv", GARBAGE)
+    with monkeypatch.context() as old:
+        old.setattr(ingest, "landing_keys", lambda ctx, dataset: file_key)  # absolute keys
+        ctx = small_ctx(spark, lake, engine, "old")
+        assert quiet(ingest.ingest_files(ctx, "crm_x")) == (1, 3, 1)
+    table = ctx.table_path("bronze", "crm_x")
+    (commit,) = [c for c in ctx.lake.history(table) if ingest.FILES_KEY in c.metadata]
+    written = [*commit.metadata[ingest.FILES_KEY], *(r["file"] for r in ops(ctx, "ingested_files"))]
+    assert all(f.startswith("file:") for f in written + [r["path"] for r in ops(ctx, "rejected_files")])
+
+    def unchanged(ctx, run_id):
+        ctx.run_id = run_id
+        result = ingest.ingest_files(ctx, "crm_x")
+        assert quiet(result) == (0, 0, 0) and result.details["rejected_unchanged"] == 1, result.details
+        assert ctx.lake.read(ctx.table_path("bronze", "crm_x")).count() == 1
+
+    unchanged(small_ctx(spark, lake, engine, "in-place"), "in-place")
+    moved = lake.rename(tmp_path / "moved")
+    ctx = small_ctx(spark, moved, engine, "moved")
+    unchanged(ctx, "moved")
+    shutil.rmtree(moved / "_ops" / "ingested_files")  # rebuilt from bronze's commits
+    unchanged(ctx, "ledger-lost")
+    assert {r["file"] for r in ops(ctx, "ingested_files")} == {"crm/x/a.csv", "crm/x/empty.csv"}
+
+    deliver(moved, "b.csv", "id,updated_at\n2,2026-07-02T00:00:00Z\n")
+    ctx.run_id = "new-file"
+    assert quiet(ingest.ingest_files(ctx, "crm_x")) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_table_from_before_the_ledger_finds_nothing_new_after_a_move(spark, tmp_path, engine):
+    """Its files are known by the rows' `_source_file` and its commits' `empty_files`, both
+    absolute URIs of the place it was written at."""
+    lake = tmp_path / "lake"
+    deliver(lake, "a.csv", "id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    deliver(lake, "empty.csv", "id,updated_at\n")
+    ctx = small_ctx(spark, lake, engine, "old")
+    landing = lake / "landing" / "crm" / "x"
+    rows = spark.createDataFrame([("1", f"file:{landing}/a.csv")], "id string, _source_file string")
+    metadata = {"batch_id": "old:crm_x", "empty_files": [f"file://{landing}/empty.csv"]}
+    ctx.lake.append(ctx.table_path("bronze", "crm_x"), rows, metadata=metadata)
+
+    moved = lake.rename(tmp_path / "moved")
+    ctx = small_ctx(spark, moved, engine, "moved")
+    assert quiet(ingest.ingest_files(ctx, "crm_x")) == (0, 0, 0)
+    assert {r["file"] for r in ops(ctx, "ingested_files")} == {"crm/x/a.csv", "crm/x/empty.csv"}
