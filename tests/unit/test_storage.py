@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipeline import storage
-from pipeline.storage import file_key, list_files, list_landing, spark_path
+from pipeline.storage import LandingKeys, file_key, list_files, list_landing, location_uri, spark_path
 
 BUCKET = "lakehouse-storage-test"
 # A space, '%', '#', non-ASCII, characters a URI keeps as they are, glob characters, and a plain
@@ -79,6 +79,31 @@ def check_listing(spark, root: str) -> None:
     (rewritten,) = list_files(spark, root, ".csv", stale)
     assert rewritten.path.endswith("x#1.csv")
     assert list_files(spark, root, ".csv", dict.fromkeys(stale)) == []
+    # Bronze's keys, below the landing root (here the root's parent): Spark's and the listing's
+    # spelling of a file give one key, and a file known by it is not listed.
+    parent, folder = root.rstrip("/").rsplit("/", 1)
+    keys = LandingKeys(location_uri(spark, parent), folder)
+    assert {keys(f.uri) for f in listed} == {keys(k) for k in spark_keys(spark, root)}
+    assert all(keys(f.uri).startswith(f"{folder}/") for f in listed)
+    assert list_files(spark, root, ".csv", {keys(f.uri): f.stamp for f in listed}, keys) == []
+
+
+def test_landing_keys_are_below_the_landing_root_wherever_the_lake_was():
+    keys = LandingKeys("file:///data/lake/landing", "crm/accounts")
+    assert keys("file:/data/lake/landing/crm/accounts/d=1/a%20b.csv") == "crm/accounts/d=1/a%20b.csv"
+    assert keys("file:///data/lake/landing/crm/old/a.csv") == "crm/old/a.csv"  # this root
+    assert keys("crm/accounts/a.csv") == "crm/accounts/a.csv"  # relative already
+    # Absolute keys of another root (the lake moved or was copied): from the dataset's folder on,
+    # at its first place in the path.
+    assert keys("file:///old/lake/landing/crm/accounts/a.csv") == "crm/accounts/a.csv"
+    assert keys("s3a://other-bucket/dr/landing/crm/accounts/x/a.csv") == "crm/accounts/x/a.csv"
+    nested = "file:///old/landing/crm/accounts/landing/crm/accounts/a.csv"
+    assert keys(nested) == "crm/accounts/landing/crm/accounts/a.csv"
+    # Another root and another folder: no key a listed file has (ingested again, never lost).
+    assert keys("file:///old/lake/landing/crm/other/a.csv") == "file:///old/lake/landing/crm/other/a.csv"
+    bucket = LandingKeys("s3://lake-bucket/landing", "snowflake/orders")
+    assert bucket("s3://lake-bucket/landing/snowflake/orders/a.parquet") == "snowflake/orders/a.parquet"
+    assert bucket("s3://dr-bucket/landing/snowflake/orders/a.parquet") == "snowflake/orders/a.parquet"
 
 
 def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_folder(spark, tmp_path):
