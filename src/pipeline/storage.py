@@ -61,9 +61,9 @@ class LandingKeys:
 
     Keys written as absolute URIs (before keys were relative) are read as relative ones: under
     this landing root, the part below it; under another root (the lake moved), the part from
-    the dataset's folder on, found as `/<landing>/<folder>/` (the first such place in the path);
-    anything else (no such place: the dataset's folder changed) stays as it is, a key no listed
-    file has."""
+    the dataset's folder on, found as `/<landing>/<folder>/` (its first place in the path: an
+    old root holding it too gives a key no listed file has, never another file's); anything else
+    (no such place: the dataset's folder changed) stays as it is, a key no listed file has."""
 
     root: str  # the landing root's URI (`location_uri` of <lake>/landing)
     folder: str  # the dataset's folder below it (the catalogue's `landing`), e.g. crm/accounts
