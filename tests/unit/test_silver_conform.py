@@ -202,6 +202,18 @@ def test_a_decimal_with_digits_beyond_its_scale_is_quarantined_not_rounded(spark
         ["amount:missing"],
     ]
     assert "amount:scale" in rule_names(c) and "id:scale" not in rule_names(c)
+    # A column that says `rounds` (a vendor's rate with more digits than the table keeps) is
+    # rounded half up to its scale, not quarantined; the rule is not even listed.
+    rate = contract(id=Column(type="string"), rate=Column(type="decimal(18,2)", nullable=False, rounds=True))
+    rounded = spark.createDataFrame([("a", "100.005"), ("b", "0.004")], "id string, rate string")
+    assert_df_equality(
+        valid_values(conform(rounded, rate, REFS), rate, ()),
+        spark.createDataFrame(
+            [("a", Decimal("100.01")), ("b", Decimal("0.00"))], "id string, rate decimal(18,2)"
+        ),
+        ignore_nullable=True,
+    )
+    assert "rate:scale" not in rule_names(rate)
     clean = spark.createDataFrame([("b", "100.0500")], "id string, amount string")
     assert_df_equality(
         valid_values(conform(clean, c, REFS), c, ()),
@@ -273,6 +285,7 @@ def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
         ("{type: date, not_before: '1900-02-30'}", "not_before: '1900-02-30' on a date column"),
         ("{type: string, pattern: 'x(?i)y'}", "pattern: not a valid regular expression"),
         ("{type: timestamp, matches_file_date: true}", "matches_file_date: on a timestamp column"),
+        ("{type: int, rounds: true}", "rounds: on a int column"),
     ]:
         bad.write_text(fine.replace("id: {type: string}", f"id: {{type: string}}\n  t: {column}"))
         with pytest.raises(ContractError, match=rf"columns.t.{message}"):

@@ -68,6 +68,9 @@ class Column:
     # document whose own date says another day is no fixing of the day it was delivered as.
     # A file name without a date is not checked.
     matches_file_date: bool = False
+    # A decimal whose source gives more fractional digits than its scale is rounded half up to it
+    # (a vendor's FX rate, a measurement) instead of quarantined as `<column>:scale` (amounts).
+    rounds: bool = False
     reference: str = ""  # config/reference/<name>.yaml: the allowed values
     pii: Literal["none", "name", "email", "phone"] = "none"
     name: str = ""
@@ -167,6 +170,10 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
             raise ContractError(
                 f"{key}.not_before: {col.not_before!r} on a {col.type} column; expected a date such as "
                 f"'{DEFAULT_NOT_BEFORE}' (yyyy-mm-dd) on a date or timestamp"
+            )
+        if col.rounds and not DECIMAL.match(col.type):
+            raise ContractError(
+                f"{key}.rounds: on a {col.type} column; only a decimal is rounded to its scale"
             )
         if col.matches_file_date and col.type != "date":
             raise ContractError(

@@ -214,9 +214,9 @@ def _beyond_scale(col: Column, raw: SparkColumn, raw_type: DataType | None) -> S
     rounds (100.005 as decimal(18,2) is 100.01): a changed amount must not pass silently. Text
     counts its digits (trailing zeros are no precision: 100.0500 fits; an exponent shifts them:
     1.005e1 has two), exactly for any length; a typed number (a wider decimal, a double) is
-    compared with its cast. None when the column is not a decimal."""
+    compared with its cast. None when the column is not a decimal or `rounds` (contract)."""
     found = DECIMAL.match(col.type)
-    if found is None:
+    if found is None or col.rounds:
         return None
     v = F.col(f"`{VALUE}{col.name}`")
     if isinstance(raw_type, StringType):
@@ -288,7 +288,7 @@ def rule_names(contract: Contract) -> list[str]:
     for col in contract.columns.values():
         names += [f"{col.name}:missing"] if not col.nullable else []
         names += [f"{col.name}:unparseable"] if not col.expr and col.type != "string" else []
-        names += [f"{col.name}:scale"] if not col.expr and DECIMAL.match(col.type) else []
+        names += [f"{col.name}:scale"] if not col.expr and not col.rounds and DECIMAL.match(col.type) else []
         names += [f"{col.name}:control_character"] if not col.expr and _free_text(col) else []
         names += [f"{col.name}:not_allowed"] if col.allowed else []
         names += [f"{col.name}:not_in_{col.reference}"] if col.reference else []
