@@ -65,13 +65,3 @@ def s3_endpoint(tmp_path_factory):
     proxy = S3Proxy(tmp_path_factory.mktemp("s3proxy")).start()
     yield proxy
     proxy.stop()
-
-
-def pytest_collection_modifyitems(config, items):
-    """Whole-pipeline files (marked `slow`) first, in collection order otherwise. With
-    `--dist loadfile` each file goes to one worker as a whole, the next to whichever finishes
-    first: started first, the files of minutes spread over both workers and the many short files
-    fill the gaps, where last (pytest-xdist's default order puts the files holding the most tests
-    first) one worker ran a file of minutes alone at the end (`make test` passes
-    `--no-loadscope-reorder` to keep this order)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
