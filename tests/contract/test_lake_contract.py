@@ -477,6 +477,45 @@ def test_merge_from_a_source_persisted_on_disk(spark, lake, table):
     assert spark.conf.get(key, None) is None
 
 
+TYPED = (
+    "id int, big bigint, amount decimal(18,2), rate decimal(38,10), score double, ok boolean, day date, "
+    "at timestamp, props map<string,string>, tags array<string>, name string"
+)
+
+
+@pytest.mark.parametrize("handed_over", ["as rows", "as its plan"])
+def test_merge_of_a_persisted_source_keeps_every_column_type(spark, lake, table, monkeypatch, handed_over):
+    """delta-spark hands a small persisted source to MERGE as its rows (a local relation of its
+    Arrow table) and a large one as its cached plan: both give the table every value and type the
+    source held, as delta-rs does (decimals at full precision, timestamps to the microsecond, maps,
+    arrays, nulls)."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    from pyspark import StorageLevel
+
+    from pipeline.lake import delta_spark
+
+    if handed_over == "as its plan":
+        monkeypatch.setattr(delta_spark, "LOCAL_SOURCE_ROWS", 0)
+    at = datetime(2026, 3, 1, 23, 59, 59, 123456)
+    first = [
+        (1, 2**40, Decimal("1.00"), Decimal("0.1"), 0.5, True, date(2026, 3, 1), at, {"a": "1"}, ["x"], "a")
+    ]
+    lake.append(table, rows(spark, first, TYPED))
+    changed = [
+        (1, -(2**62), Decimal("9999999999999999.99"), Decimal("1234567890123456789012345678.0123456789"),
+         -1e300, False, date(1970, 1, 1), datetime(1900, 1, 1, 0, 0, 0, 1), {"k": None, "é": "ü"}, [], "b"),
+        (2, None, None, None, None, None, None, None, None, None, None),
+    ]  # fmt: skip
+    source = rows(spark, changed, TYPED).persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        lake.merge(table, source, MergeSpec(keys=("id",)))
+    finally:
+        source.unpersist()
+    assert_df_equality(contents(lake, table), rows(spark, changed, TYPED), ignore_nullable=True)
+
+
 def test_the_session_has_delta_and_auto_picks_delta_spark(spark):
     assert open_lake("auto", spark).name == "delta-spark"
 

@@ -211,7 +211,7 @@ class DeltaRsLake(Lake):
                 "memory (spark.driver_memory) and lower lake.delta_rs_max_bytes below what it holds"
             ) from exc
         self._check_size(path, what, table.nbytes)
-        return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+        return _rebuilt_nested(table).cast(pa.schema([f.with_nullable(True) for f in table.schema]))
 
     def _check_size(self, path: str, what: str, size: int) -> None:
         if size > self.max_bytes:
@@ -279,6 +279,21 @@ def _commit_properties(metadata: dict[str, Any] | None, txn: Txn | None) -> Comm
         custom_metadata={USER_METADATA: encoded} if encoded else None,
         app_transactions=[Transaction(txn.app_id, txn.version)] if txn else None,
     )
+
+
+def _rebuilt_nested(table: pa.Table) -> pa.Table:
+    """`table` with its list, map and struct columns copied into fresh buffers. Spark's Arrow
+    writer gives an empty child array (the strings of maps or lists that are all empty in a batch)
+    an offsets buffer of size zero, which the Arrow format allows and delta-rs's MERGE does not:
+    it panics reading offset 0 ("range start index ... out of range", deltalake 1.6). A take
+    writes the offsets out in full."""
+    nested = [i for i, f in enumerate(table.schema) if pa.types.is_nested(f.type)]
+    if not nested:
+        return table
+    every_row = pa.array(range(table.num_rows), pa.int64())
+    for i in nested:
+        table = table.set_column(i, table.schema.field(i), table.column(i).take(every_row))
+    return table
 
 
 def _plain_types(schema: pa.Schema) -> pa.Schema:

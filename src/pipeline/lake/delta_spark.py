@@ -45,6 +45,9 @@ RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
 TXN_RETENTION_PROPERTY = "delta.setTransactionRetentionDuration"
 MATERIALIZE_SOURCE_CONF = "spark.databricks.delta.merge.materializeSource"
+# A persisted MERGE source up to this many rows passes through the driver as Arrow (see
+# _computed_source): at ~1 KB a row, 100 MB at most, well within a driver's memory.
+LOCAL_SOURCE_ROWS = 100_000
 
 
 def _kept_on_disk(df: DataFrame) -> bool:
@@ -233,6 +236,10 @@ class DeltaSparkLake(Lake):
         return WriteResult(path, self.version(path))
 
     def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
+        conf = {"spark.databricks.delta.schema.autoMerge.enabled": "true"}
+        if _kept_on_disk(df):
+            df = self._computed_source(df)
+            conf[MATERIALIZE_SOURCE_CONF] = "none"
         merger = self._table(path).alias("t").merge(df.alias("s"), spec.join_predicate())
         if spec.delete_when:
             merger = merger.whenMatchedDelete(condition=spec.delete_when)
@@ -240,18 +247,24 @@ class DeltaSparkLake(Lake):
             merger = merger.whenMatchedUpdateAll(condition=spec.update_when)
         if spec.insert:
             merger = merger.whenNotMatchedInsertAll(condition=spec.insert_when)
-        conf = {"spark.databricks.delta.schema.autoMerge.enabled": "true"}
-        if _kept_on_disk(df):
-            # Computed into its cache first: MERGE's two passes over a cache still empty would each
-            # run the source's plan (an SCD2 chain: ~20 broadcast jobs each), not read the blocks.
-            df.count()
-            conf[MATERIALIZE_SOURCE_CONF] = "none"
         with self._session_conf(metadata, txn, conf):
             try:
                 merger.execute()
             except Exception as exc:
                 raise LakeError(f"{path}: merge on {', '.join(spec.keys)} failed: {exc}") from exc
         return WriteResult(path, self.version(path))
+
+    def _computed_source(self, df: DataFrame) -> DataFrame:
+        """A persisted MERGE source, computed into its cache first: MERGE's two passes over a
+        cache still empty would each run the source's plan (an SCD2 chain: ~20 broadcast jobs
+        each), not read the blocks. A source of at most LOCAL_SOURCE_ROWS rows (an increment's
+        batch) is handed over as its rows (a local relation of its Arrow table, the same types):
+        MERGE plans its source several times over (the scan for matches, the write, the change
+        feed), each walking the whole logical tree even when cached, and a silver or gold batch's
+        tree of joins and windows cost seconds of driver time per merge (docs/performance.md)."""
+        if df.count() > LOCAL_SOURCE_ROWS:
+            return df
+        return self.spark.createDataFrame(df.toArrow(), schema=df.schema)
 
     def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
         # Tables this engine or delta-rs created carry delta.enableChangeDataFeed (TABLE_DEFAULTS).
