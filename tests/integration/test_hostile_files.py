@@ -11,6 +11,7 @@ import io
 import json
 import shutil
 import threading
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -291,3 +292,43 @@ def test_a_corrected_file_redelivered_under_its_name_reaches_silver(spark, small
     (now,) = ctx.lake.read(silver).where(f"order_id = '{row['order_id']}'").collect()
     assert now["amount"] == corrected and now["amount"] != row["amount"]
     assert run(ctx, "third", steps)["snowflake_orders"].details["new_files"] == 0
+
+
+@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+def test_an_unload_typed_wider_reaches_silver_and_a_value_too_big_is_quarantined(
+    spark, small_landing, tmp_path, engine
+):
+    """Snowflake unloads NUMBER(38,2) whatever the values: a file typed decimal(38,2) lands in
+    bronze's decimal(18,2) value by value, and the one amount with more than 16 integer digits
+    is not nulled or rounded: silver quarantines that order as malformed with the column and the
+    value named and the record kept as JSON; its neighbours reach silver with their amounts."""
+    lake = tmp_path / "lake"
+    shutil.copytree(small_landing, lake / "landing")
+    ctx = make_ctx(spark, lake, engine=engine)
+    steps = ["bronze_snowflake_orders", "silver_orders"]
+    run(ctx, "first", steps)
+    orders = lake / "landing" / "snowflake" / "orders"
+    good = pq.read_table(sorted(orders.glob("*/*.parquet"))[0])
+    at = good.schema.get_field_index("order_id")
+    wide = good.set_column(at, "order_id", pa.array([f"ORD-9{i:06d}" for i in range(good.num_rows)]))
+    amounts = wide["amount"].to_pylist()
+    big = 10 * max(a for a in amounts if a is not None) + Decimal("1e17")
+    amounts[0] = big
+    amount = wide.schema.get_field_index("amount")
+    wide = wide.set_column(amount, "amount", pa.array(amounts, pa.decimal128(38, 2)))
+    (orders / "date=2026-12-03").mkdir()
+    pq.write_table(wide, orders / "date=2026-12-03" / "number_38_2.parquet")
+
+    second = run(ctx, "second", steps)
+    assert second["snowflake_orders"].details["rejected_files"] == 0
+    assert second["snowflake_orders"].rows_out == good.num_rows
+    ids = wide["order_id"].to_pylist()
+    silver = ctx.lake.read(ctx.table_path("silver", "orders")).where("order_id LIKE 'ORD-9%'")
+    landed = {r["order_id"]: r["amount"] for r in silver.collect()}
+    quarantine = ctx.lake.read(ctx.table_path("quarantine", "orders")).where("order_id LIKE 'ORD-9%'")
+    held = {r["order_id"]: r for r in quarantine.collect()}
+    assert sorted([*landed, *held]) == ids and len(landed) > 0.9 * len(ids)  # each order once
+    assert landed == {i: amounts[ids.index(i)] for i in landed}  # at the file's values
+    assert held["ORD-9000000"]["_quarantine_reason"] == "record:malformed"
+    assert f"`amount` value {big} does not fit decimal(18,2)" in held["ORD-9000000"]["_parse_error"]
+    assert str(big) in held["ORD-9000000"]["_corrupt_record"]

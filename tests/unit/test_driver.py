@@ -751,3 +751,33 @@ def test_an_observer_abort_stops_the_run(tmp_path):
             store=MemoryStateStore(),
             observers=[Strict()],
         )
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_the_stored_state_calls_a_step_done_only_after_its_observers_were_told(tmp_path, dag, parallel):
+    """A driver killed after a step ended but before its lineage COMPLETE (and metrics, alerts)
+    went out must not leave that step succeeded in the stored state: `--resume` would skip it
+    and its events would never come. While the observers hear of a step's end, the stored state
+    still shows it running; once they have, succeeded."""
+    store = MemoryStateStore()
+    stored_when_told: dict[str, str] = {}
+
+    class Parallel(FakeExecutor):
+        max_parallel = parallel
+
+    class Watcher:
+        def step_started(self, ctx, step, outcome):
+            pass
+
+        def step_finished(self, ctx, step, outcome):
+            saved = RunState.from_json(store.files[ctx.run_id])
+            stored_when_told[step.name] = saved.step(step.name).status
+
+        def run_finished(self, ctx, state):
+            pass
+
+    state, *_ = run(fake_ctx(tmp_path), dag, executor=Parallel(), store=store, observers=[Watcher()])
+    assert state.status == "succeeded"
+    assert stored_when_told == {name: "running" for name in dag.order()}
+    saved = RunState.from_json(store.files[state.run_id])
+    assert {o.step: o.status for o in saved.steps} == {name: "succeeded" for name in dag.order()}

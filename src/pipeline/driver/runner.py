@@ -18,6 +18,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -85,7 +86,9 @@ def run_steps(
     earlier outcomes kept under `previous`; the run's other steps keep their outcomes and count
     as upstream results. `window` is set on the context as `ctx.window` for the jobs to read.
     The retry policy defaults to the DAG's. `observers` are told of every step's start and end
-    and of the run's end (lineage, metrics, alerts, reports).
+    and of the run's end (lineage, metrics, alerts, reports); the stored state calls a step
+    succeeded or failed only once they have been told of its end, so a run killed in between
+    reruns it on `--resume` instead of keeping a success whose lineage never closed.
 
     `max_parallel` (default: the executor's `max_parallel`, else 1): how many independent steps
     run at once. Steps start in DAG order as soon as their selected upstream steps have ended;
@@ -125,16 +128,29 @@ def run_steps(
         with guard:
             print(f"[{i}/{total} {clock.elapsed()}] {name}: {text}", file=out, flush=True)
 
+    # Steps started whose end the observers have not been told yet (lineage's COMPLETE, metrics,
+    # alerts): the stored state shows them running until they are, so a driver killed in between
+    # leaves them to `--resume` (every step is idempotent), not a success whose events never came.
+    untold: set[str] = set()
+
     def persist() -> None:
         with guard:
-            _save_quietly(store, state, out)
+            _save_quietly(store, _as_told(state, untold), out)
 
     def attempt_one(name: str) -> None:
         outcome = state.step(name)
         assert outcome is not None
+        with guard:
+            untold.add(name)
         _run_one(
             dag.steps[name], outcome, position[name], ctx, executor, policy, say, persist, sleep, rng, guard
         )
+
+    def tell_ended(name: str) -> None:
+        notify(observers, "step_finished", out, ctx, dag.steps[name], state.step(name))
+        with guard:
+            untold.discard(name)
+        persist()
 
     pending = list(selected)
     running: dict[Future, str] = {}
@@ -171,7 +187,7 @@ def run_steps(
                 if pool is None:
                     notify(observers, "step_started", out, ctx, step, outcome)
                     attempt_one(name)
-                    notify(observers, "step_finished", out, ctx, step, outcome)
+                    tell_ended(name)
                     break  # rescan from the top: what this step ended may unblock earlier ones
                 # The step's own context variables (the log context the observers set at its
                 # start): its thread runs in them, and its end is told in them, here.
@@ -183,11 +199,12 @@ def run_steps(
                 for future in sorted(finished, key=lambda f: position[running[f]]):
                     name = running.pop(future)
                     future.result()  # a step interrupted in its thread interrupts the run
-                    contexts.pop(name).run(
-                        notify, observers, "step_finished", out, ctx, dag.steps[name], state.step(name)
-                    )
+                    contexts.pop(name).run(tell_ended, name)
     except BaseException as exc:  # Ctrl-C, SIGTERM as SystemExit: record how far the run got
         _stop_running(executor, running, out)
+        for name in sorted(untold, key=position.__getitem__):  # ended, or stopped just now
+            if state.step(name).status != RUNNING:
+                (contexts.pop(name, None) or contextvars.copy_context()).run(tell_ended, name)
         code = f"({exc.code})" if isinstance(exc, SystemExit) else ""
         with guard:
             for outcome in state.steps:
@@ -212,6 +229,20 @@ def run_steps(
     print(summary_table(state), file=out)
     print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state
+
+
+def _as_told(state: RunState, untold: set[str]) -> RunState:
+    """`state` as it may be stored: a step whose end the observers have not been told yet shows
+    as still running."""
+    if not any(o.step in untold and o.status != RUNNING for o in state.steps):
+        return state
+    return replace(
+        state,
+        steps=[
+            replace(o, status=RUNNING, ended_at=None) if o.step in untold and o.status != RUNNING else o
+            for o in state.steps
+        ],
+    )
 
 
 def _heartbeat(stop: threading.Event, every_s: float, persist: Callable[[], None]) -> None:
@@ -335,8 +366,7 @@ def _run_one(step, outcome, i, ctx, executor, policy, say, persist, sleep, rng, 
         step.name,
         done
         + (f" (attempt {outcome.attempts})" if outcome.attempts > 1 and outcome.status == SUCCEEDED else ""),
-    )
-    persist()
+    )  # the caller stores the end once the observers have been told of it
 
 
 def _seconds_between(start: str | None, end: str) -> float:
