@@ -917,6 +917,28 @@ def test_a_first_parquet_load_sets_aside_files_typed_against_the_contract_or_mos
     )
 
 
+def test_a_first_load_types_a_new_column_by_the_files_that_fill_it_not_by_empty_ones(spark, tmp_path):
+    """A column no contract types, empty in most files of a first load (pyarrow writes an all-null
+    column as its null type, which Spark reads as int) and text in one: bronze types it string
+    from the file holding values, and no file is set aside; a later file with text lands too."""
+    import pyarrow as pa
+
+    ctx, landing = parquet_ctx(spark, tmp_path)
+    day = "date=2026-07-01"
+    for i, values in enumerate((pa.nulls(1), pa.nulls(1), pa.array(["web"]))):
+        table = order_table(f"ORD-000002{i}").append_column("channel", values)
+        put_parquet(landing, f"{day}/channel_{i}.parquet", table)
+    first = ingest_files(ctx, "snowflake_orders")
+    assert (first.rows_out, first.details["rejected_files"]) == (3, 0)
+    bronze = ctx.table_path("bronze", "snowflake_orders")
+    assert ctx.lake.read(bronze).schema["channel"].dataType.simpleString() == "string"
+    later = order_table("ORD-0000029").append_column("channel", pa.array(["app"]))
+    put_parquet(landing, "date=2026-07-02/later.parquet", later)
+    assert ingest_files(ctx, "snowflake_orders").rows_out == 1
+    got = {r["order_id"]: r["channel"] for r in ctx.lake.read(bronze).collect()}
+    assert got == {"ORD-0000020": None, "ORD-0000021": None, "ORD-0000022": "web", "ORD-0000029": "app"}
+
+
 @pytest.mark.parametrize("first_load", [True, False])
 def test_a_wider_decimal_lands_as_bronzes_type_where_it_fits_and_an_all_null_column_fits_any_type(
     spark, tmp_path, first_load

@@ -199,11 +199,15 @@ def first_load_reference(
     schemas: Mapping[LandingFile, StructType],
     contract: Mapping[str, str],
     contract_name: str,
+    voids_in: Callable[[LandingFile, list[str]], set[str]],
 ) -> tuple[StructType, dict[str, str]]:
     """(reference schema, where each column's type comes from) for a first load, which has no
     bronze types to be held to: the contract's type of each column it types (`contract`: source
     column -> SQL type; silver fails on a typed column of another type), else the type most
-    files hold (the first file's, in path order, on a tie); `schemas`: each file's (`file_schemas`)."""
+    files hold (the first file's, in path order, on a tie); `schemas`: each file's (`file_schemas`).
+    Where files disagree on a column's type, a file whose column holds no value (`voids_in`: file,
+    columns -> those holding none; pyarrow's null type reads as int) has no say: a mostly empty
+    new column is typed by the files that fill it, not refused in them."""
     seen: dict[str, Counter[DataType]] = defaultdict(Counter)
     names: dict[str, str] = {}
     for schema in schemas.values():
@@ -211,10 +215,17 @@ def first_load_reference(
             seen[field.name.lower()][field.dataType] += 1
             names.setdefault(field.name.lower(), field.name)
     typed = {c.lower(): c for c in contract}
+    disputed = {c for c, counts in seen.items() if c not in typed and len(counts) > 1}
+    filled = {c: Counter(seen[c]) for c in disputed}  # the votes of files holding a value
+    for f, schema in schemas.items():
+        columns = [field.name for field in schema.fields if field.name.lower() in disputed]
+        for column in voids_in(f, columns) if columns else ():
+            filled[column.lower()][schema[column].dataType] -= 1
+    votes = {c: +filled.get(c, Counter()) or counts for c, counts in seen.items()}  # none filled: all
     held = struct_of(spark, contract)
     fields = [f for f in held.fields if f.name.lower() in seen]
     fields += [
-        StructField(names[c], counts.most_common(1)[0][0]) for c, counts in seen.items() if c not in typed
+        StructField(names[c], counts.most_common(1)[0][0]) for c, counts in votes.items() if c not in typed
     ]
     where = {c: f"the contract {contract_name}" for c in typed}
     where.update({c: "most files of this first load" for c in seen if c not in typed})
