@@ -46,7 +46,6 @@ from pipeline.bronze.rejected import (
     struct_of,
     type_conflicts,
     unread,
-    void_columns,
 )
 from pipeline.catalog import DatasetSpec
 from pipeline.context import RunContext
@@ -309,11 +308,7 @@ def _read_setting_aside(
         elif first_load:
             schemas = file_schemas(ctx.spark, spec, files, root)  # read once, judged twice
             types, where = first_load_reference(
-                ctx.spark,
-                schemas,
-                typed,
-                contract_names(ctx, dataset),
-                lambda f, columns: void_columns(ctx.spark, spec, f, root, columns),
+                ctx.spark, spec, root, schemas, typed, contract_names(ctx, dataset)
             )
             bad, found = retyped(
                 ctx.spark, spec, files, root, types, f"first load of {table}", where, schemas

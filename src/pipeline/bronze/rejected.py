@@ -196,18 +196,19 @@ def file_schemas(
 
 def first_load_reference(
     spark: SparkSession,
+    spec: DatasetSpec,
+    landing_root: str,
     schemas: Mapping[LandingFile, StructType],
     contract: Mapping[str, str],
     contract_name: str,
-    voids_in: Callable[[LandingFile, list[str]], set[str]],
 ) -> tuple[StructType, dict[str, str]]:
     """(reference schema, where each column's type comes from) for a first load, which has no
     bronze types to be held to: the contract's type of each column it types (`contract`: source
     column -> SQL type; silver fails on a typed column of another type), else the type most
     files hold (the first file's, in path order, on a tie); `schemas`: each file's (`file_schemas`).
-    Where files disagree on a column's type, a file whose column holds no value (`voids_in`: file,
-    columns -> those holding none; pyarrow's null type reads as int) has no say: a mostly empty
-    new column is typed by the files that fill it, not refused in them."""
+    Where files disagree on a column's type, a file whose column holds no value (`void_columns`;
+    pyarrow's null type reads as int) has no say: a mostly empty new column is typed by the files
+    that fill it, not refused in them."""
     seen: dict[str, Counter[DataType]] = defaultdict(Counter)
     names: dict[str, str] = {}
     for schema in schemas.values():
@@ -219,7 +220,7 @@ def first_load_reference(
     filled = {c: Counter(seen[c]) for c in disputed}  # the votes of files holding a value
     for f, schema in schemas.items():
         columns = [field.name for field in schema.fields if field.name.lower() in disputed]
-        for column in voids_in(f, columns) if columns else ():
+        for column in void_columns(spark, spec, f, landing_root, columns) if columns else ():
             filled[column.lower()][schema[column].dataType] -= 1
     votes = {c: +filled.get(c, Counter()) or counts for c, counts in seen.items()}  # none filled: all
     held = struct_of(spark, contract)

@@ -234,15 +234,8 @@ def run_steps(
 def _as_told(state: RunState, untold: set[str]) -> RunState:
     """`state` as it may be stored: a step whose end the observers have not been told yet shows
     as still running."""
-    if not any(o.step in untold and o.status != RUNNING for o in state.steps):
-        return state
-    return replace(
-        state,
-        steps=[
-            replace(o, status=RUNNING, ended_at=None) if o.step in untold and o.status != RUNNING else o
-            for o in state.steps
-        ],
-    )
+    steps = [replace(o, status=RUNNING, ended_at=None) if o.step in untold else o for o in state.steps]
+    return replace(state, steps=steps)
 
 
 def _heartbeat(stop: threading.Event, every_s: float, persist: Callable[[], None]) -> None:

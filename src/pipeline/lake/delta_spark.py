@@ -262,8 +262,7 @@ class DeltaSparkLake(Lake):
         MERGE plans its source several times over (the scan for matches, the write, the change
         feed), each walking the whole logical tree even when cached, and a silver or gold batch's
         tree of joins and windows cost seconds of driver time per merge (docs/performance.md)."""
-        rows = df.count()
-        if rows > LOCAL_SOURCE_ROWS or not hasattr(df, "toArrow"):  # Spark 3.5 (EMR 7.x): no toArrow
+        if df.count() > LOCAL_SOURCE_ROWS or not hasattr(df, "toArrow"):  # Spark 3.5 (EMR 7.x): no toArrow
             return df
         return self.spark.createDataFrame(df.toArrow(), schema=df.schema)
 
