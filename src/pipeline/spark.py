@@ -61,6 +61,11 @@ LOCAL_DEFAULTS = {
     # 2 cores, a small table's append + filtered count: 4 partitions 0.47 s + 1.07 s, 2 partitions
     # 0.39 s + 0.80 s (1: 0.43 s + 0.87 s).
     "spark.databricks.delta.snapshotPartitions": "2",
+    # Compiled query code kept for reuse across the steps and runs of one session (a static conf:
+    # read when the session starts). Spark's default keeps 100 classes; a run's steps and an
+    # increment after a full run compile the same plans again. The gold job's tests in one
+    # session: 1,591 compiles with 100 kept, 393 with 2,000; 4 % less CPU (two runs each side).
+    "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
