@@ -16,7 +16,17 @@ from chispa import assert_df_equality
 from pipeline.contracts.model import Column, Contract, ContractError, load_contract, load_contracts
 from pipeline.dq.config import DqConfig
 from pipeline.dq.suites import silver_checks
-from pipeline.silver.conform import RULES, check_evolution, conform, quarantined, rule_names, valid_values
+from pipeline.silver import conform as conform_module
+from pipeline.silver.conform import (
+    RULES,
+    check_evolution,
+    conform,
+    conform_rows,
+    flag_conflicts,
+    quarantined,
+    rule_names,
+    valid_values,
+)
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
 from pipeline.silver.pii import mask_phone, protect
 
@@ -39,7 +49,7 @@ def contract(**columns: Column) -> Contract:
 
 
 def broken(spark, c: Contract, rows, schema) -> list[list[str]]:
-    """Each row's broken rules, in the order of `rows` (the conflict rule's window reorders)."""
+    """Each row's broken rules, in the order of `rows` (the conflict rule's join reorders)."""
     df = spark.createDataFrame([(i, *r) for i, r in enumerate(rows)], f"_row int, {schema}")
     return [sorted(r[RULES]) for r in conform(df, c, REFS).orderBy("_row").select(RULES).collect()]
 
@@ -390,12 +400,26 @@ def test_trim_removes_any_whitespace_and_a_pattern_matches_the_whole_value(spark
 CONFLICT_SCHEMA = "id string, v string, updated_at timestamp, _ingestion_ts timestamp, _source_file string"
 
 
+def conformed_by(way: str, monkeypatch):
+    """The conflict rule applied as `conform` does (Spark picks the join) or as silver's job and the
+    stream gate do (`flag_conflicts` on the row-level result: broadcast, or a shuffle join above
+    BROADCAST_CONFLICTS)."""
+    if way == "conform":
+        return conform
+    if way == "shuffle":
+        monkeypatch.setattr(conform_module, "BROADCAST_CONFLICTS", 0)
+    return lambda df, c, refs: flag_conflicts(conform_rows(df, c, refs), c)
+
+
 @pytest.mark.parametrize("history", ["current", "scd2"])
-def test_a_key_given_two_versions_at_one_sequence_value_in_one_file_is_quarantined(spark, history):
+@pytest.mark.parametrize("way", ["conform", "broadcast", "shuffle"])
+def test_a_key_given_two_versions_at_one_sequence_value_in_one_file_is_quarantined(
+    spark, history, way, monkeypatch
+):
     """Which version the source meant is unknown: every row of the conflict is quarantined, naming
     the key and the sequence column, and none is dropped as a duplicate. Exact duplicates still
     collapse; another file or a later delivery at the same sequence value (a corrected export) replaces
-    the earlier."""
+    the earlier. A null sequence value is a value too (rows "n")."""
     c = replace(
         contract(id=Column(type="string"), v=Column(type="string"), updated_at=Column(type="timestamp")),
         history=history,
@@ -413,14 +437,18 @@ def test_a_key_given_two_versions_at_one_sequence_value_in_one_file_is_quarantin
         ("e", "in f2", t, first, "f2"),
         ("d", "x", t, first, "f1"),
         ("d", "y", datetime(2026, 9, 30, 13), first, "f1"),
+        ("n", "one", None, first, "f1"),
+        ("n", "two", None, first, "f1"),
     ]
-    conformed = conform(spark.createDataFrame(rows, CONFLICT_SCHEMA), c, REFS)
+    conformed = conformed_by(way, monkeypatch)(spark.createDataFrame(rows, CONFLICT_SCHEMA), c, REFS)
     rule = "id+updated_at:conflict"
     assert rule in rule_names(c)
     q = quarantined(conformed, "batch-1").collect()
     assert sorted((r["id"], r["v"], r["_quarantine_reason"]) for r in q) == [
         ("a", "Enterprise", rule),
         ("a", "SMB", rule),
+        ("n", "one", rule),
+        ("n", "two", rule),
     ]
     dedup = distinct_versions if history == "scd2" else latest_per_key
     kept = dedup(valid_values(conformed, c, ("_ingestion_ts", "_source_file")), c)
@@ -428,6 +456,17 @@ def test_a_key_given_two_versions_at_one_sequence_value_in_one_file_is_quarantin
     if history == "scd2":
         expected.append(("d", "x"))
     assert sorted((r["id"], r["v"]) for r in kept.collect()) == sorted(expected)
+
+
+def test_a_batch_without_conflicts_is_flagged_without_a_join(spark):
+    """The usual batch: `flag_conflicts` counts none and hands the persisted rows back as they are,
+    so silver's cache keeps the scan's partitions (no shuffle of whole rows)."""
+    c = contract(id=Column(type="string"), v=Column(type="string"), updated_at=Column(type="timestamp"))
+    t, first = datetime(2026, 9, 30, 12), datetime(2026, 10, 1)
+    rows = [("a", "x", t, first, "f1"), ("a", "x", t, first, "f1"), ("b", "y", t, first, "f1")]
+    batch = conform_rows(spark.createDataFrame(rows, CONFLICT_SCHEMA), c, REFS)
+    assert flag_conflicts(batch, c) is batch
+    assert [r[RULES] for r in batch.collect()] == [[], [], []]
 
 
 def test_email_becomes_keyed_hash_and_domain_and_phone_is_masked(spark):

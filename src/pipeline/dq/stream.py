@@ -32,7 +32,7 @@ from pipeline.dq.gate import (
     record,
     row_level_results,
 )
-from pipeline.silver.conform import conform, rule_count_aggregates, rule_counts
+from pipeline.silver.conform import conform_rows, flag_conflicts, rule_count_aggregates, rule_counts
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ class MicroBatchGate:
         return cls(ctx, step, dataset, contract, ctx.references(contract))
 
     def conformed(self, batch: DataFrame) -> DataFrame:
-        """The batch plus the contract's typed values and `_rules_broken` (for counting only)."""
-        return conform(batch, self.contract, self.references)
+        """The (persisted) batch plus the contract's typed values and `_rules_broken` (for
+        counting only)."""
+        return flag_conflicts(conform_rows(batch, self.contract, self.references), self.contract)
 
     def aggregates(self) -> list[Column]:
         return rule_count_aggregates(self.contract)

@@ -37,6 +37,8 @@ from pipeline.silver.conform import (
     VALUE,
     check_evolution,
     conform,
+    conform_rows,
+    flag_conflicts,
     quarantined,
     rule_count_aggregates,
     rule_counts,
@@ -83,14 +85,18 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         bronze_path, int(consumed) if consumed is not None else -1, bronze_version
     )
     new_columns = check_evolution(changes.schema, contract)
-    conformed = conform(changes, contract, ctx.references(contract)).persist(StorageLevel.MEMORY_AND_DISK)
-    cached = [conformed]
+    rows = conform_rows(changes, contract, ctx.references(contract)).persist(StorageLevel.MEMORY_AND_DISK)
+    cached = [rows]
 
     def release() -> None:
         for df in reversed(cached):
             df.unpersist()
 
     try:
+        conformed = flag_conflicts(rows, contract)
+        if conformed is not rows:
+            conformed = conformed.persist(StorageLevel.MEMORY_AND_DISK)
+            cached.append(conformed)
         history = contract.history == "scd2" and consumed is not None
         consumed_newest = _consumed_newest(ctx, silver_path) if history else None
         # DQ: per-rule quarantine counts ride on this one aggregate, no extra scan; so does the
