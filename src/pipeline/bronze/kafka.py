@@ -236,9 +236,11 @@ class BronzeBatchWriter:
             log.info("%s: micro-batch %d already committed, skipped", self.table, batch_id)
             return
         batch = with_audit_columns(parse_kafka_records(records), self.source_system, f"{app_id}:{batch_id}")
-        batch = batch.persist(StorageLevel.MEMORY_AND_DISK)
+        # Gated, the batch is held conformed (its columns unchanged, the rules' verdicts beside
+        # them) and written from that cache: conformed once, not again for each count.
+        held = (self.gate.conformed_rows(batch) if self.gate else batch).persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            measured = self.gate.conformed(batch) if self.gate else batch
+            measured = self.gate.conformed(held) if self.gate else held
             counts = measured.agg(
                 F.count(F.lit(1)).alias("rows"),
                 F.count(CORRUPT).alias("corrupt"),
@@ -254,13 +256,13 @@ class BronzeBatchWriter:
             newest_at = table_newest(self.lake, self.table, counts["newest"])
             result = self.lake.append(
                 self.table,
-                batch,
+                held.select(*[F.col(f"`{c}`") for c in batch.columns]),
                 partition_by=self.partition_by,
                 txn=txn,
                 metadata={"batch_id": batch_id, NEWEST_KEY: newest_at},
             )
         finally:
-            batch.unpersist()
+            held.unpersist()
         if result.skipped:
             self.skipped += 1
             return

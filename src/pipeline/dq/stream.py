@@ -78,10 +78,14 @@ class MicroBatchGate:
         contract = readers[0]
         return cls(ctx, step, dataset, contract, ctx.references(contract))
 
-    def conformed(self, batch: DataFrame) -> DataFrame:
-        """The (persisted) batch plus the contract's typed values and `_rules_broken` (for
-        counting only)."""
-        return flag_conflicts(conform_rows(batch, self.contract, self.references), self.contract)
+    def conformed_rows(self, batch: DataFrame) -> DataFrame:
+        """The batch's columns plus the contract's typed values and `_rules_broken` of every rule
+        but the conflict rule (`conform_rows`): to persist, count and write from."""
+        return conform_rows(batch, self.contract, self.references)
+
+    def conformed(self, rows: DataFrame) -> DataFrame:
+        """Persisted `conformed_rows` with the conflict rule applied (for counting only)."""
+        return flag_conflicts(rows, self.contract)
 
     def aggregates(self) -> list[Column]:
         return rule_count_aggregates(self.contract)
