@@ -172,6 +172,56 @@ def test_a_drained_replay_stream_knows_it_is_caught_up_until_a_new_landing_file(
     assert caught_up(spark, source, checkpoint, str(folder))
 
 
+def source_log_paths(checkpoint: str) -> set[str]:
+    """Every file path the replay query's file source log names."""
+    paths = set()
+    for log_file in Path(checkpoint, "sources", "0").iterdir():
+        if not log_file.name.startswith("."):
+            lines = log_file.read_text().splitlines()[1:]
+            paths |= {json.loads(line)["path"] for line in lines if line.strip()}
+    return paths
+
+
+def test_a_moved_lake_replays_no_file_again_and_a_new_one_once(spark, fresh_lake, tmp_path):
+    """A lake renamed (or copied with its files' times) continues its stream: the checkpoint's
+    file source log named the replay files under the old root; the step points it at the new
+    one, reads none of them again and reads a new file once."""
+    ctx = make_ctx(spark, fresh_lake)
+    local = ctx.settings.sources
+    source = dataclasses.replace(local["kafka_events"], max_files_per_trigger=3, max_bytes_per_trigger=None)
+    interval = "spark.sql.streaming.fileSource.log.compactInterval"
+    spark.conf.set(interval, "2")  # compacted log files and the batches after them, both rewritten
+    try:
+        first = ingest_kafka(
+            make_ctx(spark, fresh_lake, sources={**local, "kafka_events": source}), "kafka_events"
+        )
+    finally:
+        spark.conf.unset(interval)
+    expected = manifest(fresh_lake)["datasets"]["kafka_events"]["records"]
+    assert first.rows_out == expected and first.details["micro_batches"] >= 3
+
+    moved = tmp_path / "elsewhere" / "lake"
+    moved.parent.mkdir()
+    shutil.move(fresh_lake, moved)  # a rename: the files keep their modification times
+    ctx = make_ctx(spark, moved, sources={**local, "kafka_events": source})
+    table, checkpoint = ctx.table_path("bronze", "kafka_events"), ctx.checkpoint_path("bronze_kafka_events")
+    version = ctx.lake.version(table)
+    idle = ingest_kafka(ctx, "kafka_events")
+    assert (idle.rows_out, idle.details["micro_batches"], ctx.lake.version(table)) == (0, 0, version)
+    assert "redelivered_not_read" not in idle.details
+    folder = moved / "landing" / "kafka" / "product_events"
+    replay = {f.name for f in folder.iterdir() if f.name.endswith(".jsonl")}
+    assert {p.rsplit("/", 1)[-1] for p in source_log_paths(checkpoint)} == replay
+    assert all(p.startswith(f"file://{folder}/") for p in source_log_paths(checkpoint))
+
+    record = json.loads(next(iter(sorted(folder.iterdir()))).read_text().splitlines()[0])
+    late = {**record, "offset": 10**9}
+    (folder / "product_events-p0-late.jsonl").write_text(json.dumps(late) + "\n")
+    again = ingest_kafka(ctx, "kafka_events")
+    assert again.rows_out == 1
+    assert_exactly_once(ctx.lake, table, expected + 1)
+
+
 def test_a_byte_budget_bounds_each_micro_batch_by_the_replay_bytes_it_reads(spark, fresh_lake):
     """max_bytes_per_trigger: a micro-batch reads whole replay files, at most the budget's bytes of
     them (or one file above it), so its size does not grow with the files; every record once."""

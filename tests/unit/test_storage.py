@@ -206,3 +206,30 @@ def test_hidden_folders_are_skipped_and_a_suffix_matches_in_any_case_in_a_bucket
         client.put_object(Bucket=bucket, Key=f"_tree/landing/{name}", Body=b"x\n")
     s3_endpoint.configure_spark(spark, bucket)
     check_tree(spark, f"s3a://{bucket}/_tree/landing")
+
+
+CHECKPOINT_ENTRIES = ["0", "1", "10", "2.compact", ".1.crc", "_temp", "a b"]
+
+
+def check_folder_names(spark, root: str) -> None:
+    assert storage.folder_names(spark, root) == ["0", "1", "10", "2.compact", "a b"]
+    assert storage.folder_names(spark, f"{root}/absent") == []
+    assert storage.read_text(spark, f"{root}/2.compact") == "v1\n{}"
+
+
+def test_folder_names_and_read_text_of_a_checkpoint_folder(spark, tmp_path):
+    """A stream's checkpoint folder as the idle step reads it (locally without the JVM): the
+    entries' names, hidden ones aside (Hadoop's `.crc` files), a missing folder as empty."""
+    for name in CHECKPOINT_ENTRIES:
+        (tmp_path / name).write_text("v1\n{}" if name == "2.compact" else "x")
+    check_folder_names(spark, str(tmp_path))
+
+
+def test_folder_names_and_read_text_of_a_checkpoint_folder_in_a_bucket(spark, s3_endpoint):
+    bucket = f"{BUCKET}-checkpoint"
+    s3_endpoint.create_bucket(bucket)
+    client = s3_endpoint.client()
+    for name in CHECKPOINT_ENTRIES:
+        client.put_object(Bucket=bucket, Key=f"cp/{name}", Body=b"v1\n{}" if name == "2.compact" else b"x")
+    s3_endpoint.configure_spark(spark, bucket)
+    check_folder_names(spark, f"s3a://{bucket}/cp")

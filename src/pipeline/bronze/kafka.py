@@ -17,7 +17,9 @@ A line that is not a Kafka record lands as it is, its `_source_file` its replay 
 is `kafka://topic/partition/offset`). Replay files are append-only: the file source remembers a
 path, so a file rewritten after it was read is not read again; the step names it in its details
 (`redelivered_not_read`) and warns, at every run while it is there. The correction goes in a new
-file.
+file. A lake moved or copied elsewhere continues its stream: the checkpoint's file source log,
+which names replay files by absolute URI, is pointed at the new landing root first
+(`relocate_replay_log`).
 
 Memory: a micro-batch is held (persisted) while it is judged and written, so its size bounds the
 step's memory. A byte budget keeps it the same at every scale (a file count does not: landing
@@ -58,7 +60,7 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from pipeline.bronze.audit import with_audit_columns
-from pipeline.bronze.ingest import landing_suffixes
+from pipeline.bronze.ingest import landing_keys, landing_suffixes
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
@@ -69,7 +71,16 @@ from pipeline.lake import Lake, Txn
 from pipeline.lease import HeldLease, LeaseHeld, LeaseRecord, lease_for, stream_scope
 from pipeline.settings import KafkaSettings, SourceSettings
 from pipeline.step_result import StepResult
-from pipeline.storage import LandingFile, file_key, first_line, list_files, read_text
+from pipeline.storage import (
+    LandingFile,
+    LandingKeys,
+    file_key,
+    first_line,
+    folder_names,
+    list_files,
+    read_text,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +289,7 @@ BYTES_DESERIALIZER = "org.apache.kafka.common.serialization.ByteArrayDeserialize
 
 def _batch_ids(spark: SparkSession, folder: str) -> list[int]:
     """The micro-batch ids of a checkpoint's `offsets` or `commits` folder, ascending."""
-    names = [f.uri.rsplit("/", 1)[-1] for f in list_files(spark, folder)]
-    return sorted(int(n) for n in names if n.isdigit())
+    return sorted(int(n) for n in folder_names(spark, folder) if n.isdigit())
 
 
 def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> dict[int, int] | None:
@@ -294,11 +304,19 @@ def committed_offsets(spark: SparkSession, checkpoint: str, topic: str) -> dict[
     return {int(p): int(o) for p, o in position.items()}
 
 
+def _source_log(spark: SparkSession, checkpoint: str) -> tuple[str, list[str]]:
+    """The replay query's file source log: its folder and the names of its files (`<n>` per
+    micro-batch, `<n>.compact` every entry up to batch n), oldest first."""
+    folder = f"{checkpoint}/sources/0"
+    logs = [n for n in folder_names(spark, folder) if n.removesuffix(".compact").isdigit()]
+    return folder, sorted(logs, key=lambda n: (int(n.removesuffix(".compact")), n.endswith(".compact")))
+
+
 def replayed_files(spark: SparkSession, checkpoint: str) -> dict[str, int]:
     """Every file the replay query has taken into a micro-batch (`file_key`) with its modification
     time then (epoch ms), from its file source log: the newest `<n>.compact` (all entries up to
     batch n) and the batches after it."""
-    entries = [f.uri.rsplit("/", 1)[-1] for f in list_files(spark, f"{checkpoint}/sources/0")]
+    entries = _source_log(spark, checkpoint)[1]
     compacted = [int(e.removesuffix(".compact")) for e in entries if e.endswith(".compact")]
     since = max(compacted, default=-1)
     logs = [f"{since}.compact"] if compacted else []
@@ -310,6 +328,63 @@ def replayed_files(spark: SparkSession, checkpoint: str) -> dict[str, int]:
                 entry = json.loads(line)
                 seen[file_key(entry["path"])] = int(entry["timestamp"])
     return seen
+
+
+def relocate_replay_log(spark: SparkSession, checkpoint: str, keys: LandingKeys) -> int:
+    """Point the replay query's file source log at this landing root; how many entries moved.
+
+    The file source remembers the files it read by absolute URI. In a lake moved or copied to
+    another place (a renamed folder, a bucket copied for disaster recovery) its log names them
+    under the old root: the query would take every file at the new place for a new one and
+    fails on its own log (`Wrong basePath`). Each entry naming a file under another root is
+    rewritten to the same file under this one (`LandingKeys`: the part from the dataset's folder
+    on); an entry whose path does not hold the dataset's folder stays as it is. Files are
+    rewritten oldest first, so the newest one holding entries tells whether anything is left to
+    move: a lake in place costs one listing and one small read (the step asks only when
+    `caught_up` found something to read, which a moved lake's log always makes it find). The modification times the log
+    recorded stay: a copy that changed them is reported as rewritten files, never read again."""
+    folder, logs = _source_log(spark, checkpoint)
+    for name in reversed(logs):
+        text = read_text(spark, f"{folder}/{name}")
+        if text.strip("\n").count("\n"):  # entries after the version line
+            if not _relocated(text, keys)[1]:
+                return 0
+            break
+    else:
+        return 0
+    moved = 0
+    for name in logs:
+        text, count = _relocated(read_text(spark, f"{folder}/{name}"), keys)
+        if count:
+            write_text(spark, f"{folder}/{name}", text)
+            moved += count
+    log.warning(
+        "%s: %d replay file entries of the stream's checkpoint named files under another landing "
+        "root (the lake was moved or copied); now under %s",
+        checkpoint,
+        moved,
+        keys.root,
+    )
+    return moved
+
+
+def _relocated(text: str, keys: LandingKeys) -> tuple[str, int]:
+    """A file source log file's text with its entries under another landing root moved under
+    `keys.root`, and how many moved."""
+    lines = text.split("\n")
+    count = 0
+    for i, line in enumerate(lines[1:], start=1):  # after "v1"
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        uri = file_key(entry["path"])
+        key = keys(uri)
+        if uri.startswith(keys.root + "/") or key == uri:  # in place, or not a file of this folder
+            continue
+        entry["path"] = f"{keys.root}/{key}"
+        lines[i] = json.dumps(entry, separators=(",", ":"))
+        count += 1
+    return "\n".join(lines), count
 
 
 def replay_files(spark: SparkSession, location: str, suffixes: tuple[str, ...]) -> list[LandingFile]:
@@ -509,6 +584,16 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
     location = ctx.landing_path(dataset)
     suffixes = landing_suffixes(spec) if spec.file_suffix else ("",)
     idle = trigger == "available-now" and caught_up(ctx.spark, conf, checkpoint, location, asked, suffixes)
+    # Asked only when there is something to read: a lake in place that is caught up pays nothing.
+    if (
+        not idle
+        and conf.mode != "kafka"
+        and relocate_replay_log(ctx.spark, checkpoint, landing_keys(ctx, dataset))
+    ):
+        asked.clear()  # what the log said before it moved
+        idle = trigger == "available-now" and caught_up(
+            ctx.spark, conf, checkpoint, location, asked, suffixes
+        )
     unread = {} if conf.mode == "kafka" else _unread_rewrites(ctx, dataset, checkpoint, suffixes, asked)
     if idle:
         log.info("bronze %s: nothing new since the micro-batch the checkpoint committed last", dataset)
