@@ -188,7 +188,10 @@ def test_a_moved_lake_replays_no_file_again_and_a_new_one_once(spark, fresh_lake
     one, reads none of them again and reads a new file once."""
     ctx = make_ctx(spark, fresh_lake)
     local = ctx.settings.sources
-    source = dataclasses.replace(local["kafka_events"], max_files_per_trigger=3, max_bytes_per_trigger=None)
+    files = len(list((fresh_lake / "landing" / "kafka" / "product_events").iterdir()))
+    source = dataclasses.replace(
+        local["kafka_events"], max_files_per_trigger=max(1, files // 4), max_bytes_per_trigger=None
+    )
     interval = "spark.sql.streaming.fileSource.log.compactInterval"
     spark.conf.set(interval, "2")  # compacted log files and the batches after them, both rewritten
     try:

@@ -335,36 +335,29 @@ def relocate_replay_log(spark: SparkSession, checkpoint: str, keys: LandingKeys)
 
     The file source remembers the files it read by absolute URI. In a lake moved or copied to
     another place (a renamed folder, a bucket copied for disaster recovery) its log names them
-    under the old root: the query would take every file at the new place for a new one and
-    fails on its own log (`Wrong basePath`). Each entry naming a file under another root is
-    rewritten to the same file under this one (`LandingKeys`: the part from the dataset's folder
-    on); an entry whose path does not hold the dataset's folder stays as it is. Files are
-    rewritten oldest first, so the newest one holding entries tells whether anything is left to
-    move: a lake in place costs one listing and one small read (the step asks only when
-    `caught_up` found something to read, which a moved lake's log always makes it find). The modification times the log
-    recorded stay: a copy that changed them is reported as rewritten files, never read again."""
+    under the old root: the query would take every file at the new place for a new one, and
+    fails first on its own log (`Wrong basePath`). Each entry naming a file under another root
+    is rewritten to the same file under this one (`LandingKeys`: the part from the dataset's
+    folder on); an entry whose path does not hold the dataset's folder stays as it is. The step
+    asks before a query runs, never when `caught_up` found nothing to read (a moved lake's log
+    always makes it find something), so a lake in place that is caught up pays nothing. The
+    modification times the log recorded stay: a copy that changed them is reported as rewritten
+    files, read by no query again."""
     folder, logs = _source_log(spark, checkpoint)
-    for name in reversed(logs):
-        text = read_text(spark, f"{folder}/{name}")
-        if text.strip("\n").count("\n"):  # entries after the version line
-            if not _relocated(text, keys)[1]:
-                return 0
-            break
-    else:
-        return 0
     moved = 0
     for name in logs:
         text, count = _relocated(read_text(spark, f"{folder}/{name}"), keys)
         if count:
             write_text(spark, f"{folder}/{name}", text)
             moved += count
-    log.warning(
-        "%s: %d replay file entries of the stream's checkpoint named files under another landing "
-        "root (the lake was moved or copied); now under %s",
-        checkpoint,
-        moved,
-        keys.root,
-    )
+    if moved:
+        log.warning(
+            "%s: %d replay file entries of the stream's checkpoint named files under another landing "
+            "root (the lake was moved or copied); now under %s",
+            checkpoint,
+            moved,
+            keys.root,
+        )
     return moved
 
 
@@ -584,7 +577,6 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
     location = ctx.landing_path(dataset)
     suffixes = landing_suffixes(spec) if spec.file_suffix else ("",)
     idle = trigger == "available-now" and caught_up(ctx.spark, conf, checkpoint, location, asked, suffixes)
-    # Asked only when there is something to read: a lake in place that is caught up pays nothing.
     if (
         not idle
         and conf.mode != "kafka"
