@@ -115,13 +115,22 @@ def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_folder(spark, tmp_pat
     check_listing(spark, str(tmp_path))
 
 
-def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_bucket(spark, s3_endpoint):
-    s3_endpoint.create_bucket(BUCKET)
+def in_bucket(spark, s3_endpoint, bucket: str, prefix: str, files: dict[str, bytes]) -> str:
+    """`files` (name -> body) put below `prefix` of a new bucket that the session reaches; the
+    folder's s3a:// URI."""
+    s3_endpoint.create_bucket(bucket)
     client = s3_endpoint.client()
-    for name in [*NAMES, "_hidden.csv", "notes.txt"]:
-        client.put_object(Bucket=BUCKET, Key=f"landing/{name}", Body=f"{name}\n".encode())
-    s3_endpoint.configure_spark(spark, BUCKET)
-    check_listing(spark, f"s3a://{BUCKET}/landing")
+    for name, body in files.items():
+        client.put_object(Bucket=bucket, Key=f"{prefix}/{name}", Body=body)
+    s3_endpoint.configure_spark(spark, bucket)
+    return f"s3a://{bucket}/{prefix}"
+
+
+def test_odd_file_names_are_keyed_as_spark_reads_them_in_a_bucket(spark, s3_endpoint):
+    names = [*NAMES, "_hidden.csv", "notes.txt"]
+    check_listing(
+        spark, in_bucket(spark, s3_endpoint, BUCKET, "landing", {n: f"{n}\n".encode() for n in names})
+    )
     # An object store's sizes and times cross in one string, parsed from FileStatus.toString()
     # (else: two py4j round trips a file, every run, for every file ever landed).
     jvm = spark.sparkContext._jvm
@@ -199,16 +208,13 @@ def test_hidden_folders_are_skipped_and_a_suffix_matches_in_any_case_in_a_folder
 
 
 def test_hidden_folders_are_skipped_and_a_suffix_matches_in_any_case_in_a_bucket(spark, s3_endpoint):
-    bucket = f"{BUCKET}-tree"
-    s3_endpoint.create_bucket(bucket)
-    client = s3_endpoint.client()
-    for name in TREE:
-        client.put_object(Bucket=bucket, Key=f"_tree/landing/{name}", Body=b"x\n")
-    s3_endpoint.configure_spark(spark, bucket)
-    check_tree(spark, f"s3a://{bucket}/_tree/landing")
+    check_tree(
+        spark, in_bucket(spark, s3_endpoint, f"{BUCKET}-tree", "_tree/landing", dict.fromkeys(TREE, b"x\n"))
+    )
 
 
-CHECKPOINT_ENTRIES = ["0", "1", "10", "2.compact", ".1.crc", "_temp", "a b"]
+# A checkpoint folder's files: Hadoop's `.crc` and a writer's temporary file are hidden.
+CHECKPOINT = {name: b"x" for name in ["0", "1", "10", ".1.crc", "_temp", "a b"]} | {"2.compact": b"v1\n{}"}
 
 
 def check_folder_names(spark, root: str) -> None:
@@ -220,16 +226,10 @@ def check_folder_names(spark, root: str) -> None:
 def test_folder_names_and_read_text_of_a_checkpoint_folder(spark, tmp_path):
     """A stream's checkpoint folder as the idle step reads it (locally without the JVM): the
     entries' names, hidden ones aside (Hadoop's `.crc` files), a missing folder as empty."""
-    for name in CHECKPOINT_ENTRIES:
-        (tmp_path / name).write_text("v1\n{}" if name == "2.compact" else "x")
+    for name, body in CHECKPOINT.items():
+        (tmp_path / name).write_bytes(body)
     check_folder_names(spark, str(tmp_path))
 
 
 def test_folder_names_and_read_text_of_a_checkpoint_folder_in_a_bucket(spark, s3_endpoint):
-    bucket = f"{BUCKET}-checkpoint"
-    s3_endpoint.create_bucket(bucket)
-    client = s3_endpoint.client()
-    for name in CHECKPOINT_ENTRIES:
-        client.put_object(Bucket=bucket, Key=f"cp/{name}", Body=b"v1\n{}" if name == "2.compact" else b"x")
-    s3_endpoint.configure_spark(spark, bucket)
-    check_folder_names(spark, f"s3a://{bucket}/cp")
+    check_folder_names(spark, in_bucket(spark, s3_endpoint, f"{BUCKET}-checkpoint", "cp", CHECKPOINT))
