@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from py4j.java_gateway import JavaClass
 from pyspark.sql import SparkSession
 
+from pipeline.files import LocalFiles
+
 log = logging.getLogger(__name__)
 
 
@@ -125,20 +127,24 @@ def list_files(
 
 
 def folder_names(spark: SparkSession, location: str) -> list[str]:
-    """The names of the entries directly in a folder (none if it does not exist), hidden ones
+    """The names of the files directly in a folder (none if it does not exist), hidden ones
     (`hidden`) left out: a streaming checkpoint's `commits`, `offsets` or source log. A local
-    folder is listed here (through the JVM a listing costs ~30 ms of py4j round trips, and an
-    idle stream step lists three at every run); another as `list_files` lists an object store."""
+    folder is listed by `pipeline.files` (through the JVM a listing costs ~30 ms of py4j round
+    trips, and an idle stream step lists three at every run); another as `list_files` lists an
+    object store."""
     path, fs = _fs(spark, location)
-    if fs.getScheme() == "file":
-        try:
-            return sorted(n for n in os.listdir(fs.makeQualified(path).toUri().getPath()) if not hidden(n))
-        except (FileNotFoundError, NotADirectoryError):
-            return []
+    local = _local(fs, path)
+    if local is not None:
+        return [n for n in LocalFiles().list_names(local) if not hidden(n)]
     if not fs.exists(path):
         return []
     names = (name.rsplit("/", 1)[-1] for name in _listed_files(spark, fs, path)[2])  # flat folders
     return sorted(n for n in names if not hidden(n))
+
+
+def _local(fs, path) -> str | None:
+    """A Hadoop path's local file path, or None when its file system is not the local one."""
+    return fs.makeQualified(path).toUri().getPath() if fs.getScheme() == "file" else None
 
 
 def hidden(relative: str) -> bool:
@@ -412,13 +418,16 @@ def sha256(spark: SparkSession, location: str) -> str:
 
 
 def read_text(spark: SparkSession, location: str) -> str:
-    """A small text file (a streaming checkpoint entry), whole, as UTF-8. A local one is read
-    here: through the JVM a read costs ~40 ms of py4j round trips (an idle stream step reads
-    its checkpoint's log at every run)."""
+    """A small text file (a streaming checkpoint entry), whole, as UTF-8. A local one is read by
+    `pipeline.files`: through the JVM a read costs ~40 ms of py4j round trips (an idle stream
+    step reads its checkpoint's log at every run)."""
     path, fs = _fs(spark, location)
-    if fs.getScheme() == "file":
-        with open(fs.makeQualified(path).toUri().getPath(), encoding="utf-8") as local:
-            return local.read()
+    local = _local(fs, path)
+    if local is not None:
+        text = LocalFiles().read_text(local)
+        if text is None:
+            raise FileNotFoundError(location)
+        return text
     stream = fs.open(path)
     try:
         return bytes(_java(spark, "org.apache.commons.io.IOUtils").toByteArray(stream)).decode("utf-8")
@@ -427,8 +436,13 @@ def read_text(spark: SparkSession, location: str) -> str:
 
 
 def write_text(spark: SparkSession, location: str, text: str) -> None:
-    """Write (replace) a small text file, e.g. the run state under <lake>/_ops."""
+    """Write (replace) a small text file, e.g. the run state under <lake>/_ops or a stream's
+    checkpoint log; a local one atomically (`pipeline.files`: a temporary file, then a rename)."""
     path, fs = _fs(spark, location)
+    local = _local(fs, path)
+    if local is not None:
+        LocalFiles().write_text(local, text)
+        return
     stream = fs.create(path, True)
     try:
         stream.write(bytearray(text.encode("utf-8")))
