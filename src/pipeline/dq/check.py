@@ -13,8 +13,8 @@ class DqCheck:
     def judge(self, ctx: Any, step: str, staged: Staged) -> dict[str, Any]:
         if not dq_enabled(ctx):  # LAKEHOUSE_DQ=off: nor is the table's after-figure derived
             return {}
-        table = staged.table() if staged.table is not None else None
-        return gate_step(ctx, step, staged.dataset, staged.layer, staged.audit, staged.counts, table)
+        # The table's figures are derived inside the gate, beside its GX validation.
+        return gate_step(ctx, step, staged.dataset, staged.layer, staged.audit, staged.counts, staged.table)
 
     def stands(self, ctx: Any, step: str, dataset: str, layer: str) -> dict[str, Any]:
         return recheck(ctx, step, dataset, layer)

@@ -10,10 +10,11 @@ the mart it is about to write), so rows failing a critical check never become vi
    freshness the newest `sequence_by` and gold's `counts` conditions. Up to ONE_PARTITION_ROWS
    rows, the checks below read it as one partition (no shuffle, fewer Spark jobs).
 2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
-   cached DataFrame, for verdicts only (GX bundles their metrics into few Spark jobs); the
-   checks that failed run again for details (`validate_gx`). On a silver batch they are exact
-   for the table: the rows already published passed their own batch's gate, and the merge
-   upserts by the checked-unique key, so a batch with unique keys keeps the table's keys unique.
+   cached DataFrame, in a thread of its own while steps 3-5 run, for verdicts only (GX bundles
+   their metrics into few Spark jobs); the checks that failed run again for details
+   (`validate_gx`). On a silver batch they are exact for the table: the rows already published
+   passed their own batch's gate, and the merge upserts by the checked-unique key, so a batch
+   with unique keys keeps the table's keys unique.
 3. Row-level: quarantine ratio (batch) and per-rule ratios from the counts the silver step
    computed in its single pass over the batch (no scan here).
 4. Table-level figures of a batch (`TableAfter`: row count and newest data time as the publish
@@ -44,11 +45,14 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
 
+from pyspark import inheritable_thread_target
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
@@ -208,7 +212,7 @@ def gate_step(
     layer: str,
     df: DataFrame,
     row_level_counts: dict[str, Any] | None = None,
-    table: TableAfter | None = None,
+    table: TableAfter | Callable[[], TableAfter] | None = None,
 ) -> dict[str, Any]:
     """run_gate for a step, called before its write: the StepResult details to add,
     {"dq": [...], "dq_seconds": s}, or {} when the gates are off. DqGateFailed carries the same
@@ -234,14 +238,15 @@ def run_gate(
     layer: str,
     df: DataFrame,
     row_level_counts: dict[str, Any] | None = None,
-    table: TableAfter | None = None,
+    table: TableAfter | Callable[[], TableAfter] | None = None,
 ) -> list[DqResult]:
     """Validate `df` (what the step is about to publish), record every result, raise on critical
     failures. `df` is read by several Spark jobs: the caller caches it (driver.edge.finish).
 
     `row_level_counts` (silver): {"rows": n, "quarantined": q, "rules": {rule: count}} from the
-    silver step's single pass over the batch. `table` (silver): `df` is a batch to merge, and
-    these are the table's figures after the merge; without it `df` is the whole table (gold).
+    silver step's single pass over the batch. `table`: `df` is a batch to merge, and these are
+    the table's figures after the merge (or the callable deriving them, called while GX
+    validates the batch); without it `df` is the whole table (a gold overwrite).
     """
     config = dq_config(ctx)
     if not dq_enabled(ctx):
@@ -281,27 +286,27 @@ def _evaluate(
     layer: str,
     df: DataFrame,
     counts: dict[str, Any] | None,
-    table: TableAfter | None = None,
+    table: TableAfter | Callable[[], TableAfter] | None = None,
 ) -> list[DqResult]:
+    """Every result of the gate. GX validates the batch in a thread of its own while this one
+    derives the table's figures (`table`, when a callable: a silver merge's effect) and judges the
+    rules on them: both are a few small Spark jobs, mostly waiting on the scheduler, and neither
+    needs the other (measured: docs/performance.md, Gates)."""
     contract = ctx.contracts.get(dataset) if layer == "silver" else None
     seq = contract.sequence_by if contract is not None and contract.sequence_by in df.columns else None
     gold = config.gold_rules(dataset) if contract is None else None
     where = f"{ctx.settings.config_path(CONFIG_FILE)}: gold.{dataset}"
-    counts_on = df
-    if gold is not None and gold.counts and table is not None:
-        # A gold batch merged by key: a condition counts rows of the whole table after the
-        # publish, which the batch alone cannot tell (rows it replaces may have matched).
-        if table.frame is None:
-            raise TypeError(f"dq gate gold.{dataset}: a batch's table figures carry no frame for `counts`")
-        counts_on = table.frame
-    stats = _figures(df, seq, gold.counts if gold is not None and counts_on is df else {}, where)
+    # A gold batch merged by key: its `counts` conditions count rows of the whole table after
+    # the publish (TableAfter.frame), which the batch alone cannot tell.
+    counts_on_table = gold is not None and bool(gold.counts) and table is not None
+    stats = _figures(df, seq, gold.counts if gold is not None and not counts_on_table else {}, where)
     rows = int(stats["rows"])
     if rows <= ONE_PARTITION_ROWS:
         # One task reads the cached partitions: GX's aggregates and its uniqueness window need no
         # shuffle (measured: 9 Spark jobs -> 4 per validation, faster up to 535k rows on 2 cores).
         df = df.coalesce(1)
 
-    results: list[DqResult] = []
+    first: list[DqResult] = []
     if contract is not None:
         checks = silver_checks(contract, config, df.columns, ctx.references(contract))
         rules: SilverRules | None = config.silver_rules(dataset)
@@ -311,39 +316,48 @@ def _evaluate(
         rules = None
         missing = gold_missing_columns(gold, df.columns)
         if missing:
-            results.append(
+            first.append(
                 DqResult(
                     "table:columns", gold.severity, False, f"missing {missing}", "columns exist", "", "rule"
                 )
             )
-    table_rows = rows
-    if table is not None:
-        # A batch: the bounds apply to the table after the publish, not to the batch.
-        bounds = [c for c in checks if c.rule == ROW_COUNT_BOUNDS]
-        checks = [c for c in checks if c.rule != ROW_COUNT_BOUNDS]
-        results += [bounds_result(c, table.rows) for c in bounds]
-        results.append(DqResult("batch:row_count", "warn", True, str(rows), "", "", "rule"))
-        table_rows = table.rows
-    results += validate_gx(f"{layer}.{dataset}", checks, df, rows)
-    results.append(DqResult("table:row_count", "warn", True, str(table_rows), "", "", "rule"))
-    if gold is not None:
-        if counts_on is df:
-            results += count_results(gold, stats, rows)
-        else:
-            results += count_results(gold, _figures(counts_on, None, gold.counts, where), table_rows)
-    if counts:
-        results += row_level_results(config, rules, counts)
-    if rules is not None:
-        results += reference_results(ctx, rules, df)
-        if rules.freshness is not None:
-            newest = stats["newest"] if seq else None
-            if table is not None:
-                newest = _parse_time(table.newest) if table.newest is not None else newest
-            results.append(freshness_result(ctx, rules, seq, newest))
-    volume = volume_result(ctx, config, dataset, layer, table_rows)
-    if volume is not None:
-        results.append(volume)
-    return results
+    # A batch: the row-count bounds apply to the table after the publish, not to the batch.
+    bounds = [c for c in checks if c.rule == ROW_COUNT_BOUNDS] if table is not None else []
+    checks = [c for c in checks if c not in bounds]
+    # The pool's exit waits for GX, also when a figure below raises: nothing reads the frame
+    # after the edge releases it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gx") as pool:
+        validated = pool.submit(
+            inheritable_thread_target(validate_gx), f"{layer}.{dataset}", checks, df, rows
+        )
+        after = table() if callable(table) else table
+        table_rows = rows if after is None else after.rows
+        if after is not None:
+            first += [bounds_result(c, after.rows) for c in bounds]
+            first.append(DqResult("batch:row_count", "warn", True, str(rows), "", "", "rule"))
+        rest = [DqResult("table:row_count", "warn", True, str(table_rows), "", "", "rule")]
+        if gold is not None:
+            if not counts_on_table:
+                rest += count_results(gold, stats, rows)
+            else:
+                if after is None or after.frame is None:
+                    raise TypeError(
+                        f"dq gate gold.{dataset}: a batch's table figures carry no frame for `counts`"
+                    )
+                rest += count_results(gold, _figures(after.frame, None, gold.counts, where), table_rows)
+        if counts:
+            rest += row_level_results(config, rules, counts)
+        if rules is not None:
+            rest += reference_results(ctx, rules, df)
+            if rules.freshness is not None:
+                newest = stats["newest"] if seq else None
+                if after is not None:
+                    newest = _parse_time(after.newest) if after.newest is not None else newest
+                rest.append(freshness_result(ctx, rules, seq, newest))
+        volume = volume_result(ctx, config, dataset, layer, table_rows)
+        if volume is not None:
+            rest.append(volume)
+        return first + validated.result() + rest
 
 
 # ---------------------------------------------------------------- GX
