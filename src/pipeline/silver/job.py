@@ -206,10 +206,13 @@ def table_after(
     source: DataFrame, target: DataFrame | None, spec: MergeSpec, newest: str | None
 ) -> TableAfter:
     """The table's figures once `source` is merged: its rows now (a count Spark answers from
-    the Parquet footers, no column read) plus the merge's net effect."""
-    effect = merge_effect(source, target, spec).first()
-    before = target.count() if target is not None else 0
-    return TableAfter(before + effect["inserted"] - effect["deleted"], newest)
+    the Parquet footers, no column read) plus the merge's net effect, in one query (each query
+    costs its planning and a file listing of the table, more than its work on a small batch)."""
+    effect = merge_effect(source, target, spec)
+    if target is None:
+        return TableAfter(effect.first()["inserted"], newest)
+    row = effect.crossJoin(target.agg(F.count(F.lit(1)).alias("before"))).first()
+    return TableAfter(row["before"] + row["inserted"] - row["deleted"], newest)
 
 
 def newest_column(contract: Contract) -> str:
