@@ -468,6 +468,46 @@ def test_batch_gate_judges_the_batch_and_the_table_figures_it_is_given(spark, tm
     }
 
 
+def test_table_figures_derived_beside_gx_are_judged_and_a_failure_waits_for_gx(spark, tmp_path, monkeypatch):
+    """A step hands the gate a callable for the table's figures, derived while GX validates the
+    batch in its own thread: they are judged as figures given outright. When deriving them fails,
+    the gate raises that error only once GX has finished with the batch (the edge releases the
+    batch's cache right after) and records nothing."""
+    import pipeline.dq.gate as gate
+
+    ctx = _ctx(spark, tmp_path)
+    batch = spark.sql(
+        "SELECT * FROM VALUES ('ORD-0000001', 'ACC-000001', 'placed', CAST(5 AS DECIMAL(18,2)), "
+        "TIMESTAMP'2026-01-01 10:00:00') AS t(order_id, account_id, status, amount, updated_at)"
+    )
+    validated = []
+    real_gx = gate.validate_gx
+
+    def slow_gx(*args):
+        time.sleep(1.0)  # still validating when the figures below are derived, or fail
+        found = real_gx(*args)
+        validated.append(time.monotonic())
+        return found
+
+    monkeypatch.setattr(gate, "validate_gx", slow_gx)
+    results = {
+        r.rule: r
+        for r in run_gate(ctx, "silver_orders", "orders", "silver", batch, None, lambda: TableAfter(rows=7))
+    }
+    assert results["table:row_count"].observed == "7" and results["batch:row_count"].observed == "1"
+    assert results["table:row_count_bounds"].passed and results["order_id:unique"].passed
+    recorded = ctx.lake.read(results_path(ctx)).count()
+
+    def unreadable() -> TableAfter:
+        raise RuntimeError("silver orders: the table cannot be read")
+
+    with pytest.raises(RuntimeError, match="cannot be read"):
+        run_gate(ctx, "silver_orders", "orders", "silver", batch, None, unreadable)
+    raised = time.monotonic()
+    assert len(validated) == 2 and validated[1] <= raised
+    assert ctx.lake.read(results_path(ctx)).count() == recorded
+
+
 def _table_verdict(ctx, dataset: str, layer: str) -> tuple[set, str]:
     """The last gate's results as dq_results holds them (an independent read of the table)."""
     rows = ctx.lake.read(results_path(ctx)).where(f"dataset = '{dataset}' AND layer = '{layer}'").collect()
