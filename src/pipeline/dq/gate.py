@@ -336,15 +336,14 @@ def _evaluate(
             first += [bounds_result(c, after.rows) for c in bounds]
             first.append(DqResult("batch:row_count", "warn", True, str(rows), "", "", "rule"))
         rest = [DqResult("table:row_count", "warn", True, str(table_rows), "", "", "rule")]
-        if gold is not None:
-            if not counts_on_table:
-                rest += count_results(gold, stats, rows)
-            else:
-                if after is None or after.frame is None:
-                    raise TypeError(
-                        f"dq gate gold.{dataset}: a batch's table figures carry no frame for `counts`"
-                    )
-                rest += count_results(gold, _figures(after.frame, None, gold.counts, where), table_rows)
+        if gold is not None and not counts_on_table:
+            rest += count_results(gold, stats, rows)
+        elif gold is not None:
+            if after is None or after.frame is None:
+                raise TypeError(
+                    f"dq gate gold.{dataset}: a batch's table figures carry no frame for `counts`"
+                )
+            rest += count_results(gold, _figures(after.frame, None, gold.counts, where), table_rows)
         if counts:
             rest += row_level_results(config, rules, counts)
         if rules is not None:
