@@ -68,16 +68,6 @@ LOCAL_DEFAULTS = {
     "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
-# Every session, local or on EMR (config's spark.conf wins over these).
-JOB_DEFAULTS = {
-    # Spark's cache (persist) encodes each column batch (dictionary, run-length, ...) by default.
-    # The batches the steps cache hold mostly distinct values: encoding them kept 0-14 % of the
-    # memory (silver_orders' conformed batch at scale 10: 126 MB against 135 MB) and cost a
-    # third of building the cache (persist + count 15.0-15.6 s against 10.6-11.2 s; scale 1,
-    # every silver dataset: 1.1-2x faster uncompressed). docs/performance.md.
-    "spark.sql.inMemoryColumnarStorage.compressed": "false",
-}
-
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
@@ -92,8 +82,6 @@ def build_spark(settings: Settings) -> SparkSession:
         builder = builder.master(conf.master).config("spark.driver.memory", conf.driver_memory)
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
-    for key, value in JOB_DEFAULTS.items():
-        builder = builder.config(key, value)
     builder = builder.config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
     jars = resolve_jars(conf.jars)
     if jars:
