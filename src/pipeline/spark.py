@@ -49,7 +49,7 @@ LOCAL_DEFAULTS = {
     # metaspace, code and GC structures. G1 returns unused heap after a minute without a GC
     # (a continuous stream between triggers, a long-lived session).
     "spark.driver.extraJavaOptions": (
-        "-Dderby.system.home=/tmp/derby -Duser.timezone=UTC -XX:+UseG1GC "
+        "-Dderby.system.home=/tmp/derby -Duser.timezone=UTC -XX:+UseG1GC -XX:G1HeapRegionSize=8m "
         "-XX:MaxDirectMemorySize=1g -XX:G1PeriodicGCInterval=60000"
     ),
     "spark.sql.streaming.forceDeleteTempCheckpointLocation": "true",
@@ -68,6 +68,16 @@ LOCAL_DEFAULTS = {
     "spark.sql.codegen.cache.maxEntries": "2000",
 }
 
+# Every session, local or on EMR (config's spark.conf wins over these).
+JOB_DEFAULTS = {
+    # Spark's cache (persist) encodes each column batch (dictionary, run-length, ...) by default.
+    # The batches the steps cache hold mostly distinct values: encoding them kept 0-14 % of the
+    # memory (silver_orders' conformed batch at scale 10: 126 MB against 135 MB) and cost a
+    # third of building the cache (persist + count 15.0-15.6 s against 10.6-11.2 s; scale 1,
+    # every silver dataset: 1.1-2x faster uncompressed). docs/performance.md.
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
+}
+
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
@@ -82,6 +92,8 @@ def build_spark(settings: Settings) -> SparkSession:
         builder = builder.master(conf.master).config("spark.driver.memory", conf.driver_memory)
         for key, value in LOCAL_DEFAULTS.items():
             builder = builder.config(key, value)
+    for key, value in JOB_DEFAULTS.items():
+        builder = builder.config(key, value)
     builder = builder.config("spark.sql.shuffle.partitions", str(conf.shuffle_partitions))
     jars = resolve_jars(conf.jars)
     if jars:

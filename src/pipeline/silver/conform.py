@@ -26,6 +26,7 @@ from pipeline.silver.history import values_hash
 RULES = "_rules_broken"
 VALUE = "__v_"  # prefix of the typed value columns during conformance
 CORRUPT, ERROR = "_corrupt_record", "_parse_error"
+READ_BROKEN = "__read_broken"  # the rules of the read columns a row breaks, during conformance
 
 # Country names and codes seen in CRM exports, beyond the ISO-2 codes themselves.
 COUNTRY_ALIASES = {
@@ -128,7 +129,10 @@ def conform_rows(bronze: DataFrame, contract: Contract, references: dict[str, tu
         for r in _column_rules(c, F.col(f"`__raw_{c.name}`"), references, row, types.get(c.source_column))
     ]
     malformed = F.col(CORRUPT).isNotNull() if CORRUPT in types else F.lit(False)
-    read_broken = _broken(read_rules)
+    # A column of its own, read three times below: Spark then builds the array once a row
+    # instead of inlining it into each use (silver_orders' conform at scale 1: 1.15 -> 0.9 s).
+    staged = staged.withColumn(READ_BROKEN, _broken(read_rules))
+    read_broken = F.col(READ_BROKEN)
     # A derived value is computed from inputs that passed their rules only: under ANSI mode an
     # expression throws on a value its rules refuse (a rate of 0 dividing 1), which would fail
     # the step on every run while the row sits in bronze; such a row is quarantined instead.
@@ -146,7 +150,7 @@ def conform_rows(bronze: DataFrame, contract: Contract, references: dict[str, tu
         .when(F.size(read_broken) > 0, read_broken)
         .otherwise(derived_broken),
     )
-    return result.drop(*[f"__raw_{n}" for n in raw_cols])
+    return result.drop(*[f"__raw_{n}" for n in raw_cols], READ_BROKEN)
 
 
 def conflict_rule(contract: Contract) -> str:
