@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -143,7 +145,10 @@ def generate_landing(work: Path, scale: float, seed: int, *, skew: bool = False)
     lake = work / "lake"
     shutil.rmtree(lake, ignore_errors=True)
     started = time.perf_counter()
-    manifest = generate(lake / "landing", scale=scale, seed=seed, skew=skew)
+    # In a process of its own: the generator's memory (the arrays of a scale-10 landing zone left
+    # this process 0.74 GB larger) is not the pipeline's, which the peak-memory figures measure.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        manifest = child.submit(generate, lake / "landing", scale=scale, seed=seed, skew=skew).result()
     seconds = time.perf_counter() - started
     total = sum(d["records"] for d in manifest["datasets"].values())
     print(
