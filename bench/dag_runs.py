@@ -47,7 +47,9 @@ class MeasuringExecutor:
                 return self.inner.run(step, ctx)
         finally:  # a retried step adds up its attempts (the runner's backoff sleeps are not in it)
             figures["seconds"] += time.perf_counter() - started
-            figures["peak_mb"] = max(figures["peak_mb"], mem.peak / 2**20)
+            if mem.peak / 2**20 >= figures["peak_mb"]:
+                figures["peak_mb"] = mem.peak / 2**20
+                figures["peak_by_process_mb"] = mem.breakdown_mb()["at_peak"]
             print(
                 f"  [{self.label} {len(self.figures)}/{self.total}] {step.name}: {figures['seconds']:.1f}s",
                 file=sys.stderr,
@@ -111,6 +113,7 @@ def run_dag(
                 "rows_out": outcome.rows_out,
                 "rows_in_s": outcome.rows_in / seconds if seconds else 0.0,
                 "peak_mb": figures["peak_mb"],
+                "peak_by_process_mb": figures["peak_by_process_mb"],
                 "attempts": outcome.attempts,
                 "skipped": outcome.details.get("skipped"),
                 # a gold step's path: full or incremental, why in full, how many keys recomputed
@@ -148,7 +151,8 @@ def _totals(steps: list[dict]) -> dict:
         "rows_in": rows_in,
         "rows_out": sum(s["rows_out"] for s in steps),
         "rows_in_s": rows_in / seconds if seconds else 0.0,
-        "peak_mb": max(s["peak_mb"] for s in steps),
+        "peak_mb": (top := max(steps, key=lambda s: s["peak_mb"]))["peak_mb"],
+        "peak_by_process_mb": top["peak_by_process_mb"],
     }
 
 
@@ -171,7 +175,11 @@ def print_full_run(run: dict, files: dict[str, dict]) -> None:
     for layer, totals in run["layers"].items():
         print(line(f"{layer} total", layer, totals))
     print(line("total", "", run["total"]))
-    print(f"(runner wall clock {run['wall_s']:.2f}s; rows/s = rows in / seconds; peak = max over the steps)")
+    split = ", ".join(f"{k} {v:,.0f}" for k, v in run["total"]["peak_by_process_mb"].items() if v)
+    print(
+        f"(runner wall clock {run['wall_s']:.2f}s; rows/s = rows in / seconds; peak = max over the "
+        f"steps; at the peak, MB: {split})"
+    )
     print(
         "data files per table after it (mean MB): "
         + ", ".join(f"{k} {v['files']} ({v['mean_mb']:.2f})" for k, v in files.items())
