@@ -47,7 +47,12 @@ LOCAL_DEFAULTS = {
     # Memory bound of the local JVM: the heap (driver_memory), direct buffers (Java's default is
     # the heap's size again; Spark's local use of them stays in the tens of MB) and ~0.5 GB of
     # metaspace, code and GC structures. G1 returns unused heap after a minute without a GC
-    # (a continuous stream between triggers, a long-lived session).
+    # (a continuous stream between triggers, a long-lived session). G1 regions of 8 MB, not the
+    # 2 MB G1 picks for a 3g heap: an object of half a region or more gets whole regions of its
+    # own that no compaction moves, and Spark allocates many (buffers of 1-4 MB, sort pages of
+    # 32-64 MB). With 2 MB regions the scale-10 cold run's sort failed to get pages with 1,236
+    # such regions (2.4 GB) taken and a heap dump of 1.5 GB: no run of free regions long enough.
+    # With 8 MB: 145 at most, no failed page (docs/performance.md, "The heap's large objects").
     "spark.driver.extraJavaOptions": (
         "-Dderby.system.home=/tmp/derby -Duser.timezone=UTC -XX:+UseG1GC -XX:G1HeapRegionSize=8m "
         "-XX:MaxDirectMemorySize=1g -XX:G1PeriodicGCInterval=60000"
