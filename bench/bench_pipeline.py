@@ -82,7 +82,6 @@ def issue_figures(
         "watched_over_bare": watched["wall_s"] / bare["wall_s"],
         "cold_full_s": full["wall_s"],
         "cold_full_peak_mb": full["total"]["peak_mb"],
-        "cold_full_peak_by_process_mb": full["total"]["peak_by_process_mb"],
     }
 
 
