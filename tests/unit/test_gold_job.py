@@ -341,8 +341,20 @@ def test_a_merged_increment_with_a_key_twice_is_not_merged(spark):
         "1 repeated or null keys among the recomputed rows",
     )
     after, why = _after_merge(current, spark.createDataFrame([("B", 3), ("C", 5)], schema), ("order_id",))
-    assert why is None and (after.rows, after.merged) == (3, 2)
+    assert why is None and (after.rows, after.merged, after.dates) == (3, 2, None)
     assert sorted(after.frame.collect()) == [("A", 1), ("B", 3), ("C", 5)]
+
+
+def test_a_merged_increment_reports_the_dates_of_the_rows_it_replaces_and_writes(spark):
+    """The dates a per-date mart downstream recomputes: those of the replaced rows (an order that
+    moved off a date) and of the rows written, a null date among them; not those of untouched rows."""
+    schema = "order_id string, order_date date"
+    current = spark.createDataFrame([("A", d(2024, 1, 1)), ("B", d(2024, 1, 2)), ("C", None)], schema)
+    batch = spark.createDataFrame([("B", d(2024, 1, 5)), ("D", None), ("E", d(2024, 1, 2))], schema)
+    after, why = _after_merge(current, batch, ("order_id",), "order_date")
+    assert why is None and (after.rows, after.merged) == (5, 3)
+    assert after.dates == [None, "2024-01-02", "2024-01-05"]
+    assert after.rows == after.frame.count()
 
 
 def test_an_incremental_build_is_not_published_over_a_commit_made_after_it_was_staged(spark, tmp_path):

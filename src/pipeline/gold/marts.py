@@ -127,14 +127,15 @@ class Update:
     rows, cheaper written whole than merged). `merge_on` set: `result` is only the recomputed
     rows, one per key, which the gate checks with the table's figures after the publish and the
     publish MERGEs by those keys (fct_orders: one row per order, so a whole-mart overwrite would
-    cost as much as a rebuild). `keys`: how many keys were recomputed; `metadata`: what the commit
-    records besides (computed at the publish)."""
+    cost as much as a rebuild). `keys`: how many keys were recomputed; `dates_recorded`: for a
+    merge, the date column whose values among the rows it replaces and the rows it writes the
+    commit records (CHANGED_DATES_KEY: the dates a per-date mart built on this one recomputes)."""
 
     result: DataFrame
     keys: int
     cached: tuple[DataFrame, ...] = ()  # released after the write
-    metadata: Callable[[], dict[str, Any]] = dict
     merge_on: tuple[str, ...] = ()
+    dates_recorded: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,6 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
     `incremental.rebuild_above_share` of the orders (config/marts.yaml). The commit records their
     order dates, before and after, for revenue_daily."""
     options = i.options or FctOrdersOptions()
-    lake = since.ctx.lake
     fx = accounts = None
     if since.changed("silver/fx_rates"):
         fx = (
@@ -192,15 +192,7 @@ def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
     rows = _fct_orders(
         Inputs({**i.tables, "orders": i["orders"].join(ids, "order_id", "left_semi")}, i.as_of, options)
     )
-    current = lake.read(since.out_path, version=since.out_version)
-
-    def changed_dates() -> dict[str, Any]:
-        # The rows are cached by then (build_gold): read from the cache, not computed again.
-        dates = I.changed_dates("order_date", current.join(ids, "order_id", "left_semi"), rows)
-        found = [d.isoformat() if d is not None else None for (d,) in dates.collect()]
-        return {CHANGED_DATES_KEY: sorted(found, key=lambda d: d or "")}
-
-    return Update(rows, keys, (ids,), changed_dates, merge_on=("order_id",))
+    return Update(rows, keys, (ids,), merge_on=("order_id",), dates_recorded="order_date")
 
 
 def _replace_dates(
@@ -446,7 +438,10 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
             cached.append(result)
             if update.merge_on:
                 after, why = _after_merge(
-                    ctx.lake.read(out_path, version=out_version), result, update.merge_on
+                    ctx.lake.read(out_path, version=out_version),
+                    result,
+                    update.merge_on,
+                    update.dates_recorded,
                 )
                 rows_out = after.rows if after is not None else 0
                 reason = why
@@ -474,7 +469,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
 
     def publish() -> StepResult:
         metadata = {
-            **(update.metadata() if update is not None else {}),
+            **({CHANGED_DATES_KEY: after.dates} if after is not None and after.dates is not None else {}),
             FINGERPRINT_KEY: fingerprint,
             WRITE_KEY: "full" if update is None else "incremental",
             "run_id": ctx.run_id,
@@ -527,22 +522,41 @@ class _AfterMerge:
     rows: int
     merged: int
     frame: DataFrame
+    dates: list[str | None] | None = None  # _after_merge's `dates`: ISO, sorted (a null first)
 
     def figures(self) -> TableAfter:
         return TableAfter(self.rows, None, self.frame)
 
 
 def _after_merge(
-    current: DataFrame, batch: DataFrame, keys: tuple[str, ...]
+    current: DataFrame, batch: DataFrame, keys: tuple[str, ...], dates: str | None = None
 ) -> tuple[_AfterMerge | None, str | None]:
     """`current` once `batch` (cached) is merged into it by `keys` (a matched row replaced, an
     unmatched one inserted), or why not to merge: a key twice in the batch (MERGE refuses it, or
-    would insert it twice)."""
-    counted = batch.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(*keys).alias("keys")).first()
+    would insert it twice). `dates`: a date column whose distinct values among the rows replaced
+    and the batch's are returned too. All in one query (each costs its planning and a read of the
+    table's log, more than its work on an increment): the rows after are the table's rows now,
+    less those the batch replaces, plus the batch's."""
+    replaced = current.join(batch.select(*keys), list(keys), "left_semi")
+    figures = (
+        batch.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(*keys).alias("keys"))
+        .crossJoin(current.agg(F.count(F.lit(1)).alias("now")))
+        .crossJoin(replaced.agg(F.count(F.lit(1)).alias("replaced")))
+    )
+    if dates:
+        # In a struct: collect_set leaves nulls out, and a null date is one a mart must hear of.
+        touched = replaced.select(dates).unionByName(batch.select(dates))
+        figures = figures.crossJoin(touched.agg(F.collect_set(F.struct(dates)).alias("dates")))
+    counted = figures.first()
     if counted["rows"] != counted["keys"]:
         return None, f"{counted['rows'] - counted['keys']} repeated or null keys among the recomputed rows"
+    found = None
+    if dates:
+        iso = [d.isoformat() if d is not None else None for (d,) in counted["dates"]]
+        found = sorted(iso, key=lambda d: d or "")
     frame = current.join(batch.select(*keys), list(keys), "left_anti").unionByName(batch)
-    return _AfterMerge(frame.count(), counted["rows"], frame), None
+    rows = counted["now"] - counted["replaced"] + counted["rows"]
+    return _AfterMerge(rows, counted["rows"], frame, found), None
 
 
 def _unchanged(
