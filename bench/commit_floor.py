@@ -36,9 +36,9 @@ def commits_since(ctx: RunContext, before: dict[LakeTable, int | None]) -> Count
         now = ctx.lake.version(table.path)
         if now is None or now == then:
             continue
-        new = now - (then if then is not None else -1)
-        commits = ctx.lake.history(table.path, new)
-        found.update((c.operation, table.layer) for c in commits if then is None or c.version > then)
+        last = -1 if then is None else then
+        commits = ctx.lake.history(table.path, now - last)
+        found.update((c.operation, table.layer) for c in commits if c.version > last)
     return found
 
 
