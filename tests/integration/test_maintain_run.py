@@ -37,7 +37,7 @@ def test_maintain_compacts_every_table_without_changing_one_row(
         for layer in ("silver", "quarantine")
     }
     many = {k: t for k, t in tables.items() if t["files_before"] > 1 and k not in partitioned}
-    assert "_ops/dq_results" in many, tables  # one commit per gate: many small files
+    assert "_ops/ingested_files" in many, tables  # one commit per bronze step: many small files
     assert all(t["files_after"] < t["files_before"] for t in many.values()), many
     assert all(t["files_after"] <= t["files_before"] for t in tables.values())
     assert tables["silver/orders"]["zorder_by"] == ["order_date", "account_id"]

@@ -6,8 +6,9 @@ import dataclasses
 import io
 import shutil
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from unittest.mock import ANY
 
 import boto3
 import pytest
@@ -17,23 +18,21 @@ from pyspark.sql import functions as F
 
 from pipeline.app import local_executor
 from pipeline.contracts.model import load_contracts
+from pipeline.dq import record as record_module
 from pipeline.dq.config import load_dq_config
 from pipeline.dq.docs import DataDocsObserver
 from pipeline.dq.gate import (
-    RESULTS_SCHEMA,
-    VERDICT_KEY,
     DqGateFailed,
     DqResult,
     TableAfter,
     docs_path,
     recheck,
-    record,
-    results_path,
     row_level_results,
     run_gate,
     validations_path,
     volume_result,
 )
+from pipeline.dq.record import GATES_KEY, RESULTS_SCHEMA, VERDICT_KEY, flush, record, results_path, spool_path
 from pipeline.dq.suites import gold_checks, silver_checks
 from pipeline.files import s3_parts
 from pipeline.lake import MergeSpec
@@ -173,6 +172,7 @@ def test_gate_critical_duplicate_key_raises_after_recording(spark, tmp_path):
     assert isinstance(err.value, ValueError)  # the driver's classifier: fatal, no retry
     assert "fct_orders" in str(err.value) and "order_id:unique" in str(err.value)
     assert [r.rule for r in err.value.failed] == ["order_id:unique"]
+    flush(ctx)  # the run's end
     rows = {r["rule"]: r for r in ctx.lake.read(results_path(ctx)).collect()}
     assert rows["order_id:unique"]["passed"] is False
     assert rows["order_id:unique"]["severity"] == "critical"
@@ -250,6 +250,7 @@ def test_gate_warn_only_records_and_passes(spark, tmp_path):
     results = run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark))
     failed = [r for r in results if not r.passed]
     assert [(r.rule, r.severity) for r in failed] == [("order_id:unique", "warn")]
+    flush(ctx)
     assert ctx.lake.read(results_path(ctx)).where("rule = 'order_id:unique' AND NOT passed").count() == 1
     detail = failed[0].detail()
     assert set(detail) == {"rule", "severity", "passed", "observed", "expected", "column"}
@@ -284,6 +285,7 @@ def test_account_version_missing_counts_orders_at_warn_and_passes(spark, tmp_pat
     rule = results["count:account_version_missing"]
     assert (rule.severity, rule.passed, rule.observed) == ("warn", False, "2 of 4 rows")
     assert "account_known AND segment IS NULL" in rule.expected
+    flush(ctx)
     recorded = ctx.lake.read(results_path(ctx)).where("rule = 'count:account_version_missing'").collect()
     assert [(r["severity"], r["passed"], r["observed"]) for r in recorded] == [("warn", False, "2 of 4 rows")]
 
@@ -318,6 +320,7 @@ def test_results_are_stamped_in_utc_whatever_the_local_time_zone(spark, tmp_path
     finally:
         monkeypatch.undo()
         time.tzset()
+    flush(ctx)
     stamp = (
         ctx.lake.read(results_path(ctx))
         .select(F.date_format("evaluated_at", "yyyy-MM-dd HH:mm:ss.SSSSSS"))
@@ -345,6 +348,7 @@ def test_row_level_quarantine_ratio_over_threshold_is_critical(spark, tmp_path):
     assert results["quarantine:status:not_allowed"].passed is True
     assert results["table:freshness"].passed is True
     assert results["account_id:references:accounts.account_id"].observed.startswith("skipped")
+    flush(ctx)
     engines = {r["rule"]: r["engine"] for r in ctx.lake.read(results_path(ctx)).collect()}
     assert engines["batch:quarantine_ratio"] == "row-level" and engines["order_id:unique"] == "gx"
 
@@ -353,7 +357,7 @@ def test_switch_off_by_env(spark, tmp_path, monkeypatch):
     ctx = _ctx(spark, tmp_path, GOLD_DUP % "critical")
     monkeypatch.setenv("LAKEHOUSE_DQ", "off")
     assert run_gate(ctx, "gold_fct_orders", "fct_orders", "gold", _orders(spark)) == []
-    assert not ctx.lake.exists(results_path(ctx))
+    assert flush(ctx) == 0 and not ctx.lake.exists(results_path(ctx))
 
 
 def test_end_to_end_silver_gate_fails_and_skips_gold(spark, tmp_path):
@@ -496,6 +500,7 @@ def test_table_figures_derived_beside_gx_are_judged_and_a_failure_waits_for_gx(s
     }
     assert results["table:row_count"].observed == "7" and results["batch:row_count"].observed == "1"
     assert results["table:row_count_bounds"].passed and results["order_id:unique"].passed
+    flush(ctx)
     recorded = ctx.lake.read(results_path(ctx)).count()
 
     def unreadable() -> TableAfter:
@@ -505,6 +510,7 @@ def test_table_figures_derived_beside_gx_are_judged_and_a_failure_waits_for_gx(s
         run_gate(ctx, "silver_orders", "orders", "silver", batch, None, unreadable)
     raised = time.monotonic()
     assert len(validated) == 2 and validated[1] <= raised
+    assert flush(ctx) == 0
     assert ctx.lake.read(results_path(ctx)).count() == recorded
 
 
@@ -536,6 +542,7 @@ def test_recheck_repeats_the_last_verdict_of_the_dataset_and_layer(spark, tmp_pa
     record(ctx, "gold_m", "m", "gold", refused)
     record(ctx, "silver_m", "m", "silver", [DqResult("s", "critical", True, "ok", "ok", engine="rule")])
     record(ctx, "gold_other", "other", "gold", [DqResult("o", "warn", False, "1", "0")])
+    flush(ctx)  # run-1 ends: its verdicts are read from dq_results' commit metadata
     ctx2 = make_ctx(spark, tmp_path / "lake", run_id="run-2", engine=engine, config_dir=config)
     with pytest.raises(DqGateFailed) as err:  # refused, and refused again on every rerun
         recheck(ctx2, "gold_m", "m", "gold")
@@ -547,9 +554,11 @@ def test_recheck_repeats_the_last_verdict_of_the_dataset_and_layer(spark, tmp_pa
     assert recheck(ctx2, "gold_x", "never_gated", "gold") == {}
 
     record(ctx2, "gold_m", "m", "gold", [DqResult("k:unique", "critical", True, "0 duplicates", "0", "k")])
-    details = recheck(ctx2, "gold_m", "m", "gold")  # the newer verdict passed
-    assert (_detail_set(details["dq"]), details["dq_from_run"]) == _table_verdict(ctx, "m", "gold")
+    details = recheck(ctx2, "gold_m", "m", "gold")  # the newer verdict passed, read from the spool
     assert details["dq_from_run"] == "run-2"
+    flush(ctx2)
+    assert (_detail_set(details["dq"]), details["dq_from_run"]) == _table_verdict(ctx, "m", "gold")
+    assert recheck(ctx2, "gold_m", "m", "gold") == {**details, "dq_seconds": ANY}  # now from the table
 
     # A verdict a later version wrote, with a field this one does not know, is still repeated.
     later = {**dataclasses.asdict(refused[0]), "added_later": 1}
@@ -583,6 +592,12 @@ def _record_without_verdict(ctx, result: tuple) -> None:
         ctx.spark.createDataFrame([row], RESULTS_SCHEMA),
         metadata={"run_id": ctx.run_id, "step": "gold_m", "dq": "m"},
     )
+
+
+def _recorded(ctx, step: str, dataset: str, layer: str, results: list[DqResult]) -> None:
+    """One gate's results in a dq_results commit of their own (a run of one gate)."""
+    record(ctx, step, dataset, layer, results)
+    flush(ctx)
 
 
 def _row_count(rows: int) -> list[DqResult]:
@@ -625,8 +640,10 @@ def test_volume_change_compares_with_the_row_count_another_run_recorded_last(spa
         volume_result(second, config, "m", "gold", 8).observed == "1.0000 (4 -> 8 rows, previous run run-1)"
     )
     third = run("run-3")
-    change = volume_result(third, config, "m", "gold", 6)
+    change = volume_result(third, config, "m", "gold", 6)  # run-2's records, still spooled
     assert (change.passed, change.observed) == (True, "0.2500 (8 -> 6 rows, previous run run-2)")
+    flush(second)  # run-2 ends: the same from dq_results' commit metadata
+    assert volume_result(third, config, "m", "gold", 6) == change
     assert _table_previous_rows(third, "m", "gold") == ("8", "run-2")
     assert volume_result(third, config, "m", "silver", 50).observed.endswith(
         "(50 -> 50 rows, previous run run-2)"
@@ -648,14 +665,14 @@ def test_volume_change_finds_a_record_whose_commit_left_the_log_and_a_first_run_
         return make_ctx(spark, tmp_path / "lake", run_id=run_id, engine=engine, config_dir=config_dir)
 
     first = run("run-1")
-    record(first, "gold_m", "m", "gold", _row_count(4))
-    record(first, "gold_other", "other", "gold", _row_count(10))
+    _recorded(first, "gold_m", "m", "gold", _row_count(4))
+    _recorded(first, "gold_other", "other", "gold", _row_count(10))
     with monkeypatch.context() as patched:  # the first run: no other run's record, no table read
         patched.setattr(type(first.lake), "read", lambda *a, **k: pytest.fail("dq_results was scanned"))
         assert volume_result(first, config, "m", "gold", 4) is None
     path = results_path(first)
     for _ in range(3):
-        record(run("run-2"), "gold_other", "other", "gold", _row_count(10))
+        _recorded(run("run-2"), "gold_other", "other", "gold", _row_count(10))
     first.lake.checkpoint(path)
     log = Path(path) / "_delta_log"
     for version in (0, 1):  # log cleanup: the oldest commits go, the checkpoint covers them
@@ -663,3 +680,104 @@ def test_volume_change_finds_a_record_whose_commit_left_the_log_and_a_first_run_
     assert not first.lake.log_from_first_commit(path)
     change = volume_result(run("run-3"), config, "m", "gold", 8)
     assert change.observed == "1.0000 (4 -> 8 rows, previous run run-1)"
+
+
+# ---------------------------------------------------------------- the record: spooled, then one commit
+
+
+def _spool(ctx) -> list[str]:
+    folder = Path(spool_path(ctx))
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_a_runs_gates_reach_dq_results_in_one_commit_when_it_ends(spark, tmp_path, engine):
+    ctx = make_ctx(
+        spark, tmp_path / "lake", run_id="run-1", engine=engine, config_dir=str(_config_dir(tmp_path))
+    )
+    gates = {
+        ("gold_m", "m", "gold"): [DqResult("k:unique", "critical", True, "0", "0", "k"), *_row_count(3)],
+        ("silver_m", "m", "silver"): _row_count(5),
+        ("bronze_kafka_events", "kafka_events", "bronze"): [
+            DqResult("batch:quarantine_ratio", "warn", True, "0", "0")
+        ],
+    }
+    for (step, dataset, layer), results in gates.items():
+        record(ctx, step, dataset, layer, results)
+    assert not ctx.lake.exists(results_path(ctx))  # nothing committed while the run goes on
+    assert len(_spool(ctx)) == 3
+
+    assert flush(ctx) == 3
+    assert ctx.lake.version(results_path(ctx)) == 0 and _spool(ctx) == []
+    rows = ctx.lake.read(results_path(ctx)).collect()
+    assert sorted((r["step"], r["dataset"], r["layer"], r["rule"], r["run_id"]) for r in rows) == sorted(
+        (step, dataset, layer, r.rule, "run-1")
+        for (step, dataset, layer), results in gates.items()
+        for r in results
+    )
+    (commit,) = ctx.lake.history(results_path(ctx))
+    recorded = {(g["step"], g["dq"], g["layer"]): g[VERDICT_KEY] for g in commit.metadata[GATES_KEY]}
+    assert recorded == {key: [dataclasses.asdict(r) for r in results] for key, results in gates.items()}
+    assert flush(ctx) == 0 and ctx.lake.version(results_path(ctx)) == 0  # nothing left: no commit
+
+
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_a_killed_runs_spooled_refusal_still_stands_and_a_later_run_records_it_once(
+    spark, tmp_path, engine, monkeypatch
+):
+    """A process killed after its gate refused and before the run's end: the refusal counts from
+    the spool (a rerun fails again), another run's flush records it once it is LEFTOVER_AFTER old
+    (never a file in flight), and a flush that committed but died before deleting the file does
+    not record it twice."""
+    config = str(_config_dir(tmp_path))
+    killed = make_ctx(spark, tmp_path / "lake", run_id="run-1", engine=engine, config_dir=config)
+    record(killed, "gold_m", "m", "gold", [DqResult("k:unique", "critical", False, "2 duplicates", "0", "k")])
+    monkeypatch.setattr(record_module._Spooled, "names", {})  # the process died: it forgot its spool
+    (name,) = _spool(killed)
+    spooled = (Path(spool_path(killed)) / name).read_text()
+
+    later = make_ctx(spark, tmp_path / "lake", run_id="run-2", engine=engine, config_dir=config)
+    with pytest.raises(DqGateFailed) as err:
+        recheck(later, "gold_m", "m", "gold")
+    assert err.value.details["dq_from_run"] == "run-1"
+    assert flush(later) == 0 and _spool(later) == [name]  # too young: it may be in flight
+
+    monkeypatch.setattr(record_module, "LEFTOVER_AFTER", timedelta(0))
+    assert flush(later) == 1 and _spool(later) == []
+    (Path(spool_path(killed)) / name).write_text(spooled)  # as if that flush died before deleting
+    assert flush(later) == 1 and _spool(later) == []
+    rows = later.lake.read(results_path(later)).collect()
+    assert [(r["run_id"], r["rule"], r["passed"]) for r in rows] == [("run-1", "k:unique", False)]
+    with pytest.raises(DqGateFailed) as err:  # and the refusal stands, now from dq_results
+        recheck(later, "gold_m", "m", "gold")
+    assert err.value.details["dq_from_run"] == "run-1"
+
+
+def test_a_failed_flush_loses_nothing_and_foreign_files_in_the_spool_are_left_alone(
+    spark, tmp_path, monkeypatch, caplog
+):
+    config = _config_dir(tmp_path)
+    ctx = make_ctx(spark, tmp_path / "lake", run_id="run-1", config_dir=str(config))
+    record(ctx, "gold_m", "m", "gold", _row_count(3))
+    folder = Path(spool_path(ctx))
+    (folder / "notes.txt").write_text("not a gate")
+    unreadable = "20260101T000000000000Z.run-0.gold.m.0badf00d.json"
+    (folder / unreadable).write_text("{truncated")
+    monkeypatch.setattr(record_module, "LEFTOVER_AFTER", timedelta(0))
+
+    def refused(*args, **kwargs):
+        raise OSError("the lake's store refused the write")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(type(ctx.lake), "append", refused)
+        assert flush(ctx) == 0  # logged, not raised: the gates judged, the run goes on
+    assert "the next run's flush records them" in caplog.text
+    assert len(_spool(ctx)) == 3 and not ctx.lake.exists(results_path(ctx))
+    next_run = make_ctx(spark, tmp_path / "lake", run_id="run-2", config_dir=str(config))
+    change = volume_result(next_run, load_dq_config(config / "dq.yaml"), "m", "gold", 3)
+    assert change.observed == "0.0000 (3 -> 3 rows, previous run run-1)"  # the spooled gate counts
+
+    assert flush(ctx) == 1  # the retry records the gate; the foreign files stay where they were
+    assert _spool(ctx) == sorted(["notes.txt", unreadable])
+    assert [r["observed"] for r in ctx.lake.read(results_path(ctx)).collect()] == ["3"]
+    assert f"{unreadable} is not a gate's results" in caplog.text

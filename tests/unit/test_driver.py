@@ -452,6 +452,54 @@ def test_an_interrupt_is_recorded_and_re_raised(tmp_path, dag):
     assert resume_selection(saved, dag) == ["b", "c", "d", "e"]
 
 
+class ClosingExecutor(FakeExecutor):
+    """Notes, in one shared order with the observer, when the run is closed."""
+
+    def __init__(self, order: list[str], script=None):
+        super().__init__(script)
+        self.order = order
+
+    def run(self, step: Step, ctx) -> StepResult:
+        self.order.append(f"ran {step.name}")
+        return super().run(step, ctx)
+
+    def close_run(self, ctx) -> None:
+        self.order.append(f"closed {ctx.run_id}")
+
+
+class EndObserver:
+    def __init__(self, order: list[str]):
+        self.order = order
+
+    def step_started(self, ctx, step, outcome):
+        pass
+
+    def step_finished(self, ctx, step, outcome):
+        pass
+
+    def run_finished(self, ctx, state):
+        self.order.append(f"run_finished {state.status}")
+
+
+@pytest.mark.parametrize("script", [{}, {"b": [KeyboardInterrupt()]}], ids=["succeeded", "interrupted"])
+def test_the_executor_closes_the_run_once_after_its_steps_before_the_observers_hear_of_its_end(
+    tmp_path, dag, script
+):
+    """The local executor's check writes what its gates recorded when the run closes
+    (dq_results, one commit): after the last step, before run_finished, however the run ends."""
+    order: list[str] = []
+    executor = ClosingExecutor(order, script)
+    if script:
+        with pytest.raises(KeyboardInterrupt):
+            run(fake_ctx(tmp_path), dag, executor=executor, observers=[EndObserver(order)])
+    else:
+        run(fake_ctx(tmp_path), dag, executor=executor, observers=[EndObserver(order)])
+    closed = [i for i, event in enumerate(order) if event.startswith("closed")]
+    assert [order[i] for i in closed] == ["closed 20250102T030405Z-abc123"]
+    assert all(event.startswith("ran") for event in order[: closed[0]])
+    assert order[closed[0] + 1 :] == [f"run_finished {'interrupted' if script else 'succeeded'}"]
+
+
 def test_parallel_steps_each_log_and_end_in_their_own_context(tmp_path, dag):
     """With steps in worker threads (max_parallel 2), what a step logs carries its own step
     name, though another step started after it; its end is told in that context too, and the

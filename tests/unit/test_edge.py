@@ -35,6 +35,9 @@ class RecordingCheck:
             raise Refused(f"{step}: last verdict on {dataset} was a refusal")
         return {"dq": ["as before"]}
 
+    def close_run(self, ctx):
+        self.calls.append(("close_run",))
+
 
 def staged(dataset: str, log: list[str]) -> Staged:
     def publish():
@@ -104,6 +107,8 @@ def test_the_local_executor_runs_its_registry_through_its_check():
     result = executor.run(Step(name="silver_accounts", job="silver", dataset="accounts"), ctx=None)
     assert result.details["dq"] == ["judged"] and log == ["publish", "release"]
     assert check.calls[0][1:4] == ("silver_accounts", "accounts", "silver")
+    executor.close_run(ctx=None)  # the run's end reaches the check it was handed
+    assert check.calls[1:] == [("close_run",)]
 
 
 def _cached(frame) -> bool:

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import sys
 
+from pipeline.app import step_check
 from pipeline.app.arguments import settings_from_args
 from pipeline.app.process import configure_process, hold_lake, sigterm_as_exit
 from pipeline.run_id import new_run_id
@@ -24,9 +25,12 @@ def lake_operation(args: argparse.Namespace, operate) -> int:
     run_id = new_run_id()  # names the operation: lease holder, DQ results, erasure id
     lease = contextlib.nullcontext() if args.dry_run else hold_lake(settings, run_id)
     with sigterm_as_exit(), lease:
+        ctx = RunContext.create(settings, run_id)
         try:
-            print(operate(RunContext.create(settings, run_id)).summary(), flush=True)
+            print(operate(ctx).summary(), flush=True)
         except (NothingToErase, DqGateFailed, LakeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        finally:
+            step_check().close_run(ctx)  # the gates' results, refusals included, to dq_results
     return 0

@@ -564,7 +564,7 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
     conf = ctx.settings.source(dataset, stream=True)
     checkpoint = ctx.checkpoint_path(f"bronze_{dataset}")
     table = ctx.table_path("bronze", dataset)
-    gate = MicroBatchGate.for_stream(ctx, f"bronze_{dataset}", dataset)
+    gate = MicroBatchGate.for_stream(ctx, f"bronze_{dataset}", dataset, trigger)
     sink = BronzeBatchWriter(ctx.lake, table, checkpoint, spec.source_system, spec.partition_by, gate)
 
     asked: dict[str, Any] = {}  # kafka: offsets caught_up learnt, the lag's while no query runs

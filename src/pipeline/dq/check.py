@@ -1,11 +1,13 @@
 """The DQ gate as the driver's check (`driver.edge.Check`): a staged publish is judged by
-`gate.gate_step`, an unchanged table by its last recorded verdict (`gate.recheck`)."""
+`gate.gate_step`, an unchanged table by its last recorded verdict (`gate.recheck`); at the run's
+end the results the gates spooled go to dq_results in one commit (`record.flush`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pipeline.dq.gate import dq_enabled, gate_step, recheck
+from pipeline.dq.record import flush
 from pipeline.step_result import Staged
 
 
@@ -18,6 +20,9 @@ class DqCheck:
 
     def stands(self, ctx: Any, step: str, dataset: str, layer: str) -> dict[str, Any]:
         return recheck(ctx, step, dataset, layer)
+
+    def close_run(self, ctx: Any) -> None:
+        flush(ctx)
 
 
 DQ_CHECK = DqCheck()

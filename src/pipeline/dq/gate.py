@@ -24,12 +24,13 @@ the mart it is about to write), so rows failing a critical check never become vi
    increment) comes with them too.
 5. Config rules: referential integrity (distinct orphan ids against another silver table),
    freshness (age of the newest `sequence_by`), volume change against the previous run's row
-   count (the verdict in dq_results' commit metadata, no Spark job), and gold `counts` (rows
+   count (its recorded verdict, `dq.record`: no Spark job), and gold `counts` (rows
    matching a condition, counted in step 1's aggregate; for a gold batch, in one aggregate over
    the table as the publish will leave it, `TableAfter.frame`).
-6. Every result goes to the Delta table `<lake>/_ops/dq_results` (one append), and the GX
-   validation results to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built
-   once at the end of the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
+6. Every result is recorded (`dq.record`: spooled now, appended to the Delta table
+   `<lake>/_ops/dq_results` in one commit when the run ends), and the GX validation results go
+   to `<lake>/_ops/gx/<run_id>/<step>.json`, from which Data Docs are built once at the end of
+   the run (`dq.docs.DataDocsObserver`), in whichever process ends it.
 7. Only then, if a `critical` result failed: `DqGateFailed` (a ValueError, so the driver's
    retry classifier treats it as fatal: no retry; downstream steps are skipped); the caller has
    not written anything yet.
@@ -56,9 +57,9 @@ from pyspark import inheritable_thread_target
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
-from pyspark.sql.types import BooleanType, StringType, StructField, StructType, TimestampType
 
 from pipeline.dq.config import Count, DqConfig, GoldRules, SilverRules, Thresholds, load_dq_config
+from pipeline.dq.record import VERDICT_KEY, newest_verdict, record, results_path
 from pipeline.dq.suites import (
     ROW_COUNT_BOUNDS,
     Check,
@@ -68,35 +69,15 @@ from pipeline.dq.suites import (
     to_suite,
 )
 from pipeline.settings import ConfigError
-from pipeline.spark import driver_rows
 from pipeline.step_result import TableAfter
 
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "LAKEHOUSE_DQ"
 CONFIG_FILE = "dq.yaml"
-VERDICT_KEY = "verdict"  # dq_results commit metadata: the recorded results, as DqResult fields
 VERDICTS = "BOOLEAN_ONLY"  # every check's verdict from bundled aggregates (validate_gx)
 DETAILS = "BASIC"  # failed checks only: unexpected counts, percentages, up to 20 examples
 ONE_PARTITION_ROWS = 1_000_000  # a gated frame up to this size is validated in one partition
-
-RESULTS_SCHEMA = StructType(
-    [
-        StructField("run_id", StringType()),
-        StructField("step", StringType()),
-        StructField("dataset", StringType()),
-        StructField("layer", StringType()),
-        StructField("rule", StringType()),
-        StructField("column", StringType()),
-        StructField("severity", StringType()),
-        StructField("observed", StringType()),
-        StructField("expected", StringType()),
-        StructField("passed", BooleanType()),
-        StructField("engine", StringType()),
-        StructField("evaluated_at", TimestampType()),
-    ]
-)
-
 
 BATCH_QUARANTINE_RATIO = "batch:quarantine_ratio"
 QUARANTINE_RULE = "quarantine:"  # + a contract rule (`segment:missing`): that rule's share of the batch
@@ -168,10 +149,6 @@ def dq_enabled(ctx: Any) -> bool:
     if os.environ.get(ENV_SWITCH, "").strip().lower() in ("off", "0", "false", "no"):
         return False
     return dq_config(ctx).enabled
-
-
-def results_path(ctx: Any) -> str:
-    return ctx.settings.lake.path("_ops", "dq_results")
 
 
 def docs_path(ctx: Any) -> str:
@@ -681,16 +658,13 @@ def volume_result(ctx: Any, config: DqConfig, dataset: str, layer: str, rows: in
 
 def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None:
     """(observed table:row_count, run id) of the newest gate another run recorded for the table:
-    from the verdict in dq_results' commit metadata (no Spark job), or from the table for a
+    from its verdict, spooled or in dq_results' commit metadata (no Spark job), or from the table for a
     record written before verdicts rode in commit metadata, or whose commit left the log
     (`delta.logRetentionDuration`: a table not gated for a month keeps its volume rule). No
     match in a log that still holds its first commit means no such record: a lake's first run
     does not scan dq_results at every gate (1.2 s a gate at scale 0.1)."""
     path = results_path(ctx)
-    newest = ctx.lake.newest_metadata_where(
-        path,
-        lambda m: m.get("dq") == dataset and m.get("layer", layer) == layer and m.get("run_id") != ctx.run_id,
-    )
+    newest = newest_verdict(ctx, dataset, layer, other_runs=True)
     if newest is not None and VERDICT_KEY in newest:
         observed = [r["observed"] for r in newest[VERDICT_KEY] if r["rule"] == "table:row_count"]
         return (observed[0], newest["run_id"]) if observed else None
@@ -711,37 +685,7 @@ def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None
     return None if previous is None else (previous["observed"], previous["run_id"])
 
 
-# ---------------------------------------------------------------- recording
-
-
-def record(ctx: Any, step: str, dataset: str, layer: str, results: list[DqResult]) -> None:
-    """Append the results to `<lake>/_ops/dq_results` (one commit)."""
-    if not results:
-        return
-    now = datetime.now(UTC).replace(tzinfo=None)
-    rows = [
-        (
-            ctx.run_id,
-            step,
-            dataset,
-            layer,
-            r.rule,
-            r.column,
-            r.severity,
-            r.observed,
-            r.expected,
-            r.passed,
-            r.engine,
-            now,
-        )
-        for r in results
-    ]
-    df = driver_rows(ctx.spark, rows, RESULTS_SCHEMA)
-    # The verdict rides in the commit metadata too, so a recheck reads it from the newest commits
-    # of dq_results instead of scanning the table with Spark jobs.
-    verdict = [dataclasses.asdict(r) for r in results]
-    metadata = {"run_id": ctx.run_id, "step": step, "dq": dataset, "layer": layer, VERDICT_KEY: verdict}
-    ctx.lake.append(results_path(ctx), df, metadata=metadata)
+# ---------------------------------------------------------------- the last verdict
 
 
 def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any]:
@@ -754,9 +698,7 @@ def recheck(ctx: Any, step_name: str, dataset: str, layer: str) -> dict[str, Any
     path = results_path(ctx)
     # The newest record of this dataset; one written before verdicts rode in commit metadata
     # (no "layer", no verdict) sends the recheck to the table itself.
-    newest = ctx.lake.newest_metadata_where(
-        path, lambda m: m.get("dq") == dataset and m.get("layer", layer) == layer
-    )
+    newest = newest_verdict(ctx, dataset, layer)
     if newest is None:
         return {}
     if VERDICT_KEY in newest:

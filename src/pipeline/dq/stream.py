@@ -3,7 +3,9 @@
 The contract of the silver dataset the stream feeds is compiled onto the micro-batch (the same
 rules silver applies, `silver.conform`) and counted in the aggregate the sink already runs, so
 gating costs no extra scan. The results (quarantine ratio of the batch, share of each rule) are
-appended to `<lake>/_ops/dq_results` per micro-batch.
+recorded per micro-batch (`dq.record`): in a run, spooled and written to `<lake>/_ops/dq_results`
+with the run's other gates when it ends; in a `--trigger continuous` stream, which does not end,
+written after each micro-batch.
 
 A `critical` failure raises `MicroBatchRefused` before the batch is written: the query stops,
 the checkpoint does not advance, and a restart judges the same batch again. Nothing is lost
@@ -29,9 +31,9 @@ from pipeline.dq.gate import (
     DqResult,
     dq_config,
     dq_enabled,
-    record,
     row_level_results,
 )
+from pipeline.dq.record import flush, record
 from pipeline.silver.conform import conform_rows, flag_conflicts, rule_count_aggregates, rule_counts
 
 log = logging.getLogger(__name__)
@@ -61,14 +63,18 @@ class MicroBatchGate:
     dataset: str
     contract: Contract
     references: dict[str, tuple[str, ...]]
+    flush_each: bool = False  # a continuous stream: dq_results gets each micro-batch's results
     seconds: float = 0.0
     judged: int = 0
     _worst: dict[str, DqResult] = field(default_factory=dict)  # per rule, the worst batch's result
     _totals: dict[str, Any] = field(default_factory=lambda: {"rows": 0, "quarantined": 0, "rules": {}})
 
     @classmethod
-    def for_stream(cls, ctx: Any, step: str, dataset: str) -> MicroBatchGate | None:
-        """The gate of a bronze stream, or None when the gates are off or no contract reads it."""
+    def for_stream(
+        cls, ctx: Any, step: str, dataset: str, trigger: str = "available-now"
+    ) -> MicroBatchGate | None:
+        """The gate of a bronze stream (its `trigger`: the query's), or None when the gates are
+        off or no contract reads it."""
         if not dq_enabled(ctx):
             return None
         readers = sorted((c for c in ctx.contracts.values() if c.source == dataset), key=lambda c: c.name)
@@ -76,7 +82,7 @@ class MicroBatchGate:
             log.info("dq: no contract reads bronze %s; its micro-batches are not gated", dataset)
             return None
         contract = readers[0]
-        return cls(ctx, step, dataset, contract, ctx.references(contract))
+        return cls(ctx, step, dataset, contract, ctx.references(contract), flush_each=trigger == "continuous")
 
     def conformed_rows(self, batch: DataFrame) -> DataFrame:
         """The batch's columns plus the contract's typed values and `_rules_broken` of every rule
@@ -100,6 +106,8 @@ class MicroBatchGate:
             for r in row_level_results(config, config.silver_rules(self.contract.name), counts)
         ]
         record(self.ctx, self.step, self.dataset, "bronze", results)
+        if self.flush_each:
+            flush(self.ctx)
         self.judged += 1
         for r in results:
             self._worst[r.rule] = _worse(self._worst.get(r.rule), r)

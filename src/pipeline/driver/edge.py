@@ -24,6 +24,11 @@ class Check(Protocol):
         """The last verdict on a table nothing rewrote: details, or raise as that verdict did."""
         ...
 
+    def close_run(self, ctx: Any) -> None:
+        """The run (or a lake operation) ends: make durable what the judging recorded (the DQ
+        gate writes its spooled results to dq_results in one commit)."""
+        ...
+
 
 def finish(ctx: Any, step: str, output: JobOutput, check: Check) -> StepResult:
     """The step's result once `output` is checked and, when staged and passed, published."""

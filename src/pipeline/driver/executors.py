@@ -15,7 +15,8 @@
 Optional parts of the protocol, looked up with getattr by the runner: `max_parallel` (how many
 steps at once, default 1), `run_attempt(step, ctx, attempt)` (called instead of `run` with the
 `StepAttempt`, for executors whose submissions must be idempotent) and `interrupt()` (the run
-is being stopped: cancel what is running; called from another thread).
+is being stopped: cancel what is running; called from another thread) and `close_run(ctx)` (the
+run's steps have ended: make what they recorded durable; before the observers hear of the end).
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class LocalExecutor:
         if self.max_parallel > 1:
             ctx = ctx.for_step()
         return finish(ctx, step.name, self.jobs[step.job](ctx, step.dataset), self.check)
+
+    def close_run(self, ctx: Any) -> None:
+        self.check.close_run(ctx)
 
 
 def executor_for(settings: Any, name: str, **kwargs: Any) -> Executor:

@@ -216,6 +216,7 @@ def run_steps(
             state.finish()
             state.status = INTERRUPTED
             _save_quietly(store, state, out)
+        _close_run(executor, ctx)
         notify(observers, "run_finished", out, ctx, state)
         print(f"run {state.run_id}: interrupted; state in {location}", file=out, flush=True)
         raise
@@ -225,10 +226,18 @@ def run_steps(
             pool.shutdown(wait=False, cancel_futures=True)
     state.finish()
     _save_quietly(store, state, out)
+    _close_run(executor, ctx)
     notify(observers, "run_finished", out, ctx, state)
     print(summary_table(state), file=out)
     print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state
+
+
+def _close_run(executor: Executor, ctx: Any) -> None:
+    """The executor's end of the run (optional: a local one's check writes what it recorded)."""
+    close = getattr(executor, "close_run", None)
+    if close is not None:
+        close(ctx)
 
 
 def _as_told(state: RunState, untold: set[str]) -> RunState:

@@ -87,7 +87,8 @@ locals {
   ]
 
   # _ops/: run state (_ops/runs/, step state files under _ops/runs/<run>/steps/), lineage,
-  # metrics, the dq_results Delta table, GX suites, Data Docs and run reports.
+  # metrics, the dq_results Delta table and the gates' spool (_ops/dq_spool/), GX suites, Data Docs
+  # and run reports.
   ops_s3 = [
     {
       Sid      = "ReadWriteOps"
