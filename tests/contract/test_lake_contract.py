@@ -209,6 +209,21 @@ def test_commit_metadata_and_history(spark, lake, table):
     assert lake.latest_metadata(table, "absent") is None
 
 
+def test_commit_metadata_of_a_version_range_reads_only_the_commits_after_it(spark, lake, table, monkeypatch):
+    """(after, until]: the bronze ledger's catch-up from the file commits it has not recorded."""
+    assert lake.commit_metadata(table, -1, 5) == {}  # no table
+    for i in range(4):
+        lake.append(table, rows(spark, BASE[i % len(BASE) : i % len(BASE) + 1]), metadata={"batch": i})
+    lake.optimize(table)  # a commit without metadata: present, empty
+    assert lake.commit_metadata(table, 0, 2) == {1: {"batch": 1}, 2: {"batch": 2}}
+    assert lake.commit_metadata(table, 2, 9) == {3: {"batch": 3}, 4: {}}
+    assert lake.commit_metadata(table, 3, 3) == {} and lake.commit_metadata(table, 4, 9) == {}
+    history = {c.version: c.metadata for c in lake.history(table)}
+    assert lake.commit_metadata(table, -1, 4) == history
+    monkeypatch.setattr(type(lake), "read", lambda *a, **k: pytest.fail("a table scan"))
+    assert lake.commit_metadata(table, 2, 4) == {3: {"batch": 3}, 4: {}}
+
+
 def test_snapshot_key_follows_commits_and_tells_a_table_made_anew(spark, lake, table):
     """(table id, version): the same while nothing commits, the next version after a commit,
     the same from either engine, and a new id for a table created anew at the same path."""

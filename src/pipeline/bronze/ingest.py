@@ -462,8 +462,7 @@ def _commit(
         return StepResult(
             details={**details, "already_committed": True, NEWEST_KEY: recorded_newest(ctx.lake, table)}
         )
-    assert result.version is not None
-    ledger(ctx).record(dataset, {keys(f.uri): f.stamp for f in files}, result.version, batch_id)
+    assert result.version is not None  # its commit metadata lists the files: the ledger's source
     if stats.has_event_time and stats.newest is None and rows:
         log.warning("%s: no parseable %s value in this batch; no newest_data_at", dataset, spec.event_time)
     log.info(

@@ -20,11 +20,13 @@ hold a file under both spellings (an old row, a newer delivery's): the newest de
 the one compared. `_source_file` in bronze's rows stays the absolute URI the file was read from.
 
 Bronze is the truth: each bronze file commit lists its files and their stamps in its commit
-metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists.
-The ledger is written after the bronze commit; a crash in between leaves bronze commits newer
-than the ledger's newest `bronze_version`, which the next read takes from bronze's log and adds
-to the ledger. A ledger
-ahead of its table (the table was dropped and rebuilt) is ignored. Tables written before the
+metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists,
+kept CATCH_UP_COMMITS commits behind at most: a read takes the bronze commits newer than the
+ledger's newest `bronze_version` from bronze's log (their commit files, no Spark job), and adds
+them to the ledger once they are that many. So a bronze step's commit is its only one (a ledger
+append after each cost ~0.3 s, and a checkpoint of the ledger every 10th), and a crash anywhere
+loses nothing the ledger needs. A ledger ahead of its table (the table was dropped and rebuilt)
+is ignored. Tables written before the
 ledger existed (no `landing_files` in their commits) are read the old way once: the distinct
 `_source_file` of the table, plus the `empty_files` of their commits.
 
@@ -54,6 +56,7 @@ FILES_KEY = "landing_files"  # bronze commit metadata: every landing file of the
 STAMPS_KEY = "landing_file_stamps"  # bronze commit metadata: [size, modified_ms] of each, in order
 EMPTY_FILES_KEY = "empty_files"  # bronze commit metadata: the batch's files without records
 BATCH_KEY = "batch_id"  # bronze commit metadata of a file batch (not OPTIMIZE, VACUUM, ...)
+CATCH_UP_COMMITS = 10  # bronze commits the ledger may lag before a read records them
 SCHEMA = "dataset string, file string, bronze_version long, batch_id string, size long, modified_ms long"
 Known = dict[str, Stamp | None]  # LandingKeys key -> its newest delivery's stamp (None: not kept)
 
@@ -122,13 +125,14 @@ class Ledger:
             )
             done, covered = {}, -1
         if covered < version:
-            found = self._from_bronze(table, covered, version, keys)
-            self.record(
-                dataset,
-                {f: s for f, s in found.items() if f not in done or done[f] != s},
-                version,
-                "ledger catch-up",
-            )
+            found, legacy = self._from_bronze(table, covered, version, keys)
+            if legacy or version - covered >= CATCH_UP_COMMITS:
+                self.record(
+                    dataset,
+                    {f: s for f, s in found.items() if f not in done or done[f] != s},
+                    version,
+                    "ledger catch-up",
+                )
             done.update(found)
         return done
 
@@ -193,21 +197,23 @@ class Ledger:
                         key, ((dataset, f, bronze_version, s) for f, s in files.items())
                     )
 
-    def _from_bronze(self, table: str, after: int, until: int, keys: LandingKeys) -> Known:
+    def _from_bronze(self, table: str, after: int, until: int, keys: LandingKeys) -> tuple[Known, bool]:
         """Landing files of bronze's file commits in (after, until] and their newest stamps,
-        from the commits' metadata; a file commit without the list (written before the ledger
-        existed) means a full read."""
+        from the commits' metadata, and whether a file commit without the list (written before
+        the ledger existed) meant a full read of the table."""
         found: Known = {}
-        for commit in self.lake.history(table, limit=until - after):  # newest first
-            if not after < commit.version <= until or BATCH_KEY not in commit.metadata:
-                continue
-            if FILES_KEY not in commit.metadata:
-                return {**legacy_ingested(self.lake, table, keys), **found}
-            files = commit.metadata[FILES_KEY]  # keys, or absolute URIs in older commits
-            stamps = commit.metadata.get(STAMPS_KEY) or [None] * len(files)
+        commits = self.lake.commit_metadata(table, after, until)
+        for version in sorted(commits, reverse=True):  # newest first: a path's newest stamp wins
+            metadata = commits[version]
+            if BATCH_KEY not in metadata:
+                continue  # OPTIMIZE, VACUUM, a schema change: no landing files
+            if FILES_KEY not in metadata:
+                return {**legacy_ingested(self.lake, table, keys), **found}, True
+            files = metadata[FILES_KEY]  # keys, or absolute URIs in older commits
+            stamps = metadata.get(STAMPS_KEY) or [None] * len(files)
             for file, stamp in zip(files, stamps, strict=True):
                 found.setdefault(keys(file), _stamp(*stamp) if stamp else None)
-        return found
+        return found, False
 
 
 # Another writer committed first: delta-spark's concurrent-modification exceptions (the same Txn:

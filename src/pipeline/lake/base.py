@@ -281,6 +281,21 @@ class Lake(ABC):
         the oldest commits first, and only once a checkpoint covers them)."""
         return self.exists(path) and any(commit.version == 0 for commit in self.history(path))
 
+    def commit_metadata(self, path: str, after: int, until: int) -> dict[int, dict[str, Any]]:
+        """The metadata of each commit in (after, until] that the log still holds, by version:
+        a read of the commits after `after` only (no Spark job on either engine)."""
+        if until <= after or not self.exists(path):
+            return {}
+        return {v: m for v, m in self._versioned_metadata_after(path, after) if v <= until}
+
+    def _versioned_metadata_after(self, path: str, after: int) -> list[tuple[int, dict[str, Any]]]:
+        """(version, metadata) of the commits after `after` still in the log, newest first: the
+        engine's bounded history read, unless it has a cheaper one."""
+        current = self.version(path)
+        if current is None or current <= after:
+            return []
+        return [(c.version, c.metadata) for c in self.history(path, current - after) if c.version > after]
+
     def _newest_metadata(self, path: str, limit: int) -> list[dict[str, Any]]:
         """Commit metadata of the newest `limit` commits, newest first (fewer when the log holds
         fewer): the engine's bounded history read, unless it has a cheaper one."""

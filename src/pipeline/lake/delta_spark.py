@@ -327,6 +327,14 @@ class DeltaSparkLake(Lake):
         # the caller checked that the table exists
         return [commit.metadata for commit in self._newest_commits(path, self._snapshot(path), limit)]
 
+    def _versioned_metadata_after(self, path: str, after: int) -> list[tuple[int, dict]]:
+        snapshot = self._snapshot(path)
+        current = int(snapshot.version())
+        if current <= after:
+            return []
+        commits = self._newest_commits(path, snapshot, current - after)  # from `current` down
+        return [(current - i, commit.metadata) for i, commit in enumerate(commits)]
+
     def _newest_commits(self, path: str, snapshot: Any, limit: int) -> list[CommitFile]:
         """The snapshot's newest `limit` commits (fewer when the log holds fewer), newest first,
         from their commit files read as text (DeltaLog.getChanges cost a py4j round trip per
