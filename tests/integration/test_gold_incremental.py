@@ -11,11 +11,13 @@ import json
 import shutil
 import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
@@ -40,6 +42,17 @@ def downstream(*bronze: str) -> list[str]:
         if chosen & set(DAG.steps[step].depends_on):
             chosen.add(step)
     return [s for s in STEPS if s in chosen or DAG.steps[s].job == "gold"]
+
+
+def always_incremental(tmp_path) -> Path:
+    """config/ as the repo has it, but gold updates incrementally at any size (a lake this small
+    is below `incremental.rebuild_below_rows`, where gold rebuilds in full)."""
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    marts = yaml.safe_load((config / "marts.yaml").read_text())
+    marts["incremental"]["rebuild_below_rows"] = 0
+    (config / "marts.yaml").write_text(yaml.safe_dump(marts, sort_keys=False))
+    return config
 
 
 def run(ctx, steps: list[str]) -> dict[str, dict]:
@@ -210,7 +223,8 @@ def test_incremental_gold_equals_a_full_rebuild_after_every_increment(spark, tmp
     generate(landing, scale=0.005, seed=11, defect_rate=0.01, days=10, end_date=end)
     # Run ids as `lakehouse run` makes them (UTC time first): silver orders a re-delivery of a key
     # without a sequence column of its own (fx_rates) by batch id, which starts with the run id.
-    first = run(make_ctx(spark, lake, run_id="20261001T000000Z-first"), STEPS)
+    config = always_incremental(tmp_path)
+    first = run(make_ctx(spark, lake, run_id="20261001T000000Z-first", config_dir=config), STEPS)
     assert {first[s]["write"] for s in GOLD} == {"full"}
 
     def late_and_updated_orders():
@@ -233,7 +247,8 @@ def test_incremental_gold_equals_a_full_rebuild_after_every_increment(spark, tmp
     ]
     for i, (name, make, sources) in enumerate(increments):
         make()
-        details = run(make_ctx(spark, lake, run_id=f"2026100{i + 2}T000000Z-{name}"), downstream(*sources))
+        ctx = make_ctx(spark, lake, run_id=f"2026100{i + 2}T000000Z-{name}", config_dir=config)
+        details = run(ctx, downstream(*sources))
         # Each increment changes orders, FX or accounts: fct_orders and revenue_daily update in place.
         for mart in ("fct_orders", "revenue_daily"):
             got = details[f"gold_{mart}"]

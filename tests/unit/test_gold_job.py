@@ -240,6 +240,7 @@ def test_full_refresh_rebuilds_and_a_critical_gate_failure_leaves_the_mart_as_it
 
 def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges(spark, tmp_path):
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_below_rows: 0}\n")  # the default share
     build(ctx, "fct_orders")
     schema, [row, _] = SILVER["orders"]
     orders = ctx.table_path("silver", "orders")
@@ -255,7 +256,10 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
     )
     build(ctx, "revenue_daily")  # in full, after fct_orders' full rebuild
     new_order(4)  # one of four, within 0.5 (not in the fingerprint: no rebuild for changing it)
-    lenient = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 0.5}\n")
+    (tmp_path / "config" / "marts.yaml").write_text(
+        "incremental: {rebuild_above_share: 0.5, rebuild_below_rows: 0}\n"
+    )
+    lenient = ctx
     merged = build(lenient, "fct_orders")
     assert (merged.details["write"], merged.details["keys_recomputed"]) == ("incremental", 1)
     got = ctx.lake.read(ctx.table_path("gold", "fct_orders")).collect()
@@ -274,12 +278,43 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
         build(lenient, "fct_orders")
 
 
+def test_a_mart_of_fewer_rows_than_rebuild_below_rows_is_rebuilt_in_full_and_0_updates_it(spark, tmp_path):
+    """Below `incremental.rebuild_below_rows` main-input rows a rebuild costs less than finding
+    what changed: built in full, the reason named; the mart is the same either way."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 4}\n")
+    build(ctx, "fct_orders")
+    schema, [row, _] = SILVER["orders"]
+    orders, fct = ctx.table_path("silver", "orders"), ctx.table_path("gold", "fct_orders")
+    ctx.lake.append(orders, spark.createDataFrame([("ORD-0000003", *row[1:])], schema))
+    rebuilt = build(ctx, "fct_orders")
+    assert (rebuilt.details["write"], rebuilt.details["full_rebuild"]) == (
+        "full",
+        "3 input rows, below incremental.rebuild_below_rows 4 of config/marts.yaml "
+        "(a rebuild costs less than finding the changed rows)",
+    )
+    ctx.lake.append(orders, spark.createDataFrame([("ORD-0000004", *row[1:])], schema))
+    merged = build(ctx, "fct_orders")  # 4 rows: not below 4
+    assert (merged.details["write"], merged.details["keys_recomputed"]) == ("incremental", 1)
+    full = T.fct_orders(
+        ctx.lake.read(orders),
+        ctx.lake.read(ctx.table_path("silver", "accounts")),
+        T.fx_calendar(ctx.lake.read(ctx.table_path("silver", "fx_rates"))),
+    )
+    assert sorted(ctx.lake.read(fct).collect()) == sorted(full.select(*ctx.lake.read(fct).columns).collect())
+    (tmp_path / "config" / "marts.yaml").write_text("incremental: {rebuild_below_rows: -1}\n")
+    with pytest.raises(
+        ConfigError, match=r"marts\.yaml: incremental: .*rebuild_below_rows: expected a whole number"
+    ):
+        build(ctx, "fct_orders")
+
+
 def test_an_incremental_fct_orders_merges_its_rows_and_the_gate_counts_on_the_table_after(spark, tmp_path):
     """fct_orders' increment is merged by order_id: the check judges the recomputed rows, with
     the row count and the `counts` conditions (config/dq.yaml: account_version_missing, warn)
     of the table as the merge leaves it, which the batch alone cannot tell."""
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
     build(ctx, "fct_orders")
     schema, [row, _] = SILVER["orders"]
     orders, fct = ctx.table_path("silver", "orders"), ctx.table_path("gold", "fct_orders")
@@ -313,7 +348,7 @@ def test_an_order_dated_year_1_is_recomputed_on_its_date_like_any_other(spark, t
     """Silver keeps dates of years 1-9999. revenue_daily recomputes the changed dates by value:
     year 1 once failed every run (pyspark writes date(1, 1, 1) as "1-01-01", which Java refuses)."""
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
     build(ctx, "fct_orders")
     build(ctx, "revenue_daily")
     schema, [row, _] = SILVER["orders"]
@@ -366,7 +401,7 @@ def test_an_incremental_build_is_not_published_over_a_commit_made_after_it_was_s
     ctx.lake.append(
         ctx.table_path("silver", "orders"), spark.createDataFrame([("ORD-0000003", *row[1:])], schema)
     )
-    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
+    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
     staged = build_gold(always, "fct_orders")
     fct = ctx.table_path("gold", "fct_orders")
     ctx.lake.append(fct, ctx.lake.read(fct).where("order_id = 'ORD-0000002'"))  # another writer
@@ -412,7 +447,7 @@ def test_a_vacuum_rebuilds_a_mart_only_when_its_rule_reads_what_the_vacuum_remov
     commits' metadata (which a VACUUM leaves) and fct_orders as it is now: it stays incremental
     and equals revenue_daily over the whole mart."""
     ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
-    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1}\n")
+    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
     build(always, "fct_orders")
     build(always, "revenue_daily")
     schema, [row, _] = SILVER["orders"]

@@ -535,8 +535,9 @@ def render_gold(model: _Model, mart: Mart) -> str:
         "Read at their latest versions; the versions are recorded in the mart's commit. When none "
         "changed, the step writes nothing; when some did, a mart with an incremental update "
         "recomputes what changed since the recorded versions, any other is rebuilt (as is every "
-        "mart on `lakehouse run --full-refresh` or a new definition version). Main inputs make the "
-        "step's rows-in figure.",
+        "mart on `lakehouse run --full-refresh` or a new definition version, and one whose main "
+        "inputs hold fewer rows than `incremental.rebuild_below_rows` of config/marts.yaml). Main "
+        "inputs make the step's rows-in figure.",
         "",
         *_table(("input", "layer", "main"), inputs),
         "",

@@ -403,7 +403,9 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
 
     try:
         commits: dict[str, list[Commit]] = {}  # the changed inputs' commits since, read once
-        reason = _full_rebuild_reason(ctx, spec, previous, fingerprint, commits)
+        reason = _full_rebuild_reason(
+            ctx, spec, previous, fingerprint, commits, rows_in, marts_config.incremental.rebuild_below_rows
+        )
         update = None
         out_version: int | None = None
         after: TableAfter | None = None  # a merged update: the table as its publish leaves it
@@ -584,9 +586,12 @@ def _full_rebuild_reason(
     previous: dict[str, Any] | None,
     fingerprint: dict[str, Any],
     commits: dict[str, list[Commit]],
+    rows_in: int,
+    rebuild_below: int,
 ) -> str | None:
-    """Why the mart cannot be updated incrementally from its last build, or None when it can;
-    `commits` gets the commits since of each changed input it looked through."""
+    """Why the mart cannot (or should not: `rows_in` main-input rows, below `rebuild_below`) be
+    updated incrementally from its last build, or None when it can; `commits` gets the commits
+    since of each changed input it looked through."""
     if getattr(ctx, "full_refresh", False):
         return "--full-refresh"
     if spec.update is None:
@@ -596,6 +601,11 @@ def _full_rebuild_reason(
     changed = [k for k in ("mart", "definition", "options", "as_of") if previous.get(k) != fingerprint[k]]
     if changed:
         return f"{', '.join(changed)} changed"
+    if rows_in < rebuild_below:
+        return (
+            f"{rows_in} input rows, below incremental.rebuild_below_rows {rebuild_below} of config/marts.yaml "
+            "(a rebuild costs less than finding the changed rows)"
+        )
     for key, now in fingerprint["inputs"].items():
         then = previous.get("inputs", {}).get(key)
         if then is None or now is None or then > now:
