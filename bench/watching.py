@@ -79,7 +79,8 @@ def print_watching(watched: dict, bare: dict) -> None:
     wall_overhead = watched["wall_s"] - bare["wall_s"]
     print(
         f"overhead: {step_overhead:.1f}s ({_share(step_overhead, bare['total']['seconds']).strip()}) over the"
-        f" steps' mean times plus observers; DQ {watched['total']['dq_s']:.1f}s, observers "
+        f" steps' mean times plus observers; DQ {watched['total']['dq_s']:.1f}s in the steps and"
+        f" {watched['dq_record_s']:.1f}s at the run's end (dq_results' one commit), observers "
         f"{sum(watched['observers_s'].values()):.1f}s (at run end {watched['observers_run_end_s']:.1f}s). "
         f"Mean wall clock: watched {watched['wall_s']:.1f}s, bare {bare['wall_s']:.1f}s -> "
         f"{wall_overhead:.1f}s ({_share(wall_overhead, bare['wall_s']).strip()})"

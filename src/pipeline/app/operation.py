@@ -25,12 +25,14 @@ def lake_operation(args: argparse.Namespace, operate) -> int:
     run_id = new_run_id()  # names the operation: lease holder, DQ results, erasure id
     lease = contextlib.nullcontext() if args.dry_run else hold_lake(settings, run_id)
     with sigterm_as_exit(), lease:
-        ctx = RunContext.create(settings, run_id)
+        ctx = None
         try:
+            ctx = RunContext.create(settings, run_id)
             print(operate(ctx).summary(), flush=True)
         except (NothingToErase, DqGateFailed, LakeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
-            step_check().close_run(ctx)  # the gates' results, refusals included, to dq_results
+            if ctx is not None:
+                step_check().close_run(ctx)  # the gates' results, refusals included, to dq_results
     return 0

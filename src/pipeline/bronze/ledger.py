@@ -26,9 +26,9 @@ ledger's newest `bronze_version` from bronze's log (their commit files, no Spark
 them to the ledger once they are that many. So a bronze step's commit is its only one (a ledger
 append after each cost ~0.3 s, and a checkpoint of the ledger every 10th), and a crash anywhere
 loses nothing the ledger needs. A ledger ahead of its table (the table was dropped and rebuilt)
-is ignored. Tables written before the
-ledger existed (no `landing_files` in their commits) are read the old way once: the distinct
-`_source_file` of the table, plus the `empty_files` of their commits.
+is ignored. Tables written before the ledger existed (no `landing_files` in their commits) are
+read the old way once (and recorded at once): the distinct `_source_file` of the table, plus
+the `empty_files` of their commits.
 
 A process keeps the ledger's rows it read, keyed by the ledger table's snapshot (`snapshot_key`:
 table id and version): a step checks the key (one log read) instead of running a Spark job, and

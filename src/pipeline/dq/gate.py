@@ -658,8 +658,8 @@ def volume_result(ctx: Any, config: DqConfig, dataset: str, layer: str, rows: in
 
 def _previous_rows(ctx: Any, dataset: str, layer: str) -> tuple[str, str] | None:
     """(observed table:row_count, run id) of the newest gate another run recorded for the table:
-    from its verdict, spooled or in dq_results' commit metadata (no Spark job), or from the table for a
-    record written before verdicts rode in commit metadata, or whose commit left the log
+    from its verdict, spooled or in dq_results' commit metadata (no Spark job), or from the
+    table for a record written before verdicts rode in commit metadata, or whose commit left the log
     (`delta.logRetentionDuration`: a table not gated for a month keeps its volume rule). No
     match in a log that still holds its first commit means no such record: a lake's first run
     does not scan dq_results at every gate (1.2 s a gate at scale 0.1)."""

@@ -14,9 +14,10 @@
 
 Optional parts of the protocol, looked up with getattr by the runner: `max_parallel` (how many
 steps at once, default 1), `run_attempt(step, ctx, attempt)` (called instead of `run` with the
-`StepAttempt`, for executors whose submissions must be idempotent) and `interrupt()` (the run
-is being stopped: cancel what is running; called from another thread) and `close_run(ctx)` (the
-run's steps have ended: make what they recorded durable; before the observers hear of the end).
+`StepAttempt`, for executors whose submissions must be idempotent), `interrupt()` (the run is
+being stopped: cancel what is running; called from another thread) and `close_run(ctx)` (the
+run's steps have ended: make what they recorded durable; before the observers hear of the end;
+a wrapper of the local executor forwards it, or the gates' results stay spooled).
 """
 
 from __future__ import annotations
