@@ -781,3 +781,27 @@ def test_a_failed_flush_loses_nothing_and_foreign_files_in_the_spool_are_left_al
     assert _spool(ctx) == sorted(["notes.txt", unreadable])
     assert [r["observed"] for r in ctx.lake.read(results_path(ctx)).collect()] == ["3"]
     assert f"{unreadable} is not a gate's results" in caplog.text
+
+
+@pytest.mark.parametrize("trigger, commits", [("available-now", 0), ("continuous", 2)])
+def test_a_continuous_stream_records_each_micro_batch_at_once_a_run_at_its_end(
+    spark, tmp_path, trigger, commits
+):
+    """A `--trigger continuous` stream has no run end to wait for: each micro-batch's results get
+    their dq_results commit as it is judged; in a run, they wait for the run's one commit."""
+    from pyspark.sql import Row
+
+    from pipeline.dq.stream import MicroBatchGate
+    from pipeline.silver.conform import rule_names
+
+    ctx = _ctx(spark, tmp_path)
+    gate = MicroBatchGate.for_stream(ctx, "bronze_kafka_events", "kafka_events", trigger)
+    rules = {f"_dq_rule_{i}": 0 for i in range(len(rule_names(gate.contract)))}
+    totals = Row(**{"_dq_rows": 10, "_dq_quarantined": 0, **rules})
+    per_batch = len(gate.judge(0, totals))
+    gate.judge(1, totals)
+    version = ctx.lake.version(results_path(ctx))
+    assert (0 if version is None else version + 1) == commits
+    flush(ctx)  # the run's end (the stream's, when it stops)
+    recorded = ctx.lake.read(results_path(ctx)).where("step = 'bronze_kafka_events' AND layer = 'bronze'")
+    assert recorded.count() == 2 * per_batch and _spool(ctx) == []
