@@ -566,6 +566,23 @@ def test_the_ledger_follows_bronze_a_few_commits_behind_and_for_tables_written_b
     assert sorted(r["file"].rsplit("/", 1)[1] for r in rows) == names
     assert {r["bronze_version"] for r in rows} == {ctx.lake.version(table)}
 
+    # Commits the ledger never recorded and the log no longer holds (log cleanup removes commit
+    # files a checkpoint covers): read from the table, recorded, nothing ingested twice.
+    from pathlib import Path
+
+    monkeypatch.setattr(ledger_module, "CATCH_UP_COMMITS", 100)
+    for i, name in ((4, "d.csv"), (5, "e.csv")):
+        (landing / name).write_text(f"id,updated_at\n{i},2026-07-0{i}T00:00:00Z\n")
+        assert ingest.ingest_files(ctx, "crm_x").details["new_files"] == 1
+    newest = ctx.lake.version(table)
+    ctx.lake.checkpoint(table)
+    (Path(table) / "_delta_log" / f"{newest - 1:020d}.json").unlink()  # d.csv's commit
+    monkeypatch.setattr(ledger_module, "_HELD", {})
+    assert ingest.ingest_files(ctx, "crm_x").details["new_files"] == 0
+    recorded = ctx.lake.read(ledger_path).collect()
+    assert {"d.csv", "e.csv"} <= {r["file"].rsplit("/", 1)[1] for r in recorded}
+    assert ctx.lake.read(table).count() == 5
+
     # A table from before the ledger: its file commits list no landing files.
     old_ctx, old_landing = csv_ctx(spark, tmp_path / "old")
     (old_landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")

@@ -758,6 +758,7 @@ def test_a_failed_flush_loses_nothing_and_foreign_files_in_the_spool_are_left_al
 ):
     config = _config_dir(tmp_path)
     ctx = make_ctx(spark, tmp_path / "lake", run_id="run-1", config_dir=str(config))
+    _recorded(ctx, "gold_other", "other", "gold", _row_count(1))  # dq_results at version 0
     record(ctx, "gold_m", "m", "gold", _row_count(3))
     folder = Path(spool_path(ctx))
     (folder / "notes.txt").write_text("not a gate")
@@ -772,14 +773,15 @@ def test_a_failed_flush_loses_nothing_and_foreign_files_in_the_spool_are_left_al
         patched.setattr(type(ctx.lake), "append", refused)
         assert flush(ctx) == 0  # logged, not raised: the gates judged, the run goes on
     assert "the next run's flush records them" in caplog.text
-    assert len(_spool(ctx)) == 3 and not ctx.lake.exists(results_path(ctx))
+    assert len(_spool(ctx)) == 3 and ctx.lake.version(results_path(ctx)) == 0
     next_run = make_ctx(spark, tmp_path / "lake", run_id="run-2", config_dir=str(config))
     change = volume_result(next_run, load_dq_config(config / "dq.yaml"), "m", "gold", 3)
     assert change.observed == "0.0000 (3 -> 3 rows, previous run run-1)"  # the spooled gate counts
 
     assert flush(ctx) == 1  # the retry records the gate; the foreign files stay where they were
+    assert ctx.lake.history(results_path(ctx), 1)[0].operation == "MERGE"  # the failed commit may have landed
     assert _spool(ctx) == sorted(["notes.txt", unreadable])
-    assert [r["observed"] for r in ctx.lake.read(results_path(ctx)).collect()] == ["3"]
+    assert [r["observed"] for r in ctx.lake.read(results_path(ctx)).where("dataset = 'm'").collect()] == ["3"]
     assert f"{unreadable} is not a gate's results" in caplog.text
 
 
@@ -805,3 +807,25 @@ def test_a_continuous_stream_records_each_micro_batch_at_once_a_run_at_its_end(
     flush(ctx)  # the run's end (the stream's, when it stops)
     recorded = ctx.lake.read(results_path(ctx)).where("step = 'bronze_kafka_events' AND layer = 'bronze'")
     assert recorded.count() == 2 * per_batch and _spool(ctx) == []
+
+
+def test_a_gate_recorded_late_does_not_hide_a_newer_verdict(spark, tmp_path, monkeypatch):
+    """A killed run's refusal, resumed under the same run id: the resumed gate passes and is
+    recorded at its run's end; a later run records the killed attempt's file as a leftover, in a
+    newer commit. The newest verdict is the resumed pass (by time, not by commit)."""
+    config = str(_config_dir(tmp_path))
+    run_1 = make_ctx(spark, tmp_path / "lake", run_id="run-1", config_dir=config)
+    record(run_1, "gold_m", "m", "gold", [DqResult("k:unique", "critical", False, "2 duplicates", "0", "k")])
+    monkeypatch.setattr(record_module._Spooled, "names", {})  # killed
+    time.sleep(0.01)
+    record(run_1, "gold_m", "m", "gold", [DqResult("k:unique", "critical", True, "0 duplicates", "0", "k")])
+    assert flush(run_1) == 1  # the resumed run's end: its own gate only
+    monkeypatch.setattr(record_module, "LEFTOVER_AFTER", timedelta(0))
+    run_2 = make_ctx(spark, tmp_path / "lake", run_id="run-2", config_dir=config)
+    assert flush(run_2) == 1  # the killed attempt's refusal, late
+    (gate,) = run_2.lake.history(results_path(run_2), 1)[0].metadata[GATES_KEY]
+    assert gate["late"] is True and gate[VERDICT_KEY][0]["passed"] is False
+    details = recheck(
+        make_ctx(spark, tmp_path / "lake", run_id="run-3", config_dir=config), "gold_m", "m", "gold"
+    )
+    assert [d["observed"] for d in details["dq"]] == ["0 duplicates"] and details["dq_from_run"] == "run-1"

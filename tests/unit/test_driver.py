@@ -500,6 +500,20 @@ def test_the_executor_closes_the_run_once_after_its_steps_before_the_observers_h
     assert order[closed[0] + 1 :] == [f"run_finished {'interrupted' if script else 'succeeded'}"]
 
 
+def test_a_failure_closing_the_run_is_told_and_the_run_ends_as_its_steps_did(tmp_path, dag):
+    order: list[str] = []
+
+    class FailingClose(ClosingExecutor):
+        def close_run(self, ctx) -> None:
+            raise OSError("the store refused the write")
+
+    state, out, _, _ = run(
+        fake_ctx(tmp_path), dag, executor=FailingClose(order), observers=[EndObserver(order)]
+    )
+    assert state.status == "succeeded" and order[-1] == "run_finished succeeded"
+    assert "warning: closing the run failed: OSError: the store refused the write" in out
+
+
 def test_parallel_steps_each_log_and_end_in_their_own_context(tmp_path, dag):
     """With steps in worker threads (max_parallel 2), what a step logs carries its own step
     name, though another step started after it; its end is told in that context too, and the

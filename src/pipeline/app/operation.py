@@ -33,6 +33,6 @@ def lake_operation(args: argparse.Namespace, operate) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:
-            if ctx is not None:
+            if ctx is not None and not args.dry_run:  # a dry run judges nothing, holds no lease
                 step_check().close_run(ctx)  # the gates' results, refusals included, to dq_results
     return 0

@@ -25,7 +25,8 @@ kept CATCH_UP_COMMITS commits behind at most: a read takes the bronze commits ne
 ledger's newest `bronze_version` from bronze's log (their commit files, no Spark job), and adds
 them to the ledger once they are that many. So a bronze step's commit is its only one (a ledger
 append after each cost ~0.3 s, and a checkpoint of the ledger every 10th), and a crash anywhere
-loses nothing the ledger needs. A ledger ahead of its table (the table was dropped and rebuilt)
+loses nothing the ledger needs. Commits the log no longer holds (cleaned up) are read from the
+table instead, and recorded. A ledger ahead of its table (the table was dropped and rebuilt)
 is ignored. Tables written before the ledger existed (no `landing_files` in their commits) are
 read the old way once (and recorded at once): the distinct `_source_file` of the table, plus
 the `empty_files` of their commits.
@@ -125,8 +126,10 @@ class Ledger:
             )
             done, covered = {}, -1
         if covered < version:
-            found, legacy = self._from_bronze(table, covered, version, keys)
-            if legacy or version - covered >= CATCH_UP_COMMITS:
+            found, read_table = self._from_bronze(table, covered, version, keys)
+            if read_table:  # the table's files, stamps unknown: keep the ones the ledger holds
+                found = {f: done.get(f) if s is None else s for f, s in found.items()}
+            if read_table or version - covered >= CATCH_UP_COMMITS:
                 self.record(
                     dataset,
                     {f: s for f, s in found.items() if f not in done or done[f] != s},
@@ -199,10 +202,20 @@ class Ledger:
 
     def _from_bronze(self, table: str, after: int, until: int, keys: LandingKeys) -> tuple[Known, bool]:
         """Landing files of bronze's file commits in (after, until] and their newest stamps,
-        from the commits' metadata, and whether a file commit without the list (written before
-        the ledger existed) meant a full read of the table."""
+        from the commits' metadata, and whether the table was read instead: a file commit
+        without the list (written before the ledger existed), or one the log no longer holds
+        (log cleanup removes commit files older than `delta.logRetentionDuration` once a
+        checkpoint covers them: a feed that commits seldom may lag the ledger that long)."""
         found: Known = {}
         commits = self.lake.commit_metadata(table, after, until)
+        if sorted(commits) != list(range(after + 1, until + 1)):
+            log.warning(
+                "%s: commits %d-%d are not all in the log; the ledger catches up from the table",
+                table,
+                after + 1,
+                until,
+            )
+            return legacy_ingested(self.lake, table, keys), True
         for version in sorted(commits, reverse=True):  # newest first: a path's newest stamp wins
             metadata = commits[version]
             if BATCH_KEY not in metadata:

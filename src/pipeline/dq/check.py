@@ -22,7 +22,8 @@ class DqCheck:
         return recheck(ctx, step, dataset, layer)
 
     def close_run(self, ctx: Any) -> None:
-        flush(ctx)
+        # Other runs' leftovers only under the lake's lease: a continuous stream holds its table's.
+        flush(ctx, leftovers=getattr(ctx, "stream_trigger", None) != "continuous")
 
 
 DQ_CHECK = DqCheck()

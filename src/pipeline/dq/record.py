@@ -10,9 +10,14 @@ flushes its own step's gate, a local run the whole run's.
 
 Nothing is lost when a process dies between the two: a verdict is read from the spool and the
 table alike (`newest_verdict`: the recheck of an unchanged table, the volume rule), and a later
-run's flush takes files other runs left (`LEFTOVER_AFTER` old, so never a live stream's) with a
-MERGE that inserts only rows dq_results does not hold yet: a flush that committed and died
-before deleting its files is not recorded twice.
+run's flush takes files other runs left (only a holder of the lake's lease, so no other run is
+live; only files LEFTOVER_AFTER old, so none in flight) with a MERGE that inserts only rows
+dq_results does not hold yet: a flush that committed and died before deleting its files is not
+recorded twice. Such a late gate is marked (LATE_KEY): its commit may follow a newer gate's, so
+the newest verdict is taken by time, not by commit.
+
+Older code reads verdicts from commits of one gate each: it does not find these, and would
+repeat a verdict from before the upgrade. A lake this code has written is not run by older code.
 
 Every flush commit carries the gates' verdicts in its metadata (GATES_KEY: run, step, dataset,
 layer, time and results per gate), so a verdict is found in the newest commits' metadata without
@@ -41,6 +46,7 @@ log = logging.getLogger(__name__)
 
 VERDICT_KEY = "verdict"  # a gate's results in commit metadata, as DqResult fields
 GATES_KEY = "gates"  # a flush commit's metadata: the gates it records, each with its verdict
+LATE_KEY = "late"  # a gate another run left spooled: recorded after newer gates may have been
 STAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"  # a spool file's name starts with its gate's time: names sort by it
 LEFTOVER_AFTER = timedelta(minutes=15)  # another run's spool file this old is left over, not in flight
 
@@ -77,6 +83,7 @@ class _Spooled:
 
     lock = threading.Lock()
     names: dict[str, list[str]] = {}
+    retried: dict[str, bool] = {}  # a flush failed at its commit: the next one MERGEs
 
 
 def _files(ctx: Any) -> LakeFiles:
@@ -134,35 +141,46 @@ def record(ctx: Any, step: str, dataset: str, layer: str, results: list) -> None
         _Spooled.names.setdefault(folder, []).append(name)
 
 
-def flush(ctx: Any) -> int:
-    """Write what this process spooled, and the files other runs left over, to dq_results in one
-    commit, then delete those files; the number of gates recorded. A failure leaves the files
-    (their verdicts still count) for the next flush, and is logged, not raised: the gates judged."""
+def flush(ctx: Any, *, leftovers: bool = True) -> int:
+    """Write what this process spooled, and (with `leftovers`: only a holder of the lake's lease,
+    so no other run is live) the files other runs left over, to dq_results in one commit, then
+    delete those files; the number of gates recorded. A failure is logged, not raised (the gates
+    judged, and their files still count): before the commit, this process's files are kept for
+    its next flush, which then MERGEs (the failed commit may have landed); after it, the files
+    left are another run's leftovers."""
     folder = spool_path(ctx)
     with _Spooled.lock:
         own = _Spooled.names.pop(folder, [])
-    files = _files(ctx)
-    now = datetime.now(UTC).replace(tzinfo=None)
+        retried = bool(_Spooled.retried.pop(folder, False))
+    committed, entries = False, []
     try:
-        leftovers = [
+        files = _files(ctx)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        others = [
             n.name
-            for n in map(_Name.parse, files.list_names(folder))
+            for n in map(_Name.parse, files.list_names(folder) if leftovers else [])
             if n is not None
             and n.name not in own
             and n.run != _part(ctx.run_id)
             and now - n.at >= LEFTOVER_AFTER
         ]
-        read = {n: e for n in own + leftovers if (e := _read(files, f"{folder}/{n}")) is not None}
+        read = {n: e for n in own + others if (e := _read(files, f"{folder}/{n}")) is not None}
+        for name in others:
+            if name in read:
+                read[name] = {**read[name], LATE_KEY: True}
         entries = list(read.values())
         if entries:
-            _commit(ctx, entries, merge=any(n in read for n in leftovers))
+            _commit(ctx, entries, merge=retried or any(n in read for n in others))
+        committed = True
         for name in read:  # an unreadable file stays, for someone to look at
             files.delete(f"{folder}/{name}")
     except Exception:
         log.exception("dq: the gates' results stay in %s; the next run's flush records them", folder)
-        with _Spooled.lock:
-            _Spooled.names.setdefault(folder, []).extend(own)
-        return 0
+        if not committed:
+            with _Spooled.lock:
+                _Spooled.names.setdefault(folder, []).extend(own)
+                _Spooled.retried[folder] = True
+        return len(entries) if committed else 0
     return len(entries)
 
 
@@ -228,10 +246,21 @@ def newest_verdict(ctx: Any, dataset: str, layer: str, *, other_runs: bool = Fal
     # The spool first: a flush commits before it deletes, so a gate it moves between the two
     # reads is still found in the table.
     spooled = _newest_spooled(ctx, dataset, layer, other_runs)
-    tabled = None
-    found = ctx.lake.newest_metadata_where(results_path(ctx), lambda m: any(map(wanted, _gates(m))))
-    if found is not None:
-        tabled = max(filter(wanted, _gates(found)), key=lambda g: g.get("evaluated_at", ""))
+    # The newest commit holding a gate of it that was not late (recorded at its own run's end,
+    # after every earlier run's), and the late gates of the commits after that one: the newest of
+    # them by time. A late gate's commit may follow a newer gate's.
+    late: list[dict] = []
+
+    def settles(metadata: dict) -> bool:
+        gates = [g for g in _gates(metadata) if wanted(g)]
+        late.extend(g for g in gates if g.get(LATE_KEY))
+        if any(not g.get(LATE_KEY) for g in gates):
+            late.extend(g for g in gates if not g.get(LATE_KEY))
+            return True
+        return False
+
+    ctx.lake.newest_metadata_where(results_path(ctx), settles)
+    tabled = max(late, key=lambda g: g.get("evaluated_at", ""), default=None)
     if spooled is not None and (tabled is None or spooled["evaluated_at"] > tabled.get("evaluated_at", "")):
         return spooled
     return tabled

@@ -216,7 +216,7 @@ def run_steps(
             state.finish()
             state.status = INTERRUPTED
             _save_quietly(store, state, out)
-        _close_run(executor, ctx)
+        _close_run(executor, ctx, out)
         notify(observers, "run_finished", out, ctx, state)
         print(f"run {state.run_id}: interrupted; state in {location}", file=out, flush=True)
         raise
@@ -226,18 +226,24 @@ def run_steps(
             pool.shutdown(wait=False, cancel_futures=True)
     state.finish()
     _save_quietly(store, state, out)
-    _close_run(executor, ctx)
+    _close_run(executor, ctx, out)
     notify(observers, "run_finished", out, ctx, state)
     print(summary_table(state), file=out)
     print(f"run {state.run_id}: {state.status}; state in {location}", file=out, flush=True)
     return state
 
 
-def _close_run(executor: Executor, ctx: Any) -> None:
-    """The executor's end of the run (optional: a local one's check writes what it recorded)."""
+def _close_run(executor: Executor, ctx: Any, out: TextIO) -> None:
+    """The executor's end of the run (optional: a local one's check writes what it recorded). A
+    failure is told, not raised: the steps' outcomes stand, and the observers still hear the end."""
     close = getattr(executor, "close_run", None)
-    if close is not None:
+    if close is None:
+        return
+    try:
         close(ctx)
+    except Exception as exc:  # noqa: BLE001 - whatever it is, the run's end goes on
+        log.exception("closing the run failed")
+        print(f"warning: closing the run failed: {type(exc).__name__}: {exc}", file=out, flush=True)
 
 
 def _as_told(state: RunState, untold: set[str]) -> RunState:
