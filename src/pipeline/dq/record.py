@@ -246,24 +246,19 @@ def newest_verdict(ctx: Any, dataset: str, layer: str, *, other_runs: bool = Fal
     # The spool first: a flush commits before it deletes, so a gate it moves between the two
     # reads is still found in the table.
     spooled = _newest_spooled(ctx, dataset, layer, other_runs)
-    # The newest commit holding a gate of it that was not late (recorded at its own run's end,
-    # after every earlier run's), and the late gates of the commits after that one: the newest of
-    # them by time. A late gate's commit may follow a newer gate's.
-    late: list[dict] = []
+    # The commits back to the newest one holding a gate of it that was not late (recorded at its
+    # own run's end, after every earlier run's): a late gate's commit may follow a newer gate's,
+    # so the newest of their gates and the spooled one is taken by time. (A page of the search
+    # may show a commit twice: a gate found twice changes no maximum.)
+    found: list[dict] = [spooled] if spooled is not None else []
 
     def settles(metadata: dict) -> bool:
         gates = [g for g in _gates(metadata) if wanted(g)]
-        late.extend(g for g in gates if g.get(LATE_KEY))
-        if any(not g.get(LATE_KEY) for g in gates):
-            late.extend(g for g in gates if not g.get(LATE_KEY))
-            return True
-        return False
+        found.extend(gates)
+        return any(not g.get(LATE_KEY) for g in gates)
 
     ctx.lake.newest_metadata_where(results_path(ctx), settles)
-    tabled = max(late, key=lambda g: g.get("evaluated_at", ""), default=None)
-    if spooled is not None and (tabled is None or spooled["evaluated_at"] > tabled.get("evaluated_at", "")):
-        return spooled
-    return tabled
+    return max(found, key=lambda g: g.get("evaluated_at", ""), default=None)
 
 
 def _newest_spooled(ctx: Any, dataset: str, layer: str, other_runs: bool) -> dict | None:
