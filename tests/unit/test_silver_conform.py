@@ -100,6 +100,28 @@ def test_each_rule_kind_reports_its_own_name(spark):
     ]
 
 
+def test_a_rows_rules_come_in_the_contracts_order_and_none_is_an_empty_list(spark):
+    """The quarantine reason lists a row's rules in the contract's column order: one rule alone,
+    several, and none (an empty array, not one empty name)."""
+    c = contract(
+        id=Column(type="string", nullable=False),
+        n=Column(type="int", max=10),
+        updated_at=Column(type="timestamp"),
+    )
+    df = spark.createDataFrame(
+        [(0, "A", "1", None), (1, "A", "11", None), (2, None, "x", "soon")],
+        "_row int, id string, n string, updated_at string",
+    )
+    conformed = conform(df, c, REFS).orderBy("_row")
+    assert [r[RULES] for r in conformed.select(RULES).collect()] == [
+        [],
+        ["n:above_max"],
+        ["id:missing", "n:unparseable", "updated_at:unparseable"],
+    ]
+    reasons = [r["_quarantine_reason"] for r in quarantined(conformed, "b").orderBy("_row").collect()]
+    assert reasons == ["n:above_max", "id:missing; n:unparseable; updated_at:unparseable"]
+
+
 def test_normalisation_happens_before_the_rules(spark):
     c = contract(
         id=Column(type="string", nullable=False, normalize=["trim", "upper"]),
@@ -300,6 +322,10 @@ def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
         bad.write_text(fine.replace("id: {type: string}", f"id: {{type: string}}\n  t: {column}"))
         with pytest.raises(ContractError, match=rf"columns.t.{message}"):
             load_contract(bad, REPO / "config" / "reference")
+    # Conformance joins a row's broken rules with a control character: no rule name may hold one.
+    bad.write_text(fine.replace("id: {type: string}", 'id: {type: string}\n  "a\\x1fb": {type: string}'))
+    with pytest.raises(ContractError, match=r"a column name 'a\\x1fb' holds a control character; rename it"):
+        load_contract(bad, REPO / "config" / "reference")
 
 
 def test_a_time_later_than_the_rows_arrival_is_quarantined(spark):

@@ -142,9 +142,18 @@ def load_contract(path: Path, reference_dir: Path) -> Contract:
     return contract
 
 
+def _has_control_character(name: str) -> bool:
+    return any(ord(ch) < 0x20 or 0x7F <= ord(ch) <= 0x9F for ch in name)
+
+
 def _validate(c: Contract, where: str, reference_dir: Path) -> None:
     for col in c.columns.values():
         key = f"{where}: columns.{col.name}"
+        # A rule's name is `<column>:<rule>`; conformance joins a row's rules with a control
+        # character (silver.conform.RULE_SEPARATOR), so no name may hold one.
+        for what, name in (("a column name", col.name), ("reference", col.reference)):
+            if _has_control_character(name):
+                raise ContractError(f"{key}: {what} {name!r} holds a control character; rename it")
         if col.type not in SIMPLE_TYPES and not DECIMAL.match(col.type):
             raise ContractError(
                 f"{key}.type: unknown type {col.type!r}; use one of {sorted(SIMPLE_TYPES)} or decimal(p,s)"
