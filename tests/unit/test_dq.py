@@ -829,3 +829,49 @@ def test_a_gate_recorded_late_does_not_hide_a_newer_verdict(spark, tmp_path, mon
         make_ctx(spark, tmp_path / "lake", run_id="run-3", config_dir=config), "gold_m", "m", "gold"
     )
     assert [d["observed"] for d in details["dq"]] == ["0 duplicates"] and details["dq_from_run"] == "run-1"
+
+
+def test_a_micro_batch_gate_counts_every_rule_as_silver_conformance_does_conflicts_included(spark, tmp_path):
+    """The stream gate counts a micro-batch's rules from their verdicts alone (`rule_verdicts`),
+    not from every typed value: its counts equal those of silver's whole conformance of the
+    same rows. A replay delivering one record's coordinates twice with different values breaks
+    the conflict rule (both rows); twice with the same values, nothing; a value that is not an
+    event is malformed."""
+    import json
+
+    from pipeline.bronze.audit import with_audit_columns
+    from pipeline.bronze.kafka import CORRUPT, parse_kafka_records
+    from pipeline.dq.stream import MicroBatchGate
+    from pipeline.silver.conform import conflict_rule, conform, rule_count_aggregates, rule_counts
+
+    ctx = _ctx(spark, tmp_path)
+    gate = MicroBatchGate.for_stream(ctx, "bronze_kafka_events", "kafka_events")
+
+    def record(offset: int, event_type: str = "feature_used", value: str | None = None):
+        event = {"event_id": f"e-{offset}", "event_type": event_type, "account_id": "ACC-000001"}
+        event["event_ts"] = "2026-09-30T10:00:00Z"
+        ts = datetime(2026, 9, 30, 10, 0, 1)
+        return ("product_events", 0, offset, ts, None, value or json.dumps(event), None, None, None)
+
+    records = spark.createDataFrame(
+        [
+            *[record(i) for i in range(5)],
+            record(10, "feature_used"),
+            record(10, "item_viewed"),  # the same coordinates, another value: a conflict
+            record(11),
+            record(11),  # the same record twice: a duplicate, no conflict
+            record(12, value="<html>502</html>"),
+        ],
+        "topic string, partition int, offset long, timestamp timestamp, key string, value string, "
+        "_corrupt_record string, _parse_error string, _source_file string",
+    )
+    batch = with_audit_columns(parse_kafka_records(records), "kafka", "app:0").persist()
+    counted = [F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt")]
+    measured = gate.measure(batch, counted, (CORRUPT,))
+    silver = conform(batch, gate.contract, gate.references).agg(*rule_count_aggregates(gate.contract)).first()
+    assert rule_counts(measured, gate.contract) == rule_counts(silver, gate.contract)
+    counts = rule_counts(measured, gate.contract)
+    assert (measured["rows"], measured["corrupt"], counts["quarantined"]) == (10, 1, 3)
+    assert counts["rules"][conflict_rule(gate.contract)] == 2
+    assert counts["rules"]["record:malformed"] == 1
+    batch.unpersist()

@@ -247,18 +247,17 @@ class BronzeBatchWriter:
             log.info("%s: micro-batch %d already committed, skipped", self.table, batch_id)
             return
         batch = with_audit_columns(parse_kafka_records(records), self.source_system, f"{app_id}:{batch_id}")
-        # Gated, the batch is held conformed (its columns unchanged, the rules' verdicts beside
-        # them) and written from that cache: conformed once, not again for each count.
-        held = (self.gate.conformed_rows(batch) if self.gate else batch).persist(StorageLevel.MEMORY_AND_DISK)
+        held = batch.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            measured = self.gate.conformed(held) if self.gate else held
-            counts = measured.agg(
+            counted = [
                 F.count(F.lit(1)).alias("rows"),
                 F.count(CORRUPT).alias("corrupt"),
                 F.max("kafka_timestamp").alias("newest"),
-                *(self.gate.aggregates() if self.gate else []),
-            ).first()
-            if self.gate:
+            ]
+            if self.gate is None:
+                counts = held.agg(*counted).first()
+            else:  # with the contract's rule counts, in one aggregate
+                counts = self.gate.measure(held, counted, (CORRUPT, "kafka_timestamp"))
                 try:
                     self.gate.judge(batch_id, counts)  # raises before anything is written
                 except MicroBatchRefused as refused:
@@ -267,7 +266,7 @@ class BronzeBatchWriter:
             newest_at = table_newest(self.lake, self.table, counts["newest"])
             result = self.lake.append(
                 self.table,
-                held.select(*[F.col(f"`{c}`") for c in batch.columns]),
+                held,
                 partition_by=self.partition_by,
                 txn=txn,
                 metadata={"batch_id": batch_id, NEWEST_KEY: newest_at},

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Row
 
 from pipeline.contracts.model import Contract
@@ -34,7 +35,7 @@ from pipeline.dq.gate import (
     row_level_results,
 )
 from pipeline.dq.record import flush, record
-from pipeline.silver.conform import conform_rows, flag_conflicts, rule_count_aggregates, rule_counts
+from pipeline.silver.conform import flag_conflicts, rule_count_aggregates, rule_counts, rule_verdicts
 
 log = logging.getLogger(__name__)
 
@@ -84,17 +85,19 @@ class MicroBatchGate:
         contract = readers[0]
         return cls(ctx, step, dataset, contract, ctx.references(contract), flush_each=trigger == "continuous")
 
-    def conformed_rows(self, batch: DataFrame) -> DataFrame:
-        """The batch's columns plus the contract's typed values and `_rules_broken` of every rule
-        but the conflict rule (`conform_rows`): to persist, count and write from."""
-        return conform_rows(batch, self.contract, self.references)
-
-    def conformed(self, rows: DataFrame) -> DataFrame:
-        """Persisted `conformed_rows` with the conflict rule applied (for counting only)."""
-        return flag_conflicts(rows, self.contract)
-
-    def aggregates(self) -> list[Column]:
-        return rule_count_aggregates(self.contract)
+    def measure(self, batch: DataFrame, aggregates: list[Column], reading: tuple[str, ...]) -> Row:
+        """`aggregates` (of `batch`'s columns `reading`) over the persisted `batch` and the rule
+        counts of its conformed rows, the conflict rule included (`rule_count_aggregates`), in
+        one row. The rules' verdicts are held beside the batch while counted (`rule_verdicts`:
+        the columns read, each row's broken rules, what the conflict rule compares), not every
+        typed value: the batch is written as it is."""
+        verdicts = rule_verdicts(batch, self.contract, self.references, reading)
+        verdicts = verdicts.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            measured = flag_conflicts(verdicts, self.contract)
+            return measured.agg(*aggregates, *rule_count_aggregates(self.contract)).first()
+        finally:
+            verdicts.unpersist()
 
     def judge(self, batch_id: int, totals: Row) -> list[DqResult]:
         """Record the batch's results; raise MicroBatchRefused on a critical failure."""

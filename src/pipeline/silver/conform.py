@@ -166,6 +166,26 @@ def _delivery_columns(rows: DataFrame, contract: Contract) -> list[str]:
     return [n for n in found if n in rows.columns]
 
 
+VALUES_HASH = "__values_hash"  # in `rule_verdicts`: a hash of a valid row's typed values
+
+
+def rule_verdicts(
+    bronze: DataFrame, contract: Contract, references: dict[str, tuple[str, ...]], keep: tuple[str, ...]
+) -> DataFrame:
+    """`conform_rows` narrowed to what counting its rules takes: the `keep` columns of `bronze`,
+    `_rules_broken`, and what the conflict rule compares (the delivery's columns and a hash of a
+    valid row's typed values, `VALUES_HASH`), for `flag_conflicts` and `rule_count_aggregates`.
+    A gate that writes `bronze` as it is holds these beside it, not every typed value."""
+    rows = conform_rows(bronze, contract, references)
+    hashed = values_hash(rows, [f"{VALUE}{n}" for n in contract.columns])
+    columns = dict.fromkeys([*keep, *_delivery_columns(rows, contract)])
+    return rows.select(
+        *[F.col(f"`{c}`") for c in columns],
+        RULES,
+        F.when(F.size(RULES) == 0, hashed).alias(VALUES_HASH),
+    )
+
+
 def conflicting_deliveries(rows: DataFrame, contract: Contract) -> DataFrame:
     """The deliveries (`_delivery_columns`) whose rows passing every rule do not all carry the
     same values, one row each: which version the source meant is unknown (as for a currency given
@@ -176,7 +196,10 @@ def conflicting_deliveries(rows: DataFrame, contract: Contract) -> DataFrame:
     every row of a partition in memory while silver caches the batch (at scale 10, 5.45M events in
     4 local partitions ran a 3g heap out)."""
     group = _delivery_columns(rows, contract)
-    hashed = values_hash(rows, [f"{VALUE}{n}" for n in contract.columns])
+    if VALUES_HASH in rows.columns:  # rule_verdicts
+        hashed = F.col(VALUES_HASH)
+    else:
+        hashed = values_hash(rows, [f"{VALUE}{n}" for n in contract.columns])
     return (
         rows.filter(F.size(RULES) == 0)
         .groupBy(*[F.col(f"`{n}`") for n in group])
