@@ -1,11 +1,12 @@
 """The streaming job's gate: each micro-batch is judged inside foreachBatch, before it is written.
 
 The contract of the silver dataset the stream feeds is compiled onto the micro-batch (the same
-rules silver applies, `silver.conform`) and counted in the aggregate the sink already runs, so
-gating costs no extra scan. The results (quarantine ratio of the batch, share of each rule) are
-recorded per micro-batch (`dq.record`): in a run, spooled and written to `<lake>/_ops/dq_results`
-with the run's other gates when it ends; in a `--trigger continuous` stream, which does not end,
-written after each micro-batch.
+rules silver applies, `silver.conform`); the rules' verdicts are held beside the batch (narrow:
+the rules each row breaks and what the conflict rule compares) and counted in the aggregate the
+sink already runs. The batch itself is written as it came. The results (quarantine ratio of the
+batch, share of each rule) are recorded per micro-batch (`dq.record`): in a run, spooled and
+written to `<lake>/_ops/dq_results` with the run's other gates when it ends; in a `--trigger
+continuous` stream, which does not end, written after each micro-batch.
 
 A `critical` failure raises `MicroBatchRefused` before the batch is written: the query stops,
 the checkpoint does not advance, and a restart judges the same batch again. Nothing is lost
