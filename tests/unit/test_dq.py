@@ -847,8 +847,8 @@ def test_a_micro_batch_gate_counts_every_rule_as_silver_conformance_does_conflic
     ctx = _ctx(spark, tmp_path)
     gate = MicroBatchGate.for_stream(ctx, "bronze_kafka_events", "kafka_events")
 
-    def record(offset: int, event_type: str = "feature_used", value: str | None = None):
-        event = {"event_id": f"e-{offset}", "event_type": event_type, "account_id": "ACC-000001"}
+    def record(offset: int, event_type: str = "feature_used", value: str | None = None, event_id: str = ""):
+        event = {"event_id": event_id or f"e-{offset}", "event_type": event_type, "account_id": "ACC-000001"}
         event["event_ts"] = "2026-09-30T10:00:00Z"
         ts = datetime(2026, 9, 30, 10, 0, 1)
         return ("product_events", 0, offset, ts, None, value or json.dumps(event), None, None, None)
@@ -861,17 +861,21 @@ def test_a_micro_batch_gate_counts_every_rule_as_silver_conformance_does_conflic
             record(11),
             record(11),  # the same record twice: a duplicate, no conflict
             record(12, value="<html>502</html>"),
+            record(13, "feature_used", event_id="e-twice"),
+            record(14, "item_viewed", event_id="e-twice"),  # two offsets: two deliveries, no conflict
         ],
         "topic string, partition int, offset long, timestamp timestamp, key string, value string, "
         "_corrupt_record string, _parse_error string, _source_file string",
     )
     batch = with_audit_columns(parse_kafka_records(records), "kafka", "app:0").persist()
-    counted = [F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt")]
-    measured = gate.measure(batch, counted, (CORRUPT,))
-    silver = conform(batch, gate.contract, gate.references).agg(*rule_count_aggregates(gate.contract)).first()
-    assert rule_counts(measured, gate.contract) == rule_counts(silver, gate.contract)
-    counts = rule_counts(measured, gate.contract)
-    assert (measured["rows"], measured["corrupt"], counts["quarantined"]) == (10, 1, 3)
-    assert counts["rules"][conflict_rule(gate.contract)] == 2
-    assert counts["rules"]["record:malformed"] == 1
-    batch.unpersist()
+    try:
+        counted = [F.count(F.lit(1)).alias("rows"), F.count(CORRUPT).alias("corrupt")]
+        measured = gate.measure(batch, counted, (CORRUPT,))
+        silver = conform(batch, gate.contract, gate.references).agg(*rule_count_aggregates(gate.contract))
+        assert rule_counts(measured, gate.contract) == rule_counts(silver.first(), gate.contract)
+        counts = rule_counts(measured, gate.contract)
+        assert (measured["rows"], measured["corrupt"], counts["quarantined"]) == (12, 1, 3)
+        assert counts["rules"][conflict_rule(gate.contract)] == 2
+        assert counts["rules"]["record:malformed"] == 1
+    finally:
+        batch.unpersist()

@@ -228,9 +228,10 @@ BROADCAST_CONFLICTS = 100_000
 
 
 def flag_conflicts(rows: DataFrame, contract: Contract) -> DataFrame:
-    """`with_conflicts` for a persisted batch (`conform_rows` of it), deciding the join on the
-    conflicts' count, one narrow aggregate over the cache: none, the usual case, leaves the batch
-    as it is (no join, its partitions kept); a few are broadcast; many take a shuffle join."""
+    """`with_conflicts` for a persisted batch (`conform_rows` or `rule_verdicts` of it), deciding
+    the join on the conflicts' count, one narrow aggregate over the cache: none, the usual case,
+    leaves the batch as it is (no join, its partitions kept); a few are broadcast; many take a
+    shuffle join."""
     conflicts = conflicting_deliveries(rows, contract)
     found = conflicts.count()
     if not found:
