@@ -278,6 +278,50 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
         build(lenient, "fct_orders")
 
 
+def test_fct_orders_weighs_the_rows_its_merge_rewrites_not_the_orders_it_recomputes(spark, tmp_path):
+    """A MERGE rewrites every file holding a row it replaces: the share `rebuild_above_share`
+    weighs is of the rows written (those files' rows and the new orders), so one changed order
+    in a file of many rebuilds the mart, while one in a file of its own does not."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
+    build(ctx, "fct_orders")
+    ctx.lake.optimize(ctx.table_path("gold", "fct_orders"))  # orders 1 and 2, in one file
+    schema, [row, _] = SILVER["orders"]
+    orders, fct = ctx.table_path("silver", "orders"), ctx.table_path("gold", "fct_orders")
+
+    def put(order_id: str, amount: str) -> dict:
+        changed = spark.createDataFrame([(order_id, *row[1:6], D(amount), *row[7:])], schema)
+        ctx.lake.merge(orders, changed, MergeSpec(keys=("order_id",)))
+        return build(ctx, "fct_orders").details
+
+    assert ctx.lake.file_stats(fct).files == 1
+    assert put("ORD-0000003", "1.00")["write"] == "incremental"  # inserted, in a new file
+    assert ctx.lake.file_stats(fct).files == 2
+    (tmp_path / "config" / "marts.yaml").write_text(
+        "incremental: {rebuild_above_share: 0.5, rebuild_below_rows: 0}\n"
+    )
+    merged = put("ORD-0000003", "2.00")  # its file holds it alone: 1 of 3 rows written
+    assert (merged["write"], merged["keys_recomputed"], merged["rows_merged"]) == ("incremental", 1, 1)
+    rebuilt = put("ORD-0000001", "3.00")  # its file holds orders 1 and 2: 2 of 3
+    assert (rebuilt["write"], rebuilt["full_rebuild"]) == (
+        "full",
+        "2 of 3 rows to write (0 new, 2 in the files holding the 1 replaced), above "
+        "incremental.rebuild_above_share 0.5 of config/marts.yaml",
+    )
+    full = T.fct_orders(
+        ctx.lake.read(orders),
+        ctx.lake.read(ctx.table_path("silver", "accounts")),
+        T.fx_calendar(ctx.lake.read(ctx.table_path("silver", "fx_rates"))),
+    )
+    got = ctx.lake.read(fct)
+    assert sorted(got.collect()) == sorted(full.select(*got.columns).collect())
+    assert sorted((r["order_id"], r["amount"]) for r in got.collect()) == [
+        ("ORD-0000001", D("3.00")),
+        ("ORD-0000002", D("5.00")),
+        ("ORD-0000003", D("2.00")),
+    ]
+
+
 def test_a_mart_of_fewer_rows_than_rebuild_below_rows_is_rebuilt_in_full_and_0_updates_it(spark, tmp_path):
     """Below `incremental.rebuild_below_rows` main-input rows a rebuild costs less than finding
     what changed: built in full, the reason named; the mart is the same either way."""
@@ -365,11 +409,19 @@ def test_an_order_dated_year_1_is_recomputed_on_its_date_like_any_other(spark, t
     assert sorted(got) == sorted(expected) and d(1, 1, 1) in {r["order_date"] for r in got}
 
 
-def test_a_merged_increment_with_a_key_twice_is_not_merged(spark):
+def table_read(spark, folder, schema: str, *files: list[tuple]):
+    """A mart as a table read gives it (`_after_merge` reads each row's file): one Parquet file
+    per list of rows."""
+    for i, rows in enumerate(files):
+        spark.createDataFrame(rows, schema).coalesce(1).write.parquet(str(folder / f"part{i}"))
+    return spark.read.schema(schema).parquet(*[str(folder / f"part{i}") for i in range(len(files))])
+
+
+def test_a_merged_increment_with_a_key_twice_is_not_merged(spark, tmp_path):
     """A key twice among the recomputed rows: no merge (the build rebuilds in full, which names
     the overlapping versions in silver); keys once: the table after replaces and inserts."""
     schema = "order_id string, n int"
-    current = spark.createDataFrame([("A", 1), ("B", 2)], schema)
+    current = table_read(spark, tmp_path, schema, [("A", 1), ("B", 2)])
     twice = spark.createDataFrame([("B", 3), ("B", 4), ("C", 5)], schema)
     assert _after_merge(current, twice, ("order_id",)) == (
         None,
@@ -377,18 +429,22 @@ def test_a_merged_increment_with_a_key_twice_is_not_merged(spark):
     )
     after, why = _after_merge(current, spark.createDataFrame([("B", 3), ("C", 5)], schema), ("order_id",))
     assert why is None and (after.rows, after.merged, after.dates) == (3, 2, None)
+    # C is new; B's file (A and B) is rewritten to replace it.
+    assert (after.inserted, after.rewritten, after.written) == (1, 2, 3)
     assert sorted(after.frame.collect()) == [("A", 1), ("B", 3), ("C", 5)]
 
 
-def test_a_merged_increment_reports_the_dates_of_the_rows_it_replaces_and_writes(spark):
+def test_a_merged_increment_reports_the_dates_of_the_rows_it_replaces_and_writes(spark, tmp_path):
     """The dates a per-date mart downstream recomputes: those of the replaced rows (an order that
-    moved off a date) and of the rows written, a null date among them; not those of untouched rows."""
+    moved off a date) and of the rows written, a null date among them; not those of untouched
+    rows. And the rows it writes: the new ones, and every row of a file holding a replaced one."""
     schema = "order_id string, order_date date"
-    current = spark.createDataFrame([("A", d(2024, 1, 1)), ("B", d(2024, 1, 2)), ("C", None)], schema)
+    current = table_read(spark, tmp_path, schema, [("A", d(2024, 1, 1)), ("B", d(2024, 1, 2))], [("C", None)])
     batch = spark.createDataFrame([("B", d(2024, 1, 5)), ("D", None), ("E", d(2024, 1, 2))], schema)
     after, why = _after_merge(current, batch, ("order_id",), "order_date")
     assert why is None and (after.rows, after.merged) == (5, 3)
     assert after.dates == [None, "2024-01-02", "2024-01-05"]
+    assert (after.inserted, after.rewritten) == (2, 2)  # D and E new; B's file holds A and B
     assert after.rows == after.frame.count()
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal as D
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -450,3 +452,25 @@ def test_account_changes_select_the_orders_whose_attributes_in_force_changed(spa
     # So is the `earliest` policy's: O4 takes the first version either way.
     earliest = I.account_changes(orders, old, new, "earliest", feed)
     assert [r["order_id"] for r in earliest.collect()] == ["O2"]
+
+
+def test_merge_work_counts_the_rows_of_every_file_holding_a_replaced_row(spark, tmp_path):
+    # Three Parquet files of 3, 2 and 1 orders; the batch replaces rows of the first and the
+    # third, and holds one new order.
+    layout = {"a": [("O1", d(2024, 1, 1)), ("O2", d(2024, 1, 2)), ("O3", None)], "b": [("O4", d(2024, 1, 4))]}
+    layout["c"] = [("O6", d(2024, 1, 6)), ("O7", d(2024, 1, 6))]
+    for name, rows in layout.items():
+        table = pa.table({"order_id": [r[0] for r in rows], "order_date": [r[1] for r in rows]})
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+    mart = spark.read.parquet(str(tmp_path))
+    batch = spark.createDataFrame([("O2",), ("O3",), ("O6",), ("O9",)], "order_id string")
+    work = I.merge_work(mart, batch, ("order_id",), "order_date").first()
+    # Files a (3 rows) and c (2 rows) hold a replaced row: 5 rewritten; O2, O3 and O6 replaced.
+    assert (work["held"], work["matched"], work["rewritten"]) == (6, 3, 5)
+    assert sorted(work["dates"], key=lambda s: s[0] or d(1, 1, 1)) == [
+        (None,),
+        (d(2024, 1, 2),),
+        (d(2024, 1, 6),),
+    ]
+    nothing = I.merge_work(mart, batch.where("order_id = 'O9'"), ("order_id",)).first()
+    assert (nothing["held"], nothing["matched"], nothing["rewritten"]) == (6, 0, 0)

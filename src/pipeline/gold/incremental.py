@@ -10,7 +10,7 @@ holding a changed order, an event date with new events.
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from pipeline.gold import transforms as T
@@ -82,6 +82,39 @@ def _priced_with(orders: DataFrame, fx_changed: DataFrame, fx_cal: DataFrame) ->
     changed = F.broadcast(fx_changed.select(F.col("fx_date").alias("fx_rate_date"), "currency"))
     priced = T.fx_lookup(orders.select("order_id", "order_date", "currency"), fx_cal, "order_date")
     return priced.join(changed, ["fx_rate_date", "currency"], "left_semi").select("order_id")
+
+
+def merge_work(
+    mart: DataFrame, batch: DataFrame, keys: tuple[str, ...], dates: str | None = None
+) -> DataFrame:
+    """One row: what a MERGE of `batch` by `keys` into `mart` does to the mart. `held`: its rows,
+    `matched`: those the batch replaces, `rewritten`: the rows of every file holding one of those
+    (Delta rewrites a file whole to replace one of its rows); with `dates` (a date column),
+    `dates`: its distinct values among the replaced rows (`distinct_dates`). A row's file is the
+    read's `_metadata.file_path` (a Spark file source column: both engines read a table as a
+    Parquet scan of its files), so `mart` is a table read, not a DataFrame made in memory."""
+    hits = batch.select(*keys).withColumn("_hit", F.lit(True))
+    marked = mart.select(*keys, F.col("_metadata.file_path").alias("_file"), *([dates] if dates else []))
+    marked = marked.join(hits, list(keys), "left")
+    per_file = [F.count(F.lit(1)).alias("held"), F.count("_hit").alias("matched")]
+    if dates:
+        per_file.append(distinct_dates(dates, where=F.col("_hit")).alias("dates"))
+    files = marked.groupBy("_file").agg(*per_file)
+    totals = [
+        F.coalesce(F.sum("held"), F.lit(0)).alias("held"),
+        F.coalesce(F.sum("matched"), F.lit(0)).alias("matched"),
+        F.coalesce(F.sum(F.when(F.col("matched") > 0, F.col("held"))), F.lit(0)).alias("rewritten"),
+    ]
+    if dates:
+        totals.append(F.array_distinct(F.flatten(F.collect_list("dates"))).alias("dates"))
+    return files.agg(*totals)
+
+
+def distinct_dates(column: str, where: Column | None = None) -> Column:
+    """Aggregate: the distinct values of `column` (of the rows `where` holds), each in a struct:
+    collect_set leaves nulls out, and a null date is one a per-date mart must hear of."""
+    value = F.struct(column)
+    return F.collect_set(value if where is None else F.when(where, value))
 
 
 def changed_dates(column: str, *frames: DataFrame) -> DataFrame:

@@ -8,8 +8,9 @@ failure raises before anything is committed, so the table stays exactly as it wa
 
 Incremental: a mart with an `update` rule recomputes only the keys its changed inputs affect
 (`pipeline.gold.incremental` selects them from the inputs' change feeds) and keeps its other
-rows. fct_orders recomputes the affected orders (or rebuilds in full when they are more than
-`incremental.rebuild_above_share` of config/marts.yaml), the check judges those rows with the
+rows. fct_orders recomputes the affected orders (or rebuilds in full when its MERGE would write
+more than `incremental.rebuild_above_share` of config/marts.yaml of its rows: the new orders and
+every row of a file holding a replaced one, which Delta rewrites whole), the check judges those rows with the
 table's figures after the publish (row count; `counts` conditions over the table as it will be),
 and the publish MERGEs them by order_id, recording their order dates in the commit;
 revenue_daily recomputes those dates and engagement_daily the dates of the new events, and
@@ -164,9 +165,10 @@ def _fct_orders(i: Inputs) -> DataFrame:
 
 def _update_fct_orders(i: Inputs, since: Since) -> Update | None:
     """The orders whose silver row, FX rate (as of the order date) or account attributes in force
-    (at the order time) changed, recomputed; a full rebuild when they are more than
-    `incremental.rebuild_above_share` of the orders (config/marts.yaml). The commit records their
-    order dates, before and after, for revenue_daily."""
+    (at the order time) changed, recomputed; a full rebuild instead when they, or the rows the
+    MERGE would write (the new orders and every row of a file holding a replaced one), are more
+    than `incremental.rebuild_above_share` of the orders (config/marts.yaml). The commit records
+    their order dates, before and after, for revenue_daily."""
     options = i.options or FctOrdersOptions()
     fx = accounts = None
     if since.changed("silver/fx_rates"):
@@ -447,6 +449,15 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
                 )
                 rows_out = after.rows if after is not None else 0
                 reason = why
+                if after is not None and after.written > rebuild_above * rows_in:
+                    # Delta rewrites a file whole to replace one of its rows: replacing a few
+                    # rows in each of the mart's files costs more than the rebuild.
+                    reason = (
+                        f"{after.written} of {rows_in} rows to write ({after.inserted} new, "
+                        f"{after.rewritten} in the files holding the {after.merged - after.inserted} "
+                        f"replaced), above incremental.rebuild_above_share {rebuild_above} of "
+                        "config/marts.yaml"
+                    )
             else:
                 rows_out = result.count()
             if reason is None and spec.check_rows_match_main and rows_out != rows_in:
@@ -525,6 +536,12 @@ class _AfterMerge:
     merged: int
     frame: DataFrame
     dates: list[str | None] | None = None  # _after_merge's `dates`: ISO, sorted (a null first)
+    inserted: int = 0  # of the merged rows, those replacing none
+    rewritten: int = 0  # the rows of the files holding a replaced row: the MERGE rewrites them
+
+    @property
+    def written(self) -> int:
+        return self.inserted + self.rewritten
 
     def figures(self) -> TableAfter:
         return TableAfter(self.rows, None, self.frame)
@@ -537,28 +554,25 @@ def _after_merge(
     unmatched one inserted), or why not to merge: a key twice in the batch (MERGE refuses it, or
     would insert it twice). `dates`: a date column whose distinct values among the rows replaced
     and the batch's are returned too. All in one query (each costs its planning and a read of the
-    table's log, more than its work on an increment): the rows after are the table's rows now,
-    less those the batch replaces, plus the batch's."""
-    replaced = current.join(batch.select(*keys), list(keys), "left_semi")
-    figures = (
-        batch.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(*keys).alias("keys"))
-        .crossJoin(current.agg(F.count(F.lit(1)).alias("now")))
-        .crossJoin(replaced.agg(F.count(F.lit(1)).alias("replaced")))
+    table's log, more than its work on an increment), `current` read once (`incremental.merge_work`:
+    its rows, those replaced, and the rows of their files): the rows after are the table's rows
+    now, less those the batch replaces, plus the batch's."""
+    figures = batch.agg(F.count(F.lit(1)).alias("rows"), F.count_distinct(*keys).alias("keys")).crossJoin(
+        I.merge_work(current, batch, keys, dates)
     )
     if dates:
-        # In a struct: collect_set leaves nulls out, and a null date is one a mart must hear of.
-        touched = replaced.select(dates).unionByName(batch.select(dates))
-        figures = figures.crossJoin(touched.agg(F.collect_set(F.struct(dates)).alias("dates")))
+        figures = figures.crossJoin(batch.agg(I.distinct_dates(dates).alias("written_dates")))
     counted = figures.first()
     if counted["rows"] != counted["keys"]:
         return None, f"{counted['rows'] - counted['keys']} repeated or null keys among the recomputed rows"
     found = None
     if dates:
-        iso = [d.isoformat() if d is not None else None for (d,) in counted["dates"]]
-        found = sorted(iso, key=lambda d: d or "")
+        both = {d for (d,) in counted["dates"] + counted["written_dates"]}
+        found = sorted((d.isoformat() if d is not None else None for d in both), key=lambda d: d or "")
     frame = current.join(batch.select(*keys), list(keys), "left_anti").unionByName(batch)
-    rows = counted["now"] - counted["replaced"] + counted["rows"]
-    return _AfterMerge(rows, counted["rows"], frame, found), None
+    rows = counted["held"] - counted["matched"] + counted["rows"]
+    inserted = counted["rows"] - counted["matched"]
+    return _AfterMerge(rows, counted["rows"], frame, found, inserted, counted["rewritten"]), None
 
 
 def _unchanged(
