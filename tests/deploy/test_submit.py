@@ -144,6 +144,9 @@ def test_serverless_request_is_valid_for_start_job_run_and_runs_the_step_in_its_
         "spark.dynamicAllocation.maxExecutors=6",
         "spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName=lakehouse-dev-delta-log",
         "spark.jars=/usr/share/aws/delta/lib/delta-spark.jar,",
+        # HotSpot compiles Spark's large generated methods on the driver and the executors
+        "spark.driver.extraJavaOptions=-XX:-DontCompileHugeMethods",
+        "spark.executor.extraJavaOptions=-XX:-DontCompileHugeMethods",
     ):
         assert expected in params
     monitoring = request["configurationOverrides"]["monitoringConfiguration"]

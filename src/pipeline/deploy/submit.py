@@ -23,6 +23,7 @@ from typing import Literal
 
 from pipeline.kafka_client import client_options
 from pipeline.settings import ConfigError, Settings
+from pipeline.spark import JIT_OPTIONS
 
 EMR_DELTA_LIB = "/usr/share/aws/delta/lib"  # Delta 4.0.0 on emr-spark-8.0.0
 ENTRY_POINT = "jobs/run_step.py"  # aws/jobs/run_step.py: runs one DAG step by name
@@ -268,6 +269,9 @@ def job_submission(
         "spark.sql.session.timeZone": "UTC",
         "spark.executorEnv.PYSPARK_PYTHON": PYTHON,
         "spark.executorEnv.LAKEHOUSE_ENV": settings.env,
+        # Added to the cluster's own JVM options (Spark prepends spark.*.defaultJavaOptions).
+        "spark.driver.extraJavaOptions": JIT_OPTIONS,
+        "spark.executor.extraJavaOptions": JIT_OPTIONS,
     }
     # Where the driver's environment is set differs: EMR Serverless has its own keys, EMR on EC2
     # runs the driver in YARN's application master (cluster mode).
