@@ -115,6 +115,25 @@ def test_an_unknown_class_in_the_configuration_is_named():
         submit.jars_for(odd)
 
 
+def test_the_jit_options_are_added_to_the_java_options_a_configuration_gives():
+    settings = _settings("dev")
+    given = {"spark.driver.extraJavaOptions": "-Dlog4j.configuration=file:log4j.properties"}
+    configured = dataclasses.replace(
+        settings, spark=dataclasses.replace(settings.spark, conf={**settings.spark.conf, **given})
+    )
+    conf = submit.job_submission(configured, "gold_fct_orders", "gold", RUN_ID, mode="serverless").spark_conf
+    assert conf["spark.driver.extraJavaOptions"] == (
+        "-Dlog4j.configuration=file:log4j.properties -XX:-DontCompileHugeMethods"
+    )
+    assert conf["spark.executor.extraJavaOptions"] == "-XX:-DontCompileHugeMethods"
+    already = {"spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods -Xss4m"}
+    again = dataclasses.replace(
+        settings, spark=dataclasses.replace(settings.spark, conf={**settings.spark.conf, **already})
+    )
+    conf = submit.job_submission(again, "gold_fct_orders", "gold", RUN_ID, mode="ec2").spark_conf
+    assert conf["spark.executor.extraJavaOptions"] == "-XX:-DontCompileHugeMethods -Xss4m"
+
+
 def test_serverless_request_is_valid_for_start_job_run_and_runs_the_step_in_its_layers_role():
     settings = _settings("dev")
     key = "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"

@@ -85,8 +85,8 @@ SILVER = {
 # fmt: on
 
 
-def silver_lake(spark, tmp_path, names=tuple(SILVER)):
-    ctx = make_ctx(spark, tmp_path / "lake")
+def silver_lake(spark, tmp_path, names=tuple(SILVER), engine="delta-rs"):
+    ctx = make_ctx(spark, tmp_path / "lake", engine=engine)
     for name in names:
         schema, rows = SILVER[name]
         ctx.lake.overwrite(ctx.table_path("silver", name), spark.createDataFrame(rows, schema))
@@ -278,11 +278,12 @@ def test_an_increment_above_rebuild_above_share_rebuilds_in_full_below_it_merges
         build(lenient, "fct_orders")
 
 
-def test_fct_orders_weighs_the_rows_its_merge_rewrites_not_the_orders_it_recomputes(spark, tmp_path):
+@pytest.mark.parametrize("engine", ["delta-rs", "delta-spark"])
+def test_fct_orders_weighs_the_rows_its_merge_rewrites_not_the_orders_it_recomputes(spark, tmp_path, engine):
     """A MERGE rewrites every file holding a row it replaces: the share `rebuild_above_share`
     weighs is of the rows written (those files' rows and the new orders), so one changed order
     in a file of many rebuilds the mart, while one in a file of its own does not."""
-    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"], engine=engine)
     ctx = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
     build(ctx, "fct_orders")
     ctx.lake.optimize(ctx.table_path("gold", "fct_orders"))  # orders 1 and 2, in one file

@@ -455,7 +455,7 @@ def test_account_changes_select_the_orders_whose_attributes_in_force_changed(spa
 
 
 def test_merge_work_counts_the_rows_of_every_file_holding_a_replaced_row(spark, tmp_path):
-    # Three Parquet files of 3, 2 and 1 orders; the batch replaces rows of the first and the
+    # Three Parquet files of 3, 1 and 2 orders; the batch replaces rows of the first and the
     # third, and holds one new order.
     layout = {"a": [("O1", d(2024, 1, 1)), ("O2", d(2024, 1, 2)), ("O3", None)], "b": [("O4", d(2024, 1, 4))]}
     layout["c"] = [("O6", d(2024, 1, 6)), ("O7", d(2024, 1, 6))]
@@ -474,3 +474,14 @@ def test_merge_work_counts_the_rows_of_every_file_holding_a_replaced_row(spark, 
     ]
     nothing = I.merge_work(mart, batch.where("order_id = 'O9'"), ("order_id",)).first()
     assert (nothing["held"], nothing["matched"], nothing["rewritten"]) == (6, 0, 0)
+
+
+def test_merge_work_counts_a_frame_not_read_from_files_as_one_file(spark):
+    # delta-rs reads a table of no data file as an empty frame made in memory: no `_metadata`.
+    empty = spark.createDataFrame([], "order_id string")
+    batch = spark.createDataFrame([("O1",)], "order_id string")
+    work = I.merge_work(empty, batch, ("order_id",)).first()
+    assert (work["held"], work["matched"], work["rewritten"]) == (0, 0, 0)
+    held = spark.createDataFrame([("O1",), ("O2",)], "order_id string")
+    work = I.merge_work(held, batch, ("order_id",)).first()
+    assert (work["held"], work["matched"], work["rewritten"]) == (2, 1, 2)

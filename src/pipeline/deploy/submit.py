@@ -269,9 +269,6 @@ def job_submission(
         "spark.sql.session.timeZone": "UTC",
         "spark.executorEnv.PYSPARK_PYTHON": PYTHON,
         "spark.executorEnv.LAKEHOUSE_ENV": settings.env,
-        # Added to the cluster's own JVM options (Spark prepends spark.*.defaultJavaOptions).
-        "spark.driver.extraJavaOptions": JIT_OPTIONS,
-        "spark.executor.extraJavaOptions": JIT_OPTIONS,
     }
     # Where the driver's environment is set differs: EMR Serverless has its own keys, EMR on EC2
     # runs the driver in YARN's application master (cluster mode).
@@ -280,6 +277,11 @@ def job_submission(
     if mode == "serverless":
         conf[f"{driver_env}PYSPARK_DRIVER_PYTHON"] = PYTHON
     conf.update(settings.spark.conf)
+    # The JIT's options, after any a config gives (Spark prepends the cluster's own, its
+    # spark.*.defaultJavaOptions, to these).
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        given = conf.get(key, "")
+        conf[key] = given if JIT_OPTIONS in given.split() else f"{given} {JIT_OPTIONS}".strip()
     return JobSubmission(
         name=f"lakehouse-{settings.env}-{step}-{run_id}",
         step=step,

@@ -32,9 +32,9 @@ class FctOrdersOptions:
 
 @dataclass(frozen=True)
 class IncrementalOptions:
-    # Above this share (0 to 1) of a mart's rows written by an increment, it is rebuilt in full
-    # instead (which then costs less). fct_orders: the new orders and every row of a file holding
-    # a replaced one (a MERGE rewrites a file whole).
+    # Above this share (0 to 1) of fct_orders' rows written by an increment, it is rebuilt in full
+    # instead (which then costs less): the new orders and every row of a file holding a replaced
+    # one (a MERGE rewrites a file whole). The per-date marts do not weigh it.
     rebuild_above_share: float = 0.25
     # A mart whose main inputs hold fewer rows is rebuilt in full: finding the changed rows has a
     # fixed cost (change feeds, earlier versions, their snapshots) that a rebuild of this size

@@ -10,6 +10,7 @@ holding a changed order, an event date with new events.
 
 from __future__ import annotations
 
+from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -89,12 +90,19 @@ def merge_work(
 ) -> DataFrame:
     """One row: what a MERGE of `batch` by `keys` into `mart` does to the mart. `held`: its rows,
     `matched`: those the batch replaces, `rewritten`: the rows of every file holding one of those
-    (Delta rewrites a file whole to replace one of its rows); with `dates` (a date column),
-    `dates`: its distinct values among the replaced rows (`distinct_dates`). A row's file is the
-    read's `_metadata.file_path` (a Spark file source column: both engines read a table as a
-    Parquet scan of its files), so `mart` is a table read, not a DataFrame made in memory."""
+    (Delta rewrites a file whole to replace one of its rows; no table here has deletion vectors,
+    which would mark the row deleted instead); with `dates` (a date column), `dates`: its distinct
+    values among the replaced rows (`distinct_dates`). A row's file is the read's
+    `_metadata.file_path`, a column of Spark's file scans: both engines read a table as a Parquet
+    scan of its files, but a table of no file (delta-rs reads it as an empty frame made in
+    memory) has none, and a frame without it counts as one file."""
     hits = batch.select(*keys).withColumn("_hit", F.lit(True))
-    marked = mart.select(*keys, F.col("_metadata.file_path").alias("_file"), *([dates] if dates else []))
+    file = F.col("_metadata.file_path")
+    try:
+        mart.select(file)  # analysed at once: a frame not read from files has no `_metadata`
+    except AnalysisException:
+        file = F.lit(None).cast("string")
+    marked = mart.select(*keys, file.alias("_file"), *([dates] if dates else []))
     marked = marked.join(hits, list(keys), "left")
     per_file = [F.count(F.lit(1)).alias("held"), F.count("_hit").alias("matched")]
     if dates:

@@ -449,11 +449,11 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
                 )
                 rows_out = after.rows if after is not None else 0
                 reason = why
-                if after is not None and after.written > rebuild_above * rows_in:
+                if after is not None and after.written > rebuild_above * after.rows:
                     # Delta rewrites a file whole to replace one of its rows: replacing a few
                     # rows in each of the mart's files costs more than the rebuild.
                     reason = (
-                        f"{after.written} of {rows_in} rows to write ({after.inserted} new, "
+                        f"{after.written} of {after.rows} rows to write ({after.inserted} new, "
                         f"{after.rewritten} in the files holding the {after.merged - after.inserted} "
                         f"replaced), above incremental.rebuild_above_share {rebuild_above} of "
                         "config/marts.yaml"
@@ -535,9 +535,9 @@ class _AfterMerge:
     rows: int
     merged: int
     frame: DataFrame
+    inserted: int  # of the merged rows, those replacing none
+    rewritten: int  # the rows of the files holding a replaced row: the MERGE rewrites them
     dates: list[str | None] | None = None  # _after_merge's `dates`: ISO, sorted (a null first)
-    inserted: int = 0  # of the merged rows, those replacing none
-    rewritten: int = 0  # the rows of the files holding a replaced row: the MERGE rewrites them
 
     @property
     def written(self) -> int:
@@ -571,8 +571,8 @@ def _after_merge(
         found = sorted((d.isoformat() if d is not None else None for d in both), key=lambda d: d or "")
     frame = current.join(batch.select(*keys), list(keys), "left_anti").unionByName(batch)
     rows = counted["held"] - counted["matched"] + counted["rows"]
-    inserted = counted["rows"] - counted["matched"]
-    return _AfterMerge(rows, counted["rows"], frame, found, inserted, counted["rewritten"]), None
+    inserted = max(counted["rows"] - counted["matched"], 0)  # a mart holding a key twice: none new
+    return _AfterMerge(rows, counted["rows"], frame, inserted, counted["rewritten"], found), None
 
 
 def _unchanged(
