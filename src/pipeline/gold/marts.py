@@ -10,9 +10,9 @@ Incremental: a mart with an `update` rule recomputes only the keys its changed i
 (`pipeline.gold.incremental` selects them from the inputs' change feeds) and keeps its other
 rows. fct_orders recomputes the affected orders (or rebuilds in full when its MERGE would write
 more than `incremental.rebuild_above_share` of config/marts.yaml of its rows: the new orders and
-every row of a file holding a replaced one, which Delta rewrites whole), the check judges those rows with the
-table's figures after the publish (row count; `counts` conditions over the table as it will be),
-and the publish MERGEs them by order_id, recording their order dates in the commit;
+every row of a file holding a replaced one, which Delta rewrites whole), the check judges those
+rows with the table's figures after the publish (row count; `counts` conditions over the table
+as it will be), and the publish MERGEs them by order_id, recording their order dates in the commit;
 revenue_daily recomputes those dates and engagement_daily the dates of the new events, and
 overwrites the table with the result (a few thousand rows: written whole for less than a merge
 costs). It rebuilds in full on
