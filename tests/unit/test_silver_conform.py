@@ -85,14 +85,17 @@ def codegen_without_fallback(spark):
     before = spark.conf.get(key, None)
     spark.conf.set(key, "false")
     yield
-    spark.conf.set(key, before) if before is not None else spark.conf.unset(key)
+    if before is None:
+        spark.conf.unset(key)
+    else:
+        spark.conf.set(key, before)
 
 
 def test_every_committed_contract_conforms_in_code_that_compiles(spark, codegen_without_fallback):
-    """Conformance not cached first (the SCD2 late path, quarantine replay): a filter on the rules
-    that Spark pushes below the projection building them inlines every rule into each plan that
-    reads the rows. Orders' conflict aggregate so outgrew Java's method limit, and a batch took
-    seconds to compile where it now takes a fraction of one."""
+    """Conformance not cached (the SCD2 late path, quarantine replay, the property tests), its
+    quarantined and valid rows computed whole with Spark's fallback off: a stage whose generated
+    code Java refuses fails here instead of running as slower per-operator code. A filter on the
+    rules under the conflict aggregate made orders' aggregate outgrow Java's 64 KB method limit."""
     ref_dir = REPO / "config" / "reference"
     contracts = load_contracts(REPO / "config" / "contracts", ref_dir)
     keep = ("_ingestion_ts", "_source_file", "_batch_id")
@@ -112,12 +115,13 @@ def test_every_committed_contract_conforms_in_code_that_compiles(spark, codegen_
             ),
         )
         conformed = conform(bronze, c, refs)
-        rows = (
+        whole = F.to_json(F.struct("*")).alias("row")  # every column computed, none pruned
+        outputs = (
             quarantined(conformed, "b1")
-            .select(RULES)
-            .unionAll(valid_values(conformed, c, keep).select(F.array().cast("array<string>")))
+            .select(whole)
+            .unionAll(valid_values(conformed, c, keep).select(whole))
         )
-        assert rows.count() == 1, c.name
+        assert len(outputs.collect()) == 1, c.name  # the check is that it runs: no compile error
 
 
 def test_each_rule_kind_reports_its_own_name(spark):

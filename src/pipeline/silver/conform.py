@@ -200,7 +200,7 @@ def conflicting_deliveries(rows: DataFrame, contract: Contract) -> DataFrame:
         hashed = F.col(VALUES_HASH)
     else:
         hashed = values_hash(rows, [f"{VALUE}{n}" for n in contract.columns])
-    # The rows passing every rule chosen inside the aggregate, not by a filter before it: Spark
+    # Rows passing every rule are picked inside the aggregate, not by a filter before it: Spark
     # pushes a filter below the projection that builds the rules, inlining every rule into the
     # condition, and the aggregate's compiled code then outgrew Java's 64 KB method limit.
     hashed = F.when(F.size(RULES) == 0, hashed)
