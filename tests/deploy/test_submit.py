@@ -117,19 +117,19 @@ def test_an_unknown_class_in_the_configuration_is_named():
 
 def test_the_jit_options_are_added_to_the_java_options_a_configuration_gives():
     settings = _settings("dev")
-    given = {"spark.driver.extraJavaOptions": "-Dlog4j.configuration=file:log4j.properties"}
-    configured = dataclasses.replace(
-        settings, spark=dataclasses.replace(settings.spark, conf={**settings.spark.conf, **given})
-    )
+
+    def with_conf(**given: str):
+        return dataclasses.replace(
+            settings, spark=dataclasses.replace(settings.spark, conf={**settings.spark.conf, **given})
+        )
+
+    configured = with_conf(**{"spark.driver.extraJavaOptions": "-Dlog4j.configuration=file:log4j.properties"})
     conf = submit.job_submission(configured, "gold_fct_orders", "gold", RUN_ID, mode="serverless").spark_conf
     assert conf["spark.driver.extraJavaOptions"] == (
         "-Dlog4j.configuration=file:log4j.properties -XX:-DontCompileHugeMethods"
     )
     assert conf["spark.executor.extraJavaOptions"] == "-XX:-DontCompileHugeMethods"
-    already = {"spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods -Xss4m"}
-    again = dataclasses.replace(
-        settings, spark=dataclasses.replace(settings.spark, conf={**settings.spark.conf, **already})
-    )
+    again = with_conf(**{"spark.executor.extraJavaOptions": "-XX:-DontCompileHugeMethods -Xss4m"})
     conf = submit.job_submission(again, "gold_fct_orders", "gold", RUN_ID, mode="ec2").spark_conf
     assert conf["spark.executor.extraJavaOptions"] == "-XX:-DontCompileHugeMethods -Xss4m"
 

@@ -280,8 +280,8 @@ def job_submission(
     # The JIT's options, after any a config gives (Spark prepends the cluster's own, its
     # spark.*.defaultJavaOptions, to these).
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
-        given = conf.get(key, "")
-        conf[key] = given if JIT_OPTIONS in given.split() else f"{given} {JIT_OPTIONS}".strip()
+        given = conf.get(key, "").split()
+        conf[key] = " ".join([*given, *(o for o in JIT_OPTIONS.split() if o not in given)])
     return JobSubmission(
         name=f"lakehouse-{settings.env}-{step}-{run_id}",
         step=step,
