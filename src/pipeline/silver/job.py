@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime
+from typing import NamedTuple
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row
@@ -129,9 +130,11 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             merged = scd2_input(ctx, contract, valid, int(consumed), consumed_newest)
             merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(merged)
-        source, spec = _merge_plan(
+        source, spec, stored = _merge_plan(
             contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS
         )
+        if stored is not None:
+            cached.append(stored.persist(StorageLevel.MEMORY_AND_DISK))
         if source is not silver_rows:
             source = source.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(source)
@@ -191,7 +194,7 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         audited(source, contract),
         publish,
         counts=counts,
-        table=lambda: table_after(source, target, spec, newest_at),
+        table=lambda: table_after(source, target, spec, newest_at, stored),
         release=release,
     )
 
@@ -203,12 +206,18 @@ def audited(source: DataFrame, contract: Contract) -> DataFrame:
 
 
 def table_after(
-    source: DataFrame, target: DataFrame | None, spec: MergeSpec, newest: str | None
+    source: DataFrame,
+    target: DataFrame | None,
+    spec: MergeSpec,
+    newest: str | None,
+    stored: DataFrame | None = None,
 ) -> TableAfter:
     """The table's figures once `source` is merged: its rows now (a count Spark answers from
     the Parquet footers, no column read) plus the merge's net effect, in one query (each query
-    costs its planning and a file listing of the table, more than its work on a small batch)."""
-    effect = merge_effect(source, target, spec)
+    costs its planning and a file listing of the table, more than its work on a small batch).
+    `stored`: the target's rows the merge can match, cached (MergePlan.stored); the effect is
+    counted against them instead of a second scan of the table."""
+    effect = merge_effect(source, target if stored is None else stored, spec)
     if target is None:
         return TableAfter(effect.first()["inserted"], newest)
     row = effect.crossJoin(target.agg(F.count(F.lit(1)).alias("before"))).first()
@@ -299,23 +308,33 @@ def _literal(value) -> str | None:
     return None
 
 
+class MergePlan(NamedTuple):
+    source: DataFrame  # what to merge into silver
+    spec: MergeSpec
+    # The target's rows the merge can match, where the plan reads them itself (SCD2: the stored
+    # versions of the batch's keys), else None. The caller caches it before computing `source`:
+    # the chains read it twice, the gate's merge effect once more (table_after), one scan.
+    stored: DataFrame | None
+
+
 def _merge_plan(
     contract: Contract,
     rows: DataFrame,
     target: DataFrame | None,
     target_range: str | None = None,
     small: bool = False,
-) -> tuple[DataFrame, MergeSpec]:
+) -> MergePlan:
     """What to merge into silver and how: the batch's rows by key, or for SCD2 the recomputed
     version chains of the batch's keys (history.scd2_changes) by (key, valid_from). `target_range`:
     the batch's key range (_target_range), to read only the part of silver that can match.
     `small`: `rows` is a small batch in one partition; so are the stored versions of its keys,
     and the chains are recomputed without a shuffle."""
     if contract.history == "scd2":
+        stored = None
         if target is not None:
             keys = rows.select(*contract.keys).distinct()
             existing = target.join(F.broadcast(keys) if small else keys, list(contract.keys), "left_semi")
-            existing = existing.coalesce(1) if small else existing
+            existing = stored = existing.coalesce(1) if small else existing
         else:
             existing = rows.limit(0).withColumns(
                 {
@@ -330,10 +349,11 @@ def _merge_plan(
             insert_when=f"NOT ({SUPERSEDED})",
             target_only=target_range,
         )
-        return scd2_changes(existing, rows, contract, small), spec
+        return MergePlan(scd2_changes(existing, rows, contract, small), spec, stored)
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
-        return rows, MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
+        spec = MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
+        return MergePlan(rows, spec, None)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
@@ -346,7 +366,7 @@ def _merge_plan(
         insert_when=f"NOT {deleted}" if deleted else None,
         target_only=target_range,
     )
-    return rows, spec
+    return MergePlan(rows, spec, None)
 
 
 def merge_effect(source: DataFrame, target: DataFrame | None, spec: MergeSpec) -> DataFrame:

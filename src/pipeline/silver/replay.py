@@ -180,8 +180,14 @@ def _checked_merge(
     ratio is not judged: its rows were quarantined already, a share still failing is no news
     about new data."""
     target = ctx.lake.read(path) if ctx.lake.exists(path) else None
-    source, spec = _merge_plan(contract, rows, target)
+    source, spec, stored = _merge_plan(contract, rows, target)
+    cached = [stored.persist(StorageLevel.MEMORY_AND_DISK)] if stored is not None else []
     source = source.persist(StorageLevel.MEMORY_AND_DISK)
+    cached.append(source)
+
+    def release() -> None:
+        for frame in reversed(cached):
+            frame.unpersist()
 
     def publish() -> StepResult:
         ctx.lake.merge(path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
@@ -192,8 +198,8 @@ def _checked_merge(
         "silver",
         audited(source, contract),
         publish,
-        table=lambda: table_after(source, target, spec, recorded_newest(ctx.lake, path)),
-        release=source.unpersist,
+        table=lambda: table_after(source, target, spec, recorded_newest(ctx.lake, path), stored),
+        release=release,
     )
     finish(ctx, f"replay_{contract.name}", staged, check)
 
