@@ -4,7 +4,8 @@ same timestamp delivered twice, soft deletes, spread over several silver runs.
 
 Each run is what silver's job does with a batch: `scd2_incoming` (the batch, with the earlier
 deliveries of the keys that have a version not after everything consumed before), then
-`scd2_changes` against the stored versions of the batch's keys, merged on (keys, valid_from). The expected
+the job's merge plan (`scd2_changes` against the stored versions of the batch's keys), merged on
+(keys, valid_from), and the gate's count of the rows it leaves. The expected
 table is computed independently in Python: per (key, updated_at) the last delivery wins, then
 consecutive versions with equal tracked attributes collapse."""
 
@@ -20,7 +21,8 @@ from pyspark.sql import functions as F
 
 from pipeline.contracts.model import load_contract
 from pipeline.gold.transforms import fct_orders
-from pipeline.silver.history import scd2_changes, scd2_incoming
+from pipeline.silver.history import scd2_incoming
+from pipeline.silver.job import _merge_plan, table_after
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNTS = load_contract(REPO / "config" / "contracts" / "accounts.yaml", REPO / "config" / "reference")
@@ -113,18 +115,24 @@ def silver_run(
     incoming = scd2_incoming(
         batch_df, spark.createDataFrame(earlier, SCHEMA), ACCOUNTS, consumed_newest
     ).drop("_ingestion_ts", "_source_file")
-    keys = {d[0] for d in batch}
-    stored = spark.createDataFrame(
-        [tuple(v[c] for c in STORED) for (k, _), v in table.items() if k in keys], STORED_SCHEMA
+    # The job's merge plan against the whole table: it takes the stored versions of the batch's
+    # keys itself (MergePlan.stored).
+    target = (
+        spark.createDataFrame([tuple(v[c] for c in STORED) for v in table.values()], STORED_SCHEMA)
+        if table
+        else None
     )
+    plan = _merge_plan(ACCOUNTS, incoming, target)
     merged = dict(table)
-    for change in scd2_changes(stored, incoming, ACCOUNTS).collect():
+    for change in plan.source.collect():
         version = change.asDict()
         identity = (version[KEY], version["valid_from"])
         if version["is_current"] is None:  # superseded: the merge deletes it
             del merged[identity]
         else:
             merged[identity] = version
+    # The gate's figure, judged before the commit: the table's rows as this merge leaves them.
+    assert table_after(plan.source, target, plan.spec, None, plan.stored).rows == len(merged)
     return merged, earlier + ingested
 
 

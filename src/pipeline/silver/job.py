@@ -125,8 +125,9 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         target = ctx.lake.read(silver_path) if ctx.lake.exists(silver_path) else None
         merged = silver_rows
         if history and totals["late"]:
-            # Cached: the chains' plan reads it three times (versions, the keys they keep, the
-            # superseded ones), each a tree of broadcast joins over bronze's history otherwise.
+            # Cached: the plan reads it more than once (the stored versions of its keys, the
+            # chains, the keys they keep), each a tree of broadcast joins over bronze's history
+            # otherwise.
             merged = scd2_input(ctx, contract, valid, int(consumed), consumed_newest)
             merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(merged)
@@ -311,9 +312,10 @@ def _literal(value) -> str | None:
 class MergePlan(NamedTuple):
     source: DataFrame  # what to merge into silver
     spec: MergeSpec
-    # The target's rows the merge can match, where the plan reads them itself (SCD2: the stored
-    # versions of the batch's keys), else None. The caller caches it before computing `source`:
-    # the chains read it twice, the gate's merge effect once more (table_after), one scan.
+    # Every target row the merge can match, where the plan reads them itself (SCD2: the stored
+    # versions of the batch's keys), else None. The caller caches it before computing `source`,
+    # whose plan reads it more than once (the chains, the versions they keep, the ones they
+    # supersede), and the gate's merge effect counts against it (table_after): one scan of silver.
     stored: DataFrame | None
 
 
@@ -328,7 +330,8 @@ def _merge_plan(
     version chains of the batch's keys (history.scd2_changes) by (key, valid_from). `target_range`:
     the batch's key range (_target_range), to read only the part of silver that can match.
     `small`: `rows` is a small batch in one partition; so are the stored versions of its keys,
-    and the chains are recomputed without a shuffle."""
+    and the chains are recomputed without a shuffle. For SCD2 the stored versions it reads are
+    returned too (`MergePlan.stored`), for the caller to cache before computing the source."""
     if contract.history == "scd2":
         stored = None
         if target is not None:

@@ -180,10 +180,8 @@ def _checked_merge(
     ratio is not judged: its rows were quarantined already, a share still failing is no news
     about new data."""
     target = ctx.lake.read(path) if ctx.lake.exists(path) else None
-    source, spec, stored = _merge_plan(contract, rows, target)
-    cached = [stored.persist(StorageLevel.MEMORY_AND_DISK)] if stored is not None else []
-    source = source.persist(StorageLevel.MEMORY_AND_DISK)
-    cached.append(source)
+    source, spec, versions = _merge_plan(contract, rows, target)
+    cached = []
 
     def release() -> None:
         for frame in reversed(cached):
@@ -193,14 +191,22 @@ def _checked_merge(
         ctx.lake.merge(path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
         return StepResult()
 
-    staged = Staged(
-        contract.name,
-        "silver",
-        audited(source, contract),
-        publish,
-        table=lambda: table_after(source, target, spec, recorded_newest(ctx.lake, path), stored),
-        release=release,
-    )
+    try:
+        if versions is not None:  # silver's stored versions of the keys: read once (MergePlan)
+            cached.append(versions.persist(StorageLevel.MEMORY_AND_DISK))
+        source = source.persist(StorageLevel.MEMORY_AND_DISK)
+        cached.append(source)
+        staged = Staged(
+            contract.name,
+            "silver",
+            audited(source, contract),
+            publish,
+            table=lambda: table_after(source, target, spec, recorded_newest(ctx.lake, path), versions),
+            release=release,
+        )
+    except BaseException:
+        release()
+        raise
     finish(ctx, f"replay_{contract.name}", staged, check)
 
 
