@@ -5,7 +5,7 @@ same timestamp delivered twice, soft deletes, spread over several silver runs.
 Each run is what silver's job does with a batch: `scd2_incoming` (the batch, with the earlier
 deliveries of the keys that have a version not after everything consumed before), then
 the job's merge plan (`scd2_changes` against the stored versions of the batch's keys), merged on
-(keys, valid_from), and the gate's count of the rows it leaves. The expected
+(keys, valid_from), and (over drifting runs) the gate's count of the rows it leaves. The expected
 table is computed independently in Python: per (key, updated_at) the last delivery wins, then
 consecutive versions with equal tracked attributes collapse."""
 
@@ -99,7 +99,7 @@ def row(key: str, hour: int, attrs: dict, deleted: bool) -> dict:
 
 
 def silver_run(
-    spark, table: dict, batch: list[tuple], run: int, earlier: list[tuple]
+    spark, table: dict, batch: list[tuple], run: int, earlier: list[tuple], check_gate: bool = False
 ) -> tuple[dict, list[tuple]]:
     """One silver run over `batch` (later positions ingested later) merged into `table`,
     {(key, valid_from): version}: what the job's MERGE on (keys, valid_from) leaves. `earlier`:
@@ -131,8 +131,10 @@ def silver_run(
             del merged[identity]
         else:
             merged[identity] = version
-    # The gate's figure, judged before the commit: the table's rows as this merge leaves them.
-    assert table_after(plan.source, target, plan.spec, None, plan.stored).rows == len(merged)
+    if check_gate and target is not None:
+        # The gate's figure, judged before the commit: the table's rows as this merge leaves them
+        # (a query per run: checked where runs supersede stored versions, not in every test).
+        assert table_after(plan.source, target, plan.spec, None, plan.stored).rows == len(merged)
     return merged, earlier + ingested
 
 
@@ -169,19 +171,19 @@ def by_key(table: dict) -> dict[str, list[dict]]:
     return chains
 
 
-def run_all(spark, runs_: list[list[tuple]]) -> dict:
+def run_all(spark, runs_: list[list[tuple]], check_gate: bool = False) -> dict:
     table: dict = {}
     ingested: list[tuple] = []
     for n, batch in enumerate(runs_):
-        table, ingested = silver_run(spark, table, batch, n, ingested)
+        table, ingested = silver_run(spark, table, batch, n, ingested, check_gate)
     return table
 
 
-def history(spark, runs_: list[list[tuple]]) -> dict[str, list[dict]]:
+def history(spark, runs_: list[list[tuple]], check_gate: bool = False) -> dict[str, list[dict]]:
     """The versions per key the runs leave, as `expected_versions` gives them."""
     return {
         key: [{c: v[c] for c in STORED} for v in chain]
-        for key, chain in by_key(run_all(spark, runs_)).items()
+        for key, chain in by_key(run_all(spark, runs_, check_gate)).items()
     }
 
 
@@ -256,4 +258,4 @@ def test_runs_over_drifting_deliveries_give_the_one_run_history(spark, runs_):
     """Each run's hours move on by three: most versions come after everything consumed (no
     earlier deliveries needed), some are late, often both in one batch."""
     drifting = [[(k, hour + 3 * n, a, d) for k, hour, a, d in batch] for n, batch in enumerate(runs_)]
-    assert history(spark, drifting) == expected_versions(drifting)
+    assert history(spark, drifting, check_gate=True) == expected_versions(drifting)
