@@ -123,6 +123,9 @@ def silver_run(
         else None
     )
     plan = _merge_plan(ACCOUNTS, incoming, target)
+    # Held as build_silver holds them: the gate's count below reads both again.
+    cached = [plan.stored.cache()] if plan.stored is not None else []
+    cached.append(plan.source.cache())
     merged = dict(table)
     for change in plan.source.collect():
         version = change.asDict()
@@ -135,6 +138,8 @@ def silver_run(
         # The gate's figure, judged before the commit: the table's rows as this merge leaves them
         # (a query per run: checked where runs supersede stored versions, not in every test).
         assert table_after(plan.source, target, plan.spec, None, plan.stored).rows == len(merged)
+    for frame in reversed(cached):
+        frame.unpersist()
     return merged, earlier + ingested
 
 
