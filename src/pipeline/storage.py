@@ -3,11 +3,13 @@ folders and s3:// (EMRFS on EMR) alike."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from py4j.java_gateway import JavaClass
@@ -269,7 +271,7 @@ def _stamps(
 
 def _os_stamp(name: str) -> Stamp:
     """A local file's stamp by its Path.toString() ("file:/a/b"), as Hadoop gives it (ms)."""
-    stat = os.stat(name[len("file:") :] if name.startswith("file:/") else name)
+    stat = os.stat(_os_path(name))
     return stat.st_size, stat.st_mtime_ns // 1_000_000
 
 
@@ -415,6 +417,47 @@ def sha256(spark: SparkSession, location: str) -> str:
     finally:
         stream.close()
     return bytes(digest.digest()).hex()
+
+
+DIGEST_THREADS = 8  # files hashed at once: a local file is read by Python, another streamed in the JVM
+_CHUNK = 1 << 20
+
+
+def sha256_of(spark: SparkSession, files: Sequence[LandingFile]) -> dict[str, str]:
+    """SHA-256 of each file's bytes by its URI: a local file read by Python (a py4j round trip
+    per chunk would cost more than the hashing), any other streamed in the JVM (`sha256`); a
+    few at a time, the reads waiting on storage more than on the CPU. A file gone since it was
+    listed has none: its read, not its hash, reports it."""
+    if not files:
+        return {}
+    _, fs = _fs(spark, files[0].path)
+    local = fs.getScheme() == "file"
+
+    def digest(f: LandingFile) -> str | None:
+        try:
+            if not local:
+                return sha256(spark, f.path)
+            found = hashlib.sha256()
+            with open(_os_path(f.path), "rb") as stream:
+                while chunk := stream.read(_CHUNK):
+                    found.update(chunk)
+            return found.hexdigest()
+        except Exception as exc:
+            # Gone since the listing: no hash, and the read names the file. Anything else (a
+            # throttled store) fails the step, to be retried, rather than pass a copy for a rewrite.
+            if not isinstance(exc, FileNotFoundError) and "FileNotFoundException" not in str(exc):
+                raise
+            log.warning("%s: gone since it was listed; not hashed", f.uri)
+            return None
+
+    with ThreadPoolExecutor(min(DIGEST_THREADS, len(files))) as pool:
+        found = dict(zip((f.uri for f in files), pool.map(digest, files), strict=True))
+    return {uri: value for uri, value in found.items() if value is not None}
+
+
+def _os_path(name: str) -> str:
+    """A local file's path by its Path.toString() ("file:/a/b")."""
+    return name[len("file:") :] if name.startswith("file:/") else name
 
 
 def read_text(spark: SparkSession, location: str) -> str:

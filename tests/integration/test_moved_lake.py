@@ -6,6 +6,7 @@ absolute URIs older lakes hold by the same rule."""
 from __future__ import annotations
 
 import io
+import os
 import shutil
 
 import pytest
@@ -165,3 +166,55 @@ def test_a_table_from_before_the_ledger_finds_nothing_new_after_a_move(spark, tm
     ctx = small_ctx(spark, moved, engine, "moved")
     assert quiet(ingest.ingest_files(ctx, "crm_x")) == (0, 0, 0)
     assert {r["file"] for r in ops(ctx, "ingested_files")} == {"crm/x/a.csv", "crm/x/empty.csv"}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_lake_copied_with_new_modification_times_ingests_only_what_was_rewritten_since(
+    spark, tmp_path, monkeypatch, engine
+):
+    """`cp -r` and an object store's copy give every file a new modification time. Bronze tells
+    such a copy from a rewrite by the bytes (the SHA-256 it keeps of each delivery): it records
+    the new stamps in a commit of no rows and ingests nothing again, while a file rewritten
+    after the copy, at the same size, is a new delivery."""
+    lake = tmp_path / "lake"
+    deliver(lake, "a.csv", "id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    deliver(lake, "empty.csv", "id,updated_at\n")
+    deliver(lake, "bad.csv", GARBAGE)
+    monkeypatch.setattr(ledger_module, "CATCH_UP_COMMITS", 1)  # the ledger table holds the hashes too
+    ctx = small_ctx(spark, lake, engine, "first")
+    # A ledger from before hashes were kept: its appends add the column.
+    old = ledger_module.SCHEMA.replace(", sha256 string", "")
+    ctx.lake.append(ctx.table_path("_ops", "ingested_files"), spark.createDataFrame([], old))
+    assert quiet(ingest.ingest_files(ctx, "crm_x")) == (1, 3, 1)
+    ingest.ingest_files(ctx, "crm_x")  # its ledger catches up
+
+    copied = tmp_path / "copied"
+    shutil.copytree(lake, copied, copy_function=shutil.copyfile)
+    for path in (copied / "landing").rglob("*.csv"):  # copied a minute later
+        os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 60 * 10**9))
+    monkeypatch.setattr(ledger_module, "_HELD", {})  # a new process: the hashes come from the ledger
+    ctx = small_ctx(spark, copied, engine, "copied")
+    table = ctx.table_path("bronze", "crm_x")
+    result = ingest.ingest_files(ctx, "crm_x")
+    assert quiet(result) == (0, 0, 0), result.details
+    assert (result.details["restamped_files"], result.details["rejected_unchanged"]) == (2, 1)
+    assert ctx.lake.read(table).count() == 1
+    (commit,) = ctx.lake.history(table, 1)
+    assert commit.metadata[ingest.RESTAMPED_KEY] == 2  # the last of its landing files
+    assert sorted(commit.metadata[ingest.FILES_KEY]) == ["crm/x/a.csv", "crm/x/empty.csv"]
+
+    def nothing_new(run_id: str) -> None:
+        ctx.run_id = run_id
+        again = ingest.ingest_files(ctx, "crm_x")
+        assert quiet(again) == (0, 0, 0) and "restamped_files" not in again.details, again.details
+
+    nothing_new("after-copy")  # the new stamps are known: nothing is hashed again
+    shutil.rmtree(copied / "_ops" / "ingested_files")
+    monkeypatch.setattr(ledger_module, "_HELD", {})
+    nothing_new("ledger-lost")  # rebuilt from bronze's commits, the restamping one included
+
+    deliver(copied, "a.csv", "id,updated_at\n2,2026-07-01T00:00:00Z\n")  # same size, other bytes
+    ctx.run_id = "rewritten"
+    rewritten = ingest.ingest_files(ctx, "crm_x")
+    assert quiet(rewritten) == (1, 1, 0) and "restamped_files" not in rewritten.details
+    assert sorted(r["id"] for r in ctx.lake.read(table).collect()) == ["1", "2"]

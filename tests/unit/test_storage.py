@@ -4,6 +4,8 @@ folder and in a bucket; so the ledger finds an ingested file and it is ingested 
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 from pyspark.sql import functions as F
 
@@ -233,3 +235,36 @@ def test_folder_names_and_read_text_of_a_checkpoint_folder(spark, tmp_path):
 
 def test_folder_names_and_read_text_of_a_checkpoint_folder_in_a_bucket(spark, s3_endpoint):
     check_folder_names(spark, in_bucket(spark, s3_endpoint, f"{BUCKET}-checkpoint", "cp", CHECKPOINT))
+
+
+def check_hashes(spark, root: str, bodies: dict[str, bytes], gone: str) -> None:
+    """sha256_of gives each listed file the SHA-256 of its bytes, computed here independently;
+    a file removed after the listing gets none."""
+    listed = list_files(spark, root)
+    assert len(listed) == len(bodies)
+    remove(spark, next(f for f in listed if f.path.endswith("/" + gone)))
+    by_name = {n: hashlib.sha256(b).hexdigest() for n, b in bodies.items() if n != gone}
+    found = storage.sha256_of(spark, listed)
+    assert sorted(found.values()) == sorted(by_name.values())
+    assert not any(f.uri in found for f in listed if f.path.endswith("/" + gone))
+
+
+def remove(spark, f) -> None:
+    path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(f.path)
+    assert path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, False)
+
+
+HASHED = {name: f"{name}\n".encode() * (i + 1) for i, name in enumerate(NAMES)} | {"gone.csv": b"x\n"}
+
+
+def test_files_are_hashed_by_their_bytes_in_a_folder(spark, tmp_path):
+    for name, body in HASHED.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(body)
+    check_hashes(spark, str(tmp_path), HASHED, "gone.csv")
+
+
+def test_files_are_hashed_by_their_bytes_in_a_bucket(spark, s3_endpoint):
+    check_hashes(
+        spark, in_bucket(spark, s3_endpoint, f"{BUCKET}-hashed", "landing", HASHED), HASHED, "gone.csv"
+    )

@@ -27,10 +27,12 @@ from pyspark.sql.types import DataType, DateType, StringType, StructType, Timest
 from pipeline.bronze.audit import with_audit_columns
 from pipeline.bronze.ledger import (
     BATCH_KEY,
+    DIGESTS_KEY,
     EMPTY_FILES_KEY,
     FILES_KEY,
+    RESTAMPED_KEY,
     STAMPS_KEY,
-    Known,
+    Held,
     Ledger,
     lost_commit_race,
 )
@@ -60,7 +62,7 @@ from pipeline.freshness import (
 )
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
-from pipeline.storage import LandingFile, LandingKeys, file_key, list_landing, location_uri
+from pipeline.storage import LandingFile, LandingKeys, file_key, list_landing, location_uri, sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +113,16 @@ def landing_suffixes(spec: DatasetSpec) -> tuple[str, ...]:
 
 def new_landing_files(
     ctx: RunContext, dataset: str, keys: LandingKeys
-) -> tuple[list[LandingFile], Known, list[str]]:
-    """Landing deliveries not yet in bronze: files bronze does not hold, and files rewritten
-    since it ingested them (another size or modification time); with a backfill window
-    (`ctx.window`), only those whose landing date it contains (files without a date in their
-    path are not windowed). With them, what bronze holds (key by `keys` -> stamp), and the URIs
-    of the files in the dataset's folder that match none of its suffixes (not hidden ones)."""
+) -> tuple[list[LandingFile], Held, list[str]]:
+    """Landing files not listed in bronze as they are now: files bronze does not hold, and
+    files with another stamp (size or modification time) than when it ingested them (a
+    rewrite, or a copy: `restamped`); with a backfill window (`ctx.window`), only those whose
+    landing date it contains (files without a date in their path are not windowed). With them,
+    what bronze holds (by `keys`), and the URIs of the files in the dataset's folder that match
+    none of its suffixes (not hidden ones)."""
     done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset), keys)
     listing = list_landing(
-        ctx.spark, ctx.landing_path(dataset), landing_suffixes(ctx.catalog[dataset]), done, keys
+        ctx.spark, ctx.landing_path(dataset), landing_suffixes(ctx.catalog[dataset]), done.stamps, keys
     )
     listed, window = listing.files, getattr(ctx, "window", None)
     if window is not None:
@@ -218,8 +221,12 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     txn = Txn(TXN_APP, (done or 0) + 1)
     keys = landing_keys(ctx, dataset)
     listed, done, ignored = new_landing_files(ctx, dataset, keys)
-    skipped = rejected_files(ctx).unchanged(dataset, listed, keys)
-    files = [f for f in listed if f not in skipped]
+    skipped = set(rejected_files(ctx).unchanged(dataset, listed, keys))
+    # Hashed before the read: a file rewritten after it is one whose bytes bronze does not hold.
+    digests = sha256_of(ctx.spark, [f for f in listed if f not in skipped])
+    restamped = [f for f in listed if _same_bytes(done.digests.get(keys(f.uri)), digests.get(f.uri))]
+    not_read = skipped.union(restamped)
+    files = [f for f in listed if f not in not_read]
     details: dict = {"table": table, "new_files": len(files), "rejected_files": 0, "rejected": []}
     if ignored:
         # Not a rejection (a README beside the exports is no failed delivery), but a misnamed
@@ -234,7 +241,7 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
             root,
         )
         details.update(ignored_files=len(ignored), ignored=ignored[:IGNORED_SHOWN])
-    if redelivered := [f for f in files if keys(f.uri) in done]:
+    if redelivered := [f for f in files if keys(f.uri) in done.stamps]:
         # A correction sent under the old name: its rows land beside the first delivery's.
         log.warning(
             "%s: %d landing file(s) rewritten since bronze ingested them, ingested again as new "
@@ -247,10 +254,21 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     if skipped:
         log.info("%s: %d landing files skipped, rejected before and unchanged", dataset, len(skipped))
         details["rejected_unchanged"] = len(skipped)
-    if not files:
+    if restamped:
+        # Copied with new times (a lake copied elsewhere, a restore): bronze holds these bytes.
+        log.info(
+            "%s: %d landing file(s) have a new size or modification time but the bytes bronze "
+            "holds; their new stamps are recorded, their rows not ingested again",
+            dataset,
+            len(restamped),
+        )
+        details["restamped_files"] = len(restamped)
+    if not files and not restamped:
         log.info("%s: no new landing files under %s", dataset, root)
         # Freshness: nothing new, so the table's data is as old as its last commit recorded.
         return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
+    if not files:
+        return _commit_restamped(ctx, dataset, Landed([], restamped, digests), keys, txn, details)
     batch_id = ctx.batch_id(dataset)
     files, rejections = precheck(ctx.spark, spec, files, contract_columns(ctx, dataset))
     held = ctx.lake.schema(table) if exists else None  # bronze's column types
@@ -263,9 +281,11 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
         rejected=[{"path": r.file.uri, "reason": r.reason} for r in rejections],
     )
     if batch is None or stats is None:
+        if restamped:
+            return _commit_restamped(ctx, dataset, Landed([], restamped, digests), keys, txn, details)
         return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
     try:
-        return _commit(ctx, dataset, files, keys, batch, stats, txn, details)
+        return _commit(ctx, dataset, Landed(files, restamped, digests), keys, batch, stats, txn, details)
     finally:
         batch.unpersist()
 
@@ -350,12 +370,29 @@ def _read_setting_aside(
     return None, None, []
 
 
+def _same_bytes(held: str | None, now: str | None) -> bool:
+    """Whether a listed file holds the bytes of the delivery bronze holds under its key (both
+    hashed; a delivery ingested before hashes were kept is never the same)."""
+    return held is not None and held == now
+
+
 @dataclass(frozen=True)
 class BatchStats:
     rows_per_file: dict[str, int]
     corrupt: int
     newest: int | None  # epoch microseconds
     has_event_time: bool
+
+
+@dataclass(frozen=True)
+class Landed:
+    """What a bronze commit lists: the files read into its batch, the files bronze held
+    already with the same bytes under a new stamp (read from none), and every file's SHA-256
+    by URI."""
+
+    read: list[LandingFile]
+    restamped: list[LandingFile]
+    digests: dict[str, str]
 
 
 def create_empty(ctx: RunContext, table: str, batch: DataFrame, partition_by: list[str]) -> None:
@@ -418,10 +455,18 @@ def _read(
     )
 
 
+def _commit_restamped(
+    ctx: RunContext, dataset: str, landed: Landed, keys: LandingKeys, txn: Txn, details: dict
+) -> StepResult:
+    """A commit of no rows listing files bronze holds under their new stamps (`landed.restamped`)."""
+    no_rows = ctx.spark.createDataFrame([], ctx.lake.schema(ctx.table_path("bronze", dataset)))
+    return _commit(ctx, dataset, landed, keys, no_rows, BatchStats({}, 0, None, False), txn, details)
+
+
 def _commit(
     ctx: RunContext,
     dataset: str,
-    files: list[LandingFile],
+    landed: Landed,
     keys: LandingKeys,
     batch: DataFrame,
     stats: BatchStats,
@@ -432,6 +477,7 @@ def _commit(
     table = ctx.table_path("bronze", dataset)
     batch_id = ctx.batch_id(dataset)
     rows = sum(stats.rows_per_file.values())
+    files, listed = landed.read, landed.read + landed.restamped
     empty = sorted(keys(f.uri) for f in files if file_key(f.uri) not in stats.rows_per_file)
     newest_at = table_newest(ctx.lake, table, iso_from_micros(stats.newest))
     if not ctx.lake.exists(table):
@@ -444,9 +490,11 @@ def _commit(
             BATCH_KEY: batch_id,
             "files": len(files),
             "rows": rows,
-            FILES_KEY: [keys(f.uri) for f in files],
-            STAMPS_KEY: [list(f.stamp) for f in files],
+            FILES_KEY: [keys(f.uri) for f in listed],
+            STAMPS_KEY: [list(f.stamp) for f in listed],
+            DIGESTS_KEY: [landed.digests.get(f.uri) for f in listed],
             EMPTY_FILES_KEY: empty,
+            RESTAMPED_KEY: len(landed.restamped),  # the last of landing_files
             NEWEST_KEY: newest_at,
         },
         txn=txn,

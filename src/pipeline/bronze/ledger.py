@@ -1,12 +1,15 @@
 """Which landing files each bronze table holds: a small Delta table `<lake>/_ops/ingested_files`
-(dataset, file, bronze_version, batch_id, size, modified_ms), so finding new files costs a read
-of the ledger plus the bronze commits it has not seen, not a scan of the bronze table and its
-whole history.
+(dataset, file, bronze_version, batch_id, size, modified_ms, sha256), so finding new files costs
+a read of the ledger plus the bronze commits it has not seen, not a scan of the bronze table and
+its whole history.
 
-A delivery is a path and its stamp (size and modification time): a file rewritten under a path
-bronze holds is a new delivery, listed and ingested again (its rows beside the first
-delivery's, with a newer `_ingestion_ts`); the newest stamp of a path is the one compared.
-Files ingested before stamps were kept have none (null) and are known by path alone.
+A delivery is a path, its stamp (size and modification time) and the SHA-256 of its bytes: a
+file listed with another stamp than the newest delivery of its path is hashed, and if its bytes
+are that delivery's (a copy with new times: `cp -r`, an object store's copy) bronze records the
+new stamp in a commit of no rows (`restamped_files`) and reads nothing; otherwise it is a new
+delivery, ingested again (its rows beside the first delivery's, with a newer `_ingestion_ts`).
+Files ingested before stamps were kept have none (null) and are known by path alone; those
+ingested before hashes were kept have no sha256, and another stamp makes them a new delivery.
 
 A file is known by its key: its URI below the lake's landing root (`storage.LandingKeys`,
 `crm/accounts/date=2026-07-01/a.csv`), in the ledger, in bronze's commit metadata and in
@@ -19,8 +22,8 @@ lake moved) by its part from `/landing/<dataset folder>/` on (`LandingKeys`). On
 hold a file under both spellings (an old row, a newer delivery's): the newest delivery's stamp is
 the one compared. `_source_file` in bronze's rows stays the absolute URI the file was read from.
 
-Bronze is the truth: each bronze file commit lists its files and their stamps in its commit
-metadata (`landing_files`, `landing_file_stamps`), and the ledger is a cache of those lists,
+Bronze is the truth: each bronze file commit lists its files, their stamps and hashes in its
+commit metadata (`landing_files`, `landing_file_stamps`, `landing_file_sha256`), and the ledger is a cache of those lists,
 kept CATCH_UP_COMMITS commits behind at most: a read takes the bronze commits newer than the
 ledger's newest `bronze_version` from bronze's log (their commit files, no Spark job), and adds
 them to the ledger once they are that many. So a bronze step's commit is its only one (a ledger
@@ -45,6 +48,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pyspark.sql import functions as F
+
 from pipeline.bronze.readers import SOURCE_FILE
 from pipeline.driver.retry import explain
 from pipeline.lake import Lake, Txn
@@ -55,42 +60,63 @@ log = logging.getLogger(__name__)
 
 FILES_KEY = "landing_files"  # bronze commit metadata: every landing file of the batch
 STAMPS_KEY = "landing_file_stamps"  # bronze commit metadata: [size, modified_ms] of each, in order
+DIGESTS_KEY = "landing_file_sha256"  # bronze commit metadata: SHA-256 of each file's bytes, in order
+RESTAMPED_KEY = (
+    "restamped_files"  # bronze commit metadata: how many of landing_files (the last) bronze held already
+)
 EMPTY_FILES_KEY = "empty_files"  # bronze commit metadata: the batch's files without records
 BATCH_KEY = "batch_id"  # bronze commit metadata of a file batch (not OPTIMIZE, VACUUM, ...)
 CATCH_UP_COMMITS = 10  # bronze commits the ledger may lag before a read records them
-SCHEMA = "dataset string, file string, bronze_version long, batch_id string, size long, modified_ms long"
+SCHEMA = (
+    "dataset string, file string, bronze_version long, batch_id string, size long, modified_ms long, "
+    "sha256 string"
+)
 Known = dict[str, Stamp | None]  # LandingKeys key -> its newest delivery's stamp (None: not kept)
+Digests = dict[str, str]  # LandingKeys key -> SHA-256 of its newest delivery's bytes (where kept)
+Row = tuple[str, str, int, Stamp | None, str | None]  # dataset, file, bronze version, stamp, sha256
+
+
+@dataclass(frozen=True)
+class Held:
+    """What bronze holds of a dataset's landing files, by key: each newest delivery's stamp
+    and, where it was kept, the SHA-256 of its bytes."""
+
+    stamps: Known
+    digests: Digests
 
 
 @dataclass(frozen=True)
 class _Rows:
     """The ledger's rows as read (or extended) at one snapshot key, per dataset: each file's
-    newest delivery (bronze version, stamp) under the key as stored (relative, or an older
-    absolute URI) and the newest bronze version covered."""
+    newest delivery (bronze version, stamp, sha256) under the key as stored (relative, or an
+    older absolute URI) and the newest bronze version covered."""
 
     key: tuple[str, int]
-    files: dict[str, dict[str, tuple[int, Stamp | None]]]
+    files: dict[str, dict[str, tuple[int, Stamp | None, str | None]]]
     covered: dict[str, int]
 
-    def plus(self, key: tuple[str, int], rows: Iterable[tuple[str, str, int, Stamp | None]]) -> _Rows:
+    def plus(self, key: tuple[str, int], rows: Iterable[Row]) -> _Rows:
         files = {d: dict(f) for d, f in self.files.items()}
         covered = dict(self.covered)
-        for dataset, file, bronze_version, stamp in rows:
+        for dataset, file, bronze_version, stamp, digest in rows:
             held = files.setdefault(dataset, {})
             if file not in held or held[file][0] <= bronze_version:
-                held[file] = (bronze_version, stamp)
+                held[file] = (bronze_version, stamp, digest)
             covered[dataset] = max(covered.get(dataset, -1), bronze_version)
         return _Rows(key, files, covered)
 
-    def known(self, dataset: str, keys: LandingKeys) -> Known:
-        """Each file by its key (`keys`) with its newest delivery's stamp: an absolute key and a
-        relative one may name the same file."""
-        newest: dict[str, tuple[int, Stamp | None]] = {}
-        for file, (bronze_version, stamp) in self.files.get(dataset, {}).items():
+    def held(self, dataset: str, keys: LandingKeys) -> Held:
+        """Each file by its key (`keys`) with its newest delivery's stamp and sha256: an absolute
+        key and a relative one may name the same file."""
+        newest: dict[str, tuple[int, Stamp | None, str | None]] = {}
+        for file, (bronze_version, stamp, digest) in self.files.get(dataset, {}).items():
             key = keys(file)
             if key not in newest or newest[key][0] <= bronze_version:
-                newest[key] = (bronze_version, stamp)
-        return {key: stamp for key, (_, stamp) in newest.items()}
+                newest[key] = (bronze_version, stamp, digest)
+        return Held(
+            {key: stamp for key, (_, stamp, _) in newest.items()},
+            {key: digest for key, (_, _, digest) in newest.items() if digest},
+        )
 
 
 def _stamp(size: int | None, modified_ms: int | None) -> Stamp | None:
@@ -107,14 +133,15 @@ class Ledger:
     lake: Lake
     path: str  # the ledger table, <lake>/_ops/ingested_files
 
-    def ingested(self, dataset: str, table: str, keys: LandingKeys) -> Known:
-        """The landing files in bronze `table` (by `keys`, the dataset's) with the stamp of each
-        one's newest delivery, brought up to date with bronze's commits first."""
+    def ingested(self, dataset: str, table: str, keys: LandingKeys) -> Held:
+        """The landing files in bronze `table` (by `keys`, the dataset's) with the stamp and
+        sha256 of each one's newest delivery, brought up to date with bronze's commits first."""
         version = self.lake.version(table)
         if version is None:
-            return {}
+            return Held({}, {})
         rows = self._rows()
-        done = rows.known(dataset, keys) if rows else {}
+        held = rows.held(dataset, keys) if rows else Held({}, {})
+        done, digests = held.stamps, held.digests
         covered = rows.covered.get(dataset, -1) if rows else -1
         if covered > version:
             log.warning(
@@ -124,10 +151,11 @@ class Ledger:
                 covered,
                 version,
             )
-            done, covered = {}, -1
+            done, digests, covered = {}, {}, -1
         if covered < version:
-            found, read_table = self._from_bronze(table, covered, version, keys)
+            found, found_digests, read_table = self._from_bronze(table, covered, version, keys)
             if read_table:  # the table's files, stamps unknown: keep the ones the ledger holds
+                # (not its hashes: a delivery in a commit it lacks may be newer than its row)
                 found = {f: done.get(f) if s is None else s for f, s in found.items()}
             if read_table or version - covered >= CATCH_UP_COMMITS:
                 self.record(
@@ -135,9 +163,15 @@ class Ledger:
                     {f: s for f, s in found.items() if f not in done or done[f] != s},
                     version,
                     "ledger catch-up",
+                    found_digests,
                 )
             done.update(found)
-        return done
+            for f in found:  # a newer delivery's sha256, or none kept for it
+                if f in found_digests:
+                    digests[f] = found_digests[f]
+                else:
+                    digests.pop(f, None)
+        return Held(done, digests)
 
     def _rows(self) -> _Rows | None:
         """Every dataset's rows at the ledger's current snapshot (None: no ledger yet), read
@@ -150,26 +184,41 @@ class Ledger:
         if held is not None and held.key == key:
             return held
         table = self.lake.read(self.path, key[1])
-        # A ledger written before stamps were kept has no size / modified_ms: known by path.
+        # A ledger written before stamps were kept has no size / modified_ms: known by path;
+        # one written before digests were kept has no sha256.
         stamped = {"size", "modified_ms"} <= set(table.columns)
-        columns = ["dataset", "file", "bronze_version", *(["size", "modified_ms"] if stamped else [])]
+        digested = "sha256" in table.columns
+        columns = [
+            "dataset",
+            "file",
+            "bronze_version",
+            F.col("size") if stamped else F.lit(None).cast("long"),
+            F.col("modified_ms") if stamped else F.lit(None).cast("long"),
+            F.col("sha256") if digested else F.lit(None).cast("string"),
+        ]
         read = table.select(*columns).collect()
-        held = _Rows(key, {}, {}).plus(
-            key, ((r[0], r[1], r[2], _stamp(r[3], r[4]) if stamped else None) for r in read)
-        )
+        held = _Rows(key, {}, {}).plus(key, ((r[0], r[1], r[2], _stamp(r[3], r[4]), r[5]) for r in read))
         with _HELD_LOCK:
             _HELD[self.path] = held
         return held
 
     def record(
-        self, dataset: str, files: Mapping[str, Stamp | None], bronze_version: int, batch_id: str
+        self,
+        dataset: str,
+        files: Mapping[str, Stamp | None],
+        bronze_version: int,
+        batch_id: str,
+        digests: Mapping[str, str] | None = None,
     ) -> None:
-        """Add `files` (LandingKeys key -> stamp) as held by bronze at `bronze_version`. Idempotent per
-        (dataset, bronze version): a second writer's copy of the same rows is skipped."""
+        """Add `files` (LandingKeys key -> stamp; `digests`: key -> sha256, where kept) as held by
+        bronze at `bronze_version`. Idempotent per (dataset, bronze version): a second writer's
+        copy of the same rows is skipped."""
         if not files:
             return
+        digests = digests or {}
         rows = [
-            (dataset, f, bronze_version, batch_id, *(s or (None, None))) for f, s in sorted(files.items())
+            (dataset, f, bronze_version, batch_id, *(s or (None, None)), digests.get(f))
+            for f, s in sorted(files.items())
         ]
         df = driver_rows(self.lake.spark, rows, SCHEMA)
         # One append of this process at a time: the version read after it is then this append's
@@ -197,16 +246,19 @@ class Ledger:
                 if held is not None and result.version == held.key[1] + 1:
                     key = (held.key[0], result.version)
                     _HELD[self.path] = held.plus(
-                        key, ((dataset, f, bronze_version, s) for f, s in files.items())
+                        key, ((dataset, f, bronze_version, s, digests.get(f)) for f, s in files.items())
                     )
 
-    def _from_bronze(self, table: str, after: int, until: int, keys: LandingKeys) -> tuple[Known, bool]:
-        """Landing files of bronze's file commits in (after, until] and their newest stamps,
-        from the commits' metadata, and whether the table was read instead: a file commit
+    def _from_bronze(
+        self, table: str, after: int, until: int, keys: LandingKeys
+    ) -> tuple[Known, Digests, bool]:
+        """Landing files of bronze's file commits in (after, until] and their newest stamps and
+        sha256 (where kept), from the commits' metadata, and whether the table was read instead: a file commit
         without the list (written before the ledger existed), or one the log no longer holds
         (log cleanup removes commit files older than `delta.logRetentionDuration` once a
         checkpoint covers them: a feed that commits seldom may lag the ledger that long)."""
         found: Known = {}
+        digests: Digests = {}
         commits = self.lake.commit_metadata(table, after, until)
         if sorted(commits) != list(range(after + 1, until + 1)):
             log.warning(
@@ -215,18 +267,23 @@ class Ledger:
                 after + 1,
                 until,
             )
-            return legacy_ingested(self.lake, table, keys), True
+            return legacy_ingested(self.lake, table, keys), {}, True
         for version in sorted(commits, reverse=True):  # newest first: a path's newest stamp wins
             metadata = commits[version]
             if BATCH_KEY not in metadata:
                 continue  # OPTIMIZE, VACUUM, a schema change: no landing files
             if FILES_KEY not in metadata:
-                return {**legacy_ingested(self.lake, table, keys), **found}, True
+                return {**legacy_ingested(self.lake, table, keys), **found}, digests, True
             files = metadata[FILES_KEY]  # keys, or absolute URIs in older commits
             stamps = metadata.get(STAMPS_KEY) or [None] * len(files)
-            for file, stamp in zip(files, stamps, strict=True):
-                found.setdefault(keys(file), _stamp(*stamp) if stamp else None)
-        return found, False
+            sums = metadata.get(DIGESTS_KEY) or [None] * len(files)
+            for file, stamp, digest in zip(files, stamps, sums, strict=True):
+                key = keys(file)
+                if key not in found:
+                    found[key] = _stamp(*stamp) if stamp else None
+                    if digest:
+                        digests[key] = digest
+        return found, digests, False
 
 
 # Another writer committed first: delta-spark's concurrent-modification exceptions (the same Txn:
