@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 
 import pytest
 
@@ -218,3 +219,32 @@ def test_a_lake_copied_with_new_modification_times_ingests_only_what_was_rewritt
     rewritten = ingest.ingest_files(ctx, "crm_x")
     assert quiet(rewritten) == (1, 1, 0) and "restamped_files" not in rewritten.details
     assert sorted(r["id"] for r in ctx.lake.read(table).collect()) == ["1", "2"]
+
+
+def test_a_bucket_copied_for_disaster_recovery_ingests_nothing_again(spark, s3_endpoint):
+    """An object store's copy (CopyObject, as `aws s3 sync` between buckets does it) gives every
+    object a new Last-Modified: bronze on the copy, on EMR's engine, knows the bytes it holds."""
+    client = s3_endpoint.client()
+    primary, recovery = "lakehouse-primary", "lakehouse-recovery"
+    for bucket in (primary, recovery):
+        s3_endpoint.create_bucket(bucket)
+        s3_endpoint.configure_spark(spark, bucket)
+    for name, day in (("a.csv", 1), ("b.csv", 2)):
+        body = f"id,updated_at\n{day},2026-07-0{day}T00:00:00Z\n".encode()
+        client.put_object(Bucket=primary, Key=f"lake/landing/crm/x/{name}", Body=body)
+    ctx = small_ctx(spark, f"s3a://{primary}/lake", "delta-spark", "first")
+    assert quiet(ingest.ingest_files(ctx, "crm_x")) == (2, 2, 0)
+
+    time.sleep(1.1)  # Last-Modified is kept to the second: the copies' differ
+    objects = client.list_objects_v2(Bucket=primary, Prefix="lake/")["Contents"]
+    for key in (o["Key"] for o in objects):
+        client.copy_object(Bucket=recovery, Key=key, CopySource={"Bucket": primary, "Key": key})
+    landing = "lake/landing/crm/x/a.csv"
+    assert (
+        client.head_object(Bucket=recovery, Key=landing)["LastModified"]
+        > client.head_object(Bucket=primary, Key=landing)["LastModified"]
+    )
+    ctx = small_ctx(spark, f"s3a://{recovery}/lake", "delta-spark", "recovered")
+    result = ingest.ingest_files(ctx, "crm_x")
+    assert quiet(result) == (0, 0, 0) and result.details["restamped_files"] == 2, result.details
+    assert ctx.lake.read(ctx.table_path("bronze", "crm_x")).count() == 2
