@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from py4j.java_gateway import JavaClass
+from py4j.protocol import Py4JJavaError
 from pyspark.sql import SparkSession
 
 from pipeline.files import LocalFiles
@@ -420,7 +421,6 @@ def sha256(spark: SparkSession, location: str) -> str:
 
 
 DIGEST_THREADS = 8  # files hashed at once: a local file is read by Python, another streamed in the JVM
-_CHUNK = 1 << 20
 
 
 def sha256_of(spark: SparkSession, files: Sequence[LandingFile]) -> dict[str, str]:
@@ -433,22 +433,21 @@ def sha256_of(spark: SparkSession, files: Sequence[LandingFile]) -> dict[str, st
     _, fs = _fs(spark, files[0].path)
     local = fs.getScheme() == "file"
 
+    # Gone since the listing: no hash, and the read names the file. Any other error (a
+    # throttled store) fails the step, to be retried, rather than pass a copy for a rewrite.
     def digest(f: LandingFile) -> str | None:
         try:
             if not local:
                 return sha256(spark, f.path)
-            found = hashlib.sha256()
             with open(_os_path(f.path), "rb") as stream:
-                while chunk := stream.read(_CHUNK):
-                    found.update(chunk)
-            return found.hexdigest()
-        except Exception as exc:
-            # Gone since the listing: no hash, and the read names the file. Anything else (a
-            # throttled store) fails the step, to be retried, rather than pass a copy for a rewrite.
-            if not isinstance(exc, FileNotFoundError) and "FileNotFoundException" not in str(exc):
+                return hashlib.file_digest(stream, "sha256").hexdigest()
+        except FileNotFoundError:
+            pass
+        except Py4JJavaError as exc:
+            if exc.java_exception.getClass().getName() != "java.io.FileNotFoundException":
                 raise
-            log.warning("%s: gone since it was listed; not hashed", f.uri)
-            return None
+        log.warning("%s: gone since it was listed; not hashed", f.uri)
+        return None
 
     with ThreadPoolExecutor(min(DIGEST_THREADS, len(files))) as pool:
         found = dict(zip((f.uri for f in files), pool.map(digest, files), strict=True))

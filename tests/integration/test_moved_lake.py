@@ -213,11 +213,17 @@ def test_a_lake_copied_with_new_modification_times_ingests_only_what_was_rewritt
     shutil.rmtree(copied / "_ops" / "ingested_files")
     monkeypatch.setattr(ledger_module, "_HELD", {})
     nothing_new("ledger-lost")  # rebuilt from bronze's commits, the restamping one included
+    a_csv = copied / "landing" / "crm" / "x" / "a.csv"
+    os.utime(a_csv, ns=(a_csv.stat().st_atime_ns, a_csv.stat().st_mtime_ns + 60 * 10**9))
+    ctx.run_id = "touched"  # the restamping commit kept the hash too
+    touched = ingest.ingest_files(ctx, "crm_x")
+    assert quiet(touched) == (0, 0, 0) and touched.details["restamped_files"] == 1, touched.details
 
     deliver(copied, "a.csv", "id,updated_at\n2,2026-07-01T00:00:00Z\n")  # same size, other bytes
     ctx.run_id = "rewritten"
     rewritten = ingest.ingest_files(ctx, "crm_x")
     assert quiet(rewritten) == (1, 1, 0) and "restamped_files" not in rewritten.details
+    assert [uri.rsplit("/", 1)[-1] for uri in rewritten.details["redelivered"]] == ["a.csv"]
     assert sorted(r["id"] for r in ctx.lake.read(table).collect()) == ["1", "2"]
 
 

@@ -1,6 +1,7 @@
 """pipeline.storage.list_files: the listing's URI of a landing file is the key Spark's
 `_metadata.file_path` gives the same file (through file_key), whatever its name holds, in a
-folder and in a bucket; so the ledger finds an ingested file and it is ingested once."""
+folder and in a bucket; so the ledger finds an ingested file and it is ingested once. And
+`sha256_of`: each file's hash by its bytes, in a folder and in a bucket."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ import pytest
 from pyspark.sql import functions as F
 
 from pipeline import storage
-from pipeline.storage import LandingKeys, file_key, list_files, list_landing, location_uri, spark_path
+from pipeline.storage import (
+    LandingFile,
+    LandingKeys,
+    file_key,
+    list_files,
+    list_landing,
+    location_uri,
+    spark_path,
+)
 
 BUCKET = "lakehouse-storage-test"
 # A space, '%', '#', non-ASCII, characters a URI keeps as they are, glob characters, and a plain
@@ -242,11 +251,10 @@ def check_hashes(spark, root: str, bodies: dict[str, bytes], gone: str) -> None:
     a file removed after the listing gets none."""
     listed = list_files(spark, root)
     assert len(listed) == len(bodies)
-    remove(spark, next(f for f in listed if f.path.endswith("/" + gone)))
-    by_name = {n: hashlib.sha256(b).hexdigest() for n, b in bodies.items() if n != gone}
+    name = {f.uri: next(n for n in bodies if f.path.endswith("/" + n)) for f in listed}
+    remove(spark, next(f for f in listed if name[f.uri] == gone))
     found = storage.sha256_of(spark, listed)
-    assert sorted(found.values()) == sorted(by_name.values())
-    assert not any(f.uri in found for f in listed if f.path.endswith("/" + gone))
+    assert found == {uri: hashlib.sha256(bodies[n]).hexdigest() for uri, n in name.items() if n != gone}
 
 
 def remove(spark, f) -> None:
@@ -262,6 +270,10 @@ def test_files_are_hashed_by_their_bytes_in_a_folder(spark, tmp_path):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(body)
     check_hashes(spark, str(tmp_path), HASHED, "gone.csv")
+    # Any other error fails the step (to be retried): a copy must not pass for a rewrite.
+    folder = LandingFile(f"file://{tmp_path}", f"file:{tmp_path}", 0, 0)
+    with pytest.raises(IsADirectoryError):
+        storage.sha256_of(spark, [folder])
 
 
 def test_files_are_hashed_by_their_bytes_in_a_bucket(spark, s3_endpoint):

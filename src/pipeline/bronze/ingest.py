@@ -221,9 +221,9 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     txn = Txn(TXN_APP, (done or 0) + 1)
     keys = landing_keys(ctx, dataset)
     listed, done, ignored = new_landing_files(ctx, dataset, keys)
-    skipped = set(rejected_files(ctx).unchanged(dataset, listed, keys))
     # Hashed before the read: a file rewritten after it is one whose bytes bronze does not hold.
-    digests = sha256_of(ctx.spark, [f for f in listed if f not in skipped])
+    digests = sha256_of(ctx.spark, listed)
+    skipped = set(rejected_files(ctx).unchanged(dataset, listed, keys, digests))
     restamped = [f for f in listed if _same_bytes(done.digests.get(keys(f.uri)), digests.get(f.uri))]
     not_read = skipped.union(restamped)
     files = [f for f in listed if f not in not_read]
@@ -262,28 +262,30 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
             dataset,
             len(restamped),
         )
-        details["restamped_files"] = len(restamped)
+        details[RESTAMPED_KEY] = len(restamped)
     if not files and not restamped:
         log.info("%s: no new landing files under %s", dataset, root)
         # Freshness: nothing new, so the table's data is as old as its last commit recorded.
         return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
-    if not files:
-        return _commit_restamped(ctx, dataset, Landed([], restamped, digests), keys, txn, details)
-    batch_id = ctx.batch_id(dataset)
-    files, rejections = precheck(ctx.spark, spec, files, contract_columns(ctx, dataset))
-    held = ctx.lake.schema(table) if exists else None  # bronze's column types
-    try:
-        batch, stats, files = _read_setting_aside(ctx, dataset, files, held, batch_id, rejections)
-    finally:  # what was found bad is recorded even when the step then fails on something else
-        rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id, keys)
-    details.update(
-        rejected_files=len(rejections),
-        rejected=[{"path": r.file.uri, "reason": r.reason} for r in rejections],
-    )
+    batch, stats = None, None
+    if files:
+        batch_id = ctx.batch_id(dataset)
+        files, rejections = precheck(ctx.spark, spec, files, contract_columns(ctx, dataset))
+        held = ctx.lake.schema(table) if exists else None  # bronze's column types
+        try:
+            batch, stats, files = _read_setting_aside(ctx, dataset, files, held, batch_id, rejections)
+        finally:  # what was found bad is recorded even when the step then fails on something else
+            rejected_files(ctx).record(dataset, rejections, ctx.run_id, batch_id, keys, digests)
+        details.update(
+            rejected_files=len(rejections),
+            rejected=[{"path": r.file.uri, "reason": r.reason} for r in rejections],
+        )
     if batch is None or stats is None:
-        if restamped:
-            return _commit_restamped(ctx, dataset, Landed([], restamped, digests), keys, txn, details)
-        return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
+        if not restamped:
+            return StepResult(details={**details, NEWEST_KEY: recorded_newest(ctx.lake, table)})
+        # A commit of no rows: the restamped files' new stamps alone.
+        batch = ctx.spark.createDataFrame([], ctx.lake.schema(table))
+        stats, files = BatchStats({}, 0, None, False), []
     try:
         return _commit(ctx, dataset, Landed(files, restamped, digests), keys, batch, stats, txn, details)
     finally:
@@ -453,14 +455,6 @@ def _read(
         newest,
         bool(extra),
     )
-
-
-def _commit_restamped(
-    ctx: RunContext, dataset: str, landed: Landed, keys: LandingKeys, txn: Txn, details: dict
-) -> StepResult:
-    """A commit of no rows listing files bronze holds under their new stamps (`landed.restamped`)."""
-    no_rows = ctx.spark.createDataFrame([], ctx.lake.schema(ctx.table_path("bronze", dataset)))
-    return _commit(ctx, dataset, landed, keys, no_rows, BatchStats({}, 0, None, False), txn, details)
 
 
 def _commit(

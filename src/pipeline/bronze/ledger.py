@@ -3,10 +3,11 @@
 a read of the ledger plus the bronze commits it has not seen, not a scan of the bronze table and
 its whole history.
 
-A delivery is a path, its stamp (size and modification time) and the SHA-256 of its bytes: a
-file listed with another stamp than the newest delivery of its path is hashed, and if its bytes
-are that delivery's (a copy with new times: `cp -r`, an object store's copy) bronze records the
-new stamp in a commit of no rows (`restamped_files`) and reads nothing; otherwise it is a new
+A delivery is a path, its stamp (size and modification time) and the SHA-256 of its bytes,
+hashed when it is listed (every file listed as new, before the read): a file listed with another
+stamp than the newest delivery of its path whose bytes are that delivery's (a copy with new
+times: `cp -r`, an object store's copy) is recorded under the new stamp in the step's commit (one
+of no rows when nothing else is new; `restamped_files`) and not read; otherwise it is a new
 delivery, ingested again (its rows beside the first delivery's, with a newer `_ingestion_ts`).
 Files ingested before stamps were kept have none (null) and are known by path alone; those
 ingested before hashes were kept have no sha256, and another stamp makes them a new delivery.
@@ -29,7 +30,9 @@ ledger's newest `bronze_version` from bronze's log (their commit files, no Spark
 them to the ledger once they are that many. So a bronze step's commit is its only one (a ledger
 append after each cost ~0.3 s, and a checkpoint of the ledger every 10th), and a crash anywhere
 loses nothing the ledger needs. Commits the log no longer holds (cleaned up) are read from the
-table instead, and recorded. A ledger ahead of its table (the table was dropped and rebuilt)
+table instead: its files, with the stamp and hash of each one's newest delivery the ledger holds
+(a delivery in a lost commit it lacks is not known: a copy of it is read again), all recorded so
+the ledger covers the table's version. A ledger ahead of its table (the table was dropped and rebuilt)
 is ignored. Tables written before the ledger existed (no `landing_files` in their commits) are
 read the old way once (and recorded at once): the distinct `_source_file` of the table, plus
 the `empty_files` of their commits.
@@ -154,17 +157,17 @@ class Ledger:
             done, digests, covered = {}, {}, -1
         if covered < version:
             found, found_digests, read_table = self._from_bronze(table, covered, version, keys)
-            if read_table:  # the table's files, stamps unknown: keep the ones the ledger holds
-                # (not its hashes: a delivery in a commit it lacks may be newer than its row)
-                found = {f: done.get(f) if s is None else s for f, s in found.items()}
+            if read_table:
+                # The table's files, stamps unknown: the ledger's newest delivery of each (stamp
+                # and hash), all recorded, so that the ledger covers this version from now on.
+                kept = {f for f, s in found.items() if s is None and f in done}
+                found = {f: done[f] if f in kept else s for f, s in found.items()}
+                found_digests = {**{f: digests[f] for f in kept if f in digests}, **found_digests}
+                changed = found
+            else:
+                changed = {f: s for f, s in found.items() if f not in done or done[f] != s}
             if read_table or version - covered >= CATCH_UP_COMMITS:
-                self.record(
-                    dataset,
-                    {f: s for f, s in found.items() if f not in done or done[f] != s},
-                    version,
-                    "ledger catch-up",
-                    found_digests,
-                )
+                self.record(dataset, changed, version, "ledger catch-up", found_digests)
             done.update(found)
             for f in found:  # a newer delivery's sha256, or none kept for it
                 if f in found_digests:

@@ -266,9 +266,11 @@ class RejectedFiles:
     lake: Lake
     path: str  # <lake>/_ops/rejected_files
 
-    def unchanged(self, dataset: str, files: list[LandingFile], keys: LandingKeys) -> list[LandingFile]:
+    def unchanged(
+        self, dataset: str, files: list[LandingFile], keys: LandingKeys, digests: Mapping[str, str]
+    ) -> list[LandingFile]:
         """The files among `files` (by `keys`, the dataset's) rejected before with the same bytes
-        (checksums are computed only for files with a rejection on record)."""
+        (`digests`: each file's SHA-256 by URI, `storage.sha256_of`; none: gone since listed)."""
         if not files or not self.lake.exists(self.path):
             return []
         listed = {keys(f.uri): f for f in files}
@@ -280,15 +282,19 @@ class RejectedFiles:
         sums: dict[str, set[str]] = {}
         for r in rows:
             sums.setdefault(keys(r["path"]), set()).add(r["sha256"])
-        return [
-            f
-            for key, f in sorted(listed.items())
-            if key in sums and sha256(self.lake.spark, f.path) in sums[key]
-        ]
+        return [f for key, f in sorted(listed.items()) if key in sums and digests.get(f.uri) in sums[key]]
 
     def record(
-        self, dataset: str, rejections: list[Rejection], run_id: str, batch_id: str, keys: LandingKeys
+        self,
+        dataset: str,
+        rejections: list[Rejection],
+        run_id: str,
+        batch_id: str,
+        keys: LandingKeys,
+        digests: Mapping[str, str],
     ) -> None:
+        """Record `rejections` with the SHA-256 of each file's bytes as they were listed
+        (`digests`; a file without one is hashed now)."""
         if not rejections:
             return
         now = datetime.now(UTC)
@@ -297,7 +303,7 @@ class RejectedFiles:
                 dataset,
                 keys(r.file.uri),
                 r.file.size,
-                sha256(self.lake.spark, r.file.path),
+                digests.get(r.file.uri) or sha256(self.lake.spark, r.file.path),
                 r.reason,
                 run_id,
                 batch_id,
