@@ -64,9 +64,8 @@ log = logging.getLogger(__name__)
 FILES_KEY = "landing_files"  # bronze commit metadata: every landing file of the batch
 STAMPS_KEY = "landing_file_stamps"  # bronze commit metadata: [size, modified_ms] of each, in order
 DIGESTS_KEY = "landing_file_sha256"  # bronze commit metadata: SHA-256 of each file's bytes, in order
-RESTAMPED_KEY = (
-    "restamped_files"  # bronze commit metadata: how many of landing_files (the last) bronze held already
-)
+# bronze commit metadata: how many of landing_files (the last ones) bronze held already, restamped
+RESTAMPED_KEY = "restamped_files"
 EMPTY_FILES_KEY = "empty_files"  # bronze commit metadata: the batch's files without records
 BATCH_KEY = "batch_id"  # bronze commit metadata of a file batch (not OPTIMIZE, VACUUM, ...)
 CATCH_UP_COMMITS = 10  # bronze commits the ledger may lag before a read records them
@@ -169,11 +168,8 @@ class Ledger:
             if read_table or version - covered >= CATCH_UP_COMMITS:
                 self.record(dataset, changed, version, "ledger catch-up", found_digests)
             done.update(found)
-            for f in found:  # a newer delivery's sha256, or none kept for it
-                if f in found_digests:
-                    digests[f] = found_digests[f]
-                else:
-                    digests.pop(f, None)
+            # The found deliveries' hashes replace the ledger's (none where a delivery kept none).
+            digests = {f: d for f, d in digests.items() if f not in found} | found_digests
         return Held(done, digests)
 
     def _rows(self) -> _Rows | None:
