@@ -123,6 +123,26 @@ def test_merge_into_a_missing_table_applies_the_insert_clause(spark, lake, table
     assert lake.exists(other) and lake.read(other).count() == 0
 
 
+def test_a_merge_counted_to_match_nothing_commits_as_an_append_of_what_it_inserts(spark, lake, table):
+    """`matched=0` (the caller counted no source row matching a table row): the table a MERGE
+    leaves, committed as an append (no scan for matches), with the merge's metadata and Txn."""
+    source = rows(spark, [(4, "d", 4.0, "d1"), (5, "skip", 5.0, "d3")])
+    spec = MergeSpec(keys=("id",), delete_when="s.name = 'gone'", insert_when="s.name <> 'skip'")
+    merged = str(table) + "_merged"
+    for path in (table, merged):
+        lake.append(path, rows(spark, BASE), partition_by=["day"])
+    txn = Txn("contract.unmatched", 7)
+    written = lake.merge(
+        table, source, spec, partition_by=["day"], metadata={"batch": "b1"}, txn=txn, matched=0
+    )
+    lake.merge(merged, source, spec, partition_by=["day"])
+    assert_df_equality(contents(lake, table), contents(lake, merged), ignore_nullable=True)
+    (commit,) = lake.history(table, 1)
+    assert (commit.operation, commit.metadata, written.version) == ("WRITE", {"batch": "b1"}, 1)
+    again = lake.merge(table, source, spec, partition_by=["day"], txn=txn, matched=0)
+    assert again.skipped and lake.version(table) == 1
+
+
 def test_merge_without_insert_only_touches_matches(spark, lake, table):
     lake.append(table, rows(spark, BASE))
     lake.merge(

@@ -247,8 +247,26 @@ def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):
     outcomes = run(ctx, steps)
     new_bronze = outcomes["bronze_crm_contacts"].rows_out
     assert new_bronze > 0 and outcomes["silver_contacts"].rows_in == new_bronze
-    silver = ctx.lake.read(ctx.table_path("silver", "contacts"))
+    path = ctx.table_path("silver", "contacts")
+    silver = ctx.lake.read(path)
     assert silver.filter("updated_at >= '2026-10-01'").count() > 0
+    assert ctx.lake.history(path, 1)[0].operation == "MERGE"  # the batch updates stored contacts
+    # New contacts only (the same file under other ids): no stored row matches, so the publish
+    # appends them (Lake.merge's `matched`): the stored rows stay as they were, and each new one
+    # is its stored namesake's latest version under the new id.
+    version = ctx.lake.version(path)
+    (folder / "contacts_20261202.csv").write_text(text.replace("CON-0", "CON-9"))
+    ctx.run_id = "third"
+    assert run(ctx, steps)["silver_contacts"].rows_out > 0
+    assert ctx.lake.history(path, 1)[0].operation == "WRITE"
+    stored = {r["contact_id"]: r.asDict() for r in ctx.lake.read(path, version).collect()}
+    now = {r["contact_id"]: r.asDict() for r in ctx.lake.read(path).collect()}
+    added = {k: v for k, v in now.items() if k.startswith("CON-9")}
+    assert added and {k: v for k, v in now.items() if k not in added} == stored
+    delivery = ("_batch_id", "_source_file")
+    for key, row in added.items():
+        namesake = stored[key.replace("CON-9", "CON-0")]
+        assert {**row, "contact_id": namesake["contact_id"]} | {c: namesake[c] for c in delivery} == namesake
 
 
 def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(

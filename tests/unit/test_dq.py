@@ -424,14 +424,14 @@ def test_merge_effect_is_what_the_engine_merge_does_to_the_row_count(spark, tmp_
         KEYED,
     )
     effect = merge_effect(source, lake.read(path), SOFT_DELETE)
-    expected = spark.createDataFrame([(1, 1)], "inserted bigint, deleted bigint")
+    expected = spark.createDataFrame([(1, 1, 3)], "inserted bigint, deleted bigint, matched bigint")
     assert_df_equality(effect, expected, ignore_nullable=True)
     before = lake.read(path).count()
     lake.merge(path, source, SOFT_DELETE)
     assert lake.read(path).count() == before + 1 - 1
-    # No table yet: what MergeSpec.rows_for_new_table keeps is inserted.
+    # No table yet: what MergeSpec.inserts_when_unmatched keeps is inserted.
     first = merge_effect(source, None, SOFT_DELETE).first()
-    assert (first["inserted"], first["deleted"]) == (SOFT_DELETE.rows_for_new_table(source).count(), 0)
+    assert tuple(first) == (SOFT_DELETE.inserts_when_unmatched(source).count(), 0, 0)
 
 
 def test_batch_gate_judges_the_batch_and_the_table_figures_it_is_given(spark, tmp_path):

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
+from functools import cached_property
 from typing import NamedTuple
 
 from pyspark import StorageLevel
@@ -32,7 +34,7 @@ from pyspark.sql import functions as F
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
-from pipeline.lake import LakeError, MergeSpec, Txn
+from pipeline.lake import Lake, LakeError, MergeSpec, Txn, WriteResult
 from pipeline.silver.conform import (
     RULES,
     VALUE,
@@ -131,14 +133,13 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             merged = scd2_input(ctx, contract, valid, int(consumed), consumed_newest)
             merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(merged)
-        source, spec, stored = _merge_plan(
+        plan = _merge_plan(
             contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS
         )
-        if stored is not None:
-            cached.append(stored.persist(StorageLevel.MEMORY_AND_DISK))
-        if source is not silver_rows:
-            source = source.persist(StorageLevel.MEMORY_AND_DISK)
-            cached.append(source)
+        if plan.stored is not None:
+            cached.append(plan.stored.persist(StorageLevel.MEMORY_AND_DISK))
+        if plan.source is not silver_rows:
+            cached.append(plan.source.persist(StorageLevel.MEMORY_AND_DISK))
     except BaseException:
         release()
         raise
@@ -161,9 +162,7 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             "quarantined": n_quarantined,
             "duplicates": duplicates,
         }
-        result = ctx.lake.merge(
-            silver_path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn
-        )
+        result = plan.write(ctx.lake, silver_path, contract, metadata, txn)
         log.info(
             "silver %s: in %d = out %d + quarantined %d + duplicates %d",
             name,
@@ -192,10 +191,10 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
     return Staged(
         name,
         "silver",
-        audited(source, contract),
+        audited(plan.source, contract),
         publish,
         counts=counts,
-        table=lambda: table_after(source, target, spec, newest_at, stored),
+        table=lambda: TableAfter(plan.figures.rows, newest_at),
         release=release,
     )
 
@@ -206,23 +205,25 @@ def audited(source: DataFrame, contract: Contract) -> DataFrame:
     return source.where("is_current IS NOT NULL") if contract.history == "scd2" else source
 
 
-def table_after(
-    source: DataFrame,
-    target: DataFrame | None,
-    spec: MergeSpec,
-    newest: str | None,
-    stored: DataFrame | None = None,
-) -> TableAfter:
-    """The table's figures once `source` is merged: its rows now (a count Spark answers from
-    the Parquet footers, no column read) plus the merge's net effect, in one query (each query
-    costs its planning and a file listing of the table, more than its work on a small batch).
-    `stored`: the target's rows the merge can match, cached (MergePlan.stored); the effect is
-    counted against them instead of a second scan of the table."""
+class MergeFigures(NamedTuple):
+    rows: int  # the table's rows once the merge is committed
+    matched: int  # the source rows that match a table row; 0: the merge only inserts
+
+
+def merge_figures(
+    source: DataFrame, target: DataFrame | None, spec: MergeSpec, stored: DataFrame | None = None
+) -> MergeFigures:
+    """What merging `source` into `target` by `spec` will do, in one query (each query costs its
+    planning and a file listing of the table, more than its work on a small batch): the table's
+    rows now (a count Spark answers from the Parquet footers, no column read) plus the merge's
+    net effect, and how many source rows match. `stored`: the target's rows the merge can match,
+    cached (MergePlan.stored); the effect is counted against them instead of a second scan of
+    the table."""
     effect = merge_effect(source, target if stored is None else stored, spec)
     if target is None:
-        return TableAfter(effect.first()["inserted"], newest)
+        return MergeFigures(effect.first()["inserted"], 0)
     row = effect.crossJoin(target.agg(F.count(F.lit(1)).alias("before"))).first()
-    return TableAfter(row["before"] + row["inserted"] - row["deleted"], newest)
+    return MergeFigures(row["before"] + row["inserted"] - row["deleted"], row["matched"])
 
 
 def newest_column(contract: Contract) -> str:
@@ -309,14 +310,36 @@ def _literal(value) -> str | None:
     return None
 
 
-class MergePlan(NamedTuple):
+@dataclass(frozen=True)
+class MergePlan:
+    """What to merge into silver and how, and what the merge will do: its figures, computed
+    once for the check (the table's rows after it) and the publish (a batch that matches no row
+    is appended: Lake.merge's `matched`)."""
+
     source: DataFrame  # what to merge into silver
     spec: MergeSpec
+    target: DataFrame | None  # silver as it is; None before its first batch
     # Every target row the merge can match, where the plan reads them itself (SCD2: the stored
     # versions of the batch's keys), else None. The caller caches it before computing `source`,
     # whose plan reads it more than once (the chains, the versions they keep, the ones they
-    # supersede), and the gate's merge effect counts against it (table_after): one scan of silver.
-    stored: DataFrame | None
+    # supersede), and the figures count against it: one scan of silver.
+    stored: DataFrame | None = None
+
+    @cached_property
+    def figures(self) -> MergeFigures:
+        return merge_figures(self.source, self.target, self.spec, self.stored)
+
+    def write(self, lake: Lake, path: str, contract: Contract, metadata: dict, txn: Txn) -> WriteResult:
+        matched = None if self.target is None else self.figures.matched
+        return lake.merge(
+            path,
+            self.source,
+            self.spec,
+            partition_by=contract.partition_by,
+            metadata=metadata,
+            txn=txn,
+            matched=matched,
+        )
 
 
 def _merge_plan(
@@ -352,11 +375,11 @@ def _merge_plan(
             insert_when=f"NOT ({SUPERSEDED})",
             target_only=target_range,
         )
-        return MergePlan(scd2_changes(existing, rows, contract, small), spec, stored)
+        return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored)
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
         spec = MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
-        return MergePlan(rows, spec, None)
+        return MergePlan(rows, spec, target)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
@@ -369,24 +392,30 @@ def _merge_plan(
         insert_when=f"NOT {deleted}" if deleted else None,
         target_only=target_range,
     )
-    return MergePlan(rows, spec, None)
+    return MergePlan(rows, spec, target)
 
 
 def merge_effect(source: DataFrame, target: DataFrame | None, spec: MergeSpec) -> DataFrame:
-    """One row (`inserted`, `deleted`): the rows a MERGE of `source` into `target` by `spec`
-    inserts and deletes, computed with the spec's own conditions (a pure transform: the gate
-    knows the table's row count after the publish before anything is written). `target` None:
-    no table yet, every source row the insert clause accepts is inserted.
+    """One row (`inserted`, `deleted`, `matched`): the rows a MERGE of `source` into `target` by
+    `spec` inserts and deletes, and the source rows that match one, computed with the spec's own
+    conditions (a pure transform: the gate knows the table's row count after the publish before
+    anything is written). `target` None: no table yet, every source row the insert clause
+    accepts is inserted.
 
     Exact when `source` has one row per merge key (silver batches are deduplicated by key), as
     Delta's MERGE requires anyway. Only the target's columns the conditions use are read."""
     inserted = F.lit(spec.insert) & (F.expr(spec.insert_when) if spec.insert_when else F.lit(True))
     if target is None:  # nothing to match: delete_when (which may name t) never applies
+        none = F.lit(0).cast("bigint")
         return source.alias("s").agg(
-            F.count_if(inserted).alias("inserted"), F.lit(0).cast("bigint").alias("deleted")
+            F.count_if(inserted).alias("inserted"), none.alias("deleted"), none.alias("matched")
         )
     marked = target.withColumn("__matched", F.lit(True)).alias("t")
     joined = source.alias("s").join(marked, F.expr(spec.join_predicate()), "left")
     matched = F.col("t.__matched").isNotNull()
     deleted = matched & F.expr(spec.delete_when) if spec.delete_when else F.lit(False)
-    return joined.agg(F.count_if(~matched & inserted).alias("inserted"), F.count_if(deleted).alias("deleted"))
+    return joined.agg(
+        F.count_if(~matched & inserted).alias("inserted"),
+        F.count_if(deleted).alias("deleted"),
+        F.count_if(matched).alias("matched"),
+    )

@@ -31,9 +31,9 @@ from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key
-from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, audited, newest_column, scd2_input, table_after
+from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, audited, newest_column, scd2_input
 from pipeline.silver.pii import pii_key, protect
-from pipeline.step_result import Staged, StepResult
+from pipeline.step_result import Staged, StepResult, TableAfter
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def _checked_merge(
     ratio is not judged: its rows were quarantined already, a share still failing is no news
     about new data."""
     target = ctx.lake.read(path) if ctx.lake.exists(path) else None
-    source, spec, versions = _merge_plan(contract, rows, target)
+    plan = _merge_plan(contract, rows, target)
     cached = []
 
     def release() -> None:
@@ -188,20 +188,19 @@ def _checked_merge(
             frame.unpersist()
 
     def publish() -> StepResult:
-        ctx.lake.merge(path, source, spec, partition_by=contract.partition_by, metadata=metadata, txn=txn)
+        plan.write(ctx.lake, path, contract, metadata, txn)
         return StepResult()
 
     try:
-        if versions is not None:  # silver's stored versions of the keys: read once (MergePlan)
-            cached.append(versions.persist(StorageLevel.MEMORY_AND_DISK))
-        source = source.persist(StorageLevel.MEMORY_AND_DISK)
-        cached.append(source)
+        if plan.stored is not None:  # silver's stored versions of the keys: read once (MergePlan)
+            cached.append(plan.stored.persist(StorageLevel.MEMORY_AND_DISK))
+        cached.append(plan.source.persist(StorageLevel.MEMORY_AND_DISK))
         staged = Staged(
             contract.name,
             "silver",
-            audited(source, contract),
+            audited(plan.source, contract),
             publish,
-            table=lambda: table_after(source, target, spec, recorded_newest(ctx.lake, path), versions),
+            table=lambda: TableAfter(plan.figures.rows, recorded_newest(ctx.lake, path)),
             release=release,
         )
     except BaseException:
