@@ -17,6 +17,14 @@ JDBC_JAR = "/usr/share/java/postgresql.jar"
 SPARK_JARS = REPO / "jvm" / "jars" / "spark"
 
 
+def pytest_collection_modifyitems(items):
+    """The heaviest modules first (tests/module_seconds.py), so that both workers finish together."""
+    from tests.module_seconds import load
+
+    seconds = load()
+    items.sort(key=lambda item: -seconds.get(item.nodeid.split("::")[0], 0))
+
+
 @pytest.fixture(scope="session")
 def spark():
     from pipeline.spark import build_spark
