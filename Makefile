@@ -42,7 +42,7 @@ demo: setup
 
 # Property tests derandomized by default (tests/property/conftest.py): a red build reproduces exactly.
 test: setup
-	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n 2 --dist loadfile $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
+	HYPOTHESIS_PROFILE=$${HYPOTHESIS_PROFILE:-ci} $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; [ $$rc -eq 5 ] && { echo "no tests collected"; exit 1; }; exit $$rc
 
 # Benchmarks (docs/performance.md): the pipeline at each of SCALES on both lake engines, then the
 # single-scale ones at the first of SCALES. Smaller: make bench SCALES="0.05 0.1".

@@ -1,11 +1,13 @@
 """Seconds each test module took in one full suite run (`make test`: 2 workers, 2 cores), kept in
 tests/module_seconds.json for tests/conftest.py: the workers take modules whole
 (`--dist loadfile`), so the heaviest go first and the run ends on small ones, with both workers
-busy to the end (longest first). A module missing from the file (new, renamed) keeps its
-collection place after them; a stale figure only reorders, it never changes what runs.
+busy to the end (longest first). `make test` passes `--no-loadscope-reorder`: pytest-xdist would
+otherwise hand modules out by their number of tests. A module missing from the file (new,
+renamed) keeps its collection place after them; a stale figure only reorders, it never changes
+what runs.
 
 Refresh from a run's JUnit report:
-    .venv/bin/python -m pytest -n 2 --dist loadfile --junitxml=/tmp/suite.xml
+    make test PYTEST_ARGS=--junitxml=/tmp/suite.xml
     .venv/bin/python tests/module_seconds.py /tmp/suite.xml
 """
 

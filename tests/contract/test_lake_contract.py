@@ -141,6 +141,16 @@ def test_a_merge_counted_to_match_nothing_commits_as_an_append_of_what_it_insert
     assert (commit.operation, commit.metadata, written.version) == ("WRITE", {"batch": "b1"}, 1)
     again = lake.merge(table, source, spec, partition_by=["day"], txn=txn, matched=0)
     assert again.skipped and lake.version(table) == 1
+    # Columns in another order and a new nullable one: taken by name, as the MERGE takes them.
+    wider = rows(
+        spark, [("web", "d2", 6.0, "f", 6)], "channel string, day string, amount double, name string, id int"
+    )
+    lake.merge(table, wider, spec, partition_by=["day"], matched=0)
+    lake.merge(merged, wider, spec, partition_by=["day"])
+    assert_df_equality(
+        contents(lake, table), contents(lake, merged), ignore_nullable=True, ignore_column_order=True
+    )
+    assert contents(lake, table).where("id = 6").first()["channel"] == "web"
 
 
 def test_merge_without_insert_only_touches_matches(spark, lake, table):

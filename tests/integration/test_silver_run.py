@@ -260,13 +260,20 @@ def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):
     assert run(ctx, steps)["silver_contacts"].rows_out > 0
     assert ctx.lake.history(path, 1)[0].operation == "WRITE"
     stored = {r["contact_id"]: r.asDict() for r in ctx.lake.read(path, version).collect()}
-    now = {r["contact_id"]: r.asDict() for r in ctx.lake.read(path).collect()}
+    rows = ctx.lake.read(path).collect()
+    now = {r["contact_id"]: r.asDict() for r in rows}
+    assert len(now) == len(rows)  # no key twice
     added = {k: v for k, v in now.items() if k.startswith("CON-9")}
-    assert added and {k: v for k, v in now.items() if k not in added} == stored
-    delivery = ("_batch_id", "_source_file")
+    assert {k: v for k, v in now.items() if k not in added} == stored
+    # Every contact whose stored version came from the updated delivery has its twin, no other:
+    # the delivery's deleted contacts were deleted, and their twins are not inserted.
+    updated = {k for k, v in stored.items() if v["_source_file"].endswith("contacts_20261201.csv")}
+    assert updated and set(added) == {k.replace("CON-0", "CON-9") for k in updated}
     for key, row in added.items():
         namesake = stored[key.replace("CON-9", "CON-0")]
-        assert {**row, "contact_id": namesake["contact_id"]} | {c: namesake[c] for c in delivery} == namesake
+        assert row["_source_file"].endswith("contacts_20261202.csv")
+        delivery = {"contact_id": key, "_batch_id": row["_batch_id"], "_source_file": row["_source_file"]}
+        assert namesake | delivery == row
 
 
 def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(

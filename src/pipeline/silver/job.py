@@ -22,9 +22,8 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
-from functools import cached_property
 from typing import NamedTuple
 
 from pyspark import StorageLevel
@@ -124,7 +123,8 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         rows_out = silver_rows.count()
         duplicates = rows_in - n_quarantined - rows_out
         newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
-        target = ctx.lake.read(silver_path) if ctx.lake.exists(silver_path) else None
+        read_at = ctx.lake.snapshot_key(silver_path)
+        target = ctx.lake.read(silver_path) if read_at else None
         merged = silver_rows
         if history and totals["late"]:
             # Cached: the plan reads it more than once (the stored versions of its keys, the
@@ -134,7 +134,7 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(merged)
         plan = _merge_plan(
-            contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS
+            contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS, read_at
         )
         if plan.stored is not None:
             cached.append(plan.stored.persist(StorageLevel.MEMORY_AND_DISK))
@@ -207,7 +207,7 @@ def audited(source: DataFrame, contract: Contract) -> DataFrame:
 
 class MergeFigures(NamedTuple):
     rows: int  # the table's rows once the merge is committed
-    matched: int  # the source rows that match a table row; 0: the merge only inserts
+    matched: int  # (source, table) row pairs that match: 0 exactly when no source row matches
 
 
 def merge_figures(
@@ -216,9 +216,9 @@ def merge_figures(
     """What merging `source` into `target` by `spec` will do, in one query (each query costs its
     planning and a file listing of the table, more than its work on a small batch): the table's
     rows now (a count Spark answers from the Parquet footers, no column read) plus the merge's
-    net effect, and how many source rows match. `stored`: the target's rows the merge can match,
-    cached (MergePlan.stored); the effect is counted against them instead of a second scan of
-    the table."""
+    net effect, and the matching (source, table) row pairs. `stored`: the target's rows the
+    merge can match, cached (MergePlan.stored); the effect is counted against them instead of a
+    second scan of the table."""
     effect = merge_effect(source, target if stored is None else stored, spec)
     if target is None:
         return MergeFigures(effect.first()["inserted"], 0)
@@ -310,11 +310,11 @@ def _literal(value) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass
 class MergePlan:
     """What to merge into silver and how, and what the merge will do: its figures, computed
-    once for the check (the table's rows after it) and the publish (a batch that matches no row
-    is appended: Lake.merge's `matched`)."""
+    once by the check (the table's rows after it), then used by the publish (a batch that
+    matches no row is appended: Lake.merge's `matched`)."""
 
     source: DataFrame  # what to merge into silver
     spec: MergeSpec
@@ -324,13 +324,30 @@ class MergePlan:
     # whose plan reads it more than once (the chains, the versions they keep, the ones they
     # supersede), and the figures count against it: one scan of silver.
     stored: DataFrame | None = None
+    # The table's snapshot (Lake.snapshot_key) when `target` was read: the figures hold for the
+    # publish only while the table is still at it.
+    read_at: tuple[str, int] | None = None
+    _figures: MergeFigures | None = field(default=None, init=False, repr=False)
 
-    @cached_property
+    @property
     def figures(self) -> MergeFigures:
-        return merge_figures(self.source, self.target, self.spec, self.stored)
+        # Kept in a plain attribute: Python 3.11's cached_property takes one lock for every
+        # instance, which would queue the figures of silver steps running side by side.
+        if self._figures is None:
+            self._figures = merge_figures(self.source, self.target, self.spec, self.stored)
+        return self._figures
 
     def write(self, lake: Lake, path: str, contract: Contract, metadata: dict, txn: Txn) -> WriteResult:
-        matched = None if self.target is None else self.figures.matched
+        """The publish: an append when the check counted no matching row and the table is still
+        at the snapshot it was counted on (a writer in between, past the lake's lease, makes it
+        a MERGE again); a MERGE otherwise. It counts nothing itself: with the gates off it
+        merges, at no extra query."""
+        unmatched = (
+            self.target is not None
+            and self._figures is not None
+            and self._figures.matched == 0
+            and lake.snapshot_key(path) == self.read_at
+        )
         return lake.merge(
             path,
             self.source,
@@ -338,7 +355,7 @@ class MergePlan:
             partition_by=contract.partition_by,
             metadata=metadata,
             txn=txn,
-            matched=matched,
+            matched=0 if unmatched else None,
         )
 
 
@@ -348,6 +365,7 @@ def _merge_plan(
     target: DataFrame | None,
     target_range: str | None = None,
     small: bool = False,
+    read_at: tuple[str, int] | None = None,
 ) -> MergePlan:
     """What to merge into silver and how: the batch's rows by key, or for SCD2 the recomputed
     version chains of the batch's keys (history.scd2_changes) by (key, valid_from). `target_range`:
@@ -375,11 +393,11 @@ def _merge_plan(
             insert_when=f"NOT ({SUPERSEDED})",
             target_only=target_range,
         )
-        return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored)
+        return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored, read_at)
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
         spec = MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
-        return MergePlan(rows, spec, target)
+        return MergePlan(rows, spec, target, read_at=read_at)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
@@ -392,15 +410,15 @@ def _merge_plan(
         insert_when=f"NOT {deleted}" if deleted else None,
         target_only=target_range,
     )
-    return MergePlan(rows, spec, target)
+    return MergePlan(rows, spec, target, read_at=read_at)
 
 
 def merge_effect(source: DataFrame, target: DataFrame | None, spec: MergeSpec) -> DataFrame:
     """One row (`inserted`, `deleted`, `matched`): the rows a MERGE of `source` into `target` by
-    `spec` inserts and deletes, and the source rows that match one, computed with the spec's own
-    conditions (a pure transform: the gate knows the table's row count after the publish before
-    anything is written). `target` None: no table yet, every source row the insert clause
-    accepts is inserted.
+    `spec` inserts and deletes, and the (source, target) row pairs that match, computed with the
+    spec's own conditions (a pure transform: the gate knows the table's row count after the
+    publish before anything is written). `target` None: no table yet, every source row the
+    insert clause accepts is inserted.
 
     Exact when `source` has one row per merge key (silver batches are deduplicated by key), as
     Delta's MERGE requires anyway. Only the target's columns the conditions use are read."""

@@ -179,8 +179,9 @@ def _checked_merge(
     check has judged the rows and the table as the merge will leave it. The replay's quarantine
     ratio is not judged: its rows were quarantined already, a share still failing is no news
     about new data."""
-    target = ctx.lake.read(path) if ctx.lake.exists(path) else None
-    plan = _merge_plan(contract, rows, target)
+    read_at = ctx.lake.snapshot_key(path)
+    target = ctx.lake.read(path) if read_at else None
+    plan = _merge_plan(contract, rows, target, read_at=read_at)
     cached = []
 
     def release() -> None:
