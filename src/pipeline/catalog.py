@@ -68,9 +68,22 @@ class DatasetSpec:
     event_time: str = ""
     # The CSV dialect (reader csv only): sep, quote, escape, encoding, header, columns.
     options: CsvOptions | None = None
+    # Files in the landing folder that are no deliveries (a README, the exporter's own manifest):
+    # glob patterns (`fnmatch`, any case) of a file's path below the folder or of its name. Such
+    # a file is neither read nor reported; any other file matching none of the dataset's suffixes
+    # is named in a warning at every run, so a misnamed delivery does not vanish without a word.
+    ignore: list[str] = field(default_factory=list)
     name: str = ""
 
     def __post_init__(self) -> None:
+        blank = [p for p in self.ignore if not p.strip()]
+        if blank:
+            raise ConfigError("ignore: a pattern is empty; name the files to leave alone (e.g. 'README*')")
+        if self.ignore and self.reader not in FILE_READERS:
+            raise ConfigError(
+                f"ignore: the {self.reader} reader streams every file ending in file_suffix (other "
+                "files are left alone already); ignore applies to file readers only"
+            )
         if self.options is not None and self.reader != "csv":
             raise ConfigError(
                 f"options: only the csv reader takes options (this dataset's reader is {self.reader})"

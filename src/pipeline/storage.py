@@ -3,6 +3,7 @@ folders and s3:// (EMRFS on EMR) alike."""
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import os
@@ -115,7 +116,7 @@ def _uri_path(path: str) -> str:
 @dataclass(frozen=True)
 class Listing:
     files: list[LandingFile]  # the new files, sorted
-    ignored: list[str]  # URIs of the files matching no suffix (hidden ones aside), sorted
+    ignored: list[str]  # URIs of the files matching no suffix (hidden and left-alone ones aside), sorted
 
 
 def list_files(
@@ -161,16 +162,25 @@ def hidden(relative: str) -> bool:
     )
 
 
+def left_alone(relative: str, patterns: tuple[str, ...]) -> bool:
+    """Whether a file at `relative` (below the listed root) matches one of `patterns` (glob, any
+    case), by that path or by its name: a dataset's `ignore`."""
+    path = relative.lower()
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(path, p.lower()) or fnmatch.fnmatchcase(name, p.lower()) for p in patterns)
+
+
 def list_landing(
     spark: SparkSession,
     root: str,
     suffix: str | tuple[str, ...] = "",
     known: Mapping[str, Stamp | None] | None = None,
     key: Callable[[str], str] = file_key,
+    leave_alone: tuple[str, ...] = (),
 ) -> Listing:
     """Every file below `root` ending in `suffix` (or one of them, in any case: `.CSV` is a
     `.csv`), sorted; hidden files skipped (`hidden`, by their path below `root`), and so are the
-    files `known` (e.g. already ingested) holds by `key` of their URI (`file_key`; bronze:
+    files matching `leave_alone` (`left_alone`: no deliveries) and the files `known` (e.g. already ingested) holds by `key` of their URI (`file_key`; bronze:
     `LandingKeys`) with their stamp (size,
     modification time) as it was ingested: a file whose stamp differs is listed (a new delivery
     under the same path); a stamp of None matches any (the ingest did not keep it). With them,
@@ -216,7 +226,11 @@ def list_landing(
         return name[len(below) :] if name.startswith(below) else name.rsplit("/", 1)[-1]
 
     suffixes = tuple(s.lower() for s in ((suffix,) if isinstance(suffix, str) else suffix))
-    shown = [i for i, name in enumerate(names) if not hidden(relative(name))]
+    shown = [
+        i
+        for i, name in enumerate(names)
+        if not hidden(relative(name)) and not left_alone(relative(name), leave_alone)
+    ]
     wanted = [i for i in shown if names[i].lower().endswith(suffixes)]
     stamps = _stamps(spark, local, statuses, names, wanted)
     known = known or {}

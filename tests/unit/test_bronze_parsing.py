@@ -16,6 +16,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
@@ -23,7 +24,8 @@ from pipeline.bronze.audit import AUDIT_COLUMNS, with_audit_columns
 from pipeline.bronze.ingest import NEWEST, ingest_files, iso_from_micros, newest_event_time
 from pipeline.bronze.kafka import parse_kafka_records, replay_timestamp
 from pipeline.bronze.readers import LandingFormatError, check_parquet, csv_header, read_csv, read_fx_json
-from pipeline.catalog import Catalog, CsvOptions, DatasetSpec
+from pipeline.catalog import Catalog, CsvOptions, DatasetSpec, load_catalog
+from pipeline.settings import ConfigError
 from pipeline.storage import file_key, list_files
 from tests.helpers import make_ctx
 
@@ -785,6 +787,39 @@ def test_hostile_file_names_land_or_are_rejected_each_with_its_own_reason(spark,
 
     again = ingest_files(ctx, "crm_x")  # the rejected file is left alone, nothing lands twice
     assert (again.rows_out, again.details["new_files"], again.details["rejected_unchanged"]) == (0, 0, 1)
+
+
+def test_files_the_catalogue_leaves_alone_are_neither_read_nor_warned_about(spark, tmp_path, caplog):
+    """`ignore` patterns match a file's name or its path below the landing folder, in any case,
+    whatever its suffix: a README or an exporter's summary beside the deliveries. Every other file
+    matching no suffix is still named at every run."""
+    ctx, landing = csv_ctx(spark, tmp_path)
+    ctx.catalog = Catalog(
+        {"crm_x": dataclasses.replace(ctx.catalog["crm_x"], ignore=["README*", "meta/*.csv"])}
+    )
+    files = {"a.csv": "1", "README.md": "2", "readme.CSV": "3", "meta/summary.csv": "4", "notes.txt": "5"}
+    for name, i in files.items():
+        (landing / name).parent.mkdir(parents=True, exist_ok=True)
+        (landing / name).write_text(f"id,updated_at\n{i},2026-07-01T00:00:00Z\n")
+    with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
+        first = ingest_files(ctx, "crm_x")
+    ids = {r["id"] for r in ctx.lake.read(ctx.table_path("bronze", "crm_x")).collect()}
+    assert (first.rows_out, ids) == (1, {"1"})
+    assert first.details["ignored_files"] == 1 and first.details["ignored"][0].endswith("/notes.txt")
+    assert "notes.txt" in caplog.text and "datasets.crm_x.ignore" in caplog.text
+    assert not any(name in caplog.text for name in ("README.md", "readme.CSV", "summary.csv"))
+
+
+@pytest.mark.parametrize(
+    ("reader", "patterns", "refusal"),
+    [("csv", [" "], "ignore: a pattern is empty"), ("kafka", ["README*"], "file readers only")],
+)
+def test_an_ignore_the_reader_cannot_keep_is_refused(tmp_path, reader, patterns, refusal):
+    path = tmp_path / "datasets.yaml"
+    entry = {"source_system": "s", "landing": "s/x", "reader": reader, "description": "x", "ignore": patterns}
+    path.write_text(yaml.safe_dump({"datasets": {"x": entry}}))
+    with pytest.raises(ConfigError, match=refusal):
+        load_catalog(path)
 
 
 # -- Parquet unloads ---------------------------------------------------------------------------

@@ -119,10 +119,11 @@ def new_landing_files(
     rewrite, or a copy: `restamped`); with a backfill window (`ctx.window`), only those whose
     landing date it contains (files without a date in their path are not windowed). With them,
     what bronze holds (by `keys`), and the URIs of the files in the dataset's folder that match
-    none of its suffixes (not hidden ones)."""
+    none of its suffixes (not hidden ones, nor those its `ignore` leaves alone)."""
     done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset), keys)
+    spec = ctx.catalog[dataset]
     listing = list_landing(
-        ctx.spark, ctx.landing_path(dataset), landing_suffixes(ctx.catalog[dataset]), done.stamps, keys
+        ctx.spark, ctx.landing_path(dataset), landing_suffixes(spec), done.stamps, keys, tuple(spec.ignore)
     )
     listed, window = listing.files, getattr(ctx, "window", None)
     if window is not None:
@@ -233,12 +234,15 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
         # one (`.txt`, `.csv.tmp`) must not vanish without a word: named every run it is there.
         log.warning(
             "%s: %d landing file(s) match none of the dataset's suffixes (%s) and are not read: %s; "
-            "rename a delivery to one of them, or move what is no delivery out of %s",
+            "rename a delivery to one of them; move what is no delivery out of %s, or name it in "
+            "datasets.%s.ignore of %s (e.g. 'README*')",
             dataset,
             len(ignored),
             ", ".join(landing_suffixes(spec)),
             ", ".join(ignored[:5]) + (" ..." if len(ignored) > 5 else ""),
             root,
+            dataset,
+            ctx.settings.config_path(ctx.settings.datasets_file),
         )
         details.update(ignored_files=len(ignored), ignored=ignored[:IGNORED_SHOWN])
     if redelivered := [f for f in files if keys(f.uri) in done.stamps]:
