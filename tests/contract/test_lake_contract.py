@@ -50,21 +50,6 @@ def test_append_then_read_round_trips_rows_and_partition_columns(spark, lake, ta
     )
 
 
-def test_a_partitioned_write_leaves_one_file_per_partition_value(spark, lake, table, tmp_path):
-    """However many tasks hold a partition value's rows, a write leaves one file for it: readers
-    of a date-partitioned table open a file per date and write, not per task."""
-    data = [(i, f"n{i}", float(i), f"d{i % 3}") for i in range(60)]
-    lake.append(table, rows(spark, data).repartition(4), partition_by=["day"])
-    lake.append(table, rows(spark, [(i + 60, *r[1:]) for i, r in enumerate(data)]).repartition(4))
-    d1 = [r for r in data if r[3] == "d1"]
-    lake.overwrite(table, rows(spark, d1).repartition(4), predicate="day = 'd1'")
-    files = {d.name: len(list(d.glob("*.parquet"))) for d in (tmp_path / "t").glob("day=*")}
-    live = lake.file_stats(table).files
-    assert set(files) == {"day=d0", "day=d1", "day=d2"}
-    assert live == 2 + 2 + 1  # d0, d2: one file per append; d1: the overwrite's one
-    assert contents(lake, table).count() == 100
-
-
 def test_missing_table_reports_absent_and_read_names_the_path(spark, lake, table):
     assert not lake.exists(table) and lake.version(table) is None
     with pytest.raises(LakeError, match="no Delta table"):

@@ -44,7 +44,6 @@ USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
 TXN_RETENTION_PROPERTY = "delta.setTransactionRetentionDuration"
-OPTIMIZE_WRITE_OPTION = "optimizeWrite"  # a write shuffled into bins per partition value first
 MATERIALIZE_SOURCE_CONF = "spark.databricks.delta.merge.materializeSource"
 # A persisted MERGE source up to this many rows passes through the driver as Arrow (see
 # _computed_source): at ~1 KB a row, 100 MB at most, well within a driver's memory.
@@ -179,9 +178,6 @@ class DeltaSparkLake(Lake):
             stream.close()
         return bytes(data).decode("utf-8")
 
-    def _partitioned(self, path: str) -> bool:
-        return bool(self._snapshot(path).metadata().partitionColumns().nonEmpty())
-
     def snapshot_key(self, path: str) -> tuple[str, int] | None:
         snapshot = self._snapshot(path)  # version -1 where no table is
         version = int(snapshot.version())
@@ -228,11 +224,6 @@ class DeltaSparkLake(Lake):
             writer = writer.options(**TABLE_DEFAULTS)
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
-        if partition_by if not exists else self._partitioned(path):
-            # One file per partition value the write touches (as delta-rs writes), not one per
-            # task and value: a full run's events batch left ~4 files a date, and a scan of both
-            # events tables (787 files) took 1.75 s against 0.73 s for the same rows in 190.
-            writer = writer.option(OPTIMIZE_WRITE_OPTION, "true")
         encoded = encode_metadata(metadata)
         if encoded:
             writer = writer.option("userMetadata", encoded)
