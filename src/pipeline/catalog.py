@@ -7,6 +7,7 @@ built from it, and `pipeline.bronze.readers` finds each file format's function b
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -69,21 +70,31 @@ class DatasetSpec:
     # The CSV dialect (reader csv only): sep, quote, escape, encoding, header, columns.
     options: CsvOptions | None = None
     # Files in the landing folder that are no deliveries (a README, the exporter's own manifest):
-    # glob patterns (`fnmatch`, any case) of a file's path below the folder or of its name. Such
-    # a file is neither read nor reported; any other file matching none of the dataset's suffixes
-    # is named in a warning at every run, so a misnamed delivery does not vanish without a word.
+    # glob patterns (`fnmatch`, any case; `*` crosses folders) of a file's path below the folder
+    # or of its name. Such a file is not read and only counted (the step's `left_alone_files`);
+    # any other file matching none of the dataset's suffixes is named in a warning at every run,
+    # so a misnamed delivery does not vanish without a word. File readers only.
     ignore: list[str] = field(default_factory=list)
     name: str = ""
 
     def __post_init__(self) -> None:
-        blank = [p for p in self.ignore if not p.strip()]
-        if blank:
-            raise ConfigError("ignore: a pattern is empty; name the files to leave alone (e.g. 'README*')")
         if self.ignore and self.reader not in FILE_READERS:
             raise ConfigError(
-                f"ignore: the {self.reader} reader streams every file ending in file_suffix (other "
-                "files are left alone already); ignore applies to file readers only"
+                f"ignore: the {self.reader} reader streams the files its file_suffix selects; "
+                "ignore applies to file readers only"
             )
+        for pattern in self.ignore:
+            if not pattern.strip():
+                raise ConfigError(
+                    "ignore: a pattern is empty; name the files to leave alone (e.g. 'README*')"
+                )
+            # A pattern any delivery matches would leave every delivery unread, without a word.
+            anything = (f"a{self.file_suffix}", f"z/9_20260701{self.file_suffix}")
+            if all(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for name in anything):
+                raise ConfigError(
+                    f"ignore: {pattern!r} matches any file ending in {self.file_suffix!r}, every "
+                    "delivery; name the files that are no deliveries (e.g. 'README*', 'meta/*')"
+                )
         if self.options is not None and self.reader != "csv":
             raise ConfigError(
                 f"options: only the csv reader takes options (this dataset's reader is {self.reader})"

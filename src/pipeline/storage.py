@@ -117,6 +117,7 @@ def _uri_path(path: str) -> str:
 class Listing:
     files: list[LandingFile]  # the new files, sorted
     ignored: list[str]  # URIs of the files matching no suffix (hidden and left-alone ones aside), sorted
+    left_alone: int = 0  # files matching `leave_alone`, not listed
 
 
 def list_files(
@@ -218,19 +219,21 @@ def list_landing(
             first.toString(),
         )
         spelled_here = False
-    # Hidden is judged below the root (whose own folders may start with `_`), in the listing's
-    # spelling; a name outside that spelling is judged by its own name alone.
+    # Hidden and left alone are judged below the root (whose own folders may start with `_`), in
+    # the listing's spelling; a name spelled otherwise (another scheme's spelling of the same
+    # bucket) by what follows the root's path in it, else by its own name alone.
     below = fs.makeQualified(path).toString().rstrip("/") + "/"
+    below_path = fs.makeQualified(path).toUri().getPath().rstrip("/") + "/"
 
     def relative(name: str) -> str:
-        return name[len(below) :] if name.startswith(below) else name.rsplit("/", 1)[-1]
+        if name.startswith(below):
+            return name[len(below) :]
+        at = name.find(below_path)
+        return name[at + len(below_path) :] if at >= 0 else name.rsplit("/", 1)[-1]
 
     suffixes = tuple(s.lower() for s in ((suffix,) if isinstance(suffix, str) else suffix))
-    shown = [
-        i
-        for i, name in enumerate(names)
-        if not hidden(relative(name)) and not left_alone(relative(name), leave_alone)
-    ]
+    visible = [i for i, name in enumerate(names) if not hidden(relative(name))]
+    shown = [i for i in visible if not left_alone(relative(names[i]), leave_alone)]
     wanted = [i for i in shown if names[i].lower().endswith(suffixes)]
     stamps = _stamps(spark, local, statuses, names, wanted)
     known = known or {}
@@ -242,7 +245,7 @@ def list_landing(
             continue
         found.append(LandingFile(spelled, names[i], *stamps[i]))
     ignored = sorted(uri(i, names[i]) for i in sorted(set(shown) - set(wanted)))
-    return Listing(sorted(found), ignored)
+    return Listing(sorted(found), ignored, len(visible) - len(shown))
 
 
 # Characters Hadoop's glob gives a meaning to, and its escape character (all legal in a file

@@ -790,33 +790,50 @@ def test_hostile_file_names_land_or_are_rejected_each_with_its_own_reason(spark,
 
 
 def test_files_the_catalogue_leaves_alone_are_neither_read_nor_warned_about(spark, tmp_path, caplog):
-    """`ignore` patterns match a file's name or its path below the landing folder, in any case,
-    whatever its suffix: a README or an exporter's summary beside the deliveries. Every other file
-    matching no suffix is still named at every run."""
+    """`ignore` patterns match a file's name or its path below the landing folder (`*` crossing
+    folders), in any case, whatever its suffix: a README or an exporter's summaries beside the
+    deliveries, counted only. Every other file matching no suffix is still named at every run."""
     ctx, landing = csv_ctx(spark, tmp_path)
     ctx.catalog = Catalog(
         {"crm_x": dataclasses.replace(ctx.catalog["crm_x"], ignore=["README*", "meta/*.csv"])}
     )
-    files = {"a.csv": "1", "README.md": "2", "readme.CSV": "3", "meta/summary.csv": "4", "notes.txt": "5"}
+    files = {
+        "a.csv": "1",
+        "README.md": "2",
+        "readme.CSV": "3",
+        "meta/summary.csv": "4",
+        "meta/2026/summary.csv": "5",
+        "notes.txt": "6",
+        "b/meta.csv": "7",
+    }
     for name, i in files.items():
         (landing / name).parent.mkdir(parents=True, exist_ok=True)
         (landing / name).write_text(f"id,updated_at\n{i},2026-07-01T00:00:00Z\n")
-    with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
+    with caplog.at_level(logging.INFO, logger="pipeline.bronze.ingest"):
         first = ingest_files(ctx, "crm_x")
     ids = {r["id"] for r in ctx.lake.read(ctx.table_path("bronze", "crm_x")).collect()}
-    assert (first.rows_out, ids) == (1, {"1"})
+    assert (first.rows_out, ids) == (2, {"1", "7"})
+    assert first.details["left_alone_files"] == 4
     assert first.details["ignored_files"] == 1 and first.details["ignored"][0].endswith("/notes.txt")
-    assert "notes.txt" in caplog.text and "datasets.crm_x.ignore" in caplog.text
-    assert not any(name in caplog.text for name in ("README.md", "readme.CSV", "summary.csv"))
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
+    assert "notes.txt" in warned and "datasets.crm_x.ignore" in warned
+    assert not any(name in warned for name in ("README.md", "readme.CSV", "summary.csv"))
+    assert "4 landing file(s) left alone by datasets.crm_x.ignore" in caplog.text
 
 
 @pytest.mark.parametrize(
     ("reader", "patterns", "refusal"),
-    [("csv", [" "], "ignore: a pattern is empty"), ("kafka", ["README*"], "file readers only")],
+    [
+        ("csv", [" "], "ignore: a pattern is empty"),
+        ("csv", ["*"], "matches any file ending in '.csv', every delivery"),
+        ("csv", ["*.CSV"], "every delivery"),
+        ("kafka", ["README*"], "file readers only"),
+    ],
 )
 def test_an_ignore_the_reader_cannot_keep_is_refused(tmp_path, reader, patterns, refusal):
     path = tmp_path / "datasets.yaml"
-    entry = {"source_system": "s", "landing": "s/x", "reader": reader, "description": "x", "ignore": patterns}
+    entry = {"source_system": "s", "landing": "s/x", "reader": reader, "description": "x"}
+    entry |= {"file_suffix": ".csv" if reader == "csv" else ".jsonl", "ignore": patterns}
     path.write_text(yaml.safe_dump({"datasets": {"x": entry}}))
     with pytest.raises(ConfigError, match=refusal):
         load_catalog(path)

@@ -62,7 +62,15 @@ from pipeline.freshness import (
 )
 from pipeline.lake import Txn
 from pipeline.step_result import StepResult
-from pipeline.storage import LandingFile, LandingKeys, file_key, list_landing, location_uri, sha256_of
+from pipeline.storage import (
+    LandingFile,
+    LandingKeys,
+    Listing,
+    file_key,
+    list_landing,
+    location_uri,
+    sha256_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,13 +121,14 @@ def landing_suffixes(spec: DatasetSpec) -> tuple[str, ...]:
 
 def new_landing_files(
     ctx: RunContext, dataset: str, keys: LandingKeys
-) -> tuple[list[LandingFile], Held, list[str]]:
+) -> tuple[list[LandingFile], Held, Listing]:
     """Landing files not listed in bronze as they are now: files bronze does not hold, and
     files with another stamp (size or modification time) than when it ingested them (a
     rewrite, or a copy: `restamped`); with a backfill window (`ctx.window`), only those whose
     landing date it contains (files without a date in their path are not windowed). With them,
-    what bronze holds (by `keys`), and the URIs of the files in the dataset's folder that match
-    none of its suffixes (not hidden ones, nor those its `ignore` leaves alone)."""
+    what bronze holds (by `keys`), and the listing itself: the URIs of the files in the dataset's
+    folder that match none of its suffixes (not hidden ones, nor those its `ignore` leaves
+    alone), and how many its `ignore` left alone."""
     done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset), keys)
     spec = ctx.catalog[dataset]
     listing = list_landing(
@@ -128,7 +137,7 @@ def new_landing_files(
     listed, window = listing.files, getattr(ctx, "window", None)
     if window is not None:
         listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
-    return listed, done, listing.ignored
+    return listed, done, listing
 
 
 def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:
@@ -221,7 +230,8 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     done = ctx.lake.transaction_version(table, TXN_APP) if exists else None
     txn = Txn(TXN_APP, (done or 0) + 1)
     keys = landing_keys(ctx, dataset)
-    listed, done, ignored = new_landing_files(ctx, dataset, keys)
+    listed, done, listing = new_landing_files(ctx, dataset, keys)
+    ignored = listing.ignored
     # Hashed before the read: a file rewritten after it is one whose bytes bronze does not hold.
     digests = sha256_of(ctx.spark, listed)
     skipped = set(rejected_files(ctx).unchanged(dataset, listed, keys, digests))
@@ -245,6 +255,11 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
             ctx.settings.config_path(ctx.settings.datasets_file),
         )
         details.update(ignored_files=len(ignored), ignored=ignored[:IGNORED_SHOWN])
+    if listing.left_alone:
+        log.info(
+            "%s: %d landing file(s) left alone by datasets.%s.ignore", dataset, listing.left_alone, dataset
+        )
+        details["left_alone_files"] = listing.left_alone
     if redelivered := [f for f in files if keys(f.uri) in done.stamps]:
         # A correction sent under the old name: its rows land beside the first delivery's.
         log.warning(
