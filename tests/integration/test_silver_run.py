@@ -236,6 +236,28 @@ def test_partitioned_batches_give_the_tables_one_partition_batches_give(
                 )
 
 
+def test_a_large_batch_of_a_partitioned_contract_lands_one_file_per_date(spark, fresh_lake, monkeypatch):
+    """A batch past SMALL_BATCH_ROWS is deduplicated over every task, each holding rows of every
+    date; its append still leaves one file per event_date (delta-spark writes a file per task
+    and partition value it is handed), as one task's batch does."""
+    monkeypatch.setattr(silver_job, "SMALL_BATCH_ROWS", 0)
+    ctx = make_ctx(spark, fresh_lake, run_id="first", engine="delta-spark")
+    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"  # else the suite's small data is one task
+    before = spark.conf.get(coalesce, None)
+    spark.conf.set(coalesce, "false")
+    try:
+        run(ctx, ["bronze_redshift_behavior", "silver_behavior_events"])
+    finally:
+        if before is None:
+            spark.conf.unset(coalesce)
+        else:
+            spark.conf.set(coalesce, before)
+    table = fresh_lake / "silver" / "behavior_events"
+    dates = {d.name: len(list(d.glob("*.parquet"))) for d in table.glob("event_date=*")}
+    assert len(dates) > 30 and set(dates.values()) == {1}, dates
+    assert ctx.lake.file_stats(str(table)).files == len(dates)
+
+
 def test_incremental_run_consumes_only_new_bronze_rows(spark, fresh_lake):
     ctx = make_ctx(spark, fresh_lake, run_id="first")
     steps = ["bronze_crm_contacts", "silver_contacts"]

@@ -327,6 +327,7 @@ class MergePlan:
     # The table's snapshot (Lake.snapshot_key) when `target` was read: the figures hold for the
     # publish only while the table is still at it.
     read_at: tuple[str, int] | None = None
+    small: bool = False  # `source` is a small batch in one partition (_merge_plan's `small`)
     _figures: MergeFigures | None = field(default=None, init=False, repr=False)
 
     @property
@@ -348,9 +349,15 @@ class MergePlan:
             and self._figures.matched == 0
             and lake.snapshot_key(path) == self.read_at
         )
+        source = self.source
+        if contract.partition_by and not self.small and (unmatched or self.target is None):
+            # An append of a large batch: one file per partition value, not one per task and
+            # value (dedup spreads the dates over every task: a full run's events left ~4 files
+            # a date, 380 at scale 1, and gold's scans of them open every one).
+            source = source.repartition(*[F.col(f"`{c}`") for c in contract.partition_by])
         return lake.merge(
             path,
-            self.source,
+            source,
             self.spec,
             partition_by=contract.partition_by,
             metadata=metadata,
@@ -393,11 +400,11 @@ def _merge_plan(
             insert_when=f"NOT ({SUPERSEDED})",
             target_only=target_range,
         )
-        return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored, read_at)
+        return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored, read_at, small)
     if contract.history == "events":
         # Events never change: insert unseen ids; partition columns in the match prune the scan.
         spec = MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
-        return MergePlan(rows, spec, target, read_at=read_at)
+        return MergePlan(rows, spec, target, read_at=read_at, small=small)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
@@ -410,7 +417,7 @@ def _merge_plan(
         insert_when=f"NOT {deleted}" if deleted else None,
         target_only=target_range,
     )
-    return MergePlan(rows, spec, target, read_at=read_at)
+    return MergePlan(rows, spec, target, read_at=read_at, small=small)
 
 
 def merge_effect(source: DataFrame, target: DataFrame | None, spec: MergeSpec) -> DataFrame:
