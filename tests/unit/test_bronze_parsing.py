@@ -745,6 +745,13 @@ def test_a_header_split_by_the_wrong_delimiter_is_refused_naming_the_file(spark,
     assert "'id,updated_at'" in out.details["rejected"][0]["reason"]
 
 
+def land_records(landing: Path, ids: dict[str, str]) -> None:
+    """One CSV record (`id` as given) in each file named (a path below `landing`)."""
+    for name, i in ids.items():
+        (landing / name).parent.mkdir(parents=True, exist_ok=True)
+        (landing / name).write_text(f"id,updated_at\n{i},2026-07-01T00:00:00Z\n")
+
+
 def test_hostile_file_names_land_or_are_rejected_each_with_its_own_reason(spark, tmp_path, caplog):
     """A ':' in a name (an ISO time) is rejected naming it and the fix, recorded with its
     checksum, and its neighbours land; glob characters land under their own file's URI; a
@@ -763,9 +770,7 @@ def test_hostile_file_names_land_or_are_rejected_each_with_its_own_reason(spark,
         ".hidden/h.csv": "9",
         "notes.txt": "10",
     }
-    for name, i in names.items():
-        (landing / name).parent.mkdir(parents=True, exist_ok=True)
-        (landing / name).write_text(f"id,updated_at\n{i},2026-07-01T00:00:00Z\n")
+    land_records(landing, names)
     uris = {f.path.rsplit("/", 1)[-1]: f.uri for f in list_files(spark, str(landing), ".csv")}
     with caplog.at_level(logging.WARNING, logger="pipeline.bronze.ingest"):
         first = ingest_files(ctx, "crm_x")
@@ -806,9 +811,7 @@ def test_files_the_catalogue_leaves_alone_are_neither_read_nor_warned_about(spar
         "notes.txt": "6",
         "b/meta.csv": "7",
     }
-    for name, i in files.items():
-        (landing / name).parent.mkdir(parents=True, exist_ok=True)
-        (landing / name).write_text(f"id,updated_at\n{i},2026-07-01T00:00:00Z\n")
+    land_records(landing, files)
     with caplog.at_level(logging.INFO, logger="pipeline.bronze.ingest"):
         first = ingest_files(ctx, "crm_x")
     ids = {r["id"] for r in ctx.lake.read(ctx.table_path("bronze", "crm_x")).collect()}
