@@ -181,11 +181,12 @@ def list_landing(
 ) -> Listing:
     """Every file below `root` ending in `suffix` (or one of them, in any case: `.CSV` is a
     `.csv`), sorted; hidden files skipped (`hidden`, by their path below `root`), and so are the
-    files matching `leave_alone` (`left_alone`: no deliveries) and the files `known` (e.g. already ingested) holds by `key` of their URI (`file_key`; bronze:
-    `LandingKeys`) with their stamp (size,
-    modification time) as it was ingested: a file whose stamp differs is listed (a new delivery
-    under the same path); a stamp of None matches any (the ingest did not keep it). With them,
-    the files that match no suffix (`ignored`), so a misnamed delivery can be reported.
+    files matching `leave_alone` (`left_alone`: no deliveries; counted) and the files `known`
+    (e.g. already ingested) holds by `key` of their URI (`file_key`; bronze: `LandingKeys`) with
+    their stamp (size, modification time) as it was ingested: a file whose stamp differs is
+    listed (a new delivery under the same path); a stamp of None matches any (the ingest did not
+    keep it). With them, the files that match no suffix (`ignored`), so a misnamed delivery can
+    be reported.
 
     The listing crosses from the JVM as one string of Hadoop paths (a round trip per file cost
     ~6 py4j calls: seconds per idle run). Each file's URI is Hadoop's `toUri()` spelling (the
@@ -228,7 +229,8 @@ def list_landing(
     def relative(name: str) -> str:
         if name.startswith(below):
             return name[len(below) :]
-        at = name.find(below_path)
+        authority = name.find("//")  # the root's path is sought after the scheme and bucket
+        at = name.find(below_path, authority + 2 if authority >= 0 else 0)
         return name[at + len(below_path) :] if at >= 0 else name.rsplit("/", 1)[-1]
 
     suffixes = tuple(s.lower() for s in ((suffix,) if isinstance(suffix, str) else suffix))
