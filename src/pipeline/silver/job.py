@@ -123,8 +123,7 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         rows_out = silver_rows.count()
         duplicates = rows_in - n_quarantined - rows_out
         newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
-        read_at = ctx.lake.snapshot_key(silver_path)
-        target = ctx.lake.read(silver_path) if read_at else None
+        read_at, target = read_target(ctx.lake, silver_path)
         merged = silver_rows
         if history and totals["late"]:
             # Cached: the plan reads it more than once (the stored versions of its keys, the
@@ -364,6 +363,13 @@ class MergePlan:
             txn=txn,
             matched=0 if unmatched else None,
         )
+
+
+def read_target(lake: Lake, path: str) -> tuple[tuple[str, int] | None, DataFrame | None]:
+    """Silver as a merge plan reads it: the snapshot it is at (`MergePlan.read_at`) and the
+    table; (None, None) before its first batch."""
+    read_at = lake.snapshot_key(path)
+    return read_at, lake.read(path) if read_at else None
 
 
 def _merge_plan(

@@ -31,7 +31,15 @@ from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
 from pipeline.silver.history import distinct_versions, latest_per_key
-from pipeline.silver.job import CONSUMED, KEEP, _merge_plan, audited, newest_column, scd2_input
+from pipeline.silver.job import (
+    CONSUMED,
+    KEEP,
+    _merge_plan,
+    audited,
+    newest_column,
+    read_target,
+    scd2_input,
+)
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import Staged, StepResult, TableAfter
 
@@ -179,8 +187,7 @@ def _checked_merge(
     check has judged the rows and the table as the merge will leave it. The replay's quarantine
     ratio is not judged: its rows were quarantined already, a share still failing is no news
     about new data."""
-    read_at = ctx.lake.snapshot_key(path)
-    target = ctx.lake.read(path) if read_at else None
+    read_at, target = read_target(ctx.lake, path)
     plan = _merge_plan(contract, rows, target, read_at=read_at)
     cached = []
 
