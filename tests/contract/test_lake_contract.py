@@ -423,6 +423,28 @@ def test_file_stats_count_the_snapshots_files_and_optimize_honours_a_target_size
     assert sorted(r["id"] for r in lake.read(table).collect()) == list(range(6))
 
 
+def test_groups_partition_values_tells_whether_an_append_needs_a_repartition_for_one_file_a_value(
+    spark, lake, table, tmp_path
+):
+    """Every task of the frame holds every day. An engine that groups partition values writes
+    one file a day as it is; the other one a file per task and day, and one a day only once the
+    frame is repartitioned by the partition column (what silver's large appends do there)."""
+    days = [f"d{i}" for i in range(5)]
+    data = [(i, "x", float(i), days[i % len(days)]) for i in range(200)]
+    spread = rows(spark, data).repartition(4)  # round robin: each of the 4 tasks holds every day
+
+    def files_a_day(path) -> set[int]:
+        return {len(list(d.glob("*.parquet"))) for d in (tmp_path / path).glob("day=*")}
+
+    lake.append(table, spread, partition_by=["day"])
+    assert files_a_day("t") == ({1} if lake.groups_partition_values else {4})
+    again = str(tmp_path / "again")
+    lake.append(again, spread.repartition("day"), partition_by=["day"])
+    assert files_a_day("again") == {1}
+    for path in (table, again):
+        assert sorted(r["id"] for r in lake.read(path).collect()) == list(range(200))
+
+
 def test_checkpoint_writes_one_for_the_current_version_readable_by_both_engines(spark, lake, table, tmp_path):
     for i in range(3):
         lake.append(table, rows(spark, [(i, "a", 1.0, "d1")]))

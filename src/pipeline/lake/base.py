@@ -113,6 +113,11 @@ class Lake(ABC):
     """One Delta engine. Paths are table locations (local folder or s3:// URI)."""
 
     name: str
+    # Whether an append writes each partition value of a frame in as few files as its size
+    # needs, whatever the frame's own partitioning. Where it does not (delta-spark: each task
+    # writes a file per value it holds), a caller wanting one file per value repartitions the
+    # frame by the partition columns first: a shuffle the other engine does not need.
+    groups_partition_values: bool = False
 
     def __init__(self, spark: SparkSession):
         self.spark = spark

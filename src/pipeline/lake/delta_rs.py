@@ -64,6 +64,7 @@ _DRIVER_FULL = re.compile(r"OutOfMemoryError|Java heap space|TaskResultLost|maxR
 
 class DeltaRsLake(Lake):
     name = "delta-rs"
+    groups_partition_values = True  # the frame reaches the writer whole, as one Arrow table
 
     def __init__(
         self,

@@ -349,7 +349,8 @@ class MergePlan:
             and lake.snapshot_key(path) == self.read_at
         )
         source = self.source
-        if contract.partition_by and not self.small and (unmatched or self.target is None):
+        appended = unmatched or self.target is None
+        if contract.partition_by and not self.small and appended and not lake.groups_partition_values:
             # An append of a large batch: one file per partition value, not one per task and
             # value (dedup spreads the dates over every task: a full run's events left ~4 files
             # a date, 380 at scale 1, and gold's scans of them open every one).
