@@ -71,11 +71,17 @@ def selection(dag: Dag, only: list[str]) -> list[str]:
 
 
 def issue_figures(
-    full: dict, orders: dict, runs: dict, incremental: dict, no_change: dict, floor: dict
+    full: dict,
+    orders: dict,
+    watched: dict,
+    bare: dict,
+    fastest_steps: float,
+    incremental: dict,
+    no_change: dict,
+    floor: dict,
 ) -> dict:
     """Issue 11's figures from this run; every ratio to a full run has the warm one below it.
-    `runs`: section 3's bare and watched runs."""
-    bare, watched = mean_of(runs["bare"]), mean_of(runs["watched"])
+    `watched`, `bare`: section 3's means; `fastest_steps`: its fastest_steps_ratio."""
     warm = watched["wall_s"]
     return {
         "warm_full_s": warm,
@@ -85,7 +91,7 @@ def issue_figures(
         "increment_commit_floor_over_warm_full": floor["floor_over_warm_full"],
         "orders_over_plain": orders["ratio"],
         "watched_over_bare": watched["wall_s"] / bare["wall_s"],
-        "watched_over_bare_fastest_steps": fastest_steps_ratio(runs["watched"], runs["bare"]),
+        "watched_over_bare_fastest_steps": fastest_steps,
         "cold_full_s": full["wall_s"],
         "cold_full_peak_mb": full["total"]["peak_mb"],
     }
@@ -103,8 +109,8 @@ def print_figures(engine: str, scale: float, f: dict) -> None:
     )
     print(f"  orders path / plain Spark            {f['orders_over_plain']:6.2f}")
     print(
-        f"  gates + observers / bare run         {f['watched_over_bare']:6.2f}   (each step at its fastest of its "
-        f"runs: {f['watched_over_bare_fastest_steps']:.2f})"
+        f"  gates + observers / bare run         {f['watched_over_bare']:6.2f}   (step times, each at its fastest "
+        f"of its runs: {f['watched_over_bare_fastest_steps']:.2f}, a lower bound)"
     )
     print(
         f"  cold full run                        {f['cold_full_s']:6.1f}s, peak {f['cold_full_peak_mb']:,.0f} MB"
@@ -192,7 +198,8 @@ def main() -> int:
     floor = floor_figures(commits, one_row_commit_s(ctx, work), watched["wall_s"])
     print_floor(floor)
 
-    figures = issue_figures(full, orders, runs, incremental, no_change, floor)
+    fastest_steps = fastest_steps_ratio(runs["watched"], runs["bare"])
+    figures = issue_figures(full, orders, watched, bare, fastest_steps, incremental, no_change, floor)
     print_figures(ctx.lake.name, args.scale, figures)
     summary.update(
         figures=figures,

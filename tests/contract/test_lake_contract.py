@@ -13,6 +13,7 @@ import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
+from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
@@ -427,22 +428,28 @@ def test_groups_partition_values_tells_whether_an_append_needs_a_repartition_for
     spark, lake, table, tmp_path
 ):
     """Every task of the frame holds every day. An engine that groups partition values writes
-    one file a day as it is; the other one a file per task and day, and one a day only once the
-    frame is repartitioned by the partition column (what silver's large appends do there)."""
+    one file a day as it is, into a new table and into an existing one (silver's usual case, a
+    merge counted to match nothing); the other one a file per task and day, and one a day only
+    once the frame is repartitioned by the partition column (what silver's large appends do)."""
     days = [f"d{i}" for i in range(5)]
-    data = [(i, "x", float(i), days[i % len(days)]) for i in range(200)]
-    spread = rows(spark, data).repartition(4)  # round robin: each of the 4 tasks holds every day
 
-    def files_a_day(path) -> set[int]:
-        return {len(list(d.glob("*.parquet"))) for d in (tmp_path / path).glob("day=*")}
+    def spread(first_id: int):  # round robin: each of the 4 tasks holds every day
+        data = [(i, "x", float(i), days[i % len(days)]) for i in range(first_id, first_id + 200)]
+        return rows(spark, data).repartition(4)
 
-    lake.append(table, spread, partition_by=["day"])
-    assert files_a_day("t") == ({1} if lake.groups_partition_values else {4})
+    def files_a_day(path: str) -> set[int]:
+        return {len(list(d.glob("*.parquet"))) for d in Path(path).glob("day=*")}
+
+    per_write = 1 if lake.groups_partition_values else 4
+    lake.append(table, spread(0), partition_by=["day"])
+    assert files_a_day(table) == {per_write}
+    lake.merge(table, spread(200), MergeSpec(keys=("id",)), partition_by=["day"], matched=0)
+    assert files_a_day(table) == {2 * per_write}
     again = str(tmp_path / "again")
-    lake.append(again, spread.repartition("day"), partition_by=["day"])
-    assert files_a_day("again") == {1}
-    for path in (table, again):
-        assert sorted(r["id"] for r in lake.read(path).collect()) == list(range(200))
+    lake.append(again, spread(0).repartition("day"), partition_by=["day"])
+    assert files_a_day(again) == {1}
+    assert sorted(r["id"] for r in lake.read(table).collect()) == list(range(400))
+    assert sorted(r["id"] for r in lake.read(again).collect()) == list(range(200))
 
 
 def test_checkpoint_writes_one_for_the_current_version_readable_by_both_engines(spark, lake, table, tmp_path):

@@ -236,12 +236,16 @@ def test_partitioned_batches_give_the_tables_one_partition_batches_give(
                 )
 
 
-def test_a_large_batch_of_a_partitioned_contract_lands_one_file_per_date(spark, fresh_lake, monkeypatch):
+@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+def test_a_large_batch_of_a_partitioned_contract_lands_one_file_per_date(
+    spark, fresh_lake, monkeypatch, engine
+):
     """A batch past SMALL_BATCH_ROWS is deduplicated over every task, each holding rows of every
-    date; its append still leaves one file per event_date (delta-spark writes a file per task
-    and partition value it is handed), as one task's batch does."""
+    date; its append still leaves one file per event_date, as one task's batch does (delta-spark
+    writes a file per task and partition value it is handed, so silver repartitions the batch
+    there; delta-rs writes each value whole: Lake.groups_partition_values)."""
     monkeypatch.setattr(silver_job, "SMALL_BATCH_ROWS", 0)
-    ctx = make_ctx(spark, fresh_lake, run_id="first", engine="delta-spark")
+    ctx = make_ctx(spark, fresh_lake, run_id="first", engine=engine)
     coalesce = "spark.sql.adaptive.coalescePartitions.enabled"  # else the suite's small data is one task
     before = spark.conf.get(coalesce, None)
     spark.conf.set(coalesce, "false")

@@ -114,9 +114,9 @@ class Lake(ABC):
 
     name: str
     # Whether an append writes each partition value of a frame in as few files as its size
-    # needs, whatever the frame's own partitioning. Where it does not (delta-spark: each task
-    # writes a file per value it holds), a caller wanting one file per value repartitions the
-    # frame by the partition columns first: a shuffle the other engine does not need.
+    # needs, whatever the frame's own partitioning. Where it does not (each task writes a file
+    # per value it holds), a caller wanting one file per value repartitions the frame by the
+    # partition columns first: a shuffle a lake that groups them does not need.
     groups_partition_values: bool = False
 
     def __init__(self, spark: SparkSession):

@@ -64,7 +64,9 @@ _DRIVER_FULL = re.compile(r"OutOfMemoryError|Java heap space|TaskResultLost|maxR
 
 class DeltaRsLake(Lake):
     name = "delta-rs"
-    groups_partition_values = True  # the frame reaches the writer whole, as one Arrow table
+    # write_deltalake keeps one writer per partition value and starts a new file only at
+    # delta.targetFileSize (100 MiB), however the frame was partitioned in Spark.
+    groups_partition_values = True
 
     def __init__(
         self,

@@ -349,11 +349,12 @@ class MergePlan:
             and lake.snapshot_key(path) == self.read_at
         )
         source = self.source
-        appended = unmatched or self.target is None
-        if contract.partition_by and not self.small and appended and not lake.groups_partition_values:
+        appends = unmatched or self.target is None
+        if contract.partition_by and not self.small and appends and not lake.groups_partition_values:
             # An append of a large batch: one file per partition value, not one per task and
             # value (dedup spreads the dates over every task: a full run's events left ~4 files
-            # a date, 380 at scale 1, and gold's scans of them open every one).
+            # a date, 380 at scale 1, and gold's scans of them open every one), on a lake that
+            # does not group the values itself (Lake.groups_partition_values).
             source = source.repartition(*[F.col(f"`{c}`") for c in contract.partition_by])
         return lake.merge(
             path,
