@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.catalog import load_catalog
@@ -11,6 +13,21 @@ from pipeline.lake import open_lake
 from pipeline.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def session_conf(spark, key: str, value: str) -> Iterator[None]:
+    """`key` set to `value` in the shared session for the block, then back to what it was
+    (unset where it was unset): the next test module gets the session as it was."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 def make_ctx(

@@ -223,8 +223,9 @@ def list_landing(
     # Hidden and left alone are judged below the root (whose own folders may start with `_`), in
     # the listing's spelling; a name spelled otherwise (another scheme's spelling of the same
     # bucket) by what follows the root's path in it, else by its own name alone.
-    below = fs.makeQualified(path).toString().rstrip("/") + "/"
-    below_path = fs.makeQualified(path).toUri().getPath().rstrip("/") + "/"
+    qualified = fs.makeQualified(path)
+    below = qualified.toString().rstrip("/") + "/"
+    below_path = qualified.toUri().getPath().rstrip("/") + "/"
 
     def relative(name: str) -> str:
         if name.startswith(below):

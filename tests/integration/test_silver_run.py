@@ -18,7 +18,7 @@ from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
 from pipeline.silver import job as silver_job
-from tests.helpers import REPO, make_ctx
+from tests.helpers import REPO, make_ctx, session_conf
 from tests.integration.conftest import manifest
 from tests.lake_compare import comparable as run_free
 from tests.lake_compare import table_print
@@ -246,16 +246,9 @@ def test_a_large_batch_of_a_partitioned_contract_lands_one_file_per_date(
     there; delta-rs writes each value whole: Lake.groups_partition_values)."""
     monkeypatch.setattr(silver_job, "SMALL_BATCH_ROWS", 0)
     ctx = make_ctx(spark, fresh_lake, run_id="first", engine=engine)
-    coalesce = "spark.sql.adaptive.coalescePartitions.enabled"  # else the suite's small data is one task
-    before = spark.conf.get(coalesce, None)
-    spark.conf.set(coalesce, "false")
-    try:
+    # Else adaptive execution coalesces the suite's small data into one task.
+    with session_conf(spark, "spark.sql.adaptive.coalescePartitions.enabled", "false"):
         run(ctx, ["bronze_redshift_behavior", "silver_behavior_events"])
-    finally:
-        if before is None:
-            spark.conf.unset(coalesce)
-        else:
-            spark.conf.set(coalesce, before)
     table = fresh_lake / "silver" / "behavior_events"
     dates = {d.name: len(list(d.glob("*.parquet"))) for d in table.glob("event_date=*")}
     assert len(dates) > 30 and set(dates.values()) == {1}, dates

@@ -37,6 +37,7 @@ from pipeline.silver.conform import (
 )
 from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
 from pipeline.silver.pii import mask_phone, protect
+from tests.helpers import session_conf
 
 REPO = Path(__file__).resolve().parents[2]
 REFS = {"currencies": ("EUR", "USD")}
@@ -81,14 +82,8 @@ def test_every_committed_contract_loads_and_compiles(spark):
 def codegen_without_fallback(spark):
     """A stage whose compiled code Java refuses (a method over 64 KB) raises here: Spark would run
     it as slower per-operator code, with a warning in the log only."""
-    key = "spark.sql.codegen.fallback"
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, "false")
-    yield
-    if before is None:
-        spark.conf.unset(key)
-    else:
-        spark.conf.set(key, before)
+    with session_conf(spark, "spark.sql.codegen.fallback", "false"):
+        yield
 
 
 def test_every_committed_contract_conforms_in_code_that_compiles(spark, codegen_without_fallback):

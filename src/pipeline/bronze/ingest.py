@@ -13,6 +13,7 @@ bronze) and tries once more.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections import Counter
@@ -119,25 +120,26 @@ def landing_suffixes(spec: DatasetSpec) -> tuple[str, ...]:
     return (spec.file_suffix, spec.file_suffix + COMPRESSED)
 
 
-def new_landing_files(
-    ctx: RunContext, dataset: str, keys: LandingKeys
-) -> tuple[list[LandingFile], Held, Listing]:
-    """Landing files not listed in bronze as they are now: files bronze does not hold, and
-    files with another stamp (size or modification time) than when it ingested them (a
-    rewrite, or a copy: `restamped`); with a backfill window (`ctx.window`), only those whose
-    landing date it contains (files without a date in their path are not windowed). With them,
-    what bronze holds (by `keys`), and the listing itself: the URIs of the files in the dataset's
-    folder that match none of its suffixes (not hidden ones, nor those its `ignore` leaves
-    alone), and how many its `ignore` left alone."""
+def new_landing_files(ctx: RunContext, dataset: str, keys: LandingKeys) -> tuple[Listing, Held]:
+    """The dataset folder's listing (`list_landing`) of landing files not listed in bronze as
+    they are now: files bronze does not hold, and files with another stamp (size or
+    modification time) than when it ingested them (a rewrite, or a copy: `restamped`); with a
+    backfill window (`ctx.window`), only those whose landing date it contains (files without a
+    date in their path are not windowed). Beside them in the listing: the URIs of the files
+    that match none of the dataset's suffixes (not hidden ones, nor those its `ignore` leaves
+    alone), and how many its `ignore` left alone. With it, what bronze holds (by `keys`)."""
     done = ledger(ctx).ingested(dataset, ctx.table_path("bronze", dataset), keys)
     spec = ctx.catalog[dataset]
     listing = list_landing(
         ctx.spark, ctx.landing_path(dataset), landing_suffixes(spec), done.stamps, keys, tuple(spec.ignore)
     )
-    listed, window = listing.files, getattr(ctx, "window", None)
+    window = getattr(ctx, "window", None)
     if window is not None:
-        listed = [f for f in listed if (day := landing_date(f.uri)) is None or window.contains(day)]
-    return listed, done, listing
+        listing = dataclasses.replace(
+            listing,
+            files=[f for f in listing.files if (day := landing_date(f.uri)) is None or window.contains(day)],
+        )
+    return listing, done
 
 
 def newest_event_time(batch: DataFrame, dataset: str, column: str) -> Column | None:
@@ -230,8 +232,8 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     done = ctx.lake.transaction_version(table, TXN_APP) if exists else None
     txn = Txn(TXN_APP, (done or 0) + 1)
     keys = landing_keys(ctx, dataset)
-    listed, done, listing = new_landing_files(ctx, dataset, keys)
-    ignored = listing.ignored
+    listing, done = new_landing_files(ctx, dataset, keys)
+    listed, ignored = listing.files, listing.ignored
     # Hashed before the read: a file rewritten after it is one whose bytes bronze does not hold.
     digests = sha256_of(ctx.spark, listed)
     skipped = set(rejected_files(ctx).unchanged(dataset, listed, keys, digests))
