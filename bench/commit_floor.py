@@ -5,7 +5,8 @@ appends, gold writes), and a commit of one row costs the lake engine its fixed w
 the snapshot, for a MERGE the scan for matches and the rewrite, the commit. Measured here on a
 scratch table in the same process (median of COMMIT_REPEATS, after one unmeasured commit of each
 kind) and multiplied by the commits the increment made (by operation, from the tables' logs): the
-share of the warm full run that no step's own work can go below on this engine and machine.
+share of the warm full run that no step's own work can go below on this engine and machine, with
+the steps one at a time (steps side by side, `spark.parallel_steps`, overlap their commits too).
 
 A commit that carries a Txn (bronze's file batches and micro-batches, silver, quarantine, the
 ledger) is costed as one: delta-spark checks a Txn against the snapshot's whole reconstructed
@@ -130,6 +131,6 @@ def print_floor(f: dict) -> None:
         f"   its commits: {total}: {ops}; {txn} carry a Txn. One commit of one row on this engine "
         f"(median of {COMMIT_REPEATS}, a {SCRATCH_ROWS:,}-row table): append {f['one_row_append_s']:.2f}s "
         f"({f['one_row_append_txn_s']:.2f}s with a Txn), merge {f['one_row_merge_s']:.2f}s "
-        f"({f['one_row_merge_txn_s']:.2f}s); so the commits alone take at least {f['floor_s']:.1f}s, "
+        f"({f['one_row_merge_txn_s']:.2f}s); so the commits alone, one after another, take {f['floor_s']:.1f}s, "
         f"{f['floor_over_warm_full']:.3f} of the warm full run"
     )
