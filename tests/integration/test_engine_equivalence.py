@@ -28,7 +28,8 @@ HELD_BACK_SHARE = 0.2  # the newest fifth of every dataset's landing files arriv
 def run_dag(spark, lake: Path, engine: str, run_id: str) -> None:
     ctx = make_ctx(spark, lake, run_id=run_id, engine=engine)
     out = io.StringIO()
-    state = run_steps(ctx, DAG, DAG.order(), out, executor=local_executor())
+    # Steps side by side as a local run takes them (spark.parallel_steps, config/local.yaml).
+    state = run_steps(ctx, DAG, DAG.order(), out, executor=local_executor(ctx.settings.spark.parallel_steps))
     assert not state.failed, out.getvalue()
 
 
