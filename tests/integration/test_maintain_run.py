@@ -8,6 +8,7 @@ import shutil
 
 from pipeline import cli
 from pipeline.driver.state import LocalStateStore
+from pipeline.settings import load_settings
 from tests.helpers import make_ctx
 from tests.lake_compare import assert_same_tables
 
@@ -29,6 +30,11 @@ def test_maintain_compacts_every_table_without_changing_one_row(
     out = capsys.readouterr().out
     assert "maintain_bronze: succeeded" in out and "maintain_gold: succeeded" in out
     state = LocalStateStore(lake / "_ops" / "runs").load("maint-1")
+    # the three independent steps side by side, as many as the local config takes at once
+    at_once = load_settings("local", lake_root=str(lake)).spark.parallel_steps
+    assert f"engine delta-rs, {at_once} step(s) at once" in out
+    if at_once >= len(state.steps):
+        assert max(s.started_at for s in state.steps) < min(s.ended_at for s in state.steps), state.steps
     tables = {k: v for s in state.steps for k, v in s.details["tables"].items()}
     # every table the run wrote was maintained, the _ops results table too
     assert {"bronze/snowflake_orders", "silver/orders", "quarantine/orders", "gold/fct_orders"} <= set(tables)

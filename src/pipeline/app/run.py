@@ -163,7 +163,7 @@ def run_pipeline(
             ctx = RunContext.create(settings, run_id)
             executor = local_executor(settings.spark.parallel_steps)
             store = default_store(ctx)
-            engine = ctx.lake.name
+            engine = f"{ctx.lake.name}, {executor.max_parallel} step(s) at once"
             if not is_local(runs):
                 previous, selected = prepare(store)
                 if resume_id and not selected:

@@ -410,7 +410,7 @@ def build_gold(ctx: RunContext, mart: str) -> Staged | Unchanged:
         )
         update = None
         out_version: int | None = None
-        after: TableAfter | None = None  # a merged update: the table as its publish leaves it
+        after: _AfterMerge | None = None  # a merged update: the table as its publish leaves it
         if reason is None:
             assert spec.update is not None and previous is not None
             out_version = ctx.lake.version(out_path)
