@@ -48,8 +48,8 @@ def fastest_steps_ratio(watched_runs: list[dict], bare_runs: list[dict]) -> floa
     pair of one delta-spark run took 94.1 s and 108.9 s, against a gate cost of ~6 s. The
     fastest of each step keeps the cost every watched run pays and drops what only one run
     lost; what the gates add unevenly from run to run it shrinks, so it reads as a lower bound
-    beside the means' ratio, not instead of it. With steps side by side (`spark.parallel_steps`)
-    a step's time holds its neighbours' work too: both kinds of run overlap their steps alike."""
+    beside the means' ratio, not instead of it. Steps one at a time only: side by side
+    (`spark.parallel_steps`) a watched step's time holds its neighbours' gates too."""
 
     def sum_of_fastest_steps(runs: list[dict], cost: Callable[[dict], float]) -> float:
         steps = {s["step"] for r in runs for s in r["steps"]}
