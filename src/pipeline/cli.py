@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--executor",
         choices=["local", "emr-serverless", "emr-ec2"],
         default="local",
-        help="where steps run: local (default: this process, one SparkSession, one step at a time); "
+        help="where steps run: local (default: this process, one SparkContext, spark.parallel_steps "
+        "independent steps at once, 3 in the local config); "
         "emr-serverless (a job run per step on the application aws.emr.application_name) or emr-ec2 "
         "(an EMR step per step on the cluster aws.emr.cluster_name), aws.emr.max_parallel_steps "
         "independent steps at once, this process only submitting and polling (no Spark); "

@@ -366,7 +366,7 @@ def test_delta_rs_names_the_table_and_the_fix_when_a_write_does_not_fit_the_driv
         with pytest.raises(
             LakeError,
             match=rf"{table}: (append|overwrite) through the driver did not fit in the driver's memory .*"
-            r"lake.delta_rs_max_bytes .*delta-spark.*spark.driver_memory",
+            r"lake.delta_rs_max_bytes .*delta-spark.*spark.driver_memory.*spark.parallel_steps",
         ):
             write()
     assert delta_rs_lake.version(table) == 0

@@ -6,6 +6,7 @@ landing file once."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -20,13 +21,15 @@ import pytest
 
 from pipeline.app import local_executor
 from pipeline.app.observers import observers_for
-from pipeline.bronze.ingest import ingest_files
+from pipeline.bronze.ingest import ingest_files, rejected_files
+from pipeline.bronze.rejected import Rejection
 from pipeline.driver.dag import load_dag
 from pipeline.driver.retry import explain
 from pipeline.driver.runner import run_steps
 from pipeline.generate import generate
 from pipeline.generate.defects import add_hostile_files
 from pipeline.jobs import JOBS
+from pipeline.storage import LandingFile, LandingKeys
 from tests.helpers import REPO, make_ctx
 
 pytestmark = pytest.mark.slow
@@ -51,9 +54,10 @@ def small_landing(tmp_path_factory):
 def run(ctx, run_id, steps=STEPS):
     ctx.run_id = run_id
     out = io.StringIO()
-    state = run_steps(
-        ctx, DAG, steps, out, observers=observers_for(ctx.settings, DAG), executor=local_executor()
-    )
+    # Steps side by side as `lakehouse run` takes them (spark.parallel_steps): bronze steps each
+    # recording their rejections into one new table.
+    executor = local_executor(ctx.settings.spark.parallel_steps)
+    state = run_steps(ctx, DAG, steps, out, observers=observers_for(ctx.settings, DAG), executor=executor)
     assert not state.failed, out.getvalue()
     return {s.step.removeprefix("bronze_"): s for s in state.steps}
 
@@ -188,6 +192,47 @@ def test_two_writers_racing_on_one_table_add_each_file_once(spark, tmp_path, sma
         if "landing_files" in c.metadata
     ]
     assert len(commits) == 2  # one file commit per round, from one writer
+
+
+@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+def test_steps_side_by_side_both_record_their_first_rejections(spark, tmp_path, engine, monkeypatch):
+    """Two bronze steps at once (spark.parallel_steps) each record a rejected file in a lake that
+    has no rejected_files table yet, their appends starting at the same moment: both rows land
+    (not one step failing on the table's creation, which Delta gives one writer)."""
+    ctx = make_ctx(spark, tmp_path / "lake", engine=engine)
+    table = rejected_files(ctx)
+    together = threading.Barrier(2, timeout=2)
+    append = ctx.lake.append
+
+    def append_together(*args, **kwargs):
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other waits for this one
+            together.wait()
+        return append(*args, **kwargs)
+
+    monkeypatch.setattr(ctx.lake, "append", append_together)
+    errors: list[BaseException] = []
+
+    def record(dataset: str) -> None:
+        landed = LandingFile(f"file:/landing/{dataset}/bad.csv", f"/landing/{dataset}/bad.csv", 9, 0)
+        keys = LandingKeys("file:/landing", dataset)
+        try:
+            table.record(
+                dataset, [Rejection(landed, "garbage")], "side-by-side", dataset, keys, {landed.uri: "0" * 64}
+            )
+        except Exception as exc:  # the assertion below names it
+            errors.append(exc)
+
+    steps = [threading.Thread(target=record, args=(d,)) for d in ("crm_contacts", "fx_rates")]
+    for t in steps:
+        t.start()
+    for t in steps:
+        t.join()
+    assert not errors, [explain(e).chain for e in errors]
+    rows = ctx.lake.read(table.path).select("dataset", "path").collect()
+    assert sorted(tuple(r) for r in rows) == [
+        ("crm_contacts", "crm_contacts/bad.csv"),
+        ("fx_rates", "fx_rates/bad.csv"),
+    ]
 
 
 @pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])

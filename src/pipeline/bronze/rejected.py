@@ -16,6 +16,7 @@ the same rule.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -38,6 +39,12 @@ SCHEMA = (
     "dataset string, path string, size long, sha256 string, reason string, run_id string, "
     "batch_id string, rejected_at timestamp"
 )
+
+# One record of this process at a time. Bronze steps side by side (`spark.parallel_steps`) each
+# append here, and the first two appends of a lake would both create the table: Delta takes one
+# version 0 and fails the other. Appends to an existing table never conflict; another process
+# writes the lake only under its lease.
+_RECORD_LOCK = threading.Lock()
 
 Check = Callable[[SparkSession, LandingFile, DatasetSpec, frozenset[str]], object]
 CHECKS: dict[str, Check] = {
@@ -313,6 +320,7 @@ class RejectedFiles:
         ]
         for r in rejections:
             log.warning("%s: rejected %s: %s", dataset, r.file.uri, r.reason)
-        self.lake.append(
-            self.path, driver_rows(self.lake.spark, rows, SCHEMA), metadata={"batch_id": batch_id}
-        )
+        with _RECORD_LOCK:
+            self.lake.append(
+                self.path, driver_rows(self.lake.spark, rows, SCHEMA), metadata={"batch_id": batch_id}
+            )

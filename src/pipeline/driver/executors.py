@@ -6,9 +6,10 @@
   handed judges a staged publish before it is written). `max_parallel` steps at once
   (`spark.parallel_steps`): with one, every step uses the run's SparkSession; with more, each
   step a clone of it (`RunContext.for_step`: its own SQL conf, which the lake's DML changes for
-  one commit). That pays where the driver waits on jobs run elsewhere (a cluster's executors),
-  not on 2 local cores (docs/performance.md). This is what `lakehouse run` and the spark-submit
-  entry points (aws/jobs) use.
+  one commit). That pays where a step waits, on a cluster's executors or on Spark's scheduling,
+  planning and commits, which at scale 1 on 2 local cores is most of a step (docs/performance.md,
+  "Steps side by side"). This is what `lakehouse run` and the spark-submit entry points (aws/jobs)
+  use.
 - `EmrServerlessExecutor`, `EmrStepsExecutor` (`driver/emr.py`): one EMR job run per step,
   `aws.emr.max_parallel_steps` at once; `executor_for(settings, name)` builds either.
 

@@ -211,7 +211,8 @@ class DeltaRsLake(Lake):
                 f"collected it, before lake.delta_rs_max_bytes ({self.max_bytes / 2**20:,.1f} MiB) could "
                 "measure it: delta-rs is the engine for small data. Run this on delta-spark "
                 "(lake.engine: delta-spark, `make setup` fetches its jars), or give the driver more "
-                "memory (spark.driver_memory) and lower lake.delta_rs_max_bytes below what it holds"
+                "memory (spark.driver_memory) and lower lake.delta_rs_max_bytes below what it holds "
+                "(a share of it with steps side by side: spark.parallel_steps, 1 for one at a time)"
             ) from exc
         self._check_size(path, what, table.nbytes)
         return _rebuilt_nested(table).cast(pa.schema([f.with_nullable(True) for f in table.schema]))
