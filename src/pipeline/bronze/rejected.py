@@ -320,7 +320,6 @@ class RejectedFiles:
         ]
         for r in rejections:
             log.warning("%s: rejected %s: %s", dataset, r.file.uri, r.reason)
+        frame = driver_rows(self.lake.spark, rows, SCHEMA)
         with _RECORD_LOCK:
-            self.lake.append(
-                self.path, driver_rows(self.lake.spark, rows, SCHEMA), metadata={"batch_id": batch_id}
-            )
+            self.lake.append(self.path, frame, metadata={"batch_id": batch_id})
