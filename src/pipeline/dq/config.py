@@ -98,6 +98,10 @@ class GoldRules:
 class DqConfig:
     enabled: bool = True
     data_docs: bool = True
+    # A gated frame of at most this many rows is validated by GX's pandas engine in the driver
+    # (its checked columns moved there in one Arrow transfer), larger ones by GX's Spark engine;
+    # 0: Spark always (dq.gate.validate_gx).
+    driver_validation_rows: int = 50_000
     defaults: Defaults = field(default_factory=Defaults)
     silver: dict[str, SilverRules] = field(default_factory=dict)
     gold: dict[str, GoldRules] = field(default_factory=dict)
@@ -171,6 +175,8 @@ def _ratio(t: Thresholds | None, where: str, key: str) -> None:
 
 
 def _validate(c: DqConfig, where: str) -> None:
+    if c.driver_validation_rows < 0:
+        raise ConfigError(f"{where}: driver_validation_rows: must be >= 0, got {c.driver_validation_rows}")
     d = c.defaults
     _ratio(d.quarantine_ratio, where, "defaults.quarantine_ratio")
     _ratio(d.rule_ratio, where, "defaults.rule_ratio")
