@@ -267,6 +267,8 @@ def job_submission(
         "spark.dynamicAllocation.maxExecutors": str(emr.max_executors),
         "spark.sql.shuffle.partitions": str(settings.spark.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
+        # toPandas through Arrow, as locally: the DQ gate moves small frames to the driver (dq.gate).
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.executorEnv.PYSPARK_PYTHON": PYTHON,
         "spark.executorEnv.LAKEHOUSE_ENV": settings.env,
     }

@@ -46,6 +46,7 @@ import json
 import logging
 import os
 import re
+import string
 import threading
 import time
 from collections.abc import Callable
@@ -358,7 +359,8 @@ class _Gx:
     context: Any = None
     sources: dict[str, Any] = {}  # engine -> data source
     suites: dict[str, tuple[str, Any]] = {}  # table -> (checks signature, suite)
-    tables: dict[tuple[str, str], tuple[str, Any]] = {}  # (table, engine) -> (signature, validation)
+    assets: set[tuple[str, str]] = set()  # (table, engine) with an asset in the engine's source
+    validations: dict[tuple[str, str], tuple[Any, Any]] = {}  # (table, engine) -> (suite, validation)
     sites: dict[str, str] = {}  # docs directory -> site name
     last: dict[str, list[Any]] = {}  # table -> its latest validation results, until saved
     saved: set[str] = set()  # result files this process wrote (its context holds them already)
@@ -388,36 +390,44 @@ class _Gx:
     @classmethod
     def validation(cls, name: str, checks: list[Check], engine: str = SPARK) -> Any:
         """The validation definition of table `name`'s `checks` on `engine`. Both engines use
-        the table's one suite, so Data Docs show one suite per table whichever engine judged."""
+        the table's one suite (Data Docs show one suite per table whichever engine judged), so
+        an engine's definition is reused only while it holds the suite of these checks: GX
+        refuses to run one whose suite was replaced since."""
         import great_expectations as gx
 
         context = cls.get()
-        signature = "\n".join(c.signature() for c in checks)
-        cached = cls.tables.get((name, engine))
-        if cached is not None and cached[0] == signature and cls.suites[name][0] == signature:
+        suite = cls._suite(name, checks)
+        cached = cls.validations.get((name, engine))
+        if cached is not None and cached[0] is suite:
             return cached[1]
-        suite = cls._suite(name, checks, signature)
         source, vd_name = cls.sources[engine], name if engine == SPARK else f"{name}@{engine}"
-        if cached is not None:  # the table's checks changed: its old definition goes
-            context.validation_definitions.delete(vd_name)
-        else:
+        if (name, engine) not in cls.assets:
             source.add_dataframe_asset(name=name).add_batch_definition_whole_dataframe("whole")
+            cls.assets.add((name, engine))
+        if (name, engine) in cls.validations:
+            context.validation_definitions.delete(vd_name)
+            del cls.validations[(name, engine)]
         vd = context.validation_definitions.add(
             gx.ValidationDefinition(
                 name=vd_name, data=source.get_asset(name).get_batch_definition("whole"), suite=suite
             )
         )
-        cls.tables[(name, engine)] = (signature, vd)
+        cls.validations[(name, engine)] = (suite, vd)
         return vd
 
     @classmethod
-    def _suite(cls, name: str, checks: list[Check], signature: str) -> Any:
+    def _suite(cls, name: str, checks: list[Check]) -> Any:
+        """Table `name`'s suite of `checks`: the one in the context while they are unchanged,
+        else a new one in its place (built before the old one goes: a check GX refuses leaves
+        the old suite as it was)."""
+        signature = "\n".join(c.signature() for c in checks)
         cached = cls.suites.get(name)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        if cached is not None:
+        suite = to_suite(name, checks)
+        if cls.suites.pop(name, None) is not None:
             cls.context.suites.delete(name)
-        suite = cls.context.suites.add(to_suite(name, checks))
+        suite = cls.context.suites.add(suite)
         cls.suites[name] = (signature, suite)
         return suite
 
@@ -441,7 +451,7 @@ def validate_gx(
         return []
     by_rule = {c.rule: c for c in checks}
     frame, engine = df, SPARK
-    if rows is not None and rows <= driver_rows:
+    if rows is not None and driver_rows > 0 and rows <= driver_rows:  # 0: Spark always
         local = driver_frame(df, checks)
         if local is not None:
             frame, engine = local, PANDAS
@@ -481,26 +491,25 @@ def validate_gx(
     return results
 
 
-# Spark types a driver frame carries as they are (pandas: Python objects) and the integral ones it
-# carries as exact decimals: pandas turns an integer column with nulls into floats, which cannot
-# tell 2**53 from 2**53 + 1 apart (a uniqueness check).
-_AS_IS = ("string", "boolean", "date")
+# Spark types a driver frame carries as they are (pandas: Python objects); integers travel as exact
+# decimals: pandas turns an integer column with nulls into floats, which cannot tell 2**53 from
+# 2**53 + 1 apart (a uniqueness check).
+_AS_IS = ("string", "boolean", "date", "timestamp_ntz")
 _INTEGRAL = ("tinyint", "smallint", "int", "bigint")
-# Regex syntax that Java (Spark) and Python (pandas) read differently: a backslash before a
-# letter or digit (shorthand classes and word boundaries are ASCII in Java, Unicode in Python),
-# an unescaped `.` (Java's also stops at \r and \u2028), inline flags (case folding), and a class
-# inside a class or an intersection (Java's set operations, literal characters in Python).
-_REGEX_DIALECT = re.compile(r"\\[A-Za-z0-9]|(?<!\\)\.|\(\?[a-zA-Z]|&&|\[[^\]]*\[")
-_WHOLE_MATCH = r"(?![\s\S])"  # Contract.whole_pattern's end: the same in both dialects
+_WHOLE_MATCH = r"(?![\s\S])"  # Contract.whole_pattern's end: any character in both dialects
+_REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
+_PUNCTUATION = frozenset(string.punctuation)
 
 
 def driver_frame(df: DataFrame, checks: list[Check]) -> Any:
     """The columns `checks` read, as a pandas DataFrame on which GX's pandas engine gives the
     verdicts GX's Spark engine gives on `df`; None when a check could be judged differently
     there, and the frame stays on Spark: a float column (pandas reads NaN as null), a range on a
-    column that is not a number, a value set on one that is not text, a pattern whose syntax the
-    two regex dialects read differently. Timestamps travel as their text (equal exactly when
-    the timestamps are; no range check on them goes to the driver), integers as decimals."""
+    column that is not a number or with a bound a double cannot hold exactly (Spark compares a
+    decimal with it as doubles, pandas exactly), a value set on a column that is not text, a
+    pattern the two regex dialects could read differently (`_same_regex`). Timestamps travel
+    as microseconds since the epoch (equal exactly when the instants are, in any session time
+    zone; no range on them goes to the driver), integers as decimals."""
     types = dict(df.dtypes)
     wanted: dict[str, Any] = {}
     for check in checks:
@@ -514,27 +523,80 @@ def driver_frame(df: DataFrame, checks: list[Check]) -> Any:
                 wanted[column] = value
             elif kind in _INTEGRAL:
                 wanted[column] = value.cast("decimal(20,0)")
-            elif kind in ("timestamp", "timestamp_ntz"):
-                wanted[column] = value.cast("string")
+            elif kind == "timestamp":
+                wanted[column] = F.unix_micros(value).cast("decimal(20,0)")
             else:
                 return None
         kind = types.get(check.kwargs.get("column", ""), "")
         number = kind in _INTEGRAL or kind.startswith("decimal(")
+        bounds = (check.kwargs.get("min_value"), check.kwargs.get("max_value"))
         if (
-            (check.expectation == "ExpectColumnValuesToBeBetween" and not number)
+            (
+                check.expectation == "ExpectColumnValuesToBeBetween"
+                and not (number and all(map(_exact, bounds)))
+            )
             or (check.expectation == "ExpectColumnValuesToBeInSet" and kind != "string")
             or (
                 check.expectation == "ExpectColumnValuesToMatchRegex"
-                and (
-                    kind != "string"
-                    or _REGEX_DIALECT.search(check.kwargs["regex"].removesuffix(_WHOLE_MATCH))
-                )
+                and not (kind == "string" and _same_regex(check.kwargs["regex"]))
             )
         ):
             return None
     # Table-level checks alone still need the rows: one constant column carries them.
     columns = [value.alias(name) for name, value in wanted.items()] or [F.lit(True).alias("_row")]
     return df.select(*columns).toPandas()
+
+
+def _exact(bound: Any) -> bool:
+    """A range bound both engines compare exactly: none, or an integer a double holds (GX gets
+    it as an int, `suites.to_suite`, and Spark compares a decimal with it as a decimal)."""
+    return bound is None or (float(bound).is_integer() and abs(bound) < 2**53)
+
+
+def _same_regex(regex: str) -> bool:
+    """Whether Java (Spark) and Python (pandas) read a pattern alike: it is made of literal
+    characters, escaped punctuation, classes of those and ranges, groups, lookaheads, `*+?|^`,
+    `{m}`, `{m,}`, `{m,n}` and `$` closing a branch. Outside that set the dialects part: a
+    backslash before a letter or digit (shorthand classes are ASCII in Java, Unicode in Python),
+    `.` (Java's also stops at \\r, \\u0085, \\u2028, \\u2029), inline flags (case folding), a class
+    inside a class or `&&` (Java's set operations), `{,n}` and a lone brace (Python only), `$`
+    before more pattern (Java's also matches before \\r)."""
+    pattern, i = regex.removesuffix(_WHOLE_MATCH), 0
+    while i < len(pattern):
+        c, after = pattern[i], pattern[i + 1 : i + 2]
+        if c == "\\":
+            if after not in _PUNCTUATION:
+                return False
+            i += 2
+        elif c == "[":
+            i += 2 if after == "^" else 1
+            if pattern[i : i + 1] == "]":
+                return False
+            while i < len(pattern) and pattern[i] != "]":
+                if pattern[i] == "[" or pattern.startswith("&&", i):
+                    return False
+                if pattern[i] == "\\":
+                    if pattern[i + 1 : i + 2] not in _PUNCTUATION:
+                        return False
+                    i += 1
+                i += 1
+            if i == len(pattern):
+                return False
+            i += 1
+        elif c == "{":
+            repeat = _REPEAT.match(pattern, i)
+            if repeat is None:
+                return False
+            i = repeat.end()
+        elif (
+            c in ".}"
+            or (c == "$" and after not in ("", "|", ")"))
+            or (c == "(" and after == "?" and not pattern.startswith(("(?:", "(?=", "(?!"), i))
+        ):
+            return False
+        else:
+            i += 1
+    return True
 
 
 def _rule(r: Any) -> str:
@@ -549,8 +611,12 @@ def _passed_observed(expectation_type: str, rows: int | None) -> str:
 
 def _observed(r: Any) -> str:
     info = r.result or {}
-    if r.exception_info and r.exception_info.get("raised_exception"):
-        return "error: " + str(r.exception_info.get("exception_message", ""))[:200]
+    # GX keeps an expectation's error at the top, or per metric that failed (by metric id): the
+    # Spark engine's examples of unexpected timestamps in year 1 fail in PySpark's conversion.
+    errors = r.exception_info or {}
+    raised = [e for e in (errors, *errors.values()) if isinstance(e, dict) and e.get("raised_exception")]
+    if raised:
+        return "error: " + str(raised[0].get("exception_message", ""))[:200]
     if "observed_value" in info:
         return str(info["observed_value"])
     if "unexpected_count" in info:

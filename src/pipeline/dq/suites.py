@@ -198,6 +198,17 @@ def to_suite(name: str, checks: list[Check]):
     suite = gx.ExpectationSuite(name=name)
     for check in checks:
         cls = getattr(gx.expectations, check.expectation)
-        kwargs = {k: v for k, v in check.kwargs.items() if v is not None or k in ("min_value", "max_value")}
+        kwargs = {
+            k: _bound(v) if k in ("min_value", "max_value") else v
+            for k, v in check.kwargs.items()
+            if v is not None or k in ("min_value", "max_value")
+        }
         suite.add_expectation(cls(**kwargs, meta={"rule": check.rule, "severity": check.severity}))
     return suite
+
+
+def _bound(value: Any) -> Any:
+    """A range bound as GX hands it to the engine: an integral one as an integer, so that Spark
+    compares a decimal column with it exactly (with a float it compares both as doubles, and
+    pandas, in the driver, compares a Decimal with a float exactly: dq.gate.driver_frame)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
