@@ -494,7 +494,7 @@ def validate_gx(
 # Spark types a driver frame carries as they are (pandas: Python objects); integers travel as exact
 # decimals: pandas turns an integer column with nulls into floats, which cannot tell 2**53 from
 # 2**53 + 1 apart (a uniqueness check).
-_AS_IS = ("string", "boolean", "date", "timestamp_ntz")
+_AS_IS = ("string", "boolean", "date")
 _INTEGRAL = ("tinyint", "smallint", "int", "bigint")
 _WHOLE_MATCH = r"(?![\s\S])"  # Contract.whole_pattern's end: any character in both dialects
 _REPEAT = re.compile(r"\{[0-9]+(?:,[0-9]*)?\}")
@@ -509,7 +509,7 @@ def driver_frame(df: DataFrame, checks: list[Check]) -> Any:
     decimal with it as doubles, pandas exactly), a value set on a column that is not text, a
     pattern the two regex dialects could read differently (`_same_regex`). Timestamps travel
     as microseconds since the epoch (equal exactly when the instants are, in any session time
-    zone; no range on them goes to the driver), integers as decimals."""
+    zone; no range on them goes to the driver), local ones as their text, integers as decimals."""
     types = dict(df.dtypes)
     wanted: dict[str, Any] = {}
     for check in checks:
@@ -525,6 +525,8 @@ def driver_frame(df: DataFrame, checks: list[Check]) -> Any:
                 wanted[column] = value.cast("decimal(20,0)")
             elif kind == "timestamp":
                 wanted[column] = F.unix_micros(value).cast("decimal(20,0)")
+            elif kind == "timestamp_ntz":  # pandas' nanoseconds hold years 1678-2261 only
+                wanted[column] = value.cast("string")
             else:
                 return None
         kind = types.get(check.kwargs.get("column", ""), "")
