@@ -186,6 +186,10 @@ def _regex(pattern: str):
         (StringType(), _regex(r"a{b}"), "a lone brace"),
         (StringType(), _regex(r"(?#note)a"), "a comment"),
         (StringType(), _regex(r"a$[^x]"), "$ before more pattern"),
+        (StringType(), _regex(r"(a$)[^b]"), "$ closing an inner group: Java's matches before \\r"),
+        (StringType(), _regex(r"(?=a$)[^b]*"), "$ in a lookahead"),
+        (StringType(), _regex(r"(a$|b)[^c]?"), "$ closing an inner branch"),
+        (StringType(), _pattern("value", "abc$", "critical"), "$ of a pattern not matched whole"),
     ],
 )
 def test_a_check_the_engines_could_judge_apart_keeps_the_frame_on_spark(spark, column_type, check, why):
@@ -246,3 +250,20 @@ def test_the_gate_judges_a_frame_in_the_driver_up_to_the_configured_rows(spark, 
     assert [r.passed for r in found] == [True] and not moved
     for frame in frames.values():
         frame.unpersist()
+
+
+def test_a_frame_the_driver_cannot_take_is_judged_on_spark(spark, monkeypatch, caplog):
+    """A value the move to the driver cannot carry fails the move, not the gate: GX on Spark
+    judges the frame, and the log says why."""
+
+    def unmovable(df, checks):
+        raise ValueError("a value pandas cannot hold")
+
+    monkeypatch.setattr(gate, "driver_frame", unmovable)
+    frame = spark.createDataFrame([("ORD-0000002",), (None,)], "order_id string")
+    with caplog.at_level("WARNING", logger="pipeline.dq.gate"):
+        found = gate.validate_gx("silver.unmovable", [_not_null("order_id", "critical")], frame, 2, 10)
+    assert [(r.rule, r.passed, r.observed) for r in found] == [
+        ("order_id:not_null", False, "1 unexpected (50%)")
+    ]
+    assert "cannot move the frame to the driver" in caplog.text

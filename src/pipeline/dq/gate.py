@@ -353,7 +353,7 @@ SPARK, PANDAS = "spark", "pandas"  # GX's execution engines a gate validates wit
 class _Gx:
     """One ephemeral GX context per process: a Spark data source and a pandas one (frames
     validated in the driver), one suite per table and, per table and engine, an asset + batch
-    definition + validation definition, reused while the table's checks are unchanged."""
+    definition + validation definition, reused while it holds the table's suite in force."""
 
     lock = threading.Lock()
     context: Any = None
@@ -418,8 +418,8 @@ class _Gx:
     @classmethod
     def _suite(cls, name: str, checks: list[Check]) -> Any:
         """Table `name`'s suite of `checks`: the one in the context while they are unchanged,
-        else a new one in its place (built before the old one goes: a check GX refuses leaves
-        the old suite as it was)."""
+        else a new one in its place (built before the old one goes, so a check GX refuses
+        leaves the old suite in force)."""
         signature = "\n".join(c.signature() for c in checks)
         cached = cls.suites.get(name)
         if cached is not None and cached[0] == signature:
@@ -452,7 +452,13 @@ def validate_gx(
     by_rule = {c.rule: c for c in checks}
     frame, engine = df, SPARK
     if rows is not None and driver_rows > 0 and rows <= driver_rows:  # 0: Spark always
-        local = driver_frame(df, checks)
+        try:
+            local = driver_frame(df, checks)
+        except Exception:  # noqa: BLE001 - a value the move cannot carry: Spark judges the frame
+            log.warning(
+                "dq %s: cannot move the frame to the driver; GX on Spark judges it", name, exc_info=True
+            )
+            local = None
         if local is not None:
             frame, engine = local, PANDAS
     with _Gx.lock:
@@ -552,18 +558,20 @@ def driver_frame(df: DataFrame, checks: list[Check]) -> Any:
 def _exact(bound: Any) -> bool:
     """A range bound both engines compare exactly: none, or an integer a double holds (GX gets
     it as an int, `suites.to_suite`, and Spark compares a decimal with it as a decimal)."""
-    return bound is None or (float(bound).is_integer() and abs(bound) < 2**53)
+    return bound is None or (abs(bound) < 2**53 and float(bound).is_integer())
 
 
 def _same_regex(regex: str) -> bool:
     """Whether Java (Spark) and Python (pandas) read a pattern alike: it is made of literal
     characters, escaped punctuation, classes of those and ranges, groups, lookaheads, `*+?|^`,
-    `{m}`, `{m,}`, `{m,n}` and `$` closing a branch. Outside that set the dialects part: a
+    `{m}`, `{m,}`, `{m,n}`, and `$` only at the end of a whole-value pattern (Contract.whole_pattern:
+    nothing after it but closing groups and the end guard). Outside that set the dialects part: a
     backslash before a letter or digit (shorthand classes are ASCII in Java, Unicode in Python),
     `.` (Java's also stops at \\r, \\u0085, \\u2028, \\u2029), inline flags (case folding), a class
     inside a class or `&&` (Java's set operations), `{,n}` and a lone brace (Python only), `$`
     before more pattern (Java's also matches before \\r)."""
     pattern, i = regex.removesuffix(_WHOLE_MATCH), 0
+    whole = pattern != regex
     while i < len(pattern):
         c, after = pattern[i], pattern[i + 1 : i + 2]
         if c == "\\":
@@ -592,7 +600,7 @@ def _same_regex(regex: str) -> bool:
             i = repeat.end()
         elif (
             c in ".}"
-            or (c == "$" and after not in ("", "|", ")"))
+            or (c == "$" and not (whole and set(pattern[i + 1 :]) <= {")"}))
             or (c == "(" and after == "?" and not pattern.startswith(("(?:", "(?=", "(?!"), i))
         ):
             return False
