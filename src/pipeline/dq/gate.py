@@ -12,10 +12,12 @@ the mart it is about to write), so rows failing a critical check never become vi
 2. GX: ONE validation of one suite holding all of the table's expectations (suites.py) over that
    cached DataFrame, in a thread of its own while steps 3-5 run, for verdicts only (GX bundles
    their metrics into few Spark jobs); the checks that failed run again for details
-   (`validate_gx`). A frame of at most `driver_validation_rows` (config/dq.yaml) is validated by
-   GX's pandas engine in the driver instead, its checked columns moved there in one Arrow transfer. On a silver batch they are exact for the table: the rows already published
-   passed their own batch's gate, and the merge upserts by the checked-unique key, so a batch
-   with unique keys keeps the table's keys unique.
+   (`validate_gx`). A frame of at most `driver_validation_rows` (config/dq.yaml) is validated
+   by GX's pandas engine in the driver instead, its checked columns moved there in one Arrow
+   transfer, with the verdicts GX's Spark engine gives (`driver_frame`). On a silver batch they
+   are exact for the table: the rows already published passed their own batch's gate, and the
+   merge upserts by the checked-unique key, so a batch with unique keys keeps the table's keys
+   unique.
 3. Row-level: quarantine ratio (batch) and per-rule ratios from the counts the silver step
    computed in its single pass over the batch (no scan here).
 4. Table-level figures of a batch (`TableAfter`: row count and newest data time as the publish
