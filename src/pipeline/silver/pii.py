@@ -54,8 +54,9 @@ def keyed_hash(key: bytes, value: str) -> str:
 
 
 def mask_phone(phone):
-    """Every digit but the last two becomes `*`: '+1-415-555-0134' -> '+*-***-***-**34'."""
-    return F.regexp_replace(phone, r"\d(?=(?:\D*\d){2})", "*")
+    """Every digit but the last two becomes `*`: '+1-415-555-0134' -> '+*-***-***-**34'. A digit
+    is any Unicode decimal digit (full-width, Arabic-Indic, ...): Java's `\\d` is ASCII only."""
+    return F.regexp_replace(phone, r"\p{Nd}(?=(?:\P{Nd}*\p{Nd}){2})", "*")
 
 
 def protect(df: DataFrame, contract: Contract, key: bytes) -> DataFrame:
