@@ -18,6 +18,7 @@ from pipeline.commands.lease import cmd_lease
 from pipeline.commands.quarantine import cmd_quarantine_replay
 from pipeline.commands.run import MAINTENANCE_STEPS, cmd_maintain, cmd_run
 from pipeline.commands.status import cmd_status
+from pipeline.run_id import run_id_argument
 from pipeline.settings import ConfigError
 
 
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--resume",
         metavar="RUN_ID",
+        type=run_id_argument,
         help="rerun the steps of RUN_ID that did not succeed (failed, skipped, or cut off), "
         "under the same run id and state file; --only/--from/--until narrow them further",
     )
@@ -110,7 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show a run's steps from <lake>/_ops/runs (default: the latest run); no Spark"
     )
     add_settings_arguments(status)
-    status.add_argument("run_id", nargs="?", metavar="RUN_ID", help="the run to show (default: the latest)")
+    status.add_argument(
+        "run_id",
+        nargs="?",
+        metavar="RUN_ID",
+        type=run_id_argument,
+        help="the run to show (default: the latest)",
+    )
     status.add_argument("--json", action="store_true", help="print the run state file as it is")
     status.set_defaults(func=cmd_status)
 

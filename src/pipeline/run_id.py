@@ -10,6 +10,7 @@ later: another run may have written in between)."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,22 @@ RUN_ID_RE = re.compile(r"^(\d{8}T\d{6}Z)-[0-9a-f]+$")
 # From a generated id to the run's context: the driver starts Spark in between (minutes on a busy
 # cluster). An id older than that, or from the future, is not this start's.
 START_GAP = timedelta(minutes=15)
+
+
+# A run id names folders and files (`<lake>/_ops/runs/<run id>/`, lineage and metrics files) and
+# is the prefix of batch ids (`<run id>:<dataset>`): no path separator, no leading dot, no colon.
+VALID_RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def run_id_argument(text: str) -> str:
+    """argparse type of --run-id, --resume and `status RUN_ID`: a valid run id, or a usage error
+    before anything starts."""
+    if not VALID_RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a run id: 1-128 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (it names the run's folder under <lake>/_ops/runs)"
+        )
+    return text
 
 
 def new_run_id() -> str:

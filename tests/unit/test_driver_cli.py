@@ -273,6 +273,28 @@ def test_run_refuses_bad_flags_before_starting_spark(lake, config_dir, capsys, e
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("run_id", ["../../etc/x", "team/nightly", ".hidden", "", "r:1", "a" * 129, "r 1"])
+@pytest.mark.parametrize("command", [["run", "--run-id"], ["run", "--resume"], ["status"]])
+def test_a_run_id_that_is_not_a_plain_name_is_refused_before_anything_starts(
+    lake, config_dir, capsys, command, run_id
+):
+    """A run id names folders under <lake>/_ops/runs: '..', '/' or a leading dot would reach
+    outside them, ':' would confuse batch ids. argparse refuses it (exit 2) and no state appears."""
+    before = sorted(p.relative_to(lake) for p in lake.rglob("*"))
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*command, run_id, "--lake", str(lake), "--config-dir", str(config_dir)])
+    assert exited.value.code == 2
+    assert "is not a run id" in capsys.readouterr().err
+    assert sorted(p.relative_to(lake) for p in lake.rglob("*")) == before
+
+
+def test_a_plain_custom_run_id_is_accepted(lake, config_dir, capsys):
+    runs(lake).save(state("nightly-2026.12_07", {"bronze_fx_rates": "succeeded"}, "succeeded"))
+    args = ["status", "nightly-2026.12_07", "--lake", str(lake), "--config-dir", str(config_dir)]
+    assert cli.main(args) == 0
+    assert "nightly-2026.12_07" in capsys.readouterr().out
+
+
 def test_resuming_a_run_with_nothing_left_does_nothing(lake, config_dir, capsys):
     runs(lake).save(state("r1", {"bronze_fx_rates": "succeeded"}, "succeeded"))
     assert cli.main(["run", "--lake", str(lake), "--config-dir", str(config_dir), "--resume", "r1"]) == 0

@@ -577,7 +577,12 @@ def test_email_becomes_keyed_hash_and_domain_and_phone_is_masked(spark):
 
 def test_phone_mask_keeps_only_the_last_two_digits(spark):
     # Full-width and Arabic-Indic digits are digits too: none may pass unmasked.
-    phones = ["+44 20 7946 0958", "(555) 123", "+\uff14\uff14 \uff12\uff10 \uff17\uff19", "\u0660\u0661\u0662-\u0663\u0664"]
+    phones = [
+        "+44 20 7946 0958",
+        "(555) 123",
+        "+\uff14\uff14 \uff12\uff10 \uff17\uff19",
+        "\u0660\u0661\u0662-\u0663\u0664",
+    ]
     df = spark.createDataFrame([(p,) for p in phones], "p string")
     assert [r[0] for r in df.select(mask_phone(df.p)).collect()] == [
         "+** ** **** **58",

@@ -7,6 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
+from pipeline.run_id import run_id_argument
 from pipeline.settings import Settings, load_settings
 
 
@@ -24,8 +25,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     add_settings_arguments(parser)
     parser.add_argument(
         "--run-id",
-        help="run id to use (default: a new one); an existing run id continues that run: the "
-        "selected steps are rerun and recorded in its state",
+        type=run_id_argument,
+        help="run id to use (default: a new one; letters, digits, '.', '_', '-'); an existing run "
+        "id continues that run: the selected steps are rerun and recorded in its state",
     )
 
 
