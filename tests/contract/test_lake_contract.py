@@ -195,6 +195,17 @@ def test_delete_by_predicate(spark, lake, table):
     assert [r["id"] for r in lake.read(table).collect()] == [1]
 
 
+def test_a_failed_delete_names_the_table_but_not_its_condition(spark, lake, table):
+    """An erasure's condition holds a person's ids and emails: an error printed to the operator
+    (and kept in logs) names the table and what failed, never the condition."""
+    lake.append(table, rows(spark, BASE))
+    with pytest.raises(LakeError) as raised:
+        lake.delete(table, "no_such_column = 'jane@x.com'")
+    assert table in str(raised.value) and "delete failed" in str(raised.value)
+    assert "jane" not in str(raised.value)
+    assert lake.read(table).count() == len(BASE)  # nothing deleted
+
+
 def test_delete_on_a_missing_table_names_it(spark, lake, table):
     with pytest.raises(LakeError, match="no Delta table"):
         lake.delete(table, "id = 1")

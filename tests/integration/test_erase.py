@@ -91,8 +91,12 @@ def test_erase_removes_one_person_everywhere_and_only_them(fresh_lake, capsys, m
     assert all(f"{table:<28} {hits:>6} rows" in out for table, hits in expected.items()), out
     assert {k: DeltaTable(str(p)).version() for k, p in _tables(lake).items()} == versions_before
 
+    # as the shell runs it: the lease records the command line, which must not carry the subject
+    monkeypatch.setattr("sys.argv", ["lakehouse", "erase", *args, "--subject", email])
     assert cli.main(["erase", *args, "--subject", email]) == 0
     out = capsys.readouterr().out
+    leases = [p.read_text().lower() for p in (lake / "_ops" / "lease").glob("*.json")]
+    assert leases and not any(email in text for text in leases), leases
     assert only_them.name in out, out  # named for the operator to remove at the source
     after = {k: _holding(p, needles) for k, p in _tables(lake).items()}
     assert {k: hits for k, (_, hits) in after.items() if hits} == {}

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline import cli, entry
-from pipeline.app.process import LAKE_HELD
+from pipeline.app.process import LAKE_HELD, _command_line
 from pipeline.driver.state import LocalStateStore, RunState, StepOutcome
 from pipeline.files import LocalFiles, files_for
 from pipeline.lease import HeldLease, LakeLease, LeaseHeld, LeaseLost, LeaseRecord, MemberLease, stream_scope
@@ -358,3 +358,25 @@ def test_status_and_lease_show_a_streams_lease_and_break_frees_only_it(cli_lake,
     assert capsys.readouterr().out.startswith("stream kafka_events lease: free (")
     assert cli.main(["lease", "--stream", "orders", *args]) == 2
     assert "lease --stream orders: not a streamed dataset of " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lakehouse", "erase", "--subject", "jane@x.com", "--dry-run"],
+        ["lakehouse", "erase", "--subject=jane@x.com"],
+        ["lakehouse", "erase", "--subj", "jane@x.com"],  # argparse takes a prefix too
+        ["/usr/bin/lakehouse", "erase", "--lake", "/l", "--sub=jane@x.com"],
+    ],
+)
+def test_the_lease_records_an_erasure_command_without_its_subject(argv):
+    """The lease file keeps the command line (ten generations) and `lakehouse lease`, `status` and
+    every refused run print it: an erasure's subject (an email or id) must not be in it."""
+    text = _command_line(argv)
+    assert "jane" not in text and "<redacted>" in text
+    assert text.startswith("lakehouse erase")
+
+
+def test_the_lease_records_other_commands_as_they_are():
+    argv = ["lakehouse", "run", "--only", "silver_contacts", "--start-date", "2026-01-01"]
+    assert _command_line(argv) == " ".join(argv)

@@ -47,11 +47,31 @@ def hold_continuous_streams(settings: Settings, run_id: str, datasets: list[str]
     )
 
 
-def _command_line() -> str:
-    """What holds the lease, as the lease shows it: this process's command, clipped."""
-    program = Path(sys.argv[0]).name
-    text = " ".join(["lakehouse" if program == "__main__.py" else program, *sys.argv[1:]])  # python -m
+# Options whose value is personal data: the lease file keeps the command line (ten generations),
+# and `lakehouse lease`/`status` and every refused run print it.
+PERSONAL_OPTIONS = ("--subject",)
+
+
+def _command_line(argv: list[str] | None = None) -> str:
+    """What holds the lease, as the lease shows it: this process's command, clipped, the values of
+    PERSONAL_OPTIONS (`erase --subject <email>`) left out."""
+    argv = list(sys.argv if argv is None else argv)
+    words: list[str] = []
+    for word in argv[1:]:
+        if words and _personal(words[-1]) and "=" not in words[-1]:
+            word = "<redacted>"
+        elif _personal(word) and "=" in word:
+            word = word.split("=", 1)[0] + "=<redacted>"
+        words.append(word)
+    program = Path(argv[0]).name
+    text = " ".join(["lakehouse" if program == "__main__.py" else program, *words])  # python -m
     return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _personal(word: str) -> bool:
+    """`word` names a PERSONAL_OPTIONS option, as argparse reads it: whole or a prefix (`--subj`)."""
+    name = word.split("=", 1)[0]
+    return len(name) > 2 and name.startswith("--") and any(o.startswith(name) for o in PERSONAL_OPTIONS)
 
 
 def stop_run(lost: Exception) -> None:

@@ -228,7 +228,11 @@ class DeltaRsLake(Lake):
 
     def delete(self, path, predicate, *, metadata=None) -> WriteResult:
         table = self._table(path)
-        table.delete(predicate, commit_properties=_commit_properties(metadata, None))
+        try:
+            table.delete(predicate, commit_properties=_commit_properties(metadata, None))
+        except Exception as exc:
+            # The condition (an erasure's: a person's ids and emails) stays out of the message.
+            raise LakeError(f"{path}: delete failed: {type(exc).__name__}") from exc
         return WriteResult(path, self.version(path))
 
     def history(self, path: str, limit: int | None = None) -> list[Commit]:
