@@ -73,7 +73,10 @@ def test_silver_suite_from_contract():
     }
     assert checks["status:allowed"].expectation == "ExpectColumnValuesToBeInSet"
     assert checks["currency:in_currencies"].kwargs["value_set"] == ["USD", "EUR"]
-    assert checks["amount:range"].kwargs["min_value"] == 0
+    assert (checks["amount:range"].kwargs["min_value"], checks["amount:range"].kwargs["max_value"]) == (
+        0,
+        10**12,
+    )
     assert checks["table:row_count_bounds"].expectation == "ExpectTableRowCountToBeBetween"
     assert checks["updated_at:not_null"].severity == "critical"
 
@@ -90,7 +93,20 @@ def test_silver_suite_scd2_compound_keys_and_pii_not_pattern_checked():
     assert "owner_email:pattern" not in checks and not any("owner_email" in r for r in checks)
     fx = _by_rule(silver_checks(CONTRACTS["fx_rates"], config, list(CONTRACTS["fx_rates"].columns)))
     assert fx["rate_date+currency:unique"].kwargs["column_list"] == ["rate_date", "currency"]
-    assert fx["units_per_usd:range"].kwargs["strict_min"] is True
+    # the committed bounds: at least 0.001 units per USD; a contract's `min_exclusive` is strict
+    assert (
+        fx["units_per_usd:range"].kwargs["min_value"],
+        "strict_min" in fx["units_per_usd:range"].kwargs,
+    ) == (
+        0.001,
+        False,
+    )
+    units = dataclasses.replace(CONTRACTS["fx_rates"].columns["units_per_usd"], min=None, min_exclusive=0)
+    exclusive = dataclasses.replace(
+        CONTRACTS["fx_rates"], columns={**CONTRACTS["fx_rates"].columns, "units_per_usd": units}
+    )
+    strict = _by_rule(silver_checks(exclusive, config, list(exclusive.columns)))["units_per_usd:range"]
+    assert (strict.kwargs["min_value"], strict.kwargs["strict_min"]) == (0, True)
 
 
 def test_gold_checks_from_config():

@@ -11,8 +11,10 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
+from pipeline.contracts.model import load_contracts
 from pipeline.gold import incremental as I
 from pipeline.gold import transforms as T
+from tests.helpers import REPO
 
 FX = "rate_date date, currency string, units_per_usd decimal(24,10), rate_to_usd decimal(24,12), base string"
 FX_CAL = "fx_date date, currency string, rate_to_usd decimal(24,12), rate_date date"
@@ -146,6 +148,34 @@ def test_fct_orders_fx_as_of_and_scd2_as_of(spark):
     )
     # fmt: on
     check(fct, expected)
+
+
+def test_fct_orders_prices_the_largest_amount_at_the_highest_rate_silver_takes(spark):
+    """Silver's bounds (orders.amount at most 1e12, fx_rates.units_per_usd at least 0.001, so a
+    rate of at most 1,000) keep amount x rate within fct_orders' decimal(18,2): the extreme pair
+    is priced exactly, under ANSI mode, where an overflow would fail the job."""
+    contracts = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")
+    top_amount = D(str(int(contracts["orders"].columns["amount"].max)))
+    top_rate = 1 / D(str(contracts["fx_rates"].columns["units_per_usd"].min))
+    orders = spark.createDataFrame(
+        [
+            (
+                "ORD-0000001",
+                "ACC-000002",
+                ts(2024, 1, 9),
+                d(2024, 1, 9),
+                "placed",
+                "KWD",
+                top_amount,
+                ts(2024, 1, 9),
+            )
+        ],
+        ORDERS,
+    )
+    fx = fx_rows(spark, [(d(2024, 1, 9), "KWD", f"{top_rate:.12f}")])
+    fct = T.fct_orders(orders, account_rows(spark), T.fx_calendar(fx)).first()
+    assert fct["amount_usd"] == top_amount * top_rate == D("1000000000000000.00")
+    assert not fct["fx_missing"]
 
 
 # ACC-000001: SMB/US from 2024-01-01, Enterprise/DE from 2024-01-10 (open); ACC-000002 from 2024-01-02.

@@ -254,13 +254,37 @@ def test_a_derived_value_that_would_throw_on_a_refused_input_quarantines_the_row
     ]
     fx = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")["fx_rates"]
     bronze = spark.createDataFrame(
-        [("2026-10-01", "USD", "GBP", "0.0"), ("2026-10-01", "USD", "EUR", "0.5")],
+        [
+            ("2026-10-01", "USD", "GBP", "0.0"),
+            ("2026-10-01", "USD", "EUR", "0.5"),
+            # a shifted decimal point: 1 JPY worth $1e10 would overflow gold's USD amounts
+            ("2026-10-01", "USD", "JPY", "0.0000000001"),
+            ("2026-10-01", "USD", "KWD", "0.001"),  # the lowest the contract takes: $1,000 a unit
+        ],
         "rate_date string, base string, currency string, rate string",
     )
-    refs = {"currencies": ("USD", "GBP", "EUR")}
+    refs = {"currencies": ("USD", "GBP", "EUR", "JPY", "KWD")}
     got = {r["currency"]: (r[RULES], r["__v_rate_to_usd"]) for r in conform(bronze, fx, refs).collect()}
-    assert got["GBP"] == (["units_per_usd:not_above_min"], None)
+    assert got["GBP"] == (["units_per_usd:below_min"], None)
+    assert got["JPY"] == (["units_per_usd:below_min"], None)
     assert got["EUR"][0] == [] and str(got["EUR"][1]) == "2.000000000000"
+    assert got["KWD"][0] == [] and str(got["KWD"][1]) == "1000.000000000000"
+
+
+def test_an_amount_above_what_gold_can_price_is_quarantined(spark):
+    """Orders and opportunities take amounts up to 1e12: times the highest rate fx_rates takes
+    (1,000 USD a unit) it fits gold's decimal(18,2). Above it the row is quarantined with its
+    reason instead of every later gold run failing on the overflow (ANSI mode)."""
+    contracts = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")
+    for name in ("orders", "opportunities"):
+        amount = contracts[name].columns["amount"]
+        c = contract(id=Column(type="string"), amount=amount)
+        rows = [("a", "1000000000000.00"), ("b", "1000000000000.01"), ("c", "9.5e15")]
+        assert broken(spark, c, rows, "id string, amount string") == [
+            [],
+            ["amount:above_max"],
+            ["amount:above_max"],
+        ], name
 
 
 def test_a_decimal_with_digits_beyond_its_scale_is_quarantined_not_rounded(spark):
