@@ -33,11 +33,37 @@ class ConfigError(ValueError):
 
 # libyaml's parser under safe_load's constructor: the same data, parsed ~10x faster than PyYAML's
 # pure-Python one (configuration is read on every run); the pure one where PyYAML lacks libyaml.
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """safe_load's loader refusing a key repeated in one mapping: YAML keeps the last silently, so
+    a contract's second `amount:` entry, or `{min: 0, min: -5}`, would drop the first's rules."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: overriding its keys is by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                repeated = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the constructor below refuses it
+                continue
+            if repeated:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"found the key {key!r} twice",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+_YAML_LOADER = _YamlLoader
 
 
 def load_yaml(text: str) -> Any:
-    """What `yaml.safe_load(text)` returns; errors are yaml.YAMLError. Every config reader's loader."""
+    """What `yaml.safe_load(text)` returns, but a key repeated in a mapping is an error; errors are
+    yaml.YAMLError. Every config reader's loader."""
     return yaml.load(text, Loader=_YAML_LOADER)
 
 

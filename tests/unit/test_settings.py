@@ -60,6 +60,11 @@ def test_lakehouse_env_selects_the_file(tmp_path, monkeypatch):
             r"secrets are references, not values",
         ),
         ("- a list\n", r"expected a mapping at the top level"),
+        # YAML would keep the second silently
+        (
+            "lake: {root: x}\nlake: {root: y}\n",
+            r"(?s)local.yaml: not valid YAML: .*found the key 'lake' twice",
+        ),
         (
             'alerts: {"on": [step_failed, dq_warning]}\n',
             r"local.yaml: alerts: on: unknown alert kind\(s\) 'dq_warning'; known kinds: step_failed, "

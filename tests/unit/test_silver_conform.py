@@ -369,6 +369,24 @@ def test_evolution_policy(spark):
         check_evolution(spark.createDataFrame([], "id string, amount double").schema, c)
 
 
+def test_a_contract_column_that_is_not_a_mapping_or_a_repeated_key_fails_naming_file_and_key(tmp_path):
+    """`amount: decimal(18,2)` (a shorthand the loader does not take) and a key written twice (YAML
+    keeps the last silently, dropping the first's rules) are refused, naming the file and the key."""
+    head = "name: t\ndescription: d\ngrain: g\nsource: s\nkeys: [id]\nsequence_by: id\nhistory: current\n"
+    bad = tmp_path / "t.yaml"
+    bad.write_text(head + "columns:\n  id: {type: string}\n  amount: decimal(18,2)\n")
+    with pytest.raises(
+        ContractError, match=r"t.yaml: columns.amount: expected a mapping .* got 'decimal\(18,2\)'"
+    ):
+        load_contract(bad, REPO / "config" / "reference")
+    bad.write_text(head + "columns:\n  id: {type: string}\n  amount: {type: int, min: 0, min: -5}\n")
+    with pytest.raises(ContractError, match=r"(?s)t.yaml: cannot read contract: .*found the key 'min' twice"):
+        load_contract(bad, REPO / "config" / "reference")
+    bad.write_text(head + "columns:\n  id: {type: string}\n  id: {type: int}\n")
+    with pytest.raises(ContractError, match=r"found the key 'id' twice"):
+        load_contract(bad, REPO / "config" / "reference")
+
+
 def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
     bad = tmp_path / "t.yaml"
     bad.write_text(
@@ -392,6 +410,10 @@ def test_invalid_contract_files_fail_naming_file_and_key(tmp_path):
         ("{type: string, pattern: 'x(?i)y'}", "pattern: not a valid regular expression"),
         ("{type: timestamp, matches_file_date: true}", "matches_file_date: on a timestamp column"),
         ("{type: int, rounds: true}", "rounds: on a int column"),
+        # bounds only on numbers: a string's `min` compared as a number would throw mid-job (ANSI)
+        ("{type: string, min: 1}", "min: on a string column; only a number has bounds"),
+        ("{type: date, max: 5}", "max: on a date column; only a number has bounds"),
+        ("{type: timestamp, min_exclusive: 0}", "min_exclusive: on a timestamp column"),
     ]:
         bad.write_text(fine.replace("id: {type: string}", f"id: {{type: string}}\n  t: {column}"))
         with pytest.raises(ContractError, match=rf"columns.t.{message}"):

@@ -20,6 +20,7 @@ from pipeline.settings import ConfigError, load_yaml, parse_typed
 
 SIMPLE_TYPES = {"string", "int", "bigint", "double", "boolean", "date", "timestamp", "map<string,string>"}
 DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
+NUMERIC_TYPES = {"int", "bigint", "double"}  # and decimal(p,s)
 NORMALIZERS = {"trim", "lower", "upper", "country_code"}
 INTERVAL = re.compile(r"^(\d{1,6}) (second|minute|hour|day)s?$")  # "1 day", "6 hours"
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
@@ -134,6 +135,12 @@ def load_contract(path: Path, reference_dir: Path) -> Contract:
         raise ContractError(f"{where}: cannot read contract: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("columns"), dict):
         raise ContractError(f"{where}: expected a mapping with a 'columns' mapping")
+    for name, spec in raw["columns"].items():
+        if spec is not None and not isinstance(spec, dict):
+            raise ContractError(
+                f"{where}: columns.{name}: expected a mapping such as {{type: 'decimal(18,2)', nullable: false}}, "
+                f"got {spec!r}"
+            )
     columns = {name: {**(spec or {}), "name": name} for name, spec in raw["columns"].items()}
     contract = parse_typed(Contract, {**raw, "columns": columns}, where, "")
     _validate(contract, where, reference_dir)
@@ -179,6 +186,12 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
             raise ContractError(
                 f"{key}.not_before: {col.not_before!r} on a {col.type} column; expected a date such as "
                 f"'{DEFAULT_NOT_BEFORE}' (yyyy-mm-dd) on a date or timestamp"
+            )
+        bounds = [b for b in ("min", "max", "min_exclusive") if getattr(col, b) is not None]
+        if bounds and col.type not in NUMERIC_TYPES and not DECIMAL.match(col.type):
+            raise ContractError(
+                f"{key}.{bounds[0]}: on a {col.type} column; only a number has bounds "
+                "(a date or timestamp: not_before, not_after_arrival; a string: pattern, allowed)"
             )
         if col.rounds and not DECIMAL.match(col.type):
             raise ContractError(
