@@ -380,3 +380,25 @@ def test_the_lease_records_an_erasure_command_without_its_subject(argv):
 def test_the_lease_records_other_commands_as_they_are():
     argv = ["lakehouse", "run", "--only", "silver_contacts", "--start-date", "2026-01-01"]
     assert _command_line(argv) == " ".join(argv)
+
+
+def test_a_lost_lease_interrupts_a_main_thread_blocked_in_a_wait():
+    """A holder whose lease is taken over stops at once, also while its main thread is blocked
+    (waiting on step threads, or in a py4j call), not when that call returns: before, the
+    interrupt waited for the next bytecode and the run could commit in the meantime."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, threading\n"
+        "from pipeline.app.process import stop_run\n"
+        "threading.Timer(0.3, stop_run, args=(RuntimeError('lease taken over'),)).start()\n"
+        "try:\n"
+        "    threading.Event().wait()\n"  # blocks until a signal ends it
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted', flush=True)\n"
+        "    sys.exit(7)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    assert (done.returncode, done.stdout.strip()) == (7, "interrupted"), done.stderr
+    assert "lease taken over; stopping the run" in done.stderr

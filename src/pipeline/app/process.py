@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -76,11 +77,20 @@ def _personal(word: str) -> bool:
 
 def stop_run(lost: Exception) -> None:
     """The lease was taken over (this run's heartbeat stopped for a ttl, or it was broken): stop
-    writing. Interrupting the main thread records the run as interrupted, to resume later."""
+    writing. Interrupting the main thread records the run as interrupted, to resume later.
+
+    A SIGINT sent to the main thread, not `_thread.interrupt_main()`: that only marks the
+    interrupt for the main thread's next bytecode, and a main thread blocked in a py4j call or
+    waiting on its step threads would go on, and commit, meanwhile. The signal ends the blocking
+    call; with a SparkContext, PySpark's SIGINT handler also cancels every running Spark job, so
+    steps in worker threads stop too (a Delta commit already under way still lands)."""
     import _thread
 
     print(f"error: {lost}; stopping the run", file=sys.stderr, flush=True)
-    _thread.interrupt_main()
+    if callable(signal.getsignal(signal.SIGINT)):  # a Python handler: KeyboardInterrupt (PySpark's too)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+    else:  # SIGINT ignored or left to the OS: at least the main thread's next bytecode
+        _thread.interrupt_main()
 
 
 @contextlib.contextmanager
