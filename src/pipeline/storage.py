@@ -12,6 +12,7 @@ import string
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from py4j.java_gateway import JavaClass
 from py4j.protocol import Py4JJavaError
@@ -425,6 +426,11 @@ def head_and_tail(spark: SparkSession, location: str, size: int, n: int) -> tupl
 
 def sha256(spark: SparkSession, location: str) -> str:
     """SHA-256 of a file's bytes, hex, streamed in the JVM (the file never crosses into Python)."""
+    return _sha256_and_size(spark, location)[0]
+
+
+def _sha256_and_size(spark: SparkSession, location: str) -> tuple[str, int]:
+    """`sha256` and the number of bytes it read."""
     jvm = spark.sparkContext._jvm  # type: ignore[union-attr]
     digest = jvm.java.security.MessageDigest.getInstance("SHA-256")
     path, fs = _fs(spark, location)
@@ -434,33 +440,44 @@ def sha256(spark: SparkSession, location: str) -> str:
         fs = fs.getRawFileSystem()
     stream = jvm.java.security.DigestInputStream(fs.open(path), digest)
     try:
-        jvm.org.apache.commons.io.IOUtils.consume(stream)
+        size = int(jvm.org.apache.commons.io.IOUtils.consume(stream))
     finally:
         stream.close()
-    return bytes(digest.digest()).hex()
+    return bytes(digest.digest()).hex(), size
 
 
 DIGEST_THREADS = 8  # files hashed at once: a local file is read by Python, another streamed in the JVM
 
 
-def sha256_of(spark: SparkSession, files: Sequence[LandingFile]) -> dict[str, str]:
+class Hashes(NamedTuple):
+    """`sha256_of`'s answer: each file's SHA-256 by URI, and the files whose size changed since
+    they were listed (hashed bytes the listing's size and time do not describe)."""
+
+    digests: dict[str, str]
+    changed: tuple[LandingFile, ...] = ()
+
+
+def sha256_of(spark: SparkSession, files: Sequence[LandingFile]) -> Hashes:
     """SHA-256 of each file's bytes by its URI: a local file read by Python (a py4j round trip
     per chunk would cost more than the hashing), any other streamed in the JVM (`sha256`); a
     few at a time, the reads waiting on storage more than on the CPU. A file gone since it was
-    listed has none: its read, not its hash, reports it."""
+    listed has none: its read, not its hash, reports it. A file of another size than listed
+    (a writer still appending, or a file replaced) is `changed`, with no hash: the caller leaves
+    it for a later listing, since recording this hash beside the listed size and time would
+    describe bytes nobody read (a file listed empty, then completed, would pass for ingested)."""
     if not files:
-        return {}
+        return Hashes({})
     _, fs = _fs(spark, files[0].path)
     local = fs.getScheme() == "file"
 
     # Gone since the listing: no hash, and the read names the file. Any other error (a
     # throttled store) fails the step, to be retried, rather than pass a copy for a rewrite.
-    def digest(f: LandingFile) -> str | None:
+    def digest(f: LandingFile) -> tuple[str, int] | None:
         try:
             if not local:
-                return sha256(spark, f.path)
+                return _sha256_and_size(spark, f.path)
             with open(_os_path(f.path), "rb") as stream:
-                return hashlib.file_digest(stream, "sha256").hexdigest()
+                return hashlib.file_digest(stream, "sha256").hexdigest(), stream.tell()
         except FileNotFoundError:
             pass
         except Py4JJavaError as exc:
@@ -470,8 +487,16 @@ def sha256_of(spark: SparkSession, files: Sequence[LandingFile]) -> dict[str, st
         return None
 
     with ThreadPoolExecutor(min(DIGEST_THREADS, len(files))) as pool:
-        found = dict(zip((f.uri for f in files), pool.map(digest, files), strict=True))
-    return {uri: value for uri, value in found.items() if value is not None}
+        found = list(zip(files, pool.map(digest, files), strict=True))
+    changed = tuple(f for f, value in found if value is not None and value[1] != f.size)
+    for f in changed:
+        log.warning(
+            "%s: %d bytes when listed, another size when hashed (still being written, or replaced); "
+            "left for the next run",
+            f.uri,
+            f.size,
+        )
+    return Hashes({f.uri: value[0] for f, value in found if value is not None and f not in changed}, changed)
 
 
 def _os_path(name: str) -> str:

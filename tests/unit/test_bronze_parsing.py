@@ -222,8 +222,11 @@ def test_kafka_values_parse_to_event_columns_or_stay_raw_as_corrupt(spark):
     assert parsed[0]["_source_file"] == "kafka://product_events/0/0"
     assert str(parsed[0]["kafka_date"]) == "2026-07-01"
     assert [r["_corrupt_record"] for r in parsed[1:3]] == ['{"event_id": "e2", "event_t', "[1, 2]"]
-    assert all(r["_parse_error"] == "Kafka value is not a JSON event object" for r in parsed[1:])
-    assert all(r["value"] == r["_corrupt_record"] for r in parsed[1:])
+    assert all(r["_parse_error"] == "Kafka value is not a JSON event object" for r in parsed[1:3])
+    assert all(r["value"] == r["_corrupt_record"] for r in parsed[1:3])
+    # a record without a value (a tombstone) is corrupt as well: silver quarantines it as malformed
+    assert (parsed[3]["value"], parsed[3]["_corrupt_record"]) == (None, "")
+    assert parsed[3]["_parse_error"].startswith("Kafka record has no value")
 
 
 def test_a_replay_line_without_kafka_coordinates_names_its_replay_file(spark):
@@ -481,6 +484,20 @@ def test_a_gzip_file_named_csv_gz_and_a_utf8_bom_header_still_land(spark, tmp_pa
     ]
 
 
+def test_a_gzip_csv_named_in_upper_case_lands_too(spark, tmp_path):
+    """The listing takes `.CSV.GZ` as the dataset's `.csv.gz`; Hadoop picks its decompressor by
+    the exact, lower-case suffix, so such a file must not reach Spark as raw gzip bytes."""
+    (tmp_path / "A.CSV.GZ").write_bytes(gzip.compress(b"id,name\n1,a\n"))
+    (tmp_path / "b.Csv.Gz").write_bytes(gzip.compress(b"id,name\n2,b\n"))
+    files = list_files(spark, str(tmp_path), (".csv", ".csv.gz"))
+    assert len(files) == 2
+    rows = read_csv(spark, files, CSV_SPEC, str(tmp_path)).collect()
+    assert sorted((r["id"], r["name"], r["_parse_error"]) for r in rows) == [
+        ("1", "a", None),
+        ("2", "b", None),
+    ]
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be"])  # with a BOM, without
 def test_a_utf16_csv_is_refused_naming_the_encoding_and_the_fix(spark, tmp_path, encoding):
     (tmp_path / "a.csv").write_bytes("id,name\n1,a\n".encode(encoding))
@@ -513,6 +530,61 @@ def test_parquet_check_refuses_a_truncated_file(spark, tmp_path):
     check_parquet(spark, files["ok.parquet"], spec)
     with pytest.raises(LandingFormatError, match=r"orders_x: .*cut.parquet: not a complete Parquet file"):
         check_parquet(spark, files["cut.parquet"], spec)
+
+
+@pytest.mark.parametrize("column", ["_source_file", "_Batch_Id", "_parse_error", "_ingestion_ts"])
+def test_a_csv_column_named_like_a_bronze_audit_column_is_refused_naming_it(spark, tmp_path, column):
+    """Bronze adds these to every row: a source column of the name would be dropped, overwritten
+    or ambiguous (an error naming no file), so its file is refused with the column and the fix."""
+    ctx, landing = csv_ctx(spark, tmp_path)
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    (landing / "b.csv").write_text(f"id,updated_at,{column}\n2,2026-07-01T00:00:00Z,x\n")
+    out = ingest_files(ctx, "crm_x")
+    assert out.rows_out == 1 and out.details["rejected_files"] == 1
+    ((path, reason),) = [(r["path"], r["reason"]) for r in out.details["rejected"]]
+    assert path.endswith("/b.csv") and f"{column!r} have the name of a column bronze adds" in reason
+    assert "rename them in the export" in reason
+
+
+def test_a_parquet_column_named_like_a_bronze_audit_column_is_refused_naming_the_file(spark, tmp_path):
+    import pyarrow as pa
+
+    ctx, landing = parquet_ctx(spark, tmp_path)
+    put_parquet(landing, "date=2026-07-01/data_0.parquet", order_table("ORD-0000001"))
+    clashing = order_table("ORD-0000002")
+    clashing = clashing.append_column("_ingestion_ts", pa.array(["2020-01-01"]))
+    put_parquet(landing, "date=2026-07-01/data_1.parquet", clashing)
+    out = ingest_files(ctx, "snowflake_orders")
+    assert out.rows_out == 1 and out.details["rejected_files"] == 1
+    ((path, reason),) = [(r["path"], r["reason"]) for r in out.details["rejected"]]
+    assert path.endswith("/data_1.parquet") and "'_ingestion_ts' have the name of a column bronze" in reason
+    assert bronze_rows(ctx, "snowflake_orders", "order_id") == [("ORD-0000001",)]
+
+
+def test_a_file_still_being_written_when_listed_waits_for_the_next_run(spark, tmp_path, monkeypatch):
+    """Listed empty (a writer that creates the file first), complete when hashed: nothing of it is
+    read or recorded this run, and the next run lands its rows. Before, its hash went into the
+    ledger beside the empty listing, and the next run took the complete file for one copied with
+    new times: its rows never landed."""
+    from pipeline.bronze import ingest as ingest_module
+
+    ctx, landing = csv_ctx(spark, tmp_path)
+    (landing / "a.csv").write_text("id,updated_at\n1,2026-07-01T00:00:00Z\n")
+    (landing / "b.csv").write_text("")  # the writer has created it, not written it yet
+    real = ingest_module.sha256_of
+
+    def writer_finishes_then_hash(spark_, files):
+        (landing / "b.csv").write_text("id,updated_at\n2,2026-07-01T00:00:00Z\n3,2026-07-01T00:00:00Z\n")
+        return real(spark_, files)
+
+    monkeypatch.setattr(ingest_module, "sha256_of", writer_finishes_then_hash)
+    first = ingest_files(ctx, "crm_x")
+    assert first.rows_out == 1 and first.details["changed_since_listed"][0].endswith("/b.csv")
+    monkeypatch.setattr(ingest_module, "sha256_of", real)
+    second = ingest_files(ctx, "crm_x")
+    assert second.rows_out == 2
+    rows = ctx.lake.read(ctx.table_path("bronze", "crm_x")).select("id").collect()
+    assert sorted(r["id"] for r in rows) == ["1", "2", "3"]
 
 
 def test_a_bad_file_is_rejected_once_its_neighbours_land_and_a_changed_file_is_retried(spark, tmp_path):

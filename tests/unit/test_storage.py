@@ -246,15 +246,21 @@ def test_folder_names_and_read_text_of_a_checkpoint_folder_in_a_bucket(spark, s3
     check_folder_names(spark, in_bucket(spark, s3_endpoint, f"{BUCKET}-checkpoint", "cp", CHECKPOINT))
 
 
-def check_hashes(spark, root: str, bodies: dict[str, bytes], gone: str) -> None:
+def check_hashes(spark, root: str, bodies: dict[str, bytes], gone: str, grown: str) -> None:
     """sha256_of gives each listed file the SHA-256 of its bytes, computed here independently;
-    a file removed after the listing gets none."""
+    a file removed after the listing gets none; one written to after it (a writer still at work)
+    gets none either and is `changed`: its hash would describe bytes the listing did not."""
     listed = list_files(spark, root)
     assert len(listed) == len(bodies)
     name = {f.uri: next(n for n in bodies if f.path.endswith("/" + n)) for f in listed}
     remove(spark, next(f for f in listed if name[f.uri] == gone))
+    still_writing = next(f for f in listed if name[f.uri] == grown)
+    storage.write_text(spark, still_writing.path, bodies[grown].decode() + "more rows\n")
     found = storage.sha256_of(spark, listed)
-    assert found == {uri: hashlib.sha256(bodies[n]).hexdigest() for uri, n in name.items() if n != gone}
+    assert found.digests == {
+        uri: hashlib.sha256(bodies[n]).hexdigest() for uri, n in name.items() if n not in (gone, grown)
+    }
+    assert found.changed == (still_writing,)
 
 
 def remove(spark, f) -> None:
@@ -262,14 +268,17 @@ def remove(spark, f) -> None:
     assert path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, False)
 
 
-HASHED = {name: f"{name}\n".encode() * (i + 1) for i, name in enumerate(NAMES)} | {"gone.csv": b"x\n"}
+HASHED = {name: f"{name}\n".encode() * (i + 1) for i, name in enumerate(NAMES)} | {
+    "gone.csv": b"x\n",
+    "growing.csv": b"id\n1\n",
+}
 
 
 def test_files_are_hashed_by_their_bytes_in_a_folder(spark, tmp_path):
     for name, body in HASHED.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(body)
-    check_hashes(spark, str(tmp_path), HASHED, "gone.csv")
+    check_hashes(spark, str(tmp_path), HASHED, "gone.csv", "growing.csv")
     # Any other error fails the step (to be retried): a copy must not pass for a rewrite.
     folder = LandingFile(f"file://{tmp_path}", f"file:{tmp_path}", 0, 0)
     with pytest.raises(IsADirectoryError):
@@ -278,5 +287,9 @@ def test_files_are_hashed_by_their_bytes_in_a_folder(spark, tmp_path):
 
 def test_files_are_hashed_by_their_bytes_in_a_bucket(spark, s3_endpoint):
     check_hashes(
-        spark, in_bucket(spark, s3_endpoint, f"{BUCKET}-hashed", "landing", HASHED), HASHED, "gone.csv"
+        spark,
+        in_bucket(spark, s3_endpoint, f"{BUCKET}-hashed", "landing", HASHED),
+        HASHED,
+        "gone.csv",
+        "growing.csv",
     )

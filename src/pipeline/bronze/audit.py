@@ -5,9 +5,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
-
-AUDIT_COLUMNS = ("_ingestion_ts", "_source_system", SOURCE_FILE, "_batch_id", CORRUPT, ERROR)
+from pipeline.bronze.readers import AUDIT_COLUMNS, CORRUPT, ERROR, SOURCE_FILE
 
 
 def with_audit_columns(df: DataFrame, source_system: str, batch_id: str) -> DataFrame:

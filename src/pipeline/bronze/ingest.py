@@ -235,12 +235,16 @@ def _ingest_new_files(ctx: RunContext, dataset: str) -> StepResult:
     listing, done = new_landing_files(ctx, dataset, keys)
     listed, ignored = listing.files, listing.ignored
     # Hashed before the read: a file rewritten after it is one whose bytes bronze does not hold.
-    digests = sha256_of(ctx.spark, listed)
+    # One whose size changed since the listing (still being written) waits for the next run.
+    hashed = sha256_of(ctx.spark, listed)
+    digests, listed = hashed.digests, [f for f in listed if f not in hashed.changed]
     skipped = set(rejected_files(ctx).unchanged(dataset, listed, keys, digests))
     restamped = [f for f in listed if _same_bytes(done.digests.get(keys(f.uri)), digests.get(f.uri))]
     not_read = skipped.union(restamped)
     files = [f for f in listed if f not in not_read]
     details: dict = {"table": table, "new_files": len(files), "rejected_files": 0, "rejected": []}
+    if hashed.changed:
+        details["changed_since_listed"] = [f.uri for f in hashed.changed]
     if ignored:
         # Not a rejection (a README beside the exports is no failed delivery), but a misnamed
         # one (`.txt`, `.csv.tmp`) must not vanish without a word: named every run it is there.

@@ -206,8 +206,11 @@ def parse_kafka_records(records: DataFrame) -> DataFrame:
             F.coalesce(SOURCE_FILE, F.format_string("kafka://%s/%s/%s", "topic", "partition", "offset"))
         )
         .alias(SOURCE_FILE),
-        F.when(is_corrupt, F.coalesce(CORRUPT, "value")).alias(CORRUPT),
+        # A record without a value (a tombstone) is corrupt too, its raw record the empty text:
+        # silver quarantines a row as malformed by a non-null _corrupt_record.
+        F.when(is_corrupt, F.coalesce(CORRUPT, "value", F.lit(""))).alias(CORRUPT),
         F.when(F.col(ERROR).isNotNull(), F.col(ERROR))
+        .when(F.col("value").isNull(), F.lit("Kafka record has no value (a tombstone or an empty message)"))
         .when(is_corrupt, F.lit("Kafka value is not a JSON event object"))
         .alias(ERROR),
     )

@@ -11,7 +11,7 @@ import csv
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -31,6 +31,9 @@ from pipeline.storage import (
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
 SOURCE_FILE = "_source_file"
+# The columns bronze adds to every row (bronze.audit): a source column of one of these names (in
+# any case) would be dropped, overwritten or made ambiguous, so its file is refused.
+AUDIT_COLUMNS = ("_ingestion_ts", "_source_system", SOURCE_FILE, "_batch_id", CORRUPT, ERROR)
 PARQUET_MAGIC = b"PAR1"
 # Readers whose columns keep the source's types (the others' are text or fixed by the reader).
 TYPED_READERS = frozenset({"parquet"})
@@ -110,6 +113,8 @@ def _implausible(header: tuple[str, ...], line: str, known: frozenset[str]) -> s
             f"([A-Za-z_][A-Za-z0-9_]*, at most 128 characters), e.g. {odd[0][:60]!r}; "
             "replace the file with a proper export"
         )
+    if clash := audit_clash(header):
+        return clash
     spellings: dict[str, list[str]] = defaultdict(list)
     for c in header:
         spellings[c.lower()].append(c)
@@ -126,6 +131,18 @@ def _implausible(header: tuple[str, ...], line: str, known: frozenset[str]) -> s
             f"(e.g. {sorted(known)[0]}); replace the file with a proper export"
         )
     return None
+
+
+def audit_clash(columns: Iterable[str]) -> str | None:
+    """Why source columns named like bronze's audit columns cannot land, or None."""
+    reserved = {a.lower() for a in AUDIT_COLUMNS}
+    clash = [c for c in columns if c.lower() in reserved]
+    if not clash:
+        return None
+    return (
+        f"column(s) {', '.join(map(repr, clash))} have the name of a column bronze adds to every row "
+        f"({', '.join(AUDIT_COLUMNS)}); rename them in the export"
+    )
 
 
 def _not_text(head: bytes, uri: str, spec: DatasetSpec) -> str | None:
@@ -283,15 +300,31 @@ def read_parquet(
     for f in files:
         groups[partition_columns(f.path, landing_root)].append(f)
     frames = [
+        _parquet_group(spark, group, spec, landing_root)
+        for _, group in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))
+    ]  # main layout first
+    return _union(spark, frames)
+
+
+def _parquet_group(
+    spark: SparkSession, group: list[LandingFile], spec: DatasetSpec, landing_root: str
+) -> DataFrame:
+    read = (
         spark.read.option("mergeSchema", "true")
         .option("basePath", landing_root)  # keeps partition folders (event_date=...) as columns
         .parquet(*[spark_path(f.path) for f in group])
-        .withColumn(SOURCE_FILE, _file_uri())  # _metadata is the file scan's: before the union
+    )
+    if clash := audit_clash(read.columns):
+        # Read alone when its batch fails (ingest sets files aside one by one): names the file.
+        files = ", ".join(f.uri for f in group[:3]) + (
+            f" and {len(group) - 3} more" if len(group) > 3 else ""
+        )
+        raise LandingFormatError(f"{spec.name}: {files}: {clash}")
+    return (
+        read.withColumn(SOURCE_FILE, _file_uri())  # _metadata is the file scan's: before the union
         .withColumn(CORRUPT, F.lit(None).cast("string"))
         .withColumn(ERROR, F.lit(None).cast("string"))
-        for _, group in sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))  # main layout first
-    ]
-    return _union(spark, frames)
+    )
 
 
 def partition_columns(path: str, landing_root: str) -> tuple[str, ...]:
