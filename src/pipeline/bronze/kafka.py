@@ -13,6 +13,7 @@ are one code path.
 Replay files: only names ending in the dataset's `file_suffix` (or that plus `.gz`) are read,
 other files in the folder are left alone (logged). A record's timestamp is epoch milliseconds
 (Kafka's own form) or ISO 8601 text; anything else lands with the record in `_corrupt_record`.
+A record without a value (a tombstone) lands as corrupt too, its `_corrupt_record` the empty text.
 A line that is not a Kafka record lands as it is, its `_source_file` its replay file (a record's
 is `kafka://topic/partition/offset`). Replay files are append-only: the file source remembers a
 path, so a file rewritten after it was read is not read again; the step names it in its details

@@ -482,7 +482,9 @@ def render_bronze(model: _Model, spec: DatasetSpec) -> str:
         *_doc_block(_reader_doc(spec.reader) or "(no description)"),
         "## Audit columns",
         "",
-        "After the source's own columns, every row carries:",
+        "After the source's own columns, every row carries the columns below. A landing file with a "
+        "column of one of these names (in any case) is refused, naming the column: its values would be "
+        "dropped or overwritten.",
         "",
         *_table(("column", "meaning"), [(f"`{c}`", AUDIT_TEXT.get(c, "")) for c in AUDIT_COLUMNS]),
         "",
