@@ -411,15 +411,42 @@ def test_a_lost_lease_interrupts_a_main_thread_blocked_in_a_wait():
     import sys
 
     script = (
-        "import sys, threading\n"
-        "from pipeline.app.process import stop_run\n"
+        "import signal, sys, threading\n"
+        "from pipeline.app.process import sigterm_as_exit, stop_run\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # as for a run started in the background
         "threading.Timer(0.3, stop_run, args=(RuntimeError('lease taken over'),)).start()\n"
         "try:\n"
-        "    threading.Event().wait()\n"  # blocks until a signal ends it
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', flush=True)\n"
+        "    with sigterm_as_exit():\n"  # as every lease holder runs
+        "        threading.Event().wait()\n"  # blocks until a signal ends it
+        "except SystemExit as exc:\n"
+        "    print('interrupted', exc.code, flush=True)\n"
         "    sys.exit(7)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
-    assert (done.returncode, done.stdout.strip()) == (7, "interrupted"), done.stderr
+    assert (done.returncode, done.stdout.strip()) == (7, "interrupted 143"), done.stderr
     assert "lease taken over; stopping the run" in done.stderr
+
+
+def test_a_lost_lease_cancels_a_running_spark_job_and_ends_the_run():
+    """The main thread blocked in a Spark action (a task that would run ten minutes): the lost
+    lease cancels the job from the heartbeat thread and ends the main thread's call at once, as
+    an exit the runner records as interrupted, not a step that finishes (and commits) later."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, threading, time\n"
+        "from pyspark.sql import SparkSession\n"
+        "from pipeline.app.process import sigterm_as_exit, stop_run\n"
+        "spark = SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false').getOrCreate()\n"
+        "threading.Timer(2, stop_run, args=(RuntimeError('lease taken over'),)).start()\n"
+        "started = time.monotonic()\n"
+        "try:\n"
+        "    with sigterm_as_exit():\n"
+        "        spark.range(1).rdd.map(lambda x: time.sleep(600)).collect()\n"
+        "except SystemExit as exc:\n"
+        "    print('interrupted', exc.code, time.monotonic() - started < 60, flush=True)\n"
+        "    sys.exit(7)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert (done.returncode, done.stdout.strip()) == (7, "interrupted 143 True"), done.stderr[-3000:]

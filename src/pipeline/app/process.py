@@ -79,18 +79,32 @@ def stop_run(lost: Exception) -> None:
     """The lease was taken over (this run's heartbeat stopped for a ttl, or it was broken): stop
     writing. Interrupting the main thread records the run as interrupted, to resume later.
 
-    A SIGINT sent to the main thread, not `_thread.interrupt_main()`: that only marks the
-    interrupt for the main thread's next bytecode, and a main thread blocked in a py4j call or
-    waiting on its step threads would go on, and commit, meanwhile. The signal ends the blocking
-    call; with a SparkContext, PySpark's SIGINT handler also cancels every running Spark job, so
-    steps in worker threads stop too (a Delta commit already under way still lands)."""
+    Called in the heartbeat thread. It cancels every running Spark job over its own py4j
+    connection (the main thread's is waiting on the call it blocks in; PySpark's SIGINT handler,
+    which cancels from the main thread, would call into that busy connection and fail), then
+    sends the main thread SIGTERM, which `sigterm_as_exit` turns into SystemExit: the blocking
+    call ends at once (`_thread.interrupt_main()` only marks the next bytecode, and does nothing
+    at all where SIGINT is ignored, as for a run started in the background). A Delta commit the
+    JVM already began still lands."""
     import _thread
 
     print(f"error: {lost}; stopping the run", file=sys.stderr, flush=True)
-    if callable(signal.getsignal(signal.SIGINT)):  # a Python handler: KeyboardInterrupt (PySpark's too)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-    else:  # SIGINT ignored or left to the OS: at least the main thread's next bytecode
+    _cancel_spark_jobs()
+    if callable(signal.getsignal(signal.SIGTERM)):  # sigterm_as_exit's handler
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+    else:  # outside sigterm_as_exit: the next bytecode of the main thread
         _thread.interrupt_main()
+
+
+def _cancel_spark_jobs() -> None:
+    try:
+        from pyspark import SparkContext
+
+        context = SparkContext._active_spark_context
+        if context is not None:
+            context.cancelAllJobs()
+    except Exception as exc:  # noqa: BLE001 - stopping goes on without it
+        print(f"warning: could not cancel the running Spark jobs: {exc}", file=sys.stderr, flush=True)
 
 
 @contextlib.contextmanager
