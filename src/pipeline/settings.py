@@ -35,18 +35,29 @@ class ConfigError(ValueError):
 # pure-Python one (configuration is read on every run); the pure one where PyYAML lacks libyaml.
 class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """safe_load's loader refusing a key repeated in one mapping: YAML keeps the last silently, so
-    a contract's second `amount:` entry, or `{min: 0, min: -5}`, would drop the first's rules."""
+    a contract's second `amount:` entry, or `{min: 0, min: -5}`, would drop the first's rules.
+    Each mapping is checked once, as written: before merge keys (`<<: *anchor`, whose keys a
+    mapping may override by design) are flattened into it."""
 
-    def construct_mapping(self, node, deep=False):
+    _MERGE, _VALUE = "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._checked: set[int] = set()
+
+    def _check_keys(self, node) -> None:
+        if id(node) in self._checked:
+            return
+        self._checked.add(id(node))
         seen: set = set()
         for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor`: overriding its keys is by design
+            if key_node.tag == self._MERGE:
                 continue
-            key = self.construct_object(key_node, deep=True)
+            key = "=" if key_node.tag == self._VALUE else self.construct_object(key_node, deep=True)
             try:
                 repeated = key in seen
                 seen.add(key)
-            except TypeError:  # an unhashable key: the constructor below refuses it
+            except TypeError:  # an unhashable key: the constructor refuses it
                 continue
             if repeated:
                 raise yaml.constructor.ConstructorError(
@@ -55,6 +66,18 @@ class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
                     f"found the key {key!r} twice",
                     key_node.start_mark,
                 )
+
+    def flatten_mapping(self, node):
+        self._check_keys(node)
+        for key_node, value_node in node.value:  # a merged mapping, checked before it is flattened
+            if key_node.tag == self._MERGE:
+                for merged in value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]:
+                    if isinstance(merged, yaml.MappingNode):
+                        self._check_keys(merged)
+        super().flatten_mapping(node)
+
+    def construct_mapping(self, node, deep=False):
+        self._check_keys(node)
         return super().construct_mapping(node, deep=deep)
 
 

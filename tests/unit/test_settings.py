@@ -307,3 +307,22 @@ def test_every_config_file_reads_as_yaml_safe_load_reads_it(path):
 def test_invalid_yaml_is_a_yaml_error_naming_the_line():
     with pytest.raises(yaml.YAMLError, match="line 2"):
         load_yaml("a: 1\n b: [\n")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "base: &b {x: 1}\nd:\n  <<: *b\n  x: 2\n",  # a merge key's value overridden: by design
+        "a: {b: &m {<<: {x: 1}, x: 2}}\nc: {<<: *m}\n",  # an anchor that overrides its own merge
+        "a: {<<: [{x: 1}, {x: 2}]}\n",  # merged mappings sharing a key: the first wins
+        "=: 1\n",
+    ],
+)
+def test_yaml_merge_keys_load_as_safe_load_reads_them(text):
+    assert load_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("text", ["a: 1\na: 2\n", "l: [{k: 1, k: 2}]\n", "b: &b {x: 1, x: 2}\nc: {<<: *b}\n"])
+def test_yaml_refuses_a_key_written_twice_in_one_mapping(text):
+    with pytest.raises(yaml.YAMLError, match="found the key '.' twice"):
+        load_yaml(text)
