@@ -8,6 +8,7 @@ built from it, and `pipeline.bronze.readers` finds each file format's function b
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,30 @@ def _one_char(key: str, value: str, empty_ok: bool = False) -> None:
     if (len(value) != 1 or not value.isascii()) and not (empty_ok and value == ""):
         allowed = "one ASCII character" + (" or '' (none)" if empty_ok else "")
         raise ConfigError(f"{key}: expected {allowed}, got {value!r}")
+
+
+# The columns bronze adds to every row (pipeline.bronze.audit). A source column of one of these
+# names (in any case) would be dropped, overwritten or made ambiguous: its file is refused.
+AUDIT_COLUMNS = (
+    "_ingestion_ts",
+    "_source_system",
+    "_source_file",
+    "_batch_id",
+    "_corrupt_record",
+    "_parse_error",
+)
+
+
+def audit_clash(columns: Iterable[str]) -> str | None:
+    """Which of `columns` take the name of a bronze audit column, said for an error; or None."""
+    reserved = {a.lower() for a in AUDIT_COLUMNS}
+    clash = [c for c in columns if c.lower() in reserved]
+    if not clash:
+        return None
+    return (
+        f"column(s) {', '.join(map(repr, clash))} have the name of a column bronze adds to every row "
+        f"({', '.join(AUDIT_COLUMNS)})"
+    )
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,8 @@ class CsvOptions:
             raise ConfigError(
                 "columns: name the fields when header is false, and only then (a header names them)"
             )
+        if clash := audit_clash(self.columns):  # else every file is refused, and stays refused
+            raise ConfigError(f"columns: {clash}; name the fields otherwise")
 
 
 @dataclass(frozen=True)

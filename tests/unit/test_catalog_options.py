@@ -56,6 +56,10 @@ def test_a_csv_dialect_is_read_from_the_catalogue(tmp_path):
             "datasets.tickets.options.encoding: expected one of UTF-8|ISO-8859-1, got 'utf-16'",
         ),
         ("reader: csv\noptions: {header: false}", "datasets.tickets.options: columns: name the fields"),
+        (  # every file would be refused for it, and stay refused after the fix
+            "reader: csv\noptions: {header: false, columns: [id, _Batch_Id]}",
+            "datasets.tickets.options: columns: column(s) '_Batch_Id' have the name of a column bronze adds",
+        ),
         (
             "reader: parquet\noptions: {sep: ';'}",
             "datasets.tickets: options: only the csv reader takes options",

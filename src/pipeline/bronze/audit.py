@@ -5,7 +5,8 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from pipeline.bronze.readers import AUDIT_COLUMNS, CORRUPT, ERROR, SOURCE_FILE
+from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
+from pipeline.catalog import AUDIT_COLUMNS
 
 
 def with_audit_columns(df: DataFrame, source_system: str, batch_id: str) -> DataFrame:

@@ -11,14 +11,14 @@ import csv
 import json
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import reduce
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import DataType, DecimalType, StringType, StructField, StructType
 
-from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec
+from pipeline.catalog import FILE_READERS, CsvOptions, DatasetSpec, audit_clash
 from pipeline.storage import (
     LandingFile,
     first_bytes,
@@ -31,9 +31,6 @@ from pipeline.storage import (
 CORRUPT = "_corrupt_record"
 ERROR = "_parse_error"
 SOURCE_FILE = "_source_file"
-# The columns bronze adds to every row (bronze.audit): a source column of one of these names (in
-# any case) would be dropped, overwritten or made ambiguous, so its file is refused.
-AUDIT_COLUMNS = ("_ingestion_ts", "_source_system", SOURCE_FILE, "_batch_id", CORRUPT, ERROR)
 PARQUET_MAGIC = b"PAR1"
 # Readers whose columns keep the source's types (the others' are text or fixed by the reader).
 TYPED_READERS = frozenset({"parquet"})
@@ -114,7 +111,7 @@ def _implausible(header: tuple[str, ...], line: str, known: frozenset[str]) -> s
             "replace the file with a proper export"
         )
     if clash := audit_clash(header):
-        return clash
+        return f"{clash}; rename them in the export"
     spellings: dict[str, list[str]] = defaultdict(list)
     for c in header:
         spellings[c.lower()].append(c)
@@ -131,18 +128,6 @@ def _implausible(header: tuple[str, ...], line: str, known: frozenset[str]) -> s
             f"(e.g. {sorted(known)[0]}); replace the file with a proper export"
         )
     return None
-
-
-def audit_clash(columns: Iterable[str]) -> str | None:
-    """Why source columns named like bronze's audit columns cannot land, or None."""
-    reserved = {a.lower() for a in AUDIT_COLUMNS}
-    clash = [c for c in columns if c.lower() in reserved]
-    if not clash:
-        return None
-    return (
-        f"column(s) {', '.join(map(repr, clash))} have the name of a column bronze adds to every row "
-        f"({', '.join(AUDIT_COLUMNS)}); rename them in the export"
-    )
 
 
 def _not_text(head: bytes, uri: str, spec: DatasetSpec) -> str | None:
@@ -319,7 +304,7 @@ def _parquet_group(
         files = ", ".join(f.uri for f in group[:3]) + (
             f" and {len(group) - 3} more" if len(group) > 3 else ""
         )
-        raise LandingFormatError(f"{spec.name}: {files}: {clash}")
+        raise LandingFormatError(f"{spec.name}: {files}: {clash}; rename them in the export")
     return (
         read.withColumn(SOURCE_FILE, _file_uri())  # _metadata is the file scan's: before the union
         .withColumn(CORRUPT, F.lit(None).cast("string"))
