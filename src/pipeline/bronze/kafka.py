@@ -211,7 +211,7 @@ def parse_kafka_records(records: DataFrame) -> DataFrame:
         # silver quarantines a row as malformed by a non-null _corrupt_record.
         F.when(is_corrupt, F.coalesce(CORRUPT, "value", F.lit(""))).alias(CORRUPT),
         F.when(F.col(ERROR).isNotNull(), F.col(ERROR))
-        .when(F.col("value").isNull(), F.lit("Kafka record has no value (a tombstone or an empty message)"))
+        .when(F.col("value").isNull(), F.lit("Kafka record has no value (a tombstone)"))
         .when(is_corrupt, F.lit("Kafka value is not a JSON event object"))
         .alias(ERROR),
     )

@@ -41,6 +41,18 @@ class LakeError(RuntimeError):
     """A lake operation failed; the message names the table and the operation."""
 
 
+def error_kind(exc: BaseException) -> str:
+    """What kind of error `exc` is, without its message (which may quote data, e.g. a DELETE's
+    condition): Spark's error class, else the Java exception's class, else the Python type."""
+    error_class = getattr(exc, "getErrorClass", None)
+    if callable(error_class) and error_class():
+        return str(error_class())
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        return str(java.getClass().getName())
+    return type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Txn:
     """Idempotent-write key: a commit for (app_id, version) lands at most once per table."""

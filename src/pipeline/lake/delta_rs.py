@@ -45,6 +45,7 @@ from pipeline.lake.base import (
     WriteResult,
     decode_metadata,
     encode_metadata,
+    error_kind,
     numeric_metrics,
     optimize_summary,
     relative_paths,
@@ -232,7 +233,7 @@ class DeltaRsLake(Lake):
             table.delete(predicate, commit_properties=_commit_properties(metadata, None))
         except Exception as exc:
             # The condition (an erasure's: a person's ids and emails) stays out of the message.
-            raise LakeError(f"{path}: delete failed: {type(exc).__name__}") from exc
+            raise LakeError(f"{path}: delete failed: {error_kind(exc)}") from exc
         return WriteResult(path, self.version(path))
 
     def history(self, path: str, limit: int | None = None) -> list[Commit]:

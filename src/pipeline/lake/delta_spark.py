@@ -32,6 +32,7 @@ from pipeline.lake.base import (
     WriteResult,
     decode_metadata,
     encode_metadata,
+    error_kind,
     numeric_metrics,
     optimize_summary,
     relative_paths,
@@ -285,7 +286,7 @@ class DeltaSparkLake(Lake):
                 table.delete(predicate)
             except Exception as exc:
                 # The condition (an erasure's: a person's ids and emails) stays out of the message.
-                raise LakeError(f"{path}: delete failed: {type(exc).__name__}") from exc
+                raise LakeError(f"{path}: delete failed: {error_kind(exc)}") from exc
         return WriteResult(path, self.version(path))
 
     @contextmanager
