@@ -51,6 +51,19 @@ def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
     return df.withColumn("__rank", F.row_number().over(w)).filter("__rank = 1").drop("__rank")
 
 
+def after_deletes(batch: DataFrame, earlier: DataFrame, contract: Contract) -> DataFrame:
+    """A current-state batch less the versions a deletion silver consumed before supersedes: a
+    key's row not newer than its latest deletion among `earlier` (the deliveries silver consumed,
+    valid rows in the batch's layout). Silver removes a soft-deleted key's row, so nothing is left
+    for a late version of it to lose to: the merge would insert it again. A version after the
+    deletion (the key created again) stays."""
+    flag, seq = contract.soft_delete, contract.sequence_by
+    deleted = earlier.where(F.col(flag)).groupBy(*contract.keys).agg(F.max(seq).alias("__deleted_at"))
+    joined = batch.join(F.broadcast(deleted), list(contract.keys), "left")
+    stale = F.col("__deleted_at").isNotNull() & ~F.col(flag) & (F.col(seq) <= F.col("__deleted_at"))
+    return joined.where(~stale).drop("__deleted_at")
+
+
 def distinct_versions(df: DataFrame, contract: Contract) -> DataFrame:
     """One row per (key, sequence value): re-deliveries of the same version collapse (SCD2 input)."""
     w = Window.partitionBy(*contract.keys, contract.sequence_by).orderBy(*_tiebreak(df))

@@ -46,7 +46,14 @@ from pipeline.silver.conform import (
     rule_counts,
     valid_values,
 )
-from pipeline.silver.history import distinct_versions, late, latest_per_key, scd2_changes, scd2_incoming
+from pipeline.silver.history import (
+    after_deletes,
+    distinct_versions,
+    late,
+    latest_per_key,
+    scd2_changes,
+    scd2_incoming,
+)
 from pipeline.silver.pii import pii_key, protect
 from pipeline.step_result import Staged, StepResult, TableAfter
 
@@ -116,8 +123,8 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             # and the merge source's joins need no shuffle, and each write gets one file.
             conformed = conformed.coalesce(1)
         valid = valid_values(conformed, contract, KEEP)
-        deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
-        silver_rows = protect(deduped, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
+        silver_rows = protect(deduplicated(ctx, contract, valid, consumed), contract, pii_key(ctx.settings))
+        silver_rows = silver_rows.drop("_ingestion_ts")
         silver_rows = silver_rows.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(silver_rows)
         rows_out = silver_rows.count()
@@ -252,13 +259,31 @@ def scd2_input(
 ) -> DataFrame:
     """What an SCD2 merge recomputes, in silver's layout: the batch's valid rows and, for the
     keys with a late version (history.scd2_incoming; every key when `consumed_newest` is None),
-    every valid version bronze held at `consumed`. The earlier rows are conformed again under
-    today's contract, so a version replayed from quarantine or erased from bronze counts as it
-    does now. SCD2 tables are dimensions: the bronze read this costs is small."""
-    bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), consumed)
-    earlier = valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
-    versions = scd2_incoming(batch, earlier, contract, consumed_newest)
+    every valid version bronze held at `consumed` (`consumed_valid`)."""
+    versions = scd2_incoming(batch, consumed_valid(ctx, contract, consumed), contract, consumed_newest)
     return protect(versions, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
+
+
+def deduplicated(
+    ctx: RunContext, contract: Contract, valid: DataFrame, consumed: int | str | None
+) -> DataFrame:
+    """A batch's valid rows as silver takes them, before PII protection: one per key (SCD2: per
+    key and version), less the late versions of keys deleted since (`history.after_deletes`;
+    `consumed`: the bronze version silver consumed, None before its first batch). What is dropped
+    counts with the duplicates."""
+    deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
+    if contract.soft_delete and contract.history == "current" and consumed is not None:
+        deduped = after_deletes(deduped, consumed_valid(ctx, contract, int(consumed)), contract)
+    return deduped
+
+
+def consumed_valid(ctx: RunContext, contract: Contract, consumed: int) -> DataFrame:
+    """Every valid row bronze held at `consumed` (the deliveries silver took before), conformed
+    under today's contract, in the layout of a batch's valid rows: a row replayed from quarantine
+    or erased from bronze counts as it does now. Read for dimensions only (SCD2 late versions,
+    deletions of current-state keys): the bronze read it costs is small."""
+    bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), consumed)
+    return valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
 
 
 def _matched_on(contract: Contract) -> tuple[str, ...]:

@@ -30,12 +30,13 @@ from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.lake import LakeError, Txn
 from pipeline.settings import ConfigError
 from pipeline.silver.conform import RULES, conform, quarantined, valid_values
-from pipeline.silver.history import distinct_versions, latest_per_key
+from pipeline.silver.history import distinct_versions
 from pipeline.silver.job import (
     CONSUMED,
     KEEP,
     _merge_plan,
     audited,
+    deduplicated,
     newest_column,
     read_target,
     scd2_input,
@@ -120,8 +121,9 @@ def replay_quarantine(ctx: RunContext, name: str, *, check: Check, dry_run: bool
         if not replayed and not result.reasons_changed:
             return result
         valid = valid_values(conformed, contract, KEEP)
-        deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
-        silver_rows = protect(deduped, contract, pii_key(ctx.settings)).drop("_ingestion_ts")
+        consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
+        silver_rows = protect(deduplicated(ctx, contract, valid, consumed), contract, pii_key(ctx.settings))
+        silver_rows = silver_rows.drop("_ingestion_ts")
         silver_rows = silver_rows.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             written = silver_rows.count()
