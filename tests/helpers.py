@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,3 +84,21 @@ def tail_of_logs(paths: list[Path], missing: str, lines: int = 40) -> str:
             text = path.read_text(errors="replace").splitlines()[-lines:]
             chunks.append(f"--- {path} (last {len(text)} lines) ---\n" + "\n".join(text))
     return "\n".join(chunks) or missing
+
+
+def land_csv(lake: Path, folder: str, name: str, header: str, lines: list[str]) -> None:
+    """A CSV landing file `<lake>/landing/<folder>/<name>`: `header`, then `lines`."""
+    target = lake / "landing" / folder
+    target.mkdir(parents=True, exist_ok=True)
+    (target / name).write_text("\n".join([header, *lines]) + "\n")
+
+
+def run_ok(ctx, steps: list[str]) -> None:
+    """`steps` of the committed DAG, one run, in this process; the run's log when one fails."""
+    from pipeline.app import local_executor
+    from pipeline.driver.runner import run_steps
+    from tests.lake_compare import DAG
+
+    out = io.StringIO()
+    state = run_steps(ctx, DAG, steps, out, executor=local_executor())
+    assert not state.failed, out.getvalue()

@@ -6,14 +6,9 @@ key the latest delivery by updated_at wins, a deletion removes the key."""
 
 from __future__ import annotations
 
-import io
-
 import pytest
 
-from pipeline.app import local_executor
-from pipeline.driver.runner import run_steps
-from tests.helpers import make_ctx
-from tests.lake_compare import DAG
+from tests.helpers import land_csv, make_ctx, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -31,20 +26,12 @@ EXPECTED = {3: ("Negotiation", 4), 2: ("Closed Won", 6)}  # number -> (stage, ho
 
 
 def land(lake, run: int) -> None:
-    folder = lake / "landing" / "crm" / "opportunities"
-    folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f"OPP-{n:06d},ACC-000001,Deal {n},{stage},100.00,USD,50,2026-06-30,"
         f"2026-01-01T00:00:00Z,2026-03-01T{hour:02d}:00:00Z,{str(deleted).lower()}"
         for n, hour, stage, deleted in RUNS[run - 1]
     ]
-    (folder / f"opportunities_2026030{run}.csv").write_text("\n".join([HEADER, *lines]) + "\n")
-
-
-def run(ctx) -> None:
-    out = io.StringIO()
-    state = run_steps(ctx, DAG, STEPS, out, executor=local_executor())
-    assert not state.failed, out.getvalue()
+    land_csv(lake, "crm/opportunities", f"opportunities_2026030{run}.csv", HEADER, lines)
 
 
 def silver(ctx) -> dict[str, tuple[str, int]]:
@@ -61,12 +48,12 @@ def test_a_deleted_key_stays_deleted_when_an_older_version_arrives_late(spark, t
     for n in range(1, len(RUNS) + 1):
         land(lake, n)
         ctx.run_id = f"run-{n}"
-        run(ctx)
+        run_ok(ctx, STEPS)
     assert silver(ctx) == expected  # the late version of 1 did not bring it back
 
     one_go = tmp_path / "one_go"
     for n in range(1, len(RUNS) + 1):
         land(one_go, n)
     whole = make_ctx(spark, one_go, run_id="one-go", engine=engine)
-    run(whole)
+    run_ok(whole, STEPS)
     assert silver(whole) == expected

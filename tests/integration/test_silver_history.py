@@ -9,16 +9,12 @@ valid_to is the next kept version's valid_from."""
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 
 import pytest
 from chispa import assert_df_equality
 
-from pipeline.app import local_executor
-from pipeline.driver.runner import run_steps
-from tests.helpers import make_ctx
-from tests.lake_compare import DAG
+from tests.helpers import land_csv, make_ctx, run_ok
 
 pytestmark = pytest.mark.slow
 
@@ -55,20 +51,12 @@ def at(hour: int | None) -> datetime | None:
 
 
 def land(lake, run: int) -> None:
-    folder = lake / "landing" / "crm" / "accounts"
-    folder.mkdir(parents=True, exist_ok=True)
     lines = [
         f"{KEYS[k]},Acme,Retail,{segment},US,owner@example.com,+1-415-555-0134,10.00,"
         f"2026-01-01T00:00:00Z,2026-03-01T{hour:02d}:00:00Z,{str(deleted).lower()}"
         for k, hour, segment, deleted in RUNS[run - 1]
     ]
-    (folder / f"accounts_2026030{run}.csv").write_text("\n".join([HEADER, *lines]) + "\n")
-
-
-def run(ctx) -> None:
-    out = io.StringIO()
-    state = run_steps(ctx, DAG, STEPS, out, executor=local_executor())
-    assert not state.failed, out.getvalue()
+    land_csv(lake, "crm/accounts", f"accounts_2026030{run}.csv", HEADER, lines)
 
 
 def silver(ctx):
@@ -102,7 +90,7 @@ def test_scd2_run_by_run_equals_one_run_and_reads_bronze_history_only_for_late_v
         land(lake, n)
         ctx.run_id = f"run-{n}"
         history_reads.clear()
-        run(ctx)
+        run_ok(ctx, STEPS)
         reads_per_run.append(bool(history_reads))
     # Run 1 takes everything as its batch; runs 2 and 3 carry late versions; run 4 none.
     assert reads_per_run[1:] == [True, True, False]
@@ -111,7 +99,7 @@ def test_scd2_run_by_run_equals_one_run_and_reads_bronze_history_only_for_late_v
     for n in range(1, len(RUNS) + 1):
         land(one_go, n)
     whole = make_ctx(spark, one_go, run_id="one-go", engine=engine)
-    run(whole)
+    run_ok(whole, STEPS)
 
     expected = spark.createDataFrame(
         [
