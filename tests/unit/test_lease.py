@@ -249,27 +249,6 @@ def test_a_member_step_works_under_its_drivers_lease_and_stops_when_the_run_lose
     assert len(lost) == 1 and "member of run run-1, but that run holds no lease" in str(lost[0])
 
 
-def test_a_member_step_stops_when_its_run_is_resumed_by_another_driver(lake):
-    """The driver died, its lease was broken and the run resumed under the same run id: the
-    orphaned step (an EMR job run still going) must stop at its next check, not write beside the
-    new driver's steps. (Checked by hand: a heartbeat between the break and the resume would
-    stop it too, for the lake held by no run.)"""
-    root, files = lake
-    first = LakeLease(root, files(), host="driver-host", pid=101)
-    first.acquire("run-1", "lakehouse run --executor emr-serverless")
-    # The member's start and its heartbeat's check, called in turn (no thread: no timing).
-    member = MemberLease(
-        LakeLease(root, files(), host="emr-node"), "run-1", "step silver_orders of run run-1"
-    )
-    member._start()
-    member._check()  # the run holds the lease the step started under: it goes on
-    LakeLease(root, files(), host="ops-box").break_lease("ops@ops-box")
-    resumed = LakeLease(root, files(), host="driver-host-2", pid=202)
-    resumed.acquire("run-1", "lakehouse run --resume run-1")  # the same run id, a new acquisition
-    with pytest.raises(LeaseLost, match="under another acquisition"):
-        member._check()
-
-
 def test_the_lease_is_released_when_the_block_fails(lake):
     root, files = lake
     lease = LakeLease(root, files())
