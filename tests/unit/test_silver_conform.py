@@ -35,7 +35,7 @@ from pipeline.silver.conform import (
     rule_names,
     valid_values,
 )
-from pipeline.silver.history import distinct_versions, latest_per_key, scd2_changes
+from pipeline.silver.history import after_deletes, distinct_versions, latest_per_key, scd2_changes
 from pipeline.silver.pii import mask_phone, protect
 from tests.helpers import session_conf
 
@@ -669,6 +669,44 @@ def test_one_file_delivering_a_key_twice_at_one_sequence_value_gives_the_same_ro
         picks.add(tuple((r["id"], r["v"]) for r in latest_per_key(df, c).collect()))
         picks.add(tuple((r["id"], r["v"]) for r in distinct_versions(df, c).collect()))
     assert len(picks) == 1 and len(next(iter(picks))) == 1
+
+
+CURRENT = Contract(
+    name="opportunities", description="d", grain="g", source="s", keys=["id"], sequence_by="updated_at",
+    history="current", soft_delete="is_deleted",
+    columns={n: Column(type=t, name=n) for n, t in [("id", "string"), ("updated_at", "timestamp"), ("is_deleted", "boolean")]},
+)  # fmt: skip
+
+
+def test_after_deletes_drops_what_a_consumed_deletion_supersedes_ordered_as_latest_per_key(spark):
+    """By sequence, then delivery time, as latest_per_key orders deliveries: a batch row tying a
+    deletion's sequence was delivered later and wins (as a merge into a stored row would let
+    it); a row replayed from quarantine keeps its older delivery time and loses the tie."""
+    t = lambda h: datetime(2026, 3, 1, h)  # noqa: E731
+    schema = "id string, updated_at timestamp, is_deleted boolean, _ingestion_ts timestamp"
+    earlier = spark.createDataFrame(
+        [
+            ("a", t(5), True, t(10)),
+            ("a", t(1), False, t(9)),
+            ("b", t(5), True, t(10)),
+            ("c", t(2), False, t(9)),
+        ],
+        schema,
+    )
+    batch = spark.createDataFrame(
+        [
+            ("a", t(3), False, t(20)),  # older than a's deletion: dropped
+            ("b", t(5), False, t(20)),  # ties b's deletion, delivered after it: kept
+            ("c", t(1), False, t(20)),  # c was never deleted: kept (the merge judges it)
+            ("d", t(1), False, t(20)),  # a new key: kept
+        ],
+        schema,
+    )
+    kept = {r["id"] for r in after_deletes(batch, earlier, CURRENT).collect()}
+    assert kept == {"b", "c", "d"}
+    replayed = spark.createDataFrame([("b", t(5), False, t(8)), ("a", t(6), False, t(8))], schema)
+    # b's replayed version ties the deletion but was delivered before it; a's comes after its deletion
+    assert {r["id"] for r in after_deletes(replayed, earlier, CURRENT).collect()} == {"a"}
 
 
 SCD2 = Contract(

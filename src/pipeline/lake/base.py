@@ -44,12 +44,15 @@ class LakeError(RuntimeError):
 def error_kind(exc: BaseException) -> str:
     """What kind of error `exc` is, without its message (which may quote data, e.g. a DELETE's
     condition): Spark's error class, else the Java exception's class, else the Python type."""
-    error_class = getattr(exc, "getErrorClass", None)
-    if callable(error_class) and error_class():
-        return str(error_class())
-    java = getattr(exc, "java_exception", None)
-    if java is not None:
-        return str(java.getClass().getName())
+    try:  # both ask the JVM, which may be the thing that failed
+        error_class = getattr(exc, "getErrorClass", None)
+        if callable(error_class) and error_class():
+            return str(error_class())
+        java = getattr(exc, "java_exception", None)
+        if java is not None:
+            return str(java.getClass().getName())
+    except Exception:  # noqa: BLE001 - the Python type says enough then
+        pass
     return type(exc).__name__
 
 

@@ -53,15 +53,23 @@ def latest_per_key(df: DataFrame, contract: Contract) -> DataFrame:
 
 def after_deletes(batch: DataFrame, earlier: DataFrame, contract: Contract) -> DataFrame:
     """A current-state batch less the versions a deletion silver consumed before supersedes: a
-    key's row not newer than its latest deletion among `earlier` (the deliveries silver consumed,
-    valid rows in the batch's layout). Silver removes a soft-deleted key's row, so nothing is left
-    for a late version of it to lose to: the merge would insert it again. A version after the
-    deletion (the key created again) stays."""
-    flag, seq = contract.soft_delete, contract.sequence_by
-    deleted = earlier.where(F.col(flag)).groupBy(*contract.keys).agg(F.max(seq).alias("__deleted_at"))
-    joined = batch.join(F.broadcast(deleted), list(contract.keys), "left")
-    stale = F.col("__deleted_at").isNotNull() & ~F.col(flag) & (F.col(seq) <= F.col("__deleted_at"))
-    return joined.where(~stale).drop("__deleted_at")
+    key's row that sorts before its latest deletion among `earlier` (the deliveries silver
+    consumed, valid rows in the batch's layout), by the sequence and then the delivery time, as
+    `latest_per_key` orders them (a batch row, delivered later, wins a tie of sequence; a row
+    replayed from quarantine keeps its own delivery time). Silver removes a soft-deleted key's
+    row, so nothing is left for such a version to lose to: the merge would insert it again. A
+    version after the deletion (the key created again) stays."""
+    keys, flag = list(contract.keys), contract.soft_delete
+    order = F.struct(F.col(contract.sequence_by).alias("s"), F.col(TIEBREAK[0]).alias("t"))
+    deleted = (
+        earlier.where(F.col(flag))
+        .join(batch.select(*keys).distinct(), keys, "left_semi")  # at most one row per batch key
+        .groupBy(*keys)
+        .agg(F.max(order).alias("__deleted"))
+    )
+    joined = batch.join(deleted, keys, "left")
+    stale = F.col("__deleted").isNotNull() & ~F.col(flag) & (order <= F.col("__deleted"))
+    return joined.where(~F.coalesce(stale, F.lit(False))).drop("__deleted")
 
 
 def distinct_versions(df: DataFrame, contract: Contract) -> DataFrame:

@@ -107,13 +107,15 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             conformed = conformed.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(conformed)
         history = contract.history == "scd2" and consumed is not None
-        consumed_newest = _consumed_newest(ctx, silver_path) if history else None
+        deletes = contract.history == "current" and bool(contract.soft_delete) and consumed is not None
+        consumed_newest = _consumed_newest(ctx, silver_path) if history or deletes else None
         # DQ: per-rule quarantine counts ride on this one aggregate, no extra scan; so does the
-        # count of late SCD2 versions (the only ones that need bronze's earlier deliveries).
+        # count of late versions (the only ones that need bronze's earlier deliveries: SCD2's
+        # chains, a deletion they may come after).
         totals = conformed.agg(
             *rule_count_aggregates(contract),
             F.max(newest_column(contract)).alias("newest"),  # freshness: the batch's newest data time
-            *([_late_count(contract, consumed_newest)] if history else []),
+            *([_late_count(contract, consumed_newest)] if history or deletes else []),
             *_range_aggregates(contract),
         ).first()
         counts = rule_counts(totals, contract)
@@ -123,7 +125,10 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             # and the merge source's joins need no shuffle, and each write gets one file.
             conformed = conformed.coalesce(1)
         valid = valid_values(conformed, contract, KEEP)
-        silver_rows = protect(deduplicated(ctx, contract, valid, consumed), contract, pii_key(ctx.settings))
+        deletions_from = int(consumed) if deletes and totals["late"] else None
+        silver_rows = protect(
+            deduplicated(ctx, contract, valid, deletions_from), contract, pii_key(ctx.settings)
+        )
         silver_rows = silver_rows.drop("_ingestion_ts")
         silver_rows = silver_rows.persist(StorageLevel.MEMORY_AND_DISK)
         cached.append(silver_rows)
@@ -241,9 +246,11 @@ def newest_column(contract: Contract) -> str:
 
 
 def _late_count(contract: Contract, consumed_newest: datetime | None):
-    """Aggregate over a conformed SCD2 batch: its valid versions that are history.late."""
-    sequence = F.col(f"`{VALUE}{contract.sequence_by}`")
-    return F.count_if((F.size(RULES) == 0) & late(sequence, consumed_newest)).alias("late")
+    """Aggregate over a conformed batch: its valid versions that are history.late (by the column
+    whose maximum silver records as its newest data time, `newest_column`)."""
+    return F.count_if((F.size(RULES) == 0) & late(F.col(newest_column(contract)), consumed_newest)).alias(
+        "late"
+    )
 
 
 def _consumed_newest(ctx: RunContext, silver_path: str) -> datetime | None:
@@ -265,23 +272,23 @@ def scd2_input(
 
 
 def deduplicated(
-    ctx: RunContext, contract: Contract, valid: DataFrame, consumed: int | str | None
+    ctx: RunContext, contract: Contract, valid: DataFrame, deletions_from: int | None
 ) -> DataFrame:
     """A batch's valid rows as silver takes them, before PII protection: one per key (SCD2: per
-    key and version), less the late versions of keys deleted since (`history.after_deletes`;
-    `consumed`: the bronze version silver consumed, None before its first batch). What is dropped
-    counts with the duplicates."""
+    key and version), less the versions of keys deleted since (`history.after_deletes`) among
+    bronze's deliveries up to version `deletions_from` (None: none to consider: a first batch, or
+    no late version in it). What is dropped counts with the duplicates."""
     deduped = (distinct_versions if contract.history == "scd2" else latest_per_key)(valid, contract)
-    if contract.soft_delete and contract.history == "current" and consumed is not None:
-        deduped = after_deletes(deduped, consumed_valid(ctx, contract, int(consumed)), contract)
+    if contract.soft_delete and contract.history == "current" and deletions_from is not None:
+        deduped = after_deletes(deduped, consumed_valid(ctx, contract, deletions_from), contract)
     return deduped
 
 
 def consumed_valid(ctx: RunContext, contract: Contract, consumed: int) -> DataFrame:
     """Every valid row bronze held at `consumed` (the deliveries silver took before), conformed
     under today's contract, in the layout of a batch's valid rows: a row replayed from quarantine
-    or erased from bronze counts as it does now. Read for dimensions only (SCD2 late versions,
-    deletions of current-state keys): the bronze read it costs is small."""
+    or erased from bronze counts as it does now. Read only for a batch with a late version
+    (SCD2 chains; current-state deletions), or a quarantine replay: a whole read of bronze."""
     bronze = ctx.lake.read(ctx.table_path("bronze", contract.source), consumed)
     return valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
 

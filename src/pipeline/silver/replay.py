@@ -59,7 +59,7 @@ class ReplayResult:
     rows: int = 0  # quarantined rows read
     replayed: int = 0  # rows that now pass and leave quarantine
     written: int = 0  # silver rows merged from them (one per key, or per SCD2 version)
-    duplicates: int = 0  # replayed rows collapsed into another (same key and version)
+    duplicates: int = 0  # replayed rows collapsed into another (same key and version) or deleted since
     still_quarantined: int = 0
     reasons_changed: int = 0  # still failing, for another reason than recorded
     silver_version: int | None = None
@@ -121,8 +121,12 @@ def replay_quarantine(ctx: RunContext, name: str, *, check: Check, dry_run: bool
         if not replayed and not result.reasons_changed:
             return result
         valid = valid_values(conformed, contract, KEEP)
+        # Replayed rows are old deliveries: each is judged against the deletions silver consumed.
         consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
-        silver_rows = protect(deduplicated(ctx, contract, valid, consumed), contract, pii_key(ctx.settings))
+        deletions_from = int(consumed) if consumed is not None else None
+        silver_rows = protect(
+            deduplicated(ctx, contract, valid, deletions_from), contract, pii_key(ctx.settings)
+        )
         silver_rows = silver_rows.drop("_ingestion_ts")
         silver_rows = silver_rows.persist(StorageLevel.MEMORY_AND_DISK)
         try:
