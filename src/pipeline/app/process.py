@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -79,21 +78,19 @@ def stop_run(lost: Exception) -> None:
     """The lease was taken over (this run's heartbeat stopped for a ttl, or it was broken): stop
     writing. Interrupting the main thread records the run as interrupted, to resume later.
 
-    Called in the heartbeat thread. It cancels every running Spark job over its own py4j
-    connection (the main thread's is waiting on the call it blocks in; PySpark's SIGINT handler,
-    which cancels from the main thread, would call into that busy connection and fail), then
-    sends the main thread SIGTERM, which `sigterm_as_exit` turns into SystemExit: the blocking
-    call ends at once (`_thread.interrupt_main()` only marks the next bytecode, and does nothing
-    at all where SIGINT is ignored, as for a run started in the background). A Delta commit the
-    JVM already began still lands."""
+    Called in the heartbeat thread. It first cancels every running Spark job over its own py4j
+    connection, so a main thread blocked in a Spark action (or waiting on step threads running
+    one) gets its call back at once. Then it raises SIGTERM in the main thread at its next
+    bytecode, which `sigterm_as_exit` (every lease holder runs under it) turns into SystemExit.
+    Not a signal sent to the thread: one that ends a py4j call mid-answer leaves its connection
+    unreadable, and py4j's own error handling then fails in place of the exit. Not SIGINT: it is
+    ignored in a run started in the background. A Delta commit the JVM already began still lands."""
     import _thread
 
     print(f"error: {lost}; stopping the run", file=sys.stderr, flush=True)
     _cancel_spark_jobs()
-    if callable(signal.getsignal(signal.SIGTERM)):  # sigterm_as_exit's handler
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
-    else:  # outside sigterm_as_exit: the next bytecode of the main thread
-        _thread.interrupt_main()
+    handled = callable(signal.getsignal(signal.SIGTERM))  # sigterm_as_exit's handler
+    _thread.interrupt_main(signal.SIGTERM if handled else signal.SIGINT)
 
 
 def _cancel_spark_jobs() -> None:
