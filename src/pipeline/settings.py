@@ -31,11 +31,11 @@ class ConfigError(ValueError):
     """A configuration problem, reported before any step runs."""
 
 
-# libyaml's parser under safe_load's constructor: the same data, parsed ~10x faster than PyYAML's
-# pure-Python one (configuration is read on every run); the pure one where PyYAML lacks libyaml.
 class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """safe_load's loader refusing a key repeated in one mapping: YAML keeps the last silently, so
-    a contract's second `amount:` entry, or `{min: 0, min: -5}`, would drop the first's rules.
+    """safe_load's loader (libyaml's parser: ~10x faster than PyYAML's pure-Python one, which is
+    taken where PyYAML lacks libyaml; configuration is read on every run), refusing a key
+    repeated in one mapping: YAML keeps the last silently, so a contract's second `amount:`
+    entry, or `{min: 0, min: -5}`, would drop the first's rules.
     Each mapping is checked once, as written: before merge keys (`<<: *anchor`, whose keys a
     mapping may override by design) are flattened into it."""
 
@@ -81,13 +81,10 @@ class _YamlLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
         return super().construct_mapping(node, deep=deep)
 
 
-_YAML_LOADER = _YamlLoader
-
-
 def load_yaml(text: str) -> Any:
     """What `yaml.safe_load(text)` returns, but a key repeated in a mapping is an error; errors are
     yaml.YAMLError. Every config reader's loader."""
-    return yaml.load(text, Loader=_YAML_LOADER)
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 @dataclass(frozen=True)
