@@ -518,6 +518,14 @@ def test_invalid_utf8_records_keep_their_raw_bytes_and_a_reason(spark, tmp_path)
     assert rows["3"]["_corrupt_record"] == "3,short" and rows["3"]["_parse_error"].startswith("malformed CSV")
 
 
+def test_invalid_utf8_raw_bytes_keep_empty_fields_in_place(spark, tmp_path):
+    # An empty field reads as null: the raw bytes keep its place, so field n stays field n.
+    (tmp_path / "a.csv").write_bytes(b"id,name,note\n,Bj\xf6rk,\n")
+    (bad,) = read(spark, read_csv, CSV_SPEC, tmp_path).collect()
+    assert bad["_parse_error"].startswith("invalid UTF-8 bytes in name:")
+    assert base64.b64decode(bad["_corrupt_record"]) == b",Bj\xf6rk,"
+
+
 def test_parquet_check_refuses_a_truncated_file(spark, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -241,7 +241,9 @@ def as_utf8(df: DataFrame, header: tuple[str, ...], malformed: Column, sep: str)
     valid = {c: F.encode(v, "UTF-8") for c, v in raw.items()}
     invalid = [F.when(valid[c] != raw[c].cast("binary"), F.lit(c)) for c in raw]
     bad_columns = F.concat_ws(", ", *invalid)
-    record_bytes = F.coalesce(raw[CORRUPT], F.concat_ws(sep, *[raw[c] for c in header])).cast("binary")
+    # An empty field reads as null, which concat_ws would drop: it joins as '' to keep its place.
+    fields = [F.coalesce(raw[c], F.lit("")) for c in header]
+    record_bytes = F.coalesce(raw[CORRUPT], F.concat_ws(sep, *fields)).cast("binary")
     bad = bad_columns != ""
     return df.select(
         *[valid[c].cast("string").alias(c) for c in header],
