@@ -43,6 +43,10 @@ TXN_APP_CONF = "spark.databricks.delta.write.txnAppId"
 TXN_VERSION_CONF = "spark.databricks.delta.write.txnVersion"
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 RETENTION_CHECK_CONF = "spark.databricks.delta.retentionDurationCheck.enabled"
+# VACUUM commits (VACUUM START/END) in the table's history, which readers of old versions and the
+# change feed look for (gold, maintenance): Delta writes them by default only on some file
+# systems (file, hdfs, abfs, gs, ...), not on S3.
+VACUUM_LOGGING_CONF = "spark.databricks.delta.vacuum.logging.enabled"
 MAX_FILE_SIZE_CONF = "spark.databricks.delta.optimize.maxFileSize"  # OPTIMIZE's target file size
 TXN_RETENTION_PROPERTY = "delta.setTransactionRetentionDuration"
 MATERIALIZE_SOURCE_CONF = "spark.databricks.delta.merge.materializeSource"
@@ -411,7 +415,7 @@ class DeltaSparkLake(Lake):
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
         self._table(path)
-        check = {RETENTION_CHECK_CONF: str(enforce_retention).lower()}
+        check = {RETENTION_CHECK_CONF: str(enforce_retention).lower(), VACUUM_LOGGING_CONF: "true"}
         with self._session_conf(None, None, check):
             # delta-spark's vacuum returns nothing: a dry run first lists what it deletes.
             quoted = path.replace("`", "``")
