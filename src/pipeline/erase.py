@@ -5,13 +5,20 @@ is matched in bronze (the contract's source columns, normalised as the contract 
 them, and the raw text of records that did not parse), in quarantine (the same raw columns) and
 in silver (ids as stored, emails through the keyed hash silver stores: silver.pii). A subject
 named by email brings the ids of the bronze rows holding it, and the emails of rows holding
-those ids, so every version of a contact goes, also from before an address change.
+those ids, so every version of a contact goes, also from before an address change. An email
+selects a row only where the row names no person by id (another contact's rows holding an
+address the subject used are theirs), and an id never brings other ids.
+
+Refused before any delete while a silver table has yet to read the bronze versions holding the
+subject's rows: its change feed would bring them back.
 
 What: one DELETE commit per table holding rows of the subject, its metadata naming the erasure
-(never the subject); then one row per table in `_ops/erasures` (the subject as its keyed hash,
-when, rows removed, table versions before and after, when the bytes are gone); then the gold
-marts that read an erased silver table are rebuilt in full (gold holds aggregates, no rows of
-a person). The deleted rows stay in files older snapshots reference until VACUUM: the maintain
+(never the subject), each followed by its row in `_ops/erasures` (the subject as its keyed hash,
+when, rows removed, table versions before and after, when the bytes are gone); silver and
+quarantine first, bronze last and of it last the tables naming emails, so a rerun after a kill
+finds the subject's ids again. Then the gold marts that read an erased silver table are rebuilt
+in full (gold holds aggregates, no rows of a person; a mart not rebuilt is by the next run,
+which finds the DELETE in its input's history). The deleted rows stay in files older snapshots reference until VACUUM: the maintain
 steps remove them once older than vacuum_retention_hours (config/maintenance.yaml), recorded as
 `files_gone_after`.
 
@@ -51,11 +58,13 @@ from pipeline.lake import LakeError
 from pipeline.lease import hold_streams
 from pipeline.maintenance import load_maintenance
 from pipeline.settings import ConfigError, load_yaml, parse_typed
+from pipeline.silver.conform import WHITESPACE
 from pipeline.silver.pii import keyed_hash, pii_key
 
 log = logging.getLogger(__name__)
 
 ERASURE_FILE = "erasure.yaml"
+ERASURE_OPERATION = "erasure"  # the `operation` in a delete commit's metadata (gold rebuilds on it)
 SOURCE_FILE = "_source_file"
 AUDIT_SCHEMA = StructType(
     [
@@ -73,8 +82,16 @@ AUDIT_SCHEMA = StructType(
 )
 
 
-class NothingToErase(LookupError):
+class ErasureError(Exception):
+    """An erasure that cannot go ahead; the message says why and what to do."""
+
+
+class NothingToErase(ErasureError):
     """No table holds a row of the subject; the message names where it looked."""
+
+
+class SilverBehind(ErasureError):
+    """A silver table has yet to read bronze versions holding the subject's rows."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +188,12 @@ def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> 
         raise ConfigError("erase --subject: empty; give a person's id (e.g. CON-0000123) or email")
     config = load_erasure(ctx.settings.config_path(""), ctx.contracts)
     key = pii_key(ctx.settings)
-    ids, emails = ({text}, set()) if "@" not in text else (set(), {text.lower()})
-    ids, emails = _expand(ctx, config, *_expand(ctx, config, ids, emails))  # the ids, then their emails
+    if "@" in text:  # the rows holding the address name the subject's ids; theirs, its other addresses
+        emails = {text.lower()}
+        ids = _found(ctx, config, set(), emails, "ids")
+    else:  # another person's rows holding an address the subject used are not the subject's
+        ids, emails = {text}, set()
+    emails |= _found(ctx, config, ids, set(), "emails")
     matches, looked_in = _matches(ctx, config, ids, emails, key)
     erasure_id = ctx.run_id
     subject_hash = keyed_hash(key, text.lower() if "@" in text else text)
@@ -181,12 +202,13 @@ def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> 
             f"erase: no row matches the subject (keyed hash {subject_hash[:12]}…) in {', '.join(looked_in)}; "
             f"the columns searched are in {ctx.settings.config_path(ERASURE_FILE)}"
         )
+    _refuse_unread(ctx, matches)
     if dry_run:
         return Erasure(erasure_id, subject_hash, matches, looked_in, dry_run=True)
     retention = load_maintenance(ctx.settings.config_path("")).vacuum_retention_hours
     erased_at = datetime.now(UTC)
     gone = erased_at + timedelta(hours=retention)
-    after = {}
+    gold = _affected_marts(ctx, {m.table.split("/", 1)[1] for m in matches if m.table.startswith("silver/")})
     # A stream table is written by its stream too (pipeline.lease.stream_scope): the erasure holds
     # its lease while it deletes, and is refused before any delete while a stream runs.
     streams = [
@@ -194,21 +216,65 @@ def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> 
         if layer == "bronze" and ctx.catalog[name].reader in STREAM_READERS
     ]  # fmt: skip
     with hold_streams(ctx.settings, ctx.run_id, streams, lambda _: f"lakehouse erase ({erasure_id})"):
-        for m in matches:
-            metadata = {"erasure_id": erasure_id, "operation": "erasure"}
+        for m in _deletion_order(ctx, config, matches):
+            metadata = {"erasure_id": erasure_id, "operation": ERASURE_OPERATION}
             if m.emptied:
                 metadata[EMPTY_FILES_KEY] = list(m.emptied)  # bronze: never ingest these files again
-            after[m.table] = ctx.lake.delete(m.path, m.predicate, metadata=metadata).version
-    gold = _affected_marts(ctx, {m.table.split("/", 1)[1] for m in matches if m.table.startswith("silver/")})
-    rows = [
-        (erasure_id, subject_hash, erased_at, m.table, m.rows, m.version, after[m.table], gone,
-         list(m.sources), gold)
-        for m in matches
-    ]  # fmt: skip
-    audit = ctx.spark.createDataFrame(rows, AUDIT_SCHEMA)
-    ctx.lake.append(ctx.table_path("_ops", "erasures"), audit, metadata={"erasure_id": erasure_id})
+            after = ctx.lake.delete(m.path, m.predicate, metadata=metadata).version
+            # each table's row as its delete commits: an erasure killed midway leaves the record
+            # of what it did (a rerun finds the rest, gold rebuilds on an erased input)
+            row = (
+                erasure_id,
+                subject_hash,
+                erased_at,
+                m.table,
+                m.rows,
+                m.version,
+                after,
+                gone,
+                list(m.sources),
+                gold,
+            )
+            audit = ctx.spark.createDataFrame([row], AUDIT_SCHEMA)
+            ctx.lake.append(ctx.table_path("_ops", "erasures"), audit, metadata={"erasure_id": erasure_id})
     _rebuild(ctx, gold, check)
     return Erasure(erasure_id, subject_hash, matches, looked_in, False, gone, gold)
+
+
+def _refuse_unread(ctx, matches: list[Match]) -> None:
+    """SilverBehind when a silver table has yet to read bronze versions holding the subject's
+    rows: it reads bronze's change feed, which would bring the deleted rows back from the
+    versions they were added in."""
+    from pipeline.maintenance import bronze_consumers
+    from pipeline.silver.job import CONSUMED
+
+    behind = []
+    for m in matches:
+        layer, name = m.table.split("/", 1)
+        if layer != "bronze":
+            continue
+        for consumer, path in bronze_consumers(ctx, name):
+            consumed = ctx.lake.latest_metadata(path, CONSUMED)  # None: it will read a snapshot
+            if consumed is not None and int(consumed) < m.version:
+                behind.append(f"{consumer} has read {m.table} up to version {consumed} of {m.version}")
+    if behind:
+        steps = " ".join(sorted({b.split(" ", 1)[0].replace("/", "_") for b in behind}))
+        raise SilverBehind(
+            f"erase: refused before any delete: {'; '.join(behind)}. Its next read of the change "
+            f"feed would bring the erased rows back; run `lakehouse run --only {steps.replace(' ', ',')}`, "
+            "then erase again"
+        )
+
+
+def _deletion_order(ctx, config: ErasureConfig, matches: list[Match]) -> list[Match]:
+    """Silver and quarantine first, then bronze, last the bronze tables naming emails: a rerun
+    after a kill finds the subject's ids again through those, and so the rest."""
+    by_email = {f"bronze/{ctx.contracts[c.dataset].source}" for c in config.subjects if c.emails}
+
+    def rank(m: Match) -> int:
+        return 0 if not m.table.startswith("bronze/") else 2 if m.table in by_email else 1
+
+    return sorted(matches, key=rank)  # stable: each rank keeps the order tables were found in
 
 
 def _sql_text(value: str) -> str:
@@ -223,15 +289,16 @@ def _sql_text(value: str) -> str:
 
 
 def _normalised(col: Column, sql: str) -> str:
-    """`sql` normalised as the contract normalises the column (trim, lower, upper)."""
+    """`sql` normalised as silver's conformance normalises the column: trim removes Unicode's
+    white space (SQL's trim removes spaces only), then lower, upper."""
     for step in col.normalize:
-        sql = f"{step}({sql})"
+        sql = f"btrim({sql}, {_sql_text(WHITESPACE)})" if step == "trim" else f"{step}({sql})"
     return sql
 
 
 def _normalise_value(col: Column, value: str) -> str:
     for step in col.normalize:
-        value = {"trim": str.strip, "lower": str.lower, "upper": str.upper}[step](value)
+        value = {"trim": lambda v: v.strip(WHITESPACE), "lower": str.lower, "upper": str.upper}[step](value)
     return value
 
 
@@ -251,59 +318,69 @@ def _in(sql: str, values: list[str]) -> str:
 def _raw_predicate(
     config: ErasureConfig, contract: Contract, cols: SubjectColumns, columns: list[str], ids, emails
 ) -> str:
-    """Bronze and quarantine: the source columns, normalised, and the raw text columns."""
-    terms = []
-    for names, values in ((cols.ids, ids), (cols.emails, emails)):
-        for name in names:
-            col = contract.columns[name]
-            if col.source_column in columns and values:
-                terms.append(
-                    _in(
-                        _normalised(col, f"`{col.source_column}`"), [_normalise_value(col, v) for v in values]
-                    )
-                )
+    """Bronze and quarantine: the source columns, normalised, and the raw text columns. An email
+    the subject used selects a row only where the row names no person by id: a row holding it
+    beside another id is that person's (a shared or reassigned address)."""
+
+    def source(name: str) -> tuple[Column, str]:
+        col = contract.columns[name]
+        return col, _normalised(col, f"`{col.source_column}`")
+
+    id_columns = [source(n) for n in cols.ids if contract.columns[n].source_column in columns]
+    terms = [_in(sql, [_normalise_value(col, v) for v in ids]) for col, sql in id_columns if ids]
+    no_id = " AND ".join(f"coalesce({sql}, '') = ''" for _, sql in id_columns)
+    for name in cols.emails:
+        col, sql = source(name)
+        if col.source_column in columns and emails:
+            term = _in(sql, [_normalise_value(col, v) for v in emails])
+            terms.append(f"({term} AND {no_id})" if no_id else term)
     terms += _raw_terms(config, columns, ids | emails)
     return " OR ".join(terms)
 
 
 def _silver_predicate(contract: Contract, cols: SubjectColumns, columns: list[str], ids, emails, key) -> str:
-    terms = []
-    for name in cols.ids:
-        col = contract.columns[name]
-        if name in columns and ids:
-            terms.append(_in(f"`{name}`", [_normalise_value(col, v) for v in ids]))
+    """Silver: ids as stored; an email through its keyed hash, on a row naming no person by id."""
+    id_names = [n for n in cols.ids if n in columns]
+    terms = [_in(f"`{n}`", [_normalise_value(contract.columns[n], v) for v in ids]) for n in id_names if ids]
+    no_id = " AND ".join(f"`{n}` IS NULL" for n in id_names)
     for name in cols.emails:
         hashed = pii_outputs(contract.columns[name])[0]
         if hashed in columns and emails:
             col = contract.columns[name]
-            terms.append(_in(f"`{hashed}`", [keyed_hash(key, _normalise_value(col, e)) for e in emails]))
+            term = _in(f"`{hashed}`", [keyed_hash(key, _normalise_value(col, e)) for e in emails])
+            terms.append(f"({term} AND {no_id})" if no_id else term)
     return " OR ".join(terms)
 
 
-def _expand(ctx, config: ErasureConfig, ids: set[str], emails: set[str]) -> tuple[set[str], set[str]]:
-    """The subject's ids and emails, with those on the bronze rows that hold any of them."""
-    found_ids, found_emails = set(ids), set(emails)
+def _found(ctx, config: ErasureConfig, ids: set[str], emails: set[str], kind: str) -> set[str]:
+    """The ids (`kind` "ids") or emails ("emails") on the bronze rows holding any of `ids`, or
+    any of `emails` in the email columns (raw text aside: a line holding an address names no
+    column's value)."""
+    found: set[str] = set()
     for cols in config.subjects:
         contract = ctx.contracts[cols.dataset]
         path = ctx.table_path("bronze", contract.source)
         if not ctx.lake.exists(path):
             continue
         bronze = ctx.lake.read(path)
-        predicate = _raw_predicate(config, contract, cols, bronze.columns, ids, emails)
+        terms = [
+            _in(_normalised(contract.columns[n], f"`{contract.columns[n].source_column}`"),
+                [_normalise_value(contract.columns[n], v) for v in values])
+            for names, values in ((cols.ids, ids), (cols.emails, emails))
+            for n in names
+            if values and contract.columns[n].source_column in bronze.columns
+        ]  # fmt: skip
         wanted = [
             F.expr(_normalised(contract.columns[n], f"`{contract.columns[n].source_column}`")).alias(n)
-            for n in cols.ids + cols.emails
+            for n in (cols.ids if kind == "ids" else cols.emails)
             if contract.columns[n].source_column in bronze.columns
         ]
-        if not predicate or not wanted:
+        if not terms or not wanted:
             continue
-        for row in bronze.filter(predicate).select(*wanted).distinct().collect():
-            for name, value in row.asDict().items():
-                if name in cols.ids and value:
-                    found_ids.add(str(value))
-                elif value and "@" in value:  # a defect (a phone, a name) in the column is nobody's address
-                    found_emails.add(str(value))
-    return found_ids, found_emails
+        for row in bronze.filter(" OR ".join(terms)).select(*wanted).distinct().collect():
+            # a defect (a phone, a name) in an email column is nobody's address
+            found |= {str(v) for v in row if v and (kind == "ids" or "@" in v)}
+    return found
 
 
 def _matches(ctx, config: ErasureConfig, ids, emails, key) -> tuple[list[Match], list[str]]:

@@ -119,16 +119,7 @@ def lake_tables(ctx: Any) -> list[LakeTable]:
 
     contracts = ctx.contracts
     tables = [
-        LakeTable(
-            "bronze",
-            name,
-            ctx.table_path("bronze", name),
-            tuple(
-                (f"silver/{c.name}", ctx.table_path("silver", c.name))
-                for c in contracts.values()
-                if c.source == name
-            ),
-        )
+        LakeTable("bronze", name, ctx.table_path("bronze", name), bronze_consumers(ctx, name))
         for name in ctx.catalog.datasets
     ]
     tables += [LakeTable("quarantine", name, ctx.table_path("quarantine", name)) for name in contracts]
@@ -136,6 +127,15 @@ def lake_tables(ctx: Any) -> list[LakeTable]:
     tables += [LakeTable("gold", name, ctx.table_path("gold", name)) for name in MARTS]
     tables += [LakeTable("_ops", name, ctx.table_path("_ops", name)) for name in OPS_TABLES]
     return tables
+
+
+def bronze_consumers(ctx: Any, name: str) -> tuple[tuple[str, str], ...]:
+    """(`silver/<name>`, path) of each silver table that reads bronze `name`'s change feed."""
+    return tuple(
+        (f"silver/{c.name}", ctx.table_path("silver", c.name))
+        for c in ctx.contracts.values()
+        if c.source == name
+    )
 
 
 def vacuum_blockers(lake: Any, table: LakeTable, retention_hours: int, now_ms: int) -> list[str]:

@@ -496,8 +496,10 @@ def test_vacuum_in_a_bucket_is_in_the_table_history(spark, lake, s3_endpoint, re
     s3_endpoint.configure_spark(spark, bucket)
     for key, value in env().items():
         os.environ.setdefault(key, value)  # delta-rs reads the endpoint's keys from the environment
-    engine = lake if request.node.callspec.params["lake"] == "delta-spark" else open_lake(
-        "delta-rs", spark, s3_endpoint.storage_options()
+    engine = (
+        lake
+        if request.node.callspec.params["lake"] == "delta-spark"
+        else open_lake("delta-rs", spark, s3_endpoint.storage_options())
     )
     table = f"s3a://{bucket}/{request.node.callspec.id}/t"
     engine.append(table, rows(spark, BASE))

@@ -525,3 +525,19 @@ def test_a_vacuum_rebuilds_a_mart_only_when_its_rule_reads_what_the_vacuum_remov
     assert ctx.lake.vacuum(orders, 0, enforce_retention=False)
     rebuilt = build(always, "fct_orders")
     assert rebuilt.details["full_rebuild"] == "silver/orders vacuumed since version 1"
+
+
+def test_rows_deleted_from_an_input_rebuild_the_mart(spark, tmp_path):
+    """The incremental rules read rows their inputs gained; an erasure's DELETE removes rows, so
+    the next build is a full one, and the mart loses what the deleted rows counted."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"])
+    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
+    build(always, "fct_orders")
+    orders = ctx.table_path("silver", "orders")
+    deleted = ctx.lake.delete(orders, "order_id = 'ORD-0000001'", metadata={"operation": "erasure"}).version
+    rebuilt = build(always, "fct_orders")
+    assert rebuilt.details["full_rebuild"] == f"silver/orders: rows deleted at version {deleted}"
+    fct = ctx.lake.read(ctx.table_path("gold", "fct_orders"))
+    assert sorted(r["order_id"] for r in fct.collect()) == sorted(
+        r["order_id"] for r in ctx.lake.read(orders).collect()
+    )

@@ -17,7 +17,7 @@ def lake_operation(args: argparse.Namespace, operate) -> int:
     lease unless --dry-run; print what it returns. Exit 1 with the error when it is refused."""
     from pipeline.context import RunContext
     from pipeline.dq.gate import DqGateFailed
-    from pipeline.erase import NothingToErase
+    from pipeline.erase import ErasureError
     from pipeline.lake import LakeError
 
     configure_process(args.log_level)
@@ -29,7 +29,7 @@ def lake_operation(args: argparse.Namespace, operate) -> int:
         try:
             ctx = RunContext.create(settings, run_id)
             print(operate(ctx).summary(), flush=True)
-        except (NothingToErase, DqGateFailed, LakeError) as exc:
+        except (ErasureError, DqGateFailed, LakeError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         finally:

@@ -640,4 +640,7 @@ def _full_rebuild_reason(
                 return f"{key} vacuumed since version {then}"
             if commit.metadata.get(WRITE_KEY) == "full":
                 return f"{key} rebuilt in full since version {then}"
+            if commit.operation == "DELETE" and key not in spec.metadata_only:
+                # an erasure (or an operator's delete): the rules read rows added, never rows gone
+                return f"{key}: rows deleted at version {commit.version}"
     return None
