@@ -487,6 +487,23 @@ def test_vacuum_removes_unreferenced_files_and_keeps_the_current_snapshot(spark,
     assert [r["id"] for r in lake.read(table).collect()] == [1]
 
 
+def test_vacuum_removes_deleted_rows_change_data_and_orphaned_files(spark, lake, table, tmp_path):
+    """After an erasure's DELETE, the deleted rows live in the files the delete replaced and in the
+    change feed's `_change_data` files; a writer that lost a commit race leaves an orphaned data
+    file. VACUUM past the retention removes all of them on both engines."""
+    lake.append(table, rows(spark, BASE))
+    lake.delete(table, "id = 2")
+    root = tmp_path / "t"
+    assert list((root / "_change_data").glob("*.parquet"))  # the deleted row's change data
+    current = {str(p.relative_to(root)) for p in root.glob("*.parquet")}
+    (root / "part-00000-orphan.snappy.parquet").write_bytes(next(root.glob("*.parquet")).read_bytes())
+    lake.vacuum(table, retention_hours=0, enforce_retention=False)
+    left = {str(p.relative_to(root)) for p in root.rglob("*.parquet") if "_delta_log" not in p.parts}
+    assert not any(f.startswith("_change_data") or "orphan" in f for f in left), left
+    assert sorted(r["id"] for r in lake.read(table).collect()) == [1, 3]
+    assert left <= current
+
+
 def test_vacuum_in_a_bucket_is_in_the_table_history(spark, lake, s3_endpoint, request):
     """Gold decides whether its input's old versions may be gone by the VACUUM commits in the
     input's history; delta-spark writes them by default only on some file systems, not S3."""

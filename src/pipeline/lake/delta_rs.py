@@ -276,8 +276,14 @@ class DeltaRsLake(Lake):
         return pa.compute.max(files.column(f"partition.{column}")).as_py()
 
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
+        # full: every file the log no longer references, as delta-spark's VACUUM; the default
+        # ("lite") removes only files a commit removed, never the change feed's `_change_data`
+        # files (an erasure's deleted rows) or a losing writer's orphaned data files.
         deleted = self._table(path).vacuum(
-            retention_hours=retention_hours, dry_run=False, enforce_retention_duration=enforce_retention
+            retention_hours=retention_hours,
+            dry_run=False,
+            enforce_retention_duration=enforce_retention,
+            full=True,
         )
         return relative_paths(path, deleted)
 
