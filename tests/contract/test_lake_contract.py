@@ -12,11 +12,12 @@ import sys
 import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from pipeline.context import RunContext
 from pipeline.lake import LakeError, MergeSpec, Txn, open_lake
@@ -485,6 +486,23 @@ def test_vacuum_removes_unreferenced_files_and_keeps_the_current_snapshot(spark,
     deleted = lake.vacuum(table, retention_hours=0, enforce_retention=False)
     assert deleted and deleted == sorted(before - data_files())
     assert [r["id"] for r in lake.read(table).collect()] == [1]
+
+
+def test_timestamps_with_and_without_time_zone_keep_their_types(spark, lake, table):
+    """A Parquet unload's TIMESTAMP_NTZ column stays timestamp_ntz in the table's schema and its
+    reads: bronze compares the next file's types with the table's (a file seen as another type
+    is rejected)."""
+    df = spark.sql(
+        "SELECT 1 AS id, TIMESTAMP_NTZ'2024-01-02 03:04:05' AS local_ts, TIMESTAMP'2024-01-02 03:04:05' AS ts"
+    )
+    lake.append(table, df)
+    types = {f.name: f.dataType.simpleString() for f in lake.schema(table).fields}
+    assert (types["local_ts"], types["ts"]) == ("timestamp_ntz", "timestamp")
+    assert lake.read(table).schema["local_ts"].dataType.simpleString() == "timestamp_ntz"
+    lake.append(table, df.withColumn("id", F.lit(2)))
+    changes = lake.read_changes(table, 0, 1)
+    assert changes.schema["local_ts"].dataType.simpleString() == "timestamp_ntz"
+    assert [r["local_ts"] for r in changes.collect()] == [datetime(2024, 1, 2, 3, 4, 5)]
 
 
 def test_vacuum_removes_deleted_rows_change_data_and_orphaned_files(spark, lake, table, tmp_path):

@@ -113,7 +113,7 @@ class DeltaRsLake(Lake):
     def read(self, path: str, version: int | None = None) -> DataFrame:
         table = self._table(path, version)
         arrow_schema = pa.schema(table.schema().to_arrow())
-        schema = from_arrow_schema(arrow_schema)
+        schema = _spark_schema(table)
         files = table.file_uris()
         if not files:
             return self.spark.createDataFrame([], schema)
@@ -127,7 +127,7 @@ class DeltaRsLake(Lake):
 
     def schema(self, path: str) -> StructType:
         # From the log's metadata: `read` would list every data file for a DataFrame.
-        return from_arrow_schema(pa.schema(self._table(path).schema().to_arrow()))
+        return _spark_schema(self._table(path))
 
     def _write(self, path, df, mode, predicate, partition_by, metadata, txn) -> WriteResult:
         data = self._to_arrow(path, mode, df)
@@ -178,7 +178,7 @@ class DeltaRsLake(Lake):
 
     def _read_changes(self, path: str, after_version: int, until_version: int) -> DataFrame:
         table = self._table(path)
-        schema = from_arrow_schema(pa.schema(table.schema().to_arrow()))
+        schema = _spark_schema(table)
         # delta-rs assembles the change feed on the driver, batch by batch up to max_bytes;
         # delta-spark reads it distributed.
         feed = table.load_cdf(starting_version=after_version + 1, ending_version=until_version)
@@ -286,6 +286,14 @@ class DeltaRsLake(Lake):
             full=True,
         )
         return relative_paths(path, deleted)
+
+
+def _spark_schema(table: DeltaTable) -> StructType:
+    """The table's schema in Spark's types. Arrow's timestamp without a time zone is Delta's
+    timestamp_ntz (delta-rs gives `timestamp` a UTC zone): read as Spark's timestamp, a
+    TIMESTAMP_NTZ column's type would differ from delta-spark's, and from the files bronze
+    compares with it."""
+    return from_arrow_schema(pa.schema(table.schema().to_arrow()), prefer_timestamp_ntz=True)
 
 
 def _commit_properties(metadata: dict[str, Any] | None, txn: Txn | None) -> CommitProperties:
