@@ -73,13 +73,20 @@ def test_append_accepts_a_new_nullable_column(spark, lake, table):
     assert got == {1: None, 4: "web"}
 
 
-def test_append_with_a_conflicting_type_fails_and_changes_nothing(spark, lake, table):
+@pytest.mark.parametrize(
+    ("value", "schema"),
+    [
+        ("not a number", "id int, name string, amount string, day string"),
+        ("12", "id int, name string, amount string, day string"),  # a text a cast would take
+        (10.0, "id bigint, name string, amount double, day string"),  # a wider integer
+        (10.5, "id int, name string, amount float, day string"),  # a narrower float
+    ],
+)
+def test_append_with_a_conflicting_type_fails_and_changes_nothing(spark, lake, table, value, schema):
     lake.append(table, rows(spark, BASE[:1]))
-    with pytest.raises(LakeError):
-        lake.append(
-            table,
-            rows(spark, [(5, "e", "not a number", "d1")], "id int, name string, amount string, day string"),
-        )
+    batch = rows(spark, [(5, "e", value, "d1")], schema)
+    with pytest.raises(LakeError, match=r"append failed"):
+        lake.append(table, batch)
     assert lake.version(table) == 0
 
 

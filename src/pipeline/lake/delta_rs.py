@@ -31,7 +31,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.pandas.types import from_arrow_schema
-from pyspark.sql.types import StructType
+from pyspark.sql.types import ArrayType, MapType, StructType
 
 from pipeline.lake.base import (
     TABLE_DEFAULTS,
@@ -139,6 +139,8 @@ class DeltaRsLake(Lake):
             return WriteResult(path, target.version(), skipped=True)
         # Appends and partial overwrites may add columns; a full overwrite replaces the schema.
         schema_mode = "merge" if mode == "append" or predicate else "overwrite"
+        if exists and schema_mode == "merge":
+            _refuse_retyped(path, mode, _spark_schema(target), df.schema)
         try:
             write_deltalake(
                 target,
@@ -286,6 +288,29 @@ class DeltaRsLake(Lake):
             full=True,
         )
         return relative_paths(path, deleted)
+
+
+# Integer types delta-spark's schema merge takes into one another (the wider one stays).
+_SMALL_INTEGERS = frozenset({"tinyint", "smallint", "int"})
+
+
+def _refuse_retyped(path: str, mode: str, held: StructType, incoming: StructType) -> None:
+    """LakeError naming the column when `incoming` gives a column of `held` another type, as
+    delta-spark refuses it (DELTA_FAILED_TO_MERGE_FIELDS): delta-rs's schema merge would cast the
+    batch to the table's type instead, 10.5 stored as 10 and '12' as 12. Nested types are left
+    to the engine (a struct may gain a field)."""
+    atomic = (StructType, ArrayType, MapType)
+    types = {f.name.lower(): f.dataType for f in held.fields}
+    for field in incoming.fields:
+        table_type = types.get(field.name.lower())
+        if table_type is None or isinstance(table_type, atomic) or isinstance(field.dataType, atomic):
+            continue
+        was, now = table_type.simpleString(), field.dataType.simpleString()
+        if was != now and not {was, now} <= _SMALL_INTEGERS:
+            raise LakeError(
+                f"{path}: {mode} failed: column {field.name!r} is {now} in the batch and {was} in the "
+                "table; cast it to the table's type, or evolve the table"
+            )
 
 
 def _spark_schema(table: DeltaTable) -> StructType:
