@@ -541,3 +541,19 @@ def test_rows_deleted_from_an_input_rebuild_the_mart(spark, tmp_path):
     assert sorted(r["order_id"] for r in fct.collect()) == sorted(
         r["order_id"] for r in ctx.lake.read(orders).collect()
     )
+
+
+def test_a_mart_empty_by_its_definition_is_written_empty_with_a_warning(spark, tmp_path):
+    """Every opportunity closed: pipeline_summary (open pipeline) holds no row. That is news, not
+    a failure: the mart is written empty (not left showing the old open pipeline) and the empty
+    row count is a warning."""
+    ctx = silver_lake(spark, tmp_path, ["opportunities", "accounts", "fx_rates"])
+    build(ctx, "pipeline_summary")
+    assert ctx.lake.read(ctx.table_path("gold", "pipeline_summary")).count() == 1
+    schema, [row] = SILVER["opportunities"]
+    won = (*row[:3], "Closed Won", *row[4:9], ts(2024, 1, 20), *row[10:])
+    ctx.lake.overwrite(ctx.table_path("silver", "opportunities"), spark.createDataFrame([won], schema))
+    result = build(ctx, "pipeline_summary")
+    assert ctx.lake.read(ctx.table_path("gold", "pipeline_summary")).count() == 0
+    [count] = [r for r in result.details["dq"] if r["rule"] == "table:row_count_bounds"]
+    assert (count["severity"], count["passed"]) == ("warn", False)
