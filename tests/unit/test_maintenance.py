@@ -125,3 +125,17 @@ def test_configuration_is_checked_and_the_projects_own_file_loads():
     assert load_maintenance(REPO / "config").zorder_by("gold/fct_orders") == ["order_date"]
     with pytest.raises(ConfigError, match="below Delta's 168-hour safety minimum"):
         MaintenanceConfig(vacuum_retention_hours=24)
+
+
+def test_a_table_a_stream_writes_is_vacuumed_but_not_compacted_while_the_stream_runs(small_rs_lake):
+    """A continuous stream holds its table's lease for good: compaction waits for it, but VACUUM
+    (which removes only files older than the retention, erased rows among them) does not."""
+    from pipeline.lease import hold_streams
+
+    ctx, _, _ = small_rs_lake
+    _append_files(ctx, "bronze", "kafka_events", "value string", [("a",), ("b",)])
+    with hold_streams(ctx.settings, "stream-run", ["kafka_events"], lambda _: "lakehouse stream"):
+        entry = maintain(ctx, "bronze", force=True).details["tables"]["bronze/kafka_events"]
+    assert entry["optimize_skipped"].startswith("a stream writes it")
+    assert (entry["files_before"], entry["files_after"], entry["files_compacted"]) == (2, 2, 0)
+    assert entry["vacuumed_files"] == 0 and entry["vacuum_refused"] == []  # it ran: nothing is old yet
