@@ -65,7 +65,7 @@ from pipeline.bronze.ingest import landing_keys, landing_suffixes
 from pipeline.bronze.readers import CORRUPT, ERROR, SOURCE_FILE
 from pipeline.context import RunContext, StreamTrigger
 from pipeline.dq.stream import MicroBatchGate, MicroBatchRefused
-from pipeline.driver.retry import TRANSIENT, ClassifiedError, short_error
+from pipeline.driver.retry import FATAL_KIND, TRANSIENT, ClassifiedError, short_error
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
 from pipeline.kafka_client import client_options
 from pipeline.lake import Lake, Txn
@@ -433,15 +433,43 @@ def caught_up(
             latest = broker_offsets(spark, conf.kafka)
             if asked is not None:
                 asked.update(committed=position, offsets=latest)
-            return all(position.get(p, earliest) >= end for p, (earliest, end) in latest.items())
-        landing = replay_files(spark, location, suffixes)
-        seen = replayed_files(spark, checkpoint) if landing else {}
-        if asked is not None:
-            asked.update(landing=landing, replayed=seen)
-        return all(file_key(f.uri) in seen for f in landing)
+        else:
+            landing = replay_files(spark, location, suffixes)
+            seen = replayed_files(spark, checkpoint) if landing else {}
+            if asked is not None:
+                asked.update(landing=landing, replayed=seen)
+            return all(file_key(f.uri) in seen for f in landing)
     except Exception as exc:  # noqa: BLE001 - the query itself says what is wrong
         log.info("%s: whether the stream has anything new not known (%s); the query runs", checkpoint, exc)
         return False
+    _refuse_offsets_beyond_the_topic(conf.kafka, checkpoint, position, latest)
+    return all(position.get(p, earliest) >= end for p, (earliest, end) in latest.items())
+
+
+def _refuse_offsets_beyond_the_topic(
+    k: KafkaSettings, checkpoint: str, position: dict[int, int], latest: dict[int, tuple[int, int]]
+) -> None:
+    """A fatal error when the checkpoint has read past what the topic holds, or a partition the
+    topic lacks: the topic was recreated, or the checkpoint is another cluster's. The query would
+    wait until the new offsets pass the old ones, then skip every record below them, silently."""
+    beyond = {
+        p: (offset, latest[p][1] if p in latest else None)
+        for p, offset in sorted(position.items())
+        if p not in latest or offset > latest[p][1]
+    }
+    if beyond:
+        where = ", ".join(
+            f"partition {p} read to offset {offset}, "
+            + (f"the topic's latest is {end}" if end is not None else "no such partition")
+            for p, (offset, end) in beyond.items()
+        )
+        raise ClassifiedError(
+            f"bronze kafka_events: the checkpoint {checkpoint} is ahead of topic {k.topic} on "
+            f"{k.bootstrap_servers} ({where}): the topic was recreated or the checkpoint belongs to "
+            "another cluster, and the stream would skip records. Check the topic and the bootstrap "
+            "servers; to read the topic as it is from its earliest offsets, remove the checkpoint folder",
+            FATAL_KIND,
+        )
 
 
 def broker_offsets(spark: SparkSession, k: KafkaSettings, timeout_s: int = 30) -> dict[int, tuple[int, int]]:
@@ -579,7 +607,10 @@ def _stream_into_bronze(ctx: RunContext, dataset: str, trigger: StreamTrigger) -
 
     location = ctx.landing_path(dataset)
     suffixes = landing_suffixes(spec) if spec.file_suffix else ("",)
-    idle = trigger == "available-now" and caught_up(ctx.spark, conf, checkpoint, location, asked, suffixes)
+    # A continuous kafka stream asks too, once: caught_up refuses a checkpoint ahead of the topic.
+    asks = trigger == "available-now" or conf.mode == "kafka"
+    idle = asks and caught_up(ctx.spark, conf, checkpoint, location, asked, suffixes)
+    idle = idle and trigger == "available-now"
     if (
         not idle
         and conf.mode != "kafka"
