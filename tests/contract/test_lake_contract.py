@@ -90,10 +90,32 @@ def test_append_with_a_conflicting_type_fails_and_changes_nothing(spark, lake, t
     assert lake.version(table) == 0
 
 
+@pytest.mark.parametrize("operation", ["append", "merge"])
+def test_a_batch_that_fails_to_compute_names_the_table(spark, lake, table, operation):
+    """An error computing the batch (here ANSI's cast of a bad value) names the table written."""
+    lake.append(table, rows(spark, BASE))
+    bad = rows(spark, BASE[:1]).withColumn("id", F.expr("CAST('x' AS INT)"))
+    with pytest.raises(LakeError, match=rf"^{table}: {operation}.* failed"):
+        if operation == "append":
+            lake.append(table, bad)
+        else:
+            lake.merge(table, bad, MergeSpec(keys=("id",)))
+
+
 def test_overwrite_replaces_the_table(spark, lake, table):
     lake.append(table, rows(spark, BASE))
     lake.overwrite(table, rows(spark, [(9, "z", 9.0, "d9")]))
     assert [r["id"] for r in lake.read(table).collect()] == [9]
+
+
+def test_a_full_overwrite_keeps_the_tables_partitioning(spark, lake, table):
+    lake.append(table, rows(spark, BASE), partition_by=["day"])
+    lake.overwrite(table, rows(spark, [(9, "z", 9.0, "d9")]))
+    lake.overwrite(table, rows(spark, [(8, "y", 8.0, "d8")]), partition_by=["day"])
+    # a partition overwrite needs the partitioning: it replaces only day d8's rows
+    lake.overwrite(table, rows(spark, [(7, "x", 7.0, "d8")]), predicate="day = 'd8'")
+    assert [r["id"] for r in lake.read(table).collect()] == [7]
+    assert Path(table, "day=d8").is_dir()
 
 
 def test_overwrite_with_predicate_replaces_only_matching_rows(spark, lake, table):
@@ -242,6 +264,24 @@ def test_txn_applies_to_merge_too(spark, lake, table):
     assert lake.read(table).count() == 4
 
 
+def test_a_txn_another_writer_committed_after_the_check_lands_at_most_once(spark, lake, table, monkeypatch):
+    """Two runs of one step: each checks the Txn before committing, then the other commits first.
+    The engine's own commit must still see the Txn and skip."""
+    lake.append(table, rows(spark, BASE))
+    spec = MergeSpec(keys=("id",))
+    lake.merge(table, rows(spark, [(4, "d", 1.0, "d1")]), spec, txn=Txn("m", 5))
+    monkeypatch.setattr(type(lake), "already_committed", lambda *a: False)  # checked before it landed
+    late = lake.merge(
+        table, rows(spark, [(4, "late", 2.0, "d1"), (5, "e", 1.0, "d1")]), spec, txn=Txn("m", 5)
+    )
+    appended = lake.append(table, rows(spark, [(6, "f", 1.0, "d1")]), txn=Txn("m", 5))
+    assert sorted((r["id"], r["name"]) for r in lake.read(table).collect()) == [
+        (1, "a"), (2, "b"), (3, "c"), (4, "d"),
+    ]  # fmt: skip
+    assert late.skipped and appended.skipped
+    assert lake.version(table) == 1
+
+
 def test_commit_metadata_and_history(spark, lake, table):
     lake.append(table, rows(spark, BASE[:1]), metadata={"watermark": "2026-01-01T00:00:00", "n": 1})
     lake.append(table, rows(spark, BASE[1:2]))
@@ -370,7 +410,7 @@ def test_delta_rs_names_the_table_and_the_fix_when_a_write_does_not_fit_the_driv
     """A write whose collection runs the driver out of memory before delta-rs can measure it (a
     scale-10 silver table on a 3g driver: Spark reports the task result lost, the heap's
     OutOfMemoryError only in its log) fails as a LakeError naming the table and what to do, and
-    writes nothing; Spark's other failures pass through as they are."""
+    writes nothing; Spark's other failures name the table, their cause kept."""
     delta_rs_lake.append(table, rows(spark, BASE))
     big = rows(spark, BASE[:1])
 
@@ -392,8 +432,9 @@ def test_delta_rs_names_the_table_and_the_fix_when_a_write_does_not_fit_the_driv
             write()
     assert delta_rs_lake.version(table) == 0
     monkeypatch.setattr(type(big), "toArrow", lambda self: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
+    with pytest.raises(LakeError, match=rf"^{table}: append failed computing its rows") as other:
         delta_rs_lake.append(table, big)
+    assert isinstance(other.value.__cause__, ZeroDivisionError)  # kept: retries classify the chain
 
 
 def test_delta_rs_refuses_a_change_feed_above_its_byte_limit(spark, delta_rs_lake, table):

@@ -41,6 +41,18 @@ class LakeError(RuntimeError):
     """A lake operation failed; the message names the table and the operation."""
 
 
+@contextlib.contextmanager
+def failing_as(path: str, what: str):
+    """`with failing_as(path, "optimize"):` an engine's error as a LakeError naming the table and
+    the operation (the cause kept: retries classify the chain)."""
+    try:
+        yield
+    except LakeError:
+        raise
+    except Exception as exc:
+        raise LakeError(f"{path}: {what} failed: {exc}") from exc
+
+
 def error_kind(exc: BaseException) -> str:
     """What kind of error `exc` is, without its message (which may quote data, e.g. a DELETE's
     condition): Spark's error class, else the Java exception's class, else the Python type."""

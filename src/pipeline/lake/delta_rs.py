@@ -46,6 +46,7 @@ from pipeline.lake.base import (
     decode_metadata,
     encode_metadata,
     error_kind,
+    failing_as,
     numeric_metrics,
     optimize_summary,
     relative_paths,
@@ -158,8 +159,15 @@ class DeltaRsLake(Lake):
         return WriteResult(path, self.version(path))
 
     def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
-        merger = self._table(path).merge(
-            source=self._to_arrow(path, "merge", df),
+        source = self._to_arrow(path, "merge", df)
+        table = self._table(path)
+        # The Txn checked again on the snapshot the merge commits against (as _write): another
+        # writer's commit of the same Txn since the caller's check is in it. delta-rs's conflict
+        # check compares with later commits only, so the merge would land twice.
+        if txn and (table.transaction_version(txn.app_id) or -1) >= txn.version:
+            return WriteResult(path, table.version(), skipped=True)
+        merger = table.merge(
+            source=source,
             predicate=spec.join_predicate(),
             source_alias="s",
             target_alias="t",
@@ -208,7 +216,7 @@ class DeltaRsLake(Lake):
             table = df.toArrow()
         except Exception as exc:
             if not _DRIVER_FULL.search(str(exc)):
-                raise
+                raise LakeError(f"{path}: {what} failed computing its rows: {exc}") from exc
             raise LakeError(
                 f"{path}: {what} through the driver did not fit in the driver's memory while Spark "
                 f"collected it, before lake.delta_rs_max_bytes ({self.max_bytes / 2**20:,.1f} MiB) could "
@@ -247,9 +255,14 @@ class DeltaRsLake(Lake):
                 metadata=decode_metadata(entry.get(USER_METADATA)),
                 metrics=numeric_metrics(entry.get("operationMetrics")),
             )
-            for entry in self._table(path).history(limit)
+            for entry in self._history(path, limit)
         ]
         return sorted(commits, key=lambda c: c.version, reverse=True)
+
+    def _history(self, path: str, limit: int | None) -> list[dict[str, Any]]:
+        table = self._table(path)
+        with failing_as(path, "history"):
+            return table.history(limit)
 
     def transaction_version(self, path: str, app_id: str) -> int | None:
         return self._table(path).transaction_version(app_id)
@@ -258,12 +271,15 @@ class DeltaRsLake(Lake):
         self, path: str, zorder_by: list[str] | None = None, target_file_bytes: int | None = None
     ) -> dict[str, int]:
         table = self._table(path)
-        if zorder_by:
-            return optimize_summary(table.optimize.z_order(zorder_by, target_size=target_file_bytes))
-        return optimize_summary(table.optimize.compact(target_size=target_file_bytes))
+        with failing_as(path, "optimize"):
+            if zorder_by:
+                return optimize_summary(table.optimize.z_order(zorder_by, target_size=target_file_bytes))
+            return optimize_summary(table.optimize.compact(target_size=target_file_bytes))
 
     def checkpoint(self, path: str) -> None:
-        self._table(path).create_checkpoint()
+        table = self._table(path)
+        with failing_as(path, "checkpoint"):
+            table.create_checkpoint()
 
     def file_stats(self, path: str) -> FileStats:
         sizes = pa.table(self._table(path).get_add_actions(flatten=True)).column("size_bytes")
@@ -281,12 +297,14 @@ class DeltaRsLake(Lake):
         # full: every file the log no longer references, as delta-spark's VACUUM; the default
         # ("lite") removes only files a commit removed, never the change feed's `_change_data`
         # files (an erasure's deleted rows) or a losing writer's orphaned data files.
-        deleted = self._table(path).vacuum(
-            retention_hours=retention_hours,
-            dry_run=False,
-            enforce_retention_duration=enforce_retention,
-            full=True,
-        )
+        table = self._table(path)
+        with failing_as(path, "vacuum"):
+            deleted = table.vacuum(
+                retention_hours=retention_hours,
+                dry_run=False,
+                enforce_retention_duration=enforce_retention,
+                full=True,
+            )
         return relative_paths(path, deleted)
 
 

@@ -29,10 +29,12 @@ from pipeline.lake.base import (
     Lake,
     LakeError,
     MergeSpec,
+    Txn,
     WriteResult,
     decode_metadata,
     encode_metadata,
     error_kind,
+    failing_as,
     numeric_metrics,
     optimize_summary,
     relative_paths,
@@ -229,21 +231,42 @@ class DeltaSparkLake(Lake):
             writer = writer.options(**TABLE_DEFAULTS)
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
+        elif mode == "overwrite" and not predicate:
+            # A full overwrite without partitionBy would rewrite the table unpartitioned (Delta
+            # takes the writer's partitioning, none, as the new one); delta-rs keeps it.
+            columns = self._snapshot(path).metadata().partitionColumns().mkString("\u0000")
+            held = partition_by or [c for c in columns.split("\u0000") if c]
+            if held:
+                writer = writer.partitionBy(*held)
         encoded = encode_metadata(metadata)
         if encoded:
             writer = writer.option("userMetadata", encoded)
         if txn:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", str(txn.version))
+        before = self.version(path) if txn and exists else None
         try:
             writer.save(path)
         except Exception as exc:
             raise LakeError(f"{path}: {mode} failed: {exc}") from exc
-        return WriteResult(path, self.version(path))
+        return self._written(path, before, txn)
+
+    def _written(self, path: str, before: int | None, txn: Txn | None) -> WriteResult:
+        """The write's result. Delta skips a write whose Txn its own transaction finds committed
+        (another writer's, since the caller's check) without a commit or an error: the version
+        unmoved and the Txn recorded say so."""
+        after = self.version(path)
+        recorded = (
+            txn is not None
+            and before == after
+            and (self.transaction_version(path, txn.app_id) or -1) >= txn.version
+        )
+        return WriteResult(path, after, skipped=recorded)
 
     def _merge(self, path, df, spec: MergeSpec, metadata, txn) -> WriteResult:
         conf = {"spark.databricks.delta.schema.autoMerge.enabled": "true"}
         if _kept_on_disk(df):
-            df = self._computed_source(df)
+            with failing_as(path, "merge computing its source"):
+                df = self._computed_source(df)
             conf[MATERIALIZE_SOURCE_CONF] = "none"
         merger = self._table(path).alias("t").merge(df.alias("s"), spec.join_predicate())
         if spec.delete_when:
@@ -252,12 +275,13 @@ class DeltaSparkLake(Lake):
             merger = merger.whenMatchedUpdateAll(condition=spec.update_when)
         if spec.insert:
             merger = merger.whenNotMatchedInsertAll(condition=spec.insert_when)
+        before = self.version(path) if txn else None
         with self._session_conf(metadata, txn, conf):
             try:
                 merger.execute()
             except Exception as exc:
                 raise LakeError(f"{path}: merge on {', '.join(spec.keys)} failed: {exc}") from exc
-        return WriteResult(path, self.version(path))
+        return self._written(path, before, txn)
 
     def _computed_source(self, df: DataFrame) -> DataFrame:
         """A persisted MERGE source, computed into its cache first: MERGE's two passes over a
@@ -317,7 +341,8 @@ class DeltaSparkLake(Lake):
 
     def history(self, path: str, limit: int | None = None) -> list[Commit]:
         table = self._table(path)
-        rows = (table.history(limit) if limit else table.history()).collect()
+        with failing_as(path, "history"):
+            rows = (table.history(limit) if limit else table.history()).collect()
         return [
             Commit(
                 version=int(r["version"]),
@@ -384,14 +409,15 @@ class DeltaSparkLake(Lake):
     ) -> dict[str, int]:
         builder = self._table(path).optimize()
         size = {MAX_FILE_SIZE_CONF: str(target_file_bytes)} if target_file_bytes else {}
-        with self._session_conf(None, None, size):
+        with self._session_conf(None, None, size), failing_as(path, "optimize"):
             result = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
-        return optimize_summary(result.collect()[0]["metrics"].asDict(recursive=True))
+            return optimize_summary(result.collect()[0]["metrics"].asDict(recursive=True))
 
     def checkpoint(self, path: str) -> None:
         self._table(path)
         jvm = self.spark.sparkContext._jvm  # type: ignore[union-attr]
-        jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path).checkpoint()
+        with failing_as(path, "checkpoint"):
+            jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, path).checkpoint()
 
     def file_stats(self, path: str) -> FileStats:
         self._table(path)
@@ -416,7 +442,7 @@ class DeltaSparkLake(Lake):
     def vacuum(self, path: str, retention_hours: int = 168, *, enforce_retention: bool = True) -> list[str]:
         self._table(path)
         check = {RETENTION_CHECK_CONF: str(enforce_retention).lower(), VACUUM_LOGGING_CONF: "true"}
-        with self._session_conf(None, None, check):
+        with self._session_conf(None, None, check), failing_as(path, "vacuum"):
             # delta-spark's vacuum returns nothing: a dry run first lists what it deletes.
             quoted = path.replace("`", "``")
             doomed = self.spark.sql(f"VACUUM delta.`{quoted}` RETAIN {float(retention_hours)} HOURS DRY RUN")
