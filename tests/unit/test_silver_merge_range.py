@@ -18,11 +18,17 @@ def contract(name: str):
     return load_contract(REPO / "config" / "contracts" / f"{name}.yaml", REPO / "config" / "reference")
 
 
-def test_events_match_on_key_and_partition_so_both_are_bounded():
+def test_events_bound_their_key_and_their_dates_widened_by_the_redelivery_window():
+    """An event delivered again with a corrected time on another date within redelivery_days
+    (7) of the batch's dates is in the range the merge reads, so its id matches."""
     totals = Row(_lo_0="0a-1", _hi_0="ff-9", _lo_1=date(2026, 10, 1), _hi_1=date(2026, 10, 2))
     assert _target_range(contract("behavior_events"), totals) == (
         "t.`event_id` BETWEEN '0a-1' AND 'ff-9' AND "
-        "t.`event_date` BETWEEN DATE '2026-10-01' AND DATE '2026-10-02'"
+        "t.`event_date` BETWEEN DATE '2026-09-24' AND DATE '2026-10-09'"
+    )
+    edges = Row(_lo_0="a", _hi_0="b", _lo_1=date(1, 1, 3), _hi_1=date(9999, 12, 30))
+    assert _target_range(contract("behavior_events"), edges).endswith(
+        "BETWEEN DATE '0001-01-01' AND DATE '9999-12-31'"
     )
 
 
@@ -30,7 +36,7 @@ def test_a_value_the_engines_would_read_differently_leaves_its_column_unbounded(
     # A quote or backslash (Spark's parser unescapes it, DataFusion's does not), a timestamp.
     totals = Row(_lo_0="ab'c", _hi_0="x", _lo_1=date(2026, 10, 1), _hi_1=date(2026, 10, 1))
     assert _target_range(contract("behavior_events"), totals) == (
-        "t.`event_date` BETWEEN DATE '2026-10-01' AND DATE '2026-10-01'"
+        "t.`event_date` BETWEEN DATE '2026-09-24' AND DATE '2026-10-08'"
     )
     assert _target_range(contract("orders"), Row(_lo_0="ORD-1", _hi_0="ORD\\2")) is None
     stamp = datetime(2026, 10, 1)

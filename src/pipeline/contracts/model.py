@@ -113,6 +113,10 @@ class Contract:
     tracked: list[str] = field(default_factory=list)
     soft_delete: str = ""
     partition_by: list[str] = field(default_factory=list)
+    # history events: how many days either side of a batch's dates (its date partition column)
+    # silver looks for an event id it holds already, e.g. one delivered again with a corrected
+    # time on another date. Further apart, the delivery is a second row.
+    redelivery_days: int = 7
     evolution: Evolution = field(default_factory=Evolution)
 
     def column(self, name: str) -> Column:
@@ -214,6 +218,8 @@ def _validate(c: Contract, where: str, reference_dir: Path) -> None:
         raise ContractError(f"{where}: sequence_by: unknown column {c.sequence_by!r}")
     if c.history == "scd2" and not c.tracked:
         raise ContractError(f"{where}: tracked: scd2 history needs the tracked attributes")
+    if c.redelivery_days < 0:
+        raise ContractError(f"{where}: redelivery_days: {c.redelivery_days} is below 0")
     if c.soft_delete and c.columns.get(c.soft_delete, Column("x")).type != "boolean":
         raise ContractError(f"{where}: soft_delete: {c.soft_delete!r} must be a boolean column")
 

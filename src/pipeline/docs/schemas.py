@@ -51,7 +51,8 @@ HISTORY_TEXT = {
     "the stored row when its `{seq}` is the same or newer.",
     "events": "Events: one row per key. Duplicates within a batch collapse to the latest by `{seq}`; "
     "an event already in silver is never updated (only unseen keys are inserted), so late and "
-    "re-delivered events add nothing twice.",
+    "re-delivered events add nothing twice, also when delivered again on another date within "
+    "{redelivery_days} days of the batch's dates (`redelivery_days`); further apart, a second row.",
 }
 PII_TEXT = {
     "none": "none",
@@ -319,7 +320,9 @@ def _rule_text(contract: Contract, rule: str, references: Path) -> str:
 
 def _history_text(contract: Contract) -> str:
     text = HISTORY_TEXT[contract.history].format(
-        seq=contract.sequence_by, tracked=", ".join(f"`{t}`" for t in contract.tracked)
+        seq=contract.sequence_by,
+        tracked=", ".join(f"`{t}`" for t in contract.tracked),
+        redelivery_days=contract.redelivery_days,
     )
     if contract.history == "scd2":
         text += (

@@ -253,7 +253,7 @@ class DeltaSparkLake(Lake):
     def _written(self, path: str, before: int | None, txn: Txn | None) -> WriteResult:
         """The write's result. Delta skips a write whose Txn its own transaction finds committed
         (another writer's, since the caller's check) without a commit or an error: the version
-        unmoved and the Txn recorded say so."""
+        read just before it (`before`) unmoved and the Txn recorded say so."""
         after = self.version(path)
         recorded = (
             txn is not None

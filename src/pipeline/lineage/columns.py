@@ -246,7 +246,7 @@ def silver_dataset_lineage(contract: Contract) -> list[Source]:
     newer, latest per key) and soft delete (CONDITIONAL: delete when flagged)."""
     bronze = contract.source
     found: list[Source] = []
-    match = list(contract.keys) + (list(contract.partition_by) if contract.history == "events" else [])
+    match = list(contract.keys)
     if contract.history == "scd2":
         match_what = "MERGE on the keys and valid_from (SCD2 versions)"
     elif contract.history == "events":

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from pyspark import StorageLevel
@@ -293,8 +293,9 @@ def consumed_valid(ctx: RunContext, contract: Contract, consumed: int) -> DataFr
     return valid_values(conform(bronze, contract, ctx.references(contract)), contract, KEEP)
 
 
-def _matched_on(contract: Contract) -> tuple[str, ...]:
-    """The contract columns a merge into silver matches on (_merge_plan's keys but valid_from)."""
+def _bounded(contract: Contract) -> tuple[str, ...]:
+    """The contract columns whose batch range bounds what a merge into silver reads of it
+    (_target_range): the keys, and for events the date partition, whose files prune the scan."""
     return (*contract.keys, *contract.partition_by) if contract.history == "events" else tuple(contract.keys)
 
 
@@ -308,7 +309,7 @@ def _range_aggregates(contract: Contract) -> list:
     merge matches on (for _target_range), riding on the step's one aggregate."""
     valid = F.size(RULES) == 0
     out = []
-    for i, name in enumerate(_matched_on(contract)):
+    for i, name in enumerate(_bounded(contract)):
         value = F.when(valid, F.col(f"`{VALUE}{name}`"))
         out += [F.min(value).alias(f"_lo_{i}"), F.max(value).alias(f"_hi_{i}")]
     return out
@@ -316,17 +317,28 @@ def _range_aggregates(contract: Contract) -> list:
 
 def _target_range(contract: Contract, totals: Row) -> str | None:
     """A predicate over silver alone that every row the batch's merge matches satisfies: each
-    matched-on column between the batch's lowest and highest value (_range_aggregates). The
-    engines skip the files (and partitions) outside it, by their min/max statistics, in the
-    merge and in merge_effect. Only plain literals: a column whose values are not plain strings,
-    dates or integers (or that PII protection rewrites) is left out."""
+    bounded column between the batch's lowest and highest value (_range_aggregates); an events
+    partition date widened by the contract's redelivery_days. The engines skip the files (and
+    partitions) outside it, by their min/max statistics, in the merge and in merge_effect. Only
+    plain literals: a column whose values are not plain strings, dates or integers (or that PII
+    protection rewrites) is left out."""
     ranges = []
-    for i, name in enumerate(_matched_on(contract)):
+    for i, name in enumerate(_bounded(contract)):
         lo, hi = totals[f"_lo_{i}"], totals[f"_hi_{i}"]
+        if name in contract.partition_by and isinstance(lo, date) and isinstance(hi, date):
+            lo, hi = _widened(lo, hi, contract.redelivery_days)
         literals = [_literal(lo), _literal(hi)]
         if contract.columns[name].pii in ("none", "name") and None not in literals:
             ranges.append(f"t.`{name}` BETWEEN {literals[0]} AND {literals[1]}")
     return " AND ".join(ranges) or None
+
+
+def _widened(lo: date, hi: date, days: int) -> tuple[date, date]:
+    """lo - days .. hi + days, within the dates Python holds (silver keeps years 1-9999)."""
+    step = timedelta(days=days)
+    return (lo - step if lo - date.min >= step else date.min), (
+        hi + step if date.max - hi >= step else date.max
+    )
 
 
 def _literal(value) -> str | None:
@@ -442,8 +454,10 @@ def _merge_plan(
         )
         return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored, read_at, small)
     if contract.history == "events":
-        # Events never change: insert unseen ids; partition columns in the match prune the scan.
-        spec = MergeSpec(keys=_matched_on(contract), update=False, target_only=target_range)
+        # Events never change: insert unseen ids. The match is on the id alone, an id delivered
+        # again on another date included; the target range (the batch's dates, widened by
+        # redelivery_days) prunes the scan.
+        spec = MergeSpec(keys=tuple(contract.keys), update=False, target_only=target_range)
         return MergePlan(rows, spec, target, read_at=read_at, small=small)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
@@ -451,7 +465,7 @@ def _merge_plan(
     newer = f"s.`{seq}` >= t.`{seq}`"
     deleted = f"s.`{contract.soft_delete}`" if contract.soft_delete else None
     spec = MergeSpec(
-        keys=_matched_on(contract),
+        keys=tuple(contract.keys),
         update_when=newer,
         delete_when=f"{deleted} AND {newer}" if deleted else None,
         insert_when=f"NOT {deleted}" if deleted else None,
