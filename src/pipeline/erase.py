@@ -60,11 +60,12 @@ from pipeline.maintenance import load_maintenance
 from pipeline.settings import ConfigError, load_yaml, parse_typed
 from pipeline.silver.conform import WHITESPACE
 from pipeline.silver.pii import keyed_hash, pii_key
+from pipeline.spark import driver_rows
 
 log = logging.getLogger(__name__)
 
 ERASURE_FILE = "erasure.yaml"
-ERASURE_OPERATION = "erasure"  # the `operation` in a delete commit's metadata (gold rebuilds on it)
+ERASURE_OPERATION = "erasure"  # the `operation` in a delete commit's metadata
 SOURCE_FILE = "_source_file"
 AUDIT_SCHEMA = StructType(
     [
@@ -235,7 +236,7 @@ def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> 
                 list(m.sources),
                 gold,
             )
-            audit = ctx.spark.createDataFrame([row], AUDIT_SCHEMA)
+            audit = driver_rows(ctx.spark, [row], AUDIT_SCHEMA)
             ctx.lake.append(ctx.table_path("_ops", "erasures"), audit, metadata={"erasure_id": erasure_id})
     _rebuild(ctx, gold, check)
     return Erasure(erasure_id, subject_hash, matches, looked_in, False, gone, gold)
@@ -244,7 +245,8 @@ def erase_subject(ctx, subject: str, *, check: Check, dry_run: bool = False) -> 
 def _refuse_unread(ctx, matches: list[Match]) -> None:
     """SilverBehind when a silver table has yet to read bronze versions holding the subject's
     rows: it reads bronze's change feed, which would bring the deleted rows back from the
-    versions they were added in."""
+    versions they were added in. Unread versions without them (maintenance, another erasure,
+    other people's rows) refuse nothing."""
     from pipeline.maintenance import bronze_consumers
     from pipeline.silver.job import CONSUMED
 
@@ -255,7 +257,10 @@ def _refuse_unread(ctx, matches: list[Match]) -> None:
             continue
         for consumer, path in bronze_consumers(ctx, name):
             consumed = ctx.lake.latest_metadata(path, CONSUMED)  # None: it will read a snapshot
-            if consumed is not None and int(consumed) < m.version:
+            if consumed is None or int(consumed) >= m.version:
+                continue
+            unread = ctx.lake.read_changes(m.path, int(consumed), m.version)
+            if unread.filter(m.predicate).limit(1).count():
                 behind.append(f"{consumer} has read {m.table} up to version {consumed} of {m.version}")
     if behind:
         steps = " ".join(sorted({b.split(" ", 1)[0].replace("/", "_") for b in behind}))
@@ -296,6 +301,12 @@ def _normalised(col: Column, sql: str) -> str:
     return sql
 
 
+def _source_sql(contract: Contract, name: str) -> str:
+    """Contract column `name` as bronze holds it (its source column), normalised as silver does."""
+    col = contract.columns[name]
+    return _normalised(col, f"`{col.source_column}`")
+
+
 def _normalise_value(col: Column, value: str) -> str:
     for step in col.normalize:
         value = {"trim": lambda v: v.strip(WHITESPACE), "lower": str.lower, "upper": str.upper}[step](value)
@@ -322,15 +333,15 @@ def _raw_predicate(
     the subject used selects a row only where the row names no person by id: a row holding it
     beside another id is that person's (a shared or reassigned address)."""
 
-    def source(name: str) -> tuple[Column, str]:
-        col = contract.columns[name]
-        return col, _normalised(col, f"`{col.source_column}`")
-
-    id_columns = [source(n) for n in cols.ids if contract.columns[n].source_column in columns]
+    id_columns = [
+        (contract.columns[n], _source_sql(contract, n))
+        for n in cols.ids
+        if contract.columns[n].source_column in columns
+    ]
     terms = [_in(sql, [_normalise_value(col, v) for v in ids]) for col, sql in id_columns if ids]
     no_id = " AND ".join(f"coalesce({sql}, '') = ''" for _, sql in id_columns)
     for name in cols.emails:
-        col, sql = source(name)
+        col, sql = contract.columns[name], _source_sql(contract, name)
         if col.source_column in columns and emails:
             term = _in(sql, [_normalise_value(col, v) for v in emails])
             terms.append(f"({term} AND {no_id})" if no_id else term)
@@ -364,14 +375,13 @@ def _found(ctx, config: ErasureConfig, ids: set[str], emails: set[str], kind: st
             continue
         bronze = ctx.lake.read(path)
         terms = [
-            _in(_normalised(contract.columns[n], f"`{contract.columns[n].source_column}`"),
-                [_normalise_value(contract.columns[n], v) for v in values])
+            _in(_source_sql(contract, n), [_normalise_value(contract.columns[n], v) for v in values])
             for names, values in ((cols.ids, ids), (cols.emails, emails))
             for n in names
             if values and contract.columns[n].source_column in bronze.columns
-        ]  # fmt: skip
+        ]
         wanted = [
-            F.expr(_normalised(contract.columns[n], f"`{contract.columns[n].source_column}`")).alias(n)
+            F.expr(_source_sql(contract, n)).alias(n)
             for n in (cols.ids if kind == "ids" else cols.emails)
             if contract.columns[n].source_column in bronze.columns
         ]

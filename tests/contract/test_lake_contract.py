@@ -266,15 +266,15 @@ def test_txn_applies_to_merge_too(spark, lake, table):
 
 def test_a_txn_another_writer_committed_after_the_check_lands_at_most_once(spark, lake, table, monkeypatch):
     """Two runs of one step: each checks the Txn before committing, then the other commits first.
-    The engine's own commit must still see the Txn and skip."""
+    The engine's own commit must still see the Txn and skip; version 0 too (a step's first)."""
     lake.append(table, rows(spark, BASE))
     spec = MergeSpec(keys=("id",))
-    lake.merge(table, rows(spark, [(4, "d", 1.0, "d1")]), spec, txn=Txn("m", 5))
+    lake.merge(table, rows(spark, [(4, "d", 1.0, "d1")]), spec, txn=Txn("m", 0))
     monkeypatch.setattr(type(lake), "already_committed", lambda *a: False)  # checked before it landed
     late = lake.merge(
-        table, rows(spark, [(4, "late", 2.0, "d1"), (5, "e", 1.0, "d1")]), spec, txn=Txn("m", 5)
+        table, rows(spark, [(4, "late", 2.0, "d1"), (5, "e", 1.0, "d1")]), spec, txn=Txn("m", 0)
     )
-    appended = lake.append(table, rows(spark, [(6, "f", 1.0, "d1")]), txn=Txn("m", 5))
+    appended = lake.append(table, rows(spark, [(6, "f", 1.0, "d1")]), txn=Txn("m", 0))
     assert sorted((r["id"], r["name"]) for r in lake.read(table).collect()) == [
         (1, "a"), (2, "b"), (3, "c"), (4, "d"),
     ]  # fmt: skip
@@ -570,7 +570,7 @@ def test_vacuum_removes_deleted_rows_change_data_and_orphaned_files(spark, lake,
     assert left <= current
 
 
-def test_vacuum_in_a_bucket_is_in_the_table_history(spark, lake, s3_endpoint, request):
+def test_vacuum_in_a_bucket_is_in_the_table_history(spark, lake, s3_endpoint, request, monkeypatch):
     """Gold decides whether its input's old versions may be gone by the VACUUM commits in the
     input's history; delta-spark writes them by default only on some file systems, not S3."""
     bucket = "lakehouse-vacuum-log"
@@ -578,7 +578,7 @@ def test_vacuum_in_a_bucket_is_in_the_table_history(spark, lake, s3_endpoint, re
         s3_endpoint.create_bucket(bucket)
     s3_endpoint.configure_spark(spark, bucket)
     for key, value in env().items():
-        os.environ.setdefault(key, value)  # delta-rs reads the endpoint's keys from the environment
+        monkeypatch.setenv(key, value)  # delta-rs reads the endpoint's keys from the environment
     engine = (
         lake
         if request.node.callspec.params["lake"] == "delta-spark"

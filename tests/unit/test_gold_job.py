@@ -557,3 +557,17 @@ def test_a_mart_empty_by_its_definition_is_written_empty_with_a_warning(spark, t
     assert ctx.lake.read(ctx.table_path("gold", "pipeline_summary")).count() == 0
     [count] = [r for r in result.details["dq"] if r["rule"] == "table:row_count_bounds"]
     assert (count["severity"], count["passed"]) == ("warn", False)
+
+
+def test_a_vacuum_that_deleted_nothing_keeps_the_mart_incremental(spark, tmp_path):
+    """delta-spark logs every VACUUM (the maintain steps' too, ~daily): one that deleted no file
+    leaves the versions and change feed the rule reads, so the next build stays incremental."""
+    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"], engine="delta-spark")
+    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
+    build(always, "fct_orders")
+    schema, [row, _] = SILVER["orders"]
+    orders = ctx.table_path("silver", "orders")
+    ctx.lake.append(orders, spark.createDataFrame([("ORD-0000003", *row[1:])], schema))
+    assert ctx.lake.vacuum(orders) == []  # within the retention: nothing to delete
+    assert {"VACUUM START", "VACUUM END"} <= {c.operation for c in ctx.lake.history(orders, 2)}
+    assert build(always, "fct_orders").details["write"] == "incremental"

@@ -3,6 +3,7 @@ checkpoint where configured, the interval, and the VACUUM guard for a lagging ch
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -133,9 +134,13 @@ def test_a_table_a_stream_writes_is_vacuumed_but_not_compacted_while_the_stream_
     from pipeline.lease import hold_streams
 
     ctx, _, _ = small_rs_lake
-    _append_files(ctx, "bronze", "kafka_events", "value string", [("a",), ("b",)])
+    kafka = Path(_append_files(ctx, "bronze", "kafka_events", "value string", [("a",), ("b",)]))
+    orphan = kafka / "part-00000-orphan.snappy.parquet"  # a lost commit's file, 8 days old
+    orphan.write_bytes(next(kafka.glob("*.parquet")).read_bytes())
+    eight_days_ago = time.time() - 192 * HOUR
+    os.utime(orphan, (eight_days_ago, eight_days_ago))
     with hold_streams(ctx.settings, "stream-run", ["kafka_events"], lambda _: "lakehouse stream"):
         entry = maintain(ctx, "bronze", force=True).details["tables"]["bronze/kafka_events"]
     assert entry["optimize_skipped"].startswith("a stream writes it")
     assert (entry["files_before"], entry["files_after"], entry["files_compacted"]) == (2, 2, 0)
-    assert entry["vacuumed_files"] == 0 and entry["vacuum_refused"] == []  # it ran: nothing is old yet
+    assert (entry["vacuumed_files"], entry["vacuum_refused"]) == (1, []) and not orphan.exists()

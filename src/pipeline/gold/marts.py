@@ -594,6 +594,16 @@ def _unchanged(
     return Unchanged(spec.name, "gold", result)
 
 
+def _vacuumed_files(commits: list[Commit]) -> bool:
+    """Whether a VACUUM among `commits` deleted files, or may have: one that deleted nothing
+    (VACUUM END's numDeletedFiles 0; delta-spark logs every maintenance's) leaves every version
+    readable, and gold incremental. A VACUUM START without its END (a vacuum cut short) may
+    have deleted some."""
+    starts = sum(c.operation == "VACUUM START" for c in commits)
+    ends = [c for c in commits if c.operation == "VACUUM END"]
+    return starts > len(ends) or any(c.metrics.get("numDeletedFiles", 1) > 0 for c in ends)
+
+
 def _full_rebuild_reason(
     ctx: RunContext,
     spec: Mart,
@@ -634,10 +644,10 @@ def _full_rebuild_reason(
         if sorted(c.version for c in found) != list(range(then + 1, now + 1)):
             return f"{key}: the log no longer holds every commit since version {then}"
         commits[key] = found
+        if key not in spec.metadata_only and _vacuumed_files(found):
+            # The old version and the change feed the rule reads may be gone with the files.
+            return f"{key} vacuumed since version {then}"
         for commit in commits[key]:
-            if commit.operation in VACUUMS and key not in spec.metadata_only:
-                # The old version and the change feed the rule reads may be gone with the files.
-                return f"{key} vacuumed since version {then}"
             if commit.metadata.get(WRITE_KEY) == "full":
                 return f"{key} rebuilt in full since version {then}"
             if commit.operation == "DELETE" and key not in spec.metadata_only:

@@ -41,6 +41,12 @@ class LakeError(RuntimeError):
     """A lake operation failed; the message names the table and the operation."""
 
 
+def txn_done(recorded: int | None, txn: Txn) -> bool:
+    """Whether a table whose latest Txn version for txn.app_id is `recorded` (None: none) holds
+    `txn`'s write already."""
+    return recorded is not None and recorded >= txn.version
+
+
 @contextlib.contextmanager
 def failing_as(path: str, what: str):
     """`with failing_as(path, "optimize"):` an engine's error as a LakeError naming the table and
@@ -348,8 +354,7 @@ class Lake(ABC):
     def already_committed(self, path: str, txn: Txn | None) -> bool:
         if txn is None or not self.exists(path):
             return False
-        done = self.transaction_version(path, txn.app_id)
-        return done is not None and done >= txn.version
+        return txn_done(self.transaction_version(path, txn.app_id), txn)
 
 
 def encode_metadata(metadata: dict[str, Any] | None) -> str | None:

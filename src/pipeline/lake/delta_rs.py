@@ -50,6 +50,7 @@ from pipeline.lake.base import (
     numeric_metrics,
     optimize_summary,
     relative_paths,
+    txn_done,
 )
 from pipeline.settings import ConfigError, LakeSettings
 
@@ -136,7 +137,7 @@ class DeltaRsLake(Lake):
         # The Txn is checked on the snapshot the write commits against: a writer committing the
         # same Txn after it was loaded makes this commit fail as a conflict, never land twice.
         target = self._table(path) if exists else path
-        if txn and exists and (target.transaction_version(txn.app_id) or -1) >= txn.version:
+        if txn and exists and txn_done(target.transaction_version(txn.app_id), txn):
             return WriteResult(path, target.version(), skipped=True)
         # Appends and partial overwrites may add columns; a full overwrite replaces the schema.
         schema_mode = "merge" if mode == "append" or predicate else "overwrite"
@@ -164,7 +165,7 @@ class DeltaRsLake(Lake):
         # The Txn checked again on the snapshot the merge commits against (as _write): another
         # writer's commit of the same Txn since the caller's check is in it. delta-rs's conflict
         # check compares with later commits only, so the merge would land twice.
-        if txn and (table.transaction_version(txn.app_id) or -1) >= txn.version:
+        if txn and txn_done(table.transaction_version(txn.app_id), txn):
             return WriteResult(path, table.version(), skipped=True)
         merger = table.merge(
             source=source,

@@ -38,6 +38,7 @@ from pipeline.lake.base import (
     numeric_metrics,
     optimize_summary,
     relative_paths,
+    txn_done,
 )
 from pipeline.spark import DELTA_EXTENSION, jvm_class_exists
 
@@ -256,9 +257,7 @@ class DeltaSparkLake(Lake):
         read just before it (`before`) unmoved and the Txn recorded say so."""
         after = self.version(path)
         recorded = (
-            txn is not None
-            and before == after
-            and (self.transaction_version(path, txn.app_id) or -1) >= txn.version
+            txn is not None and before == after and txn_done(self.transaction_version(path, txn.app_id), txn)
         )
         return WriteResult(path, after, skipped=recorded)
 

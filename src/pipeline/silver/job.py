@@ -305,8 +305,8 @@ _PLAIN = re.compile(r"[\w .:@+/-]*", re.ASCII)
 
 
 def _range_aggregates(contract: Contract) -> list:
-    """Aggregates over a conformed batch: the lowest and highest valid value of each column the
-    merge matches on (for _target_range), riding on the step's one aggregate."""
+    """Aggregates over a conformed batch: the lowest and highest valid value of each bounded
+    column (_bounded, for _target_range), riding on the step's one aggregate."""
     valid = F.size(RULES) == 0
     out = []
     for i, name in enumerate(_bounded(contract)):
@@ -316,16 +316,17 @@ def _range_aggregates(contract: Contract) -> list:
 
 
 def _target_range(contract: Contract, totals: Row) -> str | None:
-    """A predicate over silver alone that every row the batch's merge matches satisfies: each
+    """A predicate over silver alone that bounds what the batch's merge reads and matches: each
     bounded column between the batch's lowest and highest value (_range_aggregates); an events
-    partition date widened by the contract's redelivery_days. The engines skip the files (and
-    partitions) outside it, by their min/max statistics, in the merge and in merge_effect. Only
-    plain literals: a column whose values are not plain strings, dates or integers (or that PII
+    partition date widened by the contract's redelivery_days, the window in which an event id
+    delivered again on another date matches. The engines skip the files (and partitions)
+    outside it, by their min/max statistics, in the merge and in merge_effect. Only plain
+    literals: a column whose values are not plain strings, dates or integers (or that PII
     protection rewrites) is left out."""
     ranges = []
     for i, name in enumerate(_bounded(contract)):
         lo, hi = totals[f"_lo_{i}"], totals[f"_hi_{i}"]
-        if name in contract.partition_by and isinstance(lo, date) and isinstance(hi, date):
+        if name in contract.partition_by and type(lo) is date and type(hi) is date:  # not datetimes
             lo, hi = _widened(lo, hi, contract.redelivery_days)
         literals = [_literal(lo), _literal(hi)]
         if contract.columns[name].pii in ("none", "name") and None not in literals:
@@ -454,10 +455,13 @@ def _merge_plan(
         )
         return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored, read_at, small)
     if contract.history == "events":
-        # Events never change: insert unseen ids. The match is on the id alone, an id delivered
-        # again on another date included; the target range (the batch's dates, widened by
-        # redelivery_days) prunes the scan.
-        spec = MergeSpec(keys=tuple(contract.keys), update=False, target_only=target_range)
+        # Events never change: insert unseen ids. Matched on the id alone within the target range
+        # (the batch's dates widened by redelivery_days, which prunes the scan): an id delivered
+        # again on another date matches. Without a range (dates no literal carries alike to both
+        # engines, a quarantine replay) on id and date, which prune as well.
+        dated = any(f"t.`{p}`" in (target_range or "") for p in contract.partition_by)
+        keys = tuple(contract.keys) if dated else (*contract.keys, *contract.partition_by)
+        spec = MergeSpec(keys=keys, update=False, target_only=target_range)
         return MergePlan(rows, spec, target, read_at=read_at, small=small)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
