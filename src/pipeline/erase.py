@@ -17,10 +17,10 @@ What: one DELETE commit per table holding rows of the subject, its metadata nami
 when, rows removed, table versions before and after, when the bytes are gone); silver and
 quarantine first, bronze last and of it last the tables naming emails, so a rerun after a kill
 finds the subject's ids again. Then the gold marts that read an erased silver table are rebuilt
-in full (gold holds aggregates, no rows of a person; a mart not rebuilt is by the next run,
-which finds the DELETE in its input's history). The deleted rows stay in files older snapshots reference until VACUUM: the maintain
-steps remove them once older than vacuum_retention_hours (config/maintenance.yaml), recorded as
-`files_gone_after`.
+in full (gold holds aggregates, no rows of a person; one an erasure cut short left is rebuilt
+by the next run, which finds the DELETE in its input's history). The deleted rows stay in files
+older snapshots reference until VACUUM: the maintain steps remove them once older than
+vacuum_retention_hours (config/maintenance.yaml), recorded as `files_gone_after`.
 
 Re-ingest: bronze's ledger of ingested files (bronze.ledger, `_ops/ingested_files`) keeps the
 files whose rows are erased; rebuilt from bronze itself (its `_source_file` values plus the
