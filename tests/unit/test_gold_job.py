@@ -15,8 +15,8 @@ from pipeline.dq.gate import DqGateFailed
 from pipeline.driver.edge import finish
 from pipeline.gold import MARTS, build_gold
 from pipeline.gold import transforms as T
-from pipeline.gold.marts import _after_merge
-from pipeline.lake import LakeError, MergeSpec
+from pipeline.gold.marts import _after_merge, _vacuumed_files
+from pipeline.lake import Commit, LakeError, MergeSpec
 from pipeline.settings import ConfigError
 from tests.helpers import REPO, make_ctx
 
@@ -559,15 +559,18 @@ def test_a_mart_empty_by_its_definition_is_written_empty_with_a_warning(spark, t
     assert (count["severity"], count["passed"]) == ("warn", False)
 
 
-def test_a_vacuum_that_deleted_nothing_keeps_the_mart_incremental(spark, tmp_path):
-    """delta-spark logs every VACUUM (the maintain steps' too, ~daily): one that deleted no file
-    leaves the versions and change feed the rule reads, so the next build stays incremental."""
-    ctx = silver_lake(spark, tmp_path, ["orders", "accounts", "fx_rates"], engine="delta-spark")
-    always = with_marts_yaml(ctx, tmp_path, "incremental: {rebuild_above_share: 1, rebuild_below_rows: 0}\n")
-    build(always, "fct_orders")
-    schema, [row, _] = SILVER["orders"]
-    orders = ctx.table_path("silver", "orders")
-    ctx.lake.append(orders, spark.createDataFrame([("ORD-0000003", *row[1:])], schema))
-    assert ctx.lake.vacuum(orders) == []  # within the retention: nothing to delete
-    assert {"VACUUM START", "VACUUM END"} <= {c.operation for c in ctx.lake.history(orders, 2)}
-    assert build(always, "fct_orders").details["write"] == "incremental"
+@pytest.mark.parametrize(
+    ("operations", "rebuilds"),
+    [
+        ([("VACUUM START", {}), ("VACUUM END", {"numDeletedFiles": 0})], False),  # a daily maintenance
+        ([("VACUUM START", {}), ("VACUUM END", {"numDeletedFiles": 3})], True),
+        ([("VACUUM START", {})], True),  # cut short: it may have deleted some
+        ([("VACUUM END", {})], True),  # no figure: assume it deleted
+        ([("WRITE", {}), ("OPTIMIZE", {})], False),
+    ],
+)
+def test_only_a_vacuum_that_deleted_files_rebuilds_a_mart(operations, rebuilds):
+    """delta-spark logs every VACUUM (the maintain steps' too): one that deleted no file leaves
+    the versions and change feed the rules read (the lake contract holds numDeletedFiles)."""
+    commits = [Commit(v, 0, op, {}, metrics) for v, (op, metrics) in enumerate(operations, start=1)]
+    assert _vacuumed_files(commits) is rebuilds
