@@ -33,8 +33,11 @@ def lake_tables(ctx) -> list[tuple[str, str]]:
 
 def comparable(df: DataFrame) -> DataFrame:
     """Run metadata dropped, source files from `landing/` on, maps as sorted entry arrays (set
-    operations and hashes cannot take maps)."""
+    operations and hashes cannot take maps), columns by name: a column that schema evolution
+    added comes last in a lake that met it in a later run, and among the others in a lake that
+    met it in the first (consumers select columns by name)."""
     df = df.drop(*RUN_METADATA)
+    df = df.select(*(F.col(f"`{c}`") for c in sorted(df.columns)))
     if "_source_file" in df.columns:
         df = df.withColumn("_source_file", F.regexp_replace("_source_file", r"^.*?/landing/", "landing/"))
     for field in df.schema.fields:
@@ -68,6 +71,16 @@ def table_print(lake, path: str, snapshot: tuple[str, int]) -> tuple:
     return _PRINTS[key]
 
 
+def _fields(schema, other) -> list[str]:
+    """The fields of `schema` (name, type, nullability, position) that `other` has not."""
+    theirs = {(i, f.simpleString(), f.nullable) for i, f in enumerate(other.fields)}
+    return [
+        f"#{i} {f.simpleString()}{'' if f.nullable else ' not null'}"
+        for i, f in enumerate(schema.fields)
+        if (i, f.simpleString(), f.nullable) not in theirs
+    ]
+
+
 def assert_same_tables(ctx_a, ctx_b) -> None:
     """Every table of a whole run: present in both lakes (a quarantine table may be absent from
     both: nothing was quarantined), same schema, same rows."""
@@ -82,7 +95,10 @@ def assert_same_tables(ctx_a, ctx_b) -> None:
             table_print(ctx_a.lake, path_a, snapshots[0]),
             table_print(ctx_b.lake, path_b, snapshots[1]),
         )
-        assert schema_a == schema_b, f"{layer}/{name}: schemas differ"
+        assert schema_a == schema_b, (
+            f"{layer}/{name}: schemas differ; only in {path_a}: {_fields(schema_a, schema_b)}; "
+            f"only in {path_b}: {_fields(schema_b, schema_a)}"
+        )
         if print_a != print_b:
             a, b = comparable(ctx_a.lake.read(path_a)), comparable(ctx_b.lake.read(path_b))
             only_a, only_b = a.exceptAll(b).limit(5).collect(), b.exceptAll(a).limit(5).collect()

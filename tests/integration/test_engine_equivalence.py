@@ -1,9 +1,13 @@
-"""Both Delta engines, end to end: the whole DAG on one landing zone gives identical bronze,
-silver, quarantine and gold tables on delta-spark and on delta-rs, and a lake one engine wrote is
-continued by the other (an incremental run after the first) with the same result as the suite's
-delta-rs run over the whole landing zone in one go (`pipeline_run`).
+"""Both Delta engines, end to end, in one lake that changes engine twice: delta-spark runs the
+whole DAG on the oldest three fifths of every dataset's landing files, delta-rs continues it with
+the next fifth, and delta-spark again with the newest fifth. Each run must find the positions the
+other engine left (bronze file ledger, silver consumed versions, gold input versions, stream
+checkpoints) and process only what is new, so the lake ends as the suite's delta-rs run over the
+whole landing zone in one go (`pipeline_run`) ends.
 
-Tables are compared as tests/lake_compare.py does (run-metadata columns aside).
+That the whole DAG gives identical tables on either engine from an empty lake is the S3 test's
+comparison (tests/integration/test_s3_lake.py: delta-spark in a bucket against the same
+reference). Tables are compared as tests/lake_compare.py does (run-metadata columns aside).
 """
 
 from __future__ import annotations
@@ -21,8 +25,8 @@ from tests.lake_compare import DAG, assert_same_tables
 
 pytestmark = pytest.mark.slow
 
-ENGINES = ("delta-spark", "delta-rs")
-HELD_BACK_SHARE = 0.2  # the newest fifth of every dataset's landing files arrives in the second run
+# (engine, share of every dataset's landing files that has arrived by its run)
+RUNS = (("delta-spark", 0.6), ("delta-rs", 0.8), ("delta-spark", 1.0))
 
 
 def run_dag(spark, lake: Path, engine: str, run_id: str) -> None:
@@ -33,59 +37,38 @@ def run_dag(spark, lake: Path, engine: str, run_id: str) -> None:
     assert not state.failed, out.getvalue()
 
 
-def hold_back_newest(landing: Path, held: Path) -> int:
-    """Move the newest share of each dataset folder's files (by name: dates and offsets sort) to
-    `held`, keeping their relative paths; returns how many moved."""
-    moved = 0
-    folders = {p.parent for p in landing.rglob("*") if p.is_file() and not p.name.startswith(("_", "."))}
-    datasets = {f for f in folders if not any(f != g and f.is_relative_to(g) for g in folders)}
-    for folder in sorted(datasets):
-        files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
-        for path in files[len(files) - int(len(files) * HELD_BACK_SHARE) :]:
-            target = held / path.relative_to(landing)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(path, target)
-            moved += 1
-    return moved
+def arrivals(catalog, landing: Path) -> list[tuple[float, Path]]:
+    """(share, file) of every landing file: a file's position among its dataset's files sorted
+    by path (dates, partition folders and offsets sort), as a share of them, so that the files
+    up to a share are that dataset's oldest."""
+    shares = []
+    for spec in catalog.datasets.values():
+        files = sorted(
+            p for p in (landing / spec.landing).rglob("*") if p.is_file() and not p.name.startswith(("_", "."))
+        )
+        shares += [((i + 1) / len(files), p) for i, p in enumerate(files)]
+    return shares
 
 
-@pytest.fixture(scope="module")
-def first_runs(spark, tmp_path_factory, generated_landing):
-    """The whole DAG once per engine on one landing zone: the generated one less the newest
-    fifth of every dataset's files, which is kept back for the second runs. DQ gates are off:
-    they judge tables, they do not change them (tests/unit/test_dq.py and the gate runs test them),
-    and they would double these runs' cost."""
-    root = tmp_path_factory.mktemp("engines")
-    landing = root / "landing"
-    shutil.copytree(generated_landing, landing)
-    held = root / "held"
-    assert hold_back_newest(landing, held) > 0
-    lakes = {}
+def test_a_lake_continued_by_the_other_engine_and_back_equals_one_run_over_it_all(
+    spark, tmp_path, generated_landing, pipeline_run
+):
+    """DQ gates are off: they judge tables, they do not change them (tests/unit/test_dq.py and
+    the gate runs test them), and they would double these runs' cost."""
+    lake = tmp_path / "lake"
+    landing = lake / "landing"
+    shares = arrivals(make_ctx(spark, lake).catalog, generated_landing)
+    arrived = 0.0
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("LAKEHOUSE_DQ", "off")
-        for engine in ENGINES:
-            lakes[engine] = root / engine
-            shutil.copytree(landing, lakes[engine] / "landing")
-            run_dag(spark, lakes[engine], engine, f"first-{engine}")
-    return lakes, held
-
-
-def test_the_whole_dag_gives_identical_tables_on_both_engines(spark, first_runs):
-    lakes, _ = first_runs
-    assert_same_tables(make_ctx(spark, lakes["delta-spark"]), make_ctx(spark, lakes["delta-rs"]))
-
-
-@pytest.mark.parametrize("first", ENGINES)
-def test_a_lake_one_engine_wrote_is_continued_by_the_other(spark, first_runs, pipeline_run, first):
-    """The other engine finds the first one's positions (bronze file ledger, silver consumed
-    versions, gold input versions, stream checkpoints) and processes only what is new: the lake
-    ends as the suite's delta-rs run over the whole landing zone in one go does."""
-    lakes, held = first_runs
+        for i, (engine, share) in enumerate(RUNS):
+            new = [p for s, p in shares if arrived < s <= share]
+            assert new, f"run {i} ({engine}) would have no new landing file"
+            for path in new:
+                target = landing / path.relative_to(generated_landing)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+            run_dag(spark, lake, engine, f"run{i}-{engine}")
+            arrived = share
     _, reference, _ = pipeline_run
-    second = next(e for e in ENGINES if e != first)
-    lake = lakes[first]
-    shutil.copytree(held, lake / "landing", dirs_exist_ok=True)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LAKEHOUSE_DQ", "off")
-        run_dag(spark, lake, second, f"then-{second}")
     assert_same_tables(make_ctx(spark, lake), make_ctx(spark, reference))
