@@ -44,7 +44,9 @@ def arrivals(catalog, landing: Path) -> list[tuple[float, Path]]:
     shares = []
     for spec in catalog.datasets.values():
         files = sorted(
-            p for p in (landing / spec.landing).rglob("*") if p.is_file() and not p.name.startswith(("_", "."))
+            p
+            for p in (landing / spec.landing).rglob("*")
+            if p.is_file() and not p.name.startswith(("_", "."))
         )
         shares += [((i + 1) / len(files), p) for i, p in enumerate(files)]
     return shares
