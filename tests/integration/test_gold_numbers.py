@@ -666,8 +666,8 @@ def test_revenue_daily_matches_groupby_over_placed_and_shipped_orders(gold, fct)
 
 def test_pipeline_summary_open_opportunities_by_stage_and_segment(gold, landing):
     """Current-state opportunities (latest version; soft-deleted ones are gone), open stages only,
-    USD as of the close date, segment of the account's current version (null if none)."""
-    opps = landing.opportunities_usd()
+    USD as of the close date, segment of the account's current version (`unknown` if none)."""
+    opps = landing.opportunities_usd().fillna({"segment": "unknown"})
     open_opps = opps[opps["is_open"]].assign(fx_missing=lambda df: df["amount_usd"].isna())
     grouped = open_opps.groupby(["stage", "segment"], dropna=False).agg(
         opportunity_count=("opportunity_id", "size"),

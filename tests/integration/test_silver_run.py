@@ -17,6 +17,7 @@ from pipeline.app import local_executor
 from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
+from pipeline.lake import LakeError
 from pipeline.silver import job as silver_job
 from tests.helpers import REPO, make_ctx, session_conf
 from tests.integration.conftest import manifest
@@ -371,3 +372,18 @@ def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(
     assert ctx.lake.read(quarantine).count() == first == result.details["quarantined"]
     assert result.rows_in == result.rows_out + result.details["quarantined"] + result.details["duplicates"]
     assert ctx.lake.read(ctx.table_path("silver", "orders")).count() == result.rows_out
+
+
+def test_a_source_that_has_delivered_nothing_yet_fails_its_silver_step_saying_so(spark, tmp_path):
+    """A new deployment before a source's first delivery: its bronze step finds no file and makes
+    no table; silver's error says that nothing has landed where, not to run bronze again."""
+    (tmp_path / "lake" / "landing" / "snowflake" / "orders").mkdir(parents=True)
+    ctx = make_ctx(spark, tmp_path / "lake")
+    state = run_steps(ctx, DAG, ["bronze_snowflake_orders"], io.StringIO(), executor=local_executor())
+    (bronze,) = state.steps
+    assert (bronze.status, bronze.rows_out) == ("succeeded", 0)
+    with pytest.raises(LakeError) as error:
+        silver_job.build_silver(ctx, "orders")
+    message = str(error.value)
+    assert "bronze_snowflake_orders has ingested nothing of snowflake_orders yet" in message, message
+    assert ctx.landing_path("snowflake_orders") in message and "deliver the source's first data" in message

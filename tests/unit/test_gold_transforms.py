@@ -280,7 +280,7 @@ def test_pipeline_summary_open_only_weighted_current_segment(spark):
             ("OPP-000005", "ACC-000002", "Closed Lost", D("300.00"), "USD", 0, d(2024, 1, 5), False),
             # Before the first EUR rate: counted, missing FX, out of the sums.
             ("OPP-000006", "ACC-000002", "Negotiation", D("50.00"), "EUR", 80, d(2024, 1, 1), False),
-            # Deleted account: no current version, null segment.
+            # Deleted account: no current version, segment `unknown`.
             ("OPP-000007", "ACC-000003", "Prospecting", D("10.00"), "USD", 10, d(2024, 2, 1), False),
         ],
         OPPS,
@@ -290,7 +290,7 @@ def test_pipeline_summary_open_only_weighted_current_segment(spark):
         [
             ("Proposal", "Enterprise", 2, D("1133.33"), D("561.00"), 0),
             ("Negotiation", "Mid-Market", 2, D("120.00"), D("108.00"), 1),
-            ("Prospecting", None, 1, D("10.00"), D("1.00"), 0),
+            ("Prospecting", "unknown", 1, D("10.00"), D("1.00"), 0),
         ],
         PIPELINE,
     )

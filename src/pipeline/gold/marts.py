@@ -292,6 +292,7 @@ MARTS: dict[str, Mart] = {
             silver=("opportunities", "accounts", "fx_rates"),
             build=_pipeline_summary,
             main=("opportunities",),
+            definition=2,  # 2: an account deleted or unknown shown as segment `unknown` (was: null)
         ),
         Mart(
             "customer_360",

@@ -302,8 +302,10 @@ def pipeline_summary(opportunities: DataFrame, fx_cal: DataFrame, accounts: Data
     """Open pipeline by (stage, segment): opportunity_count, amount_usd, weighted_amount_usd.
 
     Open = stage not Closed Won / Closed Lost. Amounts in USD as of the close date, segment from
-    the current account version (see `opportunities_usd`). Opportunities missing FX are counted
-    in `opportunity_count` and `opportunities_missing_fx` and left out of both sums.
+    the current account version (see `opportunities_usd`); opportunities of a deleted or unknown
+    account are kept under the segment `unknown`, as revenue_daily keeps orders without one.
+    Opportunities missing FX are counted in `opportunity_count` and `opportunities_missing_fx`
+    and left out of both sums.
     """
     return summarize_pipeline(opportunities_usd(opportunities, accounts, fx_cal))
 
@@ -312,7 +314,7 @@ def summarize_pipeline(opps_usd: DataFrame) -> DataFrame:
     """The aggregation of `pipeline_summary` over `opportunities_usd` rows."""
     return (
         opps_usd.where(F.col("is_open"))
-        .groupBy("stage", "segment")
+        .groupBy("stage", F.coalesce("segment", F.lit(UNKNOWN)).alias("segment"))
         .agg(
             F.count(F.lit(1)).alias("opportunity_count"),
             _usd_sum("amount_usd").alias("amount_usd"),

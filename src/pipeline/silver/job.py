@@ -74,8 +74,13 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
     silver_path = ctx.table_path("silver", name)
     bronze_version = ctx.lake.version(bronze_path)
     if bronze_version is None:
+        # A source that has delivered nothing yet (a new deployment): its bronze step succeeded
+        # with no rows and made no table, so running it again is no fix.
         raise LakeError(
-            f"silver {name}: bronze table {bronze_path} does not exist; run bronze_{contract.source} first"
+            f"silver {name}: bronze table {bronze_path} does not exist: bronze_{contract.source} has "
+            f"ingested nothing of {contract.source} yet (landing files under "
+            f"{ctx.landing_path(contract.source)}, or records of its stream); deliver the source's "
+            f"first data, or leave this dataset's steps out of the run until then (--only)"
         )
     consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
     if consumed is not None and int(consumed) >= bronze_version:
