@@ -37,7 +37,7 @@ def comparable(df: DataFrame) -> DataFrame:
     added comes last in a lake that met it in a later run, and among the others in a lake that
     met it in the first (consumers select columns by name)."""
     df = df.drop(*RUN_METADATA)
-    df = df.select(*(F.col(f"`{c}`") for c in sorted(df.columns)))
+    df = df.select(*(F.col("`" + c.replace("`", "``") + "`") for c in sorted(df.columns)))
     if "_source_file" in df.columns:
         df = df.withColumn("_source_file", F.regexp_replace("_source_file", r"^.*?/landing/", "landing/"))
     for field in df.schema.fields:
@@ -72,12 +72,12 @@ def table_print(lake, path: str, snapshot: tuple[str, int]) -> tuple:
 
 
 def _fields(schema, other) -> list[str]:
-    """The fields of `schema` (name, type, nullability, position) that `other` has not."""
-    theirs = {(i, f.simpleString(), f.nullable) for i, f in enumerate(other.fields)}
+    """The fields of `schema` that `other` has not by name, type and nullability."""
+    theirs = {(f.name, f.dataType, f.nullable) for f in other.fields}
     return [
-        f"#{i} {f.simpleString()}{'' if f.nullable else ' not null'}"
-        for i, f in enumerate(schema.fields)
-        if (i, f.simpleString(), f.nullable) not in theirs
+        f"{f.simpleString()}{'' if f.nullable else ' not null'}"
+        for f in schema.fields
+        if (f.name, f.dataType, f.nullable) not in theirs
     ]
 
 

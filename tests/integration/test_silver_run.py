@@ -18,6 +18,7 @@ from pipeline.driver.dag import load_dag
 from pipeline.driver.runner import run_steps
 from pipeline.jobs import JOBS
 from pipeline.lake import LakeError
+from pipeline.settings import JdbcSettings, KafkaSettings, SecretRef, SourceSettings
 from pipeline.silver import job as silver_job
 from tests.helpers import REPO, make_ctx, session_conf
 from tests.integration.conftest import manifest
@@ -376,14 +377,32 @@ def test_a_crash_between_the_quarantine_and_silver_writes_counts_nothing_twice(
 
 def test_a_source_that_has_delivered_nothing_yet_fails_its_silver_step_saying_so(spark, tmp_path):
     """A new deployment before a source's first delivery: its bronze step finds no file and makes
-    no table; silver's error says that nothing has landed where, not to run bronze again."""
+    no table; silver's error names where bronze reads the source (its landing folder, JDBC table
+    or topic, never the JDBC URL), not only "run bronze first"."""
     (tmp_path / "lake" / "landing" / "snowflake" / "orders").mkdir(parents=True)
     ctx = make_ctx(spark, tmp_path / "lake")
     state = run_steps(ctx, DAG, ["bronze_snowflake_orders"], io.StringIO(), executor=local_executor())
     (bronze,) = state.steps
     assert (bronze.status, bronze.rows_out) == ("succeeded", 0)
-    with pytest.raises(LakeError) as error:
-        silver_job.build_silver(ctx, "orders")
-    message = str(error.value)
-    assert "bronze_snowflake_orders has ingested nothing of snowflake_orders yet" in message, message
-    assert ctx.landing_path("snowflake_orders") in message and "deliver the source's first data" in message
+
+    def error(context, name: str) -> str:
+        with pytest.raises(LakeError) as raised:
+            silver_job.build_silver(context, name)
+        return str(raised.value)
+
+    message = error(ctx, "orders")
+    assert "bronze_snowflake_orders has not run on this lake, or has ingested nothing yet" in message
+    assert f"from its landing files under {ctx.landing_path('snowflake_orders')}" in message, message
+    url = "jdbc:postgresql://db:5432/web?password=hunter2"
+    sources = {
+        "redshift_behavior": SourceSettings(
+            mode="jdbc", jdbc=JdbcSettings(url=url, table="web.events", user="u", password=SecretRef(env="X"))
+        ),
+        "kafka_events": SourceSettings(
+            mode="kafka", kafka=KafkaSettings(bootstrap_servers="b:9092", topic="t1")
+        ),
+    }
+    elsewhere = make_ctx(spark, tmp_path / "lake", sources=sources)
+    jdbc = error(elsewhere, "behavior_events")
+    assert "from its JDBC table web.events" in jdbc and "hunter2" not in jdbc, jdbc
+    assert "from its Kafka topic t1" in error(elsewhere, "product_events")

@@ -30,6 +30,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
+from pipeline.catalog import STREAM_READERS
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
@@ -68,19 +69,30 @@ SUPERSEDED = "s.is_current IS NULL"  # the marker of history.scd2_changes
 SMALL_BATCH_ROWS = 100_000
 
 
+def _source_of(ctx: RunContext, dataset: str) -> str:
+    """Where bronze reads `dataset` from, for an error: its landing folder, JDBC table or topic
+    (never the JDBC URL, which may hold credentials)."""
+    source = ctx.settings.source(dataset, ctx.catalog[dataset].reader in STREAM_READERS)
+    if source.mode == "jdbc" and source.jdbc is not None:
+        return f"its JDBC table {source.jdbc.table}"
+    if source.mode == "kafka" and source.kafka is not None:
+        return f"its Kafka topic {source.kafka.topic}"
+    return f"its landing files under {ctx.landing_path(dataset)}"
+
+
 def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
     contract = ctx.contracts[name]
     bronze_path = ctx.table_path("bronze", contract.source)
     silver_path = ctx.table_path("silver", name)
     bronze_version = ctx.lake.version(bronze_path)
     if bronze_version is None:
-        # A source that has delivered nothing yet (a new deployment): its bronze step succeeded
-        # with no rows and made no table, so running it again is no fix.
+        # A source that has delivered nothing yet (a new deployment): its bronze step succeeds
+        # with no rows and makes no table, so running it again is not the fix.
         raise LakeError(
-            f"silver {name}: bronze table {bronze_path} does not exist: bronze_{contract.source} has "
-            f"ingested nothing of {contract.source} yet (landing files under "
-            f"{ctx.landing_path(contract.source)}, or records of its stream); deliver the source's "
-            f"first data, or leave this dataset's steps out of the run until then (--only)"
+            f"silver {name}: bronze table {bronze_path} does not exist: bronze_{contract.source} "
+            f"has not run on this lake, or has ingested nothing yet from {_source_of(ctx, contract.source)}; "
+            "run it once the source has delivered its first data, or leave this dataset's steps "
+            "out of the run until then (--only)"
         )
     consumed = ctx.lake.latest_metadata(silver_path, CONSUMED)
     if consumed is not None and int(consumed) >= bronze_version:
