@@ -27,10 +27,16 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def spark():
-    """The product's local session, but for its collector: the parallel one, which spends less
-    CPU than G1 on the suite's many small queries (G1 and its 8 MB regions bound a big run's
-    memory, which the suite's small data does not need). With the heaviest modules first, the
-    suite took 18 min 11 s against 19 min 48 s the same day (one run each, not measured apart)."""
+    """The product's local session, but for two JVM options that change no result, only what the
+    suite's CPU goes to:
+    - The parallel collector, which spends less CPU than G1 on the suite's many small queries (G1
+      and its 8 MB regions bound a big run's memory, which the suite's small data does not need).
+    - The JIT's first tier only (C1, `-XX:TieredStopAtLevel=1`). A test session is short and its
+      data small: C2's optimizing compiles of Spark, Delta and each query's generated code never
+      paid back. Two sessions side by side as `make test` runs them, each on one module, base
+      then C1, twice: silver_deletes 152 s to 108 s (JVM CPU 136 s to 93 s); gold_transforms
+      159/143 s to 110/92 s (JVM CPU 110/98 s to 63/49 s), compile time 124 s to 12 s. Production
+      keeps the default tiers: a long run's hot loops need C2."""
     from pipeline.spark import LOCAL_DEFAULTS, build_spark
 
     java_options = LOCAL_DEFAULTS["spark.driver.extraJavaOptions"]
@@ -43,7 +49,11 @@ def spark():
             shuffle_partitions=2,
             driver_memory="3g",
             jars=[JDBC_JAR, str(SPARK_JARS)],
-            conf={"spark.driver.extraJavaOptions": " ".join([*java_options.split(), "-XX:+UseParallelGC"])},
+            conf={
+                "spark.driver.extraJavaOptions": " ".join(
+                    [*java_options.split(), "-XX:+UseParallelGC", "-XX:TieredStopAtLevel=1"]
+                )
+            },
         )
     )
     session = build_spark(settings)
@@ -72,7 +82,12 @@ def delta_spark_lake(spark):
 
 @pytest.fixture(params=["delta-rs", "delta-spark"])
 def lake(request):
-    """Each engine in turn."""
+    """Each engine in turn. Which engines a test runs on: the lake contract (tests/contract) takes
+    every call of the lake interface on both, and the engine equivalence continues one engine's
+    whole-DAG run with the other's. A flow above the lake interface runs on both engines where
+    they differ in what it exercises (racing commits, merge metrics, file layout, maintenance,
+    type widening); otherwise once: on delta-spark, what EMR runs, or on delta-rs where a miss
+    there would be silent (a value cast instead of a file refused)."""
     return request.getfixturevalue(f"{request.param.replace('-', '_')}_lake")
 
 

@@ -235,7 +235,8 @@ def test_steps_side_by_side_both_record_their_first_rejections(spark, tmp_path, 
     ]
 
 
-@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+# delta-rs: without the check it would cast such a file silently (delta-spark fails loudly).
+@pytest.mark.parametrize("engine", ["delta-rs"])
 def test_a_file_whose_column_changed_type_is_rejected_naming_the_column(
     spark, small_landing, tmp_path, engine
 ):
@@ -307,7 +308,8 @@ def test_a_file_whose_column_changed_type_is_rejected_naming_the_column(
     assert "order_id" in bronze.columns and "ORDER_ID" not in bronze.columns
 
 
-@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
+# A re-delivery is bronze's ledger and silver's ordering, the same on either engine.
+@pytest.mark.parametrize("engine", ["delta-rs"])
 def test_a_corrected_file_redelivered_under_its_name_reaches_silver(spark, small_landing, tmp_path, engine):
     """A vendor re-sends an unload under the same name with one amount corrected (and nothing
     else changed, its updated_at included): bronze ingests it again as a new delivery, named in
