@@ -27,16 +27,12 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def spark():
-    """The product's local session, but for two JVM options that change no result, only what the
-    suite's CPU goes to:
-    - The parallel collector, which spends less CPU than G1 on the suite's many small queries (G1
-      and its 8 MB regions bound a big run's memory, which the suite's small data does not need).
-    - The JIT's first tier only (C1, `-XX:TieredStopAtLevel=1`). A test session is short and its
-      data small: C2's optimizing compiles of Spark, Delta and each query's generated code never
-      paid back. Two sessions side by side as `make test` runs them, each on one module, base
-      then C1, twice: silver_deletes 152 s to 108 s (JVM CPU 136 s to 93 s); gold_transforms
-      159/143 s to 110/92 s (JVM CPU 110/98 s to 63/49 s), compile time 124 s to 12 s. Production
-      keeps the default tiers: a long run's hot loops need C2."""
+    """The product's local session, but for its collector: the parallel one, which spends less
+    CPU than G1 on the suite's many small queries (G1 and its 8 MB regions bound a big run's
+    memory, which the suite's small data does not need). With the heaviest modules first, the
+    suite took 18 min 11 s against 19 min 48 s the same day (one run each, not measured apart).
+    The JIT keeps its tiers: C1 only halved a fresh JVM's CPU over one module, but made the whole
+    suite slower (docs/performance.md, "Compiled code")."""
     from pipeline.spark import LOCAL_DEFAULTS, build_spark
 
     java_options = LOCAL_DEFAULTS["spark.driver.extraJavaOptions"]
@@ -49,11 +45,7 @@ def spark():
             shuffle_partitions=2,
             driver_memory="3g",
             jars=[JDBC_JAR, str(SPARK_JARS)],
-            conf={
-                "spark.driver.extraJavaOptions": " ".join(
-                    [*java_options.split(), "-XX:+UseParallelGC", "-XX:TieredStopAtLevel=1"]
-                )
-            },
+            conf={"spark.driver.extraJavaOptions": " ".join([*java_options.split(), "-XX:+UseParallelGC"])},
         )
     )
     session = build_spark(settings)
