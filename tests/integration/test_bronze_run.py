@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -155,28 +154,6 @@ def test_rerun_adds_nothing_and_commits_nothing(bronze_lake):
     state = run_bronze(ctx)
     assert all(s.rows_out == 0 for s in state.steps)
     assert {n: ctx.lake.version(ctx.table_path("bronze", n)) for n in ctx.catalog.datasets} == versions
-
-
-def test_new_landing_files_are_picked_up_incrementally(spark, fresh_lake):
-    ctx = make_ctx(spark, fresh_lake, run_id="first")
-    run_bronze(ctx)
-    accounts = sorted((fresh_lake / "landing" / "crm" / "accounts").glob("*.csv"))
-    source = next(p for p in accounts if p.stat().st_size > 0)
-    late = source.with_name("accounts_29991231.csv")
-    shutil.copy(source, late)
-    before = bronze(ctx, "crm_accounts").count()
-    newest_before = ctx.lake.latest_metadata(ctx.table_path("bronze", "crm_accounts"), "newest_data_at")
-    ctx.run_id = "second"
-    state = run_bronze(ctx)
-    added = {s.step: s.rows_out for s in state.steps if s.rows_out}
-    new_rows = bronze(ctx, "crm_accounts").filter(f"_source_file like '%{late.name}'")
-    assert added == {"bronze_crm_accounts": new_rows.count()} and new_rows.count() > 0
-    assert bronze(ctx, "crm_accounts").count() == before + new_rows.count()
-    assert {r["_batch_id"] for r in new_rows.collect()} == {ctx.batch_id("crm_accounts")}
-    assert ctx.batch_id("crm_accounts").endswith("-second:crm_accounts")  # a custom run id, time first
-    # A late file of old records does not make the table look older than it is.
-    late_step = next(s for s in state.steps if s.step == "bronze_crm_accounts")
-    assert late_step.details["newest_data_at"] == newest_before is not None
 
 
 def _first_header(lake, dataset):

@@ -85,12 +85,20 @@ def test_a_moved_lake_ingests_no_landing_file_again_and_a_new_one_once(spark, fr
     accounts = sorted((moved / "landing" / "crm" / "accounts").glob("*.csv"))
     late = next(p for p in accounts if p.stat().st_size > 0).with_name("accounts_29991231.csv")
     shutil.copy(next(p for p in accounts if p.stat().st_size > 0), late)
+    newest_before = ctx.lake.latest_metadata(ctx.table_path("bronze", "crm_accounts"), "newest_data_at")
     ctx.run_id = "third"
     state = run_file_bronze(ctx)
-    new_rows = bronze(ctx, "crm_accounts").filter(f"_source_file like '%/{late.name}'").count()
-    assert new_rows > 0
-    assert {s.step: s.rows_out for s in state.steps if s.rows_out} == {"bronze_crm_accounts": new_rows}
-    assert bronze(ctx, "crm_accounts").count() == counts["crm_accounts"] + new_rows
+    new_rows = bronze(ctx, "crm_accounts").filter(f"_source_file like '%/{late.name}'")
+    assert new_rows.count() > 0
+    assert {s.step: s.rows_out for s in state.steps if s.rows_out} == {
+        "bronze_crm_accounts": new_rows.count()
+    }
+    assert bronze(ctx, "crm_accounts").count() == counts["crm_accounts"] + new_rows.count()
+    assert {r["_batch_id"] for r in new_rows.collect()} == {ctx.batch_id("crm_accounts")}
+    assert ctx.batch_id("crm_accounts").endswith("-third:crm_accounts")  # a custom run id, time first
+    # A late file of old records does not make the table look older than it is.
+    late_step = next(s for s in state.steps if s.step == "bronze_crm_accounts")
+    assert late_step.details["newest_data_at"] == newest_before is not None
     (newest,) = ctx.lake.history(ctx.table_path("bronze", "crm_accounts"), 1)  # the ledger's source
     keys = newest.metadata[ingest.FILES_KEY]
     assert f"crm/accounts/{late.name}" in keys and not any("://" in k for k in keys)
