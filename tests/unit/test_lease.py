@@ -428,3 +428,36 @@ def test_a_lost_lease_cancels_a_running_spark_job_and_ends_the_run():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
     assert (done.returncode, done.stdout.strip()) == (7, "interrupted 143 True"), done.stderr[-3000:]
+
+
+def test_a_job_submitted_after_the_lease_was_lost_is_cancelled_too():
+    """A step thread beside the main one (or the main thread inside the call that is about to
+    submit its job) starts a Spark job after the lost lease's first cancel: it is cancelled
+    as well, not left to run (and commit) while the run exits."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, threading, time\n"
+        "from pyspark.sql import SparkSession\n"
+        "from pipeline.app.process import sigterm_as_exit, stop_run\n"
+        "spark = SparkSession.builder.master('local[1]').config('spark.ui.enabled', 'false').getOrCreate()\n"
+        "try:\n"
+        "    with sigterm_as_exit():\n"
+        "        stopper = threading.Thread(target=stop_run, args=(RuntimeError('lease taken over'),))\n"
+        "        stopper.start(); stopper.join(); time.sleep(30)\n"
+        "except SystemExit:\n"  # the main thread is leaving; a step thread submits its next job
+        "    pass\n"
+        "ended = []\n"
+        "def step():\n"
+        "    try:\n"
+        "        spark.range(1).rdd.map(lambda x: time.sleep(600)).collect()\n"
+        "    except Exception as exc:\n"
+        "        ended.append('cancelled' in str(exc))\n"
+        "late = threading.Thread(target=step)\n"
+        "started = time.monotonic()\n"
+        "late.start(); late.join(120)\n"
+        "print('late job', ended, time.monotonic() - started < 60, flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=240)
+    assert done.stdout.strip() == "late job [True] True", (done.stdout, done.stderr[-3000:])

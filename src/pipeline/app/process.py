@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -89,19 +90,37 @@ def stop_run(lost: Exception) -> None:
 
     print(f"error: {lost}; stopping the run", file=sys.stderr, flush=True)
     _cancel_spark_jobs()
+    threading.Thread(target=_keep_cancelling, name="lost-lease-cancel", daemon=True).start()
     handled = callable(signal.getsignal(signal.SIGTERM))  # sigterm_as_exit's handler
     _thread.interrupt_main(signal.SIGTERM if handled else signal.SIGINT)
 
 
-def _cancel_spark_jobs() -> None:
+# After a lost lease, how often jobs submitted since are cancelled.
+CANCEL_EVERY_S = 0.5
+
+
+def _keep_cancelling() -> None:
+    """Cancel, until the process ends, every Spark job submitted after the lease was lost: one the
+    main thread was about to submit when its call began (the exit waits for the call to return,
+    which waited for the job: ten minutes in a CI run), or one a step thread beside it submits."""
+    while _cancel_spark_jobs(quiet=True):
+        time.sleep(CANCEL_EVERY_S)
+
+
+def _cancel_spark_jobs(quiet: bool = False) -> bool:
+    """Whether there was a SparkContext whose jobs could be cancelled."""
     try:
         from pyspark import SparkContext
 
         context = SparkContext._active_spark_context
-        if context is not None:
-            context.cancelAllJobs()
+        if context is None:
+            return False
+        context.cancelAllJobs()
+        return True
     except Exception as exc:  # noqa: BLE001 - stopping goes on without it
-        print(f"warning: could not cancel the running Spark jobs: {exc}", file=sys.stderr, flush=True)
+        if not quiet:
+            print(f"warning: could not cancel the running Spark jobs: {exc}", file=sys.stderr, flush=True)
+        return False
 
 
 @contextlib.contextmanager
