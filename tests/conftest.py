@@ -31,8 +31,8 @@ def spark():
     CPU than G1 on the suite's many small queries (G1 and its 8 MB regions bound a big run's
     memory, which the suite's small data does not need). With the heaviest modules first, the
     suite took 18 min 11 s against 19 min 48 s the same day (one run each, not measured apart).
-    The JIT keeps its tiers: C1 only halved a fresh JVM's CPU over one module, but made the whole
-    suite slower (docs/performance.md, "Compiled code")."""
+    The JIT keeps its tiers: C1 only cut a fresh JVM's CPU over one module by a third to a half,
+    but made the whole suite slower (docs/performance.md, "Compiled code")."""
     from pipeline.spark import LOCAL_DEFAULTS, build_spark
 
     java_options = LOCAL_DEFAULTS["spark.driver.extraJavaOptions"]
@@ -78,8 +78,8 @@ def lake(request):
     every call of the lake interface on both, and the engine equivalence continues one engine's
     whole-DAG run with the other's. A flow above the lake interface runs on both engines where
     they differ in what it exercises (racing commits, merge metrics, file layout, maintenance,
-    type widening); otherwise once: on delta-spark, what EMR runs, or on delta-rs where a miss
-    there would be silent (a value cast instead of a file refused)."""
+    type widening, an empty append); otherwise once: on delta-spark, what EMR runs, or on delta-rs,
+    the cheaper, where the flow's lake calls are the contract's alike on both."""
     return request.getfixturevalue(f"{request.param.replace('-', '_')}_lake")
 
 

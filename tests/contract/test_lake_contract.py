@@ -134,6 +134,25 @@ def test_merge_updates_conditionally_deletes_and_inserts(spark, lake, table):
     assert got == [(1, "a", 10.0), (2, "B", 25.0), (4, "new", 40.0)]
 
 
+def test_merge_on_a_compound_key_deletes_superseded_rows_and_inserts_the_rest(spark, lake, table):
+    """silver's SCD2 merge (silver.job.SUPERSEDED): keyed on (id, valid_from); a source row whose
+    is_current is null deletes its match and is never inserted, the others update or insert."""
+    schema = "id int, valid_from int, valid_to int, is_current boolean"
+    lake.append(table, rows(spark, [(1, 1, None, True), (2, 1, 5, False), (2, 5, None, True)], schema))
+    source = [
+        (1, 1, 3, False),  # closed by a new version: updated
+        (1, 3, None, True),  # the new version: inserted
+        (2, 5, None, None),  # absorbed by a late version: deleted
+        (2, 4, None, True),  # the late version: inserted
+        (3, 1, None, None),  # superseded and unmatched: not inserted
+    ]
+    superseded = "s.is_current IS NULL"
+    spec = MergeSpec(keys=("id", "valid_from"), delete_when=superseded, insert_when=f"NOT ({superseded})")
+    lake.merge(table, rows(spark, source, schema), spec)
+    got = sorted((tuple(r) for r in lake.read(table).collect()), key=lambda r: r[:2])
+    assert got == [(1, 1, 3, False), (1, 3, None, True), (2, 1, 5, False), (2, 4, None, True)]
+
+
 def test_merge_into_a_missing_table_creates_it(spark, lake, table):
     lake.merge(table, rows(spark, BASE), MergeSpec(keys=("id",)))
     assert lake.read(table).count() == 3

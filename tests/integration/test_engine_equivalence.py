@@ -23,7 +23,7 @@ import pytest
 from pipeline.app import local_executor
 from pipeline.driver.runner import run_steps
 from tests.helpers import make_ctx
-from tests.lake_compare import DAG, assert_same_tables
+from tests.lake_compare import DAG, assert_same_tables, lake_tables
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +60,10 @@ def arrivals(catalog, landing: Path) -> list[tuple[str, float, Path]]:
     return shares
 
 
+def tables_in(ctx) -> set[tuple[str, str]]:
+    return {t for t in lake_tables(ctx) if ctx.lake.exists(ctx.table_path(*t))}
+
+
 def test_a_lake_continued_by_the_other_engine_and_back_equals_one_run_over_it_all(
     spark, tmp_path, generated_landing, pipeline_run
 ):
@@ -84,5 +88,9 @@ def test_a_lake_continued_by_the_other_engine_and_back_equals_one_run_over_it_al
                 shutil.copy2(path, target)
             run_dag(spark, lake, engine, f"run{i}-{engine}")
             arrived = share
+            if i == 0:
+                created = tables_in(make_ctx(spark, lake))
+    # The first run, delta-rs, created every table: the second engine continues them all.
+    assert tables_in(make_ctx(spark, lake)) == created
     _, reference, _ = pipeline_run
     assert_same_tables(make_ctx(spark, lake), make_ctx(spark, reference))

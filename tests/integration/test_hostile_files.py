@@ -235,7 +235,8 @@ def test_steps_side_by_side_both_record_their_first_rejections(spark, tmp_path, 
     ]
 
 
-# delta-rs: without the check it would cast such a file silently (delta-spark fails loudly).
+# One engine: each refuses a retyped column itself (the lake contract); bronze's check before the
+# write is the same on both. delta-rs: the cheaper one, and the one refusing a second spelling.
 @pytest.mark.parametrize("engine", ["delta-rs"])
 def test_a_file_whose_column_changed_type_is_rejected_naming_the_column(
     spark, small_landing, tmp_path, engine

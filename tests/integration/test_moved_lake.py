@@ -179,7 +179,8 @@ def test_a_table_from_before_the_ledger_finds_nothing_new_after_a_move(spark, tm
     assert {r["file"] for r in ops(ctx, "ingested_files")} == {"crm/x/a.csv", "crm/x/empty.csv"}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+# Both engines: files only restamped make bronze commit a batch of no rows, an empty append.
+@pytest.mark.parametrize("engine", ["delta-spark", "delta-rs"])
 def test_a_lake_copied_with_new_modification_times_ingests_only_what_was_rewritten_since(
     spark, tmp_path, monkeypatch, engine
 ):
