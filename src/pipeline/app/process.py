@@ -81,7 +81,8 @@ def stop_run(lost: Exception) -> None:
 
     Called in the heartbeat thread. It first cancels every running Spark job over its own py4j
     connection, so a main thread blocked in a Spark action (or waiting on step threads running
-    one) gets its call back at once. Then it raises SIGTERM in the main thread at its next
+    one) gets its call back at once, and keeps cancelling the jobs submitted after that until the
+    process ends (`_keep_cancelling`). Then it raises SIGTERM in the main thread at its next
     bytecode, which `sigterm_as_exit` (every lease holder runs under it) turns into SystemExit.
     Not a signal sent to the thread: one that ends a py4j call mid-answer leaves its connection
     unreadable, and py4j's own error handling then fails in place of the exit. Not SIGINT: it is
