@@ -15,7 +15,7 @@ from typing import Literal
 
 import yaml
 
-from pipeline.settings import ConfigError, load_yaml, parse_typed
+from pipeline.settings import ConfigError, Settings, SourceSettings, load_yaml, parse_typed
 
 # The file formats are read by `read_<name>` in pipeline.bronze.readers; the streams (kafka) by
 # their own bronze job (pipeline.jobs.bronze).
@@ -143,6 +143,11 @@ class Catalog:
         except KeyError:
             known = ", ".join(sorted(self.datasets))
             raise ConfigError(f"unknown dataset {name!r}; the catalogue has: {known}") from None
+
+    def source(self, settings: Settings, name: str) -> SourceSettings:
+        """Where `name`'s bronze step reads: `sources.<name>` of `settings`, its mode resolved
+        for the dataset's reader (a stream's default, or a file dataset's)."""
+        return settings.source(name, stream=self[name].reader in STREAM_READERS)
 
 
 def load_catalog(path: Path) -> Catalog:

@@ -22,10 +22,9 @@ JobFn = Callable[[RunContext, str], JobOutput]
 
 def bronze(ctx: RunContext, dataset: str) -> StepResult:
     """Land one dataset in bronze, by the reader its catalogue entry and source settings name."""
-    spec = ctx.catalog[dataset]
-    if spec.reader in STREAM_READERS:
+    if ctx.catalog[dataset].reader in STREAM_READERS:  # a topic, or its replay from landing files
         return ingest_kafka(ctx, dataset, trigger=ctx.stream_trigger)
-    source = ctx.settings.source(dataset, stream=False)
+    source = ctx.catalog.source(ctx.settings, dataset)
     if source.mode == "jdbc":
         assert source.jdbc is not None  # SourceSettings refuses mode jdbc without it
         return ingest_jdbc(ctx, dataset, source.jdbc)

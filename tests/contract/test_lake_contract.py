@@ -777,6 +777,57 @@ def test_one_engine_continues_a_table_the_other_wrote(spark, table, first, secon
         ]
 
 
+@pytest.mark.parametrize("first,second", [("delta-rs", "delta-spark"), ("delta-spark", "delta-rs")])
+def test_one_engine_continues_a_date_partitioned_table_the_other_created(
+    spark, table, first, second, request
+):
+    """Silver's events and bronze's landing tables are partitioned by date: the other engine
+    appends to and merges into them in the partitioning the first created (a new date, a null
+    date, an existing one), and both read every row with its date back."""
+    a = request.getfixturevalue(f"{first.replace('-', '_')}_lake")
+    b = request.getfixturevalue(f"{second.replace('-', '_')}_lake")
+    schema = "id int, name string, event_date date"
+    a.append(
+        table,
+        rows(spark, [(1, "a", date(2024, 1, 1)), (2, "b", date(2024, 1, 2))], schema),
+        partition_by=["event_date"],
+    )
+    b.append(
+        table,
+        rows(spark, [(3, "c", date(2024, 1, 2)), (4, "d", date(2024, 1, 9)), (5, "e", None)], schema),
+        partition_by=["event_date"],
+    )
+    b.merge(
+        table,
+        rows(spark, [(2, "B", date(2024, 1, 2)), (6, "f", date(2024, 1, 1))], schema),
+        MergeSpec(keys=("id", "event_date")),
+        partition_by=["event_date"],
+    )
+    expected = [
+        (1, "a", date(2024, 1, 1)),
+        (2, "B", date(2024, 1, 2)),
+        (3, "c", date(2024, 1, 2)),
+        (4, "d", date(2024, 1, 9)),
+        (5, "e", None),
+        (6, "f", date(2024, 1, 1)),
+    ]
+    for engine in (a, b):
+        assert (
+            sorted(tuple(r) for r in engine.read(table).select("id", "name", "event_date").collect())
+            == expected
+        )
+        assert engine.column_max(table, "event_date") == date(2024, 1, 9)
+    assert sorted(r["id"] for r in a.read_changes(table, 0, 1).collect()) == [3, 4, 5]
+    # Each engine's files sit in the table's date folders, where the other looks for them.
+    folders = {p.parent.name for p in Path(table).rglob("*.parquet")}
+    assert folders == {
+        "event_date=2024-01-01",
+        "event_date=2024-01-02",
+        "event_date=2024-01-09",
+        "event_date=__HIVE_DEFAULT_PARTITION__",
+    }
+
+
 def test_column_max_is_the_max_of_a_partition_or_data_column_at_a_version(spark, lake, table):
     schema = "id int, event_date date"
     first = [(1, date(2024, 1, 1)), (2, None), (3, date(2024, 1, 3))]

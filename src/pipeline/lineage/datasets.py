@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline.catalog import STREAM_READERS
 from pipeline.contracts.model import Contract, pii_outputs
 
 LANDING, SOURCE = "landing", "source"
@@ -109,8 +108,7 @@ def _ref(location: str, layer: str, table: str, fields: list[tuple[str, str | No
 
 def bronze_source(ctx: Any, dataset: str) -> DatasetRef:
     """Where a bronze step reads: the landing folder, or the JDBC table / Kafka topic configured."""
-    spec = ctx.catalog[dataset]
-    source = ctx.settings.source(dataset, stream=spec.reader in STREAM_READERS)
+    source = ctx.catalog.source(ctx.settings, dataset)
     if source.mode == "kafka" and source.kafka is not None:
         namespace, name = kafka_dataset(source.kafka.bootstrap_servers, source.kafka.topic)
         return DatasetRef(namespace, name, SOURCE, dataset)

@@ -30,7 +30,6 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, Row
 from pyspark.sql import functions as F
 
-from pipeline.catalog import STREAM_READERS
 from pipeline.context import RunContext
 from pipeline.contracts.model import Contract
 from pipeline.freshness import NEWEST_KEY, recorded_newest, table_newest
@@ -72,7 +71,7 @@ SMALL_BATCH_ROWS = 100_000
 def _source_of(ctx: RunContext, dataset: str) -> str:
     """Where bronze reads `dataset` from, for an error: its landing folder, JDBC table or topic
     (never the JDBC URL, which may hold credentials)."""
-    source = ctx.settings.source(dataset, ctx.catalog[dataset].reader in STREAM_READERS)
+    source = ctx.catalog.source(ctx.settings, dataset)
     if source.mode == "jdbc" and source.jdbc is not None:
         return f"its JDBC table {source.jdbc.table}"
     if source.mode == "kafka" and source.kafka is not None:
