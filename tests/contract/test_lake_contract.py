@@ -828,6 +828,27 @@ def test_one_engine_continues_a_date_partitioned_table_the_other_created(
     }
 
 
+def test_row_count_is_the_rows_a_read_returns_at_each_version(spark, lake, table):
+    """The silver gate's row count after a merge starts from it (delta-rs answers from the log's
+    record counts): appends, a partitioned append, updates, deletes, an overwrite, time travel."""
+    schema = "id int, name string, event_date date"
+    lake.append(
+        table, rows(spark, [(1, "a", date(2024, 1, 1)), (2, "b", None)], schema), partition_by=["event_date"]
+    )
+    lake.append(table, rows(spark, [(3, "c", date(2024, 1, 2))], schema))
+    lake.merge(
+        table,
+        rows(spark, [(1, "A", date(2024, 1, 1)), (2, "gone", None), (4, "d", date(2024, 1, 3))], schema),
+        MergeSpec(keys=("id",), delete_when="s.name = 'gone'"),
+    )
+    lake.delete(table, "id = 3")
+    lake.overwrite(table, rows(spark, [(5, "e", date(2024, 1, 5))], schema))
+    counts = [lake.read(table, v).count() for v in range(5)]
+    assert counts == [2, 3, 3, 2, 1]
+    assert [lake.row_count(table, v) for v in range(5)] == counts
+    assert lake.row_count(table) == 1
+
+
 def test_column_max_is_the_max_of_a_partition_or_data_column_at_a_version(spark, lake, table):
     schema = "id int, event_date date"
     first = [(1, date(2024, 1, 1)), (2, None), (3, date(2024, 1, 3))]

@@ -351,6 +351,12 @@ class Lake(ABC):
         the partition values of the log's data files, without reading data; this aggregates."""
         return self.read(path, version).agg(F.max(column)).first()[0]
 
+    def row_count(self, path: str, version: int | None = None) -> int:
+        """The table's rows (at `version`, default current). An engine answers from the record
+        counts of the log's data files where it can, without reading data; this counts them
+        (delta-spark's count() does the same from the log itself)."""
+        return self.read(path, version).count()
+
     def already_committed(self, path: str, txn: Txn | None) -> bool:
         if txn is None or not self.exists(path):
             return False

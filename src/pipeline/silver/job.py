@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import NamedTuple
@@ -151,7 +152,7 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
         rows_out = silver_rows.count()
         duplicates = rows_in - n_quarantined - rows_out
         newest_at = table_newest(ctx.lake, silver_path, totals["newest"])
-        read_at, target = read_target(ctx.lake, silver_path)
+        read_at, target, rows_now = read_target(ctx.lake, silver_path)
         merged = silver_rows
         if history and totals["late"]:
             # Cached: the plan reads it more than once (the stored versions of its keys, the
@@ -161,7 +162,13 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
             merged = merged.persist(StorageLevel.MEMORY_AND_DISK)
             cached.append(merged)
         plan = _merge_plan(
-            contract, merged, target, _target_range(contract, totals), rows_in <= SMALL_BATCH_ROWS, read_at
+            contract,
+            merged,
+            target,
+            _target_range(contract, totals),
+            rows_in <= SMALL_BATCH_ROWS,
+            read_at,
+            rows_now,
         )
         if plan.stored is not None:
             cached.append(plan.stored.persist(StorageLevel.MEMORY_AND_DISK))
@@ -238,19 +245,27 @@ class MergeFigures(NamedTuple):
 
 
 def merge_figures(
-    source: DataFrame, target: DataFrame | None, spec: MergeSpec, stored: DataFrame | None = None
+    source: DataFrame,
+    target: DataFrame | None,
+    spec: MergeSpec,
+    stored: DataFrame | None = None,
+    rows_now: int | None = None,
 ) -> MergeFigures:
     """What merging `source` into `target` by `spec` will do, in one query (each query costs its
-    planning and a file listing of the table, more than its work on a small batch): the table's
-    rows now (a count Spark answers from the Parquet footers, no column read) plus the merge's
-    net effect, and the matching (source, table) row pairs. `stored`: the target's rows the
-    merge can match, cached (MergePlan.stored); the effect is counted against them instead of a
-    second scan of the table."""
+    planning and a file listing of the table, more than its work on a small batch): the merge's
+    net effect and the matching (source, table) row pairs, plus the table's rows now:
+    `rows_now` where the lake gave them from its log (`Lake.row_count`), else a count of `target`
+    in the same query (a count Spark answers from the Parquet footers, no column read).
+    `stored`: the target's rows the merge can match, cached (MergePlan.stored); the effect is
+    counted against them instead of a second scan of the table."""
     effect = merge_effect(source, target if stored is None else stored, spec)
     if target is None:
         return MergeFigures(effect.first()["inserted"], 0)
-    row = effect.crossJoin(target.agg(F.count(F.lit(1)).alias("before"))).first()
-    return MergeFigures(row["before"] + row["inserted"] - row["deleted"], row["matched"])
+    if rows_now is None:
+        effect = effect.crossJoin(target.agg(F.count(F.lit(1)).alias("before")))
+    row = effect.first()
+    before = row["before"] if rows_now is None else rows_now
+    return MergeFigures(before + row["inserted"] - row["deleted"], row["matched"])
 
 
 def newest_column(contract: Contract) -> str:
@@ -388,6 +403,8 @@ class MergePlan:
     # publish only while the table is still at it.
     read_at: tuple[str, int] | None = None
     small: bool = False  # `source` is a small batch in one partition (_merge_plan's `small`)
+    # The table's rows at `read_at`, from the lake's log (read_target); None: count `target`.
+    rows_now: Callable[[], int] | None = None
     _figures: MergeFigures | None = field(default=None, init=False, repr=False)
 
     @property
@@ -395,7 +412,8 @@ class MergePlan:
         # Kept in a plain attribute: Python 3.11's cached_property takes one lock for every
         # instance, which would queue the figures of silver steps running side by side.
         if self._figures is None:
-            self._figures = merge_figures(self.source, self.target, self.spec, self.stored)
+            rows_now = self.rows_now() if self.rows_now is not None else None
+            self._figures = merge_figures(self.source, self.target, self.spec, self.stored, rows_now)
         return self._figures
 
     def write(self, lake: Lake, path: str, contract: Contract, metadata: dict, txn: Txn) -> WriteResult:
@@ -428,11 +446,20 @@ class MergePlan:
         )
 
 
-def read_target(lake: Lake, path: str) -> tuple[tuple[str, int] | None, DataFrame | None]:
-    """Silver as a merge plan reads it: the snapshot it is at (`MergePlan.read_at`) and the
-    table; (None, None) before its first batch."""
+class Target(NamedTuple):
+    """Silver as a merge plan reads it (read_target)."""
+
+    read_at: tuple[str, int] | None  # the snapshot it is at (MergePlan.read_at)
+    frame: DataFrame | None  # the table; None before its first batch
+    rows: Callable[[], int] | None  # its rows at read_at, from the lake's log (MergePlan.rows_now)
+
+
+def read_target(lake: Lake, path: str) -> Target:
+    """Silver as a merge plan reads it; Target(None, None, None) before its first batch."""
     read_at = lake.snapshot_key(path)
-    return read_at, lake.read(path) if read_at else None
+    if read_at is None:
+        return Target(None, None, None)
+    return Target(read_at, lake.read(path), lambda: lake.row_count(path, read_at[1]))
 
 
 def _merge_plan(
@@ -442,6 +469,7 @@ def _merge_plan(
     target_range: str | None = None,
     small: bool = False,
     read_at: tuple[str, int] | None = None,
+    rows_now: Callable[[], int] | None = None,
 ) -> MergePlan:
     """What to merge into silver and how: the batch's rows by key, or for SCD2 the recomputed
     version chains of the batch's keys (history.scd2_changes) by (key, valid_from). `target_range`:
@@ -469,7 +497,9 @@ def _merge_plan(
             insert_when=f"NOT ({SUPERSEDED})",
             target_only=target_range,
         )
-        return MergePlan(scd2_changes(existing, rows, contract, small), spec, target, stored, read_at, small)
+        return MergePlan(
+            scd2_changes(existing, rows, contract, small), spec, target, stored, read_at, small, rows_now
+        )
     if contract.history == "events":
         # Events never change: insert unseen ids. Matched on the id alone within the target range
         # (the batch's dates widened by redelivery_days, which prunes the scan): an id delivered
@@ -478,7 +508,7 @@ def _merge_plan(
         dated = any(f"t.`{p}`" in (target_range or "") for p in contract.partition_by)
         keys = tuple(contract.keys) if dated else (*contract.keys, *contract.partition_by)
         spec = MergeSpec(keys=keys, update=False, target_only=target_range)
-        return MergePlan(rows, spec, target, read_at=read_at, small=small)
+        return MergePlan(rows, spec, target, read_at=read_at, small=small, rows_now=rows_now)
     # A sequence silver does not keep (_ingestion_ts, the delivery time): the batch id, which
     # sorts by delivery time under any run id (pipeline.run_id).
     seq = contract.sequence_by if contract.sequence_by in rows.columns else "_batch_id"
@@ -491,7 +521,7 @@ def _merge_plan(
         insert_when=f"NOT {deleted}" if deleted else None,
         target_only=target_range,
     )
-    return MergePlan(rows, spec, target, read_at=read_at, small=small)
+    return MergePlan(rows, spec, target, read_at=read_at, small=small, rows_now=rows_now)
 
 
 def merge_effect(source: DataFrame, target: DataFrame | None, spec: MergeSpec) -> DataFrame:

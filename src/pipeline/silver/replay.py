@@ -193,8 +193,8 @@ def _checked_merge(
     check has judged the rows and the table as the merge will leave it. The replay's quarantine
     ratio is not judged: its rows were quarantined already, a share still failing is no news
     about new data."""
-    read_at, target = read_target(ctx.lake, path)
-    plan = _merge_plan(contract, rows, target, read_at=read_at)
+    read_at, target, rows_now = read_target(ctx.lake, path)
+    plan = _merge_plan(contract, rows, target, read_at=read_at, rows_now=rows_now)
     cached = []
 
     def release() -> None:
