@@ -41,12 +41,18 @@ def _nothing() -> None:
     return None
 
 
+# Staged.counts' key for the rows of `audit`, where the job counted that very frame already: the
+# check then takes them instead of counting the frame again (one Spark query less a step).
+AUDIT_ROWS = "audit_rows"
+
+
 @dataclass
 class Staged:
     """A publish waiting for its check. `audit` (a DataFrame) is what the check judges: the batch
     a merge adds (then `table` derives the table's figures after it, called only by a check that
     needs them) or the whole table an overwrite leaves (`table` None). `counts`: row-level rule
-    counts the job took in its own pass ({"rows", "quarantined", "rules"}). `publish` writes and
+    counts the job took in its own pass ({"rows", "quarantined", "rules"}), and `audit`'s rows
+    under AUDIT_ROWS where the job counted them. `publish` writes and
     returns the step's result; `release` frees what the job cached, whatever happened."""
 
     dataset: str

@@ -847,6 +847,8 @@ def test_row_count_is_the_rows_a_read_returns_at_each_version(spark, lake, table
     assert counts == [2, 3, 3, 2, 1]
     assert [lake.row_count(table, v) for v in range(5)] == counts
     assert lake.row_count(table) == 1
+    lake.delete(table, "id IS NOT NULL")  # no data file left
+    assert lake.row_count(table) == 0 == lake.read(table).count()
 
 
 def test_column_max_is_the_max_of_a_partition_or_data_column_at_a_version(spark, lake, table):

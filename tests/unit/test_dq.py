@@ -38,6 +38,7 @@ from pipeline.files import s3_parts
 from pipeline.lake import MergeSpec
 from pipeline.settings import ConfigError
 from pipeline.silver.job import merge_effect
+from pipeline.step_result import AUDIT_ROWS
 from tests.helpers import REPO, make_ctx
 
 CONTRACTS = load_contracts(REPO / "config" / "contracts", REPO / "config" / "reference")
@@ -486,6 +487,34 @@ def test_batch_gate_judges_the_batch_and_the_table_figures_it_is_given(spark, tm
         "updated_at:not_null",
         "table:row_count_bounds",
     }
+
+
+def test_a_batch_the_job_counted_is_judged_alike_without_counting_it_again(spark, tmp_path, monkeypatch):
+    """silver hands the gate the rows it counted of the very frame judged (AUDIT_ROWS): the gate
+    runs no figures query of its own, and every result is the one it reaches counting itself."""
+    import pipeline.dq.gate as gate
+
+    ctx = _ctx(spark, tmp_path)
+    ctx.as_of = date(2026, 1, 3)
+    batch = spark.sql(
+        "SELECT * FROM VALUES "
+        "('ORD-0000001', 'ACC-000001', 'placed', CAST(5 AS DECIMAL(18,2)), TIMESTAMP'2026-01-01 10:00:00'), "
+        "('ORD-0000002', 'ACC-000002', 'shipped', CAST(7 AS DECIMAL(18,2)), TIMESTAMP'2025-12-01 10:00:00') "
+        "AS t(order_id, account_id, status, amount, updated_at)"
+    )
+
+    def judged(counts, newest):
+        after = TableAfter(rows=9, newest=newest)
+        found = run_gate(ctx, "silver_orders", "orders", "silver", batch, counts, after)
+        return sorted((r.rule, r.passed, r.observed) for r in found)
+
+    known = {AUDIT_ROWS: batch.count()}
+    # No newest data time known for the table: freshness takes the batch's, counted then.
+    assert judged(known, None) == judged(None, None)
+    counted_itself = judged(None, "2026-01-02T10:00:00+00:00")
+    monkeypatch.setattr(gate, "_figures", lambda *a: pytest.fail("the batch was counted again"))
+    assert judged(known, "2026-01-02T10:00:00+00:00") == counted_itself
+    assert ("batch:row_count", True, "2") in counted_itself
 
 
 def test_table_figures_derived_beside_gx_are_judged_and_a_failure_waits_for_gx(spark, tmp_path, monkeypatch):

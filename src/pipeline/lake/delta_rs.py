@@ -288,14 +288,13 @@ class DeltaRsLake(Lake):
 
     def row_count(self, path: str, version: int | None = None) -> int:
         # The add actions' record counts (delta-rs writes one for every file): no Spark job, 15 ms
-        # where counting a silver events table's 140 files took 0.5 s. A file without one (from a
-        # writer keeping no statistics), or rows marked deleted in a deletion vector, are counted.
-        table = self._table(path, version)
-        files = pa.table(table.get_add_actions(flatten=True))
+        # where counting a silver events table's 140 files took 0.64 s. A file without one (from
+        # a writer keeping no statistics) is counted.
+        files = pa.table(self._table(path, version).get_add_actions(flatten=True))
         if not files.num_rows:
             return 0
         records = files.column("num_records")
-        if records.null_count or "deletionVectors" in (table.protocol().reader_features or []):
+        if records.null_count:
             return super().row_count(path, version)
         return int(pa.compute.sum(records).as_py())
 
