@@ -122,7 +122,8 @@ def silver_run(
         if table
         else None
     )
-    plan = _merge_plan(ACCOUNTS, incoming, target)
+    rows_now = (lambda: len(table)) if table else None  # the table's rows, as the lake's log gives them
+    plan = _merge_plan(ACCOUNTS, incoming, target, rows_now=rows_now)
     # Held as build_silver holds them: the gate's count below reads both again.
     cached = [plan.stored.cache()] if plan.stored is not None else []
     cached.append(plan.source.cache())

@@ -222,13 +222,14 @@ def build_silver(ctx: RunContext, name: str) -> Staged | StepResult:
 
     # Write, audit, publish: the driver's check judges the batch (its current rows; the table's
     # figures as the merge will leave them) before publish() writes anything.
+    audit = audited(plan.source, contract)
     return Staged(
         name,
         "silver",
-        audited(plan.source, contract),
+        audit,
         publish,
-        # The check judges silver_rows itself but for SCD2 (audited): counted already.
-        counts={**counts, AUDIT_ROWS: rows_out} if contract.history != "scd2" else counts,
+        # The frame judged is the one counted as rows_out (but for SCD2's chains): not again.
+        counts={**counts, AUDIT_ROWS: rows_out} if audit is silver_rows else counts,
         table=lambda: TableAfter(plan.figures.rows, newest_at),
         release=release,
     )
@@ -250,23 +251,16 @@ def merge_figures(
     target: DataFrame | None,
     spec: MergeSpec,
     stored: DataFrame | None = None,
-    rows_now: int | None = None,
+    rows_now: int = 0,
 ) -> MergeFigures:
     """What merging `source` into `target` by `spec` will do, in one query (each query costs its
-    planning and a file listing of the table, more than its work on a small batch): the merge's
-    net effect and the matching (source, table) row pairs, plus the table's rows now:
-    `rows_now` where the lake gave them from its log (`Lake.row_count`), else a count of `target`
-    in the same query (a count Spark answers from the Parquet footers, no column read).
-    `stored`: the target's rows the merge can match, cached (MergePlan.stored); the effect is
-    counted against them instead of a second scan of the table."""
-    effect = merge_effect(source, target if stored is None else stored, spec)
-    if target is None:
-        return MergeFigures(effect.first()["inserted"], 0)
-    if rows_now is None:
-        effect = effect.crossJoin(target.agg(F.count(F.lit(1)).alias("before")))
-    row = effect.first()
-    before = row["before"] if rows_now is None else rows_now
-    return MergeFigures(before + row["inserted"] - row["deleted"], row["matched"])
+    planning and a file listing of the table, more than its work on a small batch): the table's
+    rows after it (`rows_now`, the table's rows before, from the lake's log: `Lake.row_count`,
+    plus the merge's net effect) and the matching (source, table) row pairs. `stored`: the
+    target's rows the merge can match, cached (MergePlan.stored); the effect is counted against
+    them instead of a second scan of the table."""
+    row = merge_effect(source, target if stored is None else stored, spec).first()
+    return MergeFigures(rows_now + row["inserted"] - row["deleted"], row["matched"])
 
 
 def newest_column(contract: Contract) -> str:
@@ -404,7 +398,7 @@ class MergePlan:
     # publish only while the table is still at it.
     read_at: tuple[str, int] | None = None
     small: bool = False  # `source` is a small batch in one partition (_merge_plan's `small`)
-    # The table's rows at `read_at`, from the lake's log (read_target); None: count `target`.
+    # The table's rows at `read_at`, from the lake's log (read_target); None before its first batch.
     rows_now: Callable[[], int] | None = None
     _figures: MergeFigures | None = field(default=None, init=False, repr=False)
 
@@ -413,7 +407,9 @@ class MergePlan:
         # Kept in a plain attribute: Python 3.11's cached_property takes one lock for every
         # instance, which would queue the figures of silver steps running side by side.
         if self._figures is None:
-            rows_now = self.rows_now() if self.rows_now is not None else None
+            if self.target is not None and self.rows_now is None:
+                raise TypeError("MergePlan: a target table without its row count (read_target gives both)")
+            rows_now = self.rows_now() if self.rows_now is not None else 0
             self._figures = merge_figures(self.source, self.target, self.spec, self.stored, rows_now)
         return self._figures
 
